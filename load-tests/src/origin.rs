@@ -1,0 +1,219 @@
+//! A simulated origin server (HTTP/1.1 and h2c via hyper's auto builder).
+//!
+//! Every response carries `x-origin: <name>`. Paths:
+//! - `/echo`: streams the request body back;
+//! - `/headers`: the request headers, one `name: value` per line;
+//! - `/stream?chunks=N&delay_ms=D`: N chunks, D ms apart, streamed;
+//! - `/status/CODE`: an empty response with that status;
+//! - anything else: `NAME METHOD PATH\n`.
+//!
+//! A fixed latency can be added before each response. Requests are counted
+//! per method so tests can prove a request was (or was not) sent twice.
+//! Stopping the origin (or dropping its handle) closes the listener and
+//! every open connection.
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// How an origin behaves.
+#[derive(Debug, Clone)]
+pub struct OriginConfig {
+    pub name: String,
+    /// Added before every response.
+    pub latency: Duration,
+}
+
+impl OriginConfig {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            latency: Duration::ZERO,
+        }
+    }
+}
+
+/// Request counters.
+#[derive(Debug, Default)]
+pub struct OriginStats {
+    total: AtomicU64,
+    by_method: Mutex<HashMap<String, u64>>,
+    by_request_id: Mutex<HashMap<String, u64>>,
+}
+
+impl OriginStats {
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::SeqCst)
+    }
+
+    pub fn count(&self, method: &Method) -> u64 {
+        let map = self.by_method.lock().expect("stats lock");
+        map.get(method.as_str()).copied().unwrap_or(0)
+    }
+
+    /// How many times a request with this `x-request-id` arrived.
+    pub fn seen_request_id(&self, id: &str) -> u64 {
+        let map = self.by_request_id.lock().expect("stats lock");
+        map.get(id).copied().unwrap_or(0)
+    }
+
+    fn record(&self, req: &Request<Incoming>) {
+        self.total.fetch_add(1, Ordering::SeqCst);
+        *self
+            .by_method
+            .lock()
+            .expect("stats lock")
+            .entry(req.method().as_str().to_string())
+            .or_default() += 1;
+        if let Some(id) = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            *self
+                .by_request_id
+                .lock()
+                .expect("stats lock")
+                .entry(id.to_string())
+                .or_default() += 1;
+        }
+    }
+}
+
+/// A running origin; stops when dropped.
+pub struct OriginHandle {
+    pub addr: SocketAddr,
+    pub stats: Arc<OriginStats>,
+    task: JoinHandle<()>,
+}
+
+impl OriginHandle {
+    /// Close the listener and every connection.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for OriginHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start an origin on `listen` (port 0 picks a free port).
+pub async fn spawn(listen: SocketAddr, config: OriginConfig) -> std::io::Result<OriginHandle> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let stats = Arc::new(OriginStats::default());
+    let config = Arc::new(config);
+    let task_stats = stats.clone();
+    let task = tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let config = config.clone();
+            let stats = task_stats.clone();
+            connections.spawn(async move {
+                let service = service_fn(move |req| handle(req, config.clone(), stats.clone()));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+            while connections.try_join_next().is_some() {}
+        }
+    });
+    Ok(OriginHandle { addr, stats, task })
+}
+
+fn full(text: impl Into<Bytes>) -> Body {
+    Full::new(text.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn query_param(query: Option<&str>, key: &str) -> Option<u64> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    config: Arc<OriginConfig>,
+    stats: Arc<OriginStats>,
+) -> Result<Response<Body>, Infallible> {
+    stats.record(&req);
+    if !config.latency.is_zero() {
+        tokio::time::sleep(config.latency).await;
+    }
+    let path = req.uri().path().to_string();
+    let (status, body) = if path == "/echo" {
+        (StatusCode::OK, req.into_body().boxed())
+    } else if path == "/headers" {
+        let text: String = req
+            .headers()
+            .iter()
+            .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        (StatusCode::OK, full(text))
+    } else if path == "/stream" {
+        let chunks = query_param(req.uri().query(), "chunks")
+            .unwrap_or(5)
+            .min(10_000);
+        let delay = Duration::from_millis(
+            query_param(req.uri().query(), "delay_ms")
+                .unwrap_or(10)
+                .min(10_000),
+        );
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(1);
+        tokio::spawn(async move {
+            for i in 0..chunks {
+                if tx
+                    .send(Ok(Frame::data(Bytes::from(format!("chunk {i}\n")))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        (StatusCode::OK, BodyExt::boxed(StreamBody::new(stream)))
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        let status = code
+            .parse()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        (status, full(""))
+    } else {
+        (
+            StatusCode::OK,
+            full(format!("{} {} {}\n", config.name, req.method(), path)),
+        )
+    };
+    let response = Response::builder()
+        .status(status)
+        .header("x-origin", config.name.as_str())
+        .body(body)
+        .expect("valid response");
+    Ok(response)
+}

@@ -1,0 +1,501 @@
+//! Validation and compilation: raw serde types in, an immutable [`Snapshot`]
+//! out, or every problem found, each with its YAML path.
+//!
+//! Startup, `ballast check` and (later) reload all go through [`compile`], so
+//! they accept and reject exactly the same files. Relative certificate paths
+//! are resolved against the configuration file's directory.
+
+use super::error::{ConfigError, ConfigErrors};
+use super::raw::*;
+use super::snapshot::*;
+use crate::routing::picker::smooth_wrr_schedule;
+use crate::routing::table::{HostMatch, Route, RouteTable};
+use crate::tls::certs::{cert_covers_name, load_certified_key};
+use http::{HeaderName, HeaderValue, Method};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
+pub const DEFAULT_TIMEOUTS: UpstreamTimeouts = UpstreamTimeouts {
+    connect: Duration::from_secs(2),
+    read: Duration::from_secs(30),
+    write: Duration::from_secs(30),
+    idle: Duration::from_secs(60),
+};
+
+/// Collects errors while walking the configuration.
+struct Checker {
+    errors: Vec<ConfigError>,
+    base_dir: PathBuf,
+}
+
+impl Checker {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(path, message));
+    }
+
+    fn socket_addr(&mut self, path: &str, value: &str) -> Option<SocketAddr> {
+        match SocketAddr::from_str(value.trim()) {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.error(
+                    path,
+                    format!("invalid socket address \"{value}\" (expected IP:port, e.g. \"127.0.0.1:8080\")"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Parse an optional duration; zero is allowed.
+    fn duration_or_zero(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+        let Some(text) = value else { return default };
+        humantime::parse_duration(text.trim()).unwrap_or_else(|_| {
+            self.error(
+                path,
+                format!("invalid duration \"{text}\" (expected e.g. \"250ms\", \"2s\", \"1m\")"),
+            );
+            default
+        })
+    }
+
+    /// Parse an optional duration that must be positive.
+    fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+        let parsed = self.duration_or_zero(path, value, default);
+        if parsed.is_zero() {
+            self.error(path, "must be greater than zero");
+            return default;
+        }
+        parsed
+    }
+
+    fn resolve(&self, file: &str) -> PathBuf {
+        let path = Path::new(file);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+/// Validate `raw` and build the runtime snapshot. `base_dir` anchors relative
+/// file paths (the directory of the configuration file).
+pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors> {
+    let mut c = Checker {
+        errors: Vec::new(),
+        base_dir: base_dir.to_path_buf(),
+    };
+    let listeners = compile_listeners(&mut c, &raw.listeners);
+    let admin = compile_admin(&mut c, raw.admin.as_ref());
+    let server = compile_server(&mut c, raw.server.as_ref());
+    let pools = compile_pools(&mut c, &raw.pools);
+    let routes = compile_routes(&mut c, &raw.routes, &pools);
+
+    if let Some(admin) = &admin {
+        if listeners.iter().any(|l| l.address == admin.address) {
+            c.error(
+                "admin.address",
+                format!("{} is also a proxy listener", admin.address),
+            );
+        }
+    }
+
+    match (admin, c.errors.is_empty()) {
+        (Some(admin), true) => Ok(Snapshot {
+            listeners,
+            admin,
+            server,
+            routes,
+            pools,
+        }),
+        _ => Err(ConfigErrors(c.errors)),
+    }
+}
+
+fn compile_listeners(c: &mut Checker, raw: &[RawListener]) -> Vec<Listener> {
+    if raw.is_empty() {
+        c.error("listeners", "at least one listener is required");
+    }
+    let mut seen = HashSet::new();
+    let mut listeners = Vec::new();
+    for (i, listener) in raw.iter().enumerate() {
+        let path = format!("listeners[{i}]");
+        let address = c.socket_addr(&format!("{path}.address"), &listener.address);
+        if let Some(addr) = address {
+            if !seen.insert(addr) {
+                c.error(
+                    format!("{path}.address"),
+                    format!("duplicate listener address {addr}"),
+                );
+            }
+        }
+        let tls = listener
+            .tls
+            .as_ref()
+            .and_then(|tls| compile_tls(c, &format!("{path}.tls"), tls));
+        let tls_failed = listener.tls.is_some() && tls.is_none();
+        if let (Some(address), false) = (address, tls_failed) {
+            listeners.push(Listener { address, tls });
+        }
+    }
+    listeners
+}
+
+fn compile_tls(c: &mut Checker, path: &str, raw: &RawTls) -> Option<Tls> {
+    let default_cert = match load_certified_key(&c.resolve(&raw.cert), &c.resolve(&raw.key)) {
+        Ok(cert) => Some(cert),
+        Err(message) => {
+            c.error(format!("{path}.cert"), message);
+            None
+        }
+    };
+    let mut cert_files = vec![c.resolve(&raw.cert)];
+    let mut sni = Vec::new();
+    let mut names_seen = HashSet::new();
+    for (i, entry) in raw.sni.iter().enumerate() {
+        let entry_path = format!("{path}.sni[{i}]");
+        cert_files.push(c.resolve(&entry.cert));
+        let cert = match load_certified_key(&c.resolve(&entry.cert), &c.resolve(&entry.key)) {
+            Ok(cert) => cert,
+            Err(message) => {
+                c.error(format!("{entry_path}.cert"), message);
+                continue;
+            }
+        };
+        if entry.server_names.is_empty() {
+            c.error(
+                format!("{entry_path}.server_names"),
+                "at least one server name is required",
+            );
+        }
+        for (j, name) in entry.server_names.iter().enumerate() {
+            let name_path = format!("{entry_path}.server_names[{j}]");
+            let name = name.trim().to_ascii_lowercase();
+            let bare = name.strip_prefix("*.").unwrap_or(&name);
+            if bare.is_empty()
+                || bare.contains('*')
+                || rustls::pki_types::ServerName::try_from(bare).is_err()
+            {
+                c.error(name_path, format!("invalid server name \"{name}\""));
+                continue;
+            }
+            if !names_seen.insert(name.clone()) {
+                c.error(name_path, format!("server name \"{name}\" is listed twice"));
+                continue;
+            }
+            let probe = match name.strip_prefix('*') {
+                Some(suffix) => format!("sni-check{suffix}"),
+                None => name.clone(),
+            };
+            if !cert_covers_name(&cert, &probe) {
+                c.error(
+                    name_path,
+                    format!("certificate {} is not valid for \"{name}\"", entry.cert),
+                );
+                continue;
+            }
+            let key = match name.strip_prefix('*') {
+                Some(suffix) => format!("*{suffix}"),
+                None => name,
+            };
+            sni.push((key, cert.clone()));
+        }
+    }
+    Some(Tls {
+        default_cert: default_cert?,
+        sni,
+        http2: raw.http2.unwrap_or(true),
+        cert_files,
+    })
+}
+
+fn compile_admin(c: &mut Checker, raw: Option<&RawAdmin>) -> Option<Admin> {
+    let Some(raw) = raw else {
+        return Some(Admin {
+            address: DEFAULT_ADMIN_ADDRESS.parse().expect("valid default"),
+            token_env: None,
+        });
+    };
+    let address = c.socket_addr("admin.address", &raw.address)?;
+    if let Some(env) = &raw.token_env {
+        if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            c.error(
+                "admin.token_env",
+                format!("invalid environment variable name \"{env}\""),
+            );
+        }
+    }
+    Some(Admin {
+        address,
+        token_env: raw.token_env.clone(),
+    })
+}
+
+fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> ServerSettings {
+    let default_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Some(raw) = raw else {
+        return ServerSettings {
+            threads: default_threads,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            upstream_keepalive_pool_size: DEFAULT_KEEPALIVE_POOL_SIZE,
+        };
+    };
+    let threads = raw.threads.unwrap_or(default_threads);
+    if threads == 0 || threads > 1024 {
+        c.error("server.threads", "must be between 1 and 1024");
+    }
+    let grace_period = c.duration_or_zero(
+        "server.grace_period",
+        raw.grace_period.as_deref(),
+        DEFAULT_GRACE_PERIOD,
+    );
+    ServerSettings {
+        threads,
+        grace_period,
+        shutdown_timeout: c.duration(
+            "server.shutdown_timeout",
+            raw.shutdown_timeout.as_deref(),
+            DEFAULT_SHUTDOWN_TIMEOUT,
+        ),
+        upstream_keepalive_pool_size: raw
+            .upstream_keepalive_pool_size
+            .unwrap_or(DEFAULT_KEEPALIVE_POOL_SIZE),
+    }
+}
+
+fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> {
+    if raw.is_empty() {
+        c.error("pools", "at least one pool is required");
+    }
+    let mut pools = Vec::new();
+    for (name, pool) in raw {
+        let path = format!("pools.{name}");
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            c.error(
+                &path,
+                format!("invalid pool name \"{name}\" (use letters, digits, '-', '_', '.')"),
+            );
+        }
+        let mode = match pool.mode.as_deref() {
+            None | Some("round_robin") => BalanceMode::RoundRobin,
+            Some(other) => {
+                c.error(
+                    format!("{path}.mode"),
+                    format!("unknown mode \"{other}\" (supported: round_robin)"),
+                );
+                BalanceMode::RoundRobin
+            }
+        };
+        let timeouts = UpstreamTimeouts {
+            connect: c.duration(
+                &format!("{path}.connect_timeout"),
+                pool.connect_timeout.as_deref(),
+                DEFAULT_TIMEOUTS.connect,
+            ),
+            read: c.duration(
+                &format!("{path}.read_timeout"),
+                pool.read_timeout.as_deref(),
+                DEFAULT_TIMEOUTS.read,
+            ),
+            write: c.duration(
+                &format!("{path}.write_timeout"),
+                pool.write_timeout.as_deref(),
+                DEFAULT_TIMEOUTS.write,
+            ),
+            idle: c.duration(
+                &format!("{path}.idle_timeout"),
+                pool.idle_timeout.as_deref(),
+                DEFAULT_TIMEOUTS.idle,
+            ),
+        };
+        let backends = compile_backends(c, &path, name, &pool.backends);
+        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+        if !backends.is_empty() && weights.iter().all(|&w| w == 0) {
+            c.error(
+                format!("{path}.backends"),
+                "every backend has weight 0; at least one must be positive",
+            );
+        }
+        pools.push(Pool {
+            id: PoolId(pools.len()),
+            name: name.clone(),
+            mode,
+            timeouts,
+            schedule: smooth_wrr_schedule(&weights),
+            backends,
+        });
+    }
+    pools
+}
+
+fn compile_backends(
+    c: &mut Checker,
+    pool_path: &str,
+    pool_name: &str,
+    raw: &[RawBackend],
+) -> Vec<Backend> {
+    if raw.is_empty() {
+        c.error(
+            format!("{pool_path}.backends"),
+            "a pool needs at least one backend",
+        );
+    }
+    let mut first_index: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut backends = Vec::new();
+    for (i, backend) in raw.iter().enumerate() {
+        let path = format!("{pool_path}.backends[{i}]");
+        let addr = c.socket_addr(&format!("{path}.addr"), &backend.addr);
+        if let Some(region) = &backend.region {
+            if region.trim().is_empty() {
+                c.error(format!("{path}.region"), "must not be empty");
+            }
+        }
+        if backend.capacity == Some(0) {
+            c.error(format!("{path}.capacity"), "must be greater than zero");
+        }
+        let weight = backend.weight.or(backend.capacity).unwrap_or(1);
+        if weight > 1_000_000 {
+            c.error(format!("{path}.weight"), "must be at most 1000000");
+        }
+        let Some(addr) = addr else { continue };
+        if let Some(first) = first_index.insert(addr, i) {
+            c.error(
+                format!("{path}.addr"),
+                format!("duplicate backend {addr} (also {pool_path}.backends[{first}])"),
+            );
+            continue;
+        }
+        backends.push(Backend {
+            id: BackendId::new(pool_name, addr),
+            addr,
+            region: backend.region.clone(),
+            capacity: backend.capacity,
+            weight,
+            canary: backend.canary,
+            labels: backend.labels.clone(),
+        });
+    }
+    backends
+}
+
+fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) -> RouteTable {
+    if raw.is_empty() {
+        c.error("routes", "at least one route is required");
+    }
+    let mut names = HashSet::new();
+    let mut routes = Vec::new();
+    for (i, route) in raw.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        let name = route.name.clone().unwrap_or_else(|| format!("route-{i}"));
+        if !names.insert(name.clone()) {
+            c.error(
+                format!("{path}.name"),
+                format!("duplicate route name \"{name}\""),
+            );
+        }
+        let pool = pools.iter().find(|p| p.name == route.pool).map(|p| p.id);
+        if pool.is_none() {
+            let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+            c.error(
+                format!("{path}.pool"),
+                format!(
+                    "unknown pool \"{}\" (defined pools: {})",
+                    route.pool,
+                    known.join(", ")
+                ),
+            );
+        }
+        let m = &route.matcher;
+        let host = m
+            .host
+            .as_deref()
+            .and_then(|h| compile_host(c, &format!("{path}.match.host"), h));
+        if let Some(prefix) = &m.path_prefix {
+            if !prefix.starts_with('/') {
+                c.error(
+                    format!("{path}.match.path_prefix"),
+                    format!("must start with '/', got \"{prefix}\""),
+                );
+            }
+        }
+        let methods = m.methods.as_ref().map(|methods| {
+            methods
+                .iter()
+                .enumerate()
+                .filter_map(|(j, text)| {
+                    match Method::from_bytes(text.trim().to_ascii_uppercase().as_bytes()) {
+                        Ok(method) => Some(method),
+                        Err(_) => {
+                            c.error(
+                                format!("{path}.match.methods[{j}]"),
+                                format!("invalid HTTP method \"{text}\""),
+                            );
+                            None
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        if methods.as_ref().is_some_and(Vec::is_empty)
+            && m.methods.as_ref().is_some_and(Vec::is_empty)
+        {
+            c.error(
+                format!("{path}.match.methods"),
+                "must not be empty (omit it to match every method)",
+            );
+        }
+        let mut headers = Vec::new();
+        for (header, value) in &m.headers {
+            let header_path = format!("{path}.match.headers.{header}");
+            match (HeaderName::from_str(header), HeaderValue::from_str(value)) {
+                (Ok(n), Ok(v)) => headers.push((n, v)),
+                (Err(_), _) => c.error(header_path, format!("invalid header name \"{header}\"")),
+                (_, Err(_)) => c.error(header_path, format!("invalid header value \"{value}\"")),
+            }
+        }
+        if let Some(pool) = pool {
+            routes.push(Route {
+                name,
+                host,
+                path_prefix: m.path_prefix.clone(),
+                methods,
+                headers,
+                pool,
+            });
+        }
+    }
+    RouteTable::new(routes)
+}
+
+fn compile_host(c: &mut Checker, path: &str, host: &str) -> Option<HostMatch> {
+    let lower = host.trim().to_ascii_lowercase();
+    let (bare, wildcard) = match lower.strip_prefix("*.") {
+        Some(rest) => (rest.to_string(), true),
+        None => (lower.clone(), false),
+    };
+    let valid = !bare.is_empty()
+        && bare
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    if !valid {
+        c.error(path, format!("invalid host \"{host}\" (expected a name like api.example.com or *.example.com, without port)"));
+        return None;
+    }
+    Some(if wildcard {
+        HostMatch::Subdomain(format!(".{bare}"))
+    } else {
+        HostMatch::Exact(bare)
+    })
+}

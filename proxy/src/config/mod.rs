@@ -1,0 +1,42 @@
+//! Configuration: YAML text → raw serde types (`raw`) → validated, immutable
+//! [`Snapshot`] (`compile`). Every entry point reports all problems at once,
+//! each with its YAML path.
+
+mod compile;
+mod error;
+pub mod raw;
+mod snapshot;
+mod summary;
+
+pub use compile::{compile, DEFAULT_ADMIN_ADDRESS};
+pub use error::{ConfigError, ConfigErrors};
+pub use snapshot::*;
+
+use std::path::Path;
+
+/// Parse YAML text into raw configuration. Shape errors (unknown keys, wrong
+/// types, bad YAML) carry the path and line where they were found.
+pub fn parse(text: &str) -> Result<raw::RawConfig, ConfigErrors> {
+    if text.trim().is_empty() {
+        return Err(ConfigErrors::single("", "configuration is empty"));
+    }
+    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigErrors::single(path, e.into_inner().to_string())
+    })
+}
+
+/// Parse and compile YAML text; relative file paths resolve against `base_dir`.
+pub fn load_str(text: &str, base_dir: &Path) -> Result<Snapshot, ConfigErrors> {
+    compile(parse(text)?, base_dir)
+}
+
+/// Read, parse and compile a configuration file.
+pub fn load_file(path: &Path) -> Result<Snapshot, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
+    let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
+    load_str(&text, base_dir)
+}

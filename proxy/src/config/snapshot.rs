@@ -1,0 +1,134 @@
+//! The compiled, immutable runtime configuration.
+//!
+//! A [`Snapshot`] is built once per load or reload by `compile.rs` and then
+//! only read. Pools and backends are addressed by index; each backend also has
+//! a stable [`BackendId`] (pool name + address) under which live state that
+//! outlives a reload is kept.
+
+use crate::routing::table::RouteTable;
+use rustls::sign::CertifiedKey;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Index of a pool in [`Snapshot::pools`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolId(pub usize);
+
+/// A backend's identity across reloads: `pool/address`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendId(pub String);
+
+impl BackendId {
+    pub fn new(pool: &str, addr: SocketAddr) -> Self {
+        Self(format!("{pool}/{addr}"))
+    }
+}
+
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything the running proxy needs, validated.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub listeners: Vec<Listener>,
+    pub admin: Admin,
+    pub server: ServerSettings,
+    pub routes: RouteTable,
+    pub pools: Vec<Pool>,
+}
+
+impl Snapshot {
+    pub fn pool(&self, id: PoolId) -> &Pool {
+        &self.pools[id.0]
+    }
+
+    pub fn pool_by_name(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}
+
+/// A downstream listening socket.
+#[derive(Debug)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub tls: Option<Tls>,
+}
+
+/// Loaded and checked TLS material for one listener.
+#[derive(Debug)]
+pub struct Tls {
+    /// Served when the client sends no SNI or an unknown name.
+    pub default_cert: Arc<CertifiedKey>,
+    /// Lower-case server names (or `*.suffix` wildcards) and their certificates.
+    pub sni: Vec<(String, Arc<CertifiedKey>)>,
+    /// Offer h2 by ALPN (on by default).
+    pub http2: bool,
+    /// The files the certificates came from, for display.
+    pub cert_files: Vec<PathBuf>,
+}
+
+/// The admin endpoint.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub address: SocketAddr,
+    pub token_env: Option<String>,
+}
+
+/// Process-wide settings handed to Pingora.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Worker threads for the proxy service.
+    pub threads: usize,
+    /// How long to keep accepting work after a shutdown signal before draining.
+    pub grace_period: Duration,
+    /// How long in-flight requests get to finish once draining starts.
+    pub shutdown_timeout: Duration,
+    pub upstream_keepalive_pool_size: usize,
+}
+
+/// How a pool spreads requests over its backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceMode {
+    /// Smooth weighted round robin over the configured weights.
+    RoundRobin,
+}
+
+/// Upstream timeouts for one pool.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub idle: Duration,
+}
+
+/// A set of backends a route sends traffic to.
+#[derive(Debug)]
+pub struct Pool {
+    pub id: PoolId,
+    pub name: String,
+    pub mode: BalanceMode,
+    pub timeouts: UpstreamTimeouts,
+    pub backends: Vec<Backend>,
+    /// Backend indices in smooth weighted round-robin order; one full cycle.
+    pub schedule: Vec<u32>,
+}
+
+/// One upstream server.
+#[derive(Debug)]
+pub struct Backend {
+    pub id: BackendId,
+    pub addr: SocketAddr,
+    pub region: Option<String>,
+    pub capacity: Option<u32>,
+    pub weight: u32,
+    pub canary: bool,
+    pub labels: BTreeMap<String, String>,
+}

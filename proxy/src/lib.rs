@@ -1,0 +1,15 @@
+//! Ballast: an L7 reverse proxy on Pingora for backends that are not alike.
+//!
+//! Configuration is compiled into an immutable [`config::Snapshot`]; each
+//! request is matched to a route ([`routing::table`]), a backend is chosen by
+//! the pure picker ([`routing::picker`]), and [`proxy`] glues that into
+//! Pingora. [`server`] assembles listeners, TLS and the admin endpoint.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod logging;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod tls;

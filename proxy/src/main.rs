@@ -1,0 +1,167 @@
+//! The `ballast` command: run the proxy, check a configuration, or make
+//! development certificates.
+
+use ballast::config;
+use ballast::logging::{self, LogFormat};
+use ballast::server::ProxyServer;
+use ballast::tls::devcert::DevCerts;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "ballast",
+    version,
+    about = "An L7 reverse proxy for backends that are not alike"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "BALLAST_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. `debug`, `info,ballast::access=warn`); overrides BALLAST_LOG.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        /// Configuration file.
+        #[arg(
+            short,
+            long,
+            default_value = "conf/ballast.yaml",
+            env = "BALLAST_CONFIG"
+        )]
+        config: PathBuf,
+    },
+    /// Validate a configuration file: print a summary, or every error and exit 1.
+    Check {
+        /// Configuration file.
+        #[arg(
+            short,
+            long,
+            default_value = "conf/ballast.yaml",
+            env = "BALLAST_CONFIG"
+        )]
+        config: PathBuf,
+    },
+    /// Write a development CA and a certificate it signs (never use in production).
+    GenCert {
+        /// Directory to write ca.crt, ca.key, <stem>.crt and <stem>.key into.
+        #[arg(short, long, default_value = "certs")]
+        out: PathBuf,
+        /// File name stem of the leaf certificate.
+        #[arg(long, default_value = "dev")]
+        stem: String,
+        /// Names (DNS, *.wildcard or IP) the certificate is valid for.
+        #[arg(long = "name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])]
+        names: Vec<String>,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    ballast::tls::install_crypto_provider();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::GenCert {
+            out,
+            stem,
+            names,
+            force,
+        } => gen_cert(&out, &stem, &names, force),
+        Command::Run { config } => {
+            if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            run(&config)
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load_file(path) {
+        Ok(snapshot) => {
+            println!("{}: configuration OK", path.display());
+            print!("{}", snapshot.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}: {errors}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn gen_cert(out: &std::path::Path, stem: &str, names: &[String], force: bool) -> ExitCode {
+    let targets = [
+        "ca.crt".to_string(),
+        "ca.key".to_string(),
+        format!("{stem}.crt"),
+        format!("{stem}.key"),
+    ];
+    if !force {
+        if let Some(existing) = targets.iter().map(|f| out.join(f)).find(|p| p.exists()) {
+            eprintln!(
+                "error: {} already exists (use --force to replace)",
+                existing.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let written = DevCerts::generate(names)
+        .map_err(|e| format!("cannot generate certificate: {e}"))
+        .and_then(|certs| {
+            certs
+                .write_all(out, stem)
+                .map_err(|e| format!("cannot write into {}: {e}", out.display()))
+        });
+    match written {
+        Ok(paths) => {
+            for path in paths {
+                println!("wrote {}", path.display());
+            }
+            println!("valid for: {}", names.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let snapshot = match config::load_file(path) {
+        Ok(snapshot) => Arc::new(snapshot),
+        Err(errors) => {
+            tracing::error!("{}: {errors}", path.display());
+            eprintln!("{}: {errors}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    for line in snapshot.summary().lines() {
+        tracing::info!("{line}");
+    }
+    let server = match ProxyServer::new(snapshot) {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(config = %path.display(), "ballast {} serving", env!("CARGO_PKG_VERSION"));
+    server.run(true);
+    tracing::info!("ballast stopped");
+    ExitCode::SUCCESS
+}

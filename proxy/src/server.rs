@@ -1,0 +1,176 @@
+//! Assembling and running the Pingora server from a [`Snapshot`]: the proxy
+//! service with its plain and TLS listeners (certificates chosen by SNI, h2
+//! offered by ALPN), and the admin service.
+//!
+//! Shutdown: SIGTERM and SIGINT drain gracefully (stop accepting, let
+//! in-flight requests finish within `server.shutdown_timeout`); SIGQUIT hands
+//! the listening sockets to a new process (Pingora's graceful upgrade). A
+//! [`Stopper`] does the same as SIGTERM from inside the process.
+
+use crate::admin::AdminApp;
+use crate::config::Snapshot;
+use crate::proxy::BallastProxy;
+use crate::tls::sni::SniResolver;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Why the server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot set up TLS for listener {addr}: {message}")]
+    Tls { addr: SocketAddr, message: String },
+}
+
+/// Asks a running server to shut down gracefully.
+#[derive(Clone)]
+pub struct Stopper(Arc<watch::Sender<bool>>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Waits for a stop request and, optionally, Unix signals.
+struct ShutdownWatch {
+    stop: watch::Receiver<bool>,
+    unix_signals: bool,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for ShutdownWatch {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut stop = self.stop.clone();
+        let stopped = async move {
+            // An error means every Stopper is gone: then only signals can stop us.
+            if stop.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        if !self.unix_signals {
+            stopped.await;
+            return ShutdownSignal::GracefulTerminate;
+        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; only an internal stop will shut down");
+            stopped.await;
+            return ShutdownSignal::GracefulTerminate;
+        };
+        tokio::select! {
+            _ = stopped => ShutdownSignal::GracefulTerminate,
+            _ = term.recv() => { tracing::info!("SIGTERM: draining and shutting down"); ShutdownSignal::GracefulTerminate }
+            _ = int.recv() => { tracing::info!("SIGINT: draining and shutting down"); ShutdownSignal::GracefulTerminate }
+            _ = quit.recv() => { tracing::info!("SIGQUIT: handing listeners to the new process"); ShutdownSignal::GracefulUpgrade }
+        }
+    }
+}
+
+/// A configured server, ready to run.
+pub struct ProxyServer {
+    server: Server,
+    stop_tx: Arc<watch::Sender<bool>>,
+}
+
+/// Check every address can be bound now, so a busy port is a clear error at
+/// start rather than a listener that silently never comes up.
+fn check_bindable(snapshot: &Snapshot) -> Result<(), StartError> {
+    let proxy = snapshot
+        .listeners
+        .iter()
+        .map(|l| (l.address, "proxy listener"));
+    for (addr, what) in proxy.chain(std::iter::once((snapshot.admin.address, "admin"))) {
+        std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind {
+            addr,
+            what,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+impl ProxyServer {
+    /// Build the server for `snapshot`. Does not bind or serve until [`run`](Self::run).
+    pub fn new(snapshot: Arc<Snapshot>) -> Result<Self, StartError> {
+        check_bindable(&snapshot)?;
+        let settings = &snapshot.server;
+        let conf = ServerConf {
+            threads: settings.threads,
+            grace_period_seconds: Some(settings.grace_period.as_secs()),
+            graceful_shutdown_timeout_seconds: Some(settings.shutdown_timeout.as_secs().max(1)),
+            upstream_keepalive_pool_size: settings.upstream_keepalive_pool_size,
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+
+        let shared = Arc::new(ArcSwap::new(snapshot.clone()));
+        let mut proxy = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            BallastProxy::new(shared),
+            "ballast proxy",
+        );
+        for listener in &snapshot.listeners {
+            let addr = listener.address.to_string();
+            match &listener.tls {
+                None => proxy.add_tcp(&addr),
+                Some(tls) => {
+                    let mut settings =
+                        TlsSettings::intermediate("", "").map_err(|e| StartError::Tls {
+                            addr: listener.address,
+                            message: e.to_string(),
+                        })?;
+                    settings.set_cert_resolver(Arc::new(SniResolver::new(tls)));
+                    if tls.http2 {
+                        settings.enable_h2();
+                    }
+                    proxy.add_tls_with_settings(&addr, None, settings);
+                }
+            }
+        }
+        server.add_service(proxy);
+
+        let mut admin = Service::new("ballast admin".to_string(), AdminApp);
+        admin.add_tcp(&snapshot.admin.address.to_string());
+        server.add_service(admin);
+
+        let (stop_tx, _) = watch::channel(false);
+        Ok(Self {
+            server,
+            stop_tx: Arc::new(stop_tx),
+        })
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.stop_tx.clone())
+    }
+
+    /// Serve until stopped (by a [`Stopper`], or by a signal when
+    /// `unix_signals` is set). Returns once in-flight requests have drained.
+    pub fn run(self, unix_signals: bool) {
+        let watch = ShutdownWatch {
+            stop: self.stop_tx.subscribe(),
+            unix_signals,
+        };
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(watch),
+        });
+    }
+}

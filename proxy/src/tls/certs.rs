@@ -1,0 +1,127 @@
+//! Loading a certificate chain and private key from PEM files, with every
+//! failure turned into a clear message instead of a panic later in the TLS
+//! stack (Pingora's `TlsSettings` panics on bad input, so nothing unchecked
+//! reaches it).
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Read `cert` (a PEM chain, leaf first) and `key` (a PEM private key) and
+/// check that they belong together.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+    let chain = load_chain(cert)?;
+    let key_der = load_key(key)?;
+    let provider = rustls::crypto::ring::default_provider();
+    let certified = CertifiedKey::from_der(chain, key_der, &provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => format!(
+            "private key {} does not match certificate {}",
+            key.display(),
+            cert.display()
+        ),
+        other => format!(
+            "cannot use certificate {} with key {}: {other}",
+            cert.display(),
+            key.display()
+        ),
+    })?;
+    Ok(Arc::new(certified))
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))
+}
+
+fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = read(path, "certificate")?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not a valid PEM certificate: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "{} contains no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")",
+            path.display()
+        ));
+    }
+    for (i, cert) in chain.iter().enumerate() {
+        webpki::EndEntityCert::try_from(cert).map_err(|e| {
+            format!(
+                "{}: certificate #{} is not a valid X.509 certificate: {e}",
+                path.display(),
+                i + 1
+            )
+        })?;
+    }
+    Ok(chain)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let pem = read(path, "private key")?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => format!(
+            "{} contains no PEM private key (expected \"-----BEGIN PRIVATE KEY-----\")",
+            path.display()
+        ),
+        other => format!("{} is not a valid PEM private key: {other}", path.display()),
+    })
+}
+
+/// Check that a certificate's leaf is valid for a DNS name (wildcards in the
+/// certificate count).
+pub fn cert_covers_name(certified: &CertifiedKey, name: &str) -> bool {
+    let Some(leaf) = certified.cert.first() else {
+        return false;
+    };
+    let Ok(server_name) = rustls::pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(leaf)
+        .and_then(|cert| cert.verify_is_valid_for_subject_name(&server_name))
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::devcert::DevCerts;
+
+    fn write(dir: &Path, name: &str, contents: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn loads_a_matching_pair_and_rejects_mismatch_and_garbage() {
+        crate::tls::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let a = DevCerts::generate(&["a.test".to_string()]).unwrap();
+        let b = DevCerts::generate(&["b.test".to_string()]).unwrap();
+        let cert_a = write(dir.path(), "a.crt", &a.leaf_cert_pem);
+        let key_a = write(dir.path(), "a.key", &a.leaf_key_pem);
+        let key_b = write(dir.path(), "b.key", &b.leaf_key_pem);
+        let junk = write(dir.path(), "junk.pem", "hello\n");
+        let broken = write(
+            dir.path(),
+            "broken.pem",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        );
+
+        let ok = load_certified_key(&cert_a, &key_a).unwrap();
+        assert!(cert_covers_name(&ok, "a.test"));
+        assert!(!cert_covers_name(&ok, "b.test"));
+
+        let err = load_certified_key(&cert_a, &key_b).unwrap_err();
+        assert!(err.contains("does not match"), "{err}");
+        let err = load_certified_key(&junk, &key_a).unwrap_err();
+        assert!(err.contains("contains no PEM certificate"), "{err}");
+        let err = load_certified_key(&broken, &key_a).unwrap_err();
+        assert!(err.contains("not a valid X.509 certificate"), "{err}");
+        let err = load_certified_key(&cert_a, &junk).unwrap_err();
+        assert!(err.contains("contains no PEM private key"), "{err}");
+        let err = load_certified_key(&dir.path().join("missing.crt"), &key_a).unwrap_err();
+        assert!(err.contains("cannot read certificate file"), "{err}");
+    }
+}

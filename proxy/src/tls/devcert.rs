@@ -1,0 +1,85 @@
+//! Development certificates: a throwaway CA and a leaf certificate it signs,
+//! made with rcgen. For local testing only; `ballast gen-cert` writes them.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use std::path::{Path, PathBuf};
+
+/// A CA and one leaf certificate for the given names, all PEM-encoded.
+pub struct DevCerts {
+    pub ca_cert_pem: String,
+    pub ca_key_pem: String,
+    pub leaf_cert_pem: String,
+    pub leaf_key_pem: String,
+}
+
+impl DevCerts {
+    /// Make a fresh CA and a leaf valid for `names` (DNS names, `*.` wildcards
+    /// or IP addresses).
+    pub fn generate(names: &[String]) -> Result<Self, rcgen::Error> {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Ballast development CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate()?;
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let ca_key_pem = ca_key.serialize_pem();
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let mut leaf_params = CertificateParams::new(names.to_vec())?;
+        let common_name = names.first().map(String::as_str).unwrap_or("localhost");
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let leaf_key = KeyPair::generate()?;
+        let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer)?;
+
+        Ok(Self {
+            ca_cert_pem: ca_cert.pem(),
+            ca_key_pem,
+            leaf_cert_pem: leaf_cert.pem(),
+            leaf_key_pem: leaf_key.serialize_pem(),
+        })
+    }
+
+    /// Write `<stem>.crt` and `<stem>.key` (mode 0600) into `dir`.
+    pub fn write_leaf(&self, dir: &Path, stem: &str) -> std::io::Result<(PathBuf, PathBuf)> {
+        let cert = dir.join(format!("{stem}.crt"));
+        let key = dir.join(format!("{stem}.key"));
+        std::fs::write(&cert, &self.leaf_cert_pem)?;
+        write_private(&key, &self.leaf_key_pem)?;
+        Ok((cert, key))
+    }
+
+    /// Write `ca.crt`, `ca.key` and the leaf as `<stem>.crt`/`<stem>.key` into
+    /// `dir`, creating it if needed. Returns the paths written.
+    pub fn write_all(&self, dir: &Path, stem: &str) -> std::io::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let ca_cert = dir.join("ca.crt");
+        let ca_key = dir.join("ca.key");
+        std::fs::write(&ca_cert, &self.ca_cert_pem)?;
+        write_private(&ca_key, &self.ca_key_pem)?;
+        let (cert, key) = self.write_leaf(dir, stem)?;
+        Ok(vec![ca_cert, ca_key, cert, key])
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}

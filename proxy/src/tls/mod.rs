@@ -1,0 +1,12 @@
+//! TLS termination: certificate loading and checking, SNI selection, and dev
+//! certificate generation.
+
+pub mod certs;
+pub mod devcert;
+pub mod sni;
+
+/// Install rustls's `ring` crypto provider as the process default. Safe to call
+/// more than once; the first call wins.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
