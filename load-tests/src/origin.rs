@@ -1,10 +1,11 @@
 //! A simulated origin server (HTTP/1.1 and h2c via hyper's auto builder).
 //!
-//! Every response carries `x-origin: <name>`. Paths:
-//! - `/echo`: streams the request body back;
-//! - `/headers`: the request headers, one `name: value` per line;
-//! - `/stream?chunks=N&delay_ms=D`: N chunks, D ms apart, streamed;
-//! - `/status/CODE`: an empty response with that status;
+//! Every response carries `x-origin: <name>`. The end of the path decides
+//! the answer, so any prefix a route needs works (`/api/echo` = `/echo`):
+//! - `.../echo`: streams the request body back;
+//! - `.../headers`: the request headers, one `name: value` per line;
+//! - `.../stream?chunks=N&delay_ms=D`: N chunks, D ms apart, streamed;
+//! - `.../status/CODE`: an empty response with that status;
 //! - anything else: `NAME METHOD PATH\n`.
 //!
 //! A fixed latency can be added before each response. Requests are counted
@@ -164,51 +165,31 @@ async fn handle(
         tokio::time::sleep(config.latency).await;
     }
     let path = req.uri().path().to_string();
-    let (status, body) = if path == "/echo" {
-        (StatusCode::OK, req.into_body().boxed())
-    } else if path == "/headers" {
-        let text: String = req
-            .headers()
-            .iter()
-            .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
-            .collect();
-        (StatusCode::OK, full(text))
-    } else if path == "/stream" {
-        let chunks = query_param(req.uri().query(), "chunks")
-            .unwrap_or(5)
-            .min(10_000);
-        let delay = Duration::from_millis(
-            query_param(req.uri().query(), "delay_ms")
-                .unwrap_or(10)
-                .min(10_000),
-        );
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(1);
-        tokio::spawn(async move {
-            for i in 0..chunks {
-                if tx
-                    .send(Ok(Frame::data(Bytes::from(format!("chunk {i}\n")))))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                tokio::time::sleep(delay).await;
-            }
-        });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-        (StatusCode::OK, BodyExt::boxed(StreamBody::new(stream)))
-    } else if let Some(code) = path.strip_prefix("/status/") {
-        let status = code
-            .parse()
-            .ok()
-            .and_then(|c| StatusCode::from_u16(c).ok())
-            .unwrap_or(StatusCode::BAD_REQUEST);
-        (status, full(""))
-    } else {
-        (
+    let mut segments = path.rsplit('/').filter(|s| !s.is_empty());
+    let (last, before_last) = (segments.next().unwrap_or(""), segments.next().unwrap_or(""));
+    let (status, body) = match (before_last, last) {
+        (_, "echo") => (StatusCode::OK, req.into_body().boxed()),
+        (_, "headers") => {
+            let text: String = req
+                .headers()
+                .iter()
+                .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+                .collect();
+            (StatusCode::OK, full(text))
+        }
+        (_, "stream") => (StatusCode::OK, chunked(req.uri().query())),
+        ("status", code) => {
+            let status = code
+                .parse()
+                .ok()
+                .and_then(|c| StatusCode::from_u16(c).ok())
+                .unwrap_or(StatusCode::BAD_REQUEST);
+            (status, full(""))
+        }
+        _ => (
             StatusCode::OK,
             full(format!("{} {} {}\n", config.name, req.method(), path)),
-        )
+        ),
     };
     let response = Response::builder()
         .status(status)
@@ -216,4 +197,23 @@ async fn handle(
         .body(body)
         .expect("valid response");
     Ok(response)
+}
+
+/// A body of `chunks` lines sent `delay_ms` apart (query parameters).
+fn chunked(query: Option<&str>) -> Body {
+    let chunks = query_param(query, "chunks").unwrap_or(5).min(10_000);
+    let delay = Duration::from_millis(query_param(query, "delay_ms").unwrap_or(10).min(10_000));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(1);
+    tokio::spawn(async move {
+        for i in 0..chunks {
+            let frame = Frame::data(Bytes::from(format!("chunk {i}\n")));
+            if tx.send(Ok(frame)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+        }
+    });
+    BodyExt::boxed(StreamBody::new(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ))
 }

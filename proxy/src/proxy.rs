@@ -8,6 +8,7 @@
 //! method.
 
 use crate::config::{PoolId, Snapshot};
+use crate::metrics::{status_class, Metrics};
 use crate::routing::picker::{pick, Decision, RequestFacts};
 use crate::routing::table::{host_without_port, RequestView};
 use arc_swap::ArcSwap;
@@ -38,16 +39,34 @@ pub struct BallastProxy {
     /// Seeds request ids; combined with a counter so ids are unique per process.
     id_prefix: u64,
     id_counter: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+/// Counts a request as in flight from context creation until it is dropped.
+struct InFlightGuard(prometheus::IntGauge);
+
+impl InFlightGuard {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl BallastProxy {
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> Self {
         let pools = snapshot.load().pools.len();
         Self {
             snapshot,
             tickets: (0..pools).map(|_| AtomicU64::new(0)).collect(),
             id_prefix: rand::random(),
             id_counter: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -72,6 +91,7 @@ pub struct RequestCtx {
     pool: Option<PoolId>,
     tried: Vec<usize>,
     connect_retries: usize,
+    _in_flight: InFlightGuard,
 }
 
 impl RequestCtx {
@@ -160,6 +180,7 @@ impl ProxyHttp for BallastProxy {
             pool: None,
             tried: Vec::new(),
             connect_retries: 0,
+            _in_flight: InFlightGuard::new(&self.metrics.in_flight),
         }
     }
 
@@ -318,6 +339,19 @@ impl ProxyHttp for BallastProxy {
             (Some(snap), Some(i)) => snap.routes.routes()[i].name.as_str(),
             _ => "-",
         };
+        let pool = match (&ctx.snapshot, ctx.pool) {
+            (Some(snap), Some(p)) => snap.pool(p).name.as_str(),
+            _ => "-",
+        };
+        let elapsed = ctx.started.elapsed();
+        self.metrics
+            .requests
+            .with_label_values(&[route, pool, status_class(status)])
+            .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
         tracing::info!(
             target: "ballast::access",
             request_id = %ctx.request_id,
@@ -327,7 +361,7 @@ impl ProxyHttp for BallastProxy {
             route,
             backend = %ctx.backend_label(),
             attempts = ctx.tried.len(),
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             error = e.map(|e| e.to_string()),
         );
     }

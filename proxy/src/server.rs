@@ -2,23 +2,27 @@
 //! service with its plain and TLS listeners (certificates chosen by SNI, h2
 //! offered by ALPN), and the admin service.
 //!
-//! Shutdown: SIGTERM and SIGINT drain gracefully (stop accepting, let
-//! in-flight requests finish within `server.shutdown_timeout`); SIGQUIT hands
-//! the listening sockets to a new process (Pingora's graceful upgrade). A
-//! [`Stopper`] does the same as SIGTERM from inside the process.
+//! Shutdown: SIGTERM and SIGINT drain gracefully: the listeners close, and
+//! [`ProxyServer::run`] returns as soon as no request is in flight, or when
+//! `server.drain_timeout` has passed, whichever comes first. SIGQUIT hands the
+//! listening sockets to a new process (Pingora's graceful upgrade) and then
+//! drains the same way. A [`Stopper`] does what SIGTERM does, from inside the
+//! process.
 
 use crate::admin::AdminApp;
 use crate::config::Snapshot;
+use crate::metrics::Metrics;
 use crate::proxy::BallastProxy;
 use crate::tls::sni::SniResolver;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Why the server could not be started.
@@ -87,6 +91,8 @@ impl ShutdownSignalWatch for ShutdownWatch {
 pub struct ProxyServer {
     server: Server,
     stop_tx: Arc<watch::Sender<bool>>,
+    metrics: Arc<Metrics>,
+    drain_timeout: Duration,
 }
 
 /// Check every address can be bound now, so a busy port is a clear error at
@@ -111,10 +117,12 @@ impl ProxyServer {
     pub fn new(snapshot: Arc<Snapshot>) -> Result<Self, StartError> {
         check_bindable(&snapshot)?;
         let settings = &snapshot.server;
+        // Pingora sleeps its whole grace period after closing the listeners;
+        // `run` returns earlier, once nothing is in flight.
         let conf = ServerConf {
             threads: settings.threads,
-            grace_period_seconds: Some(settings.grace_period.as_secs()),
-            graceful_shutdown_timeout_seconds: Some(settings.shutdown_timeout.as_secs().max(1)),
+            grace_period_seconds: Some(settings.drain_timeout.as_secs_f64().ceil() as u64),
+            graceful_shutdown_timeout_seconds: Some(1),
             upstream_keepalive_pool_size: settings.upstream_keepalive_pool_size,
             ..ServerConf::default()
         };
@@ -122,9 +130,10 @@ impl ProxyServer {
         server.bootstrap();
 
         let shared = Arc::new(ArcSwap::new(snapshot.clone()));
+        let metrics = Arc::new(Metrics::new());
         let mut proxy = pingora::proxy::http_proxy_service_with_name(
             &server.configuration,
-            BallastProxy::new(shared),
+            BallastProxy::new(shared, metrics.clone()),
             "ballast proxy",
         );
         for listener in &snapshot.listeners {
@@ -147,7 +156,12 @@ impl ProxyServer {
         }
         server.add_service(proxy);
 
-        let mut admin = Service::new("ballast admin".to_string(), AdminApp);
+        let mut admin = Service::new(
+            "ballast admin".to_string(),
+            AdminApp {
+                metrics: metrics.clone(),
+            },
+        );
         admin.add_tcp(&snapshot.admin.address.to_string());
         server.add_service(admin);
 
@@ -155,6 +169,8 @@ impl ProxyServer {
         Ok(Self {
             server,
             stop_tx: Arc::new(stop_tx),
+            metrics,
+            drain_timeout: snapshot.server.drain_timeout,
         })
     }
 
@@ -163,14 +179,52 @@ impl ProxyServer {
     }
 
     /// Serve until stopped (by a [`Stopper`], or by a signal when
-    /// `unix_signals` is set). Returns once in-flight requests have drained.
+    /// `unix_signals` is set). Returns once the listeners are closed and
+    /// in-flight requests have finished or `drain_timeout` has passed; Pingora's
+    /// own teardown then finishes in the background.
     pub fn run(self, unix_signals: bool) {
         let watch = ShutdownWatch {
             stop: self.stop_tx.subscribe(),
             unix_signals,
         };
-        self.server.run(RunArgs {
-            shutdown_signal: Box::new(watch),
-        });
+        let mut phases = self.server.watch_execution_phase();
+        let server = self.server;
+        let pingora = std::thread::Builder::new()
+            .name("pingora-main".into())
+            .spawn(move || {
+                server.run(RunArgs {
+                    shutdown_signal: Box::new(watch),
+                })
+            })
+            .expect("spawn the server thread");
+        loop {
+            match phases.blocking_recv() {
+                Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+                Ok(ExecutionPhase::Terminated)
+                | Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    let _ = pingora.join();
+                    return;
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            }
+        }
+        drain(&self.metrics.in_flight, self.drain_timeout);
+    }
+}
+
+/// Wait until no request is in flight, or `timeout` passes.
+fn drain(in_flight: &prometheus::IntGauge, timeout: Duration) {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    tracing::info!(
+        in_flight = in_flight.get(),
+        "listeners closed; draining in-flight requests (at most {timeout:?})"
+    );
+    while in_flight.get() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match in_flight.get() {
+        0 => tracing::info!("drained in {:?}", started.elapsed()),
+        left => tracing::warn!("drain timeout: {left} request(s) still in flight are abandoned"),
     }
 }

@@ -19,8 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
-pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
 pub const DEFAULT_TIMEOUTS: UpstreamTimeouts = UpstreamTimeouts {
     connect: Duration::from_secs(2),
@@ -243,8 +242,7 @@ fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> ServerSettings {
     let Some(raw) = raw else {
         return ServerSettings {
             threads: default_threads,
-            grace_period: DEFAULT_GRACE_PERIOD,
-            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             upstream_keepalive_pool_size: DEFAULT_KEEPALIVE_POOL_SIZE,
         };
     };
@@ -252,18 +250,12 @@ fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> ServerSettings {
     if threads == 0 || threads > 1024 {
         c.error("server.threads", "must be between 1 and 1024");
     }
-    let grace_period = c.duration_or_zero(
-        "server.grace_period",
-        raw.grace_period.as_deref(),
-        DEFAULT_GRACE_PERIOD,
-    );
     ServerSettings {
         threads,
-        grace_period,
-        shutdown_timeout: c.duration(
-            "server.shutdown_timeout",
-            raw.shutdown_timeout.as_deref(),
-            DEFAULT_SHUTDOWN_TIMEOUT,
+        drain_timeout: c.duration_or_zero(
+            "server.drain_timeout",
+            raw.drain_timeout.as_deref(),
+            DEFAULT_DRAIN_TIMEOUT,
         ),
         upstream_keepalive_pool_size: raw
             .upstream_keepalive_pool_size

@@ -24,8 +24,19 @@ pub fn parse(text: &str) -> Result<raw::RawConfig, ConfigErrors> {
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        ConfigErrors::single(path, e.into_inner().to_string())
+        ConfigErrors::single(path, strip_location_prefix(&e.into_inner().to_string()))
     })
+}
+
+/// The YAML parser prefixes its messages with its own (shorter) path, as in
+/// `pools.api: unknown field ...`; the full path is reported separately.
+fn strip_location_prefix(message: &str) -> String {
+    match message.split_once(": ") {
+        Some((prefix, rest)) if !prefix.is_empty() && !prefix.contains(char::is_whitespace) => {
+            rest.to_string()
+        }
+        _ => message.to_string(),
+    }
 }
 
 /// Parse and compile YAML text; relative file paths resolve against `base_dir`.

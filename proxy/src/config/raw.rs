@@ -65,8 +65,7 @@ pub struct RawAdmin {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub threads: Option<usize>,
-    pub grace_period: Option<String>,
-    pub shutdown_timeout: Option<String>,
+    pub drain_timeout: Option<String>,
     pub upstream_keepalive_pool_size: Option<usize>,
 }
 

@@ -86,10 +86,9 @@ pub struct Admin {
 pub struct ServerSettings {
     /// Worker threads for the proxy service.
     pub threads: usize,
-    /// How long to keep accepting work after a shutdown signal before draining.
-    pub grace_period: Duration,
-    /// How long in-flight requests get to finish once draining starts.
-    pub shutdown_timeout: Duration,
+    /// On shutdown, how long in-flight requests get to finish after the
+    /// listeners close; the process exits as soon as none are left.
+    pub drain_timeout: Duration,
     pub upstream_keepalive_pool_size: usize,
 }
 

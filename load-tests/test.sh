@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run everything CI runs: formatting, lints, all unit and integration tests,
+# and a smoke run of the demo. Installs cmake when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. load-tests/prereqs.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo test"
+cargo test --workspace --locked
+step "demo smoke run"
+load-tests/demo.sh --smoke
+printf '\nall checks passed\n'

@@ -1,0 +1,115 @@
+//! Ballast's Prometheus metrics, in one registry of its own (not the global
+//! default), rendered by the admin endpoint at `GET /metrics`.
+//!
+//! Label values come from the configuration (route and pool names) and a
+//! fixed set of status classes, so cardinality is bounded by the config.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds: 1 ms to 30 s.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    /// Finished requests by route, pool and status class.
+    pub requests: IntCounterVec,
+    /// Time from request start to the end of the response, by route.
+    pub request_duration: HistogramVec,
+    /// Requests being handled right now.
+    pub in_flight: IntGauge,
+}
+
+/// The status class label of a response status (0 = no response was sent).
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("ballast".into()), None).expect("valid prefix");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "requests_total",
+                "Requests handled, by route, pool and status class",
+            ),
+            &["route", "pool", "status_class"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "request_duration_seconds",
+                "Request duration as seen by the proxy",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
+        let in_flight = IntGauge::new("in_flight_requests", "Requests being handled right now")
+            .expect("valid metric");
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(request_duration.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(in_flight.clone()))
+            .expect("unique metric");
+        Self {
+            registry,
+            requests,
+            request_duration,
+            in_flight,
+        }
+    }
+
+    /// Every metric in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into memory cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labelled_counters() {
+        let m = Metrics::new();
+        m.requests
+            .with_label_values(&["api", "p", status_class(503)])
+            .inc();
+        m.in_flight.inc();
+        let text = m.render();
+        assert!(
+            text.contains(
+                "ballast_requests_total{pool=\"p\",route=\"api\",status_class=\"5xx\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("ballast_in_flight_requests 1"), "{text}");
+        assert_eq!(status_class(0), "none");
+        assert_eq!(status_class(204), "2xx");
+    }
+}

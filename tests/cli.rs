@@ -1,0 +1,250 @@
+//! The `ballast` binary: exit codes and messages of `check`, `gen-cert` and
+//! `run`, including startup failures and shutdown by signal.
+
+mod common;
+
+use common::{free_port, get, wait_listening};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn ballast(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ballast"))
+        .args(args)
+        .env_remove("BALLAST_CONFIG")
+        .output()
+        .expect("run ballast")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn config(listen: SocketAddr, admin: SocketAddr, backend: SocketAddr) -> String {
+    format!(
+        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\nserver: {{drain_timeout: 3s}}\npools: {{p: {{backends: [{{addr: \"{backend}\"}}]}}}}\nroutes: [{{pool: p}}]\n"
+    )
+}
+
+#[test]
+fn version_and_help() {
+    let out = ballast(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("ballast {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = ballast(&["--help"]);
+    assert!(out.status.success());
+    for command in ["run", "check", "gen-cert"] {
+        assert!(stdout(&out).contains(command), "{}", stdout(&out));
+    }
+    let out = ballast(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+#[test]
+fn check_reports_ok_or_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.yaml",
+        &config(
+            "127.0.0.1:18080".parse().unwrap(),
+            "127.0.0.1:19901".parse().unwrap(),
+            "127.0.0.1:19001".parse().unwrap(),
+        ),
+    );
+    let out = ballast(&["check", "-c", &good]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("configuration OK"));
+    assert!(
+        stdout(&out).contains("p (round_robin, 1 backends)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "listeners: [{address: nowhere}]\npools: {p: {backends: [{addr: \"10.0.0.1\"}]}}\nroutes: [{pool: q}]\n",
+    );
+    let out = ballast(&["check", "-c", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("3 configuration errors:"), "{err}");
+    assert!(
+        err.contains("listeners[0].address: invalid socket address \"nowhere\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("pools.p.backends[0].addr: invalid socket address \"10.0.0.1\""),
+        "{err}"
+    );
+    assert!(err.contains("routes[0].pool: unknown pool \"q\""), "{err}");
+
+    for (name, text) in [
+        ("broken.yaml", "listeners: [\n"),
+        ("binary.yaml", "\u{0}\u{1}\u{2}"),
+        ("list.yaml", "- 1\n- 2\n"),
+    ] {
+        let path = write(dir.path(), name, text);
+        let out = ballast(&["check", "-c", &path]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
+
+    let out = ballast(&["check", "-c", "/nonexistent/ballast.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot read /nonexistent/ballast.yaml"));
+}
+
+#[test]
+fn gen_cert_writes_private_keys_privately_and_never_overwrites_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("certs");
+    let out_arg = out_dir.to_string_lossy().into_owned();
+    let out = ballast(&[
+        "gen-cert",
+        "--out",
+        &out_arg,
+        "--name",
+        "api.test",
+        "--name",
+        "127.0.0.1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for file in ["ca.crt", "ca.key", "dev.crt", "dev.key"] {
+        assert!(out_dir.join(file).exists(), "{file}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out_dir.join("dev.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    ballast::tls::install_crypto_provider();
+    let key =
+        ballast::tls::certs::load_certified_key(&out_dir.join("dev.crt"), &out_dir.join("dev.key"))
+            .unwrap();
+    assert!(ballast::tls::certs::cert_covers_name(&key, "api.test"));
+
+    let again = ballast(&["gen-cert", "--out", &out_arg]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already exists (use --force to replace)"));
+    assert!(ballast(&["gen-cert", "--out", &out_arg, "--force"])
+        .status
+        .success());
+}
+
+#[test]
+fn run_refuses_bad_config_and_busy_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "bad.yaml", "listeners: []\n");
+    let out = ballast(&["run", "-c", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("listeners: at least one listener is required"));
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg = write(
+        dir.path(),
+        "busy.yaml",
+        &config(busy_addr, admin, "127.0.0.1:1".parse().unwrap()),
+    );
+    let out = ballast(&["run", "-c", &cfg]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot listen on {busy_addr} (proxy listener)")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_then_exits_cleanly_on_sigterm() {
+    let origin = ballast_load_tests::origin::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        ballast_load_tests::origin::OriginConfig::new("o"),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg = write(dir.path(), "run.yaml", &config(listen, admin, origin.addr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ballast"))
+        .args(["--log-format", "json", "run", "-c", &cfg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_listening(listen).await;
+    wait_listening(admin).await;
+
+    assert_eq!(get(listen, "x", "/hello").await.text(), "o GET /hello\n");
+    let health = get(admin, "x", "/healthz").await;
+    assert_eq!(health.status, http::StatusCode::OK);
+    let metrics = get(admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains(
+            "ballast_requests_total{pool=\"p\",route=\"route-0\",status_class=\"2xx\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ballast_in_flight_requests 0"),
+        "{metrics}"
+    );
+    assert_eq!(
+        get(admin, "x", "/nope").await.status,
+        http::StatusCode::NOT_FOUND
+    );
+
+    let started = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut logs = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut logs).unwrap();
+        (status, logs)
+    })
+    .await
+    .unwrap();
+    let (status, logs) = status;
+    assert!(status.success(), "exit status {status:?}\n{logs}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "an idle proxy exits without waiting out the drain timeout"
+    );
+    let access_line = logs
+        .lines()
+        .find(|l| l.contains("\"target\":\"ballast::access\""))
+        .expect("a JSON access log line");
+    assert!(access_line.contains("\"path\":\"/hello\""), "{access_line}");
+    assert!(access_line.contains("\"status\":200"), "{access_line}");
+    assert!(logs.contains("drained in"), "{logs}");
+}

@@ -1,0 +1,132 @@
+//! Shared helpers for the integration tests: free loopback ports, an
+//! in-process Ballast server on its own thread, and a small HTTP client.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use ballast::server::{ProxyServer, Stopper};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An address nothing listens on (bound then released).
+pub fn dead_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Wait until `addr` accepts TCP connections.
+pub async fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "{addr} never started listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A Ballast server running on its own thread; stopped and joined on drop.
+pub struct RunningBallast {
+    stopper: Stopper,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningBallast {
+    /// Compile `yaml` (paths relative to `base_dir`), start it, and wait for
+    /// the listeners in `ready` to accept connections.
+    pub async fn start(yaml: &str, base_dir: &Path, ready: &[SocketAddr]) -> Self {
+        ballast::tls::install_crypto_provider();
+        let snapshot = ballast::config::load_str(yaml, base_dir)
+            .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
+        let server = ProxyServer::new(Arc::new(snapshot)).expect("server builds");
+        let stopper = server.stopper();
+        let thread = std::thread::spawn(move || server.run(false));
+        for addr in ready {
+            wait_listening(*addr).await;
+        }
+        Self {
+            stopper,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop gracefully and wait for the server thread to finish.
+    pub fn stop(&mut self) {
+        self.stopper.stop();
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread panicked");
+        }
+    }
+}
+
+impl Drop for RunningBallast {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await.expect("response");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Build a request with a Host header.
+pub fn request(
+    method: Method,
+    host: &str,
+    path: &str,
+    body: impl Into<Bytes>,
+) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, host)
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
+    send(addr, request(Method::GET, host, path, Bytes::new())).await
+}

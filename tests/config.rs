@@ -1,0 +1,259 @@
+//! Configuration loading and validation: good files compile, bad files are
+//! rejected with every problem and its exact YAML path.
+
+use ballast::config::{load_file, load_str, BalanceMode, ConfigErrors};
+use ballast::tls::devcert::DevCerts;
+use std::path::Path;
+use std::time::Duration;
+
+fn errors(yaml: &str) -> Vec<String> {
+    errors_in(yaml, Path::new("."))
+}
+
+fn errors_in(yaml: &str, base: &Path) -> Vec<String> {
+    match load_str(yaml, base) {
+        Ok(_) => panic!("expected errors for:\n{yaml}"),
+        Err(ConfigErrors(list)) => list.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const MINIMAL: &str = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    backends:
+      - {addr: "10.0.0.1:80", region: us-east, capacity: 1000}
+      - {addr: "10.0.0.2:80", region: eu-west, capacity: 300, canary: true, labels: {version: v2}}
+      - {addr: "10.0.0.3:80", weight: 7}
+      - {addr: "[::1]:80"}
+routes:
+  - {name: api, match: {host: api.example.com, path_prefix: /v1, methods: [get, POST], headers: {x-tenant: blue}}, pool: api}
+  - {match: {}, pool: api}
+"#;
+
+#[test]
+fn minimal_config_compiles_with_defaults() {
+    let snap = load_str(MINIMAL, Path::new(".")).unwrap();
+    assert_eq!(snap.listeners.len(), 1);
+    assert_eq!(snap.admin.address.to_string(), "127.0.0.1:9901");
+    assert_eq!(snap.server.drain_timeout, Duration::from_secs(10));
+    let pool = snap.pool_by_name("api").unwrap();
+    assert_eq!(pool.mode, BalanceMode::RoundRobin);
+    let weights: Vec<u32> = pool.backends.iter().map(|b| b.weight).collect();
+    assert_eq!(
+        weights,
+        vec![1000, 300, 7, 1],
+        "weight defaults to capacity, then 1"
+    );
+    assert_eq!(pool.backends[0].id.to_string(), "api/10.0.0.1:80");
+    assert_eq!(pool.backends[3].id.to_string(), "api/[::1]:80");
+    assert!(pool.backends[1].canary);
+    assert_eq!(pool.backends[1].labels["version"], "v2");
+    assert_eq!(pool.timeouts.connect, Duration::from_secs(2));
+    let routes = snap.routes.routes();
+    assert_eq!(routes[0].name, "api");
+    assert_eq!(routes[1].name, "route-1");
+    assert_eq!(routes[0].methods.as_ref().unwrap().len(), 2);
+}
+
+#[test]
+fn every_semantic_error_is_reported_with_its_path() {
+    let yaml = r#"
+listeners:
+  - {address: "127.0.0.1:8080"}
+  - {address: "localhost:8080"}
+  - {address: "127.0.0.1:8080"}
+admin: {address: "127.0.0.1:8080"}
+server: {threads: 0, drain_timeout: soon}
+pools:
+  api:
+    mode: fastest
+    connect_timeout: 0s
+    backends:
+      - {addr: "10.0.0.1:80", capacity: 0}
+      - {addr: "10.0.0.2:80", region: ""}
+      - {addr: "10.0.0.1"}
+      - {addr: "10.0.0.1:80"}
+  empty:
+    backends: []
+  "bad name":
+    backends: [{addr: "10.0.0.9:80"}]
+  zero:
+    backends: [{addr: "10.0.0.5:80", weight: 0}]
+routes:
+  - {name: a, match: {path_prefix: v1, methods: [GET, "B@D"], headers: {"bad header": x}}, pool: api}
+  - {name: a, match: {host: "exa mple.com"}, pool: missing}
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            r#"listeners[1].address: invalid socket address "localhost:8080" (expected IP:port, e.g. "127.0.0.1:8080")"#,
+            "listeners[2].address: duplicate listener address 127.0.0.1:8080",
+            r#"server.threads: must be between 1 and 1024"#,
+            r#"server.drain_timeout: invalid duration "soon" (expected e.g. "250ms", "2s", "1m")"#,
+            r#"pools.api.mode: unknown mode "fastest" (supported: round_robin)"#,
+            "pools.api.connect_timeout: must be greater than zero",
+            "pools.api.backends[0].capacity: must be greater than zero",
+            "pools.api.backends[1].region: must not be empty",
+            r#"pools.api.backends[2].addr: invalid socket address "10.0.0.1" (expected IP:port, e.g. "127.0.0.1:8080")"#,
+            "pools.api.backends[3].addr: duplicate backend 10.0.0.1:80 (also pools.api.backends[0])",
+            r#"pools.bad name: invalid pool name "bad name" (use letters, digits, '-', '_', '.')"#,
+            "pools.empty.backends: a pool needs at least one backend",
+            "pools.zero.backends: every backend has weight 0; at least one must be positive",
+            "routes[0].match.path_prefix: must start with '/', got \"v1\"",
+            r#"routes[0].match.methods[1]: invalid HTTP method "B@D""#,
+            r#"routes[0].match.headers.bad header: invalid header name "bad header""#,
+            r#"routes[1].name: duplicate route name "a""#,
+            r#"routes[1].pool: unknown pool "missing" (defined pools: api, bad name, empty, zero)"#,
+            r#"routes[1].match.host: invalid host "exa mple.com" (expected a name like api.example.com or *.example.com, without port)"#,
+            "admin.address: 127.0.0.1:8080 is also a proxy listener",
+        ]
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_path() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    backends:
+      - {adress: "10.0.0.1:80"}
+routes: [{pool: api}]
+"#;
+    let errs = errors(yaml);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "pools.api.backends[0].adress: unknown field `adress`, expected one of `addr`"
+        ),
+        "{}",
+        errs[0]
+    );
+
+    let errs = errors("listeners: []\nroutes: []\npools: {}\nlisteners_extra: 1\n");
+    assert!(
+        errs[0].starts_with("listeners_extra: unknown field `listeners_extra`"),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn wrong_types_and_broken_yaml_name_the_place() {
+    let errs = errors("listeners: [{address: \"127.0.0.1:1\"}]\npools:\n  api:\n    backends:\n      - {addr: \"10.0.0.1:80\", capacity: lots}\nroutes: [{pool: api}]\n");
+    assert!(
+        errs[0].starts_with(
+            "pools.api.backends[0].capacity: invalid type: string \"lots\", expected u32"
+        ),
+        "{}",
+        errs[0]
+    );
+
+    let errs = errors("listeners: [\n  {address: \"127.0.0.1:1\"\npools: {}\n");
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].contains("line"),
+        "YAML syntax errors carry a line: {}",
+        errs[0]
+    );
+
+    assert_eq!(errors(""), vec!["configuration is empty"]);
+    assert_eq!(errors("  \n\t\n"), vec!["configuration is empty"]);
+}
+
+#[test]
+fn missing_sections_are_reported_together() {
+    assert_eq!(
+        errors("admin: {address: \"127.0.0.1:9901\"}\n"),
+        vec![
+            "listeners: at least one listener is required",
+            "pools: at least one pool is required",
+            "routes: at least one route is required",
+        ]
+    );
+}
+
+/// Write a dev CA and leaf for `names` into `dir` as `<stem>.crt`/`<stem>.key`.
+fn make_cert(dir: &Path, stem: &str, names: &[&str]) -> DevCerts {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let certs = DevCerts::generate(&names).unwrap();
+    certs.write_leaf(dir, stem).unwrap();
+    certs
+}
+
+fn tls_config(tls: &str) -> String {
+    format!(
+        "listeners:\n  - address: \"127.0.0.1:8443\"\n    tls: {tls}\npools:\n  p:\n    backends: [{{addr: \"127.0.0.1:1\"}}]\nroutes: [{{pool: p}}]\n"
+    )
+}
+
+#[test]
+fn tls_material_is_checked_before_use() {
+    ballast::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    make_cert(base, "good", &["localhost"]);
+    make_cert(base, "api", &["api.test", "*.apps.test"]);
+    let other = make_cert(base, "other", &["other.test"]);
+    std::fs::write(base.join("junk.crt"), "not a certificate\n").unwrap();
+    std::fs::write(base.join("mismatch.key"), &other.leaf_key_pem).unwrap();
+
+    let ok = tls_config(
+        "{cert: good.crt, key: good.key, sni: [{server_names: [api.test, \"*.apps.test\"], cert: api.crt, key: api.key}]}",
+    );
+    let snap = load_str(&ok, base).unwrap();
+    let tls = snap.listeners[0].tls.as_ref().unwrap();
+    assert!(tls.http2);
+    let names: Vec<&str> = tls.sni.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["api.test", "*.apps.test"]);
+
+    let bad = tls_config(
+        "{cert: missing.crt, key: good.key, http2: false, sni: [{server_names: [api.test], cert: junk.crt, key: good.key}, {server_names: [nope.test, api.test, \"bad name\"], cert: api.crt, key: api.key}, {server_names: [], cert: good.crt, key: mismatch.key}]}",
+    );
+    let base_shown = base.display();
+    assert_eq!(
+        errors_in(&bad, base),
+        vec![
+            format!("listeners[0].tls.cert: cannot read certificate file {base_shown}/missing.crt: No such file or directory (os error 2)"),
+            format!("listeners[0].tls.sni[0].cert: {base_shown}/junk.crt contains no PEM certificate (expected \"-----BEGIN CERTIFICATE-----\")"),
+            "listeners[0].tls.sni[1].server_names[0]: certificate api.crt is not valid for \"nope.test\"".to_string(),
+            "listeners[0].tls.sni[1].server_names[2]: invalid server name \"bad name\"".to_string(),
+            format!("listeners[0].tls.sni[2].cert: private key {base_shown}/mismatch.key does not match certificate {base_shown}/good.crt"),
+        ]
+    );
+}
+
+#[test]
+fn shipped_configs_compile() {
+    // The shipped files point at ../certs (relative to conf/); recreate that
+    // layout with fresh dev certificates.
+    ballast::tls::install_crypto_provider();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("certs")).unwrap();
+    std::fs::create_dir_all(root.path().join("conf/examples")).unwrap();
+    make_cert(&root.path().join("certs"), "dev", &["localhost"]);
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = vec![repo.join("conf/ballast.yaml")];
+    for entry in std::fs::read_dir(repo.join("conf/examples")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    assert!(files.len() >= 2);
+    for file in files {
+        let relative = file.strip_prefix(repo).unwrap();
+        let copy = root.path().join(relative);
+        std::fs::copy(&file, &copy).unwrap();
+        if let Err(e) = load_file(&copy) {
+            panic!("{} does not compile: {e}", relative.display());
+        }
+    }
+}
+
+#[test]
+fn unreadable_file_is_a_clear_error() {
+    let err = load_file(Path::new("/nonexistent/ballast.yaml")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "1 configuration error:\n  cannot read /nonexistent/ballast.yaml: No such file or directory (os error 2)\n"
+    );
+}
