@@ -70,7 +70,7 @@ fn check_reports_ok_or_every_error() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("configuration OK"));
     assert!(
-        stdout(&out).contains("p (round_robin, 1 backends)"),
+        stdout(&out).contains("p (latency, 1 backends)"),
         "{}",
         stdout(&out)
     );

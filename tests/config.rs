@@ -38,7 +38,9 @@ fn minimal_config_compiles_with_defaults() {
     assert_eq!(snap.admin.address.to_string(), "127.0.0.1:9901");
     assert_eq!(snap.server.drain_timeout, Duration::from_secs(10));
     let pool = snap.pool_by_name("api").unwrap();
-    assert_eq!(pool.mode, BalanceMode::RoundRobin);
+    assert_eq!(pool.policy.mode, BalanceMode::Latency);
+    assert_eq!(pool.policy.min_share, 0.02);
+    assert_eq!(pool.policy.attempts, 2);
     let weights: Vec<u32> = pool.backends.iter().map(|b| b.weight).collect();
     assert_eq!(
         weights,
@@ -91,7 +93,7 @@ routes:
             "listeners[2].address: duplicate listener address 127.0.0.1:8080",
             r#"server.threads: must be between 1 and 1024"#,
             r#"server.drain_timeout: invalid duration "soon" (expected e.g. "250ms", "2s", "1m")"#,
-            r#"pools.api.mode: unknown mode "fastest" (supported: round_robin)"#,
+            r#"pools.api.mode: unknown mode "fastest" (supported: latency, capacity, round_robin)"#,
             "pools.api.connect_timeout: must be greater than zero",
             "pools.api.backends[0].capacity: must be greater than zero",
             "pools.api.backends[1].region: must not be empty",

@@ -58,6 +58,7 @@ async fn routes_by_host_and_path_and_balances_by_weight() {
         r#"
 pools:
   api:
+    mode: round_robin
     backends: [{{addr: "{}", weight: 2}}, {{addr: "{}", weight: 1}}]
   web:
     backends: [{{addr: "{}"}}]

@@ -8,7 +8,8 @@
 //! - `.../status/CODE`: an empty response with that status;
 //! - anything else: `NAME METHOD PATH\n`.
 //!
-//! A fixed latency can be added before each response. Requests are counted
+//! A latency and a `Server-Load` header, both changeable at runtime, can be
+//! added to every response. Requests are counted
 //! per method so tests can prove a request was (or was not) sent twice.
 //! Stopping the origin (or dropping its handle) closes the listener and
 //! every open connection.
@@ -94,14 +95,35 @@ impl OriginStats {
     }
 }
 
+/// Behaviour that can change while the origin runs.
+struct Live {
+    name: String,
+    latency_us: AtomicU64,
+    /// Sent as `Server-Load` on every response when set.
+    server_load: Mutex<Option<String>>,
+}
+
 /// A running origin; stops when dropped.
 pub struct OriginHandle {
     pub addr: SocketAddr,
     pub stats: Arc<OriginStats>,
+    live: Arc<Live>,
     task: JoinHandle<()>,
 }
 
 impl OriginHandle {
+    /// Send this `Server-Load` value on every response (`None`: send none).
+    pub fn set_server_load(&self, value: Option<&str>) {
+        *self.live.server_load.lock().expect("origin lock") = value.map(str::to_string);
+    }
+
+    /// Change the latency added before every response.
+    pub fn set_latency(&self, latency: Duration) {
+        self.live
+            .latency_us
+            .store(latency.as_micros() as u64, Ordering::Relaxed);
+    }
+
     /// Close the listener and every connection.
     pub fn stop(&self) {
         self.task.abort();
@@ -119,7 +141,12 @@ pub async fn spawn(listen: SocketAddr, config: OriginConfig) -> std::io::Result<
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let stats = Arc::new(OriginStats::default());
-    let config = Arc::new(config);
+    let live = Arc::new(Live {
+        name: config.name,
+        latency_us: AtomicU64::new(config.latency.as_micros() as u64),
+        server_load: Mutex::new(None),
+    });
+    let config = live.clone();
     let task_stats = stats.clone();
     let task = tokio::spawn(async move {
         let mut connections = JoinSet::new();
@@ -138,7 +165,12 @@ pub async fn spawn(listen: SocketAddr, config: OriginConfig) -> std::io::Result<
             while connections.try_join_next().is_some() {}
         }
     });
-    Ok(OriginHandle { addr, stats, task })
+    Ok(OriginHandle {
+        addr,
+        stats,
+        live,
+        task,
+    })
 }
 
 fn full(text: impl Into<Bytes>) -> Body {
@@ -157,12 +189,13 @@ fn query_param(query: Option<&str>, key: &str) -> Option<u64> {
 
 async fn handle(
     req: Request<Incoming>,
-    config: Arc<OriginConfig>,
+    config: Arc<Live>,
     stats: Arc<OriginStats>,
 ) -> Result<Response<Body>, Infallible> {
     stats.record(&req);
-    if !config.latency.is_zero() {
-        tokio::time::sleep(config.latency).await;
+    let latency_us = config.latency_us.load(Ordering::Relaxed);
+    if latency_us > 0 {
+        tokio::time::sleep(Duration::from_micros(latency_us)).await;
     }
     let path = req.uri().path().to_string();
     let mut segments = path.rsplit('/').filter(|s| !s.is_empty());
@@ -191,11 +224,13 @@ async fn handle(
             full(format!("{} {} {}\n", config.name, req.method(), path)),
         ),
     };
-    let response = Response::builder()
+    let mut response = Response::builder()
         .status(status)
-        .header("x-origin", config.name.as_str())
-        .body(body)
-        .expect("valid response");
+        .header("x-origin", config.name.as_str());
+    if let Some(load) = config.server_load.lock().expect("origin lock").as_deref() {
+        response = response.header("server-load", load);
+    }
+    let response = response.body(body).expect("valid response");
     Ok(response)
 }
 

@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod stats;
 pub mod tls;

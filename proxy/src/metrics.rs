@@ -5,7 +5,8 @@
 //! fixed set of status classes, so cardinality is bounded by the config.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets in seconds: 1 ms to 30 s.
@@ -21,6 +22,16 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// Requests being handled right now.
     pub in_flight: IntGauge,
+    /// Each backend's current traffic share.
+    pub backend_share: GaugeVec,
+    /// Outlier ejections, by pool.
+    pub ejections: IntCounterVec,
+    /// Shares that moved more than 20 points within 5 minutes, by pool.
+    pub share_swings: IntCounterVec,
+    /// `Server-Load` / ORCA headers that could not be used, by pool and reason.
+    pub server_load_errors: IntCounterVec,
+    /// Requests retried on another backend, by pool and cause.
+    pub retries: IntCounterVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -57,20 +68,60 @@ impl Metrics {
         .expect("valid metric");
         let in_flight = IntGauge::new("in_flight_requests", "Requests being handled right now")
             .expect("valid metric");
-        registry
-            .register(Box::new(requests.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(request_duration.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(in_flight.clone()))
-            .expect("unique metric");
+        let backend_share = GaugeVec::new(
+            Opts::new(
+                "backend_share",
+                "Current traffic share of each backend (0..1)",
+            ),
+            &["pool", "backend"],
+        )
+        .expect("valid metric");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let ejections = counter(
+            "outlier_ejections_total",
+            "Backends ejected after consecutive failures",
+            &["pool"],
+        );
+        let share_swings = counter(
+            "share_swings_total",
+            "Backend shares that moved more than 20 points within 5 minutes",
+            &["pool"],
+        );
+        let server_load_errors = counter(
+            "server_load_errors_total",
+            "Backend load reports ignored because they could not be parsed",
+            &["pool", "reason"],
+        );
+        let retries = counter(
+            "retries_total",
+            "Requests retried on another backend",
+            &["pool", "cause"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+            Box::new(requests.clone()),
+            Box::new(request_duration.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(backend_share.clone()),
+            Box::new(ejections.clone()),
+            Box::new(share_swings.clone()),
+            Box::new(server_load_errors.clone()),
+            Box::new(retries.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect("unique metric");
+        }
         Self {
             registry,
             requests,
             request_duration,
             in_flight,
+            backend_share,
+            ejections,
+            share_swings,
+            server_load_errors,
+            retries,
         }
     }
 

@@ -1,16 +1,29 @@
 //! The Pingora glue: for each request, match a route, ask the picker for a
-//! backend, forward with X-Forwarded-* and X-Request-Id headers, and turn
-//! failures into short, honest error responses (404 no route, 502 backend
-//! failed, 503 no backend available, 504 backend timed out).
+//! backend, forward with X-Forwarded-* and X-Request-Id headers, record what
+//! happened in the backend's live stats, read (and strip) its load report,
+//! and turn failures into short, honest error responses (404 no route, 502
+//! backend failed, 503 no backend available, 504 backend timed out).
 //!
-//! Bodies stream through Pingora untouched. A connect failure (the request
-//! never reached the backend) is retried once on another backend whatever the
-//! method.
+//! Retries never reuse a backend the request already tried while another
+//! eligible one remains:
+//! - a connection failure (the request never left) is retried whatever the
+//!   method, up to `MAX_CONNECT_RETRIES` times;
+//! - after the request may have reached a backend, only idempotent methods
+//!   (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or requests carrying an
+//!   `Idempotency-Key` are retried, within `retries.attempts` tries in total,
+//!   and never once the response has started or the request body was too
+//!   large to keep for a replay.
+//!
+//! Bodies stream through Pingora untouched.
 
-use crate::config::{PoolId, Snapshot};
+use crate::config::PoolId;
 use crate::metrics::{status_class, Metrics};
+use crate::routing::engine::RoutingState;
 use crate::routing::picker::{pick, Decision, RequestFacts};
 use crate::routing::table::{host_without_port, RequestView};
+use crate::stats::backend::{BackendStats, InFlight};
+use crate::stats::clock;
+use crate::stats::server_load::{parse_orca, parse_server_load, LoadReport, ParseError};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,14 +39,15 @@ use std::time::Instant;
 const X_REQUEST_ID: &str = "x-request-id";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Longest client-supplied request id that is propagated as is.
 const MAX_REQUEST_ID_LEN: usize = 128;
-/// Connect failures retried on another backend per request.
-const MAX_CONNECT_RETRIES: usize = 1;
+/// Connection failures retried on another backend per request.
+const MAX_CONNECT_RETRIES: usize = 3;
 
-/// The proxy service: holds the current configuration snapshot.
+/// The proxy service: reads the routing state the engine publishes.
 pub struct BallastProxy {
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    routing: Arc<ArcSwap<RoutingState>>,
     /// Per-pool round-robin tickets, indexed by pool.
     tickets: Vec<AtomicU64>,
     /// Seeds request ids; combined with a counter so ids are unique per process.
@@ -59,10 +73,10 @@ impl Drop for InFlightGuard {
 }
 
 impl BallastProxy {
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> Self {
-        let pools = snapshot.load().pools.len();
+    pub fn new(routing: Arc<ArcSwap<RoutingState>>, metrics: Arc<Metrics>) -> Self {
+        let pools = routing.load().snapshot.pools.len();
         Self {
-            snapshot,
+            routing,
             tickets: (0..pools).map(|_| AtomicU64::new(0)).collect(),
             id_prefix: rand::random(),
             id_counter: AtomicU64::new(0),
@@ -80,24 +94,79 @@ impl BallastProxy {
             .get(pool.0)
             .map_or(0, |t| t.fetch_add(1, Ordering::Relaxed))
     }
+
+    /// Whether `ctx` may try another backend: one that is eligible and untried exists.
+    fn other_backend_available(ctx: &RequestCtx) -> bool {
+        let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) else {
+            return false;
+        };
+        let backends = routing.snapshot.pool(pool).backends.len();
+        let eligible = |b: usize| match &routing.weights[pool.0] {
+            Some(weights) => weights.shares[b] > 0.0,
+            None => true,
+        };
+        (0..backends).any(|b| eligible(b) && !ctx.tried.contains(&b))
+    }
+
+    fn count_retry(&self, ctx: &RequestCtx, cause: &str) {
+        if let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) {
+            let pool = routing.snapshot.pool(pool).name.as_str();
+            self.metrics.retries.with_label_values(&[pool, cause]).inc();
+        }
+    }
+
+    fn count_report_error(&self, ctx: &RequestCtx, error: ParseError) {
+        if let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) {
+            let pool = routing.snapshot.pool(pool).name.as_str();
+            self.metrics
+                .server_load_errors
+                .with_label_values(&[pool, parse_error_label(error)])
+                .inc();
+        }
+    }
+}
+
+/// One try of a request against one backend.
+struct Attempt {
+    stats: Arc<BackendStats>,
+    started: Instant,
+    /// Whether the outcome has been counted in the backend's stats.
+    recorded: bool,
+    _in_flight: InFlight,
+}
+
+impl Attempt {
+    fn latency_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    fn record_failure(&mut self, latency_us: Option<u64>) {
+        if !self.recorded {
+            self.recorded = true;
+            self.stats.record_failure(clock::now_ms(), latency_us);
+        }
+    }
 }
 
 /// Per-request state.
 pub struct RequestCtx {
     started: Instant,
     request_id: String,
-    snapshot: Option<Arc<Snapshot>>,
+    routing: Option<Arc<RoutingState>>,
     route: Option<usize>,
     pool: Option<PoolId>,
     tried: Vec<usize>,
     connect_retries: usize,
+    attempt: Option<Attempt>,
     _in_flight: InFlightGuard,
 }
 
 impl RequestCtx {
     fn backend_label(&self) -> String {
-        match (&self.snapshot, self.pool, self.tried.last()) {
-            (Some(snap), Some(pool), Some(&b)) => snap.pool(pool).backends[b].id.to_string(),
+        match (&self.routing, self.pool, self.tried.last()) {
+            (Some(routing), Some(pool), Some(&b)) => {
+                routing.snapshot.pool(pool).backends[b].id.to_string()
+            }
             _ => "-".to_string(),
         }
     }
@@ -144,6 +213,9 @@ async fn respond_plain(session: &mut Session, status: u16, request_id: &str, mes
 /// Map a proxy error to the status the client should see (0 = connection is gone).
 fn status_for(error: &Error) -> (u16, &'static str) {
     match error.etype() {
+        ErrorType::HTTPStatus(503) => {
+            (503, "service unavailable: no backend can take this request")
+        }
         ErrorType::HTTPStatus(code) => (*code, "request failed"),
         _ => match error.esource() {
             ErrorSource::Upstream => match error.etype() {
@@ -167,6 +239,33 @@ fn status_for(error: &Error) -> (u16, &'static str) {
     }
 }
 
+/// The metric label of a load-report parse failure.
+fn parse_error_label(error: ParseError) -> &'static str {
+    match error {
+        ParseError::Empty => "empty",
+        ParseError::TooLong => "too_long",
+        ParseError::NotUtf8 => "not_utf8",
+        ParseError::Malformed => "malformed",
+        ParseError::OutOfRange => "out_of_range",
+        ParseError::Unsupported => "unsupported",
+    }
+}
+
+/// Merge a `Server-Load` report with an ORCA one; `Server-Load` wins per field.
+fn merge_reports(primary: Option<LoadReport>, orca: Option<LoadReport>) -> Option<LoadReport> {
+    match (primary, orca) {
+        (Some(p), Some(o)) => Some(LoadReport {
+            utilization: p.utilization.or(o.utilization),
+            in_flight: p.in_flight.or(o.in_flight),
+            capacity: p.capacity.or(o.capacity),
+            latency_ms: p.latency_ms.or(o.latency_ms),
+            requests_per_second: p.requests_per_second.or(o.requests_per_second),
+            errors_per_second: p.errors_per_second.or(o.errors_per_second),
+        }),
+        (p, o) => p.or(o),
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for BallastProxy {
     type CTX = RequestCtx;
@@ -175,11 +274,12 @@ impl ProxyHttp for BallastProxy {
         RequestCtx {
             started: Instant::now(),
             request_id: String::new(),
-            snapshot: None,
+            routing: None,
             route: None,
             pool: None,
             tried: Vec::new(),
             connect_retries: 0,
+            attempt: None,
             _in_flight: InFlightGuard::new(&self.metrics.in_flight),
         }
     }
@@ -192,26 +292,26 @@ impl ProxyHttp for BallastProxy {
             }
             _ => self.new_request_id(),
         };
-        let snapshot = self.snapshot.load_full();
+        let routing = self.routing.load_full();
         let view = RequestView {
             host: request_host(req),
             path: req.uri.path(),
             method: &req.method,
             headers: &req.headers,
         };
-        let found = snapshot
+        let found = routing
+            .snapshot
             .routes
             .find(&view)
             .map(|(index, route)| (index, route.pool));
+        ctx.routing = Some(routing);
         match found {
             Some((index, pool)) => {
                 ctx.route = Some(index);
                 ctx.pool = Some(pool);
-                ctx.snapshot = Some(snapshot);
                 Ok(false)
             }
             None => {
-                ctx.snapshot = Some(snapshot);
                 let id = ctx.request_id.clone();
                 respond_plain(
                     session,
@@ -230,22 +330,32 @@ impl ProxyHttp for BallastProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let (Some(snapshot), Some(pool_id)) = (ctx.snapshot.clone(), ctx.pool) else {
+        let (Some(routing), Some(pool_id)) = (ctx.routing.clone(), ctx.pool) else {
             return Error::e_explain(ErrorType::InternalError, "no route selected");
         };
+        let stats = &routing.stats.pools[pool_id.0];
         let facts = RequestFacts {
             pool: pool_id,
             ticket: self.next_ticket(pool_id),
             tried: &ctx.tried,
+            weights: routing.weights[pool_id.0].as_ref(),
+            stats,
         };
-        let backend = match pick(&snapshot, &facts, Instant::now(), &mut rand::rng()) {
+        let backend = match pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng()) {
             Decision::Backend(index) => index,
             Decision::Unavailable(why) => {
                 return Error::e_explain(ErrorType::HTTPStatus(503), why.as_str());
             }
         };
         ctx.tried.push(backend);
-        let pool = snapshot.pool(pool_id);
+        let backend_stats = stats[backend].clone();
+        ctx.attempt = Some(Attempt {
+            _in_flight: backend_stats.start(),
+            stats: backend_stats,
+            started: Instant::now(),
+            recorded: false,
+        });
+        let pool = routing.snapshot.pool(pool_id);
         let mut peer = HttpPeer::new(pool.backends[backend].addr, false, String::new());
         peer.options.connection_timeout = Some(pool.timeouts.connect);
         peer.options.read_timeout = Some(pool.timeouts.read);
@@ -277,6 +387,54 @@ impl ProxyHttp for BallastProxy {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(routing), Some(pool_id)) = (ctx.routing.clone(), ctx.pool) else {
+            return Ok(());
+        };
+        let policy = &routing.snapshot.pool(pool_id).policy.server_load;
+        let now_ms = clock::now_ms();
+        if let Some(attempt) = ctx.attempt.as_mut() {
+            if !attempt.recorded {
+                attempt.recorded = true;
+                let latency_us = attempt.latency_us();
+                if upstream_response.status.is_server_error() {
+                    attempt.stats.record_failure(now_ms, Some(latency_us));
+                } else {
+                    attempt.stats.record_success(now_ms, latency_us);
+                }
+            }
+        }
+        let headers = &upstream_response.headers;
+        let primary = headers
+            .get(&policy.header)
+            .map(|v| parse_server_load(v.as_bytes()));
+        let orca = headers
+            .get(&policy.orca_header)
+            .map(|v| parse_orca(v.as_bytes()));
+        let ok = |result: Option<std::result::Result<LoadReport, ParseError>>| match result {
+            Some(Ok(report)) => Some(report),
+            Some(Err(error)) => {
+                self.count_report_error(ctx, error);
+                None
+            }
+            None => None,
+        };
+        let report = merge_reports(ok(primary), ok(orca));
+        if let (Some(report), Some(attempt)) = (report, ctx.attempt.as_ref()) {
+            attempt.stats.record_report(now_ms, &report);
+        }
+        if policy.strip {
+            upstream_response.remove_header(&policy.header);
+            upstream_response.remove_header(&policy.orca_header);
+        }
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -294,14 +452,54 @@ impl ProxyHttp for BallastProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let others_left = match (&ctx.snapshot, ctx.pool) {
-            (Some(snap), Some(pool)) => ctx.tried.len() < snap.pool(pool).backends.len(),
+        if let Some(mut attempt) = ctx.attempt.take() {
+            attempt.record_failure(None);
+        }
+        if ctx.connect_retries < MAX_CONNECT_RETRIES && Self::other_backend_available(ctx) {
+            ctx.connect_retries += 1;
+            self.count_retry(ctx, "connect");
+            e.set_retry(true);
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let timed_out = matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        );
+        if let Some(attempt) = ctx.attempt.as_mut() {
+            let latency = timed_out.then(|| attempt.latency_us());
+            attempt.record_failure(latency);
+        }
+        let req = session.req_header();
+        let replay_safe = req.method.is_idempotent() || req.headers.contains_key(IDEMPOTENCY_KEY);
+        let attempts_left = match (&ctx.routing, ctx.pool) {
+            (Some(routing), Some(pool)) => {
+                let allowed = routing.snapshot.pool(pool).policy.attempts as usize;
+                ctx.tried.len().saturating_sub(ctx.connect_retries) < allowed
+            }
             _ => false,
         };
-        if others_left && ctx.connect_retries < MAX_CONNECT_RETRIES {
-            ctx.connect_retries += 1;
-            e.set_retry(true);
+        let retry = replay_safe
+            && attempts_left
+            && session.response_written().is_none()
+            && !session.as_ref().retry_buffer_truncated()
+            && Self::other_backend_available(ctx);
+        if retry {
+            self.count_retry(ctx, "error");
         }
+        e.set_retry(retry);
         e
     }
 
@@ -313,12 +511,6 @@ impl ProxyHttp for BallastProxy {
     ) -> FailToProxy {
         let (status, message) = status_for(e);
         if status != 0 {
-            let message = match e.etype() {
-                ErrorType::HTTPStatus(503) => {
-                    "service unavailable: no backend can take this request"
-                }
-                _ => message,
-            };
             let id = if ctx.request_id.is_empty() {
                 self.new_request_id()
             } else {
@@ -335,12 +527,12 @@ impl ProxyHttp for BallastProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
-        let route = match (&ctx.snapshot, ctx.route) {
-            (Some(snap), Some(i)) => snap.routes.routes()[i].name.as_str(),
+        let route = match (&ctx.routing, ctx.route) {
+            (Some(routing), Some(i)) => routing.snapshot.routes.routes()[i].name.as_str(),
             _ => "-",
         };
-        let pool = match (&ctx.snapshot, ctx.pool) {
-            (Some(snap), Some(p)) => snap.pool(p).name.as_str(),
+        let pool = match (&ctx.routing, ctx.pool) {
+            (Some(routing), Some(p)) => routing.snapshot.pool(p).name.as_str(),
             _ => "-",
         };
         let elapsed = ctx.started.elapsed();

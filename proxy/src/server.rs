@@ -13,12 +13,16 @@ use crate::admin::AdminApp;
 use crate::config::Snapshot;
 use crate::metrics::Metrics;
 use crate::proxy::BallastProxy;
+use crate::routing::decisions::DecisionLog;
+use crate::routing::engine::Engine;
+use crate::stats::clock;
+use crate::stats::live::LiveState;
 use crate::tls::sni::SniResolver;
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,6 +91,22 @@ impl ShutdownSignalWatch for ShutdownWatch {
     }
 }
 
+/// Runs the weight engine every tick until shutdown.
+struct EngineLoop(Arc<Engine>);
+
+#[async_trait]
+impl BackgroundService for EngineLoop {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            self.0.tick(clock::now_ms());
+            tokio::select! {
+                _ = tokio::time::sleep(self.0.tick_interval()) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
 /// A configured server, ready to run.
 pub struct ProxyServer {
     server: Server,
@@ -129,11 +149,16 @@ impl ProxyServer {
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
 
-        let shared = Arc::new(ArcSwap::new(snapshot.clone()));
         let metrics = Arc::new(Metrics::new());
+        let engine = Arc::new(Engine::new(
+            snapshot.clone(),
+            Arc::new(LiveState::new()),
+            Arc::new(DecisionLog::default()),
+            metrics.clone(),
+        ));
         let mut proxy = pingora::proxy::http_proxy_service_with_name(
             &server.configuration,
-            BallastProxy::new(shared, metrics.clone()),
+            BallastProxy::new(engine.state(), metrics.clone()),
             "ballast proxy",
         );
         for listener in &snapshot.listeners {
@@ -155,6 +180,10 @@ impl ProxyServer {
             }
         }
         server.add_service(proxy);
+        server.add_service(background_service(
+            "ballast weight engine",
+            EngineLoop(engine),
+        ));
 
         let mut admin = Service::new(
             "ballast admin".to_string(),

@@ -130,3 +130,91 @@ pub fn request(
 pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
     send(addr, request(Method::GET, host, path, Bytes::new())).await
 }
+
+/// What a bounded load run saw.
+#[derive(Debug, Default)]
+pub struct LoadOutcome {
+    /// Responses by status code.
+    pub statuses: std::collections::BTreeMap<u16, usize>,
+    /// Requests that got no HTTP response at all.
+    pub transport_errors: usize,
+}
+
+impl LoadOutcome {
+    pub fn total(&self) -> usize {
+        self.statuses.values().sum::<usize>() + self.transport_errors
+    }
+
+    pub fn count(&self, status: u16) -> usize {
+        self.statuses.get(&status).copied().unwrap_or(0)
+    }
+}
+
+/// `workers` keep-alive clients send `make(worker, n)` requests to `addr`
+/// until `duration` passes (at most `max_per_worker` each).
+pub async fn drive<F>(
+    addr: SocketAddr,
+    workers: usize,
+    duration: Duration,
+    max_per_worker: usize,
+    make: F,
+) -> LoadOutcome
+where
+    F: Fn(usize, usize) -> Request<Full<Bytes>> + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut outcome = LoadOutcome::default();
+            let mut sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> = None;
+            for n in 0..max_per_worker {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                if sender.as_ref().is_none_or(|s| s.is_closed()) {
+                    let stream = TcpStream::connect(addr).await.expect("connect to proxy");
+                    let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .expect("handshake");
+                    tokio::spawn(conn);
+                    sender = Some(s);
+                }
+                let s = sender.as_mut().expect("connected");
+                if s.ready().await.is_err() {
+                    sender = None;
+                    outcome.transport_errors += 1;
+                    continue;
+                }
+                match s.send_request(make(worker, n)).await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let body = resp.into_body().collect().await;
+                        if body.is_err() {
+                            outcome.transport_errors += 1;
+                            sender = None;
+                        } else {
+                            *outcome.statuses.entry(status).or_default() += 1;
+                        }
+                    }
+                    Err(_) => {
+                        outcome.transport_errors += 1;
+                        sender = None;
+                    }
+                }
+            }
+            outcome
+        }));
+    }
+    let mut total = LoadOutcome::default();
+    for task in tasks {
+        let outcome = task.await.expect("load worker");
+        for (status, n) in outcome.statuses {
+            *total.statuses.entry(status).or_default() += n;
+        }
+        total.transport_errors += outcome.transport_errors;
+    }
+    total
+}

@@ -21,6 +21,21 @@ use std::time::Duration;
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
+pub const DEFAULT_MIN_SHARE: f64 = 0.02;
+pub const DEFAULT_MAX_SHARE: f64 = 0.8;
+pub const DEFAULT_SMOOTHING: f64 = 0.3;
+pub const DEFAULT_TARGET_LATENCY: Duration = Duration::from_millis(100);
+pub const DEFAULT_RECOMPUTE_INTERVAL: Duration = Duration::from_millis(500);
+const MIN_RECOMPUTE_INTERVAL: Duration = Duration::from_millis(50);
+const MAX_RECOMPUTE_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(30);
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(3);
+pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
+pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
+pub const DEFAULT_MAX_EJECTED: f64 = 0.5;
+pub const DEFAULT_ATTEMPTS: u32 = 2;
+const MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_TIMEOUTS: UpstreamTimeouts = UpstreamTimeouts {
     connect: Duration::from_secs(2),
     read: Duration::from_secs(30),
@@ -280,16 +295,7 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
                 format!("invalid pool name \"{name}\" (use letters, digits, '-', '_', '.')"),
             );
         }
-        let mode = match pool.mode.as_deref() {
-            None | Some("round_robin") => BalanceMode::RoundRobin,
-            Some(other) => {
-                c.error(
-                    format!("{path}.mode"),
-                    format!("unknown mode \"{other}\" (supported: round_robin)"),
-                );
-                BalanceMode::RoundRobin
-            }
-        };
+        let policy = compile_policy(c, &path, pool);
         let timeouts = UpstreamTimeouts {
             connect: c.duration(
                 &format!("{path}.connect_timeout"),
@@ -323,13 +329,193 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
         pools.push(Pool {
             id: PoolId(pools.len()),
             name: name.clone(),
-            mode,
+            policy,
             timeouts,
             schedule: smooth_wrr_schedule(&weights),
             backends,
         });
     }
     pools
+}
+
+/// A number that must lie in `range`.
+fn fraction(
+    c: &mut Checker,
+    path: String,
+    value: Option<f64>,
+    default: f64,
+    range: std::ops::RangeInclusive<f64>,
+) -> f64 {
+    match value {
+        None => default,
+        Some(v) if v.is_finite() && range.contains(&v) => v,
+        Some(v) => {
+            c.error(
+                path,
+                format!(
+                    "{v} is out of range (allowed {} to {})",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            default
+        }
+    }
+}
+
+fn header_name(
+    c: &mut Checker,
+    path: String,
+    value: Option<&str>,
+    default: &'static str,
+) -> HeaderName {
+    match value {
+        None => HeaderName::from_static(default),
+        Some(text) => HeaderName::from_str(text).unwrap_or_else(|_| {
+            c.error(path, format!("invalid header name \"{text}\""));
+            HeaderName::from_static(default)
+        }),
+    }
+}
+
+fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
+    let mode = match pool.mode.as_deref() {
+        None | Some("latency") => BalanceMode::Latency,
+        Some("capacity") => BalanceMode::Capacity,
+        Some("round_robin") => BalanceMode::RoundRobin,
+        Some(other) => {
+            c.error(
+                format!("{path}.mode"),
+                format!("unknown mode \"{other}\" (supported: latency, capacity, round_robin)"),
+            );
+            BalanceMode::Latency
+        }
+    };
+    let min_share = fraction(
+        c,
+        format!("{path}.min_share"),
+        pool.min_share,
+        DEFAULT_MIN_SHARE,
+        0.0..=0.5,
+    );
+    let max_share = fraction(
+        c,
+        format!("{path}.max_share"),
+        pool.max_share,
+        DEFAULT_MAX_SHARE,
+        0.01..=1.0,
+    );
+    if min_share > max_share {
+        c.error(
+            format!("{path}.min_share"),
+            format!("{min_share} is above max_share {max_share}"),
+        );
+    }
+    let recompute_interval = c.duration(
+        &format!("{path}.recompute_interval"),
+        pool.recompute_interval.as_deref(),
+        DEFAULT_RECOMPUTE_INTERVAL,
+    );
+    if !(MIN_RECOMPUTE_INTERVAL..=MAX_RECOMPUTE_INTERVAL).contains(&recompute_interval) {
+        c.error(
+            format!("{path}.recompute_interval"),
+            format!("must be between {MIN_RECOMPUTE_INTERVAL:?} and {MAX_RECOMPUTE_INTERVAL:?}"),
+        );
+    }
+    let server_load = pool.server_load.as_ref();
+    let outlier = pool.outlier.as_ref();
+    let attempts = pool
+        .retries
+        .as_ref()
+        .and_then(|r| r.attempts)
+        .unwrap_or(DEFAULT_ATTEMPTS);
+    if !(1..=MAX_ATTEMPTS).contains(&attempts) {
+        c.error(
+            format!("{path}.retries.attempts"),
+            format!("must be between 1 and {MAX_ATTEMPTS}"),
+        );
+    }
+    let consecutive_failures = outlier
+        .and_then(|o| o.consecutive_failures)
+        .unwrap_or(DEFAULT_CONSECUTIVE_FAILURES);
+    if consecutive_failures == 0 {
+        c.error(
+            format!("{path}.outlier.consecutive_failures"),
+            "must be at least 1",
+        );
+    }
+    let base_ejection = c.duration(
+        &format!("{path}.outlier.base_ejection"),
+        outlier.and_then(|o| o.base_ejection.as_deref()),
+        DEFAULT_BASE_EJECTION,
+    );
+    let max_ejection = c.duration(
+        &format!("{path}.outlier.max_ejection"),
+        outlier.and_then(|o| o.max_ejection.as_deref()),
+        DEFAULT_MAX_EJECTION,
+    );
+    if max_ejection < base_ejection {
+        c.error(
+            format!("{path}.outlier.max_ejection"),
+            "must not be shorter than base_ejection",
+        );
+    }
+    PoolPolicy {
+        mode,
+        target_latency: c.duration(
+            &format!("{path}.target_latency"),
+            pool.target_latency.as_deref(),
+            DEFAULT_TARGET_LATENCY,
+        ),
+        min_share,
+        max_share,
+        smoothing: fraction(
+            c,
+            format!("{path}.smoothing"),
+            pool.smoothing,
+            DEFAULT_SMOOTHING,
+            0.01..=1.0,
+        ),
+        recompute_interval,
+        slow_start: c.duration_or_zero(
+            &format!("{path}.slow_start"),
+            pool.slow_start.as_deref(),
+            DEFAULT_SLOW_START,
+        ),
+        server_load: ServerLoadPolicy {
+            header: header_name(
+                c,
+                format!("{path}.server_load.header"),
+                server_load.and_then(|s| s.header.as_deref()),
+                "server-load",
+            ),
+            orca_header: header_name(
+                c,
+                format!("{path}.server_load.orca_header"),
+                server_load.and_then(|s| s.orca_header.as_deref()),
+                "endpoint-load-metrics",
+            ),
+            strip: server_load.and_then(|s| s.strip).unwrap_or(true),
+            stale_after: c.duration(
+                &format!("{path}.server_load.stale_after"),
+                server_load.and_then(|s| s.stale_after.as_deref()),
+                DEFAULT_STALE_AFTER,
+            ),
+        },
+        outlier: OutlierPolicy {
+            consecutive_failures,
+            base_ejection,
+            max_ejection,
+            max_ejected: fraction(
+                c,
+                format!("{path}.outlier.max_ejected"),
+                outlier.and_then(|o| o.max_ejected),
+                DEFAULT_MAX_EJECTED,
+                0.0..=1.0,
+            ),
+        },
+        attempts,
+    }
 }
 
 fn compile_backends(

@@ -74,12 +74,48 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
     pub mode: Option<String>,
+    pub target_latency: Option<String>,
+    pub min_share: Option<f64>,
+    pub max_share: Option<f64>,
+    pub smoothing: Option<f64>,
+    pub recompute_interval: Option<String>,
+    pub slow_start: Option<String>,
+    pub server_load: Option<RawServerLoad>,
+    pub outlier: Option<RawOutlier>,
+    pub retries: Option<RawRetries>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     #[serde(default)]
     pub backends: Vec<RawBackend>,
+}
+
+/// How backends' `Server-Load` / ORCA reports are read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerLoad {
+    pub header: Option<String>,
+    pub orca_header: Option<String>,
+    pub strip: Option<bool>,
+    pub stale_after: Option<String>,
+}
+
+/// Passive outlier ejection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlier {
+    pub consecutive_failures: Option<u32>,
+    pub base_ejection: Option<String>,
+    pub max_ejection: Option<String>,
+    pub max_ejected: Option<f64>,
+}
+
+/// Retry policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    pub attempts: Option<u32>,
 }
 
 /// One upstream server.

@@ -95,8 +95,66 @@ pub struct ServerSettings {
 /// How a pool spreads requests over its backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BalanceMode {
-    /// Smooth weighted round robin over the configured weights.
+    /// Shares follow `1 / p99 latency` (fast backends get more).
+    Latency,
+    /// Shares follow each backend's spare capacity (configured, reported or
+    /// estimated from latency against `target_latency`).
+    Capacity,
+    /// Smooth weighted round robin over the configured weights: the static
+    /// baseline, ignoring everything measured.
     RoundRobin,
+}
+
+impl BalanceMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalanceMode::Latency => "latency",
+            BalanceMode::Capacity => "capacity",
+            BalanceMode::RoundRobin => "round_robin",
+        }
+    }
+}
+
+/// Tuning of the weight engine for one pool.
+#[derive(Debug, Clone)]
+pub struct PoolPolicy {
+    pub mode: BalanceMode,
+    /// Capacity mode: the latency a backend should stay under.
+    pub target_latency: Duration,
+    /// Floor of a healthy backend's share (keeps slow paths measured).
+    pub min_share: f64,
+    /// Cap of any backend's share.
+    pub max_share: f64,
+    /// Weight given to a new computation: `w = α·w_calc + (1-α)·w_old`.
+    pub smoothing: f64,
+    pub recompute_interval: Duration,
+    /// A returning backend ramps from ~10% of its fair share over this long.
+    pub slow_start: Duration,
+    pub server_load: ServerLoadPolicy,
+    pub outlier: OutlierPolicy,
+    /// Total tries per request (1 = no retry).
+    pub attempts: u32,
+}
+
+/// Where backends' load reports are read and whether they are passed on.
+#[derive(Debug, Clone)]
+pub struct ServerLoadPolicy {
+    pub header: http::HeaderName,
+    pub orca_header: http::HeaderName,
+    /// Remove both headers before the response reaches the client.
+    pub strip: bool,
+    /// A backend that reported and then went quiet this long is degraded.
+    pub stale_after: Duration,
+}
+
+/// Passive outlier ejection.
+#[derive(Debug, Clone)]
+pub struct OutlierPolicy {
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    /// At most this fraction of a pool is ejected at once.
+    pub max_ejected: f64,
 }
 
 /// Upstream timeouts for one pool.
@@ -113,7 +171,7 @@ pub struct UpstreamTimeouts {
 pub struct Pool {
     pub id: PoolId,
     pub name: String,
-    pub mode: BalanceMode,
+    pub policy: PoolPolicy,
     pub timeouts: UpstreamTimeouts,
     pub backends: Vec<Backend>,
     /// Backend indices in smooth weighted round-robin order; one full cycle.

@@ -1,7 +1,7 @@
 //! A human-readable summary of a compiled configuration, printed by
 //! `ballast check` and at startup.
 
-use super::snapshot::{BalanceMode, Snapshot};
+use super::snapshot::Snapshot;
 use std::fmt::Write;
 
 impl Snapshot {
@@ -31,9 +31,7 @@ impl Snapshot {
         let _ = writeln!(out, "admin: {}", self.admin.address);
         let _ = writeln!(out, "pools:");
         for pool in &self.pools {
-            let mode = match pool.mode {
-                BalanceMode::RoundRobin => "round_robin",
-            };
+            let mode = pool.policy.mode.as_str();
             let _ = writeln!(
                 out,
                 "  {} ({mode}, {} backends)",

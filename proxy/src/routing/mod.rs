@@ -1,4 +1,9 @@
-//! Where a request goes: route matching (`table`) and backend choice (`picker`).
+//! Where a request goes: route matching (`table`), the weight engine
+//! (`weights`, run by `engine`), the per-request choice (`picker`) and the
+//! log of routing decisions (`decisions`).
 
+pub mod decisions;
+pub mod engine;
 pub mod picker;
 pub mod table;
+pub mod weights;

@@ -1,29 +1,93 @@
 //! The per-request backend choice, kept pure:
-//! `pick(&Snapshot, &RequestFacts, now, &mut rng) -> Decision`.
+//! `pick(&Snapshot, &RequestFacts, now_ms, &mut rng) -> Decision`.
 //!
-//! No I/O, no globals, clock and randomness injected, so tests drive it
-//! deterministically. Today's policy is smooth weighted round robin (the
-//! nginx algorithm): each pool carries one precomputed cycle of backend
-//! indices in which backend `i` appears `w_i / gcd(w)` times, interleaved as
-//! evenly as possible; the caller hands each request a ticket (a per-pool
-//! counter) and the ticket indexes the cycle. Backends a request already tried
-//! are skipped. `now` and `rng` are part of the seam for adaptive policies.
+//! No I/O, no globals; clock and randomness are injected, so tests drive it
+//! deterministically.
+//!
+//! - `round_robin` pools, and any pool before the engine has published
+//!   weights, use smooth weighted round robin (nginx's algorithm): one
+//!   precomputed cycle of backend indices per pool in which backend `i`
+//!   appears `w_i / gcd(w)` times, as evenly interleaved as possible; the
+//!   caller hands each request a ticket (a per-pool counter) that indexes it.
+//! - adaptive pools draw two candidates by published share (binary search
+//!   over cumulative shares: O(log n)) and keep the first unless it is
+//!   overloaded: power of two choices on load *relative to expectation*,
+//!   `r = (in_flight + 1) / (expected_in_flight + 1)` where the engine's
+//!   expectation is `pool rate × share × latency`. The second candidate wins
+//!   only when `r_first > 2` and `r_second < r_first`, so in steady state the
+//!   shares hold exactly, while a burst that piles onto one backend between
+//!   recomputes spills to another.
+//!
+//! Backends a request already tried, and backends with share 0 (ejected,
+//! unhealthy), are skipped while any other remains.
 
-use crate::config::{PoolId, Snapshot};
+use crate::config::{BalanceMode, PoolId, Snapshot};
+use crate::stats::backend::BackendStats;
 use rand::Rng;
-use std::time::Instant;
+use std::sync::Arc;
 
 /// Longest round-robin cycle kept per pool; larger weight sums are scaled down.
 const MAX_SCHEDULE_LEN: u64 = 4096;
+/// A candidate with more than this many times its expected in-flight load is overloaded.
+const OVERLOAD_RATIO: f64 = 2.0;
+/// Weighted draws tried before falling back to a scan when candidates were already tried.
+const DRAW_ATTEMPTS: usize = 4;
+
+/// A pool's published routing weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolWeights {
+    /// Share of traffic per backend (0 = not eligible); sums to 1 or to 0.
+    pub shares: Vec<f64>,
+    /// Running sums of `shares`, for the weighted draw.
+    cumulative: Vec<f64>,
+    /// In-flight requests each backend is expected to carry at its share.
+    pub expected_in_flight: Vec<f64>,
+}
+
+impl PoolWeights {
+    pub fn new(shares: Vec<f64>, expected_in_flight: Vec<f64>) -> Self {
+        let cumulative = shares
+            .iter()
+            .scan(0.0, |sum, s| {
+                *sum += s.max(0.0);
+                Some(*sum)
+            })
+            .collect();
+        Self {
+            shares,
+            cumulative,
+            expected_in_flight,
+        }
+    }
+
+    fn total(&self) -> f64 {
+        self.cumulative.last().copied().unwrap_or(0.0)
+    }
+
+    /// The backend whose cumulative interval contains `point` in `[0, total)`.
+    fn backend_at(&self, point: f64) -> usize {
+        self.cumulative
+            .partition_point(|&c| c <= point)
+            .min(self.cumulative.len() - 1)
+    }
+
+    fn eligible(&self, backend: usize) -> bool {
+        self.shares[backend] > 0.0
+    }
+}
 
 /// What the picker knows about one request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RequestFacts<'a> {
     pub pool: PoolId,
-    /// Successive requests to a pool get successive tickets.
+    /// Successive requests to a pool get successive tickets (round robin).
     pub ticket: u64,
-    /// Backend indices this request already tried; avoided while others remain.
+    /// Backend indices this request already tried.
     pub tried: &'a [usize],
+    /// The engine's weights for this pool, once published.
+    pub weights: Option<&'a PoolWeights>,
+    /// Live stats of the pool's backends, for their in-flight counts.
+    pub stats: &'a [Arc<BackendStats>],
 }
 
 /// The picker's answer.
@@ -38,7 +102,7 @@ pub enum Decision {
 /// Why no backend was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unavailable {
-    /// Every backend has weight 0 (or the pool is empty).
+    /// No backend is eligible (all ejected or unhealthy, or all weights 0).
     NoEligibleBackend,
     /// Every eligible backend was already tried by this request.
     AllTried,
@@ -57,18 +121,76 @@ impl Unavailable {
 pub fn pick<R: Rng + ?Sized>(
     snapshot: &Snapshot,
     facts: &RequestFacts<'_>,
-    _now: Instant,
-    _rng: &mut R,
+    _now_ms: u64,
+    rng: &mut R,
 ) -> Decision {
-    let schedule = &snapshot.pool(facts.pool).schedule;
-    if schedule.is_empty() {
+    let pool = snapshot.pool(facts.pool);
+    match (pool.policy.mode, facts.weights) {
+        (BalanceMode::RoundRobin, weights) | (_, weights @ None) => {
+            round_robin(&pool.schedule, facts, weights)
+        }
+        (_, Some(weights)) => weighted(weights, facts, rng),
+    }
+}
+
+fn round_robin(
+    schedule: &[u32],
+    facts: &RequestFacts<'_>,
+    weights: Option<&PoolWeights>,
+) -> Decision {
+    if schedule.is_empty() || weights.is_some_and(|w| w.total() <= 0.0) {
         return Decision::Unavailable(Unavailable::NoEligibleBackend);
     }
     let len = schedule.len();
     let start = (facts.ticket % len as u64) as usize;
     (0..len)
         .map(|step| schedule[(start + step) % len] as usize)
-        .find(|backend| !facts.tried.contains(backend))
+        .find(|&b| !facts.tried.contains(&b) && weights.is_none_or(|w| w.eligible(b)))
+        .map_or(
+            Decision::Unavailable(Unavailable::AllTried),
+            Decision::Backend,
+        )
+}
+
+fn weighted<R: Rng + ?Sized>(
+    weights: &PoolWeights,
+    facts: &RequestFacts<'_>,
+    rng: &mut R,
+) -> Decision {
+    let total = weights.total();
+    if total <= 0.0 || weights.shares.is_empty() {
+        return Decision::Unavailable(Unavailable::NoEligibleBackend);
+    }
+    let mut draw = || -> Option<usize> {
+        (0..DRAW_ATTEMPTS)
+            .map(|_| weights.backend_at(rng.random::<f64>() * total))
+            .find(|b| !facts.tried.contains(b))
+    };
+    let Some(first) = draw() else {
+        return best_untried(weights, facts);
+    };
+    let second = draw().unwrap_or(first);
+    if first == second {
+        return Decision::Backend(first);
+    }
+    let load = |b: usize| {
+        let in_flight = facts.stats.get(b).map_or(0, |s| s.in_flight()).max(0) as f64;
+        let expected = weights.expected_in_flight.get(b).copied().unwrap_or(0.0);
+        (in_flight + 1.0) / (expected + 1.0)
+    };
+    let (first_load, second_load) = (load(first), load(second));
+    if first_load > OVERLOAD_RATIO && second_load < first_load {
+        Decision::Backend(second)
+    } else {
+        Decision::Backend(first)
+    }
+}
+
+/// The eligible backend with the largest share that this request has not tried.
+fn best_untried(weights: &PoolWeights, facts: &RequestFacts<'_>) -> Decision {
+    (0..weights.shares.len())
+        .filter(|&b| weights.eligible(b) && !facts.tried.contains(&b))
+        .max_by(|&a, &b| weights.shares[a].total_cmp(&weights.shares[b]))
         .map_or(
             Decision::Unavailable(Unavailable::AllTried),
             Decision::Backend,
@@ -153,7 +275,7 @@ mod tests {
         assert!((c[0] as i64 - c[1] as i64).abs() <= 1);
     }
 
-    fn snapshot(weights: &[u32]) -> Snapshot {
+    fn snapshot(mode: &str, weights: &[u32]) -> Snapshot {
         let backends: Vec<String> = weights
             .iter()
             .enumerate()
@@ -165,43 +287,133 @@ mod tests {
             })
             .collect();
         let yaml = format!(
-            "listeners: [{{address: \"127.0.0.1:1\"}}]\npools:\n  p:\n    backends:\n{}routes: [{{pool: p}}]\n",
+            "listeners: [{{address: \"127.0.0.1:1\"}}]\npools:\n  p:\n    mode: {mode}\n    backends:\n{}routes: [{{pool: p}}]\n",
             backends.concat()
         );
         crate::config::load_str(&yaml, std::path::Path::new(".")).unwrap()
     }
 
+    fn stats(n: usize) -> Vec<Arc<BackendStats>> {
+        (0..n).map(|_| Arc::new(BackendStats::new())).collect()
+    }
+
+    fn facts<'a>(
+        ticket: u64,
+        tried: &'a [usize],
+        weights: Option<&'a PoolWeights>,
+        stats: &'a [Arc<BackendStats>],
+    ) -> RequestFacts<'a> {
+        RequestFacts {
+            pool: PoolId(0),
+            ticket,
+            tried,
+            weights,
+            stats,
+        }
+    }
+
     #[test]
-    fn pick_walks_the_cycle_and_skips_tried_backends() {
-        let snap = snapshot(&[2, 1]);
+    fn round_robin_walks_the_cycle_and_skips_tried_and_ineligible() {
+        let snap = snapshot("round_robin", &[2, 1]);
+        let live = stats(2);
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let now = Instant::now();
         let picks: Vec<Decision> = (0..6)
-            .map(|ticket| {
-                let facts = RequestFacts {
-                    pool: PoolId(0),
-                    ticket,
-                    tried: &[],
-                };
-                pick(&snap, &facts, now, &mut rng)
-            })
+            .map(|t| pick(&snap, &facts(t, &[], None, &live), 0, &mut rng))
             .collect();
         use Decision::Backend as B;
         assert_eq!(picks, vec![B(0), B(1), B(0), B(0), B(1), B(0)]);
-
-        let retry = RequestFacts {
-            pool: PoolId(0),
-            ticket: 0,
-            tried: &[0],
-        };
-        assert_eq!(pick(&snap, &retry, now, &mut rng), B(1));
-        let exhausted = RequestFacts {
-            pool: PoolId(0),
-            ticket: 0,
-            tried: &[0, 1],
-        };
+        assert_eq!(pick(&snap, &facts(0, &[0], None, &live), 0, &mut rng), B(1));
         assert_eq!(
-            pick(&snap, &exhausted, now, &mut rng),
+            pick(&snap, &facts(0, &[0, 1], None, &live), 0, &mut rng),
+            Decision::Unavailable(Unavailable::AllTried)
+        );
+        let first_down = PoolWeights::new(vec![0.0, 1.0], vec![0.0, 0.0]);
+        assert_eq!(
+            pick(&snap, &facts(0, &[], Some(&first_down), &live), 0, &mut rng),
+            B(1)
+        );
+        let all_down = PoolWeights::new(vec![0.0, 0.0], vec![0.0, 0.0]);
+        assert_eq!(
+            pick(&snap, &facts(0, &[], Some(&all_down), &live), 0, &mut rng),
+            Decision::Unavailable(Unavailable::NoEligibleBackend)
+        );
+    }
+
+    fn distribution(
+        snap: &Snapshot,
+        weights: &PoolWeights,
+        live: &[Arc<BackendStats>],
+        n: usize,
+        seed: u64,
+    ) -> Vec<f64> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut counts = vec![0usize; weights.shares.len()];
+        for t in 0..n {
+            match pick(
+                snap,
+                &facts(t as u64, &[], Some(weights), live),
+                0,
+                &mut rng,
+            ) {
+                Decision::Backend(b) => counts[b] += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        counts.iter().map(|&c| c as f64 / n as f64).collect()
+    }
+
+    #[test]
+    fn weighted_choice_matches_shares_and_is_deterministic() {
+        let snap = snapshot("latency", &[1, 1, 1, 1]);
+        let live = stats(4);
+        let weights = PoolWeights::new(vec![0.6, 0.3, 0.1, 0.0], vec![1.0; 4]);
+        let got = distribution(&snap, &weights, &live, 100_000, 1);
+        for (g, want) in got.iter().zip([0.6, 0.3, 0.1, 0.0]) {
+            assert!((g - want).abs() < 0.01, "{got:?}");
+        }
+        assert_eq!(
+            got,
+            distribution(&snap, &weights, &live, 100_000, 1),
+            "same seed, same picks"
+        );
+    }
+
+    #[test]
+    fn shares_hold_under_steady_load_and_bursts_spill_over() {
+        let snap = snapshot("latency", &[1, 1]);
+        let live = stats(2);
+        let weights = PoolWeights::new(vec![0.8, 0.2], vec![8.0, 2.0]);
+        // Both carry what they are expected to: the shares hold.
+        let _a: Vec<_> = (0..8).map(|_| live[0].start()).collect();
+        let _b: Vec<_> = (0..2).map(|_| live[1].start()).collect();
+        let steady = distribution(&snap, &weights, &live, 50_000, 3);
+        assert!((steady[0] - 0.8).abs() < 0.01, "{steady:?}");
+        // A burst piles 40 requests onto backend 0: new requests go to 1 when drawn second.
+        let _burst: Vec<_> = (0..40).map(|_| live[0].start()).collect();
+        let burst = distribution(&snap, &weights, &live, 50_000, 3);
+        assert!((burst[1] - (0.2 + 0.8 * 0.2)).abs() < 0.01, "{burst:?}");
+    }
+
+    #[test]
+    fn weighted_choice_avoids_tried_backends() {
+        let snap = snapshot("latency", &[1, 1, 1]);
+        let live = stats(3);
+        let weights = PoolWeights::new(vec![0.98, 0.01, 0.01], vec![0.0; 3]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for t in 0..1000 {
+            let d = pick(&snap, &facts(t, &[0], Some(&weights), &live), 0, &mut rng);
+            assert!(
+                matches!(d, Decision::Backend(1) | Decision::Backend(2)),
+                "{d:?}"
+            );
+        }
+        assert_eq!(
+            pick(
+                &snap,
+                &facts(0, &[0, 1, 2], Some(&weights), &live),
+                0,
+                &mut rng
+            ),
             Decision::Unavailable(Unavailable::AllTried)
         );
     }

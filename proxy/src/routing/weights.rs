@@ -1,0 +1,695 @@
+//! The weight engine: turns what is measured and reported about each backend
+//! into a traffic share, off the hot path (every `recompute_interval`).
+//!
+//! Per eligible backend *i* (healthy, not ejected), a base weight by mode:
+//! - `latency`:  `b_i = 1 / lat_i`, with `lat_i` its p99 over the last 10 s
+//!   (at least 10 samples), else its fresh self-reported latency, else its
+//!   latency EWMA; a backend with no latency data yet gets the mean base of the
+//!   others (a fair share, so it gets measured).
+//! - `capacity`: `cap_i` = fresh reported capacity, else configured capacity
+//!   (both scaled by `target/lat_i` when `lat_i > target`), else the estimate
+//!   `max(rps_i · target / lat_i, 1)`; then `b_i = max(0.8·cap_i − rps_i, 0.05·cap_i)`:
+//!   spare capacity, never planning past 80% of a backend's capacity.
+//! - `round_robin`: `b_i` = configured weight, and nothing below applies.
+//!
+//! Then multiplicative factors: errors `exp(−10 · error_rate)` (with at least
+//! 10 outcomes in the window), reported utilization `clamp(1 − u, 0.05, 1)`,
+//! a stale reporter (reported once, silent for `stale_after`) `× 0.1`, and
+//! slow start `0.1 + 0.9 · min(1, t / slow_start)` since (re)admission.
+//! Shares are the normalized products, smoothed `w = α·w_calc + (1−α)·w_old`,
+//! then bounded to `[min_share, max_share]` by water-filling (the bounds
+//! relax to `1/n` when `n` backends cannot satisfy them) and renormalized.
+//! Ineligible backends get 0 at once: ejection is not smoothed.
+
+use crate::config::{BalanceMode, PoolPolicy};
+use crate::stats::backend::Observation;
+
+pub const MIN_LATENCY_SAMPLES: u64 = 10;
+pub const MIN_ERROR_SAMPLES: u64 = 10;
+const ERROR_PENALTY: f64 = 10.0;
+const STALE_FACTOR: f64 = 0.1;
+const MIN_UTILIZATION_FACTOR: f64 = 0.05;
+pub const SLOW_START_INITIAL: f64 = 0.1;
+const CAPACITY_SAFETY: f64 = 0.8;
+const MIN_HEADROOM: f64 = 0.05;
+const MIN_ESTIMATED_CAPACITY: f64 = 1.0;
+
+/// Everything the engine knows about one backend at recompute time.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendInput {
+    /// Configured weight (round-robin mode).
+    pub weight: f64,
+    /// Configured capacity, requests per second.
+    pub capacity: Option<f64>,
+    /// Healthy and not ejected.
+    pub eligible: bool,
+    /// When the backend was last (re)admitted; slow start runs from here.
+    pub admitted_at_ms: Option<u64>,
+    /// The share published last time, if any.
+    pub previous_share: Option<f64>,
+    pub observation: Observation,
+}
+
+/// Why a backend got its share: each input's contribution.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Factors {
+    /// Latency the engine used, in ms.
+    pub latency_ms: Option<f64>,
+    /// Base weight from the mode's formula.
+    pub base: f64,
+    pub error: f64,
+    pub utilization: f64,
+    pub stale: bool,
+    pub ramp: f64,
+}
+
+/// A backend's new share and the factors behind it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Computed {
+    pub share: f64,
+    pub factors: Factors,
+}
+
+/// Whether a backend's self-report is fresh, stale, or was never sent.
+fn report_state(
+    input: &BackendInput,
+    policy: &PoolPolicy,
+    now_ms: u64,
+) -> (Option<crate::stats::backend::LastReport>, bool) {
+    match input.observation.report {
+        None => (None, false),
+        Some(report) => {
+            let age = now_ms.saturating_sub(report.received_at_ms);
+            if age > policy.server_load.stale_after.as_millis() as u64 {
+                (None, true)
+            } else {
+                (Some(report), false)
+            }
+        }
+    }
+}
+
+fn latency_ms(obs: &Observation, fresh_report_latency: Option<f64>) -> Option<f64> {
+    let measured_p99 =
+        (obs.latency.count >= MIN_LATENCY_SAMPLES).then(|| obs.latency.p99_us / 1000.0);
+    measured_p99
+        .or(fresh_report_latency)
+        .or(obs.ewma_us.map(|us| us / 1000.0))
+        .map(|ms| ms.max(0.001))
+}
+
+fn slow_start_ramp(policy: &PoolPolicy, admitted_at_ms: Option<u64>, now_ms: u64) -> f64 {
+    let ramp_ms = policy.slow_start.as_millis() as f64;
+    match admitted_at_ms {
+        Some(at) if ramp_ms > 0.0 => {
+            let progress = (now_ms.saturating_sub(at) as f64 / ramp_ms).min(1.0);
+            SLOW_START_INITIAL + (1.0 - SLOW_START_INITIAL) * progress
+        }
+        _ => 1.0,
+    }
+}
+
+/// Compute every backend's share. Shares of eligible backends sum to 1
+/// (all zero when none is eligible).
+pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64) -> Vec<Computed> {
+    let mut factors = vec![Factors::default(); inputs.len()];
+    let mut base: Vec<Option<f64>> = vec![None; inputs.len()];
+    let target_ms = policy.target_latency.as_secs_f64() * 1000.0;
+
+    for (i, input) in inputs.iter().enumerate() {
+        if !input.eligible {
+            continue;
+        }
+        let obs = &input.observation;
+        let (fresh, stale) = report_state(input, policy, now_ms);
+        let lat = latency_ms(obs, fresh.and_then(|r| r.latency_ms));
+        let f = &mut factors[i];
+        f.latency_ms = lat;
+        f.error = 1.0;
+        f.utilization = 1.0;
+        f.ramp = 1.0;
+        base[i] = match policy.mode {
+            BalanceMode::RoundRobin => Some(input.weight),
+            BalanceMode::Latency => lat.map(|ms| 1.0 / ms),
+            BalanceMode::Capacity => {
+                let rps = obs.outcomes.per_second();
+                let known = fresh
+                    .and_then(|r| r.capacity.map(|c| c as f64))
+                    .or(input.capacity);
+                let capacity = match (known, lat) {
+                    (Some(cap), Some(ms)) if ms > target_ms => Some(cap * target_ms / ms),
+                    (Some(cap), _) => Some(cap),
+                    (None, Some(ms)) => Some((rps * target_ms / ms).max(MIN_ESTIMATED_CAPACITY)),
+                    (None, None) => None,
+                };
+                capacity.map(|cap| (CAPACITY_SAFETY * cap - rps).max(MIN_HEADROOM * cap))
+            }
+        };
+        if policy.mode == BalanceMode::RoundRobin {
+            continue;
+        }
+        if obs.outcomes.total >= MIN_ERROR_SAMPLES {
+            f.error = (-ERROR_PENALTY * obs.outcomes.error_rate()).exp();
+        }
+        if let Some(u) = fresh.and_then(|r| r.utilization) {
+            f.utilization = (1.0 - u).clamp(MIN_UTILIZATION_FACTOR, 1.0);
+        }
+        f.stale = stale;
+        f.ramp = slow_start_ramp(policy, input.admitted_at_ms, now_ms);
+    }
+
+    // Backends without data get the mean base of those with data.
+    let known: Vec<f64> = base.iter().flatten().copied().collect();
+    let neutral = if known.is_empty() {
+        1.0
+    } else {
+        known.iter().sum::<f64>() / known.len() as f64
+    };
+    let mut raw = vec![0.0; inputs.len()];
+    for (i, input) in inputs.iter().enumerate() {
+        if !input.eligible {
+            continue;
+        }
+        let f = &mut factors[i];
+        f.base = base[i].unwrap_or(neutral);
+        let stale = if f.stale { STALE_FACTOR } else { 1.0 };
+        raw[i] = f.base * f.error * f.utilization * stale * f.ramp;
+    }
+    let eligible: Vec<bool> = inputs.iter().map(|i| i.eligible).collect();
+    let mut shares = normalize(&raw, &eligible);
+
+    if policy.mode != BalanceMode::RoundRobin {
+        let alpha = policy.smoothing;
+        for (i, input) in inputs.iter().enumerate() {
+            if let (true, Some(old)) = (input.eligible, input.previous_share) {
+                shares[i] = alpha * shares[i] + (1.0 - alpha) * old;
+            }
+        }
+        shares = normalize(&shares, &eligible);
+        shares = bound_shares(&shares, &eligible, policy.min_share, policy.max_share);
+    }
+    shares
+        .into_iter()
+        .zip(factors)
+        .map(|(share, factors)| Computed { share, factors })
+        .collect()
+}
+
+/// Scale eligible values to sum to 1 (equal split if they sum to 0).
+fn normalize(values: &[f64], eligible: &[bool]) -> Vec<f64> {
+    let n = eligible.iter().filter(|e| **e).count();
+    let total: f64 = values
+        .iter()
+        .zip(eligible)
+        .filter(|(_, e)| **e)
+        .map(|(v, _)| v.max(0.0))
+        .sum();
+    values
+        .iter()
+        .zip(eligible)
+        .map(|(v, e)| match (*e, total > 0.0 && total.is_finite()) {
+            (false, _) => 0.0,
+            (true, true) => v.max(0.0) / total,
+            (true, false) => 1.0 / n as f64,
+        })
+        .collect()
+}
+
+/// Bound eligible shares to `[min, max]` by water-filling: first raise those
+/// under the floor, taking from the others in proportion; then lower those
+/// over the cap, giving to the others in proportion (which only raises them).
+/// Bounds that `n` backends cannot meet are relaxed to `1/n`.
+pub fn bound_shares(shares: &[f64], eligible: &[bool], min: f64, max: f64) -> Vec<f64> {
+    const EPSILON: f64 = 1e-12;
+    let n = eligible.iter().filter(|e| **e).count();
+    if n == 0 {
+        return vec![0.0; shares.len()];
+    }
+    let equal = 1.0 / n as f64;
+    let (min, max) = (min.min(equal), max.max(equal));
+    let mut values = normalize(shares, eligible);
+
+    let mut at_floor = vec![false; values.len()];
+    while let Some(low) =
+        (0..values.len()).find(|&i| eligible[i] && !at_floor[i] && values[i] < min - EPSILON)
+    {
+        at_floor[low] = true;
+        redistribute(&mut values, eligible, &at_floor, min);
+    }
+    let mut at_cap = vec![false; values.len()];
+    while let Some(high) =
+        (0..values.len()).find(|&i| eligible[i] && !at_cap[i] && values[i] > max + EPSILON)
+    {
+        at_cap[high] = true;
+        redistribute(&mut values, eligible, &at_cap, max);
+    }
+    values
+}
+
+/// Pin the `pinned` backends at `level` and scale the other eligible ones so
+/// that everything sums to 1.
+fn redistribute(values: &mut [f64], eligible: &[bool], pinned: &[bool], level: f64) {
+    let pinned_count = pinned.iter().filter(|p| **p).count();
+    let remaining = (1.0 - pinned_count as f64 * level).max(0.0);
+    let free: Vec<usize> = (0..values.len())
+        .filter(|&i| eligible[i] && !pinned[i])
+        .collect();
+    let free_total: f64 = free.iter().map(|&i| values[i]).sum();
+    for i in 0..values.len() {
+        if pinned[i] {
+            values[i] = level;
+        }
+    }
+    for &i in &free {
+        values[i] = if free_total > 0.0 {
+            values[i] * remaining / free_total
+        } else {
+            remaining / free.len() as f64
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{OutlierPolicy, ServerLoadPolicy};
+    use crate::stats::backend::LastReport;
+    use crate::stats::window::{LatencySummary, OutcomeSummary};
+    use std::time::Duration;
+
+    fn policy(mode: BalanceMode) -> PoolPolicy {
+        PoolPolicy {
+            mode,
+            target_latency: Duration::from_millis(100),
+            min_share: 0.02,
+            max_share: 0.8,
+            smoothing: 0.3,
+            recompute_interval: Duration::from_millis(500),
+            slow_start: Duration::from_secs(30),
+            server_load: ServerLoadPolicy {
+                header: http::HeaderName::from_static("server-load"),
+                orca_header: http::HeaderName::from_static("endpoint-load-metrics"),
+                strip: true,
+                stale_after: Duration::from_secs(3),
+            },
+            outlier: OutlierPolicy {
+                consecutive_failures: 5,
+                base_ejection: Duration::from_secs(30),
+                max_ejection: Duration::from_secs(300),
+                max_ejected: 0.5,
+            },
+            attempts: 2,
+        }
+    }
+
+    /// With two backends a 0.8 cap is also a 0.2 floor; these tests look at
+    /// the formulas themselves.
+    fn uncapped(mode: BalanceMode) -> PoolPolicy {
+        PoolPolicy {
+            max_share: 1.0,
+            ..policy(mode)
+        }
+    }
+
+    /// A backend measured at `p99_ms` over 100 requests, `errors` of them failed.
+    fn measured(p99_ms: f64, errors: u64) -> BackendInput {
+        BackendInput {
+            weight: 1.0,
+            capacity: None,
+            eligible: true,
+            admitted_at_ms: None,
+            previous_share: None,
+            observation: Observation {
+                in_flight: 0,
+                latency: LatencySummary {
+                    count: 100,
+                    mean_us: p99_ms * 500.0,
+                    p50_us: p99_ms * 500.0,
+                    p99_us: p99_ms * 1000.0,
+                    max_us: p99_ms * 1000.0,
+                },
+                ewma_us: Some(p99_ms * 500.0),
+                peak_ewma_us: Some(p99_ms * 1000.0),
+                outcomes: OutcomeSummary {
+                    total: 100,
+                    errors,
+                    window_ms: 10_000,
+                },
+                consecutive_failures: 0,
+                report: None,
+            },
+        }
+    }
+
+    fn shares(out: &[Computed]) -> Vec<f64> {
+        out.iter().map(|c| c.share).collect()
+    }
+
+    fn close(a: f64, b: f64, tolerance: f64) -> bool {
+        (a - b).abs() <= tolerance
+    }
+
+    /// Run the engine tick by tick, feeding each tick's shares back in.
+    fn run(policy: &PoolPolicy, inputs: &mut [BackendInput], now_ms: u64) -> Vec<f64> {
+        let out = shares(&compute_shares(policy, inputs, now_ms));
+        for (input, share) in inputs.iter_mut().zip(&out) {
+            input.previous_share = Some(*share);
+        }
+        out
+    }
+
+    #[test]
+    fn latency_mode_follows_inverse_p99_within_bounds() {
+        let p = policy(BalanceMode::Latency);
+        let out = shares(&compute_shares(
+            &p,
+            &[measured(10.0, 0), measured(40.0, 0)],
+            0,
+        ));
+        assert!(
+            close(out[0], 0.8, 1e-9) && close(out[1], 0.2, 1e-9),
+            "{out:?}"
+        );
+        let out = shares(&compute_shares(
+            &p,
+            &[measured(10.0, 0), measured(20.0, 0), measured(40.0, 0)],
+            0,
+        ));
+        let expected = [4.0 / 7.0, 2.0 / 7.0, 1.0 / 7.0];
+        for (got, want) in out.iter().zip(expected) {
+            assert!(close(*got, want, 1e-9), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn spike_drops_share_and_recovery_ramps_back_without_overshoot() {
+        let p = uncapped(BalanceMode::Latency);
+        let mut inputs = [measured(10.0, 0), measured(10.0, 0)];
+        let mut now = 0;
+        for _ in 0..5 {
+            let out = run(&p, &mut inputs, now);
+            assert!(close(out[1], 0.5, 1e-9));
+            now += 500;
+        }
+        inputs[1] = BackendInput {
+            previous_share: inputs[1].previous_share,
+            ..measured(100.0, 0)
+        };
+        let mut series = vec![];
+        for _ in 0..20 {
+            series.push(run(&p, &mut inputs, now)[1]);
+            now += 500;
+        }
+        assert!(
+            series.windows(2).all(|w| w[1] <= w[0] + 1e-12),
+            "share falls steadily: {series:?}"
+        );
+        assert!(
+            series[2] < 0.3,
+            "clearly smaller within 3 ticks: {series:?}"
+        );
+        let settled = 1.0 / 11.0;
+        assert!(close(*series.last().unwrap(), settled, 0.01), "{series:?}");
+
+        inputs[1] = BackendInput {
+            previous_share: inputs[1].previous_share,
+            ..measured(10.0, 0)
+        };
+        let mut recovery = vec![];
+        for _ in 0..30 {
+            recovery.push(run(&p, &mut inputs, now)[1]);
+            now += 500;
+        }
+        assert!(
+            recovery.windows(2).all(|w| w[1] >= w[0] - 1e-12),
+            "ramps back monotonically: {recovery:?}"
+        );
+        assert!(
+            recovery.iter().all(|s| *s <= 0.5 + 1e-9),
+            "never overshoots: {recovery:?}"
+        );
+        assert!(close(*recovery.last().unwrap(), 0.5, 0.01), "{recovery:?}");
+    }
+
+    #[test]
+    fn silent_reporter_is_degraded_not_idle() {
+        let p = uncapped(BalanceMode::Latency);
+        let reporting = |received_at_ms| {
+            let mut input = measured(10.0, 0);
+            input.observation.report = Some(LastReport {
+                utilization: Some(0.2),
+                capacity: None,
+                in_flight: None,
+                latency_ms: None,
+                received_at_ms,
+            });
+            input
+        };
+        let now = 60_000;
+        let fresh = shares(&compute_shares(
+            &p,
+            &[reporting(now - 1_000), reporting(now - 1_000)],
+            now,
+        ));
+        assert!(close(fresh[0], 0.5, 1e-9));
+        let silent = compute_shares(&p, &[reporting(now - 1_000), reporting(now - 3_001)], now);
+        assert!(silent[1].factors.stale);
+        assert!(
+            silent[1].share < 0.15,
+            "a silent reporter's share shrinks: {silent:?}"
+        );
+        assert!(
+            silent[1].share >= p.min_share - 1e-12,
+            "but keeps the floor"
+        );
+    }
+
+    #[test]
+    fn with_two_backends_the_cap_bounds_the_slow_one_too() {
+        let p = policy(BalanceMode::Latency);
+        let out = shares(&compute_shares(
+            &p,
+            &[measured(10.0, 0), measured(1000.0, 0)],
+            0,
+        ));
+        assert!(
+            close(out[0], 0.8, 1e-9) && close(out[1], 0.2, 1e-9),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn floor_and_cap_hold_and_shares_sum_to_one() {
+        let mut p = policy(BalanceMode::Latency);
+        p.min_share = 0.05;
+        p.max_share = 0.6;
+        let inputs = [
+            measured(1.0, 0),
+            measured(500.0, 0),
+            measured(2000.0, 0),
+            measured(5.0, 0),
+        ];
+        let out = shares(&compute_shares(&p, &inputs, 0));
+        assert!(close(out.iter().sum::<f64>(), 1.0, 1e-9), "{out:?}");
+        assert!(
+            out.iter().all(|s| *s >= 0.05 - 1e-9 && *s <= 0.6 + 1e-9),
+            "{out:?}"
+        );
+        assert!(close(out[0], 0.6, 1e-9));
+    }
+
+    #[test]
+    fn bounds_are_water_filled_and_relaxed_when_infeasible() {
+        let all = [true, true];
+        let two = bound_shares(&[0.99, 0.01], &all, 0.02, 0.8);
+        assert!(
+            close(two[0], 0.8, 1e-12) && close(two[1], 0.2, 1e-12),
+            "{two:?}"
+        );
+        let three = bound_shares(&[0.5, 0.49, 0.01], &[true; 3], 0.02, 0.4);
+        assert!(
+            close(three[0], 0.4, 1e-9) && close(three[1], 0.4, 1e-9) && close(three[2], 0.2, 1e-9),
+            "{three:?}"
+        );
+        assert_eq!(
+            bound_shares(&[0.9, 0.1], &all, 0.0, 0.3),
+            vec![0.5, 0.5],
+            "cap relaxed to 1/n"
+        );
+        assert_eq!(bound_shares(&[0.3], &[true], 0.0, 0.5), vec![1.0]);
+        assert_eq!(
+            bound_shares(&[0.3, 0.7], &[false, true], 0.1, 0.5),
+            vec![0.0, 1.0]
+        );
+        assert_eq!(
+            bound_shares(&[0.3, 0.7], &[false, false], 0.1, 0.5),
+            vec![0.0, 0.0]
+        );
+    }
+
+    fn variance(series: &[f64]) -> f64 {
+        let mean = series.iter().sum::<f64>() / series.len() as f64;
+        series.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / series.len() as f64
+    }
+
+    #[test]
+    fn smoothing_prevents_sawtooth_between_close_backends() {
+        // Two backends within 10% of each other whose measurements swap every tick.
+        let series_for = |alpha: f64| {
+            let mut p = policy(BalanceMode::Latency);
+            p.smoothing = alpha;
+            let mut inputs = [measured(10.0, 0), measured(11.0, 0)];
+            let mut series = vec![];
+            for tick in 0..200u64 {
+                let (a, b) = if tick % 2 == 0 {
+                    (10.0, 11.0)
+                } else {
+                    (11.0, 10.0)
+                };
+                inputs[0] = BackendInput {
+                    previous_share: inputs[0].previous_share,
+                    ..measured(a, 0)
+                };
+                inputs[1] = BackendInput {
+                    previous_share: inputs[1].previous_share,
+                    ..measured(b, 0)
+                };
+                series.push(run(&p, &mut inputs, tick * 500)[0]);
+            }
+            series
+        };
+        let raw = series_for(1.0);
+        let smoothed = series_for(0.3);
+        assert!(
+            variance(&smoothed) < 0.1 * variance(&raw),
+            "{} vs {}",
+            variance(&smoothed),
+            variance(&raw)
+        );
+        assert!(
+            smoothed[10..].iter().all(|s| close(*s, 0.5, 0.01)),
+            "{smoothed:?}"
+        );
+    }
+
+    #[test]
+    fn errors_and_reported_utilization_reduce_shares() {
+        let p = uncapped(BalanceMode::Latency);
+        let out = shares(&compute_shares(
+            &p,
+            &[measured(10.0, 0), measured(10.0, 30)],
+            0,
+        ));
+        assert!(out[1] < 0.1, "30% errors: {out:?}");
+        let few = BackendInput {
+            observation: Observation {
+                outcomes: OutcomeSummary {
+                    total: 5,
+                    errors: 5,
+                    window_ms: 10_000,
+                },
+                ..measured(10.0, 0).observation
+            },
+            ..measured(10.0, 0)
+        };
+        let out = shares(&compute_shares(&p, &[measured(10.0, 0), few], 0));
+        assert!(
+            close(out[1], 0.5, 1e-9),
+            "too few samples to judge: {out:?}"
+        );
+
+        let busy = |u| {
+            let mut input = measured(10.0, 0);
+            input.observation.report = Some(LastReport {
+                utilization: Some(u),
+                capacity: None,
+                in_flight: None,
+                latency_ms: None,
+                received_at_ms: 1,
+            });
+            input
+        };
+        let out = shares(&compute_shares(&p, &[busy(0.2), busy(0.9)], 100));
+        assert!(close(out[0] / out[1], 0.8 / 0.1, 1e-6), "{out:?}");
+    }
+
+    #[test]
+    fn slow_start_begins_near_a_tenth_of_fair_share_and_ramps() {
+        let p = uncapped(BalanceMode::Latency);
+        let newcomer = |admitted| BackendInput {
+            admitted_at_ms: Some(admitted),
+            ..measured(10.0, 0)
+        };
+        let at = |now| shares(&compute_shares(&p, &[measured(10.0, 0), newcomer(0)], now))[1];
+        assert!(close(at(0), 0.1 / 1.1, 1e-9));
+        assert!(close(at(15_000), 0.55 / 1.55, 1e-9));
+        assert!(close(at(30_000), 0.5, 1e-9));
+        assert!(close(at(90_000), 0.5, 1e-9));
+    }
+
+    #[test]
+    fn ineligible_backends_get_nothing_at_once() {
+        let p = policy(BalanceMode::Latency);
+        let mut down = measured(10.0, 0);
+        down.eligible = false;
+        down.previous_share = Some(0.5);
+        let out = shares(&compute_shares(
+            &p,
+            &[measured(10.0, 0), down, measured(10.0, 0)],
+            0,
+        ));
+        assert_eq!(out[1], 0.0);
+        assert!(close(out[0], 0.5, 1e-9) && close(out[2], 0.5, 1e-9));
+        let none = shares(&compute_shares(&p, &[down, down], 0));
+        assert_eq!(none, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn unmeasured_backends_get_a_fair_share() {
+        let p = policy(BalanceMode::Latency);
+        let mut fresh = measured(10.0, 0);
+        fresh.observation.latency.count = 0;
+        fresh.observation.ewma_us = None;
+        let out = compute_shares(&p, &[measured(10.0, 0), measured(30.0, 0), fresh], 0);
+        assert_eq!(out[2].factors.latency_ms, None);
+        let mean_base = (1.0 / 10.0 + 1.0 / 30.0) / 2.0;
+        assert!(close(out[2].factors.base, mean_base, 1e-12));
+    }
+
+    #[test]
+    fn capacity_mode_follows_spare_capacity() {
+        let p = policy(BalanceMode::Capacity);
+        let with_capacity = |cap: f64, p99: f64| BackendInput {
+            capacity: Some(cap),
+            ..measured(p99, 0)
+        };
+        // 100 outcomes over 10 s = 10 rps each; spare = 0.8·cap − 10.
+        let out = shares(&compute_shares(
+            &p,
+            &[with_capacity(1000.0, 20.0), with_capacity(300.0, 20.0)],
+            0,
+        ));
+        let (a, b) = (0.8 * 1000.0 - 10.0, 0.8 * 300.0 - 10.0);
+        assert!(close(out[0], a / (a + b), 1e-9), "{out:?}");
+        // Above target latency, capacity is scaled down by target/latency.
+        let out = shares(&compute_shares(
+            &p,
+            &[with_capacity(1000.0, 400.0), with_capacity(300.0, 20.0)],
+            0,
+        ));
+        let a = 0.8 * 250.0 - 10.0;
+        assert!(close(out[0], a / (a + b), 1e-9), "{out:?}");
+    }
+
+    #[test]
+    fn round_robin_ignores_measurements() {
+        let p = policy(BalanceMode::RoundRobin);
+        let mut heavy = measured(500.0, 90);
+        heavy.weight = 3.0;
+        let out = shares(&compute_shares(&p, &[measured(1.0, 0), heavy], 0));
+        assert!(
+            close(out[0], 0.25, 1e-12) && close(out[1], 0.75, 1e-12),
+            "{out:?}"
+        );
+    }
+}

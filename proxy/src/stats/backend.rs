@@ -1,0 +1,240 @@
+//! One backend's live statistics. Written on the hot path with atomics only
+//! (no locks, no allocation); read by the weight engine off the hot path.
+//!
+//! - in-flight requests (a guard decrements on drop, whatever happens);
+//! - latency: a 10 s sliding window (p50/p99/mean) and EWMA / peak EWMA;
+//! - outcomes: a 10 s sliding window of successes and failures (5xx,
+//!   connect failures, timeouts, resets), giving error rate and requests/s;
+//! - consecutive failures, for outlier ejection;
+//! - the last `Server-Load` / ORCA report and when it arrived.
+
+use super::server_load::LoadReport;
+use super::window::{LatencyEwma, LatencySummary, LatencyWindow, OutcomeSummary, OutcomeWindow};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+const WINDOW_SLOTS: usize = 10;
+const WINDOW_SLOT_MS: u64 = 1_000;
+/// Time constant of the latency EWMAs.
+const EWMA_TAU_MS: u64 = 2_000;
+/// Stored in an f64 slot to mean "not reported".
+const ABSENT: u64 = u64::MAX;
+
+/// The last self-report of a backend. Fields are independent atomics, so a
+/// reader may see fields of two consecutive reports; each is still valid.
+#[derive(Default)]
+struct ReportCell {
+    utilization: AtomicU64,
+    capacity: AtomicU64,
+    in_flight: AtomicU64,
+    latency_ms: AtomicU64,
+    /// `clock::now_ms()` of the last report; 0 = never reported.
+    received_at_ms: AtomicU64,
+}
+
+fn store_f64(cell: &AtomicU64, value: Option<f64>) {
+    cell.store(value.map_or(ABSENT, f64::to_bits), Ordering::Relaxed);
+}
+
+fn load_f64(cell: &AtomicU64) -> Option<f64> {
+    match cell.load(Ordering::Relaxed) {
+        ABSENT => None,
+        bits => Some(f64::from_bits(bits)),
+    }
+}
+
+fn store_u64(cell: &AtomicU64, value: Option<u64>) {
+    cell.store(value.unwrap_or(ABSENT), Ordering::Relaxed);
+}
+
+fn load_u64(cell: &AtomicU64) -> Option<u64> {
+    match cell.load(Ordering::Relaxed) {
+        ABSENT => None,
+        v => Some(v),
+    }
+}
+
+/// What a backend last said about itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LastReport {
+    pub utilization: Option<f64>,
+    pub capacity: Option<u64>,
+    pub in_flight: Option<u64>,
+    pub latency_ms: Option<f64>,
+    pub received_at_ms: u64,
+}
+
+/// A point-in-time reading of everything measured about one backend.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    pub in_flight: i64,
+    pub latency: LatencySummary,
+    pub ewma_us: Option<f64>,
+    pub peak_ewma_us: Option<f64>,
+    pub outcomes: OutcomeSummary,
+    pub consecutive_failures: u32,
+    pub report: Option<LastReport>,
+}
+
+pub struct BackendStats {
+    in_flight: AtomicI64,
+    latency: LatencyWindow,
+    ewma: LatencyEwma,
+    outcomes: OutcomeWindow,
+    consecutive_failures: AtomicU32,
+    report: ReportCell,
+}
+
+impl Default for BackendStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counts one request as in flight on a backend until dropped.
+pub struct InFlight(Arc<BackendStats>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl BackendStats {
+    pub fn new() -> Self {
+        let report = ReportCell::default();
+        for cell in [
+            &report.utilization,
+            &report.capacity,
+            &report.in_flight,
+            &report.latency_ms,
+        ] {
+            cell.store(ABSENT, Ordering::Relaxed);
+        }
+        Self {
+            in_flight: AtomicI64::new(0),
+            latency: LatencyWindow::new(WINDOW_SLOTS, WINDOW_SLOT_MS),
+            ewma: LatencyEwma::new(EWMA_TAU_MS),
+            outcomes: OutcomeWindow::new(WINDOW_SLOTS, WINDOW_SLOT_MS),
+            consecutive_failures: AtomicU32::new(0),
+            report,
+        }
+    }
+
+    /// Mark a request as sent to this backend; in flight until the guard drops.
+    pub fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The backend answered (status below 500): count a success and its latency.
+    pub fn record_success(&self, now_ms: u64, latency_us: u64) {
+        self.latency.record(now_ms, latency_us);
+        self.ewma.record(now_ms, latency_us);
+        self.outcomes.record(now_ms, true);
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// The backend failed (5xx, connect failure, timeout, reset). A response,
+    /// even a 5xx, still tells how long the backend took: pass its latency.
+    pub fn record_failure(&self, now_ms: u64, latency_us: Option<u64>) {
+        if let Some(latency_us) = latency_us {
+            self.latency.record(now_ms, latency_us);
+            self.ewma.record(now_ms, latency_us);
+        }
+        self.outcomes.record(now_ms, false);
+        self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Start counting consecutive failures afresh (on re-admission).
+    pub fn reset_consecutive_failures(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Store a backend's self-report.
+    pub fn record_report(&self, now_ms: u64, report: &LoadReport) {
+        let cell = &self.report;
+        store_f64(&cell.utilization, report.utilization);
+        store_u64(&cell.capacity, report.capacity);
+        store_u64(&cell.in_flight, report.in_flight);
+        store_f64(&cell.latency_ms, report.latency_ms);
+        cell.received_at_ms.store(now_ms.max(1), Ordering::Release);
+    }
+
+    pub fn last_report(&self) -> Option<LastReport> {
+        let cell = &self.report;
+        match cell.received_at_ms.load(Ordering::Acquire) {
+            0 => None,
+            received_at_ms => Some(LastReport {
+                utilization: load_f64(&cell.utilization),
+                capacity: load_u64(&cell.capacity),
+                in_flight: load_u64(&cell.in_flight),
+                latency_ms: load_f64(&cell.latency_ms),
+                received_at_ms,
+            }),
+        }
+    }
+
+    pub fn observe(&self, now_ms: u64) -> Observation {
+        Observation {
+            in_flight: self.in_flight(),
+            latency: self.latency.summary(now_ms),
+            ewma_us: self.ewma.ewma_us(),
+            peak_ewma_us: self.ewma.peak_us(now_ms),
+            outcomes: self.outcomes.summary(now_ms),
+            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
+            report: self.last_report(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_guard_and_outcomes() {
+        let stats = Arc::new(BackendStats::new());
+        let a = stats.start();
+        let b = stats.start();
+        assert_eq!(stats.in_flight(), 2);
+        drop(a);
+        assert_eq!(stats.in_flight(), 1);
+        stats.record_success(1_000, 5_000);
+        stats.record_failure(1_100, None);
+        stats.record_failure(1_200, Some(9_000));
+        let obs = stats.observe(1_500);
+        assert_eq!(obs.outcomes.total, 3);
+        assert_eq!(obs.outcomes.errors, 2);
+        assert_eq!(obs.consecutive_failures, 2);
+        assert_eq!(obs.latency.count, 2);
+        stats.record_success(1_300, 5_000);
+        assert_eq!(stats.observe(1_500).consecutive_failures, 0);
+        drop(b);
+        assert_eq!(stats.in_flight(), 0);
+    }
+
+    #[test]
+    fn reports_are_stored_and_absent_fields_stay_absent() {
+        let stats = BackendStats::new();
+        assert_eq!(stats.last_report(), None);
+        stats.record_report(
+            42,
+            &LoadReport {
+                utilization: Some(0.5),
+                capacity: Some(400),
+                ..LoadReport::default()
+            },
+        );
+        let report = stats.last_report().unwrap();
+        assert_eq!(report.utilization, Some(0.5));
+        assert_eq!(report.capacity, Some(400));
+        assert_eq!(report.in_flight, None);
+        assert_eq!(report.latency_ms, None);
+        assert_eq!(report.received_at_ms, 42);
+    }
+}

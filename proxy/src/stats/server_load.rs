@@ -1,0 +1,1130 @@
+//! Backend load reports carried on response headers.
+//!
+//! Backends may piggyback their current load on any HTTP response, in one of
+//! two headers:
+//!
+//! * `Server-Load`, parsed by [`parse_server_load`], in either of two forms:
+//!   - bare: a single number, the utilization (`0.73`); 0 is idle, 1 is fully
+//!     busy, above 1 is overloaded;
+//!   - structured: a comma-separated list of `key=value` pairs, such as
+//!     `util=0.73, inflight=12, capacity=400, latency_ms=35`. Any non-empty
+//!     subset of those keys, in any order. Unknown keys are ignored so
+//!     backends can add metrics later, but at least one known key must be
+//!     present, and a known key must not appear twice.
+//! * `endpoint-load-metrics`, parsed by [`parse_orca`], in the ORCA `TEXT`
+//!   encoding: `TEXT cpu_utilization=0.3, rps_fractional=120, eps=0.5`. The
+//!   case-sensitive word `TEXT` and one or more spaces come first, then a
+//!   list with the same syntax as the structured form. Utilization is taken
+//!   from `application_utilization` when present (as Envoy does), otherwise
+//!   from `cpu_utilization`; `rps_fractional` gives requests per second and
+//!   `eps` errors per second. `mem_utilization`, `named_metrics.*` and
+//!   unknown keys are ignored. The `JSON` and `BIN` encodings are recognised
+//!   but not supported ([`ParseError::Unsupported`]).
+//!
+//! # Syntax
+//!
+//! Spaces and tabs are allowed around the whole value, keys, `=` and commas.
+//! Keys are case-sensitive runs of visible ASCII. One trailing comma is
+//! tolerated; an empty element (`,,`, a leading comma) is not. Every element
+//! must be exactly one `key=value`; a value may not contain `=`, and a bare
+//! number mixed with pairs (`0.5, inflight=3`) is malformed.
+//!
+//! Decimal numbers are what [`str::parse::<f64>`] reads from digits, `.`, an
+//! exponent (`e`/`E`) and signs: `0.73`, `12`, `.5`, `1e-3`, `1e+3`. A
+//! leading `+` is accepted (`+0.5` is `0.5`), for decimals and integers
+//! alike, as Rust's own number parsing does. `NaN`, `inf`, `infinity` (any
+//! case) and hexadecimal are malformed; a decimal too large for `f64`
+//! (`1e309`) is out of range. Counts (`inflight`, `capacity`) are plain
+//! integers: a fraction or exponent (`12.5`, `12.0`, `1e3`) is malformed,
+//! while a negative or an integer too large for `u64` is out of range.
+//!
+//! # Validation
+//!
+//! | key                                                       | accepted range           |
+//! |-----------------------------------------------------------|--------------------------|
+//! | `util`, `cpu_utilization`, `application_utilization`, bare | 0 ..= 10                 |
+//! | `inflight`                                                | 0 ..= 1 000 000 000      |
+//! | `capacity`                                                | 1 ..= 1 000 000 000      |
+//! | `latency_ms`                                              | 0 ..= 3 600 000          |
+//! | `rps_fractional`, `eps`                                   | 0 ..= 1 000 000 000      |
+//!
+//! Values of ignored keys are not checked beyond the syntax. Any violation
+//! rejects the whole header: a value longer than [`MAX_HEADER_LEN`] bytes is
+//! refused before it is looked at, then the value must be UTF-8 and not
+//! blank. The caller ignores a rejected header and counts it; a backend's
+//! malformed report never reaches the client.
+//!
+//! Parsing allocates nothing.
+
+use std::fmt;
+
+/// Longest header value parsed; longer values are rejected unread.
+pub const MAX_HEADER_LEN: usize = 512;
+
+const MAX_UTILIZATION: f64 = 10.0;
+const MAX_COUNT: u64 = 1_000_000_000;
+const MAX_LATENCY_MS: f64 = 3_600_000.0;
+const MAX_RATE: f64 = 1e9;
+
+/// A backend's self-reported load, from one response header.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LoadReport {
+    pub utilization: Option<f64>,
+    pub in_flight: Option<u64>,
+    pub capacity: Option<u64>,
+    pub latency_ms: Option<f64>,
+    pub requests_per_second: Option<f64>,
+    pub errors_per_second: Option<f64>,
+}
+
+/// Why a load header was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// The value is empty or only whitespace.
+    Empty,
+    /// The value is longer than [`MAX_HEADER_LEN`] bytes.
+    TooLong,
+    /// The value is not valid UTF-8.
+    NotUtf8,
+    /// The value does not follow the syntax.
+    Malformed,
+    /// A number is well-formed but outside its accepted range.
+    OutOfRange,
+    /// An ORCA encoding other than `TEXT`.
+    Unsupported,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ParseError::Empty => "empty value",
+            ParseError::TooLong => "value too long",
+            ParseError::NotUtf8 => "value is not utf-8",
+            ParseError::Malformed => "malformed value",
+            ParseError::OutOfRange => "value out of range",
+            ParseError::Unsupported => "unsupported encoding",
+        })
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parse a `Server-Load` value (bare or structured form).
+pub fn parse_server_load(value: &[u8]) -> Result<LoadReport, ParseError> {
+    let text = header_text(value)?;
+    if !text.contains(&b'=') {
+        return Ok(LoadReport {
+            utilization: Some(parse_decimal_in(text, MAX_UTILIZATION)?),
+            ..LoadReport::default()
+        });
+    }
+    let mut report = LoadReport::default();
+    for_each_pair(text, |key, value| match key {
+        b"util" => set_once(
+            &mut report.utilization,
+            parse_decimal_in(value, MAX_UTILIZATION)?,
+        ),
+        b"inflight" => set_once(&mut report.in_flight, parse_count_in(value, 0)?),
+        b"capacity" => set_once(&mut report.capacity, parse_count_in(value, 1)?),
+        b"latency_ms" => set_once(
+            &mut report.latency_ms,
+            parse_decimal_in(value, MAX_LATENCY_MS)?,
+        ),
+        _ => Ok(()),
+    })?;
+    if report == LoadReport::default() {
+        return Err(ParseError::Malformed);
+    }
+    Ok(report)
+}
+
+/// Parse an `endpoint-load-metrics` value (ORCA `TEXT` form).
+pub fn parse_orca(value: &[u8]) -> Result<LoadReport, ParseError> {
+    let text = header_text(value)?;
+    let (encoding, metrics) = match text.iter().position(|&byte| byte == b' ') {
+        Some(space) => (&text[..space], &text[space + 1..]),
+        None => (text, &b""[..]),
+    };
+    match encoding {
+        b"TEXT" => {}
+        b"JSON" | b"BIN" => return Err(ParseError::Unsupported),
+        _ => return Err(ParseError::Malformed),
+    }
+    let mut application_utilization = None;
+    let mut cpu_utilization = None;
+    let mut report = LoadReport::default();
+    for_each_pair(metrics, |key, value| match key {
+        b"application_utilization" => set_once(
+            &mut application_utilization,
+            parse_decimal_in(value, MAX_UTILIZATION)?,
+        ),
+        b"cpu_utilization" => set_once(
+            &mut cpu_utilization,
+            parse_decimal_in(value, MAX_UTILIZATION)?,
+        ),
+        b"rps_fractional" => set_once(
+            &mut report.requests_per_second,
+            parse_decimal_in(value, MAX_RATE)?,
+        ),
+        b"eps" => set_once(
+            &mut report.errors_per_second,
+            parse_decimal_in(value, MAX_RATE)?,
+        ),
+        _ => Ok(()),
+    })?;
+    report.utilization = application_utilization.or(cpu_utilization);
+    Ok(report)
+}
+
+/// The value, checked and trimmed; the length is checked before anything else.
+fn header_text(value: &[u8]) -> Result<&[u8], ParseError> {
+    if value.len() > MAX_HEADER_LEN {
+        return Err(ParseError::TooLong);
+    }
+    // The ASCII check is the cheap common case; only other bytes need decoding.
+    if !value.is_ascii() && std::str::from_utf8(value).is_err() {
+        return Err(ParseError::NotUtf8);
+    }
+    let text = trim_whitespace(value);
+    if text.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    Ok(text)
+}
+
+/// Strips the spaces and tabs HTTP allows around header value parts.
+fn trim_whitespace(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+/// Calls `on_pair` with the key and value of each element of a
+/// comma-separated `key=value` list, stopping at the first error.
+///
+/// Keys and values are runs of visible ASCII other than `=` and `,`;
+/// whitespace may surround them, and one trailing comma is allowed.
+fn for_each_pair(
+    list: &[u8],
+    mut on_pair: impl FnMut(&[u8], &[u8]) -> Result<(), ParseError>,
+) -> Result<(), ParseError> {
+    let mut cursor = Cursor::new(list);
+    loop {
+        cursor.skip_whitespace();
+        let key = cursor.take_token();
+        cursor.skip_whitespace();
+        if key.is_empty() || !cursor.eat(b'=') {
+            return Err(ParseError::Malformed);
+        }
+        cursor.skip_whitespace();
+        let value = cursor.take_token();
+        if value.is_empty() {
+            return Err(ParseError::Malformed);
+        }
+        on_pair(key, value)?;
+        cursor.skip_whitespace();
+        if cursor.is_at_end() {
+            return Ok(());
+        }
+        if !cursor.eat(b',') {
+            return Err(ParseError::Malformed);
+        }
+        cursor.skip_whitespace();
+        if cursor.is_at_end() {
+            return Ok(());
+        }
+    }
+}
+
+/// A read position in a header value.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Cursor { bytes, position: 0 }
+    }
+
+    fn is_at_end(&self) -> bool {
+        self.position >= self.bytes.len()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.position).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t') = self.peek() {
+            self.position += 1;
+        }
+    }
+
+    /// Consumes `byte` if it comes next.
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        self.position += usize::from(found);
+        found
+    }
+
+    /// Consumes the longest run of key or value bytes.
+    fn take_token(&mut self) -> &'a [u8] {
+        let start = self.position;
+        while let Some(byte) = self.peek() {
+            if !IS_TOKEN_BYTE[usize::from(byte)] {
+                break;
+            }
+            self.position += 1;
+        }
+        &self.bytes[start..self.position]
+    }
+}
+
+/// Which bytes may make up a key or a value: visible ASCII except `=` and `,`.
+const IS_TOKEN_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] =
+            (byte as u8).is_ascii_graphic() && byte != b'=' as usize && byte != b',' as usize;
+        byte += 1;
+    }
+    table
+};
+
+/// Stores a key's value, rejecting a key seen before.
+fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), ParseError> {
+    if slot.is_some() {
+        return Err(ParseError::Malformed);
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// A decimal number within `0.0 ..= max`.
+fn parse_decimal_in(text: &[u8], max: f64) -> Result<f64, ParseError> {
+    let number = match parse_plain_decimal(text) {
+        Some(number) => number,
+        None => parse_any_decimal(text)?,
+    };
+    // Overflow parses as infinity, which no range contains.
+    if !(0.0..=max).contains(&number) {
+        return Err(ParseError::OutOfRange);
+    }
+    Ok(number)
+}
+
+/// The common case, `digits[.digits]` with at most 15 digits, read directly.
+///
+/// Such digits make an integer below 2^53 and the scale a power of ten up to
+/// 10^15, both exact in `f64`, so the single division rounds exactly as
+/// [`str::parse`] would (Clinger's fast path). Anything else gives `None`.
+fn parse_plain_decimal(text: &[u8]) -> Option<f64> {
+    if text.len() > 15 {
+        return None;
+    }
+    let mut digits = 0u64;
+    let mut scale = 1.0;
+    let mut seen_digit = false;
+    let mut seen_point = false;
+    for &byte in text {
+        match byte {
+            b'0'..=b'9' => {
+                digits = digits * 10 + u64::from(byte - b'0');
+                seen_digit = true;
+                if seen_point {
+                    scale *= 10.0;
+                }
+            }
+            b'.' if !seen_point => seen_point = true,
+            _ => return None,
+        }
+    }
+    seen_digit.then(|| digits as f64 / scale)
+}
+
+/// Any decimal [`str::parse::<f64>`] reads, limited to digits, point,
+/// exponent and signs so that `NaN`, `inf` and friends stay out.
+fn parse_any_decimal(text: &[u8]) -> Result<f64, ParseError> {
+    let is_decimal = text
+        .iter()
+        .all(|&byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'e' | b'E' | b'+' | b'-'));
+    if !is_decimal {
+        return Err(ParseError::Malformed);
+    }
+    let text = std::str::from_utf8(text).map_err(|_| ParseError::Malformed)?;
+    text.parse().map_err(|_| ParseError::Malformed)
+}
+
+/// An integer within `min ..= MAX_COUNT`, optionally signed.
+fn parse_count_in(text: &[u8], min: u64) -> Result<u64, ParseError> {
+    let (is_negative, digits) = match text.strip_prefix(b"-") {
+        Some(digits) => (true, digits),
+        None => (false, text.strip_prefix(b"+").unwrap_or(text)),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(ParseError::Malformed);
+    }
+    // Saturates, so an integer too large for u64 is merely out of range.
+    let magnitude = digits.iter().fold(0u64, |number, &digit| {
+        number
+            .saturating_mul(10)
+            .saturating_add(u64::from(digit - b'0'))
+    });
+    if (is_negative && magnitude != 0) || !(min..=MAX_COUNT).contains(&magnitude) {
+        return Err(ParseError::OutOfRange);
+    }
+    Ok(magnitude)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(value: &str) -> Result<LoadReport, ParseError> {
+        parse_server_load(value.as_bytes())
+    }
+
+    fn orca(value: &str) -> Result<LoadReport, ParseError> {
+        parse_orca(value.as_bytes())
+    }
+
+    fn utilization(value: f64) -> LoadReport {
+        LoadReport {
+            utilization: Some(value),
+            ..LoadReport::default()
+        }
+    }
+
+    // Bare form.
+
+    #[test]
+    fn bare_numbers_are_utilization() {
+        assert_eq!(load("0.73"), Ok(utilization(0.73)));
+        assert_eq!(load("0"), Ok(utilization(0.0)));
+        assert_eq!(load("1"), Ok(utilization(1.0)));
+        assert_eq!(load(".5"), Ok(utilization(0.5)));
+        assert_eq!(load("5."), Ok(utilization(5.0)));
+        assert_eq!(load("1e-3"), Ok(utilization(0.001)));
+        assert_eq!(load("2.5E0"), Ok(utilization(2.5)));
+        assert_eq!(load("1e+0"), Ok(utilization(1.0)));
+        assert_eq!(load("007.5"), Ok(utilization(7.5)));
+        assert_eq!(load("1.5"), Ok(utilization(1.5)));
+    }
+
+    #[test]
+    fn bare_number_may_be_surrounded_by_whitespace() {
+        assert_eq!(load("  0.73"), Ok(utilization(0.73)));
+        assert_eq!(load("0.73\t "), Ok(utilization(0.73)));
+        assert_eq!(load("\t0.73\t"), Ok(utilization(0.73)));
+    }
+
+    #[test]
+    fn leading_plus_is_accepted() {
+        assert_eq!(load("+0.5"), Ok(utilization(0.5)));
+        assert_eq!(load("util=+0.5"), Ok(utilization(0.5)));
+        assert_eq!(load("inflight=+7").unwrap().in_flight, Some(7));
+        assert_eq!(orca("TEXT eps=+2").unwrap().errors_per_second, Some(2.0));
+    }
+
+    #[test]
+    fn negative_zero_is_zero() {
+        assert_eq!(load("-0"), Ok(utilization(0.0)));
+        assert_eq!(load("inflight=-0").unwrap().in_flight, Some(0));
+    }
+
+    #[test]
+    fn bare_form_rejects_anything_but_one_number() {
+        for value in [
+            "0.5 0.6", "0.5,", ",0.5", "0.5;", "util", "abc", ".", "e", "1e", "-", "+", "1.2.3",
+            "--1", "1-2", "0. 5", "0,5", ",",
+        ] {
+            assert_eq!(load(value), Err(ParseError::Malformed), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn utilization_bounds() {
+        assert_eq!(load("10"), Ok(utilization(10.0)));
+        assert_eq!(load("10.0"), Ok(utilization(10.0)));
+        assert_eq!(load("1e1"), Ok(utilization(10.0)));
+        assert_eq!(load("1e-400"), Ok(utilization(0.0)));
+        for value in ["10.0000001", "11", "-0.5", "-1e-9", "1e309", "1e3"] {
+            assert_eq!(load(value), Err(ParseError::OutOfRange), "{value:?}");
+            assert_eq!(
+                load(&format!("util={value}")),
+                Err(ParseError::OutOfRange),
+                "{value:?}"
+            );
+            assert_eq!(
+                orca(&format!("TEXT cpu_utilization={value}")),
+                Err(ParseError::OutOfRange),
+                "{value:?}"
+            );
+            assert_eq!(
+                orca(&format!("TEXT application_utilization={value}")),
+                Err(ParseError::OutOfRange),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_numbers_are_malformed() {
+        for value in [
+            "NaN",
+            "nan",
+            "NAN",
+            "inf",
+            "INF",
+            "-inf",
+            "+inf",
+            "infinity",
+            "Infinity",
+            "-Infinity",
+            "0x1",
+            "0x1p-2",
+            "1_000",
+            "0.5%",
+            "½",
+        ] {
+            assert_eq!(load(value), Err(ParseError::Malformed), "{value:?}");
+            assert_eq!(
+                load(&format!("util={value}")),
+                Err(ParseError::Malformed),
+                "{value:?}"
+            );
+            assert_eq!(
+                load(&format!("latency_ms={value}")),
+                Err(ParseError::Malformed),
+                "{value:?}"
+            );
+            assert_eq!(
+                orca(&format!("TEXT rps_fractional={value}")),
+                Err(ParseError::Malformed),
+                "{value:?}"
+            );
+        }
+    }
+
+    // Structured form.
+
+    #[test]
+    fn structured_with_all_keys() {
+        assert_eq!(
+            load("util=0.73, inflight=12, capacity=400, latency_ms=35"),
+            Ok(LoadReport {
+                utilization: Some(0.73),
+                in_flight: Some(12),
+                capacity: Some(400),
+                latency_ms: Some(35.0),
+                ..LoadReport::default()
+            })
+        );
+    }
+
+    #[test]
+    fn structured_key_order_does_not_matter() {
+        let expected = load("util=0.73, inflight=12, capacity=400, latency_ms=35");
+        for value in [
+            "latency_ms=35, capacity=400, inflight=12, util=0.73",
+            "inflight=12, util=0.73, latency_ms=35, capacity=400",
+            "capacity=400,latency_ms=35,util=0.73,inflight=12",
+        ] {
+            assert_eq!(load(value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn structured_whitespace_variants() {
+        let expected = Ok(LoadReport {
+            utilization: Some(0.5),
+            in_flight: Some(3),
+            ..LoadReport::default()
+        });
+        for value in [
+            "util=0.5,inflight=3",
+            "util=0.5, inflight=3",
+            "util = 0.5 , inflight = 3",
+            "  util=0.5,inflight=3  ",
+            "\tutil\t=\t0.5\t,\tinflight\t=\t3\t",
+            "util   =0.5,    inflight=   3",
+        ] {
+            assert_eq!(load(value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn structured_subsets() {
+        assert_eq!(load("util=0.2"), Ok(utilization(0.2)));
+        assert_eq!(
+            load("inflight=5"),
+            Ok(LoadReport {
+                in_flight: Some(5),
+                ..LoadReport::default()
+            })
+        );
+        assert_eq!(
+            load("capacity=9"),
+            Ok(LoadReport {
+                capacity: Some(9),
+                ..LoadReport::default()
+            })
+        );
+        assert_eq!(
+            load("latency_ms=1.5"),
+            Ok(LoadReport {
+                latency_ms: Some(1.5),
+                ..LoadReport::default()
+            })
+        );
+        assert_eq!(
+            load("inflight=5, capacity=10"),
+            Ok(LoadReport {
+                in_flight: Some(5),
+                capacity: Some(10),
+                ..LoadReport::default()
+            })
+        );
+    }
+
+    #[test]
+    fn structured_ignores_unknown_keys() {
+        assert_eq!(
+            load("queue=7, util=0.4, region=eu-west-1, inflight=2, x.y-z=!"),
+            Ok(LoadReport {
+                utilization: Some(0.4),
+                in_flight: Some(2),
+                ..LoadReport::default()
+            })
+        );
+        // Unknown keys may repeat and carry anything but `=`.
+        assert_eq!(load("a=1, a=2, util=0.1, b=NaN"), Ok(utilization(0.1)));
+    }
+
+    #[test]
+    fn structured_keys_are_case_sensitive() {
+        assert_eq!(load("UTIL=0.5, util=0.25"), Ok(utilization(0.25)));
+        assert_eq!(load("Util=0.5"), Err(ParseError::Malformed));
+    }
+
+    #[test]
+    fn structured_needs_a_known_key() {
+        assert_eq!(load("foo=1"), Err(ParseError::Malformed));
+        assert_eq!(load("foo=1, bar=2"), Err(ParseError::Malformed));
+    }
+
+    #[test]
+    fn structured_rejects_duplicated_known_keys() {
+        for value in [
+            "util=0.5, util=0.5",
+            "util=0.5, inflight=1, util=0.6",
+            "inflight=1, inflight=2",
+            "capacity=1, capacity=1",
+            "latency_ms=1,latency_ms=2",
+        ] {
+            assert_eq!(load(value), Err(ParseError::Malformed), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn structured_trailing_comma_is_tolerated() {
+        assert_eq!(load("util=0.5,"), Ok(utilization(0.5)));
+        assert_eq!(load("util=0.5 , "), Ok(utilization(0.5)));
+        assert_eq!(
+            load("util=0.5, inflight=1,"),
+            Ok(LoadReport {
+                utilization: Some(0.5),
+                in_flight: Some(1),
+                ..LoadReport::default()
+            })
+        );
+    }
+
+    #[test]
+    fn structured_rejects_broken_elements() {
+        for value in [
+            "util=0.5,,",
+            "util=0.5,,inflight=1",
+            "util=0.5, ,inflight=1",
+            ",util=0.5",
+            ", util=0.5",
+            "util=",
+            "util= ",
+            "=0.5",
+            " = 0.5",
+            "util==0.5",
+            "util=0.5=1",
+            "util=0.5 inflight=1",
+            "foo=a=b, util=0.5",
+            "util 2=0.5",
+            "ключ=1, util=0.5",
+            "0.5, inflight=3",
+            "inflight=3, 0.5",
+            "util=0.5, inflight",
+            "util=0.5; inflight=3",
+            "=",
+            ",=",
+        ] {
+            assert_eq!(load(value), Err(ParseError::Malformed), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn counts_are_integers() {
+        for value in [
+            "12.5", "12.0", "1e3", "0x10", "12 3", "--1", "-", "+", "1+1",
+        ] {
+            assert_eq!(
+                load(&format!("inflight={value}")),
+                Err(ParseError::Malformed),
+                "{value:?}"
+            );
+            assert_eq!(
+                load(&format!("capacity={value}")),
+                Err(ParseError::Malformed),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn in_flight_bounds() {
+        assert_eq!(load("inflight=0").unwrap().in_flight, Some(0));
+        assert_eq!(
+            load("inflight=1000000000").unwrap().in_flight,
+            Some(MAX_COUNT)
+        );
+        assert_eq!(load("inflight=0001").unwrap().in_flight, Some(1));
+        for value in [
+            "1000000001",
+            "-1",
+            "-5",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999999999999",
+        ] {
+            assert_eq!(
+                load(&format!("inflight={value}")),
+                Err(ParseError::OutOfRange),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn capacity_bounds() {
+        assert_eq!(load("capacity=1").unwrap().capacity, Some(1));
+        assert_eq!(
+            load("capacity=1000000000").unwrap().capacity,
+            Some(MAX_COUNT)
+        );
+        for value in [
+            "0",
+            "-0",
+            "00",
+            "1000000001",
+            "-1",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(
+                load(&format!("capacity={value}")),
+                Err(ParseError::OutOfRange),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn latency_bounds() {
+        assert_eq!(load("latency_ms=0").unwrap().latency_ms, Some(0.0));
+        assert_eq!(load("latency_ms=0.25").unwrap().latency_ms, Some(0.25));
+        assert_eq!(load("latency_ms=3600000").unwrap().latency_ms, Some(3.6e6));
+        assert_eq!(load("latency_ms=3.6e6").unwrap().latency_ms, Some(3.6e6));
+        for value in ["3600000.001", "3.7e6", "-1", "-0.001", "1e309"] {
+            assert_eq!(
+                load(&format!("latency_ms={value}")),
+                Err(ParseError::OutOfRange),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn first_problem_decides_the_error() {
+        assert_eq!(load("util=11, inflight=x"), Err(ParseError::OutOfRange));
+        assert_eq!(load("inflight=x, util=11"), Err(ParseError::Malformed));
+    }
+
+    // ORCA form.
+
+    #[test]
+    fn orca_text_form() {
+        assert_eq!(
+            orca("TEXT cpu_utilization=0.3, rps_fractional=120, eps=0.5"),
+            Ok(LoadReport {
+                utilization: Some(0.3),
+                requests_per_second: Some(120.0),
+                errors_per_second: Some(0.5),
+                ..LoadReport::default()
+            })
+        );
+    }
+
+    #[test]
+    fn orca_key_order_and_whitespace() {
+        let expected = orca("TEXT cpu_utilization=0.3, rps_fractional=120, eps=0.5");
+        for value in [
+            "TEXT eps=0.5, rps_fractional=120, cpu_utilization=0.3",
+            "TEXT    cpu_utilization=0.3,rps_fractional=120,eps=0.5",
+            "  TEXT cpu_utilization = 0.3 ,\teps=0.5, rps_fractional=120, ",
+        ] {
+            assert_eq!(orca(value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn orca_application_utilization_takes_precedence() {
+        let expected = Ok(utilization(0.9));
+        assert_eq!(
+            orca("TEXT cpu_utilization=0.2, application_utilization=0.9"),
+            expected
+        );
+        assert_eq!(
+            orca("TEXT application_utilization=0.9, cpu_utilization=0.2"),
+            expected
+        );
+        assert_eq!(orca("TEXT application_utilization=0.9"), expected);
+        assert_eq!(orca("TEXT cpu_utilization=0.2"), Ok(utilization(0.2)));
+        assert_eq!(
+            orca("TEXT application_utilization=0, cpu_utilization=0.2"),
+            Ok(utilization(0.0))
+        );
+        // The one not used is still validated.
+        assert_eq!(
+            orca("TEXT application_utilization=0.9, cpu_utilization=12"),
+            Err(ParseError::OutOfRange)
+        );
+    }
+
+    #[test]
+    fn orca_ignores_memory_named_and_unknown_metrics() {
+        assert_eq!(
+            orca("TEXT mem_utilization=0.8, named_metrics.queue=3, cpu_utilization=0.1, foo=bar"),
+            Ok(utilization(0.1))
+        );
+        // Ignored values are not range-checked, and may repeat.
+        assert_eq!(
+            orca("TEXT mem_utilization=99, mem_utilization=-1, named_metrics.a=1e400, eps=1"),
+            Ok(LoadReport {
+                errors_per_second: Some(1.0),
+                ..LoadReport::default()
+            })
+        );
+        assert_eq!(orca("TEXT mem_utilization=0.5"), Ok(LoadReport::default()));
+    }
+
+    #[test]
+    fn orca_rejects_duplicated_keys() {
+        for value in [
+            "TEXT cpu_utilization=0.1, cpu_utilization=0.1",
+            "TEXT application_utilization=0.1, application_utilization=0.2",
+            "TEXT eps=1, eps=2",
+            "TEXT rps_fractional=1, eps=2, rps_fractional=1",
+        ] {
+            assert_eq!(orca(value), Err(ParseError::Malformed), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn orca_rate_bounds() {
+        assert_eq!(
+            orca("TEXT rps_fractional=0, eps=1e9"),
+            Ok(LoadReport {
+                requests_per_second: Some(0.0),
+                errors_per_second: Some(1e9),
+                ..LoadReport::default()
+            })
+        );
+        for value in ["-0.5", "1000000000.5", "1e10", "1e309"] {
+            assert_eq!(
+                orca(&format!("TEXT rps_fractional={value}")),
+                Err(ParseError::OutOfRange),
+                "{value:?}"
+            );
+            assert_eq!(
+                orca(&format!("TEXT eps={value}")),
+                Err(ParseError::OutOfRange),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn orca_utilization_bounds() {
+        assert_eq!(orca("TEXT cpu_utilization=10"), Ok(utilization(10.0)));
+        assert_eq!(orca("TEXT cpu_utilization=0"), Ok(utilization(0.0)));
+        assert_eq!(
+            orca("TEXT cpu_utilization=10.0000001"),
+            Err(ParseError::OutOfRange)
+        );
+    }
+
+    #[test]
+    fn orca_prefix_variants() {
+        for value in [
+            "text cpu_utilization=0.3",
+            "Text cpu_utilization=0.3",
+            "TEXTcpu_utilization=0.3",
+            "TEXT",
+            "TEXT   ",
+            "TEXT ,",
+            "TEXT\tcpu_utilization=0.3",
+            "cpu_utilization=0.3",
+            "0.3",
+            "TEXT 0.3",
+            "TEXT cpu_utilization=0.3,,eps=1",
+            "TEXT cpu_utilization",
+            "TEXT =1",
+            "JSON{\"cpu_utilization\":0.3}",
+            "json {\"cpu_utilization\":0.3}",
+        ] {
+            assert_eq!(orca(value), Err(ParseError::Malformed), "{value:?}");
+        }
+        for value in [
+            "JSON {\"cpu_utilization\":0.3}",
+            "JSON",
+            "BIN CgQIARAB",
+            "BIN",
+        ] {
+            assert_eq!(orca(value), Err(ParseError::Unsupported), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn orca_does_not_read_server_load_keys() {
+        assert_eq!(
+            orca("TEXT util=0.5, inflight=3, capacity=4, latency_ms=5"),
+            Ok(LoadReport::default())
+        );
+        assert_eq!(
+            load("cpu_utilization=0.5, rps_fractional=3, eps=1"),
+            Err(ParseError::Malformed)
+        );
+    }
+
+    // Header-level checks, shared by both parsers.
+
+    #[test]
+    fn empty_and_blank_values() {
+        for value in ["", " ", "\t", "  \t  "] {
+            assert_eq!(load(value), Err(ParseError::Empty), "{value:?}");
+            assert_eq!(orca(value), Err(ParseError::Empty), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_values() {
+        for value in [
+            &b"\xff"[..],
+            b"util=0.5, foo=\xff",
+            b"0.\xc3",
+            b"TEXT cpu_utilization=0.5\xfe",
+            b"\xed\xa0\x80",
+        ] {
+            assert_eq!(parse_server_load(value), Err(ParseError::NotUtf8));
+            assert_eq!(parse_orca(value), Err(ParseError::NotUtf8));
+        }
+    }
+
+    #[test]
+    fn length_limit() {
+        let mut value = [b' '; MAX_HEADER_LEN + 1];
+        value[..8].copy_from_slice(b"util=0.5");
+        assert_eq!(
+            parse_server_load(&value[..MAX_HEADER_LEN]),
+            Ok(utilization(0.5))
+        );
+        assert_eq!(parse_server_load(&value), Err(ParseError::TooLong));
+
+        let mut value = [b' '; MAX_HEADER_LEN + 1];
+        value[..24].copy_from_slice(b"TEXT cpu_utilization=0.5");
+        assert_eq!(parse_orca(&value[..MAX_HEADER_LEN]), Ok(utilization(0.5)));
+        assert_eq!(parse_orca(&value), Err(ParseError::TooLong));
+    }
+
+    #[test]
+    fn ten_kilobyte_header_is_too_long_whatever_it_holds() {
+        let garbage = [0xffu8; 10 * 1024];
+        assert_eq!(parse_server_load(&garbage), Err(ParseError::TooLong));
+        assert_eq!(parse_orca(&garbage), Err(ParseError::TooLong));
+        let blank = [b' '; 10 * 1024];
+        assert_eq!(parse_server_load(&blank), Err(ParseError::TooLong));
+        assert_eq!(parse_orca(&blank), Err(ParseError::TooLong));
+    }
+
+    #[test]
+    fn errors_display_as_short_phrases() {
+        for error in [
+            ParseError::Empty,
+            ParseError::TooLong,
+            ParseError::NotUtf8,
+            ParseError::Malformed,
+            ParseError::OutOfRange,
+            ParseError::Unsupported,
+        ] {
+            let text = error.to_string();
+            assert!(!text.is_empty() && text.len() < 32, "{text:?}");
+            assert_eq!(text, text.to_lowercase());
+            let _: &dyn std::error::Error = &error;
+        }
+    }
+
+    // Randomised inputs.
+
+    /// Xorshift64: a tiny deterministic generator, enough to vary inputs.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, bound: usize) -> usize {
+            (self.next() % bound as u64) as usize
+        }
+    }
+
+    /// Pieces random inputs are assembled from: key names, numbers, separators,
+    /// and bytes that should trip the parsers.
+    const FRAGMENTS: &[&[u8]] = &[
+        b"util",
+        b"inflight",
+        b"capacity",
+        b"latency_ms",
+        b"cpu_utilization",
+        b"application_utilization",
+        b"mem_utilization",
+        b"rps_fractional",
+        b"eps",
+        b"named_metrics.q",
+        b"TEXT ",
+        b"JSON ",
+        b"=",
+        b"=",
+        b",",
+        b", ",
+        b" ",
+        b"\t",
+        b"0",
+        b"1",
+        b"5",
+        b"9",
+        b".",
+        b"e",
+        b"E",
+        b"+",
+        b"-",
+        b"10",
+        b"0.5",
+        b"1e9",
+        b"1e309",
+        b"3600000",
+        b"1000000000",
+        b"99999999999999999999",
+        b"NaN",
+        b"inf",
+        b"x",
+        b"u",
+        b"\xff",
+        b"\xc3",
+    ];
+
+    fn assert_within_ranges(report: &LoadReport) {
+        if let Some(value) = report.utilization {
+            assert!((0.0..=MAX_UTILIZATION).contains(&value), "{report:?}");
+        }
+        if let Some(value) = report.in_flight {
+            assert!(value <= MAX_COUNT, "{report:?}");
+        }
+        if let Some(value) = report.capacity {
+            assert!((1..=MAX_COUNT).contains(&value), "{report:?}");
+        }
+        if let Some(value) = report.latency_ms {
+            assert!((0.0..=MAX_LATENCY_MS).contains(&value), "{report:?}");
+        }
+        for value in [report.requests_per_second, report.errors_per_second]
+            .into_iter()
+            .flatten()
+        {
+            assert!((0.0..=MAX_RATE).contains(&value), "{report:?}");
+        }
+    }
+
+    #[test]
+    fn random_inputs_never_panic_and_stay_in_range() {
+        const ROUNDS: usize = 200_000;
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut buffer = [0u8; MAX_HEADER_LEN + 64];
+        let (mut server_load_accepted, mut orca_accepted) = (0, 0);
+        for round in 0..ROUNDS {
+            let mut len = 0;
+            if round % 2 == 0 {
+                buffer[..5].copy_from_slice(b"TEXT ");
+                len = 5;
+            }
+            for _ in 0..rng.below(12) {
+                let fragment = FRAGMENTS[rng.below(FRAGMENTS.len())];
+                buffer[len..len + fragment.len()].copy_from_slice(fragment);
+                len += fragment.len();
+            }
+            let input = &buffer[..len];
+
+            if let Ok(report) = parse_server_load(input) {
+                server_load_accepted += 1;
+                assert_within_ranges(&report);
+                assert_ne!(report, LoadReport::default());
+                assert_eq!(report.requests_per_second, None);
+                assert_eq!(report.errors_per_second, None);
+            }
+            if let Ok(report) = parse_orca(input) {
+                orca_accepted += 1;
+                assert_within_ranges(&report);
+                assert_eq!(report.in_flight, None);
+                assert_eq!(report.capacity, None);
+                assert_eq!(report.latency_ms, None);
+            }
+        }
+        // The generator must reach the accepting paths, not only the errors.
+        assert!(server_load_accepted > 100, "{server_load_accepted}");
+        assert!(orca_accepted > 100, "{orca_accepted}");
+    }
+
+    #[test]
+    fn random_raw_bytes_never_panic() {
+        let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+        let mut buffer = [0u8; MAX_HEADER_LEN + 2];
+        for _ in 0..20_000 {
+            let len = rng.below(buffer.len() + 1);
+            for byte in &mut buffer[..len] {
+                *byte = rng.next() as u8;
+            }
+            let input = &buffer[..len];
+            for result in [parse_server_load(input), parse_orca(input)] {
+                match result {
+                    Ok(report) => assert_within_ranges(&report),
+                    Err(ParseError::TooLong) => assert!(len > MAX_HEADER_LEN),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The routing brain end to end: real origins whose behaviour changes under
+//! bounded load, a real Ballast in front, and the shares and retries that
+//! result.
+
+mod common;
+
+use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};
+use bytes::Bytes;
+use common::*;
+use http::{Method, Request};
+use http_body_util::Full;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+async fn origin_with_latency(name: &str, latency: Duration) -> OriginHandle {
+    let mut config = OriginConfig::new(name);
+    config.latency = latency;
+    origin::spawn("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap()
+}
+
+struct Proxy {
+    listen: SocketAddr,
+    admin: SocketAddr,
+    _ballast: RunningBallast,
+}
+
+async fn start(pool: &str) -> Proxy {
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let yaml = format!(
+        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\nserver: {{threads: 2, drain_timeout: 2s}}\npools:\n  p:\n{pool}routes: [{{pool: p}}]\n"
+    );
+    let ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
+    Proxy {
+        listen,
+        admin,
+        _ballast: ballast,
+    }
+}
+
+fn backends(origins: &[&OriginHandle]) -> String {
+    let list: Vec<String> = origins
+        .iter()
+        .map(|o| format!("{{addr: \"{}\"}}", o.addr))
+        .collect();
+    format!("    backends: [{}]\n", list.join(", "))
+}
+
+/// These tests put real load on a small machine; run them one at a time so
+/// their latency measurements do not include each other's CPU contention.
+static LOAD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn get_request(_: usize, _: usize) -> Request<Full<Bytes>> {
+    request(Method::GET, "x", "/work", Bytes::new())
+}
+
+/// The `ballast_backend_share` gauge of the backend at `addr`.
+async fn published_share(admin: SocketAddr, addr: SocketAddr) -> f64 {
+    let metrics = get(admin, "x", "/metrics").await.text();
+    let needle = format!("backend=\"p/{addr}\",pool=\"p\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("ballast_backend_share{")
+                .and_then(|rest| rest.strip_prefix(&needle))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no share for {addr} in\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_made_four_times_slower_gets_a_clearly_smaller_share() {
+    let _serial = LOAD_LOCK.lock().await;
+    let fast = origin_with_latency("fast", Duration::from_millis(10)).await;
+    let slowed = origin_with_latency("slowed", Duration::from_millis(10)).await;
+    let proxy = start(&format!(
+        "    mode: latency\n    recompute_interval: 250ms\n    max_share: 0.95\n{}",
+        backends(&[&fast, &slowed])
+    ))
+    .await;
+
+    let warm = drive(
+        proxy.listen,
+        6,
+        Duration::from_millis(1500),
+        10_000,
+        get_request,
+    )
+    .await;
+    assert_eq!(warm.count(200), warm.total(), "{warm:?}");
+    let before = published_share(proxy.admin, slowed.addr).await;
+    assert!(
+        (0.3..=0.7).contains(&before),
+        "equal origins, similar shares: {before}"
+    );
+
+    slowed.set_latency(Duration::from_millis(40));
+    let settle = drive(
+        proxy.listen,
+        6,
+        Duration::from_millis(2000),
+        10_000,
+        get_request,
+    )
+    .await;
+    let (fast_mark, slowed_mark) = (fast.stats.total(), slowed.stats.total());
+    let measured = drive(
+        proxy.listen,
+        6,
+        Duration::from_millis(1500),
+        10_000,
+        get_request,
+    )
+    .await;
+    assert_eq!(
+        settle.count(200) + measured.count(200),
+        settle.total() + measured.total()
+    );
+
+    let fast_n = fast.stats.total() - fast_mark;
+    let slowed_n = slowed.stats.total() - slowed_mark;
+    let traffic_share = slowed_n as f64 / (fast_n + slowed_n) as f64;
+    let after = published_share(proxy.admin, slowed.addr).await;
+    eprintln!("slowed origin: published share {before:.3} -> {after:.3}; traffic share {traffic_share:.3} ({slowed_n} of {})", fast_n + slowed_n);
+    assert!(
+        after < 0.35,
+        "published share of the 4x slower origin: {after} (was {before})"
+    );
+    assert!(
+        traffic_share < 0.35,
+        "traffic to the 4x slower origin: {traffic_share:.3} ({slowed_n} of {})",
+        fast_n + slowed_n
+    );
+    assert!(slowed_n > 0, "the slow origin keeps its floor traffic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_killed_mid_load_costs_no_get_errors() {
+    let _serial = LOAD_LOCK.lock().await;
+    let a = origin_with_latency("a", Duration::from_millis(3)).await;
+    let b = origin_with_latency("b", Duration::from_millis(3)).await;
+    let victim = origin_with_latency("victim", Duration::from_millis(3)).await;
+    let proxy = start(&format!(
+        "    recompute_interval: 250ms\n{}",
+        backends(&[&a, &b, &victim])
+    ))
+    .await;
+
+    let load = tokio::spawn(drive(
+        proxy.listen,
+        8,
+        Duration::from_millis(3000),
+        100_000,
+        get_request,
+    ));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let served_before_kill = victim.stats.total();
+    victim.stop();
+    let outcome = load.await.unwrap();
+
+    eprintln!("killed origin: {outcome:?}, victim served {served_before_kill} before the kill");
+    assert!(
+        served_before_kill > 0,
+        "the victim took traffic before it died"
+    );
+    assert!(outcome.total() > 200, "{outcome:?}");
+    assert_eq!(
+        outcome.count(200),
+        outcome.total(),
+        "every GET succeeded: {outcome:?}"
+    );
+    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains("ballast_retries_total{"),
+        "retries happened:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("ballast_outlier_ejections_total{pool=\"p\"} 1"),
+        "the dead origin was ejected:\n{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_is_never_sent_twice() {
+    let _serial = LOAD_LOCK.lock().await;
+    let a = origin_with_latency("a", Duration::from_millis(20)).await;
+    let b = origin_with_latency("b", Duration::from_millis(20)).await;
+    let victim = origin_with_latency("victim", Duration::from_millis(20)).await;
+    let proxy = start(&format!(
+        "    recompute_interval: 250ms\n    retries: {{attempts: 3}}\n{}",
+        backends(&[&a, &b, &victim])
+    ))
+    .await;
+
+    let post = |worker: usize, n: usize| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/orders")
+            .header("host", "x")
+            .header("x-request-id", format!("post-{worker}-{n}"))
+            .body(Full::new(Bytes::from_static(b"{\"item\": 1}")))
+            .unwrap()
+    };
+    let load = tokio::spawn(drive(
+        proxy.listen,
+        8,
+        Duration::from_millis(2500),
+        100_000,
+        post,
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    victim.stop();
+    let outcome = load.await.unwrap();
+
+    eprintln!("POSTs with a killed origin: {outcome:?}");
+    assert!(outcome.total() > 100, "{outcome:?}");
+    let mut sent = 0;
+    for worker in 0..8 {
+        for n in 0..100_000 {
+            let id = format!("post-{worker}-{n}");
+            let seen: u64 = [&a, &b, &victim]
+                .iter()
+                .map(|o| o.stats.seen_request_id(&id))
+                .sum();
+            if seen == 0 && n > outcome.total() {
+                break;
+            }
+            assert!(seen <= 1, "{id} reached origins {seen} times");
+            sent += seen;
+        }
+    }
+    let posts: u64 = [&a, &b, &victim]
+        .iter()
+        .map(|o| o.stats.count(&Method::POST))
+        .sum();
+    assert_eq!(sent, posts, "every POST the origins saw was counted once");
+    // POSTs in flight on the victim when it died fail rather than being replayed.
+    assert_eq!(
+        outcome.count(200) + outcome.count(502) + outcome.transport_errors,
+        outcome.total(),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_load_reports_steer_traffic_and_never_reach_the_client() {
+    let _serial = LOAD_LOCK.lock().await;
+    let idle = origin_with_latency("idle", Duration::from_millis(2)).await;
+    let busy = origin_with_latency("busy", Duration::from_millis(2)).await;
+    let liar = origin_with_latency("liar", Duration::from_millis(2)).await;
+    idle.set_server_load(Some("util=0.1, inflight=1, capacity=100"));
+    busy.set_server_load(Some("0.95"));
+    liar.set_server_load(Some("util=NaN"));
+    let proxy = start(&format!(
+        "    recompute_interval: 250ms\n    max_share: 0.95\n{}",
+        backends(&[&idle, &busy, &liar])
+    ))
+    .await;
+
+    let reply = get(proxy.listen, "x", "/").await;
+    assert_eq!(
+        reply.header("server-load"),
+        None,
+        "stripped before the client sees it"
+    );
+    drive(
+        proxy.listen,
+        4,
+        Duration::from_millis(2000),
+        10_000,
+        get_request,
+    )
+    .await;
+
+    let idle_share = published_share(proxy.admin, idle.addr).await;
+    let busy_share = published_share(proxy.admin, busy.addr).await;
+    eprintln!("server-load shares: idle {idle_share:.3}, busy {busy_share:.3}");
+    assert!(
+        busy_share < idle_share / 5.0,
+        "busy {busy_share} vs idle {idle_share}"
+    );
+    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains("ballast_server_load_errors_total{pool=\"p\",reason=\"out_of_range\"}")
+            || metrics
+                .contains("ballast_server_load_errors_total{pool=\"p\",reason=\"malformed\"}"),
+        "the liar's NaN is counted:\n{metrics}"
+    );
+}
