@@ -229,21 +229,35 @@ pub fn bound_shares(shares: &[f64], eligible: &[bool], min: f64, max: f64) -> Ve
     let (min, max) = (min.min(equal), max.max(equal));
     let mut values = normalize(shares, eligible);
 
-    let mut at_floor = vec![false; values.len()];
-    while let Some(low) =
-        (0..values.len()).find(|&i| eligible[i] && !at_floor[i] && values[i] < min - EPSILON)
-    {
-        at_floor[low] = true;
-        redistribute(&mut values, eligible, &at_floor, min);
-    }
-    let mut at_cap = vec![false; values.len()];
-    while let Some(high) =
-        (0..values.len()).find(|&i| eligible[i] && !at_cap[i] && values[i] > max + EPSILON)
-    {
-        at_cap[high] = true;
-        redistribute(&mut values, eligible, &at_cap, max);
-    }
+    pin_while_crossing(&mut values, eligible, min, |v| v < min - EPSILON);
+    pin_while_crossing(&mut values, eligible, max, |v| v > max + EPSILON);
     values
+}
+
+/// Pin every eligible backend whose value `crosses` at `level` and rescale
+/// the rest, until no more cross. Each pass pins all that cross at once, and
+/// passes repeat only when rescaling pushes more across (rarely more than two
+/// or three), so this stays O(n) in practice.
+fn pin_while_crossing(
+    values: &mut [f64],
+    eligible: &[bool],
+    level: f64,
+    crosses: impl Fn(f64) -> bool,
+) {
+    let mut pinned = vec![false; values.len()];
+    loop {
+        let mut crossed = false;
+        for i in 0..values.len() {
+            if eligible[i] && !pinned[i] && crosses(values[i]) {
+                pinned[i] = true;
+                crossed = true;
+            }
+        }
+        if !crossed {
+            return;
+        }
+        redistribute(values, eligible, &pinned, level);
+    }
 }
 
 /// Pin the `pinned` backends at `level` and scale the other eligible ones so

@@ -15,19 +15,25 @@
 //!   encoding: `TEXT cpu_utilization=0.3, rps_fractional=120, eps=0.5`. The
 //!   case-sensitive word `TEXT` and one or more spaces come first, then a
 //!   list with the same syntax as the structured form. Utilization is taken
-//!   from `application_utilization` when present (as Envoy does), otherwise
-//!   from `cpu_utilization`; `rps_fractional` gives requests per second and
+//!   from `application_utilization` when present, otherwise from
+//!   `cpu_utilization`, the preference Envoy has (an explicit
+//!   `application_utilization=0` counts as present here, where Envoy would
+//!   fall back). `rps_fractional` gives requests per second and
 //!   `eps` errors per second. `mem_utilization`, `named_metrics.*` and
-//!   unknown keys are ignored. The `JSON` and `BIN` encodings are recognised
-//!   but not supported ([`ParseError::Unsupported`]).
+//!   unknown keys are ignored, so a report holding only those parses to an
+//!   empty [`LoadReport`]; it still needs at least one pair. The `JSON` and
+//!   `BIN` encodings are recognised but not supported
+//!   ([`ParseError::Unsupported`]).
 //!
 //! # Syntax
 //!
-//! Spaces and tabs are allowed around the whole value, keys, `=` and commas.
-//! Keys are case-sensitive runs of visible ASCII. One trailing comma is
+//! Keys and values are runs of visible ASCII other than `=` and `,`, so
+//! they hold no whitespace; keys are case-sensitive. Spaces and tabs may
+//! surround the whole value, keys, `=` and commas. One trailing comma is
 //! tolerated; an empty element (`,,`, a leading comma) is not. Every element
-//! must be exactly one `key=value`; a value may not contain `=`, and a bare
-//! number mixed with pairs (`0.5, inflight=3`) is malformed.
+//! must be exactly one `key=value`: `util=`, `=0.5`, `util==0.5` and
+//! `util=0.5=1` are malformed, and so is a bare number mixed with pairs
+//! (`0.5, inflight=3`).
 //!
 //! Decimal numbers are what [`str::parse::<f64>`] reads from digits, `.`, an
 //! exponent (`e`/`E`) and signs: `0.73`, `12`, `.5`, `1e-3`, `1e+3`. A
@@ -36,23 +42,25 @@
 //! case) and hexadecimal are malformed; a decimal too large for `f64`
 //! (`1e309`) is out of range. Counts (`inflight`, `capacity`) are plain
 //! integers: a fraction or exponent (`12.5`, `12.0`, `1e3`) is malformed,
-//! while a negative or an integer too large for `u64` is out of range.
+//! while a negative or an integer too large for `u64` is out of range. `-0`
+//! is zero, for both kinds.
 //!
 //! # Validation
 //!
-//! | key                                                       | accepted range           |
-//! |-----------------------------------------------------------|--------------------------|
-//! | `util`, `cpu_utilization`, `application_utilization`, bare | 0 ..= 10                 |
-//! | `inflight`                                                | 0 ..= 1 000 000 000      |
-//! | `capacity`                                                | 1 ..= 1 000 000 000      |
-//! | `latency_ms`                                              | 0 ..= 3 600 000          |
-//! | `rps_fractional`, `eps`                                   | 0 ..= 1 000 000 000      |
+//! | key                                                          | accepted range       |
+//! |--------------------------------------------------------------|----------------------|
+//! | bare, `util`, `cpu_utilization`, `application_utilization`   | 0 ..= 10             |
+//! | `inflight`                                                   | 0 ..= 1 000 000 000  |
+//! | `capacity`                                                   | 1 ..= 1 000 000 000  |
+//! | `latency_ms`                                                 | 0 ..= 3 600 000      |
+//! | `rps_fractional`, `eps`                                      | 0 ..= 1 000 000 000  |
 //!
 //! Values of ignored keys are not checked beyond the syntax. Any violation
-//! rejects the whole header: a value longer than [`MAX_HEADER_LEN`] bytes is
-//! refused before it is looked at, then the value must be UTF-8 and not
-//! blank. The caller ignores a rejected header and counts it; a backend's
-//! malformed report never reaches the client.
+//! rejects the whole header. A value longer than [`MAX_HEADER_LEN`] bytes is
+//! refused before it is looked at; a blank one is [`ParseError::Empty`]; a
+//! rejected value that is not even UTF-8 is reported as
+//! [`ParseError::NotUtf8`]. The caller ignores a rejected header and counts
+//! it; a backend's malformed report never reaches the client.
 //!
 //! Parsing allocates nothing.
 
@@ -69,9 +77,13 @@ const MAX_RATE: f64 = 1e9;
 /// A backend's self-reported load, from one response header.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct LoadReport {
+    /// 0 is idle, 1 fully busy, above 1 overloaded.
     pub utilization: Option<f64>,
+    /// Requests the backend is serving right now.
     pub in_flight: Option<u64>,
+    /// Requests the backend can serve at once.
     pub capacity: Option<u64>,
+    /// The backend's own recent latency, in milliseconds.
     pub latency_ms: Option<f64>,
     pub requests_per_second: Option<f64>,
     pub errors_per_second: Option<f64>,
@@ -111,7 +123,36 @@ impl std::error::Error for ParseError {}
 
 /// Parse a `Server-Load` value (bare or structured form).
 pub fn parse_server_load(value: &[u8]) -> Result<LoadReport, ParseError> {
-    let text = header_text(value)?;
+    parse_header(value, parse_server_load_text)
+}
+
+/// Parse an `endpoint-load-metrics` value (ORCA `TEXT` form).
+pub fn parse_orca(value: &[u8]) -> Result<LoadReport, ParseError> {
+    parse_header(value, parse_orca_text)
+}
+
+/// The checks both headers share, around `parse`, which sees the value
+/// trimmed and non-empty.
+fn parse_header(
+    value: &[u8],
+    parse: fn(&[u8]) -> Result<LoadReport, ParseError>,
+) -> Result<LoadReport, ParseError> {
+    if value.len() > MAX_HEADER_LEN {
+        return Err(ParseError::TooLong);
+    }
+    let text = trim_whitespace(value);
+    if text.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    // Both grammars are ASCII, so any other byte already fails the parse;
+    // decoding only decides which error to report, off the common path.
+    parse(text).map_err(|error| match std::str::from_utf8(value) {
+        Ok(_) => error,
+        Err(_) => ParseError::NotUtf8,
+    })
+}
+
+fn parse_server_load_text(text: &[u8]) -> Result<LoadReport, ParseError> {
     if !text.contains(&b'=') {
         return Ok(LoadReport {
             utilization: Some(parse_decimal_in(text, MAX_UTILIZATION)?),
@@ -138,9 +179,7 @@ pub fn parse_server_load(value: &[u8]) -> Result<LoadReport, ParseError> {
     Ok(report)
 }
 
-/// Parse an `endpoint-load-metrics` value (ORCA `TEXT` form).
-pub fn parse_orca(value: &[u8]) -> Result<LoadReport, ParseError> {
-    let text = header_text(value)?;
+fn parse_orca_text(text: &[u8]) -> Result<LoadReport, ParseError> {
     let (encoding, metrics) = match text.iter().position(|&byte| byte == b' ') {
         Some(space) => (&text[..space], &text[space + 1..]),
         None => (text, &b""[..]),
@@ -176,23 +215,7 @@ pub fn parse_orca(value: &[u8]) -> Result<LoadReport, ParseError> {
     Ok(report)
 }
 
-/// The value, checked and trimmed; the length is checked before anything else.
-fn header_text(value: &[u8]) -> Result<&[u8], ParseError> {
-    if value.len() > MAX_HEADER_LEN {
-        return Err(ParseError::TooLong);
-    }
-    // The ASCII check is the cheap common case; only other bytes need decoding.
-    if !value.is_ascii() && std::str::from_utf8(value).is_err() {
-        return Err(ParseError::NotUtf8);
-    }
-    let text = trim_whitespace(value);
-    if text.is_empty() {
-        return Err(ParseError::Empty);
-    }
-    Ok(text)
-}
-
-/// Strips the spaces and tabs HTTP allows around header value parts.
+/// Strips the spaces and tabs HTTP allows around a header value.
 fn trim_whitespace(mut bytes: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = bytes {
         bytes = rest;
@@ -288,11 +311,11 @@ impl<'a> Cursor<'a> {
 /// Which bytes may make up a key or a value: visible ASCII except `=` and `,`.
 const IS_TOKEN_BYTE: [bool; 256] = {
     let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        table[byte] =
-            (byte as u8).is_ascii_graphic() && byte != b'=' as usize && byte != b',' as usize;
-        byte += 1;
+    let mut index = 0;
+    while index < table.len() {
+        let byte = index as u8;
+        table[index] = byte.is_ascii_graphic() && byte != b'=' && byte != b',';
+        index += 1;
     }
     table
 };
@@ -367,15 +390,19 @@ fn parse_count_in(text: &[u8], min: u64) -> Result<u64, ParseError> {
         Some(digits) => (true, digits),
         None => (false, text.strip_prefix(b"+").unwrap_or(text)),
     };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() {
         return Err(ParseError::Malformed);
     }
-    // Saturates, so an integer too large for u64 is merely out of range.
-    let magnitude = digits.iter().fold(0u64, |number, &digit| {
-        number
+    let mut magnitude = 0u64;
+    for &byte in digits {
+        if !byte.is_ascii_digit() {
+            return Err(ParseError::Malformed);
+        }
+        // Saturates, so an integer too large for u64 is merely out of range.
+        magnitude = magnitude
             .saturating_mul(10)
-            .saturating_add(u64::from(digit - b'0'))
-    });
+            .saturating_add(u64::from(byte - b'0'));
+    }
     if (is_negative && magnitude != 0) || !(min..=MAX_COUNT).contains(&magnitude) {
         return Err(ParseError::OutOfRange);
     }
@@ -603,7 +630,7 @@ mod tests {
                 ..LoadReport::default()
             })
         );
-        // Unknown keys may repeat and carry anything but `=`.
+        // Unknown keys may repeat; their values only have to be tokens.
         assert_eq!(load("a=1, a=2, util=0.1, b=NaN"), Ok(utilization(0.1)));
     }
 
@@ -664,6 +691,10 @@ mod tests {
             "foo=a=b, util=0.5",
             "util 2=0.5",
             "ключ=1, util=0.5",
+            "util=0.5, region=zürich",
+            "foo=a b, util=0.5",
+            "util=0 .5",
+            "util=0.5 0.6",
             "0.5, inflight=3",
             "inflight=3, 0.5",
             "util=0.5, inflight",
@@ -678,7 +709,7 @@ mod tests {
     #[test]
     fn counts_are_integers() {
         for value in [
-            "12.5", "12.0", "1e3", "0x10", "12 3", "--1", "-", "+", "1+1",
+            "12.5", "12.0", "1e3", "1e9", "0x10", "12 3", "--1", "-", "+", "1+1",
         ] {
             assert_eq!(
                 load(&format!("inflight={value}")),
@@ -936,10 +967,24 @@ mod tests {
             b"0.\xc3",
             b"TEXT cpu_utilization=0.5\xfe",
             b"\xed\xa0\x80",
+            b"JSON {\"a\":\"\xff\"}",
+            b"  \xff  ",
         ] {
             assert_eq!(parse_server_load(value), Err(ParseError::NotUtf8));
             assert_eq!(parse_orca(value), Err(ParseError::NotUtf8));
         }
+    }
+
+    #[test]
+    fn valid_utf8_outside_ascii_is_malformed() {
+        for value in ["ü", "0.5€", "util=0.5, zone=zürich", "TEXT eps=1, région=1"] {
+            assert_eq!(load(value), Err(ParseError::Malformed), "{value:?}");
+            assert_eq!(orca(value), Err(ParseError::Malformed), "{value:?}");
+        }
+        assert_eq!(
+            orca("JSON {\"zone\":\"zürich\"}"),
+            Err(ParseError::Unsupported)
+        );
     }
 
     #[test]
@@ -1070,6 +1115,29 @@ mod tests {
     }
 
     #[test]
+    fn plain_decimal_reading_rounds_exactly_as_std() {
+        let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
+        let mut buffer = [0u8; 15];
+        for _ in 0..100_000 {
+            let len = 1 + rng.below(buffer.len());
+            for byte in &mut buffer[..len] {
+                *byte = b'0' + rng.below(10) as u8;
+            }
+            let point = rng.below(len + 1);
+            if point < len {
+                buffer[point] = b'.';
+            }
+            let text = &buffer[..len];
+            let expected = std::str::from_utf8(text).unwrap().parse::<f64>().ok();
+            assert_eq!(
+                parse_plain_decimal(text).map(f64::to_bits),
+                expected.map(f64::to_bits),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
     fn random_inputs_never_panic_and_stay_in_range() {
         const ROUNDS: usize = 200_000;
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
@@ -1090,6 +1158,7 @@ mod tests {
 
             if let Ok(report) = parse_server_load(input) {
                 server_load_accepted += 1;
+                assert!(input.is_ascii(), "{input:?}");
                 assert_within_ranges(&report);
                 assert_ne!(report, LoadReport::default());
                 assert_eq!(report.requests_per_second, None);
@@ -1097,6 +1166,7 @@ mod tests {
             }
             if let Ok(report) = parse_orca(input) {
                 orca_accepted += 1;
+                assert!(input.is_ascii(), "{input:?}");
                 assert_within_ranges(&report);
                 assert_eq!(report.in_flight, None);
                 assert_eq!(report.capacity, None);
@@ -1104,8 +1174,8 @@ mod tests {
             }
         }
         // The generator must reach the accepting paths, not only the errors.
-        assert!(server_load_accepted > 100, "{server_load_accepted}");
-        assert!(orca_accepted > 100, "{orca_accepted}");
+        assert!(server_load_accepted > 1_000, "{server_load_accepted}");
+        assert!(orca_accepted > 1_000, "{orca_accepted}");
     }
 
     #[test]
@@ -1119,10 +1189,11 @@ mod tests {
             }
             let input = &buffer[..len];
             for result in [parse_server_load(input), parse_orca(input)] {
-                match result {
-                    Ok(report) => assert_within_ranges(&report),
-                    Err(ParseError::TooLong) => assert!(len > MAX_HEADER_LEN),
-                    Err(_) => {}
+                if len > MAX_HEADER_LEN {
+                    assert_eq!(result, Err(ParseError::TooLong));
+                } else if let Ok(report) = result {
+                    assert!(input.is_ascii(), "{input:?}");
+                    assert_within_ranges(&report);
                 }
             }
         }

@@ -1,0 +1,146 @@
+//! Criterion benchmarks of the routing brain's hot and warm paths:
+//! one pick (adaptive and round robin) at 3 to 1000 backends, parsing each
+//! load-report form, and one weight recompute for 100 backends.
+//!
+//! `cargo bench -p ballast --bench brain`
+
+use ballast::config::{load_str, PoolId, Snapshot};
+use ballast::routing::picker::{pick, PoolWeights, RequestFacts};
+use ballast::routing::weights::{compute_shares, BackendInput};
+use ballast::stats::backend::BackendStats;
+use ballast::stats::server_load::{parse_orca, parse_server_load};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use rand::SeedableRng;
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+fn snapshot(mode: &str, backends: usize) -> Snapshot {
+    let list: Vec<String> = (0..backends)
+        .map(|i| {
+            format!(
+                "{{addr: \"10.{}.{}.{}:80\", weight: {}}}",
+                i / 65536,
+                (i / 256) % 256,
+                i % 256,
+                1 + i % 7
+            )
+        })
+        .collect();
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:1\"}}]\npools: {{p: {{mode: {mode}, backends: [{}]}}}}\nroutes: [{{pool: p}}]\n",
+        list.join(", ")
+    );
+    load_str(&yaml, Path::new(".")).expect("benchmark config")
+}
+
+/// Shares that fall off geometrically, like a pool with fast and slow members.
+fn weights(n: usize) -> PoolWeights {
+    let raw: Vec<f64> = (0..n).map(|i| 1.0 / (1.0 + i as f64 % 10.0)).collect();
+    let total: f64 = raw.iter().sum();
+    PoolWeights::new(raw.iter().map(|w| w / total).collect(), vec![1.0; n])
+}
+
+fn bench_pick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pick");
+    for n in [3usize, 10, 100, 1000] {
+        let stats: Vec<Arc<BackendStats>> = (0..n).map(|_| Arc::new(BackendStats::new())).collect();
+        let adaptive = snapshot("latency", n);
+        let published = weights(n);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        group.bench_with_input(BenchmarkId::new("adaptive", n), &n, |b, _| {
+            let mut ticket = 0;
+            b.iter(|| {
+                ticket += 1;
+                let facts = RequestFacts {
+                    pool: PoolId(0),
+                    ticket,
+                    tried: &[],
+                    weights: Some(&published),
+                    stats: &stats,
+                };
+                black_box(pick(&adaptive, &facts, 0, &mut rng))
+            })
+        });
+        let round_robin = snapshot("round_robin", n);
+        group.bench_with_input(BenchmarkId::new("round_robin", n), &n, |b, _| {
+            let mut ticket = 0;
+            b.iter(|| {
+                ticket += 1;
+                let facts = RequestFacts {
+                    pool: PoolId(0),
+                    ticket,
+                    tried: &[],
+                    weights: None,
+                    stats: &stats,
+                };
+                black_box(pick(&round_robin, &facts, 0, &mut rng))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bench_parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("server_load_parse");
+    group.bench_function("bare", |b| b.iter(|| parse_server_load(black_box(b"0.73"))));
+    group.bench_function("structured", |b| {
+        b.iter(|| {
+            parse_server_load(black_box(
+                b"util=0.73, inflight=12, capacity=400, latency_ms=35",
+            ))
+        })
+    });
+    group.bench_function("orca", |b| {
+        b.iter(|| {
+            parse_orca(black_box(
+                b"TEXT cpu_utilization=0.3, rps_fractional=120, eps=0.5",
+            ))
+        })
+    });
+    let huge = vec![b'x'; 10 * 1024];
+    group.bench_function("rejected_10kb", |b| {
+        b.iter(|| parse_server_load(black_box(&huge)))
+    });
+    group.finish();
+}
+
+fn bench_recompute(c: &mut Criterion) {
+    let snap = snapshot("latency", 100);
+    let policy = snap.pools[0].policy.clone();
+    let now_ms = 60_000;
+    let inputs: Vec<BackendInput> = (0..100)
+        .map(|i| {
+            let stats = BackendStats::new();
+            for k in 0..200u64 {
+                stats.record_success(
+                    now_ms - 5_000 + k * 20,
+                    1_000 + (i as u64 % 10) * 500 + k % 50,
+                );
+            }
+            BackendInput {
+                weight: 1.0,
+                capacity: None,
+                eligible: true,
+                admitted_at_ms: None,
+                previous_share: Some(0.01),
+                observation: stats.observe(now_ms),
+            }
+        })
+        .collect();
+    c.bench_function("recompute/100", |b| {
+        b.iter(|| compute_shares(&policy, black_box(&inputs), now_ms))
+    });
+    let stats: Vec<BackendStats> = (0..100).map(|_| BackendStats::new()).collect();
+    for (i, s) in stats.iter().enumerate() {
+        for k in 0..200u64 {
+            s.record_success(now_ms - 5_000 + k * 20, 1_000 + i as u64 * 10);
+        }
+    }
+    c.bench_function("observe/100", |b| {
+        b.iter(|| stats.iter().map(|s| s.observe(black_box(now_ms))).count())
+    });
+}
+
+criterion_group!(benches, bench_pick, bench_parse, bench_recompute);
+criterion_main!(benches);
