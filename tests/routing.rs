@@ -290,3 +290,93 @@ async fn server_load_reports_steer_traffic_and_never_reach_the_client() {
         "the liar's NaN is counted:\n{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_take_a_backend_out_and_slow_start_brings_it_back() {
+    let _serial = LOAD_LOCK.lock().await;
+    let steady = origin_with_latency("steady", Duration::from_millis(2)).await;
+    let flaky = origin_with_latency("flaky", Duration::from_millis(2)).await;
+    let proxy = start(&format!(
+        "    recompute_interval: 100ms\n    slow_start: 4s\n    max_share: 1.0\n    health: {{path: /healthz, interval: 100ms, timeout: 500ms, healthy_after: 2, unhealthy_after: 2}}\n{}",
+        backends(&[&steady, &flaky])
+    ))
+    .await;
+    drive(
+        proxy.listen,
+        2,
+        Duration::from_millis(600),
+        10_000,
+        get_request,
+    )
+    .await;
+    assert!(published_share(proxy.admin, flaky.addr).await > 0.3);
+
+    flaky.set_healthy(false);
+    let mut waited = Duration::ZERO;
+    while published_share(proxy.admin, flaky.addr).await > 0.0 {
+        assert!(
+            waited < Duration::from_secs(3),
+            "unhealthy backend still has a share"
+        );
+        drive(
+            proxy.listen,
+            1,
+            Duration::from_millis(100),
+            10_000,
+            get_request,
+        )
+        .await;
+        waited += Duration::from_millis(100);
+    }
+    let mark = flaky.stats.count_path("/work");
+    let out = drive(
+        proxy.listen,
+        2,
+        Duration::from_millis(500),
+        10_000,
+        get_request,
+    )
+    .await;
+    assert_eq!(out.count(200), out.total());
+    assert_eq!(
+        flaky.stats.count_path("/work"),
+        mark,
+        "no traffic while unhealthy"
+    );
+
+    flaky.set_healthy(true);
+    let mut first_share = 0.0;
+    let mut waited = Duration::ZERO;
+    while first_share == 0.0 {
+        assert!(
+            waited < Duration::from_secs(3),
+            "recovered backend never came back"
+        );
+        drive(
+            proxy.listen,
+            1,
+            Duration::from_millis(100),
+            10_000,
+            get_request,
+        )
+        .await;
+        waited += Duration::from_millis(100);
+        first_share = published_share(proxy.admin, flaky.addr).await;
+    }
+    eprintln!("health: back in after {waited:?} at share {first_share:.3}");
+    assert!(
+        first_share < 0.25,
+        "re-admitted through slow start, not at full share: {first_share}"
+    );
+    drive(
+        proxy.listen,
+        2,
+        Duration::from_millis(4500),
+        100_000,
+        get_request,
+    )
+    .await;
+    let ramped = published_share(proxy.admin, flaky.addr).await;
+    eprintln!("health: after slow start share {ramped:.3}");
+    assert!(ramped > 0.35, "ramped back to a fair share: {ramped}");
+}

@@ -6,6 +6,7 @@
 //! - `.../headers`: the request headers, one `name: value` per line;
 //! - `.../stream?chunks=N&delay_ms=D`: N chunks, D ms apart, streamed;
 //! - `.../status/CODE`: an empty response with that status;
+//! - `.../healthz`: 200, or 503 after `set_healthy(false)`;
 //! - anything else: `NAME METHOD PATH\n`.
 //!
 //! A latency and a `Server-Load` header, both changeable at runtime, can be
@@ -23,7 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -53,6 +54,7 @@ impl OriginConfig {
 pub struct OriginStats {
     total: AtomicU64,
     by_method: Mutex<HashMap<String, u64>>,
+    by_path: Mutex<HashMap<String, u64>>,
     by_request_id: Mutex<HashMap<String, u64>>,
 }
 
@@ -64,6 +66,12 @@ impl OriginStats {
     pub fn count(&self, method: &Method) -> u64 {
         let map = self.by_method.lock().expect("stats lock");
         map.get(method.as_str()).copied().unwrap_or(0)
+    }
+
+    /// Requests for exactly this path (without query).
+    pub fn count_path(&self, path: &str) -> u64 {
+        let map = self.by_path.lock().expect("stats lock");
+        map.get(path).copied().unwrap_or(0)
     }
 
     /// How many times a request with this `x-request-id` arrived.
@@ -79,6 +87,12 @@ impl OriginStats {
             .lock()
             .expect("stats lock")
             .entry(req.method().as_str().to_string())
+            .or_default() += 1;
+        *self
+            .by_path
+            .lock()
+            .expect("stats lock")
+            .entry(req.uri().path().to_string())
             .or_default() += 1;
         if let Some(id) = req
             .headers()
@@ -101,6 +115,8 @@ struct Live {
     latency_us: AtomicU64,
     /// Sent as `Server-Load` on every response when set.
     server_load: Mutex<Option<String>>,
+    /// What `/healthz` answers: 200 when healthy, 503 otherwise.
+    healthy: AtomicBool,
 }
 
 /// A running origin; stops when dropped.
@@ -112,6 +128,11 @@ pub struct OriginHandle {
 }
 
 impl OriginHandle {
+    /// Make `/healthz` answer 200 (healthy) or 503.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.live.healthy.store(healthy, Ordering::Relaxed);
+    }
+
     /// Send this `Server-Load` value on every response (`None`: send none).
     pub fn set_server_load(&self, value: Option<&str>) {
         *self.live.server_load.lock().expect("origin lock") = value.map(str::to_string);
@@ -145,6 +166,7 @@ pub async fn spawn(listen: SocketAddr, config: OriginConfig) -> std::io::Result<
         name: config.name,
         latency_us: AtomicU64::new(config.latency.as_micros() as u64),
         server_load: Mutex::new(None),
+        healthy: AtomicBool::new(true),
     });
     let config = live.clone();
     let task_stats = stats.clone();
@@ -211,6 +233,10 @@ async fn handle(
             (StatusCode::OK, full(text))
         }
         (_, "stream") => (StatusCode::OK, chunked(req.uri().query())),
+        (_, "healthz") => match config.healthy.load(Ordering::Relaxed) {
+            true => (StatusCode::OK, full("ok\n")),
+            false => (StatusCode::SERVICE_UNAVAILABLE, full("unhealthy\n")),
+        },
         ("status", code) => {
             let status = code
                 .parse()

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -11,6 +11,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::Snapshot;
+use crate::health::HealthLoop;
 use crate::metrics::Metrics;
 use crate::proxy::BallastProxy;
 use crate::routing::decisions::DecisionLog;
@@ -180,6 +181,12 @@ impl ProxyServer {
             }
         }
         server.add_service(proxy);
+        server.add_service(background_service(
+            "ballast health checks",
+            HealthLoop {
+                routing: engine.state(),
+            },
+        ));
         server.add_service(background_service(
             "ballast weight engine",
             EngineLoop(engine),

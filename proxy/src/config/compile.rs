@@ -35,6 +35,10 @@ pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_EJECTED: f64 = 0.5;
 pub const DEFAULT_ATTEMPTS: u32 = 2;
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_HEALTHY_AFTER: u32 = 2;
+pub const DEFAULT_UNHEALTHY_AFTER: u32 = 2;
 const MAX_ATTEMPTS: u32 = 5;
 pub const DEFAULT_TIMEOUTS: UpstreamTimeouts = UpstreamTimeouts {
     connect: Duration::from_secs(2),
@@ -514,7 +518,72 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
                 0.0..=1.0,
             ),
         },
+        health: pool
+            .health
+            .as_ref()
+            .map(|h| compile_health(c, &format!("{path}.health"), h)),
         attempts,
+    }
+}
+
+fn compile_health(c: &mut Checker, path: &str, raw: &RawHealth) -> HealthPolicy {
+    let kind = match raw.check.as_deref() {
+        None | Some("http") => {
+            let check_path = raw.path.clone().unwrap_or_else(|| "/".to_string());
+            if !check_path.starts_with('/')
+                || http::uri::PathAndQuery::from_str(&check_path).is_err()
+            {
+                c.error(
+                    format!("{path}.path"),
+                    format!("invalid path \"{check_path}\" (must start with '/')"),
+                );
+            }
+            HealthCheckKind::Http {
+                path: check_path,
+                host: raw.host.clone(),
+            }
+        }
+        Some("tcp") => {
+            if raw.path.is_some() || raw.host.is_some() {
+                c.error(format!("{path}.check"), "a tcp check takes no path or host");
+            }
+            HealthCheckKind::Tcp
+        }
+        Some(other) => {
+            c.error(
+                format!("{path}.check"),
+                format!("unknown check \"{other}\" (supported: http, tcp)"),
+            );
+            HealthCheckKind::Tcp
+        }
+    };
+    let mut threshold = |name: &str, value: Option<u32>, default: u32| match value {
+        Some(0) => {
+            c.error(format!("{path}.{name}"), "must be at least 1");
+            default
+        }
+        other => other.unwrap_or(default),
+    };
+    let healthy_after = threshold("healthy_after", raw.healthy_after, DEFAULT_HEALTHY_AFTER);
+    let unhealthy_after = threshold(
+        "unhealthy_after",
+        raw.unhealthy_after,
+        DEFAULT_UNHEALTHY_AFTER,
+    );
+    HealthPolicy {
+        kind,
+        interval: c.duration(
+            &format!("{path}.interval"),
+            raw.interval.as_deref(),
+            DEFAULT_HEALTH_INTERVAL,
+        ),
+        timeout: c.duration(
+            &format!("{path}.timeout"),
+            raw.timeout.as_deref(),
+            DEFAULT_HEALTH_TIMEOUT,
+        ),
+        healthy_after,
+        unhealthy_after,
     }
 }
 

@@ -82,6 +82,7 @@ pub struct RawPool {
     pub slow_start: Option<String>,
     pub server_load: Option<RawServerLoad>,
     pub outlier: Option<RawOutlier>,
+    pub health: Option<RawHealth>,
     pub retries: Option<RawRetries>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
@@ -109,6 +110,19 @@ pub struct RawOutlier {
     pub base_ejection: Option<String>,
     pub max_ejection: Option<String>,
     pub max_ejected: Option<f64>,
+}
+
+/// Active health checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub check: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub healthy_after: Option<u32>,
+    pub unhealthy_after: Option<u32>,
 }
 
 /// Retry policy.

@@ -132,6 +132,8 @@ pub struct PoolPolicy {
     pub slow_start: Duration,
     pub server_load: ServerLoadPolicy,
     pub outlier: OutlierPolicy,
+    /// Active health checks, when configured.
+    pub health: Option<HealthPolicy>,
     /// Total tries per request (1 = no retry).
     pub attempts: u32,
 }
@@ -145,6 +147,27 @@ pub struct ServerLoadPolicy {
     pub strip: bool,
     /// A backend that reported and then went quiet this long is degraded.
     pub stale_after: Duration,
+}
+
+/// How a backend is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// `GET path` must answer 200.
+    Http { path: String, host: Option<String> },
+    /// A TCP connection must open.
+    Tcp,
+}
+
+/// Active health checks for a pool.
+#[derive(Debug, Clone)]
+pub struct HealthPolicy {
+    pub kind: HealthCheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passes that bring an unhealthy backend back.
+    pub healthy_after: u32,
+    /// Consecutive failures that take a healthy backend out.
+    pub unhealthy_after: u32,
 }
 
 /// Passive outlier ejection.

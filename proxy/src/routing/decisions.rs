@@ -19,6 +19,10 @@ pub enum DecisionKind {
     Ejected,
     /// An ejected backend was re-admitted (slow start begins).
     Readmitted,
+    /// Active health checks took a backend out.
+    Unhealthy,
+    /// Active health checks brought a backend back (slow start begins).
+    Healthy,
 }
 
 impl DecisionKind {
@@ -27,6 +31,8 @@ impl DecisionKind {
             DecisionKind::Share => "share",
             DecisionKind::Ejected => "ejected",
             DecisionKind::Readmitted => "readmitted",
+            DecisionKind::Unhealthy => "unhealthy",
+            DecisionKind::Healthy => "healthy",
         }
     }
 }

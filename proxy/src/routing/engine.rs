@@ -51,6 +51,8 @@ struct BackendMemory {
     admitted_at_ms: Option<u64>,
     ejected_until_ms: Option<u64>,
     times_ejected: u32,
+    /// The health verdict seen last time, to notice changes.
+    unhealthy: bool,
     /// (when, share) the swing warning compares against.
     swing_reference: Option<(u64, f64)>,
 }
@@ -149,7 +151,8 @@ impl Engine {
         now_ms: u64,
     ) -> PoolWeights {
         let observations: Vec<_> = stats.iter().map(|s| s.observe(now_ms)).collect();
-        self.apply_outlier_ejection(pool, stats, &observations, memory, now_ms);
+        self.apply_outlier_ejection(pool, stats, memory, now_ms);
+        self.note_health_changes(pool, stats, memory, now_ms);
 
         let mut inputs: Vec<BackendInput> = pool
             .backends
@@ -160,7 +163,9 @@ impl Engine {
                 BackendInput {
                     weight: f64::from(backend.weight),
                     capacity: backend.capacity.map(f64::from),
-                    eligible: backend.weight > 0 && mem.ejected_until_ms.is_none(),
+                    eligible: backend.weight > 0
+                        && mem.ejected_until_ms.is_none()
+                        && !mem.unhealthy,
                     admitted_at_ms: mem.admitted_at_ms,
                     previous_share: mem.share,
                     observation: *observation,
@@ -204,7 +209,6 @@ impl Engine {
         &self,
         pool: &Pool,
         stats: &[Arc<BackendStats>],
-        observations: &[crate::stats::backend::Observation],
         memory: &mut HashMap<BackendId, BackendMemory>,
         now_ms: u64,
     ) {
@@ -247,7 +251,8 @@ impl Engine {
             })
             .count();
         for (i, backend) in pool.backends.iter().enumerate() {
-            let failures = observations[i].consecutive_failures;
+            // Read afresh: a backend re-admitted above had its count reset.
+            let failures = stats[i].consecutive_failures();
             let mem = memory.entry(backend.id.clone()).or_default();
             if mem.ejected_until_ms.is_some() || failures < policy.consecutive_failures {
                 continue;
@@ -277,6 +282,47 @@ impl Engine {
                     mem.times_ejected
                 ),
             );
+        }
+    }
+
+    /// Record health verdict changes; a backend coming back starts slow.
+    fn note_health_changes(
+        &self,
+        pool: &Pool,
+        stats: &[Arc<BackendStats>],
+        memory: &mut HashMap<BackendId, BackendMemory>,
+        now_ms: u64,
+    ) {
+        for (backend, stats) in pool.backends.iter().zip(stats) {
+            let mem = memory.entry(backend.id.clone()).or_default();
+            let unhealthy = !stats.is_healthy();
+            if unhealthy == mem.unhealthy {
+                continue;
+            }
+            mem.unhealthy = unhealthy;
+            let old = mem.share.unwrap_or(0.0);
+            if unhealthy {
+                self.record(
+                    pool,
+                    &backend.id,
+                    DecisionKind::Unhealthy,
+                    old,
+                    0.0,
+                    now_ms,
+                    "active health check failing".into(),
+                );
+            } else {
+                mem.admitted_at_ms = Some(now_ms);
+                self.record(
+                    pool,
+                    &backend.id,
+                    DecisionKind::Healthy,
+                    old,
+                    old,
+                    now_ms,
+                    "active health check passing; slow start begins".into(),
+                );
+            }
         }
     }
 
@@ -374,10 +420,7 @@ fn describe_change(before: Option<&Factors>, after: &Factors) -> String {
             after.ramp * 100.0
         ),
     ));
-    candidates.push((
-        ratio(before.base, after.base),
-        format!("base weight {:.3} -> {:.3}", before.base, after.base),
-    ));
+
     if before.stale != after.stale {
         candidates.push((
             f64::INFINITY,
@@ -390,6 +433,191 @@ fn describe_change(before: Option<&Factors>, after: &Factors) -> String {
     }
     match candidates.into_iter().max_by(|a, b| a.0.total_cmp(&b.0)) {
         Some((r, text)) if r > 1.01 => text,
+        // In capacity mode the base also moves with throughput.
+        _ if ratio(before.base, after.base) > 1.01 => {
+            format!("base weight {:.3} -> {:.3}", before.base, after.base)
+        }
         _ => "other backends changed (smoothing toward target)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn engine(pool_extra: &str, backends: usize) -> Engine {
+        let list: Vec<String> = (0..backends)
+            .map(|i| format!("{{addr: \"127.0.0.1:{}\"}}", 9000 + i))
+            .collect();
+        let yaml = format!(
+            "listeners: [{{address: \"127.0.0.1:1\"}}]\npools:\n  p:\n    recompute_interval: 100ms\n{pool_extra}    backends: [{}]\nroutes: [{{pool: p}}]\n",
+            list.join(", ")
+        );
+        let snapshot = Arc::new(crate::config::load_str(&yaml, Path::new(".")).unwrap());
+        Engine::new(
+            snapshot,
+            Arc::new(LiveState::new()),
+            Arc::new(DecisionLog::default()),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    fn stats(engine: &Engine, backend: usize) -> Arc<BackendStats> {
+        engine.state().load().stats.pools[0][backend].clone()
+    }
+
+    fn shares(engine: &Engine) -> Vec<f64> {
+        engine.state().load().weights[0]
+            .as_ref()
+            .expect("computed")
+            .shares
+            .clone()
+    }
+
+    fn kinds(engine: &Engine) -> Vec<DecisionKind> {
+        engine
+            .decisions
+            .recent(100, |d| d.kind != DecisionKind::Share)
+            .iter()
+            .map(|d| d.kind)
+            .collect()
+    }
+
+    /// Every backend answers `n` requests in `latency_us` at `now_ms`.
+    fn traffic(engine: &Engine, backends: usize, now_ms: u64, latency_us: u64) {
+        for b in 0..backends {
+            for _ in 0..20 {
+                stats(engine, b).record_success(now_ms, latency_us);
+            }
+        }
+    }
+
+    #[test]
+    fn consecutive_failures_eject_and_ejection_ends_in_slow_start() {
+        let e = engine("    slow_start: 10s\n    outlier: {consecutive_failures: 3, base_ejection: 1s, max_ejection: 10s}\n", 3);
+        traffic(&e, 3, 1_000, 1_000);
+        e.tick(1_000);
+        for _ in 0..3 {
+            stats(&e, 2).record_failure(1_050, None);
+        }
+        e.tick(1_100);
+        assert_eq!(shares(&e)[2], 0.0, "ejected at once");
+        assert_eq!(kinds(&e), vec![DecisionKind::Ejected]);
+        e.tick(2_000);
+        assert_eq!(
+            shares(&e)[2],
+            0.0,
+            "still ejected before base_ejection passes"
+        );
+        e.tick(2_100);
+        let back = shares(&e)[2];
+        assert!(
+            back > 0.0 && back < 0.1,
+            "re-admitted through slow start: {back}"
+        );
+        assert_eq!(
+            kinds(&e),
+            vec![DecisionKind::Ejected, DecisionKind::Readmitted]
+        );
+
+        // A second ejection lasts twice as long.
+        for _ in 0..3 {
+            stats(&e, 2).record_failure(2_200, None);
+        }
+        e.tick(2_200);
+        e.tick(4_100);
+        assert_eq!(shares(&e)[2], 0.0, "ejection #2 lasts 2 s");
+        e.tick(4_300);
+        assert!(shares(&e)[2] > 0.0);
+    }
+
+    #[test]
+    fn at_most_max_ejected_and_panic_when_nothing_is_eligible() {
+        let e = engine(
+            "    outlier: {consecutive_failures: 1, max_ejected: 0.5}\n",
+            4,
+        );
+        for b in 0..4 {
+            stats(&e, b).record_failure(1_000, None);
+        }
+        e.tick(1_000);
+        let out = shares(&e);
+        assert_eq!(
+            out.iter().filter(|s| **s == 0.0).count(),
+            2,
+            "only half may be ejected: {out:?}"
+        );
+
+        let all = engine(
+            "    outlier: {consecutive_failures: 1, max_ejected: 1.0}\n",
+            2,
+        );
+        for b in 0..2 {
+            stats(&all, b).record_failure(1_000, None);
+        }
+        all.tick(1_000);
+        let out = shares(&all);
+        assert!(
+            out.iter().all(|s| (s - 0.5).abs() < 1e-9),
+            "panic mode routes to everyone: {out:?}"
+        );
+    }
+
+    #[test]
+    fn unhealthy_backends_leave_and_return_through_slow_start() {
+        let e = engine("    slow_start: 10s\n    max_share: 1.0\n", 2);
+        traffic(&e, 2, 1_000, 1_000);
+        e.tick(1_000);
+        stats(&e, 1).record_health_check(false, 1, 1);
+        e.tick(1_100);
+        assert_eq!(shares(&e), vec![1.0, 0.0]);
+        stats(&e, 1).record_health_check(true, 1, 1);
+        e.tick(1_200);
+        let back = shares(&e)[1];
+        assert!(back > 0.0 && back < 0.1, "{back}");
+        assert_eq!(
+            kinds(&e),
+            vec![DecisionKind::Unhealthy, DecisionKind::Healthy]
+        );
+    }
+
+    #[test]
+    fn share_changes_are_decisions_with_reasons_and_big_swings_are_counted() {
+        let e = engine(
+            "    smoothing: 1.0\n    max_share: 1.0\n    min_share: 0.0\n",
+            2,
+        );
+        traffic(&e, 2, 1_000, 10_000);
+        e.tick(1_000);
+        for _ in 0..50 {
+            stats(&e, 1).record_success(1_050, 100_000);
+        }
+        e.tick(1_100);
+        let decisions = e
+            .decisions
+            .recent(10, |d| d.kind == DecisionKind::Share && d.at_ms == 1_100);
+        let slow = decisions
+            .iter()
+            .find(|d| d.backend.ends_with(":9001"))
+            .expect("a decision for the slowed backend");
+        assert!(slow.new_share < slow.old_share);
+        assert!(slow.reason.starts_with("latency "), "{}", slow.reason);
+        let swings = e.metrics.share_swings.with_label_values(&["p"]).get();
+        assert_eq!(swings, 2, "both shares moved more than 20 points");
+    }
+
+    #[test]
+    fn pools_recompute_on_their_own_interval() {
+        let e = engine("", 2);
+        e.tick(1_000);
+        let first = e.state().load_full();
+        e.tick(1_050);
+        assert!(
+            Arc::ptr_eq(&first, &e.state().load_full()),
+            "not due yet: nothing published"
+        );
+        e.tick(1_100);
+        assert!(!Arc::ptr_eq(&first, &e.state().load_full()));
     }
 }

@@ -312,6 +312,7 @@ mod tests {
                 max_ejection: Duration::from_secs(300),
                 max_ejected: 0.5,
             },
+            health: None,
             attempts: 2,
         }
     }

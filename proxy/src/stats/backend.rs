@@ -6,11 +6,12 @@
 //! - outcomes: a 10 s sliding window of successes and failures (5xx,
 //!   connect failures, timeouts, resets), giving error rate and requests/s;
 //! - consecutive failures, for outlier ejection;
-//! - the last `Server-Load` / ORCA report and when it arrived.
+//! - the last `Server-Load` / ORCA report and when it arrived;
+//! - the verdict of active health checks (healthy until proven otherwise).
 
 use super::server_load::LoadReport;
 use super::window::{LatencyEwma, LatencySummary, LatencyWindow, OutcomeSummary, OutcomeWindow};
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 const WINDOW_SLOTS: usize = 10;
@@ -83,6 +84,14 @@ pub struct BackendStats {
     outcomes: OutcomeWindow,
     consecutive_failures: AtomicU32,
     report: ReportCell,
+    health: HealthCell,
+}
+
+/// Active health-check state. Only the health checker writes it.
+struct HealthCell {
+    healthy: AtomicBool,
+    passes_in_a_row: AtomicU32,
+    failures_in_a_row: AtomicU32,
 }
 
 impl Default for BackendStats {
@@ -118,7 +127,41 @@ impl BackendStats {
             outcomes: OutcomeWindow::new(WINDOW_SLOTS, WINDOW_SLOT_MS),
             consecutive_failures: AtomicU32::new(0),
             report,
+            health: HealthCell {
+                healthy: AtomicBool::new(true),
+                passes_in_a_row: AtomicU32::new(0),
+                failures_in_a_row: AtomicU32::new(0),
+            },
         }
+    }
+
+    /// The active health verdict (true when no check is configured).
+    pub fn is_healthy(&self) -> bool {
+        self.health.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Count one health-check result; the verdict flips after `healthy_after`
+    /// passes or `unhealthy_after` failures in a row. Returns the new verdict
+    /// when it flipped.
+    pub fn record_health_check(
+        &self,
+        passed: bool,
+        healthy_after: u32,
+        unhealthy_after: u32,
+    ) -> Option<bool> {
+        let h = &self.health;
+        let (streak, other, needed) = if passed {
+            (&h.passes_in_a_row, &h.failures_in_a_row, healthy_after)
+        } else {
+            (&h.failures_in_a_row, &h.passes_in_a_row, unhealthy_after)
+        };
+        other.store(0, Ordering::Relaxed);
+        let in_a_row = streak.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let flips = passed != self.is_healthy() && in_a_row >= needed;
+        if flips {
+            h.healthy.store(passed, Ordering::Relaxed);
+        }
+        flips.then_some(passed)
     }
 
     /// Mark a request as sent to this backend; in flight until the guard drops.
@@ -148,6 +191,10 @@ impl BackendStats {
         }
         self.outcomes.record(now_ms, false);
         self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Relaxed)
     }
 
     /// Start counting consecutive failures afresh (on re-admission).
@@ -216,6 +263,28 @@ mod tests {
         assert_eq!(stats.observe(1_500).consecutive_failures, 0);
         drop(b);
         assert_eq!(stats.in_flight(), 0);
+    }
+
+    #[test]
+    fn health_flips_only_after_enough_results_in_a_row() {
+        let stats = BackendStats::new();
+        assert!(stats.is_healthy());
+        assert_eq!(stats.record_health_check(false, 2, 3), None);
+        assert_eq!(stats.record_health_check(false, 2, 3), None);
+        assert_eq!(
+            stats.record_health_check(true, 2, 3),
+            None,
+            "a pass breaks the streak"
+        );
+        for _ in 0..2 {
+            assert_eq!(stats.record_health_check(false, 2, 3), None);
+        }
+        assert_eq!(stats.record_health_check(false, 2, 3), Some(false));
+        assert!(!stats.is_healthy());
+        assert_eq!(stats.record_health_check(false, 2, 3), None);
+        assert_eq!(stats.record_health_check(true, 2, 3), None);
+        assert_eq!(stats.record_health_check(true, 2, 3), Some(true));
+        assert!(stats.is_healthy());
     }
 
     #[test]
