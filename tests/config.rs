@@ -259,3 +259,55 @@ fn unreadable_file_is_a_clear_error() {
         "1 configuration error:\n  cannot read /nonexistent/ballast.yaml: No such file or directory (os error 2)\n"
     );
 }
+
+#[test]
+fn engine_policy_is_validated() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    mode: capacity
+    min_share: 0.6
+    max_share: 1.5
+    smoothing: 0
+    recompute_interval: 20ms
+    slow_start: forever
+    server_load: {header: "bad header", stale_after: 0s}
+    outlier: {consecutive_failures: 0, base_ejection: 1m, max_ejection: 10s, max_ejected: 2}
+    health: {check: udp, interval: 0s, healthy_after: 0}
+    retries: {attempts: 9}
+    backends: [{addr: "10.0.0.1:80"}]
+routes: [{pool: api}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "pools.api.min_share: 0.6 is out of range (allowed 0 to 0.5)",
+            "pools.api.max_share: 1.5 is out of range (allowed 0.01 to 1)",
+            "pools.api.recompute_interval: must be between 50ms and 10s",
+            "pools.api.retries.attempts: must be between 1 and 5",
+            "pools.api.outlier.consecutive_failures: must be at least 1",
+            "pools.api.outlier.max_ejection: must not be shorter than base_ejection",
+            "pools.api.smoothing: 0 is out of range (allowed 0.01 to 1)",
+            r#"pools.api.slow_start: invalid duration "forever" (expected e.g. "250ms", "2s", "1m")"#,
+            r#"pools.api.server_load.header: invalid header name "bad header""#,
+            "pools.api.server_load.stale_after: must be greater than zero",
+            "pools.api.outlier.max_ejected: 2 is out of range (allowed 0 to 1)",
+            r#"pools.api.health.check: unknown check "udp" (supported: http, tcp)"#,
+            "pools.api.health.healthy_after: must be at least 1",
+            "pools.api.health.interval: must be greater than zero",
+        ]
+    );
+    let ok = load_str(
+        "listeners: [{address: \"127.0.0.1:8080\"}]\npools: {api: {mode: capacity, target_latency: 50ms, health: {check: tcp}, backends: [{addr: \"10.0.0.1:80\"}]}}\nroutes: [{pool: api}]\n",
+        Path::new("."),
+    )
+    .unwrap();
+    let policy = &ok.pools[0].policy;
+    assert_eq!(policy.mode, BalanceMode::Capacity);
+    assert_eq!(policy.target_latency, Duration::from_millis(50));
+    assert_eq!(
+        policy.health.as_ref().unwrap().kind,
+        ballast::config::HealthCheckKind::Tcp
+    );
+}

@@ -380,3 +380,43 @@ async fn health_checks_take_a_backend_out_and_slow_start_brings_it_back() {
     eprintln!("health: after slow start share {ramped:.3}");
     assert!(ramped > 0.35, "ramped back to a fair share: {ramped}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_with_an_idempotency_key_is_retried_elsewhere() {
+    let _serial = LOAD_LOCK.lock().await;
+    let a = origin_with_latency("a", Duration::from_millis(20)).await;
+    let victim = origin_with_latency("victim", Duration::from_millis(20)).await;
+    let proxy = start(&format!(
+        "    recompute_interval: 250ms\n    retries: {{attempts: 2}}\n{}",
+        backends(&[&a, &victim])
+    ))
+    .await;
+    let keyed_post = |worker: usize, n: usize| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/payments")
+            .header("host", "x")
+            .header("idempotency-key", format!("pay-{worker}-{n}"))
+            .body(Full::new(Bytes::from_static(b"{\"amount\": 5}")))
+            .unwrap()
+    };
+    let load = tokio::spawn(drive(
+        proxy.listen,
+        8,
+        Duration::from_millis(2000),
+        100_000,
+        keyed_post,
+    ));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let in_flight_on_victim = victim.stats.count(&Method::POST);
+    victim.stop();
+    let outcome = load.await.unwrap();
+    eprintln!("keyed POSTs with a killed origin: {outcome:?}");
+    assert!(in_flight_on_victim > 0);
+    assert_eq!(outcome.count(200), outcome.total(), "{outcome:?}");
+    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains("ballast_retries_total{cause=\"error\",pool=\"p\"}"),
+        "POSTs in flight on the dead origin were retried:\n{metrics}"
+    );
+}
