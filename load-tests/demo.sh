@@ -44,7 +44,7 @@ done
 cat <<TXT
 
 Ballast is running (config: conf/ballast.yaml).
-  curl -s http://127.0.0.1:8080/api/hello          # pool "api": big (weight 300) and small (weight 100)
+  curl -s http://127.0.0.1:8080/api/hello          # pool "api" (latency mode): big (5 ms) gets more than small (40 ms)
   curl -s http://127.0.0.1:8080/                   # pool "static"
   curl -s --cacert certs/ca.crt https://localhost:8443/api/hello --http2
   curl -s -X POST --data-binary @README.md http://127.0.0.1:8080/api/echo
@@ -55,10 +55,13 @@ TXT
 if $smoke; then
   fail() { echo "demo smoke check failed: $*" >&2; exit 1; }
   declare -A seen=()
-  for _ in $(seq 1 8); do
+  for _ in $(seq 1 200); do
     body=$(curl -sf http://127.0.0.1:8080/api/hello) || fail "GET /api/hello"
-    seen["${body%% *}"]=1
+    origin="${body%% *}"
+    seen["$origin"]=$(( ${seen["$origin"]:-0} + 1 ))
+    [ "${#seen[@]}" -eq 2 ] && [ "${seen[big]:-0}" -ge 20 ] && break
   done
+  echo "api origins served: big ${seen[big]:-0}, small ${seen[small]:-0}"
   [ "${#seen[@]}" -eq 2 ] || fail "expected both api origins, saw: ${!seen[*]}"
   curl -sf http://127.0.0.1:8080/ | grep -q '^static GET /' || fail "GET / on static"
   curl -sf --cacert certs/ca.crt --http2 https://localhost:8443/api/x | grep -q 'GET /api/x' || fail "https + h2"
