@@ -153,7 +153,7 @@ fn run(path: &std::path::Path) -> ExitCode {
     for line in snapshot.summary().lines() {
         tracing::info!("{line}");
     }
-    let server = match ProxyServer::new(snapshot) {
+    let server = match ProxyServer::new(snapshot, Some(path)) {
         Ok(server) => server,
         Err(e) => {
             tracing::error!("{e}");

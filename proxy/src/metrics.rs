@@ -32,6 +32,8 @@ pub struct Metrics {
     pub server_load_errors: IntCounterVec,
     /// Requests retried on another backend, by pool and cause.
     pub retries: IntCounterVec,
+    /// Configuration reloads, by result (`ok`, `failed`).
+    pub reloads: IntCounterVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -99,7 +101,13 @@ impl Metrics {
             "Requests retried on another backend",
             &["pool", "cause"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+        let reloads = counter(
+            "reloads_total",
+            "Configuration reloads, by result",
+            &["result"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+            Box::new(reloads.clone()),
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(in_flight.clone()),
@@ -122,6 +130,7 @@ impl Metrics {
             share_swings,
             server_load_errors,
             retries,
+            reloads,
         }
     }
 

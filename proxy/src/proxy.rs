@@ -48,8 +48,6 @@ const MAX_CONNECT_RETRIES: usize = 3;
 /// The proxy service: reads the routing state the engine publishes.
 pub struct BallastProxy {
     routing: Arc<ArcSwap<RoutingState>>,
-    /// Per-pool round-robin tickets, indexed by pool.
-    tickets: Vec<AtomicU64>,
     /// Seeds request ids; combined with a counter so ids are unique per process.
     id_prefix: u64,
     id_counter: AtomicU64,
@@ -74,10 +72,8 @@ impl Drop for InFlightGuard {
 
 impl BallastProxy {
     pub fn new(routing: Arc<ArcSwap<RoutingState>>, metrics: Arc<Metrics>) -> Self {
-        let pools = routing.load().snapshot.pools.len();
         Self {
             routing,
-            tickets: (0..pools).map(|_| AtomicU64::new(0)).collect(),
             id_prefix: rand::random(),
             id_counter: AtomicU64::new(0),
             metrics,
@@ -87,12 +83,6 @@ impl BallastProxy {
     fn new_request_id(&self) -> String {
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
         format!("{:016x}{:016x}", self.id_prefix, n)
-    }
-
-    fn next_ticket(&self, pool: PoolId) -> u64 {
-        self.tickets
-            .get(pool.0)
-            .map_or(0, |t| t.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Whether `ctx` may try another backend: one that is eligible and untried exists.
@@ -336,7 +326,7 @@ impl ProxyHttp for BallastProxy {
         let stats = &routing.stats.pools[pool_id.0];
         let facts = RequestFacts {
             pool: pool_id,
-            ticket: self.next_ticket(pool_id),
+            ticket: routing.next_ticket(pool_id),
             tried: &ctx.tried,
             weights: routing.weights[pool_id.0].as_ref(),
             stats,

@@ -14,6 +14,7 @@ use crate::config::Snapshot;
 use crate::health::HealthLoop;
 use crate::metrics::Metrics;
 use crate::proxy::BallastProxy;
+use crate::reload::Reloader;
 use crate::routing::decisions::DecisionLog;
 use crate::routing::engine::Engine;
 use crate::stats::clock;
@@ -26,6 +27,7 @@ use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownS
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -41,6 +43,8 @@ pub enum StartError {
     },
     #[error("cannot set up TLS for listener {addr}: {message}")]
     Tls { addr: SocketAddr, message: String },
+    #[error("admin.token_env names {variable}, but that environment variable is unset or empty")]
+    AdminToken { variable: String },
 }
 
 /// Asks a running server to shut down gracefully.
@@ -92,6 +96,48 @@ impl ShutdownSignalWatch for ShutdownWatch {
     }
 }
 
+/// Reloads the configuration on SIGHUP and when its file changes.
+struct ReloadLoop(Arc<Reloader>);
+
+#[async_trait]
+impl BackgroundService for ReloadLoop {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let watcher = tokio::spawn(self.0.clone().watch());
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(signal) => Some(signal),
+            Err(e) => {
+                tracing::error!("cannot listen for SIGHUP: {e}");
+                None
+            }
+        };
+        loop {
+            tokio::select! {
+                Some(()) = async { match hangup.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                    let reloader = self.0.clone();
+                    let _ = tokio::task::spawn_blocking(move || reloader.reload("SIGHUP")).await;
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        watcher.abort();
+    }
+}
+
+/// The admin bearer token, read from the environment variable the
+/// configuration names.
+fn admin_token(snapshot: &Snapshot) -> Result<Option<String>, StartError> {
+    let Some(name) = &snapshot.admin.token_env else {
+        return Ok(None);
+    };
+    match std::env::var(name) {
+        Ok(token) if !token.is_empty() => Ok(Some(token)),
+        _ => Err(StartError::AdminToken {
+            variable: name.clone(),
+        }),
+    }
+}
+
 /// Runs the weight engine every tick until shutdown.
 struct EngineLoop(Arc<Engine>);
 
@@ -134,9 +180,12 @@ fn check_bindable(snapshot: &Snapshot) -> Result<(), StartError> {
 }
 
 impl ProxyServer {
-    /// Build the server for `snapshot`. Does not bind or serve until [`run`](Self::run).
-    pub fn new(snapshot: Arc<Snapshot>) -> Result<Self, StartError> {
+    /// Build the server for `snapshot`. With `config_file`, the configuration
+    /// reloads on SIGHUP, on `POST /reload` and when the file changes.
+    /// Does not bind or serve until [`run`](Self::run).
+    pub fn new(snapshot: Arc<Snapshot>, config_file: Option<&Path>) -> Result<Self, StartError> {
         check_bindable(&snapshot)?;
+        let token = admin_token(&snapshot)?;
         let settings = &snapshot.server;
         // Pingora sleeps its whole grace period after closing the listeners;
         // `run` returns earlier, once nothing is in flight.
@@ -189,13 +238,30 @@ impl ProxyServer {
         ));
         server.add_service(background_service(
             "ballast weight engine",
-            EngineLoop(engine),
+            EngineLoop(engine.clone()),
         ));
+        let reloader = config_file.map(|path| {
+            Arc::new(Reloader::new(
+                path,
+                snapshot.clone(),
+                engine.clone(),
+                metrics.clone(),
+            ))
+        });
+        if let Some(reloader) = &reloader {
+            server.add_service(background_service(
+                "ballast reload",
+                ReloadLoop(reloader.clone()),
+            ));
+        }
 
         let mut admin = Service::new(
             "ballast admin".to_string(),
             AdminApp {
+                engine: engine.clone(),
                 metrics: metrics.clone(),
+                reloader: reloader.clone(),
+                token,
             },
         );
         admin.add_tcp(&snapshot.admin.address.to_string());

@@ -50,7 +50,25 @@ impl RunningBallast {
         ballast::tls::install_crypto_provider();
         let snapshot = ballast::config::load_str(yaml, base_dir)
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
-        let server = ProxyServer::new(Arc::new(snapshot)).expect("server builds");
+        let server = ProxyServer::new(Arc::new(snapshot), None).expect("server builds");
+        let stopper = server.stopper();
+        let thread = std::thread::spawn(move || server.run(false));
+        for addr in ready {
+            wait_listening(*addr).await;
+        }
+        Self {
+            stopper,
+            thread: Some(thread),
+        }
+    }
+
+    /// Start from a configuration file, which then reloads on change and on
+    /// `POST /reload`.
+    pub async fn start_file(path: &Path, ready: &[SocketAddr]) -> Self {
+        ballast::tls::install_crypto_provider();
+        let snapshot =
+            ballast::config::load_file(path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let server = ProxyServer::new(Arc::new(snapshot), Some(path)).expect("server builds");
         let stopper = server.stopper();
         let thread = std::thread::spawn(move || server.run(false));
         for addr in ready {
@@ -217,4 +235,23 @@ where
         total.transport_errors += outcome.transport_errors;
     }
     total
+}
+
+/// A request with a method, path and optional bearer token, no body.
+pub fn admin_request(method: Method, path: &str, token: Option<&str>) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, "admin");
+    if let Some(token) = token {
+        builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    builder.body(Full::new(Bytes::new())).unwrap()
+}
+
+/// GET `path` on the admin endpoint and parse the JSON answer.
+pub async fn admin_json(admin: SocketAddr, path: &str) -> serde_json::Value {
+    let reply = send(admin, admin_request(Method::GET, path, None)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+    serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", reply.text()))
 }

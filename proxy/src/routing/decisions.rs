@@ -23,6 +23,8 @@ pub enum DecisionKind {
     Unhealthy,
     /// Active health checks brought a backend back (slow start begins).
     Healthy,
+    /// An operator drained, undrained or pinned a backend.
+    Override,
 }
 
 impl DecisionKind {
@@ -33,6 +35,7 @@ impl DecisionKind {
             DecisionKind::Readmitted => "readmitted",
             DecisionKind::Unhealthy => "unhealthy",
             DecisionKind::Healthy => "healthy",
+            DecisionKind::Override => "override",
         }
     }
 }

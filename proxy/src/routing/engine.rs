@@ -18,12 +18,14 @@
 use super::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use super::picker::PoolWeights;
 use super::weights::{compute_shares, BackendInput, Computed, Factors};
+use crate::config::PoolId;
 use crate::config::{BackendId, Pool, Snapshot};
 use crate::metrics::Metrics;
-use crate::stats::backend::BackendStats;
+use crate::stats::backend::{BackendStats, Observation};
 use crate::stats::live::{LiveState, ResolvedStats};
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -37,9 +39,48 @@ const SWING_WINDOW_MS: u64 = 5 * 60 * 1000;
 /// the stats handles and the weights always agree.
 pub struct RoutingState {
     pub snapshot: Arc<Snapshot>,
-    pub stats: ResolvedStats,
+    pub stats: Arc<ResolvedStats>,
     /// Per pool; `None` until the engine has computed it.
     pub weights: Vec<Option<PoolWeights>>,
+    /// Per-pool round-robin counters, kept for as long as the snapshot is.
+    tickets: Arc<[AtomicU64]>,
+}
+
+impl RoutingState {
+    /// The next round-robin ticket of a pool.
+    pub fn next_ticket(&self, pool: PoolId) -> u64 {
+        self.tickets[pool.0].fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// What changed when a new snapshot was installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstallReport {
+    /// Backends that are new: they start in slow start.
+    pub added: Vec<String>,
+    /// Backends no longer configured: in-flight requests finish, nothing new is sent.
+    pub removed: Vec<String>,
+    /// Backends that stay, with what was learned about them.
+    pub kept: usize,
+}
+
+/// Everything the engine knows about one backend, for the admin API.
+#[derive(Debug, Clone)]
+pub struct BackendInspection {
+    pub id: String,
+    pub share: f64,
+    pub eligible: bool,
+    pub healthy: bool,
+    pub ejected_for_ms: Option<u64>,
+    pub times_ejected: u32,
+    pub drained: bool,
+    /// (share, remaining ms) of an operator pin.
+    pub pinned: Option<(f64, u64)>,
+    /// Slow-start progress: `Some(0.0..1.0)` while ramping.
+    pub slow_start_progress: Option<f64>,
+    /// The inputs behind the last computed share.
+    pub factors: Option<Factors>,
+    pub observation: Observation,
 }
 
 /// The engine's private memory of one backend.
@@ -53,6 +94,10 @@ struct BackendMemory {
     times_ejected: u32,
     /// The health verdict seen last time, to notice changes.
     unhealthy: bool,
+    /// An operator drained the backend: no new requests.
+    drained: bool,
+    /// An operator pinned the share until a time: (share, until_ms).
+    pinned: Option<(f64, u64)>,
     /// (when, share) the swing warning compares against.
     swing_reference: Option<(u64, f64)>,
 }
@@ -80,19 +125,66 @@ impl Engine {
         decisions: Arc<DecisionLog>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let stats = live.resolve(&snapshot);
-        let weights = vec![None; snapshot.pools.len()];
+        let state = Arc::new(ArcSwap::from_pointee(RoutingState {
+            stats: Arc::new(live.resolve(&snapshot)),
+            weights: vec![None; snapshot.pools.len()],
+            tickets: new_tickets(&snapshot),
+            snapshot,
+        }));
         Self {
-            state: Arc::new(ArcSwap::from_pointee(RoutingState {
-                snapshot,
-                stats,
-                weights,
-            })),
+            state,
             live,
             decisions,
             metrics,
             memory: Mutex::new(EngineMemory::default()),
         }
+    }
+
+    /// Switch to a new configuration (a reload). Backends that stay keep
+    /// everything learned about them (stats, ejection, slow start, overrides);
+    /// new ones start in slow start; removed ones are forgotten once the
+    /// requests already sent to them finish. Weights are computed at once.
+    pub fn install(&self, snapshot: Arc<Snapshot>, now_ms: u64) -> InstallReport {
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = Arc::new(self.live.resolve(&snapshot));
+        let configured: HashSet<&BackendId> = snapshot
+            .pools
+            .iter()
+            .flat_map(|p| p.backends.iter().map(|b| &b.id))
+            .collect();
+        let mut report = InstallReport::default();
+        for id in &configured {
+            match memory.backends.get(*id) {
+                Some(_) => report.kept += 1,
+                None => {
+                    report.added.push(id.0.clone());
+                    let mem = BackendMemory {
+                        admitted_at_ms: Some(now_ms),
+                        ..BackendMemory::default()
+                    };
+                    memory.backends.insert((*id).clone(), mem);
+                }
+            }
+        }
+        memory.backends.retain(|id, _| {
+            let keep = configured.contains(id);
+            if !keep {
+                report.removed.push(id.0.clone());
+            }
+            keep
+        });
+        report.added.sort();
+        report.removed.sort();
+        memory.next_due_ms.clear();
+        self.metrics.backend_share.reset();
+        self.state.store(Arc::new(RoutingState {
+            stats,
+            weights: vec![None; snapshot.pools.len()],
+            tickets: new_tickets(&snapshot),
+            snapshot,
+        }));
+        self.recompute_due(&mut memory, now_ms);
+        report
     }
 
     /// The published routing state, for the proxy.
@@ -114,8 +206,12 @@ impl Engine {
 
     /// Recompute every pool that is due and publish the new weights.
     pub fn tick(&self, now_ms: u64) {
-        let current = self.state.load_full();
         let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        self.recompute_due(&mut memory, now_ms);
+    }
+
+    fn recompute_due(&self, memory: &mut EngineMemory, now_ms: u64) {
+        let current = self.state.load_full();
         let mut weights = current.weights.clone();
         let mut changed = false;
         for pool in &current.snapshot.pools {
@@ -135,10 +231,9 @@ impl Engine {
         if changed {
             self.state.store(Arc::new(RoutingState {
                 snapshot: current.snapshot.clone(),
-                stats: ResolvedStats {
-                    pools: current.stats.pools.clone(),
-                },
+                stats: current.stats.clone(),
                 weights,
+                tickets: current.tickets.clone(),
             }));
         }
     }
@@ -165,7 +260,8 @@ impl Engine {
                     capacity: backend.capacity.map(f64::from),
                     eligible: backend.weight > 0
                         && mem.ejected_until_ms.is_none()
-                        && !mem.unhealthy,
+                        && !mem.unhealthy
+                        && !mem.drained,
                     admitted_at_ms: mem.admitted_at_ms,
                     previous_share: mem.share,
                     observation: *observation,
@@ -173,12 +269,15 @@ impl Engine {
             })
             .collect();
         if !inputs.iter().any(|i| i.eligible) {
-            // Panic mode: better to try everything than to fail everything.
-            for input in inputs.iter_mut().filter(|i| i.weight > 0.0) {
-                input.eligible = true;
+            // Panic mode: better to try everything than to fail everything
+            // (except what an operator drained on purpose).
+            for (input, backend) in inputs.iter_mut().zip(&pool.backends) {
+                let drained = memory.get(&backend.id).is_some_and(|m| m.drained);
+                input.eligible = input.weight > 0.0 && !drained;
             }
         }
-        let computed = compute_shares(&pool.policy, &inputs, now_ms);
+        let mut computed = compute_shares(&pool.policy, &inputs, now_ms);
+        self.apply_pins(pool, memory, &mut computed, now_ms);
 
         let pool_rps: f64 = observations.iter().map(|o| o.outcomes.per_second()).sum();
         let mut expected_in_flight = Vec::with_capacity(computed.len());
@@ -285,6 +384,178 @@ impl Engine {
         }
     }
 
+    /// Give pinned backends their pinned share and scale the others into the
+    /// rest; expired pins are lifted (and recorded).
+    fn apply_pins(
+        &self,
+        pool: &Pool,
+        memory: &mut HashMap<BackendId, BackendMemory>,
+        computed: &mut [Computed],
+        now_ms: u64,
+    ) {
+        let mut pinned_total = 0.0;
+        let mut pinned = vec![false; computed.len()];
+        for (i, backend) in pool.backends.iter().enumerate() {
+            let Some(mem) = memory.get_mut(&backend.id) else {
+                continue;
+            };
+            match mem.pinned {
+                Some((_, until)) if now_ms >= until => {
+                    mem.pinned = None;
+                    let share = computed[i].share;
+                    self.record(
+                        pool,
+                        &backend.id,
+                        DecisionKind::Override,
+                        share,
+                        share,
+                        now_ms,
+                        "pin expired".into(),
+                    );
+                }
+                Some((share, _)) if !mem.drained && pinned_total + share <= 1.0 => {
+                    computed[i].share = share;
+                    pinned[i] = true;
+                    pinned_total += share;
+                }
+                _ => {}
+            }
+        }
+        if pinned_total == 0.0 {
+            return;
+        }
+        let free_total: f64 = computed
+            .iter()
+            .zip(&pinned)
+            .filter(|(_, p)| !**p)
+            .map(|(c, _)| c.share)
+            .sum();
+        for (c, _) in computed.iter_mut().zip(&pinned).filter(|(_, p)| !**p) {
+            c.share = if free_total > 0.0 {
+                c.share * (1.0 - pinned_total) / free_total
+            } else {
+                0.0
+            };
+        }
+    }
+
+    /// A reading of every backend of every pool, in snapshot order.
+    pub fn inspect(&self, now_ms: u64) -> Vec<Vec<BackendInspection>> {
+        let current = self.state.load_full();
+        let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        current
+            .snapshot
+            .pools
+            .iter()
+            .map(|pool| {
+                let weights = current.weights[pool.id.0].as_ref();
+                pool.backends
+                    .iter()
+                    .enumerate()
+                    .map(|(i, backend)| {
+                        let stats = &current.stats.pools[pool.id.0][i];
+                        let mem = memory
+                            .backends
+                            .get(&backend.id)
+                            .cloned()
+                            .unwrap_or_default();
+                        let slow_start = pool.policy.slow_start.as_millis() as u64;
+                        let slow_start_progress = mem
+                            .admitted_at_ms
+                            .map(|at| now_ms.saturating_sub(at))
+                            .filter(|elapsed| slow_start > 0 && *elapsed < slow_start)
+                            .map(|elapsed| elapsed as f64 / slow_start as f64);
+                        let share = weights.map_or(0.0, |w| w.shares[i]);
+                        BackendInspection {
+                            id: backend.id.0.clone(),
+                            share,
+                            eligible: share > 0.0,
+                            healthy: stats.is_healthy(),
+                            ejected_for_ms: mem
+                                .ejected_until_ms
+                                .map(|until| until.saturating_sub(now_ms)),
+                            times_ejected: mem.times_ejected,
+                            drained: mem.drained,
+                            pinned: mem
+                                .pinned
+                                .map(|(share, until)| (share, until.saturating_sub(now_ms))),
+                            slow_start_progress,
+                            factors: mem.factors,
+                            observation: stats.observe(now_ms),
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    pub fn decisions(&self) -> &DecisionLog {
+        &self.decisions
+    }
+
+    /// Stop sending new requests to a backend (`drain = true`) or resume.
+    /// Returns false when no such backend is configured.
+    pub fn set_drained(&self, id: &BackendId, drain: bool, now_ms: u64) -> bool {
+        self.override_backend(id, now_ms, |mem| {
+            mem.drained = drain;
+            if !drain {
+                mem.admitted_at_ms = Some(now_ms);
+            }
+            if drain {
+                "drained by operator".to_string()
+            } else {
+                "undrained by operator; slow start begins".to_string()
+            }
+        })
+    }
+
+    /// Hold a backend's share at `share` for `duration` (`None` lifts a pin).
+    pub fn set_pinned(&self, id: &BackendId, pin: Option<(f64, Duration)>, now_ms: u64) -> bool {
+        self.override_backend(id, now_ms, |mem| match pin {
+            Some((share, duration)) => {
+                mem.pinned = Some((share, now_ms + duration.as_millis() as u64));
+                format!("pinned at {share:.3} for {duration:?} by operator")
+            }
+            None => {
+                mem.pinned = None;
+                "pin lifted by operator".to_string()
+            }
+        })
+    }
+
+    fn override_backend(
+        &self,
+        id: &BackendId,
+        now_ms: u64,
+        change: impl FnOnce(&mut BackendMemory) -> String,
+    ) -> bool {
+        let current = self.state.load_full();
+        let Some(pool) = current
+            .snapshot
+            .pools
+            .iter()
+            .find(|p| p.backends.iter().any(|b| &b.id == id))
+        else {
+            return false;
+        };
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let mem = memory.backends.entry(id.clone()).or_default();
+        let share = mem.share.unwrap_or(0.0);
+        let reason = change(mem);
+        self.record(
+            pool,
+            id,
+            DecisionKind::Override,
+            share,
+            share,
+            now_ms,
+            reason,
+        );
+        memory.next_due_ms.remove(&pool.name);
+        self.recompute_due(&mut memory, now_ms);
+        true
+    }
+
     /// Record health verdict changes; a backend coming back starts slow.
     fn note_health_changes(
         &self,
@@ -383,6 +654,10 @@ impl Engine {
     pub fn live(&self) -> &LiveState {
         &self.live
     }
+}
+
+fn new_tickets(snapshot: &Snapshot) -> Arc<[AtomicU64]> {
+    snapshot.pools.iter().map(|_| AtomicU64::new(0)).collect()
 }
 
 /// Name the input that moved most between two computations.

@@ -1,0 +1,472 @@
+//! The JSON side of the admin endpoint: live state, the decision log, the
+//! running configuration (secrets redacted), reloads and operator overrides.
+
+use super::{json, json_error};
+use crate::config::{BackendId, HealthCheckKind, Snapshot};
+use crate::reload::{ReloadOutcome, Reloader};
+use crate::routing::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
+use crate::routing::engine::Engine;
+use crate::routing::table::HostMatch;
+use crate::stats::clock;
+use http::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const BACKENDS_PREFIX: &str = "/api/v1/backends/";
+const DEFAULT_DECISIONS: usize = 100;
+const DEFAULT_PIN: Duration = Duration::from_secs(600);
+const MAX_PIN: Duration = Duration::from_secs(24 * 3600);
+
+type Reply = Response<Vec<u8>>;
+
+/// Decode `%XX` escapes and `+` in a query or path component.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `key=value` pairs of a query string, decoded.
+fn query_params(query: &str) -> Result<Vec<(String, String)>, String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match (percent_decode(key), percent_decode(value)) {
+                (Some(k), Some(v)) => Ok((k, v)),
+                _ => Err(format!("invalid percent-encoding in \"{pair}\"")),
+            }
+        })
+        .collect()
+}
+
+fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn ms(us: f64) -> f64 {
+    us / 1000.0
+}
+
+/// `GET /api/v1/state`: every pool and backend, live stats, share and why.
+pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
+    let now_ms = clock::now_ms();
+    let routing = engine.state().load_full();
+    let inspections = engine.inspect(now_ms);
+    let pools: Vec<Value> = routing
+        .snapshot
+        .pools
+        .iter()
+        .zip(inspections)
+        .map(|(pool, backends)| {
+            let backends: Vec<Value> = pool
+                .backends
+                .iter()
+                .zip(backends)
+                .map(|(backend, seen)| {
+                    let obs = &seen.observation;
+                    json!({
+                        "id": backend.id.0,
+                        "addr": backend.addr.to_string(),
+                        "region": backend.region,
+                        "capacity": backend.capacity,
+                        "weight": backend.weight,
+                        "canary": backend.canary,
+                        "labels": backend.labels,
+                        "share": seen.share,
+                        "eligible": seen.eligible,
+                        "healthy": seen.healthy,
+                        "ejected_for_ms": seen.ejected_for_ms,
+                        "times_ejected": seen.times_ejected,
+                        "drained": seen.drained,
+                        "pinned": seen.pinned.map(|(share, remaining_ms)| json!({"share": share, "remaining_ms": remaining_ms})),
+                        "slow_start_progress": seen.slow_start_progress,
+                        "in_flight": obs.in_flight,
+                        "latency": {
+                            "samples": obs.latency.count,
+                            "p50_ms": ms(obs.latency.p50_us),
+                            "p99_ms": ms(obs.latency.p99_us),
+                            "mean_ms": ms(obs.latency.mean_us),
+                            "ewma_ms": obs.ewma_us.map(ms),
+                        },
+                        "requests": obs.outcomes.total,
+                        "errors": obs.outcomes.errors,
+                        "error_rate": obs.outcomes.error_rate(),
+                        "requests_per_second": obs.outcomes.per_second(),
+                        "consecutive_failures": obs.consecutive_failures,
+                        "report": obs.report.map(|r| json!({
+                            "utilization": r.utilization,
+                            "capacity": r.capacity,
+                            "in_flight": r.in_flight,
+                            "latency_ms": r.latency_ms,
+                            "age_ms": now_ms.saturating_sub(r.received_at_ms),
+                        })),
+                        "why": seen.factors.map(|f| json!({
+                            "latency_ms": f.latency_ms,
+                            "base": f.base,
+                            "error_factor": f.error,
+                            "utilization_factor": f.utilization,
+                            "stale_report": f.stale,
+                            "slow_start_factor": f.ramp,
+                        })),
+                    })
+                })
+                .collect();
+            json!({
+                "name": pool.name,
+                "mode": pool.policy.mode.as_str(),
+                "min_share": pool.policy.min_share,
+                "max_share": pool.policy.max_share,
+                "recompute_interval_ms": pool.policy.recompute_interval.as_millis() as u64,
+                "backends": backends,
+            })
+        })
+        .collect();
+    let reload = reloader.map(|r| {
+        let status = r.status();
+        json!({
+            "config_file": r.path().display().to_string(),
+            "generation": status.generation,
+            "last_attempt": status.last_attempt.map(unix_seconds),
+            "last_trigger": status.last_trigger,
+            "last_success": status.last_success.map(unix_seconds),
+            "last_errors": status.last_errors,
+            "last_warnings": status.last_warnings,
+        })
+    });
+    json(StatusCode::OK, &json!({ "pools": pools, "reload": reload }))
+}
+
+fn parse_kind(text: &str) -> Option<DecisionKind> {
+    [
+        DecisionKind::Share,
+        DecisionKind::Ejected,
+        DecisionKind::Readmitted,
+        DecisionKind::Unhealthy,
+        DecisionKind::Healthy,
+        DecisionKind::Override,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == text)
+}
+
+/// `GET /api/v1/decisions?pool=&backend=&kind=&limit=`: newest last.
+pub fn decisions(engine: &Engine, query: &str) -> Reply {
+    let params = match query_params(query) {
+        Ok(params) => params,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+    };
+    let (mut pool, mut backend, mut kind, mut limit) = (None, None, None, DEFAULT_DECISIONS);
+    for (key, value) in params {
+        match key.as_str() {
+            "pool" => pool = Some(value),
+            "backend" => backend = Some(value),
+            "kind" => match parse_kind(&value) {
+                Some(k) => kind = Some(k),
+                None => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("unknown kind \"{value}\" (share, ejected, readmitted, unhealthy, healthy, override)"),
+                    )
+                }
+            },
+            "limit" => match value.parse::<usize>() {
+                Ok(n) if (1..=DECISION_LOG_CAPACITY).contains(&n) => limit = n,
+                _ => {
+                    return json_error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("limit must be between 1 and {DECISION_LOG_CAPACITY}"),
+                    )
+                }
+            },
+            other => return json_error(StatusCode::BAD_REQUEST, &format!("unknown parameter \"{other}\"")),
+        }
+    }
+    let found = engine.decisions().recent(limit, |d| {
+        pool.as_ref().is_none_or(|p| &d.pool == p)
+            && backend.as_ref().is_none_or(|b| &d.backend == b)
+            && kind.is_none_or(|k| d.kind == k)
+    });
+    let list: Vec<Value> = found
+        .iter()
+        .map(|d| {
+            json!({
+                "at": unix_seconds(d.at),
+                "at_ms": d.at_ms,
+                "pool": d.pool,
+                "backend": d.backend,
+                "kind": d.kind.as_str(),
+                "old_share": d.old_share,
+                "new_share": d.new_share,
+                "reason": d.reason,
+            })
+        })
+        .collect();
+    json(StatusCode::OK, &json!({ "decisions": list }))
+}
+
+fn config_value(snapshot: &Snapshot) -> Value {
+    let listeners: Vec<Value> = snapshot
+        .listeners
+        .iter()
+        .map(|l| {
+            json!({
+                "address": l.address.to_string(),
+                "tls": l.tls.as_ref().map(|tls| json!({
+                    "cert_files": tls.cert_files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+                    "sni": tls.sni.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>(),
+                    "http2": tls.http2,
+                })),
+            })
+        })
+        .collect();
+    let pools: Vec<Value> = snapshot
+        .pools
+        .iter()
+        .map(|p| {
+            let policy = &p.policy;
+            json!({
+                "name": p.name,
+                "mode": policy.mode.as_str(),
+                "target_latency_ms": policy.target_latency.as_millis() as u64,
+                "min_share": policy.min_share,
+                "max_share": policy.max_share,
+                "smoothing": policy.smoothing,
+                "recompute_interval_ms": policy.recompute_interval.as_millis() as u64,
+                "slow_start_ms": policy.slow_start.as_millis() as u64,
+                "server_load": {
+                    "header": policy.server_load.header.as_str(),
+                    "orca_header": policy.server_load.orca_header.as_str(),
+                    "strip": policy.server_load.strip,
+                    "stale_after_ms": policy.server_load.stale_after.as_millis() as u64,
+                },
+                "outlier": {
+                    "consecutive_failures": policy.outlier.consecutive_failures,
+                    "base_ejection_ms": policy.outlier.base_ejection.as_millis() as u64,
+                    "max_ejection_ms": policy.outlier.max_ejection.as_millis() as u64,
+                    "max_ejected": policy.outlier.max_ejected,
+                },
+                "health": policy.health.as_ref().map(|h| json!({
+                    "check": match &h.kind { HealthCheckKind::Http { .. } => "http", HealthCheckKind::Tcp => "tcp" },
+                    "path": match &h.kind { HealthCheckKind::Http { path, .. } => Some(path.clone()), HealthCheckKind::Tcp => None },
+                    "interval_ms": h.interval.as_millis() as u64,
+                    "timeout_ms": h.timeout.as_millis() as u64,
+                    "healthy_after": h.healthy_after,
+                    "unhealthy_after": h.unhealthy_after,
+                })),
+                "retries": {"attempts": policy.attempts},
+                "timeouts_ms": {
+                    "connect": p.timeouts.connect.as_millis() as u64,
+                    "read": p.timeouts.read.as_millis() as u64,
+                    "write": p.timeouts.write.as_millis() as u64,
+                    "idle": p.timeouts.idle.as_millis() as u64,
+                },
+                "backends": p.backends.iter().map(|b| json!({
+                    "id": b.id.0, "addr": b.addr.to_string(), "region": b.region, "capacity": b.capacity,
+                    "weight": b.weight, "canary": b.canary, "labels": b.labels,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let routes: Vec<Value> = snapshot
+        .routes
+        .routes()
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "host": r.host.as_ref().map(|h| match h { HostMatch::Exact(h) => h.clone(), HostMatch::Subdomain(s) => format!("*{s}") }),
+                "path_prefix": r.path_prefix,
+                "methods": r.methods.as_ref().map(|m| m.iter().map(|m| m.as_str().to_string()).collect::<Vec<_>>()),
+                "headers": r.headers.iter().map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect::<std::collections::BTreeMap<_, _>>(),
+                "pool": snapshot.pool(r.pool).name,
+            })
+        })
+        .collect();
+    json!({
+        "listeners": listeners,
+        "admin": {
+            "address": snapshot.admin.address.to_string(),
+            "token_env": snapshot.admin.token_env,
+            "token": snapshot.admin.token_env.as_ref().map(|_| "<redacted>"),
+        },
+        "server": {
+            "threads": snapshot.server.threads,
+            "drain_timeout_ms": snapshot.server.drain_timeout.as_millis() as u64,
+            "upstream_keepalive_pool_size": snapshot.server.upstream_keepalive_pool_size,
+        },
+        "pools": pools,
+        "routes": routes,
+    })
+}
+
+/// `GET /api/v1/config`: the running configuration as compiled.
+pub fn config(engine: &Engine) -> Reply {
+    json(
+        StatusCode::OK,
+        &config_value(&engine.state().load().snapshot),
+    )
+}
+
+/// `POST /reload`.
+pub fn reload(reloader: Option<&Reloader>) -> Reply {
+    let Some(reloader) = reloader else {
+        return json_error(
+            StatusCode::CONFLICT,
+            "reload is not available: started without a configuration file",
+        );
+    };
+    let generation = || reloader.status().generation;
+    match reloader.reload("admin POST /reload") {
+        ReloadOutcome::Applied { report, warnings } => json(
+            StatusCode::OK,
+            &json!({
+                "status": "applied",
+                "generation": generation(),
+                "added": report.added,
+                "removed": report.removed,
+                "kept": report.kept,
+                "warnings": warnings,
+            }),
+        ),
+        ReloadOutcome::Unchanged => json(
+            StatusCode::OK,
+            &json!({"status": "unchanged", "generation": generation()}),
+        ),
+        ReloadOutcome::Rejected(errors) => json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"status": "rejected", "errors": errors.lines(), "generation": generation()}),
+        ),
+    }
+}
+
+/// `POST|DELETE /api/v1/backends/{pool}/{addr}/{drain|undrain|pin}`.
+pub fn backend_override(engine: &Engine, method: &Method, path: &str, query: &str) -> Reply {
+    let Some(rest) = path.strip_prefix(BACKENDS_PREFIX).and_then(percent_decode) else {
+        return json_error(StatusCode::BAD_REQUEST, "invalid percent-encoding in path");
+    };
+    let Some((id, action)) = rest.rsplit_once('/') else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "expected /api/v1/backends/{pool}/{addr}/{drain|undrain|pin}",
+        );
+    };
+    let id = BackendId(id.to_string());
+    let now_ms = clock::now_ms();
+    let found = match (method, action) {
+        (&Method::POST, "drain") => engine.set_drained(&id, true, now_ms),
+        (&Method::POST, "undrain") => engine.set_drained(&id, false, now_ms),
+        (&Method::DELETE, "pin") => engine.set_pinned(&id, None, now_ms),
+        (&Method::POST, "pin") => match pin_params(query) {
+            Ok(pin) => engine.set_pinned(&id, Some(pin), now_ms),
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+        },
+        (_, "drain" | "undrain" | "pin") => {
+            return json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                &format!("unknown action \"{action}\" (drain, undrain, pin)"),
+            )
+        }
+    };
+    if !found {
+        return json_error(StatusCode::NOT_FOUND, &format!("no backend \"{id}\""));
+    }
+    json(
+        StatusCode::OK,
+        &json!({"backend": id.0, "action": action, "status": "applied"}),
+    )
+}
+
+/// `share=` (0 < share ≤ 1) and optional `for=` (a duration, default 10m, at most 24h).
+fn pin_params(query: &str) -> Result<(f64, Duration), String> {
+    let mut share = None;
+    let mut duration = DEFAULT_PIN;
+    for (key, value) in query_params(query)? {
+        match key.as_str() {
+            "share" => match value.parse::<f64>() {
+                Ok(s) if s > 0.0 && s <= 1.0 => share = Some(s),
+                _ => return Err(format!("share must be a number in (0, 1], got \"{value}\"")),
+            },
+            "for" => match humantime::parse_duration(&value) {
+                Ok(d) if !d.is_zero() && d <= MAX_PIN => duration = d,
+                _ => {
+                    return Err(format!(
+                        "for must be a duration between 1ms and 24h, got \"{value}\""
+                    ))
+                }
+            },
+            other => return Err(format!("unknown parameter \"{other}\"")),
+        }
+    }
+    share
+        .map(|s| (s, duration))
+        .ok_or_else(|| "share is required, e.g. ?share=0.3&for=5m".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode() {
+        assert_eq!(
+            percent_decode("api%2F127.0.0.1%3A80").as_deref(),
+            Some("api/127.0.0.1:80")
+        );
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(
+            query_params("a=1&b=&c").unwrap(),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "".into()),
+                ("c".into(), "".into())
+            ]
+        );
+        assert!(query_params("a=%ff%fe").is_err());
+    }
+
+    #[test]
+    fn pin_parameters_are_checked() {
+        assert_eq!(
+            pin_params("share=0.3&for=5m").unwrap(),
+            (0.3, Duration::from_secs(300))
+        );
+        assert_eq!(pin_params("share=1").unwrap(), (1.0, DEFAULT_PIN));
+        for bad in [
+            "",
+            "share=0",
+            "share=1.5",
+            "share=x",
+            "share=0.2&for=never",
+            "share=0.2&for=48h",
+            "share=0.2&colour=red",
+        ] {
+            assert!(pin_params(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Configuration reload without dropping a request: parse → validate →
+//! compile → swap atomically, triggered by a change of the file (its
+//! directory is watched, so editors that replace the file and Kubernetes
+//! ConfigMap symlink swaps are seen), by SIGHUP, or by `POST /reload` on the
+//! admin endpoint.
+//!
+//! A bad configuration is rejected with every error; the running one stays,
+//! and the failure is logged, kept for the admin API and counted in
+//! `ballast_reloads_total{result="failed"}`. Routes, pools, backends and
+//! their policies apply at once (see [`Engine::install`] for what happens to
+//! learned state). Listeners, the admin address and server settings cannot
+//! change in a running process: such changes are reported as warnings and
+//! take effect on restart or graceful upgrade.
+
+use crate::config::{self, ConfigErrors, Snapshot};
+use crate::metrics::Metrics;
+use crate::routing::engine::{Engine, InstallReport};
+use crate::stats::clock;
+use notify::{RecursiveMode, Watcher};
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// Quiet time after the last file event before reloading.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// The result of one reload attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReloadOutcome {
+    /// The new configuration is running.
+    Applied {
+        report: InstallReport,
+        /// Changes that need a restart to take effect.
+        warnings: Vec<String>,
+    },
+    /// The file is byte-for-byte what is already running.
+    Unchanged,
+    /// The file is invalid; the running configuration stays.
+    Rejected(ConfigErrors),
+}
+
+/// What the admin API shows about reloads.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    /// Configurations applied since start (the first load is 1).
+    pub generation: u64,
+    pub last_attempt: Option<SystemTime>,
+    pub last_trigger: Option<String>,
+    pub last_success: Option<SystemTime>,
+    /// Errors of the last attempt, if it was rejected.
+    pub last_errors: Vec<String>,
+    /// Warnings of the last applied reload.
+    pub last_warnings: Vec<String>,
+}
+
+pub struct Reloader {
+    path: PathBuf,
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    /// Held for a whole reload so two triggers never interleave.
+    state: Mutex<ReloaderState>,
+}
+
+struct ReloaderState {
+    status: ReloadStatus,
+    /// Hash of the file text that is running.
+    running_hash: u64,
+    /// The snapshot the process started with: listeners and server settings
+    /// come from it until restart.
+    started_with: Arc<Snapshot>,
+}
+
+fn hash_text(text: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+impl Reloader {
+    /// A reloader for the configuration at `path`, which `running` was loaded from.
+    pub fn new(
+        path: &Path,
+        running: Arc<Snapshot>,
+        engine: Arc<Engine>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let running_hash = std::fs::read_to_string(path)
+            .map(|t| hash_text(&t))
+            .unwrap_or(0);
+        Self {
+            path: path.to_path_buf(),
+            engine,
+            metrics,
+            state: Mutex::new(ReloaderState {
+                status: ReloadStatus {
+                    generation: 1,
+                    last_success: Some(SystemTime::now()),
+                    ..ReloadStatus::default()
+                },
+                running_hash,
+                started_with: running,
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn status(&self) -> ReloadStatus {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .status
+            .clone()
+    }
+
+    /// Load the file again and, if it is valid and different, switch to it.
+    pub fn reload(&self, trigger: &str) -> ReloadOutcome {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.status.last_attempt = Some(SystemTime::now());
+        state.status.last_trigger = Some(trigger.to_string());
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) => {
+                let errors =
+                    ConfigErrors::single("", format!("cannot read {}: {e}", self.path.display()));
+                return self.reject(&mut state, trigger, errors);
+            }
+        };
+        let hash = hash_text(&text);
+        if hash == state.running_hash {
+            tracing::debug!(trigger, "configuration unchanged; nothing to reload");
+            state.status.last_errors.clear();
+            return ReloadOutcome::Unchanged;
+        }
+        let base_dir = self.path.parent().unwrap_or_else(|| Path::new("."));
+        let snapshot = match config::load_str(&text, base_dir) {
+            Ok(snapshot) => Arc::new(snapshot),
+            Err(errors) => return self.reject(&mut state, trigger, errors),
+        };
+        let warnings = restart_only_changes(&state.started_with, &snapshot);
+        let report = self.engine.install(snapshot, clock::now_ms());
+        state.running_hash = hash;
+        state.status.generation += 1;
+        state.status.last_success = Some(SystemTime::now());
+        state.status.last_errors.clear();
+        state.status.last_warnings = warnings.clone();
+        self.metrics.reloads.with_label_values(&["ok"]).inc();
+        tracing::info!(
+            trigger,
+            generation = state.status.generation,
+            added = ?report.added,
+            removed = ?report.removed,
+            kept = report.kept,
+            "configuration reloaded"
+        );
+        for warning in &warnings {
+            tracing::warn!(trigger, "{warning}");
+        }
+        ReloadOutcome::Applied { report, warnings }
+    }
+
+    fn reject(
+        &self,
+        state: &mut ReloaderState,
+        trigger: &str,
+        errors: ConfigErrors,
+    ) -> ReloadOutcome {
+        self.metrics.reloads.with_label_values(&["failed"]).inc();
+        tracing::error!(
+            trigger,
+            "configuration reload rejected; the running configuration stays.\n{errors}"
+        );
+        state.status.last_errors = errors.lines();
+        ReloadOutcome::Rejected(errors)
+    }
+
+    /// Watch the configuration file's directory and reload (debounced) when
+    /// the file changes. Runs until the process ends.
+    pub async fn watch(self: Arc<Self>) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let file_name = self.path.file_name().map(|n| n.to_os_string());
+        let mut watcher =
+            match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event {
+                    let relevant = event.paths.iter().any(|p| {
+                        // Our file, or a Kubernetes-style `..data` symlink swap.
+                        p.file_name() == file_name.as_deref()
+                            || p.file_name().is_some_and(|n| n == "..data")
+                    });
+                    if relevant {
+                        let _ = tx.send(());
+                    }
+                }
+            }) {
+                Ok(watcher) => watcher,
+                Err(e) => {
+                    tracing::error!(
+                    "cannot watch the configuration file: {e}; reload with SIGHUP or POST /reload"
+                );
+                    return;
+                }
+            };
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::error!(
+                "cannot watch {}: {e}; reload with SIGHUP or POST /reload",
+                dir.display()
+            );
+            return;
+        }
+        tracing::info!("watching {} for changes", self.path.display());
+        while rx.recv().await.is_some() {
+            // Debounce: wait until events stop for a moment.
+            while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+            let reloader = self.clone();
+            let _ = tokio::task::spawn_blocking(move || reloader.reload("file change")).await;
+        }
+    }
+}
+
+/// Describe changes that only a restart (or graceful upgrade) can apply.
+fn restart_only_changes(running: &Snapshot, new: &Snapshot) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let describe = |s: &Snapshot| -> Vec<String> {
+        s.listeners
+            .iter()
+            .map(|l| match &l.tls {
+                None => l.address.to_string(),
+                Some(tls) => format!(
+                    "{} tls({}{})",
+                    l.address,
+                    tls.cert_files
+                        .iter()
+                        .map(|f| f.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    if tls.http2 { ",h2" } else { "" }
+                ),
+            })
+            .collect()
+    };
+    let (before, after) = (describe(running), describe(new));
+    if before != after {
+        warnings.push(format!(
+            "listeners changed ({} -> {}); restart or perform a graceful upgrade to apply",
+            before.join(" "),
+            after.join(" ")
+        ));
+    }
+    if running.admin.address != new.admin.address || running.admin.token_env != new.admin.token_env
+    {
+        warnings
+            .push("admin settings changed; restart or perform a graceful upgrade to apply".into());
+    }
+    let settings = |s: &Snapshot| format!("{:?}", s.server);
+    if settings(running) != settings(new) {
+        warnings
+            .push("server settings changed; restart or perform a graceful upgrade to apply".into());
+    }
+    warnings
+}
