@@ -3,7 +3,7 @@
 
 use ballast::config;
 use ballast::logging::{self, LogFormat};
-use ballast::server::ProxyServer;
+use ballast::server::{ProxyServer, StartOptions};
 use ballast::tls::devcert::DevCerts;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -39,6 +39,10 @@ enum Command {
             env = "BALLAST_CONFIG"
         )]
         config: PathBuf,
+        /// Take over the listening sockets of a running Ballast (graceful
+        /// upgrade: start this, then send SIGQUIT to the old process).
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a configuration file: print a summary, or every error and exit 1.
     Check {
@@ -79,12 +83,12 @@ fn main() -> ExitCode {
             names,
             force,
         } => gen_cert(&out, &stem, &names, force),
-        Command::Run { config } => {
+        Command::Run { config, upgrade } => {
             if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-            run(&config)
+            run(&config, upgrade)
         }
     }
 }
@@ -141,7 +145,7 @@ fn gen_cert(out: &std::path::Path, stem: &str, names: &[String], force: bool) ->
     }
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
+fn run(path: &std::path::Path, upgrade: bool) -> ExitCode {
     let snapshot = match config::load_file(path) {
         Ok(snapshot) => Arc::new(snapshot),
         Err(errors) => {
@@ -153,7 +157,11 @@ fn run(path: &std::path::Path) -> ExitCode {
     for line in snapshot.summary().lines() {
         tracing::info!("{line}");
     }
-    let server = match ProxyServer::new(snapshot, Some(path)) {
+    let options = StartOptions {
+        config_file: Some(path.to_path_buf()),
+        upgrade,
+    };
+    let server = match ProxyServer::new(snapshot, &options) {
         Ok(server) => server,
         Err(e) => {
             tracing::error!("{e}");

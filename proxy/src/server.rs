@@ -27,7 +27,7 @@ use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownS
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -154,6 +154,15 @@ impl BackgroundService for EngineLoop {
     }
 }
 
+/// How to start a [`ProxyServer`].
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// The file the configuration came from; enables hot reload.
+    pub config_file: Option<PathBuf>,
+    /// Take the listening sockets over from a running Ballast (graceful upgrade).
+    pub upgrade: bool,
+}
+
 /// A configured server, ready to run.
 pub struct ProxyServer {
     server: Server,
@@ -180,12 +189,17 @@ fn check_bindable(snapshot: &Snapshot) -> Result<(), StartError> {
 }
 
 impl ProxyServer {
-    /// Build the server for `snapshot`. With `config_file`, the configuration
-    /// reloads on SIGHUP, on `POST /reload` and when the file changes.
-    /// Does not bind or serve until [`run`](Self::run).
-    pub fn new(snapshot: Arc<Snapshot>, config_file: Option<&Path>) -> Result<Self, StartError> {
-        check_bindable(&snapshot)?;
+    /// Build the server for `snapshot`. With `options.config_file`, the
+    /// configuration reloads on SIGHUP, on `POST /reload` and when the file
+    /// changes; with `options.upgrade`, the listening sockets are taken over
+    /// from a running process (Pingora's graceful upgrade). Does not bind or
+    /// serve until [`run`](Self::run).
+    pub fn new(snapshot: Arc<Snapshot>, options: &StartOptions) -> Result<Self, StartError> {
+        if !options.upgrade {
+            check_bindable(&snapshot)?;
+        }
         let token = admin_token(&snapshot)?;
+        let config_file = options.config_file.as_deref();
         let settings = &snapshot.server;
         // Pingora sleeps its whole grace period after closing the listeners;
         // `run` returns earlier, once nothing is in flight.
@@ -194,9 +208,14 @@ impl ProxyServer {
             grace_period_seconds: Some(settings.drain_timeout.as_secs_f64().ceil() as u64),
             graceful_shutdown_timeout_seconds: Some(1),
             upstream_keepalive_pool_size: settings.upstream_keepalive_pool_size,
+            upgrade_sock: settings.upgrade_sock.display().to_string(),
             ..ServerConf::default()
         };
-        let mut server = Server::new_with_opt_and_conf(None, conf);
+        let opt = pingora::server::configuration::Opt {
+            upgrade: options.upgrade,
+            ..Default::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(opt, conf);
         server.bootstrap();
 
         let metrics = Arc::new(Metrics::new());

@@ -21,6 +21,7 @@ use std::time::Duration;
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
+pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/ballast_upgrade.sock";
 pub const DEFAULT_MIN_SHARE: f64 = 0.02;
 pub const DEFAULT_MAX_SHARE: f64 = 0.8;
 pub const DEFAULT_SMOOTHING: f64 = 0.3;
@@ -263,6 +264,7 @@ fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> ServerSettings {
             threads: default_threads,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             upstream_keepalive_pool_size: DEFAULT_KEEPALIVE_POOL_SIZE,
+            upgrade_sock: PathBuf::from(DEFAULT_UPGRADE_SOCK),
         };
     };
     let threads = raw.threads.unwrap_or(default_threads);
@@ -279,6 +281,14 @@ fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> ServerSettings {
         upstream_keepalive_pool_size: raw
             .upstream_keepalive_pool_size
             .unwrap_or(DEFAULT_KEEPALIVE_POOL_SIZE),
+        upgrade_sock: match raw.upgrade_sock.as_deref() {
+            None => PathBuf::from(DEFAULT_UPGRADE_SOCK),
+            Some(path) if path.is_empty() => {
+                c.error("server.upgrade_sock", "must not be empty");
+                PathBuf::from(DEFAULT_UPGRADE_SOCK)
+            }
+            Some(path) => c.resolve(path),
+        },
     }
 }
 

@@ -67,6 +67,7 @@ pub struct RawServer {
     pub threads: Option<usize>,
     pub drain_timeout: Option<String>,
     pub upstream_keepalive_pool_size: Option<usize>,
+    pub upgrade_sock: Option<String>,
 }
 
 /// A pool of backends that a route sends traffic to.

@@ -90,6 +90,8 @@ pub struct ServerSettings {
     /// listeners close; the process exits as soon as none are left.
     pub drain_timeout: Duration,
     pub upstream_keepalive_pool_size: usize,
+    /// Unix socket over which a graceful upgrade hands over the listeners.
+    pub upgrade_sock: PathBuf,
 }
 
 /// How a pool spreads requests over its backends.
