@@ -2,7 +2,7 @@
 //! in-process Ballast server on its own thread, and a small HTTP client.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use ballast::server::{ProxyServer, Stopper};
+use ballast::server::{ProxyServer, StartOptions, Stopper};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -50,7 +50,8 @@ impl RunningBallast {
         ballast::tls::install_crypto_provider();
         let snapshot = ballast::config::load_str(yaml, base_dir)
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
-        let server = ProxyServer::new(Arc::new(snapshot), None).expect("server builds");
+        let server =
+            ProxyServer::new(Arc::new(snapshot), &StartOptions::default()).expect("server builds");
         let stopper = server.stopper();
         let thread = std::thread::spawn(move || server.run(false));
         for addr in ready {
@@ -68,7 +69,11 @@ impl RunningBallast {
         ballast::tls::install_crypto_provider();
         let snapshot =
             ballast::config::load_file(path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
-        let server = ProxyServer::new(Arc::new(snapshot), Some(path)).expect("server builds");
+        let options = StartOptions {
+            config_file: Some(path.to_path_buf()),
+            upgrade: false,
+        };
+        let server = ProxyServer::new(Arc::new(snapshot), &options).expect("server builds");
         let stopper = server.stopper();
         let thread = std::thread::spawn(move || server.run(false));
         for addr in ready {
