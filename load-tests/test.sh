@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run everything CI runs: formatting, lints, all unit and integration tests,
-# and a smoke run of the demo. Installs cmake when missing.
+# the dashboard in headless Chromium, and a smoke run of the demo. Installs
+# cmake and Chromium when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . load-tests/prereqs.sh
@@ -13,6 +14,9 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
+step "dashboard in headless Chromium"
+ballast_require chromium chromium
+cargo test -p ballast --locked --test dashboard -- --ignored --nocapture
 step "demo smoke run"
 load-tests/demo.sh --smoke
 printf '\nall checks passed\n'

@@ -3,6 +3,8 @@
 //! - `GET /healthz` — the process is up; `GET /readyz` — a valid
 //!   configuration is loaded and the proxy serves (both never need a token,
 //!   so probes work);
+//! - `GET /dashboard` (also `/`) — the live dashboard page (it holds no
+//!   data itself; its API calls carry the token);
 //! - `GET /metrics` — Prometheus text;
 //! - `GET /api/v1/state`, `GET /api/v1/decisions`, `GET /api/v1/config` — JSON;
 //! - `POST /reload`;
@@ -38,6 +40,9 @@ pub struct AdminApp {
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
+const HTML: &str = "text/html; charset=utf-8";
+/// The live dashboard: static HTML and JavaScript that polls the JSON API.
+const DASHBOARD: &str = include_str!("dashboard.html");
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 pub(crate) fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -95,6 +100,10 @@ impl ServeHttp for AdminApp {
         match (&method, path.as_str()) {
             (&Method::GET | &Method::HEAD, "/healthz") => return plain(StatusCode::OK, "ok\n"),
             (&Method::GET | &Method::HEAD, "/readyz") => return plain(StatusCode::OK, "ready\n"),
+            (&Method::GET | &Method::HEAD, "/" | "/dashboard") => {
+                // The page holds no data; its API calls carry the token.
+                return respond(StatusCode::OK, HTML, DASHBOARD.as_bytes().to_vec());
+            }
             _ => {}
         }
         if !self.authorized(session) {

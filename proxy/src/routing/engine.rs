@@ -672,6 +672,9 @@ fn describe_change(before: Option<&Factors>, after: &Factors) -> String {
             1.0
         }
     };
+    if let (None, Some(ms)) = (before.latency_ms, after.latency_ms) {
+        return format!("first latency measurement {ms:.1}ms");
+    }
     let mut candidates: Vec<(f64, String)> = Vec::new();
     if let (Some(a), Some(b)) = (before.latency_ms, after.latency_ms) {
         candidates.push((ratio(a, b), format!("latency {a:.1}ms -> {b:.1}ms")));
