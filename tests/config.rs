@@ -311,3 +311,22 @@ routes: [{pool: api}]
         ballast::config::HealthCheckKind::Tcp
     );
 }
+
+#[test]
+fn the_shipped_json_schema_is_current() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let shipped = std::fs::read_to_string(repo.join("conf/ballast.schema.json")).unwrap();
+    assert!(
+        shipped == ballast::config::json_schema(),
+        "conf/ballast.schema.json is out of date: run `ballast schema > conf/ballast.schema.json`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&shipped).unwrap();
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "unknown keys are errors in the schema too"
+    );
+    assert_eq!(
+        schema["$defs"]["RawBackend"]["required"],
+        serde_json::json!(["addr"])
+    );
+}

@@ -1,5 +1,13 @@
 //! Tooling to exercise Ballast: an origin simulator that serves HTTP on
-//! loopback ports, used by the demo, the integration tests and load tests.
+//! loopback ports, with latency, errors, failures and load reports that can
+//! change while it runs (in process, or through a JSON control API), used by
+//! the demo, the integration tests and load tests.
 #![forbid(unsafe_code)]
 
+pub mod behaviour;
+pub mod control;
+pub mod latency;
+mod load_report;
 pub mod origin;
+mod reset;
+mod stats;

@@ -55,6 +55,8 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Print the configuration's JSON Schema (for editors validating the YAML).
+    Schema,
     /// Write a development CA and a certificate it signs (never use in production).
     GenCert {
         /// Directory to write ca.crt, ca.key, <stem>.crt and <stem>.key into.
@@ -77,6 +79,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Schema => {
+            print!("{}", config::json_schema());
+            ExitCode::SUCCESS
+        }
         Command::GenCert {
             out,
             stem,

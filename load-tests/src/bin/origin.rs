@@ -1,13 +1,21 @@
 //! `ballast-origin`: run one or more simulated origins in one process.
 //!
-//! `ballast-origin --origin us-east-a@127.0.0.1:9101 --origin eu-west-a@127.0.0.1:9201/40ms`
-//! serves each origin on its address, with an optional fixed latency, until
-//! interrupted.
+//! `ballast-origin --origin us-east-a@127.0.0.1:9101 --origin eu-west-a@127.0.0.1:9201/40ms --control 127.0.0.1:9100`
+//! serves each origin on its address, with an optional fixed latency, and
+//! optionally the JSON control API (see `ballast_load_tests::control`) that
+//! changes their behaviour at runtime. Port 0 picks a free port; the
+//! addresses in use are printed on startup. SIGINT or SIGTERM stops
+//! everything and exits with status 0.
 
-use ballast_load_tests::origin::{self, OriginConfig};
+use ballast_load_tests::{control, origin};
 use clap::Parser;
+use origin::OriginConfig;
+use std::io::Write;
 use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
 #[command(
@@ -19,6 +27,9 @@ struct Cli {
     /// NAME@IP:PORT[/LATENCY], e.g. `api-1@127.0.0.1:9101/20ms`. Repeatable.
     #[arg(long = "origin", required = true, value_parser = parse_origin)]
     origins: Vec<(OriginConfig, SocketAddr)>,
+    /// Serve the JSON control API on IP:PORT, e.g. `127.0.0.1:9100`.
+    #[arg(long, value_name = "IP:PORT")]
+    control: Option<SocketAddr>,
 }
 
 fn parse_origin(spec: &str) -> Result<(OriginConfig, SocketAddr), String> {
@@ -40,32 +51,69 @@ fn parse_origin(spec: &str) -> Result<(OriginConfig, SocketAddr), String> {
     if name.is_empty() {
         return Err(format!("\"{spec}\": empty name"));
     }
+    if name.contains('/') {
+        return Err(format!(
+            "\"{spec}\": a name cannot contain '/' (it is part of control API paths)"
+        ));
+    }
     let mut config = OriginConfig::new(name);
     config.latency = latency;
     Ok((config, addr))
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let mut handles = Vec::new();
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    // Installed first, so that a signal arriving during startup stops the
+    // process cleanly too.
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+
+    let mut origins = Vec::new();
     for (config, addr) in cli.origins {
         let name = config.name.clone();
         let latency = config.latency;
-        match origin::spawn(addr, config).await {
-            Ok(handle) => {
-                println!(
-                    "origin {name} listening on {} (latency {latency:?})",
-                    handle.addr
-                );
-                handles.push(handle);
-            }
-            Err(e) => {
-                eprintln!("error: cannot listen on {addr} for origin {name}: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-        }
+        let handle = origin::spawn(addr, config)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} for origin {name}: {e}"))?;
+        announce(&format!(
+            "origin {name} listening on {} (latency {latency:?})",
+            handle.addr
+        ));
+        origins.push(Arc::new(handle));
     }
-    let _ = tokio::signal::ctrl_c().await;
-    std::process::ExitCode::SUCCESS
+    let _control = match cli.control {
+        Some(addr) => {
+            let handle = control::spawn(addr, origins.iter().cloned())
+                .await
+                .map_err(|e| format!("cannot serve the control API on {addr}: {e}"))?;
+            announce(&format!("control API listening on {}", handle.addr));
+            Some(handle)
+        }
+        None => None,
+    };
+
+    let signal_name = tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    };
+    announce(&format!("{signal_name} received, stopping"));
+    Ok(())
+}
+
+/// Prints a line on stdout; a closed stdout (the reader went away) is not
+/// a reason to stop serving or to fail.
+fn announce(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }

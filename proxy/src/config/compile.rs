@@ -283,7 +283,7 @@ fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> ServerSettings {
             .unwrap_or(DEFAULT_KEEPALIVE_POOL_SIZE),
         upgrade_sock: match raw.upgrade_sock.as_deref() {
             None => PathBuf::from(DEFAULT_UPGRADE_SOCK),
-            Some(path) if path.is_empty() => {
+            Some("") => {
                 c.error("server.upgrade_sock", "must not be empty");
                 PathBuf::from(DEFAULT_UPGRADE_SOCK)
             }

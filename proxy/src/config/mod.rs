@@ -51,3 +51,9 @@ pub fn load_file(path: &Path) -> Result<Snapshot, ConfigErrors> {
     let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
     load_str(&text, base_dir)
 }
+
+/// The JSON Schema of the configuration file, pretty-printed.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(raw::RawConfig);
+    serde_json::to_string_pretty(&schema).expect("schemas serialize") + "\n"
+}

@@ -4,166 +4,236 @@
 //! ignored setting. Values stay as strings where they need validation with a
 //! good message (addresses, durations, header names); `compile.rs` turns them
 //! into the runtime [`Snapshot`](super::Snapshot). The runtime never sees these types.
+//!
+//! The same types generate the configuration's JSON Schema
+//! (`ballast schema`, shipped as `conf/ballast.schema.json`) so that editors
+//! can validate the YAML; doc comments become the schema's descriptions.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// The whole configuration file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "Ballast configuration")]
 pub struct RawConfig {
+    /// Downstream listening sockets (at least one).
     #[serde(default)]
     pub listeners: Vec<RawListener>,
+    /// The admin endpoint (default 127.0.0.1:9901).
     pub admin: Option<RawAdmin>,
+    /// Process-wide settings.
     pub server: Option<RawServer>,
+    /// Pools of backends, by name.
     #[serde(default)]
     pub pools: BTreeMap<String, RawPool>,
+    /// Routes, matched in order; the first match wins.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
 }
 
 /// A downstream listening socket, plain or TLS.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
+    /// IP:port, e.g. "0.0.0.0:8443".
     pub address: String,
+    /// Terminate TLS on this listener.
     pub tls: Option<RawTls>,
 }
 
 /// TLS termination for one listener: a default certificate plus optional
 /// extra certificates chosen by SNI.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
+    /// PEM certificate chain, leaf first; relative to the configuration file.
     pub cert: String,
+    /// PEM private key.
     pub key: String,
+    /// More certificates, chosen by SNI.
     #[serde(default)]
     pub sni: Vec<RawSniCert>,
+    /// Offer h2 by ALPN (default true).
     pub http2: Option<bool>,
 }
 
 /// A certificate served when the client's SNI matches one of its names.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSniCert {
+    /// PEM certificate chain, leaf first.
     pub cert: String,
+    /// PEM private key.
     pub key: String,
     /// Names (exact, or `*.example.com`) this certificate answers for.
     pub server_names: Vec<String>,
 }
 
 /// The admin endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
+    /// IP:port (default 127.0.0.1:9901).
     pub address: String,
+    /// Environment variable holding the bearer token the API requires.
     pub token_env: Option<String>,
 }
 
 /// Process-wide server settings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
+    /// Proxy worker threads (default: number of CPUs).
     pub threads: Option<usize>,
+    /// On shutdown, how long in-flight requests get (default 10s).
     pub drain_timeout: Option<String>,
+    /// Idle upstream connections kept for reuse (default 128).
     pub upstream_keepalive_pool_size: Option<usize>,
+    /// Unix socket for graceful upgrades (default /tmp/ballast_upgrade.sock).
     pub upgrade_sock: Option<String>,
 }
 
 /// A pool of backends that a route sends traffic to.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
+    /// latency (default), capacity or round_robin.
     pub mode: Option<String>,
+    /// Capacity mode: the latency a backend should stay under (default 100ms).
     pub target_latency: Option<String>,
+    /// Floor of a healthy backend's share, 0..0.5 (default 0.02).
     pub min_share: Option<f64>,
+    /// Cap of any backend's share, 0.01..1 (default 0.8).
     pub max_share: Option<f64>,
+    /// Weight of a new computation in the smoothed share, 0.01..1 (default 0.3).
     pub smoothing: Option<f64>,
+    /// How often shares are recomputed, 50ms..10s (default 500ms).
     pub recompute_interval: Option<String>,
+    /// Ramp of a returning backend from ~10% of its fair share (default 30s).
     pub slow_start: Option<String>,
+    /// Reading backends' Server-Load / ORCA reports.
     pub server_load: Option<RawServerLoad>,
+    /// Passive outlier ejection.
     pub outlier: Option<RawOutlier>,
+    /// Active health checks (off unless set).
     pub health: Option<RawHealth>,
+    /// Retry policy.
     pub retries: Option<RawRetries>,
+    /// Upstream connect timeout (default 2s).
     pub connect_timeout: Option<String>,
+    /// Upstream read timeout (default 30s).
     pub read_timeout: Option<String>,
+    /// Upstream write timeout (default 30s).
     pub write_timeout: Option<String>,
+    /// Idle upstream keep-alive timeout (default 60s).
     pub idle_timeout: Option<String>,
+    /// The pool's backends (at least one).
     #[serde(default)]
     pub backends: Vec<RawBackend>,
 }
 
 /// How backends' `Server-Load` / ORCA reports are read.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServerLoad {
+    /// Header with the report (default Server-Load).
     pub header: Option<String>,
+    /// Header with an ORCA TEXT report (default endpoint-load-metrics).
     pub orca_header: Option<String>,
+    /// Remove both before the client sees them (default true).
     pub strip: Option<bool>,
+    /// A reporter silent this long is degraded (default 3s).
     pub stale_after: Option<String>,
 }
 
 /// Passive outlier ejection.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutlier {
+    /// Failures in a row that eject a backend (default 5).
     pub consecutive_failures: Option<u32>,
+    /// Ejection time, multiplied by the number of ejections (default 30s).
     pub base_ejection: Option<String>,
+    /// Longest ejection (default 5m).
     pub max_ejection: Option<String>,
+    /// Largest fraction of the pool ejected at once (default 0.5).
     pub max_ejected: Option<f64>,
 }
 
 /// Active health checks.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
+    /// http (default: GET path must answer 200) or tcp (connect).
     pub check: Option<String>,
+    /// HTTP path (default /).
     pub path: Option<String>,
+    /// Host header (default: the pool name).
     pub host: Option<String>,
+    /// Time between checks (default 2s).
     pub interval: Option<String>,
+    /// Per-check timeout (default 1s).
     pub timeout: Option<String>,
+    /// Passes in a row to come back (default 2).
     pub healthy_after: Option<u32>,
+    /// Failures in a row to go out (default 2).
     pub unhealthy_after: Option<u32>,
 }
 
 /// Retry policy.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetries {
+    /// Total tries per request, 1..5 (default 2).
     pub attempts: Option<u32>,
 }
 
 /// One upstream server.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackend {
+    /// IP:port, unique within the pool.
     pub addr: String,
+    /// The backend's region.
     pub region: Option<String>,
+    /// Requests per second it can sustain (capacity mode; the default weight).
     pub capacity: Option<u32>,
+    /// Round-robin weight (default: capacity, else 1; 0 = no traffic).
     pub weight: Option<u32>,
+    /// Marks a canary.
     #[serde(default)]
     pub canary: bool,
+    /// Free-form labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }
 
 /// A route: a request matcher and the pool that serves what it matches.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    /// Name shown in logs and metrics (default route-N).
     pub name: Option<String>,
+    /// Conditions the request must all meet (default: match everything).
     #[serde(rename = "match", default)]
     pub matcher: RawMatch,
+    /// The pool that serves matching requests.
     pub pool: String,
 }
 
 /// Conditions a request must all meet for a route to apply.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMatch {
+    /// Exact host, or *.example.com for any subdomain (port ignored).
     pub host: Option<String>,
+    /// Segment-aware path prefix: /v1 matches /v1 and /v1/x, not /v10.
     pub path_prefix: Option<String>,
+    /// HTTP methods.
     pub methods: Option<Vec<String>>,
+    /// Exact header values.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
 }
