@@ -491,16 +491,15 @@ async fn every_admin_endpoint_answers_in_shape_and_overrides_are_decisions() {
     }
 
     let metrics = get(p.admin, "x", "/metrics").await.text();
+    // Summed over backends.
     let count = |text: &str| -> u64 {
         text.lines()
-            .find(|l| {
-                l.starts_with(
-                    "ballast_requests_total{pool=\"web\",route=\"all\",status_class=\"2xx\"}",
-                )
+            .filter(|l| {
+                l.starts_with("ballast_requests_total{")
+                    && l.contains("pool=\"web\",route=\"all\",status_class=\"2xx\"}")
             })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     };
     let before = count(&metrics);
     get(p.listen, "x", "/").await;

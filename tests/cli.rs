@@ -206,9 +206,10 @@ async fn run_serves_then_exits_cleanly_on_sigterm() {
     assert_eq!(health.status, http::StatusCode::OK);
     let metrics = get(admin, "x", "/metrics").await.text();
     assert!(
-        metrics.contains(
-            "ballast_requests_total{pool=\"p\",route=\"route-0\",status_class=\"2xx\"} 1"
-        ),
+        metrics.contains(&format!(
+            "ballast_requests_total{{backend=\"p/{}\",pool=\"p\",route=\"route-0\",status_class=\"2xx\"}} 1",
+            origin.addr
+        )),
         "{metrics}"
     );
     assert!(
@@ -247,4 +248,71 @@ async fn run_serves_then_exits_cleanly_on_sigterm() {
     assert!(access_line.contains("\"path\":\"/hello\""), "{access_line}");
     assert!(access_line.contains("\"status\":200"), "{access_line}");
     assert!(logs.contains("drained in"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_and_file_changes_reload_a_running_binary() {
+    let origin = ballast_load_tests::origin::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        ballast_load_tests::origin::OriginConfig::new("o"),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let first = config(listen, admin, origin.addr);
+    let cfg = write(dir.path(), "run.yaml", &first);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ballast"))
+        .args(["run", "-c", &cfg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(listen).await;
+    wait_listening(admin).await;
+    let reload_status = || async move {
+        let state: serde_json::Value =
+            serde_json::from_slice(&get(admin, "x", "/api/v1/state").await.body).unwrap();
+        state["reload"].clone()
+    };
+    let wait_for = |what: &'static str, check: Box<dyn Fn(&serde_json::Value) -> bool + Send>| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = reload_status().await;
+            if check(&status) {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what}: {status:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+
+    // A file change is picked up by the watcher.
+    let second = first.replace("routes: [{pool: p}]", "routes: [{name: renamed, pool: p}]");
+    std::fs::write(&cfg, &second).unwrap();
+    wait_for("watcher reload", Box::new(|s| s["generation"] == 2)).await;
+
+    // SIGHUP is handled (the default action would kill the process).
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let status = wait_for("SIGHUP reload", Box::new(|s| s["last_trigger"] == "SIGHUP")).await;
+    assert_eq!(status["generation"], 2, "unchanged file: nothing applied");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running after SIGHUP"
+    );
+    assert_eq!(get(listen, "x", "/again").await.text(), "o GET /again\n");
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
 }

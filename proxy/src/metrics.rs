@@ -16,7 +16,7 @@ const DURATION_BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
-    /// Finished requests by route, pool and status class.
+    /// Finished requests by route, pool, backend (the last one tried) and status class.
     pub requests: IntCounterVec,
     /// Time from request start to the end of the response, by route.
     pub request_duration: HistogramVec,
@@ -54,9 +54,9 @@ impl Metrics {
         let requests = IntCounterVec::new(
             Opts::new(
                 "requests_total",
-                "Requests handled, by route, pool and status class",
+                "Requests handled, by route, pool, backend and status class",
             ),
-            &["route", "pool", "status_class"],
+            &["route", "pool", "backend", "status_class"],
         )
         .expect("valid metric");
         let request_duration = HistogramVec::new(
@@ -158,13 +158,13 @@ mod tests {
     fn renders_labelled_counters() {
         let m = Metrics::new();
         m.requests
-            .with_label_values(&["api", "p", status_class(503)])
+            .with_label_values(&["api", "p", "p/10.0.0.1:80", status_class(503)])
             .inc();
         m.in_flight.inc();
         let text = m.render();
         assert!(
             text.contains(
-                "ballast_requests_total{pool=\"p\",route=\"api\",status_class=\"5xx\"} 1"
+                "ballast_requests_total{backend=\"p/10.0.0.1:80\",pool=\"p\",route=\"api\",status_class=\"5xx\"} 1"
             ),
             "{text}"
         );

@@ -152,12 +152,13 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    fn backend_label(&self) -> String {
+    /// The id of the backend tried last, or `-`.
+    fn backend_id(&self) -> &str {
         match (&self.routing, self.pool, self.tried.last()) {
             (Some(routing), Some(pool), Some(&b)) => {
-                routing.snapshot.pool(pool).backends[b].id.to_string()
+                routing.snapshot.pool(pool).backends[b].id.0.as_str()
             }
-            _ => "-".to_string(),
+            _ => "-",
         }
     }
 }
@@ -528,7 +529,7 @@ impl ProxyHttp for BallastProxy {
         let elapsed = ctx.started.elapsed();
         self.metrics
             .requests
-            .with_label_values(&[route, pool, status_class(status)])
+            .with_label_values(&[route, pool, ctx.backend_id(), status_class(status)])
             .inc();
         self.metrics
             .request_duration
@@ -541,7 +542,7 @@ impl ProxyHttp for BallastProxy {
             path = %req.uri.path(),
             status,
             route,
-            backend = %ctx.backend_label(),
+            backend = ctx.backend_id(),
             attempts = ctx.tried.len(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             error = e.map(|e| e.to_string()),
