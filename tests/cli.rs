@@ -180,26 +180,57 @@ fn run_refuses_bad_config_and_busy_ports() {
     );
 }
 
+/// The `ballast` binary running on a fresh configuration file in front of one origin.
+struct RunningBinary {
+    child: std::process::Child,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    origin: ballast_load_tests::origin::OriginHandle,
+    config_file: String,
+    config_text: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RunningBinary {
+    /// Start `ballast [global_args] run -c FILE`, stderr piped, and wait until it listens.
+    async fn start(global_args: &[&str]) -> Self {
+        let origin = ballast_load_tests::origin::spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            ballast_load_tests::origin::OriginConfig::new("o"),
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config_text = config(listen, admin, origin.addr);
+        let config_file = write(dir.path(), "run.yaml", &config_text);
+        let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
+            .args(global_args)
+            .args(["run", "-c", &config_file])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_listening(listen).await;
+        wait_listening(admin).await;
+        Self {
+            child,
+            listen,
+            admin,
+            origin,
+            config_file,
+            config_text,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_then_exits_cleanly_on_sigterm() {
-    let origin = ballast_load_tests::origin::spawn(
-        "127.0.0.1:0".parse().unwrap(),
-        ballast_load_tests::origin::OriginConfig::new("o"),
-    )
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let cfg = write(dir.path(), "run.yaml", &config(listen, admin, origin.addr));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ballast"))
-        .args(["--log-format", "json", "run", "-c", &cfg])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_listening(listen).await;
-    wait_listening(admin).await;
+    let running = RunningBinary::start(&["--log-format", "json"]).await;
+    let (listen, admin, origin) = (running.listen, running.admin, &running.origin);
+    let mut child = running.child;
 
     assert_eq!(get(listen, "x", "/hello").await.text(), "o GET /hello\n");
     let health = get(admin, "x", "/healthz").await;
@@ -252,25 +283,14 @@ async fn run_serves_then_exits_cleanly_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_and_file_changes_reload_a_running_binary() {
-    let origin = ballast_load_tests::origin::spawn(
-        "127.0.0.1:0".parse().unwrap(),
-        ballast_load_tests::origin::OriginConfig::new("o"),
-    )
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let first = config(listen, admin, origin.addr);
-    let cfg = write(dir.path(), "run.yaml", &first);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ballast"))
-        .args(["run", "-c", &cfg])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(listen).await;
-    wait_listening(admin).await;
+    let running = RunningBinary::start(&[]).await;
+    let (listen, admin, cfg, first) = (
+        running.listen,
+        running.admin,
+        running.config_file.clone(),
+        running.config_text.clone(),
+    );
+    let mut child = running.child;
     let reload_status = || async move {
         let state: serde_json::Value =
             serde_json::from_slice(&get(admin, "x", "/api/v1/state").await.body).unwrap();

@@ -330,3 +330,62 @@ fn the_shipped_json_schema_is_current() {
         serde_json::json!(["addr"])
     );
 }
+
+#[test]
+fn regions_geo_and_fences_are_validated() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+regions:
+  us-east: {fallback: [us-west, us-east, mars]}
+  us-west: {fallback: [empty, empty]}
+  eu-west: {}
+  empty: {}
+  "bad region": {}
+geo:
+  client_region:
+    - {header: X-Client-Region}
+    - {header: X-Region, trusted_peers: ["10.0.0.0/33"]}
+    - {cidr: {"10.1.0.0/16": eu-west, "nonsense": us-east, "10.2.0.0/16": venus}}
+    - {default: us-east}
+    - {default: eu-west}
+    - {cidr: {}, default: us-east}
+  residency:
+    - {clients: [eu-west], allowed: [eu-west, empty]}
+    - {clients: [eu-west, pluto], allowed: []}
+pools:
+  api:
+    backends:
+      - {addr: "10.0.0.1:80", region: us-east}
+      - {addr: "10.0.0.2:80", region: us-west}
+      - {addr: "10.0.0.3:80", region: eu-west}
+      - {addr: "10.0.0.4:80", region: saturn}
+routes: [{pool: api}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            r#"regions.bad region: invalid region name "bad region" (use letters, digits, '-', '_', '.')"#,
+            "regions.us-east.fallback[1]: a region cannot fall back to itself",
+            r#"regions.us-east.fallback[2]: unknown region "mars""#,
+            r#"regions.us-west.fallback[1]: "empty" is listed twice"#,
+            r#"pools.api.backends[3].region: unknown region "saturn" (declare it under regions)"#,
+            "geo.client_region[0].trusted_peers: required with `header`: only trusted peers may name a client's region",
+            r#"geo.client_region[1].trusted_peers[0]: invalid CIDR "10.0.0.0/33""#,
+            r#"geo.client_region[2].cidr.10.2.0.0/16: unknown region "venus""#,
+            r#"geo.client_region[2].cidr.nonsense: invalid CIDR "nonsense""#,
+            "geo.client_region[4]: unreachable: it comes after the `default` rule",
+            "geo.client_region[5]: unreachable: it comes after the `default` rule",
+            "geo.client_region[5]: each rule takes exactly one of `header`, `cidr`, `default`",
+            r#"regions.us-west.fallback[0]: region "empty" has no backends in any pool: falling back to it is impossible"#,
+            r#"regions.us-west.fallback[1]: region "empty" has no backends in any pool: falling back to it is impossible"#,
+            r#"geo.residency[0].allowed[1]: region "empty" has no backends in any pool"#,
+            "geo.residency[1].allowed: must name at least one region",
+            r#"geo.residency[1].clients[0]: "eu-west" is fenced twice"#,
+            r#"geo.residency[1].clients[1]: unknown region "pluto""#,
+        ]
+    );
+    assert_eq!(
+        errors("listeners: [{address: \"127.0.0.1:8080\"}]\ngeo: {client_region: [{default: x}]}\npools: {p: {backends: [{addr: \"10.0.0.1:80\"}]}}\nroutes: [{pool: p}]\n"),
+        vec!["geo: geo rules need regions: declare them under `regions`"]
+    );
+}

@@ -57,6 +57,47 @@ fn get_request(_: usize, _: usize) -> Request<Full<Bytes>> {
     request(Method::GET, "x", "/work", Bytes::new())
 }
 
+/// POSTs numbered `{prefix}-{worker}-{n}` in `header`.
+fn numbered_post(
+    header: &'static str,
+    prefix: &'static str,
+) -> impl Fn(usize, usize) -> Request<Full<Bytes>> + Send + Sync + 'static {
+    move |worker, n| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/orders")
+            .header("host", "x")
+            .header(header, format!("{prefix}-{worker}-{n}"))
+            .body(Full::new(Bytes::from_static(b"{\"item\": 1}")))
+            .unwrap()
+    }
+}
+
+/// Eight clients for `run_ms`; `victim` is stopped after `kill_after_ms`.
+/// Returns what the clients saw and how many requests the victim had taken.
+async fn load_and_kill<F>(
+    listen: SocketAddr,
+    victim: &OriginHandle,
+    run_ms: u64,
+    kill_after_ms: u64,
+    make: F,
+) -> (LoadOutcome, u64)
+where
+    F: Fn(usize, usize) -> Request<Full<Bytes>> + Send + Sync + 'static,
+{
+    let load = tokio::spawn(drive(
+        listen,
+        8,
+        Duration::from_millis(run_ms),
+        100_000,
+        make,
+    ));
+    tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+    let served_before_kill = victim.stats.total();
+    victim.stop();
+    (load.await.unwrap(), served_before_kill)
+}
+
 /// The `ballast_backend_share` gauge of the backend at `addr`.
 async fn published_share(admin: SocketAddr, addr: SocketAddr) -> f64 {
     let metrics = get(admin, "x", "/metrics").await.text();
@@ -149,17 +190,8 @@ async fn an_origin_killed_mid_load_costs_no_get_errors() {
     ))
     .await;
 
-    let load = tokio::spawn(drive(
-        proxy.listen,
-        8,
-        Duration::from_millis(3000),
-        100_000,
-        get_request,
-    ));
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let served_before_kill = victim.stats.total();
-    victim.stop();
-    let outcome = load.await.unwrap();
+    let (outcome, served_before_kill) =
+        load_and_kill(proxy.listen, &victim, 3000, 1000, get_request).await;
 
     eprintln!("killed origin: {outcome:?}, victim served {served_before_kill} before the kill");
     assert!(
@@ -195,25 +227,8 @@ async fn a_post_is_never_sent_twice() {
     ))
     .await;
 
-    let post = |worker: usize, n: usize| {
-        Request::builder()
-            .method(Method::POST)
-            .uri("/orders")
-            .header("host", "x")
-            .header("x-request-id", format!("post-{worker}-{n}"))
-            .body(Full::new(Bytes::from_static(b"{\"item\": 1}")))
-            .unwrap()
-    };
-    let load = tokio::spawn(drive(
-        proxy.listen,
-        8,
-        Duration::from_millis(2500),
-        100_000,
-        post,
-    ));
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    victim.stop();
-    let outcome = load.await.unwrap();
+    let post = numbered_post("x-request-id", "post");
+    let (outcome, _) = load_and_kill(proxy.listen, &victim, 2500, 800, post).await;
 
     eprintln!("POSTs with a killed origin: {outcome:?}");
     assert!(outcome.total() > 100, "{outcome:?}");
@@ -391,32 +406,105 @@ async fn a_post_with_an_idempotency_key_is_retried_elsewhere() {
         backends(&[&a, &victim])
     ))
     .await;
-    let keyed_post = |worker: usize, n: usize| {
-        Request::builder()
-            .method(Method::POST)
-            .uri("/payments")
-            .header("host", "x")
-            .header("idempotency-key", format!("pay-{worker}-{n}"))
-            .body(Full::new(Bytes::from_static(b"{\"amount\": 5}")))
-            .unwrap()
-    };
-    let load = tokio::spawn(drive(
-        proxy.listen,
-        8,
-        Duration::from_millis(2000),
-        100_000,
-        keyed_post,
-    ));
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let in_flight_on_victim = victim.stats.count(&Method::POST);
-    victim.stop();
-    let outcome = load.await.unwrap();
+    let keyed_post = numbered_post("idempotency-key", "pay");
+    let (outcome, in_flight_on_victim) =
+        load_and_kill(proxy.listen, &victim, 2000, 700, keyed_post).await;
     eprintln!("keyed POSTs with a killed origin: {outcome:?}");
-    assert!(in_flight_on_victim > 0);
+    assert!(
+        in_flight_on_victim > 0,
+        "the victim took keyed POSTs before it died"
+    );
     assert_eq!(outcome.count(200), outcome.total(), "{outcome:?}");
     let metrics = get(proxy.admin, "x", "/metrics").await.text();
     assert!(
         metrics.contains("ballast_retries_total{cause=\"error\",pool=\"p\"}"),
         "POSTs in flight on the dead origin were retried:\n{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_are_served_in_their_region_and_fences_hold() {
+    let _serial = LOAD_LOCK.lock().await;
+    let east = origin_with_latency("east", Duration::from_millis(1)).await;
+    let west = origin_with_latency("west", Duration::from_millis(1)).await;
+    let eu = origin_with_latency("eu", Duration::from_millis(1)).await;
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let yaml = format!(
+        r#"
+listeners: [{{address: "{listen}"}}]
+admin: {{address: "{admin}"}}
+server: {{threads: 2, drain_timeout: 2s}}
+regions:
+  us-east: {{fallback: [us-west]}}
+  us-west: {{fallback: [us-east]}}
+  eu-west: {{fallback: [us-east]}}
+geo:
+  client_region: [{{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}}, {{default: us-east}}]
+  residency: [{{clients: [eu-west], allowed: [eu-west]}}]
+pools:
+  p:
+    recompute_interval: 100ms
+    backends:
+      - {{addr: "{}", region: us-east}}
+      - {{addr: "{}", region: us-west}}
+      - {{addr: "{}", region: eu-west}}
+routes: [{{pool: p}}]
+"#,
+        east.addr, west.addr, eu.addr
+    );
+    let _ballast = RunningBallast::start(&yaml, std::path::Path::new("."), &[listen, admin]).await;
+    let from = |region: &'static str| {
+        move |_: usize, _: usize| {
+            Request::builder()
+                .uri("/work")
+                .header("host", "x")
+                .header("x-client-region", region)
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        }
+    };
+    for (region, origin) in [("us-east", &east), ("us-west", &west), ("eu-west", &eu)] {
+        let before = origin.stats.count_path("/work");
+        let out = drive(listen, 2, Duration::from_millis(300), 50, from(region)).await;
+        assert_eq!(out.count(200), out.total());
+        assert_eq!(
+            origin.stats.count_path("/work") - before,
+            out.total() as u64,
+            "{region} stays home"
+        );
+    }
+
+    // us-east goes down: its clients spill to us-west without an error.
+    east.stop();
+    let out = drive(listen, 2, Duration::from_millis(800), 1000, from("us-east")).await;
+    assert_eq!(out.count(200), out.total(), "{out:?}");
+
+    // eu-west goes down: its fenced clients get a clear 503, never another region.
+    eu.stop();
+    let west_before = west.stats.count_path("/work");
+    let reply = send(listen, from("eu-west")(0, 0)).await;
+    assert_eq!(
+        reply.status,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(
+        reply.header("x-ballast-reason"),
+        Some("residency; client region eu-west")
+    );
+    assert!(reply.text().contains("residency fence"), "{}", reply.text());
+    let out = drive(listen, 2, Duration::from_millis(500), 1000, from("eu-west")).await;
+    assert_eq!(out.count(503), out.total(), "{out:?}");
+    assert_eq!(
+        west.stats.count_path("/work"),
+        west_before,
+        "nothing leaked to us-west"
+    );
+    let metrics = get(admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains("ballast_residency_rejections_total{client_region=\"eu-west\"}"),
+        "{metrics}"
     );
 }

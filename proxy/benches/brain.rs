@@ -38,7 +38,11 @@ fn snapshot(mode: &str, backends: usize) -> Snapshot {
 fn weights(n: usize) -> PoolWeights {
     let raw: Vec<f64> = (0..n).map(|i| 1.0 / (1.0 + i as f64 % 10.0)).collect();
     let total: f64 = raw.iter().sum();
-    PoolWeights::new(raw.iter().map(|w| w / total).collect(), vec![1.0; n])
+    PoolWeights::new(
+        raw.iter().map(|w| w / total).collect(),
+        vec![1.0; n],
+        &vec![None; n],
+    )
 }
 
 fn bench_pick(c: &mut Criterion) {
@@ -58,6 +62,7 @@ fn bench_pick(c: &mut Criterion) {
                     tried: &[],
                     weights: Some(&published),
                     stats: &stats,
+                    plan: None,
                 };
                 black_box(pick(&adaptive, &facts, 0, &mut rng))
             })
@@ -73,6 +78,7 @@ fn bench_pick(c: &mut Criterion) {
                     tried: &[],
                     weights: None,
                     stats: &stats,
+                    plan: None,
                 };
                 black_box(pick(&round_robin, &facts, 0, &mut rng))
             })

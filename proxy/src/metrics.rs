@@ -34,6 +34,8 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     /// Configuration reloads, by result (`ok`, `failed`).
     pub reloads: IntCounterVec,
+    /// Requests refused because a residency fence left no allowed backend.
+    pub residency_rejections: IntCounterVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -106,7 +108,13 @@ impl Metrics {
             "Configuration reloads, by result",
             &["result"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+        let residency_rejections = counter(
+            "residency_rejections_total",
+            "Requests answered 503 because no backend in the client's allowed regions was available",
+            &["client_region"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+            Box::new(residency_rejections.clone()),
             Box::new(reloads.clone()),
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
@@ -131,6 +139,7 @@ impl Metrics {
             server_load_errors,
             retries,
             reloads,
+            residency_rejections,
         }
     }
 

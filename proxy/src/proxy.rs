@@ -19,7 +19,8 @@
 use crate::config::PoolId;
 use crate::metrics::{status_class, Metrics};
 use crate::routing::engine::RoutingState;
-use crate::routing::picker::{pick, Decision, RequestFacts};
+use crate::routing::geo::plan_for;
+use crate::routing::picker::{pick, Decision, RequestFacts, Unavailable};
 use crate::routing::table::{host_without_port, RequestView};
 use crate::stats::backend::{BackendStats, InFlight};
 use crate::stats::clock;
@@ -40,6 +41,7 @@ const X_REQUEST_ID: &str = "x-request-id";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const X_BALLAST_REASON: &str = "x-ballast-reason";
 /// Longest client-supplied request id that is propagated as is.
 const MAX_REQUEST_ID_LEN: usize = 128;
 /// Connection failures retried on another backend per request.
@@ -148,6 +150,8 @@ pub struct RequestCtx {
     tried: Vec<usize>,
     connect_retries: usize,
     attempt: Option<Attempt>,
+    /// Set when a residency fence left no backend: the client's region.
+    fenced_region: Option<String>,
     _in_flight: InFlightGuard,
 }
 
@@ -178,13 +182,23 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
         .map(host_without_port)
 }
 
-/// Write a short plain-text error response (if nothing was sent yet).
-async fn respond_plain(session: &mut Session, status: u16, request_id: &str, message: &str) {
+/// Write a short plain-text error response (if nothing was sent yet), with
+/// an optional `X-Ballast-Reason`.
+async fn respond_plain(
+    session: &mut Session,
+    status: u16,
+    request_id: &str,
+    message: &str,
+    reason: Option<&str>,
+) {
     let body = Bytes::from(format!("{message}\n"));
-    let resp = ResponseHeader::build(status, Some(4)).and_then(|mut resp| {
+    let resp = ResponseHeader::build(status, Some(5)).and_then(|mut resp| {
         resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
         resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
         resp.insert_header(X_REQUEST_ID, request_id)?;
+        if let Some(reason) = reason {
+            resp.insert_header(X_BALLAST_REASON, reason)?;
+        }
         Ok(resp)
     });
     let result = match resp {
@@ -271,6 +285,7 @@ impl ProxyHttp for BallastProxy {
             tried: Vec::new(),
             connect_retries: 0,
             attempt: None,
+            fenced_region: None,
             _in_flight: InFlightGuard::new(&self.metrics.in_flight),
         }
     }
@@ -309,6 +324,7 @@ impl ProxyHttp for BallastProxy {
                     404,
                     &id,
                     "not found: no route matches this request",
+                    None,
                 )
                 .await;
                 Ok(true)
@@ -318,22 +334,42 @@ impl ProxyHttp for BallastProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let (Some(routing), Some(pool_id)) = (ctx.routing.clone(), ctx.pool) else {
             return Error::e_explain(ErrorType::InternalError, "no route selected");
         };
         let stats = &routing.stats.pools[pool_id.0];
+        let placed = routing.snapshot.geo.as_ref().and_then(|geo| {
+            let peer = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            plan_for(geo, peer, &session.req_header().headers)
+        });
         let facts = RequestFacts {
             pool: pool_id,
             ticket: routing.next_ticket(pool_id),
             tried: &ctx.tried,
             weights: routing.weights[pool_id.0].as_ref(),
             stats,
+            plan: placed.map(|(_, plan)| plan),
         };
         let backend = match pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng()) {
             Decision::Backend(index) => index,
+            Decision::Unavailable(Unavailable::Residency) => {
+                let region = placed.map_or("-", |(region, _)| region);
+                self.metrics
+                    .residency_rejections
+                    .with_label_values(&[region])
+                    .inc();
+                ctx.fenced_region = Some(region.to_string());
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(503),
+                    Unavailable::Residency.as_str(),
+                );
+            }
             Decision::Unavailable(why) => {
                 return Error::e_explain(ErrorType::HTTPStatus(503), why.as_str());
             }
@@ -507,7 +543,16 @@ impl ProxyHttp for BallastProxy {
             } else {
                 ctx.request_id.clone()
             };
-            respond_plain(session, status, &id, message).await;
+            match &ctx.fenced_region {
+                Some(region) => {
+                    let message = format!(
+                        "service unavailable: no backend allowed to serve region {region} is available (residency fence)"
+                    );
+                    let reason = format!("residency; client region {region}");
+                    respond_plain(session, status, &id, &message, Some(&reason)).await;
+                }
+                None => respond_plain(session, status, &id, message, None).await,
+            }
         }
         FailToProxy {
             error_code: status,

@@ -47,32 +47,29 @@ impl RunningBallast {
     /// Compile `yaml` (paths relative to `base_dir`), start it, and wait for
     /// the listeners in `ready` to accept connections.
     pub async fn start(yaml: &str, base_dir: &Path, ready: &[SocketAddr]) -> Self {
-        ballast::tls::install_crypto_provider();
         let snapshot = ballast::config::load_str(yaml, base_dir)
             .unwrap_or_else(|e| panic!("test config invalid: {e}\n{yaml}"));
-        let server =
-            ProxyServer::new(Arc::new(snapshot), &StartOptions::default()).expect("server builds");
-        let stopper = server.stopper();
-        let thread = std::thread::spawn(move || server.run(false));
-        for addr in ready {
-            wait_listening(*addr).await;
-        }
-        Self {
-            stopper,
-            thread: Some(thread),
-        }
+        Self::launch(snapshot, StartOptions::default(), ready).await
     }
 
     /// Start from a configuration file, which then reloads on change and on
     /// `POST /reload`.
     pub async fn start_file(path: &Path, ready: &[SocketAddr]) -> Self {
-        ballast::tls::install_crypto_provider();
         let snapshot =
             ballast::config::load_file(path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
         let options = StartOptions {
             config_file: Some(path.to_path_buf()),
             upgrade: false,
         };
+        Self::launch(snapshot, options, ready).await
+    }
+
+    async fn launch(
+        snapshot: ballast::config::Snapshot,
+        options: StartOptions,
+        ready: &[SocketAddr],
+    ) -> Self {
+        ballast::tls::install_crypto_provider();
         let server = ProxyServer::new(Arc::new(snapshot), &options).expect("server builds");
         let stopper = server.stopper();
         let thread = std::thread::spawn(move || server.run(false));

@@ -116,6 +116,7 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
     let server = compile_server(&mut c, raw.server.as_ref());
     let pools = compile_pools(&mut c, &raw.pools);
     let routes = compile_routes(&mut c, &raw.routes, &pools);
+    let geo = compile_geo(&mut c, &raw.regions, raw.geo.as_ref(), &pools);
 
     if let Some(admin) = &admin {
         if listeners.iter().any(|l| l.address == admin.address) {
@@ -133,6 +134,7 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
             server,
             routes,
             pools,
+            geo,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }
@@ -346,10 +348,18 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
             policy,
             timeouts,
             schedule: smooth_wrr_schedule(&weights),
+            regions: distinct_regions(&backends),
             backends,
         });
     }
     pools
+}
+
+fn distinct_regions(backends: &[Backend]) -> Vec<Option<String>> {
+    let mut regions: Vec<Option<String>> = backends.iter().map(|b| b.region.clone()).collect();
+    regions.sort();
+    regions.dedup();
+    regions
 }
 
 /// A number that must lie in `range`.
@@ -734,6 +744,225 @@ fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) -> RouteTab
         }
     }
     RouteTable::new(routes)
+}
+
+fn valid_region_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// Regions, client-region rules and fences. Backend regions must be declared
+/// under `regions` once any region is.
+fn compile_geo(
+    c: &mut Checker,
+    regions: &BTreeMap<String, RawRegion>,
+    geo: Option<&RawGeo>,
+    pools: &[Pool],
+) -> Option<Geo> {
+    for (name, region) in regions {
+        let path = format!("regions.{name}");
+        if !valid_region_name(name) {
+            c.error(
+                &path,
+                format!("invalid region name \"{name}\" (use letters, digits, '-', '_', '.')"),
+            );
+        }
+        let mut seen = HashSet::new();
+        for (i, fallback) in region.fallback.iter().enumerate() {
+            let fallback_path = format!("{path}.fallback[{i}]");
+            if !regions.contains_key(fallback) {
+                c.error(fallback_path, format!("unknown region \"{fallback}\""));
+            } else if fallback == name {
+                c.error(fallback_path, "a region cannot fall back to itself");
+            } else if !seen.insert(fallback) {
+                c.error(fallback_path, format!("\"{fallback}\" is listed twice"));
+            }
+        }
+    }
+    if !regions.is_empty() {
+        for pool in pools {
+            for (i, backend) in pool.backends.iter().enumerate() {
+                if let Some(region) = &backend.region {
+                    if !regions.contains_key(region) {
+                        c.error(
+                            format!("pools.{}.backends[{i}].region", pool.name),
+                            format!("unknown region \"{region}\" (declare it under regions)"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let geo = geo?;
+    if regions.is_empty() {
+        c.error(
+            "geo",
+            "geo rules need regions: declare them under `regions`",
+        );
+        return None;
+    }
+    let known = |c: &mut Checker, path: String, region: &str| {
+        let ok = regions.contains_key(region);
+        if !ok {
+            c.error(path, format!("unknown region \"{region}\""));
+        }
+        ok
+    };
+    let mut rules = Vec::new();
+    for (i, rule) in geo.client_region.iter().enumerate() {
+        let path = format!("geo.client_region[{i}]");
+        if rules.iter().any(|r| matches!(r, RegionRule::Default(_))) {
+            c.error(&path, "unreachable: it comes after the `default` rule");
+        }
+        match (&rule.header, &rule.cidr, &rule.default) {
+            (Some(header), None, None) => {
+                let name = HeaderName::from_str(header).ok();
+                if name.is_none() {
+                    c.error(
+                        format!("{path}.header"),
+                        format!("invalid header name \"{header}\""),
+                    );
+                }
+                let peers: Vec<ipnet::IpNet> = match &rule.trusted_peers {
+                    None => {
+                        c.error(
+                            format!("{path}.trusted_peers"),
+                            "required with `header`: only trusted peers may name a client's region",
+                        );
+                        Vec::new()
+                    }
+                    Some(list) => list
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(j, net)| {
+                            parse_net(net).or_else(|| {
+                                c.error(
+                                    format!("{path}.trusted_peers[{j}]"),
+                                    format!("invalid CIDR \"{net}\""),
+                                );
+                                None
+                            })
+                        })
+                        .collect(),
+                };
+                if let Some(name) = name {
+                    rules.push(RegionRule::Header {
+                        name,
+                        trusted_peers: peers,
+                    });
+                }
+            }
+            (None, Some(table), None) => {
+                if rule.trusted_peers.is_some() {
+                    c.error(
+                        format!("{path}.trusted_peers"),
+                        "only applies to a `header` rule",
+                    );
+                }
+                let mut entries = Vec::new();
+                for (net, region) in table {
+                    let entry_path = format!("{path}.cidr.{net}");
+                    let parsed = parse_net(net);
+                    if parsed.is_none() {
+                        c.error(&entry_path, format!("invalid CIDR \"{net}\""));
+                    }
+                    if let (Some(net), true) = (parsed, known(c, entry_path, region)) {
+                        entries.push((net, region.clone()));
+                    }
+                }
+                entries.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+                rules.push(RegionRule::Cidr(entries));
+            }
+            (None, None, Some(region)) => {
+                if known(c, format!("{path}.default"), region) {
+                    rules.push(RegionRule::Default(region.clone()));
+                }
+            }
+            _ => c.error(
+                &path,
+                "each rule takes exactly one of `header`, `cidr`, `default`",
+            ),
+        }
+    }
+    let regions_with_backends: HashSet<&str> = pools
+        .iter()
+        .flat_map(|p| p.backends.iter().filter_map(|b| b.region.as_deref()))
+        .collect();
+    for (name, region) in regions {
+        for (i, fallback) in region.fallback.iter().enumerate() {
+            if regions.contains_key(fallback) && !regions_with_backends.contains(fallback.as_str())
+            {
+                c.error(
+                    format!("regions.{name}.fallback[{i}]"),
+                    format!("region \"{fallback}\" has no backends in any pool: falling back to it is impossible"),
+                );
+            }
+        }
+    }
+    let mut fences: BTreeMap<&str, &Vec<String>> = BTreeMap::new();
+    for (i, fence) in geo.residency.iter().enumerate() {
+        let path = format!("geo.residency[{i}]");
+        if fence.allowed.is_empty() {
+            c.error(format!("{path}.allowed"), "must name at least one region");
+        }
+        for (j, region) in fence.allowed.iter().enumerate() {
+            let region_path = format!("{path}.allowed[{j}]");
+            if known(c, region_path.clone(), region)
+                && !regions_with_backends.contains(region.as_str())
+            {
+                c.error(
+                    region_path,
+                    format!("region \"{region}\" has no backends in any pool"),
+                );
+            }
+        }
+        for (j, client) in fence.clients.iter().enumerate() {
+            let client_path = format!("{path}.clients[{j}]");
+            if !known(c, client_path.clone(), client) {
+                continue;
+            }
+            if fences.insert(client.as_str(), &fence.allowed).is_some() {
+                c.error(client_path, format!("\"{client}\" is fenced twice"));
+            }
+        }
+    }
+    let plans = regions
+        .iter()
+        .map(|(name, region)| {
+            let mut order = vec![name.clone()];
+            for fallback in &region.fallback {
+                if !order.contains(fallback) {
+                    order.push(fallback.clone());
+                }
+            }
+            let fenced = match fences.get(name.as_str()) {
+                Some(allowed) => {
+                    order.retain(|r| allowed.contains(r));
+                    for region in allowed.iter() {
+                        if !order.contains(region) {
+                            order.push(region.clone());
+                        }
+                    }
+                    true
+                }
+                None => false,
+            };
+            (name.clone(), RegionPlan { order, fenced })
+        })
+        .collect();
+    Some(Geo { rules, plans })
+}
+
+/// A CIDR, or a bare address meaning just that host.
+fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 fn compile_host(c: &mut Checker, path: &str, host: &str) -> Option<HostMatch> {

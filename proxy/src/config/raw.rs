@@ -31,6 +31,56 @@ pub struct RawConfig {
     /// Routes, matched in order; the first match wins.
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    /// Regions and their fallback order (network proximity).
+    #[serde(default)]
+    pub regions: BTreeMap<String, RawRegion>,
+    /// Where clients are, and where they may be served.
+    pub geo: Option<RawGeo>,
+}
+
+/// One region.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegion {
+    /// Regions to use, in order, when this one has no eligible backend.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+}
+
+/// Client region resolution and residency fences.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeo {
+    /// Rules tried in order; the first that yields a region wins.
+    #[serde(default)]
+    pub client_region: Vec<RawRegionRule>,
+    /// Hard fences: these clients are only ever served by these regions.
+    #[serde(default)]
+    pub residency: Vec<RawFence>,
+}
+
+/// One client-region rule: exactly one of `header`, `cidr`, `default`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegionRule {
+    /// A request header naming the client's region...
+    pub header: Option<String>,
+    /// ...honoured only from these peers (CIDRs; required with `header`).
+    pub trusted_peers: Option<Vec<String>>,
+    /// Client IP ranges (IPv4 or IPv6 CIDR) to regions; longest prefix wins.
+    pub cidr: Option<BTreeMap<String, String>>,
+    /// The region of everyone else.
+    pub default: Option<String>,
+}
+
+/// A residency fence.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFence {
+    /// Client regions this fence applies to.
+    pub clients: Vec<String>,
+    /// The only regions that may serve them.
+    pub allowed: Vec<String>,
 }
 
 /// A downstream listening socket, plain or TLS.

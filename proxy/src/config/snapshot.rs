@@ -42,8 +42,39 @@ pub struct Snapshot {
     pub server: ServerSettings,
     pub routes: RouteTable,
     pub pools: Vec<Pool>,
+    /// Client regions, fallbacks and fences; `None` when not configured.
+    pub geo: Option<Geo>,
 }
 
+/// How a client's region is found.
+#[derive(Debug, Clone)]
+pub enum RegionRule {
+    /// A header, believed only from trusted peers.
+    Header {
+        name: http::HeaderName,
+        trusted_peers: Vec<ipnet::IpNet>,
+    },
+    /// Client address ranges, longest prefix first.
+    Cidr(Vec<(ipnet::IpNet, String)>),
+    Default(String),
+}
+
+/// Where a client of one region may be served, in order of preference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionPlan {
+    /// The client's region, then its fallbacks (only allowed ones when fenced).
+    pub order: Vec<String>,
+    /// Whether a residency fence applies: nothing outside `order` may serve.
+    pub fenced: bool,
+}
+
+/// Compiled geo rules.
+#[derive(Debug, Clone)]
+pub struct Geo {
+    pub rules: Vec<RegionRule>,
+    /// Plan per known client region.
+    pub plans: BTreeMap<String, RegionPlan>,
+}
 impl Snapshot {
     pub fn pool(&self, id: PoolId) -> &Pool {
         &self.pools[id.0]
@@ -201,6 +232,8 @@ pub struct Pool {
     pub backends: Vec<Backend>,
     /// Backend indices in smooth weighted round-robin order; one full cycle.
     pub schedule: Vec<u32>,
+    /// The distinct regions of the backends, sorted (`None`: no region).
+    pub regions: Vec<Option<String>>,
 }
 
 /// One upstream server.

@@ -298,9 +298,12 @@ impl Engine {
                 .with_label_values(&[pool.name.as_str(), backend.id.0.as_str()])
                 .set(result.share);
         }
+        let regions: Vec<Option<&str>> =
+            pool.backends.iter().map(|b| b.region.as_deref()).collect();
         PoolWeights::new(
             computed.iter().map(|c| c.share).collect(),
             expected_in_flight,
+            &regions,
         )
     }
 

@@ -4,6 +4,7 @@
 
 pub mod decisions;
 pub mod engine;
+pub mod geo;
 pub mod picker;
 pub mod table;
 pub mod weights;

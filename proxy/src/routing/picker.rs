@@ -21,7 +21,7 @@
 //! Backends a request already tried, and backends with share 0 (ejected,
 //! unhealthy), are skipped while any other remains.
 
-use crate::config::{BalanceMode, PoolId, Snapshot};
+use crate::config::{BalanceMode, Pool, PoolId, RegionPlan, Snapshot};
 use crate::stats::backend::BackendStats;
 use rand::Rng;
 use std::sync::Arc;
@@ -33,30 +33,29 @@ const OVERLOAD_RATIO: f64 = 2.0;
 /// Weighted draws tried before falling back to a scan when candidates were already tried.
 const DRAW_ATTEMPTS: usize = 4;
 
-/// A pool's published routing weights.
+/// Backends drawn from together: the whole pool, or the members of one region.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PoolWeights {
-    /// Share of traffic per backend (0 = not eligible); sums to 1 or to 0.
-    pub shares: Vec<f64>,
-    /// Running sums of `shares`, for the weighted draw.
+struct Group {
+    region: Option<String>,
+    /// Backend indices.
+    members: Vec<usize>,
+    /// Running sums of the members' shares, for the weighted draw.
     cumulative: Vec<f64>,
-    /// In-flight requests each backend is expected to carry at its share.
-    pub expected_in_flight: Vec<f64>,
 }
 
-impl PoolWeights {
-    pub fn new(shares: Vec<f64>, expected_in_flight: Vec<f64>) -> Self {
-        let cumulative = shares
+impl Group {
+    fn new(region: Option<String>, members: Vec<usize>, shares: &[f64]) -> Self {
+        let cumulative = members
             .iter()
-            .scan(0.0, |sum, s| {
-                *sum += s.max(0.0);
+            .scan(0.0, |sum, &b| {
+                *sum += shares[b].max(0.0);
                 Some(*sum)
             })
             .collect();
         Self {
-            shares,
+            region,
+            members,
             cumulative,
-            expected_in_flight,
         }
     }
 
@@ -64,11 +63,45 @@ impl PoolWeights {
         self.cumulative.last().copied().unwrap_or(0.0)
     }
 
-    /// The backend whose cumulative interval contains `point` in `[0, total)`.
-    fn backend_at(&self, point: f64) -> usize {
-        self.cumulative
-            .partition_point(|&c| c <= point)
-            .min(self.cumulative.len() - 1)
+    /// The member whose cumulative interval contains `point` in `[0, total)`.
+    fn member_at(&self, point: f64) -> usize {
+        let index = self.cumulative.partition_point(|&c| c <= point);
+        self.members[index.min(self.members.len() - 1)]
+    }
+}
+
+/// A pool's published routing weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolWeights {
+    /// Share of traffic per backend (0 = not eligible); sums to 1 or to 0.
+    pub shares: Vec<f64>,
+    /// In-flight requests each backend is expected to carry at its share.
+    pub expected_in_flight: Vec<f64>,
+    all: Group,
+    /// One group per region (and one for backends without a region).
+    regions: Vec<Group>,
+}
+
+impl PoolWeights {
+    /// Weights for backends with these shares and regions (same order).
+    pub fn new(shares: Vec<f64>, expected_in_flight: Vec<f64>, regions: &[Option<&str>]) -> Self {
+        let all = Group::new(None, (0..shares.len()).collect(), &shares);
+        let mut names: Vec<Option<&str>> = regions.to_vec();
+        names.sort();
+        names.dedup();
+        let regions = names
+            .into_iter()
+            .map(|name| {
+                let members = (0..shares.len()).filter(|&b| regions[b] == name).collect();
+                Group::new(name.map(str::to_string), members, &shares)
+            })
+            .collect();
+        Self {
+            shares,
+            expected_in_flight,
+            all,
+            regions,
+        }
     }
 
     fn eligible(&self, backend: usize) -> bool {
@@ -88,6 +121,8 @@ pub struct RequestFacts<'a> {
     pub weights: Option<&'a PoolWeights>,
     /// Live stats of the pool's backends, for their in-flight counts.
     pub stats: &'a [Arc<BackendStats>],
+    /// The client's regional plan, when geo rules place it.
+    pub plan: Option<&'a RegionPlan>,
 }
 
 /// The picker's answer.
@@ -106,6 +141,8 @@ pub enum Unavailable {
     NoEligibleBackend,
     /// Every eligible backend was already tried by this request.
     AllTried,
+    /// The client is fenced and no backend in its allowed regions can serve.
+    Residency,
 }
 
 impl Unavailable {
@@ -113,11 +150,41 @@ impl Unavailable {
         match self {
             Unavailable::NoEligibleBackend => "no eligible backend",
             Unavailable::AllTried => "all eligible backends already tried",
+            Unavailable::Residency => "no backend in the client's allowed regions",
         }
     }
 }
 
-/// Choose a backend for one request.
+/// Which backends a choice may consider.
+#[derive(Debug, Clone, Copy)]
+enum Scope<'a> {
+    /// Every backend of the pool.
+    Pool,
+    /// The backends of one region (`None`: those without a region).
+    Region(Option<&'a str>),
+}
+
+impl Scope<'_> {
+    fn contains(self, pool: &Pool, backend: usize) -> bool {
+        match self {
+            Scope::Pool => true,
+            Scope::Region(region) => pool.backends[backend].region.as_deref() == region,
+        }
+    }
+}
+
+impl PoolWeights {
+    fn group(&self, scope: Scope<'_>) -> Option<&Group> {
+        match scope {
+            Scope::Pool => Some(&self.all),
+            Scope::Region(region) => self.regions.iter().find(|g| g.region.as_deref() == region),
+        }
+    }
+}
+
+/// Choose a backend for one request. With a regional plan, the plan's
+/// regions are tried in order; an unfenced client then falls back to any
+/// other region (and to backends without one); a fenced client never does.
 pub fn pick<R: Rng + ?Sized>(
     snapshot: &Snapshot,
     facts: &RequestFacts<'_>,
@@ -125,53 +192,89 @@ pub fn pick<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Decision {
     let pool = snapshot.pool(facts.pool);
-    match (pool.policy.mode, facts.weights) {
-        (BalanceMode::RoundRobin, weights) | (_, weights @ None) => {
-            round_robin(&pool.schedule, facts, weights)
+    let mut choose = |scope: Scope<'_>| -> Option<usize> {
+        match (pool.policy.mode, facts.weights) {
+            (BalanceMode::RoundRobin, weights) | (_, weights @ None) => {
+                round_robin(pool, facts, weights, scope)
+            }
+            (_, Some(weights)) => weighted(weights, weights.group(scope)?, facts, rng),
         }
-        (_, Some(weights)) => weighted(weights, facts, rng),
+    };
+    let chosen = match facts.plan {
+        None => choose(Scope::Pool),
+        Some(plan) => {
+            let preferred = plan
+                .order
+                .iter()
+                .find_map(|region| choose(Scope::Region(Some(region))));
+            match preferred {
+                Some(found) => Some(found),
+                None if plan.fenced => None,
+                None => pool
+                    .regions
+                    .iter()
+                    .filter(|r| r.as_ref().is_none_or(|r| !plan.order.contains(r)))
+                    .find_map(|r| choose(Scope::Region(r.as_deref()))),
+            }
+        }
+    };
+    chosen.map_or_else(
+        || Decision::Unavailable(why_unavailable(facts)),
+        Decision::Backend,
+    )
+}
+
+fn why_unavailable(facts: &RequestFacts<'_>) -> Unavailable {
+    match (facts.plan, facts.weights) {
+        (Some(plan), _) if plan.fenced => Unavailable::Residency,
+        (_, Some(weights)) if weights.all.total() <= 0.0 => Unavailable::NoEligibleBackend,
+        _ if facts.tried.is_empty() => Unavailable::NoEligibleBackend,
+        _ => Unavailable::AllTried,
     }
 }
 
 fn round_robin(
-    schedule: &[u32],
+    pool: &Pool,
     facts: &RequestFacts<'_>,
     weights: Option<&PoolWeights>,
-) -> Decision {
-    if schedule.is_empty() || weights.is_some_and(|w| w.total() <= 0.0) {
-        return Decision::Unavailable(Unavailable::NoEligibleBackend);
+    scope: Scope<'_>,
+) -> Option<usize> {
+    let schedule = &pool.schedule;
+    if schedule.is_empty() {
+        return None;
     }
     let len = schedule.len();
     let start = (facts.ticket % len as u64) as usize;
     (0..len)
         .map(|step| schedule[(start + step) % len] as usize)
-        .find(|&b| !facts.tried.contains(&b) && weights.is_none_or(|w| w.eligible(b)))
-        .map_or(
-            Decision::Unavailable(Unavailable::AllTried),
-            Decision::Backend,
-        )
+        .find(|&b| {
+            !facts.tried.contains(&b)
+                && weights.is_none_or(|w| w.eligible(b))
+                && scope.contains(pool, b)
+        })
 }
 
 fn weighted<R: Rng + ?Sized>(
     weights: &PoolWeights,
+    group: &Group,
     facts: &RequestFacts<'_>,
     rng: &mut R,
-) -> Decision {
-    let total = weights.total();
-    if total <= 0.0 || weights.shares.is_empty() {
-        return Decision::Unavailable(Unavailable::NoEligibleBackend);
+) -> Option<usize> {
+    let total = group.total();
+    if total <= 0.0 {
+        return None;
     }
     let mut draw = || -> Option<usize> {
         (0..DRAW_ATTEMPTS)
-            .map(|_| weights.backend_at(rng.random::<f64>() * total))
+            .map(|_| group.member_at(rng.random::<f64>() * total))
             .find(|b| !facts.tried.contains(b))
     };
     let Some(first) = draw() else {
-        return best_untried(weights, facts);
+        return best_untried(weights, group, facts);
     };
     let second = draw().unwrap_or(first);
     if first == second {
-        return Decision::Backend(first);
+        return Some(first);
     }
     let load = |b: usize| {
         let in_flight = facts.stats.get(b).map_or(0, |s| s.in_flight()).max(0) as f64;
@@ -180,21 +283,20 @@ fn weighted<R: Rng + ?Sized>(
     };
     let (first_load, second_load) = (load(first), load(second));
     if first_load > OVERLOAD_RATIO && second_load < first_load {
-        Decision::Backend(second)
+        Some(second)
     } else {
-        Decision::Backend(first)
+        Some(first)
     }
 }
 
-/// The eligible backend with the largest share that this request has not tried.
-fn best_untried(weights: &PoolWeights, facts: &RequestFacts<'_>) -> Decision {
-    (0..weights.shares.len())
+/// The eligible member with the largest share that this request has not tried.
+fn best_untried(weights: &PoolWeights, group: &Group, facts: &RequestFacts<'_>) -> Option<usize> {
+    group
+        .members
+        .iter()
+        .copied()
         .filter(|&b| weights.eligible(b) && !facts.tried.contains(&b))
         .max_by(|&a, &b| weights.shares[a].total_cmp(&weights.shares[b]))
-        .map_or(
-            Decision::Unavailable(Unavailable::AllTried),
-            Decision::Backend,
-        )
 }
 
 /// One smooth weighted round-robin cycle over `weights` (zero = never chosen).
@@ -293,6 +395,10 @@ mod tests {
         crate::config::load_str(&yaml, std::path::Path::new(".")).unwrap()
     }
 
+    fn no_regions(n: usize) -> Vec<Option<&'static str>> {
+        vec![None; n]
+    }
+
     fn stats(n: usize) -> Vec<Arc<BackendStats>> {
         (0..n).map(|_| Arc::new(BackendStats::new())).collect()
     }
@@ -309,6 +415,7 @@ mod tests {
             tried,
             weights,
             stats,
+            plan: None,
         }
     }
 
@@ -327,12 +434,12 @@ mod tests {
             pick(&snap, &facts(0, &[0, 1], None, &live), 0, &mut rng),
             Decision::Unavailable(Unavailable::AllTried)
         );
-        let first_down = PoolWeights::new(vec![0.0, 1.0], vec![0.0, 0.0]);
+        let first_down = PoolWeights::new(vec![0.0, 1.0], vec![0.0, 0.0], &no_regions(2));
         assert_eq!(
             pick(&snap, &facts(0, &[], Some(&first_down), &live), 0, &mut rng),
             B(1)
         );
-        let all_down = PoolWeights::new(vec![0.0, 0.0], vec![0.0, 0.0]);
+        let all_down = PoolWeights::new(vec![0.0, 0.0], vec![0.0, 0.0], &no_regions(2));
         assert_eq!(
             pick(&snap, &facts(0, &[], Some(&all_down), &live), 0, &mut rng),
             Decision::Unavailable(Unavailable::NoEligibleBackend)
@@ -366,7 +473,7 @@ mod tests {
     fn weighted_choice_matches_shares_and_is_deterministic() {
         let snap = snapshot("latency", &[1, 1, 1, 1]);
         let live = stats(4);
-        let weights = PoolWeights::new(vec![0.6, 0.3, 0.1, 0.0], vec![1.0; 4]);
+        let weights = PoolWeights::new(vec![0.6, 0.3, 0.1, 0.0], vec![1.0; 4], &no_regions(4));
         let got = distribution(&snap, &weights, &live, 100_000, 1);
         for (g, want) in got.iter().zip([0.6, 0.3, 0.1, 0.0]) {
             assert!((g - want).abs() < 0.01, "{got:?}");
@@ -382,7 +489,7 @@ mod tests {
     fn shares_hold_under_steady_load_and_bursts_spill_over() {
         let snap = snapshot("latency", &[1, 1]);
         let live = stats(2);
-        let weights = PoolWeights::new(vec![0.8, 0.2], vec![8.0, 2.0]);
+        let weights = PoolWeights::new(vec![0.8, 0.2], vec![8.0, 2.0], &no_regions(2));
         // Both carry what they are expected to: the shares hold.
         let _a: Vec<_> = (0..8).map(|_| live[0].start()).collect();
         let _b: Vec<_> = (0..2).map(|_| live[1].start()).collect();
@@ -398,7 +505,7 @@ mod tests {
     fn weighted_choice_avoids_tried_backends() {
         let snap = snapshot("latency", &[1, 1, 1]);
         let live = stats(3);
-        let weights = PoolWeights::new(vec![0.98, 0.01, 0.01], vec![0.0; 3]);
+        let weights = PoolWeights::new(vec![0.98, 0.01, 0.01], vec![0.0; 3], &no_regions(3));
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         for t in 0..1000 {
             let d = pick(&snap, &facts(t, &[0], Some(&weights), &live), 0, &mut rng);
@@ -416,5 +523,168 @@ mod tests {
             ),
             Decision::Unavailable(Unavailable::AllTried)
         );
+    }
+}
+
+#[cfg(test)]
+mod regional_tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::path::Path;
+
+    /// us-east: b0, b1; us-west: b2; eu-west: b3; eu-central: b4; no region: b5.
+    fn snapshot(mode: &str) -> Snapshot {
+        let yaml = format!(
+            r#"
+listeners: [{{address: "127.0.0.1:1"}}]
+regions:
+  us-east: {{fallback: [us-west, eu-west]}}
+  us-west: {{fallback: [us-east]}}
+  eu-west: {{fallback: [eu-central, us-east]}}
+  eu-central: {{fallback: [eu-west]}}
+geo:
+  client_region: [{{default: us-east}}]
+  residency: [{{clients: [eu-west, eu-central], allowed: [eu-west, eu-central]}}]
+pools:
+  p:
+    mode: {mode}
+    backends:
+      - {{addr: "10.0.0.1:80", region: us-east}}
+      - {{addr: "10.0.0.2:80", region: us-east}}
+      - {{addr: "10.0.0.3:80", region: us-west}}
+      - {{addr: "10.0.0.4:80", region: eu-west}}
+      - {{addr: "10.0.0.5:80", region: eu-central}}
+      - {{addr: "10.0.0.6:80"}}
+routes: [{{pool: p}}]
+"#
+        );
+        crate::config::load_str(&yaml, Path::new(".")).unwrap()
+    }
+
+    fn weights(snap: &Snapshot, shares: [f64; 6]) -> PoolWeights {
+        let regions: Vec<Option<&str>> = snap.pools[0]
+            .backends
+            .iter()
+            .map(|b| b.region.as_deref())
+            .collect();
+        PoolWeights::new(shares.to_vec(), vec![0.0; 6], &regions)
+    }
+
+    fn picks(
+        snap: &Snapshot,
+        w: Option<&PoolWeights>,
+        client: &str,
+        tried: &[usize],
+    ) -> Vec<Decision> {
+        let stats: Vec<Arc<BackendStats>> = (0..6).map(|_| Arc::new(BackendStats::new())).collect();
+        let plan = &snap.geo.as_ref().unwrap().plans[client];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        (0..200)
+            .map(|ticket| {
+                let facts = RequestFacts {
+                    pool: PoolId(0),
+                    ticket,
+                    tried,
+                    weights: w,
+                    stats: &stats,
+                    plan: Some(plan),
+                };
+                pick(snap, &facts, 0, &mut rng)
+            })
+            .collect()
+    }
+
+    fn backends(decisions: &[Decision]) -> std::collections::BTreeSet<usize> {
+        decisions
+            .iter()
+            .map(|d| match d {
+                Decision::Backend(b) => *b,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    const EVEN: [f64; 6] = [1.0 / 6.0; 6];
+
+    #[test]
+    fn clients_stay_in_their_region_while_it_can_serve() {
+        for mode in ["latency", "round_robin"] {
+            let snap = snapshot(mode);
+            let w = weights(&snap, EVEN);
+            assert_eq!(
+                backends(&picks(&snap, Some(&w), "us-east", &[])),
+                [0, 1].into(),
+                "{mode}"
+            );
+            assert_eq!(
+                backends(&picks(&snap, Some(&w), "eu-central", &[])),
+                [4].into(),
+                "{mode}"
+            );
+        }
+    }
+
+    #[test]
+    fn unfenced_clients_fall_back_in_order_then_anywhere() {
+        let snap = snapshot("latency");
+        let east_down = weights(&snap, [0.0, 0.0, 0.25, 0.25, 0.25, 0.25]);
+        assert_eq!(
+            backends(&picks(&snap, Some(&east_down), "us-east", &[])),
+            [2].into(),
+            "first fallback"
+        );
+        let only_unregioned = weights(&snap, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(
+            backends(&picks(&snap, Some(&only_unregioned), "us-west", &[])),
+            [5].into()
+        );
+        // A retry avoids what was tried and moves down the fallback list.
+        let w = weights(&snap, EVEN);
+        assert_eq!(
+            backends(&picks(&snap, Some(&w), "us-west", &[2])),
+            [0, 1].into()
+        );
+    }
+
+    #[test]
+    fn fenced_clients_never_leak_even_when_their_regions_are_down() {
+        for mode in ["latency", "round_robin"] {
+            let snap = snapshot(mode);
+            let eu_down = weights(&snap, [0.25, 0.25, 0.25, 0.0, 0.0, 0.25]);
+            let all = picks(&snap, Some(&eu_down), "eu-west", &[]);
+            assert!(
+                all.iter()
+                    .all(|d| *d == Decision::Unavailable(Unavailable::Residency)),
+                "{mode}: {all:?}"
+            );
+            // eu-west down, eu-central up: served by eu-central only, never us-east.
+            let west_down = weights(&snap, [0.25, 0.25, 0.0, 0.0, 0.25, 0.25]);
+            assert_eq!(
+                backends(&picks(&snap, Some(&west_down), "eu-west", &[])),
+                [4].into(),
+                "{mode}"
+            );
+            // A retry after eu-central failed does not leave the fence.
+            let retry = picks(&snap, Some(&west_down), "eu-west", &[4]);
+            assert!(
+                retry
+                    .iter()
+                    .all(|d| *d == Decision::Unavailable(Unavailable::Residency)),
+                "{mode}"
+            );
+        }
+    }
+
+    #[test]
+    fn panic_mode_still_respects_fences() {
+        // Before the engine publishes (or when it routes to everyone), the
+        // picker alone enforces the fence.
+        let snap = snapshot("latency");
+        assert_eq!(backends(&picks(&snap, None, "eu-west", &[])), [3].into());
+        assert_eq!(backends(&picks(&snap, None, "eu-west", &[3])), [4].into());
+        let all_tried = picks(&snap, None, "eu-west", &[3, 4]);
+        assert!(all_tried
+            .iter()
+            .all(|d| *d == Decision::Unavailable(Unavailable::Residency)));
     }
 }
