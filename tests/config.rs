@@ -49,7 +49,7 @@ fn minimal_config_compiles_with_defaults() {
     );
     assert_eq!(pool.backends[0].id.to_string(), "api/10.0.0.1:80");
     assert_eq!(pool.backends[3].id.to_string(), "api/[::1]:80");
-    assert!(pool.backends[1].canary);
+    assert!(pool.backends[1].canary.is_some());
     assert_eq!(pool.backends[1].labels["version"], "v2");
     assert_eq!(pool.timeouts.connect, Duration::from_secs(2));
     let routes = snap.routes.routes();

@@ -508,3 +508,78 @@ routes: [{{pool: p}}]
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_going_bad_is_cut_off_within_two_seconds() {
+    let _serial = LOAD_LOCK.lock().await;
+    let a = origin_with_latency("a", Duration::from_millis(2)).await;
+    let b = origin_with_latency("b", Duration::from_millis(2)).await;
+    let canary = origin_with_latency("canary", Duration::from_millis(2)).await;
+    let proxy = start(&format!(
+        "    recompute_interval: 100ms\n    retries: {{attempts: 1}}\n    backends:\n      - {{addr: \"{}\"}}\n      - {{addr: \"{}\"}}\n      - {{addr: \"{}\", canary: {{floor: 0.1, max: 0.3, max_error_rate: 0.05, min_requests: 10, cooldown: 30s}}}}\n",
+        a.addr, b.addr, canary.addr
+    ))
+    .await;
+    drive(
+        proxy.listen,
+        4,
+        Duration::from_millis(1000),
+        100_000,
+        get_request,
+    )
+    .await;
+    let before = published_share(proxy.admin, canary.addr).await;
+    assert!(before >= 0.1 - 1e-9, "the canary keeps its floor: {before}");
+
+    canary
+        .update(ballast_load_tests::behaviour::BehaviourUpdate {
+            error_rate: Some(0.3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let went_bad = std::time::Instant::now();
+    let mut cut_off = None;
+    while cut_off.is_none() && went_bad.elapsed() < Duration::from_secs(5) {
+        drive(
+            proxy.listen,
+            4,
+            Duration::from_millis(100),
+            100_000,
+            get_request,
+        )
+        .await;
+        if published_share(proxy.admin, canary.addr).await == 0.0 {
+            cut_off = Some(went_bad.elapsed());
+        }
+    }
+    let cut_off = cut_off.expect("the canary breaker opened");
+    eprintln!("canary cut off {cut_off:?} after going bad");
+    assert!(cut_off <= Duration::from_secs(2), "{cut_off:?}");
+    let mark = canary.stats.count_path("/work");
+    drive(
+        proxy.listen,
+        4,
+        Duration::from_millis(500),
+        100_000,
+        get_request,
+    )
+    .await;
+    assert_eq!(
+        canary.stats.count_path("/work"),
+        mark,
+        "no traffic while the breaker is open"
+    );
+    let tripped = admin_decisions(proxy.admin, "canary_tripped").await;
+    assert_eq!(tripped.len(), 1, "{tripped:?}");
+    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains("ballast_canary_breaker_trips_total{pool=\"p\"} 1"),
+        "{metrics}"
+    );
+}
+
+async fn admin_decisions(admin: SocketAddr, kind: &str) -> Vec<serde_json::Value> {
+    let value = admin_json(admin, &format!("/api/v1/decisions?kind={kind}")).await;
+    value["decisions"].as_array().cloned().unwrap_or_default()
+}

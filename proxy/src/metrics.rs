@@ -36,6 +36,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// Requests refused because a residency fence left no allowed backend.
     pub residency_rejections: IntCounterVec,
+    /// Canary breakers opened, by pool.
+    pub canary_trips: IntCounterVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -113,7 +115,13 @@ impl Metrics {
             "Requests answered 503 because no backend in the client's allowed regions was available",
             &["client_region"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let canary_trips = counter(
+            "canary_breaker_trips_total",
+            "Canary breakers opened by the canary's error rate",
+            &["pool"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+            Box::new(canary_trips.clone()),
             Box::new(residency_rejections.clone()),
             Box::new(reloads.clone()),
             Box::new(requests.clone()),
@@ -140,6 +148,7 @@ impl Metrics {
             retries,
             reloads,
             residency_rejections,
+            canary_trips,
         }
     }
 

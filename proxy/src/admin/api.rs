@@ -91,7 +91,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                         "region": backend.region,
                         "capacity": backend.capacity,
                         "weight": backend.weight,
-                        "canary": backend.canary,
+                        "canary": backend.canary.is_some(),
                         "labels": backend.labels,
                         "share": seen.share,
                         "eligible": seen.eligible,
@@ -99,6 +99,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                         "ejected_for_ms": seen.ejected_for_ms,
                         "times_ejected": seen.times_ejected,
                         "drained": seen.drained,
+                        "canary_breaker_open_for_ms": seen.canary_breaker_open_for_ms,
                         "pinned": seen.pinned.map(|(share, remaining_ms)| json!({"share": share, "remaining_ms": remaining_ms})),
                         "slow_start_progress": seen.slow_start_progress,
                         "in_flight": obs.in_flight,
@@ -165,6 +166,8 @@ fn parse_kind(text: &str) -> Option<DecisionKind> {
         DecisionKind::Unhealthy,
         DecisionKind::Healthy,
         DecisionKind::Override,
+        DecisionKind::CanaryTripped,
+        DecisionKind::CanaryReadmitted,
     ]
     .into_iter()
     .find(|k| k.as_str() == text)
@@ -186,7 +189,7 @@ pub fn decisions(engine: &Engine, query: &str) -> Reply {
                 None => {
                     return json_error(
                         StatusCode::BAD_REQUEST,
-                        &format!("unknown kind \"{value}\" (share, ejected, readmitted, unhealthy, healthy, override)"),
+                        &format!("unknown kind \"{value}\" (share, ejected, readmitted, unhealthy, healthy, override, canary_tripped, canary_readmitted)"),
                     )
                 }
             },
@@ -283,7 +286,11 @@ fn config_value(snapshot: &Snapshot) -> Value {
                 },
                 "backends": p.backends.iter().map(|b| json!({
                     "id": b.id.0, "addr": b.addr.to_string(), "region": b.region, "capacity": b.capacity,
-                    "weight": b.weight, "canary": b.canary, "labels": b.labels,
+                    "weight": b.weight, "labels": b.labels,
+                    "canary": b.canary.as_ref().map(|p| json!({
+                        "floor": p.floor, "max": p.max, "max_error_rate": p.max_error_rate,
+                        "min_requests": p.min_requests, "cooldown_ms": p.cooldown.as_millis() as u64,
+                    })),
                 })).collect::<Vec<_>>(),
             })
         })

@@ -36,6 +36,13 @@ pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_EJECTED: f64 = 0.5;
 pub const DEFAULT_ATTEMPTS: u32 = 2;
+pub const DEFAULT_CANARY: CanaryPolicy = CanaryPolicy {
+    floor: 0.01,
+    max: 0.25,
+    max_error_rate: 0.05,
+    min_requests: 20,
+    cooldown: Duration::from_secs(30),
+};
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_HEALTHY_AFTER: u32 = 2;
@@ -362,6 +369,50 @@ fn distinct_regions(backends: &[Backend]) -> Vec<Option<String>> {
     regions
 }
 
+fn compile_canary(c: &mut Checker, path: &str, raw: &RawCanaryPolicy) -> CanaryPolicy {
+    let floor = fraction(
+        c,
+        format!("{path}.floor"),
+        raw.floor,
+        DEFAULT_CANARY.floor,
+        0.0..=1.0,
+    );
+    let max = fraction(
+        c,
+        format!("{path}.max"),
+        raw.max,
+        DEFAULT_CANARY.max,
+        0.0..=1.0,
+    );
+    if floor > max {
+        c.error(
+            format!("{path}.floor"),
+            format!("{floor} is above max {max}"),
+        );
+    }
+    let min_requests = raw.min_requests.unwrap_or(DEFAULT_CANARY.min_requests);
+    if min_requests == 0 {
+        c.error(format!("{path}.min_requests"), "must be at least 1");
+    }
+    CanaryPolicy {
+        floor,
+        max,
+        max_error_rate: fraction(
+            c,
+            format!("{path}.max_error_rate"),
+            raw.max_error_rate,
+            DEFAULT_CANARY.max_error_rate,
+            0.001..=1.0,
+        ),
+        min_requests,
+        cooldown: c.duration(
+            &format!("{path}.cooldown"),
+            raw.cooldown.as_deref(),
+            DEFAULT_CANARY.cooldown,
+        ),
+    }
+}
+
 /// A number that must lie in `range`.
 fn fraction(
     c: &mut Checker,
@@ -636,6 +687,11 @@ fn compile_backends(
         if weight > 1_000_000 {
             c.error(format!("{path}.weight"), "must be at most 1000000");
         }
+        let canary = match &backend.canary {
+            None | Some(RawCanary::Flag(false)) => None,
+            Some(RawCanary::Flag(true)) => Some(DEFAULT_CANARY),
+            Some(RawCanary::Policy(raw)) => Some(compile_canary(c, &format!("{path}.canary"), raw)),
+        };
         let Some(addr) = addr else { continue };
         if let Some(first) = first_index.insert(addr, i) {
             c.error(
@@ -650,7 +706,7 @@ fn compile_backends(
             region: backend.region.clone(),
             capacity: backend.capacity,
             weight,
-            canary: backend.canary,
+            canary,
             labels: backend.labels.clone(),
         });
     }

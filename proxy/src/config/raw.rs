@@ -252,12 +252,35 @@ pub struct RawBackend {
     pub capacity: Option<u32>,
     /// Round-robin weight (default: capacity, else 1; 0 = no traffic).
     pub weight: Option<u32>,
-    /// Marks a canary.
-    #[serde(default)]
-    pub canary: bool,
+    /// Marks a canary: `true` for the defaults, or its policy.
+    pub canary: Option<RawCanary>,
     /// Free-form labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// `canary: true`, or a canary policy.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawCanary {
+    Flag(bool),
+    Policy(RawCanaryPolicy),
+}
+
+/// How much traffic a canary gets, and when its breaker opens.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCanaryPolicy {
+    /// Least share while healthy (default 0.01).
+    pub floor: Option<f64>,
+    /// Most share, however well it does (default 0.25).
+    pub max: Option<f64>,
+    /// Error rate that opens the breaker (default 0.05).
+    pub max_error_rate: Option<f64>,
+    /// Outcomes needed before the error rate counts (default 20).
+    pub min_requests: Option<u64>,
+    /// How long the breaker stays open before slow re-admission (default 30s).
+    pub cooldown: Option<String>,
 }
 
 /// A route: a request matcher and the pool that serves what it matches.

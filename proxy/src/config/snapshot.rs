@@ -203,6 +203,16 @@ pub struct HealthPolicy {
     pub unhealthy_after: u32,
 }
 
+/// A canary's bounds and breaker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryPolicy {
+    pub floor: f64,
+    pub max: f64,
+    pub max_error_rate: f64,
+    pub min_requests: u64,
+    pub cooldown: Duration,
+}
+
 /// Passive outlier ejection.
 #[derive(Debug, Clone)]
 pub struct OutlierPolicy {
@@ -244,6 +254,6 @@ pub struct Backend {
     pub region: Option<String>,
     pub capacity: Option<u32>,
     pub weight: u32,
-    pub canary: bool,
+    pub canary: Option<CanaryPolicy>,
     pub labels: BTreeMap<String, String>,
 }

@@ -51,7 +51,7 @@ impl Snapshot {
                     b.capacity
                         .map(|c| format!(" capacity={c}"))
                         .unwrap_or_default(),
-                    if b.canary { " canary" } else { "" },
+                    if b.canary.is_some() { " canary" } else { "" },
                 );
             }
         }

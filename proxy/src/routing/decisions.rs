@@ -25,6 +25,10 @@ pub enum DecisionKind {
     Healthy,
     /// An operator drained, undrained or pinned a backend.
     Override,
+    /// A canary's error rate opened its breaker.
+    CanaryTripped,
+    /// A canary's breaker closed after the cool-down (slow start begins).
+    CanaryReadmitted,
 }
 
 impl DecisionKind {
@@ -36,6 +40,8 @@ impl DecisionKind {
             DecisionKind::Unhealthy => "unhealthy",
             DecisionKind::Healthy => "healthy",
             DecisionKind::Override => "override",
+            DecisionKind::CanaryTripped => "canary_tripped",
+            DecisionKind::CanaryReadmitted => "canary_readmitted",
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::config::{BackendId, Pool, Snapshot};
 use crate::metrics::Metrics;
 use crate::stats::backend::{BackendStats, Observation};
 use crate::stats::live::{LiveState, ResolvedStats};
+use crate::stats::window::OutcomeSummary;
 use arc_swap::ArcSwap;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,8 @@ const DECISION_THRESHOLD: f64 = 0.01;
 /// A share moving more than this within `SWING_WINDOW` is a swing worth a warning.
 const SWING_THRESHOLD: f64 = 0.2;
 const SWING_WINDOW_MS: u64 = 5 * 60 * 1000;
+/// The span of the full outcome window (see `stats::backend`).
+const FULL_WINDOW_MS: u64 = 10_000;
 
 /// What the proxy reads per request, published as one unit so the snapshot,
 /// the stats handles and the weights always agree.
@@ -76,6 +79,8 @@ pub struct BackendInspection {
     pub drained: bool,
     /// (share, remaining ms) of an operator pin.
     pub pinned: Option<(f64, u64)>,
+    /// Remaining cool-down of an open canary breaker.
+    pub canary_breaker_open_for_ms: Option<u64>,
     /// Slow-start progress: `Some(0.0..1.0)` while ramping.
     pub slow_start_progress: Option<f64>,
     /// The inputs behind the last computed share.
@@ -98,6 +103,8 @@ struct BackendMemory {
     drained: bool,
     /// An operator pinned the share until a time: (share, until_ms).
     pinned: Option<(f64, u64)>,
+    /// A canary's open breaker: no traffic until then.
+    breaker_open_until_ms: Option<u64>,
     /// (when, share) the swing warning compares against.
     swing_reference: Option<(u64, f64)>,
 }
@@ -248,6 +255,7 @@ impl Engine {
         let observations: Vec<_> = stats.iter().map(|s| s.observe(now_ms)).collect();
         self.apply_outlier_ejection(pool, stats, memory, now_ms);
         self.note_health_changes(pool, stats, memory, now_ms);
+        self.apply_canary_breakers(pool, &observations, memory, now_ms);
 
         let mut inputs: Vec<BackendInput> = pool
             .backends
@@ -261,7 +269,8 @@ impl Engine {
                     eligible: backend.weight > 0
                         && mem.ejected_until_ms.is_none()
                         && !mem.unhealthy
-                        && !mem.drained,
+                        && !mem.drained
+                        && mem.breaker_open_until_ms.is_none(),
                     admitted_at_ms: mem.admitted_at_ms,
                     previous_share: mem.share,
                     observation: *observation,
@@ -277,6 +286,7 @@ impl Engine {
             }
         }
         let mut computed = compute_shares(&pool.policy, &inputs, now_ms);
+        self.apply_canary_bounds(pool, &mut computed);
         self.apply_pins(pool, memory, &mut computed, now_ms);
 
         let pool_rps: f64 = observations.iter().map(|o| o.outcomes.per_second()).sum();
@@ -424,21 +434,107 @@ impl Engine {
                 _ => {}
             }
         }
-        if pinned_total == 0.0 {
+        let fixed: Vec<Option<f64>> = pinned
+            .iter()
+            .zip(computed.iter())
+            .map(|(p, c)| p.then_some(c.share))
+            .collect();
+        fix_shares(computed, &fixed);
+    }
+
+    /// Keep healthy canaries between their floor and max share; the stable
+    /// backends share the rest in proportion.
+    fn apply_canary_bounds(&self, pool: &Pool, computed: &mut [Computed]) {
+        let stable_serving = pool
+            .backends
+            .iter()
+            .zip(computed.iter())
+            .any(|(b, c)| b.canary.is_none() && c.share > 0.0);
+        if !stable_serving {
             return;
         }
-        let free_total: f64 = computed
+        let fixed: Vec<Option<f64>> = pool
+            .backends
             .iter()
-            .zip(&pinned)
-            .filter(|(_, p)| !**p)
-            .map(|(c, _)| c.share)
-            .sum();
-        for (c, _) in computed.iter_mut().zip(&pinned).filter(|(_, p)| !**p) {
-            c.share = if free_total > 0.0 {
-                c.share * (1.0 - pinned_total) / free_total
-            } else {
-                0.0
+            .zip(computed.iter())
+            .map(|(b, c)| match &b.canary {
+                Some(policy) if c.share > 0.0 => Some(c.share.clamp(policy.floor, policy.max)),
+                _ => None,
+            })
+            .collect();
+        fix_shares(computed, &fixed);
+    }
+
+    /// Open a canary's breaker when its error rate passes `max_error_rate`
+    /// (over the last 2 s, or over 10 s once it has been back that long);
+    /// close it after the cool-down, re-admitting through slow start.
+    fn apply_canary_breakers(
+        &self,
+        pool: &Pool,
+        observations: &[Observation],
+        memory: &mut HashMap<BackendId, BackendMemory>,
+        now_ms: u64,
+    ) {
+        for (backend, observation) in pool.backends.iter().zip(observations) {
+            let Some(policy) = &backend.canary else {
+                continue;
             };
+            let mem = memory.entry(backend.id.clone()).or_default();
+            match mem.breaker_open_until_ms {
+                Some(until) if now_ms >= until => {
+                    mem.breaker_open_until_ms = None;
+                    mem.admitted_at_ms = Some(now_ms);
+                    self.record(
+                        pool,
+                        &backend.id,
+                        DecisionKind::CanaryReadmitted,
+                        0.0,
+                        0.0,
+                        now_ms,
+                        "canary breaker closed after cool-down; slow start begins".into(),
+                    );
+                }
+                Some(_) => {}
+                None => {
+                    let back_long_enough = mem
+                        .admitted_at_ms
+                        .is_none_or(|at| now_ms.saturating_sub(at) >= FULL_WINDOW_MS);
+                    let failing = |o: &OutcomeSummary| {
+                        o.total >= policy.min_requests && o.error_rate() > policy.max_error_rate
+                    };
+                    let window = if failing(&observation.recent_outcomes) {
+                        Some(observation.recent_outcomes)
+                    } else if back_long_enough && failing(&observation.outcomes) {
+                        Some(observation.outcomes)
+                    } else {
+                        None
+                    };
+                    let Some(window) = window else { continue };
+                    mem.breaker_open_until_ms = Some(now_ms + policy.cooldown.as_millis() as u64);
+                    let old = mem.share.unwrap_or(0.0);
+                    self.metrics
+                        .canary_trips
+                        .with_label_values(&[pool.name.as_str()])
+                        .inc();
+                    let reason = format!(
+                        "canary breaker opened: error rate {:.1}% over {} requests > {:.1}%; cool-down {:?}",
+                        window.error_rate() * 100.0,
+                        window.total,
+                        policy.max_error_rate * 100.0,
+                        policy.cooldown
+                    );
+                    tracing::warn!(pool = %pool.name, backend = %backend.id, "{reason}");
+                    self.record(
+                        pool,
+                        &backend.id,
+                        DecisionKind::CanaryTripped,
+                        old,
+                        0.0,
+                        now_ms,
+                        reason,
+                    );
+                }
+            }
         }
     }
 
@@ -479,6 +575,9 @@ impl Engine {
                                 .map(|until| until.saturating_sub(now_ms)),
                             times_ejected: mem.times_ejected,
                             drained: mem.drained,
+                            canary_breaker_open_for_ms: mem
+                                .breaker_open_until_ms
+                                .map(|until| until.saturating_sub(now_ms)),
                             pinned: mem
                                 .pinned
                                 .map(|(share, until)| (share, until.saturating_sub(now_ms))),
@@ -661,6 +760,29 @@ impl Engine {
 
 fn new_tickets(snapshot: &Snapshot) -> Arc<[AtomicU64]> {
     snapshot.pools.iter().map(|_| AtomicU64::new(0)).collect()
+}
+
+/// Set the `fixed` shares and scale every other eligible (non-zero) share so
+/// that all sum to 1.
+fn fix_shares(computed: &mut [Computed], fixed: &[Option<f64>]) {
+    let fixed_total: f64 = fixed.iter().flatten().sum();
+    if fixed_total == 0.0 && fixed.iter().all(Option::is_none) {
+        return;
+    }
+    let remaining = (1.0 - fixed_total).max(0.0);
+    let free_total: f64 = computed
+        .iter()
+        .zip(fixed)
+        .filter(|(_, f)| f.is_none())
+        .map(|(c, _)| c.share)
+        .sum();
+    for (c, f) in computed.iter_mut().zip(fixed) {
+        c.share = match f {
+            Some(share) => *share,
+            None if free_total > 0.0 => c.share * remaining / free_total,
+            None => 0.0,
+        };
+    }
 }
 
 /// Name the input that moved most between two computations.
@@ -900,5 +1022,117 @@ mod tests {
         );
         e.tick(1_100);
         assert!(!Arc::ptr_eq(&first, &e.state().load_full()));
+    }
+
+    /// A pool of two stable backends and a canary (index 2) with `policy`.
+    fn canary_engine(policy: &str) -> Engine {
+        let yaml = format!(
+            "listeners: [{{address: \"127.0.0.1:1\"}}]\npools:\n  p:\n    recompute_interval: 100ms\n    max_share: 1.0\n    slow_start: 10s\n    backends: [{{addr: \"127.0.0.1:9000\"}}, {{addr: \"127.0.0.1:9001\"}}, {{addr: \"127.0.0.1:9002\", canary: {policy}}}]\nroutes: [{{pool: p}}]\n"
+        );
+        let snapshot = Arc::new(crate::config::load_str(&yaml, Path::new(".")).unwrap());
+        Engine::new(
+            snapshot,
+            Arc::new(LiveState::new()),
+            Arc::new(DecisionLog::default()),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    /// `n` answers from `backend` at `now_ms` taking `latency_us`, `errors` of them failures.
+    fn answers(e: &Engine, backend: usize, now_ms: u64, n: u64, latency_us: u64, errors: u64) {
+        for k in 0..n {
+            if k < errors {
+                stats(e, backend).record_failure(now_ms, Some(latency_us));
+            } else {
+                stats(e, backend).record_success(now_ms, latency_us);
+            }
+        }
+    }
+
+    #[test]
+    fn a_healthy_canary_keeps_its_floor_even_when_slower() {
+        let e = canary_engine("{floor: 0.05, max: 0.25}");
+        let mut now = 1_000;
+        for _ in 0..30 {
+            answers(&e, 0, now, 20, 5_000, 0);
+            answers(&e, 1, now, 20, 5_000, 0);
+            answers(&e, 2, now, 20, 200_000, 0);
+            e.tick(now);
+            now += 100;
+        }
+        let out = shares(&e);
+        assert!(
+            (out[2] - 0.05).abs() < 1e-9,
+            "floor holds for a 40x slower canary: {out:?}"
+        );
+        assert!((out.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_faster_canary_grows_only_to_its_max() {
+        let e = canary_engine("{floor: 0.01, max: 0.25}");
+        let mut now = 1_000;
+        for _ in 0..30 {
+            answers(&e, 0, now, 20, 50_000, 0);
+            answers(&e, 1, now, 20, 50_000, 0);
+            answers(&e, 2, now, 20, 1_000, 0);
+            e.tick(now);
+            now += 100;
+        }
+        let out = shares(&e);
+        assert!((out[2] - 0.25).abs() < 1e-9, "capped at max: {out:?}");
+    }
+
+    #[test]
+    fn the_breaker_trips_on_an_error_burst_and_readmits_after_cool_down() {
+        let e = canary_engine(
+            "{floor: 0.05, max: 0.25, max_error_rate: 0.05, min_requests: 20, cooldown: 3s}",
+        );
+        let mut now = 1_000;
+        for _ in 0..20 {
+            answers(&e, 0, now, 20, 5_000, 0);
+            answers(&e, 1, now, 20, 5_000, 0);
+            answers(&e, 2, now, 10, 5_000, 0);
+            e.tick(now);
+            now += 100;
+        }
+        assert!(shares(&e)[2] >= 0.05);
+        // From now on, 10% of the canary's answers fail.
+        let burst_start = now;
+        let mut tripped_at = None;
+        while tripped_at.is_none() && now < burst_start + 5_000 {
+            answers(&e, 0, now, 20, 5_000, 0);
+            answers(&e, 1, now, 20, 5_000, 0);
+            answers(&e, 2, now, 10, 5_000, 1);
+            e.tick(now);
+            if shares(&e)[2] == 0.0 {
+                tripped_at = Some(now);
+            }
+            now += 100;
+        }
+        let tripped_at = tripped_at.expect("the breaker opened");
+        assert!(
+            tripped_at - burst_start <= 2_000,
+            "within 2 seconds: {} ms",
+            tripped_at - burst_start
+        );
+        assert_eq!(kinds(&e), vec![DecisionKind::CanaryTripped]);
+        assert_eq!(e.metrics.canary_trips.with_label_values(&["p"]).get(), 1);
+
+        e.tick(tripped_at + 2_900);
+        assert_eq!(shares(&e)[2], 0.0, "still cooling down");
+        e.tick(tripped_at + 3_000);
+        let back = shares(&e)[2];
+        assert!(
+            (0.05 - 1e-9..0.1).contains(&back),
+            "back at its floor, ramping: {back}"
+        );
+        assert_eq!(
+            kinds(&e),
+            vec![DecisionKind::CanaryTripped, DecisionKind::CanaryReadmitted]
+        );
+        // The errors of the burst are still in the 10 s window: they do not re-trip it.
+        e.tick(tripped_at + 3_100);
+        assert!(shares(&e)[2] > 0.0);
     }
 }

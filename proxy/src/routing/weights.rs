@@ -350,6 +350,7 @@ mod tests {
                     errors,
                     window_ms: 10_000,
                 },
+                recent_outcomes: OutcomeSummary::default(),
                 consecutive_failures: 0,
                 report: None,
             },

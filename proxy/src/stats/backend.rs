@@ -4,7 +4,8 @@
 //! - in-flight requests (a guard decrements on drop, whatever happens);
 //! - latency: a 10 s sliding window (p50/p99/mean) and EWMA / peak EWMA;
 //! - outcomes: a 10 s sliding window of successes and failures (5xx,
-//!   connect failures, timeouts, resets), giving error rate and requests/s;
+//!   connect failures, timeouts, resets), giving error rate and requests/s,
+//!   and a 2 s one that canary breakers watch;
 //! - consecutive failures, for outlier ejection;
 //! - the last `Server-Load` / ORCA report and when it arrived;
 //! - the verdict of active health checks (healthy until proven otherwise).
@@ -16,6 +17,9 @@ use std::sync::Arc;
 
 const WINDOW_SLOTS: usize = 10;
 const WINDOW_SLOT_MS: u64 = 1_000;
+/// The short outcome window canary breakers watch: 4 × 500 ms.
+const RECENT_SLOTS: usize = 4;
+const RECENT_SLOT_MS: u64 = 500;
 /// Time constant of the latency EWMAs.
 const EWMA_TAU_MS: u64 = 2_000;
 /// Stored in an f64 slot to mean "not reported".
@@ -73,6 +77,8 @@ pub struct Observation {
     pub ewma_us: Option<f64>,
     pub peak_ewma_us: Option<f64>,
     pub outcomes: OutcomeSummary,
+    /// Outcomes of the last 2 s only, to react to bursts.
+    pub recent_outcomes: OutcomeSummary,
     pub consecutive_failures: u32,
     pub report: Option<LastReport>,
 }
@@ -82,6 +88,7 @@ pub struct BackendStats {
     latency: LatencyWindow,
     ewma: LatencyEwma,
     outcomes: OutcomeWindow,
+    recent_outcomes: OutcomeWindow,
     consecutive_failures: AtomicU32,
     report: ReportCell,
     health: HealthCell,
@@ -125,6 +132,7 @@ impl BackendStats {
             latency: LatencyWindow::new(WINDOW_SLOTS, WINDOW_SLOT_MS),
             ewma: LatencyEwma::new(EWMA_TAU_MS),
             outcomes: OutcomeWindow::new(WINDOW_SLOTS, WINDOW_SLOT_MS),
+            recent_outcomes: OutcomeWindow::new(RECENT_SLOTS, RECENT_SLOT_MS),
             consecutive_failures: AtomicU32::new(0),
             report,
             health: HealthCell {
@@ -179,6 +187,7 @@ impl BackendStats {
         self.latency.record(now_ms, latency_us);
         self.ewma.record(now_ms, latency_us);
         self.outcomes.record(now_ms, true);
+        self.recent_outcomes.record(now_ms, true);
         self.consecutive_failures.store(0, Ordering::Relaxed);
     }
 
@@ -190,6 +199,7 @@ impl BackendStats {
             self.ewma.record(now_ms, latency_us);
         }
         self.outcomes.record(now_ms, false);
+        self.recent_outcomes.record(now_ms, false);
         self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -233,6 +243,7 @@ impl BackendStats {
             ewma_us: self.ewma.ewma_us(),
             peak_ewma_us: self.ewma.peak_us(now_ms),
             outcomes: self.outcomes.summary(now_ms),
+            recent_outcomes: self.recent_outcomes.summary(now_ms),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
             report: self.last_report(),
         }
