@@ -752,10 +752,6 @@ impl Engine {
             reason,
         });
     }
-
-    pub fn live(&self) -> &LiveState {
-        &self.live
-    }
 }
 
 fn new_tickets(snapshot: &Snapshot) -> Arc<[AtomicU64]> {
