@@ -442,6 +442,7 @@ regions:
 geo:
   client_region: [{{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}}, {{default: us-east}}]
   residency: [{{clients: [eu-west], allowed: [eu-west]}}]
+explain: {{trusted_peers: ["127.0.0.1"]}}
 pools:
   p:
     recompute_interval: 100ms
@@ -475,10 +476,55 @@ routes: [{{pool: p}}]
         );
     }
 
+    // Asked by a trusted peer, the response explains the decision.
+    let mut asked = from("us-west")(0, 0);
+    asked
+        .headers_mut()
+        .insert("x-ballast-debug", "1".parse().unwrap());
+    let explained = send(listen, asked).await;
+    let expected = format!(
+        "client_region=us-west; rule=local; backend=p/{}; share=",
+        west.addr
+    );
+    assert!(
+        explained
+            .header("x-ballast-decision")
+            .unwrap()
+            .starts_with(&expected),
+        "{:?}",
+        explained.headers
+    );
+    assert_eq!(
+        send(listen, from("us-west")(0, 0))
+            .await
+            .header("x-ballast-decision"),
+        None,
+        "only when asked"
+    );
+
     // us-east goes down: its clients spill to us-west without an error.
     east.stop();
     let out = drive(listen, 2, Duration::from_millis(800), 1000, from("us-east")).await;
     assert_eq!(out.count(200), out.total(), "{out:?}");
+    let mut asked = from("us-east")(0, 0);
+    asked
+        .headers_mut()
+        .insert("x-ballast-debug", "1".parse().unwrap());
+    let explained = send(listen, asked).await;
+    assert!(
+        explained
+            .header("x-ballast-decision")
+            .unwrap()
+            .contains("rule=fallback:us-east->us-west"),
+        "{:?}",
+        explained.headers
+    );
+    let logged = admin_decisions(admin, "request").await;
+    assert_eq!(
+        logged.len(),
+        2,
+        "explained requests are in the decision log: {logged:?}"
+    );
 
     // eu-west goes down: its fenced clients get a clear 503, never another region.
     eu.stop();

@@ -16,8 +16,9 @@
 //!
 //! Bodies stream through Pingora untouched.
 
-use crate::config::PoolId;
+use crate::config::{Explain, Pool, PoolId, RegionPlan};
 use crate::metrics::{status_class, Metrics};
+use crate::routing::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use crate::routing::engine::RoutingState;
 use crate::routing::geo::plan_for;
 use crate::routing::picker::{pick, Decision, RequestFacts, Unavailable};
@@ -42,6 +43,7 @@ const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const X_BALLAST_REASON: &str = "x-ballast-reason";
+const X_BALLAST_DECISION: &str = "x-ballast-decision";
 /// Longest client-supplied request id that is propagated as is.
 const MAX_REQUEST_ID_LEN: usize = 128;
 /// Connection failures retried on another backend per request.
@@ -54,6 +56,8 @@ pub struct BallastProxy {
     id_prefix: u64,
     id_counter: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Explained requests are recorded here.
+    decisions: Arc<DecisionLog>,
 }
 
 /// Counts a request as in flight from context creation until it is dropped.
@@ -73,12 +77,17 @@ impl Drop for InFlightGuard {
 }
 
 impl BallastProxy {
-    pub fn new(routing: Arc<ArcSwap<RoutingState>>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        routing: Arc<ArcSwap<RoutingState>>,
+        metrics: Arc<Metrics>,
+        decisions: Arc<DecisionLog>,
+    ) -> Self {
         Self {
             routing,
             id_prefix: rand::random(),
             id_counter: AtomicU64::new(0),
             metrics,
+            decisions,
         }
     }
 
@@ -152,6 +161,8 @@ pub struct RequestCtx {
     attempt: Option<Attempt>,
     /// Set when a residency fence left no backend: the client's region.
     fenced_region: Option<String>,
+    /// The `X-Ballast-Decision` text, when this request is explained.
+    explanation: Option<String>,
     _in_flight: InFlightGuard,
 }
 
@@ -244,6 +255,53 @@ fn status_for(error: &Error) -> (u16, &'static str) {
     }
 }
 
+/// Whether this request's decision should be explained: always, or when it
+/// carries the debug header and comes from a trusted peer.
+fn wants_explanation(explain: &Explain, session: &Session) -> bool {
+    explain.always
+        || (session
+            .req_header()
+            .headers
+            .contains_key(&explain.debug_header)
+            && session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .is_some_and(|a| {
+                    explain
+                        .trusted_peers
+                        .iter()
+                        .any(|net| net.contains(&a.ip()))
+                }))
+}
+
+/// `client_region=...; rule=...; backend=...; share=...; attempt=N`, where
+/// the rule is `pool` (no geo), `local`, `fallback:A->B`, `outside-plan:A->B`
+/// or `unregioned:A`.
+fn explain_pick(
+    pool: &Pool,
+    backend: usize,
+    placed: Option<(&str, &RegionPlan)>,
+    share: Option<f64>,
+    attempt: usize,
+) -> String {
+    let chosen = &pool.backends[backend];
+    let rule = match (placed, chosen.region.as_deref()) {
+        (None, _) => "pool".to_string(),
+        (Some((client, _)), Some(region)) if region == client => "local".to_string(),
+        (Some((client, plan)), Some(region)) if plan.order.iter().any(|r| r == region) => {
+            format!("fallback:{client}->{region}")
+        }
+        (Some((client, _)), Some(region)) => format!("outside-plan:{client}->{region}"),
+        (Some((client, _)), None) => format!("unregioned:{client}"),
+    };
+    format!(
+        "client_region={}; rule={rule}; backend={}; share={}; attempt={attempt}",
+        placed.map_or("-", |(client, _)| client),
+        chosen.id,
+        share.map_or("-".to_string(), |s| format!("{s:.3}")),
+    )
+}
+
 /// The metric label of a load-report parse failure.
 fn parse_error_label(error: ParseError) -> &'static str {
     match error {
@@ -286,6 +344,7 @@ impl ProxyHttp for BallastProxy {
             connect_retries: 0,
             attempt: None,
             fenced_region: None,
+            explanation: None,
             _in_flight: InFlightGuard::new(&self.metrics.in_flight),
         }
     }
@@ -375,6 +434,15 @@ impl ProxyHttp for BallastProxy {
             }
         };
         ctx.tried.push(backend);
+        if let Some(explain) = &routing.snapshot.explain {
+            if wants_explanation(explain, session) {
+                let pool = routing.snapshot.pool(pool_id);
+                let share = routing.weights[pool_id.0]
+                    .as_ref()
+                    .map(|w| w.shares[backend]);
+                ctx.explanation = Some(explain_pick(pool, backend, placed, share, ctx.tried.len()));
+            }
+        }
         let backend_stats = stats[backend].clone();
         ctx.attempt = Some(Attempt {
             _in_flight: backend_stats.start(),
@@ -469,6 +537,9 @@ impl ProxyHttp for BallastProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+        if let Some(explanation) = &ctx.explanation {
+            upstream_response.insert_header(X_BALLAST_DECISION, explanation.as_str())?;
+        }
         Ok(())
     }
 
@@ -572,6 +643,18 @@ impl ProxyHttp for BallastProxy {
             _ => "-",
         };
         let elapsed = ctx.started.elapsed();
+        if let Some(explanation) = &ctx.explanation {
+            self.decisions.record(RoutingDecision {
+                at: std::time::SystemTime::now(),
+                at_ms: clock::now_ms(),
+                pool: pool.to_string(),
+                backend: ctx.backend_id().to_string(),
+                kind: DecisionKind::Request,
+                old_share: 0.0,
+                new_share: 0.0,
+                reason: format!("{explanation}; status={status}"),
+            });
+        }
         self.metrics
             .requests
             .with_label_values(&[route, pool, ctx.backend_id(), status_class(status)])

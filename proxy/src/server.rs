@@ -219,15 +219,16 @@ impl ProxyServer {
         server.bootstrap();
 
         let metrics = Arc::new(Metrics::new());
+        let decisions = Arc::new(DecisionLog::default());
         let engine = Arc::new(Engine::new(
             snapshot.clone(),
             Arc::new(LiveState::new()),
-            Arc::new(DecisionLog::default()),
+            decisions.clone(),
             metrics.clone(),
         ));
         let mut proxy = pingora::proxy::http_proxy_service_with_name(
             &server.configuration,
-            BallastProxy::new(engine.state(), metrics.clone()),
+            BallastProxy::new(engine.state(), metrics.clone(), decisions),
             "ballast proxy",
         );
         for listener in &snapshot.listeners {

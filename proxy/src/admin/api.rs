@@ -168,6 +168,7 @@ fn parse_kind(text: &str) -> Option<DecisionKind> {
         DecisionKind::Override,
         DecisionKind::CanaryTripped,
         DecisionKind::CanaryReadmitted,
+        DecisionKind::Request,
     ]
     .into_iter()
     .find(|k| k.as_str() == text)
@@ -189,7 +190,7 @@ pub fn decisions(engine: &Engine, query: &str) -> Reply {
                 None => {
                     return json_error(
                         StatusCode::BAD_REQUEST,
-                        &format!("unknown kind \"{value}\" (share, ejected, readmitted, unhealthy, healthy, override, canary_tripped, canary_readmitted)"),
+                        &format!("unknown kind \"{value}\" (share, ejected, readmitted, unhealthy, healthy, override, canary_tripped, canary_readmitted, request)"),
                     )
                 }
             },

@@ -124,6 +124,7 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
     let pools = compile_pools(&mut c, &raw.pools);
     let routes = compile_routes(&mut c, &raw.routes, &pools);
     let geo = compile_geo(&mut c, &raw.regions, raw.geo.as_ref(), &pools);
+    let explain = raw.explain.as_ref().map(|e| compile_explain(&mut c, e));
 
     if let Some(admin) = &admin {
         if listeners.iter().any(|l| l.address == admin.address) {
@@ -142,6 +143,7 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
             routes,
             pools,
             geo,
+            explain,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }
@@ -1009,6 +1011,34 @@ fn compile_geo(
         })
         .collect();
     Some(Geo { rules, plans })
+}
+
+fn compile_explain(c: &mut Checker, raw: &RawExplain) -> Explain {
+    let debug_header = header_name(
+        c,
+        "explain.debug_header".into(),
+        raw.debug_header.as_deref(),
+        "x-ballast-debug",
+    );
+    let trusted_peers = raw
+        .trusted_peers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, net)| {
+            parse_net(net).or_else(|| {
+                c.error(
+                    format!("explain.trusted_peers[{i}]"),
+                    format!("invalid CIDR \"{net}\""),
+                );
+                None
+            })
+        })
+        .collect();
+    Explain {
+        always: raw.always.unwrap_or(false),
+        debug_header,
+        trusted_peers,
+    }
 }
 
 /// A CIDR, or a bare address meaning just that host.

@@ -36,6 +36,21 @@ pub struct RawConfig {
     pub regions: BTreeMap<String, RawRegion>,
     /// Where clients are, and where they may be served.
     pub geo: Option<RawGeo>,
+    /// Explaining routing decisions in a response header.
+    pub explain: Option<RawExplain>,
+}
+
+/// When responses carry `X-Ballast-Decision`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawExplain {
+    /// On every response (default false).
+    pub always: Option<bool>,
+    /// A request header that asks for the explanation (default X-Ballast-Debug)...
+    pub debug_header: Option<String>,
+    /// ...honoured only from these peers (CIDRs).
+    #[serde(default)]
+    pub trusted_peers: Vec<String>,
 }
 
 /// One region.

@@ -44,6 +44,16 @@ pub struct Snapshot {
     pub pools: Vec<Pool>,
     /// Client regions, fallbacks and fences; `None` when not configured.
     pub geo: Option<Geo>,
+    /// When to explain routing decisions; `None`: never.
+    pub explain: Option<Explain>,
+}
+
+/// When responses carry `X-Ballast-Decision`.
+#[derive(Debug, Clone)]
+pub struct Explain {
+    pub always: bool,
+    pub debug_header: http::HeaderName,
+    pub trusted_peers: Vec<ipnet::IpNet>,
 }
 
 /// How a client's region is found.

@@ -29,6 +29,8 @@ pub enum DecisionKind {
     CanaryTripped,
     /// A canary's breaker closed after the cool-down (slow start begins).
     CanaryReadmitted,
+    /// One explained request: where it went and why.
+    Request,
 }
 
 impl DecisionKind {
@@ -42,6 +44,7 @@ impl DecisionKind {
             DecisionKind::Override => "override",
             DecisionKind::CanaryTripped => "canary_tripped",
             DecisionKind::CanaryReadmitted => "canary_readmitted",
+            DecisionKind::Request => "request",
         }
     }
 }
