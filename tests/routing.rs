@@ -519,12 +519,15 @@ routes: [{{pool: p}}]
         "{:?}",
         explained.headers
     );
-    let logged = admin_decisions(admin, "request").await;
-    assert_eq!(
-        logged.len(),
-        2,
-        "explained requests are in the decision log: {logged:?}"
-    );
+    // Recorded as each request's handling ends, just after its response.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while admin_decisions(admin, "request").await.len() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "explained requests are in the decision log"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // eu-west goes down: its fenced clients get a clear 503, never another region.
     eu.stop();
