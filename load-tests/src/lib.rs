@@ -10,4 +10,5 @@ pub mod latency;
 mod load_report;
 pub mod origin;
 mod reset;
+pub mod scenario;
 mod stats;

@@ -1,0 +1,272 @@
+//! Configuration files for each contender, generated for one run: the same
+//! backends, weights and timeouts, written as each proxy expects them.
+//!
+//! How each concern is configured for each proxy is [`EQUIVALENCES`],
+//! which the report quotes.
+
+use super::contender::BallastMode;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The settings chosen to make the contenders comparable, as a Markdown
+/// table.
+pub const EQUIVALENCES: &str = "\
+| concern | Ballast | nginx | HAProxy |
+|---|---|---|---|
+| balancing | the run's `mode` (`max_share: 0.95`, other policy defaults) | weighted round robin | `balance leastconn` (weighted) |
+| weights | `capacity` (also the round-robin weight) | capacities ÷ their gcd | the same, at most 256 |
+| retries | `attempts: 2` (default; connect failures retried up to 3 times) | `proxy_next_upstream error timeout`, `proxy_next_upstream_tries 2` | `retries 1`, `option redispatch 1`, `retry-on conn-failure empty-response response-timeout` |
+| passive failure handling | 5 consecutive failures (5xx included) → ejected 30 s × n (default) | `max_fails=5 fail_timeout=30s` (errors and timeouts, not 5xx answers) | `observe layer7 error-limit 5 on-error mark-down` |
+| active health checks | `GET /healthz` every 2 s, 2 to fall, 2 to rise | none (not in open-source nginx) | `option httpchk GET /healthz`, `inter 2s fall 2 rise 2` |
+| upstream keep-alive | default pool (128 idle) | `keepalive 128`, HTTP/1.1 | `http-reuse always` |
+| timeouts | connect 1 s, read 5 s | connect 1 s, read 5 s | connect 1 s, server 5 s |
+| workers | `threads: 2` | 2 worker processes | `nbthread 2` |
+";
+
+/// Proxy worker threads (or processes) of every contender.
+pub const WORKERS: u32 = 2;
+/// The largest weight HAProxy accepts.
+const HAPROXY_MAX_WEIGHT: u64 = 256;
+
+/// A backend as the proxies see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub capacity: u64,
+    pub canary: bool,
+}
+
+/// Ballast's configuration: one pool holding every backend, one catch-all
+/// route.
+pub fn ballast_yaml(
+    mode: BallastMode,
+    listen: SocketAddr,
+    admin: SocketAddr,
+    upstreams: &[Upstream],
+) -> String {
+    let mut backends = String::new();
+    for upstream in upstreams {
+        let _ = writeln!(
+            backends,
+            "      - {{addr: \"{}\", capacity: {}, canary: {}}}",
+            upstream.addr, upstream.capacity, upstream.canary
+        );
+    }
+    format!(
+        r#"listeners:
+  - address: "{listen}"
+admin:
+  address: "{admin}"
+server:
+  threads: {WORKERS}
+  drain_timeout: 1s
+pools:
+  scenario:
+    mode: {mode}
+    max_share: 0.95
+    connect_timeout: 1s
+    read_timeout: 5s
+    health: {{check: http, path: /healthz, interval: 2s, healthy_after: 2, unhealthy_after: 2}}
+    backends:
+{backends}routes:
+  - name: all
+    match: {{}}
+    pool: scenario
+"#,
+        mode = mode.as_config(),
+    )
+}
+
+/// nginx's configuration, with every file it writes inside `dir` so that
+/// it runs without root (start it with `-p dir -e dir/error.log`).
+pub fn nginx_conf(dir: &Path, listen: SocketAddr, upstreams: &[Upstream]) -> String {
+    let dir = dir.display();
+    let weights = small_weights(&capacities(upstreams), u64::MAX);
+    let mut servers = String::new();
+    for (upstream, weight) in upstreams.iter().zip(weights) {
+        let _ = writeln!(
+            servers,
+            "        server {} weight={weight} max_fails=5 fail_timeout=30s;",
+            upstream.addr
+        );
+    }
+    format!(
+        r#"worker_processes {WORKERS};
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream scenario {{
+{servers}        keepalive 128;
+    }}
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://scenario;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 5s;
+            proxy_next_upstream error timeout;
+            proxy_next_upstream_tries 2;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// HAProxy's configuration (run it in the foreground with `-db`).
+pub fn haproxy_cfg(listen: SocketAddr, upstreams: &[Upstream]) -> String {
+    let weights = small_weights(&capacities(upstreams), HAPROXY_MAX_WEIGHT);
+    let mut servers = String::new();
+    for (index, (upstream, weight)) in upstreams.iter().zip(weights).enumerate() {
+        let _ = writeln!(
+            servers,
+            "    server b{index} {} weight {weight}",
+            upstream.addr
+        );
+    }
+    format!(
+        r#"global
+    nbthread {WORKERS}
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 5s
+    timeout check 1s
+    retries 1
+    option redispatch 1
+    retry-on conn-failure empty-response response-timeout
+    http-reuse always
+frontend scenario
+    bind {listen}
+    default_backend scenario
+backend scenario
+    balance leastconn
+    option httpchk GET /healthz
+    default-server check inter 2s fall 2 rise 2 observe layer7 error-limit 5 on-error mark-down
+{servers}"#
+    )
+}
+
+fn capacities(upstreams: &[Upstream]) -> Vec<u64> {
+    upstreams.iter().map(|u| u.capacity).collect()
+}
+
+/// The same proportions in small integers: divided by their greatest
+/// common divisor, then, if still above `max`, scaled down (at least 1).
+pub fn small_weights(capacities: &[u64], max: u64) -> Vec<u64> {
+    let divisor = capacities.iter().copied().fold(0, gcd).max(1);
+    let reduced: Vec<u64> = capacities.iter().map(|c| c / divisor).collect();
+    let largest = reduced.iter().copied().max().unwrap_or(1);
+    if largest <= max {
+        return reduced;
+    }
+    reduced
+        .iter()
+        .map(|&w| ((w as f64 * max as f64 / largest as f64).round() as u64).max(1))
+        .collect()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    match b {
+        0 => a,
+        _ => gcd(b, a % b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstreams() -> Vec<Upstream> {
+        vec![
+            Upstream {
+                addr: "127.0.0.1:9101".parse().unwrap(),
+                capacity: 1000,
+                canary: false,
+            },
+            Upstream {
+                addr: "127.0.0.1:9102".parse().unwrap(),
+                capacity: 200,
+                canary: true,
+            },
+        ]
+    }
+
+    fn listen() -> SocketAddr {
+        "127.0.0.1:8080".parse().unwrap()
+    }
+
+    #[test]
+    fn weights_keep_proportions_in_small_integers() {
+        assert_eq!(small_weights(&[1000, 200], 256), [5, 1]);
+        assert_eq!(small_weights(&[500, 500, 100], 256), [5, 5, 1]);
+        assert_eq!(small_weights(&[1000, 3], 256), [256, 1]);
+        assert_eq!(small_weights(&[997, 3], u64::MAX), [997, 3]);
+        assert_eq!(small_weights(&[0, 0], 256), [0, 0]);
+    }
+
+    #[test]
+    fn ballast_config_lists_every_backend_in_one_pool() {
+        let yaml = ballast_yaml(
+            BallastMode::Capacity,
+            listen(),
+            "127.0.0.1:9901".parse().unwrap(),
+            &upstreams(),
+        );
+        assert!(yaml.contains("    mode: capacity\n"));
+        assert!(yaml.contains(r#"  - address: "127.0.0.1:8080""#));
+        assert!(yaml.contains(r#"  address: "127.0.0.1:9901""#));
+        assert!(yaml.contains(r#"      - {addr: "127.0.0.1:9101", capacity: 1000, canary: false}"#));
+        assert!(yaml.contains(r#"      - {addr: "127.0.0.1:9102", capacity: 200, canary: true}"#));
+        assert!(yaml.ends_with("    pool: scenario\n"));
+    }
+
+    #[test]
+    fn nginx_config_keeps_every_path_in_its_directory() {
+        let conf = nginx_conf(Path::new("/tmp/run"), listen(), &upstreams());
+        for line in [
+            "pid /tmp/run/nginx.pid;",
+            "error_log /tmp/run/error.log warn;",
+            "proxy_temp_path /tmp/run/proxy;",
+            "server 127.0.0.1:9101 weight=5 max_fails=5 fail_timeout=30s;",
+            "server 127.0.0.1:9102 weight=1 max_fails=5 fail_timeout=30s;",
+            "keepalive 128;",
+            "listen 127.0.0.1:8080;",
+            "proxy_set_header Connection \"\";",
+            "proxy_next_upstream_tries 2;",
+        ] {
+            assert!(conf.contains(line), "missing {line:?} in\n{conf}");
+        }
+        assert_eq!(conf.matches('{').count(), conf.matches('}').count());
+    }
+
+    #[test]
+    fn haproxy_config_uses_leastconn_with_checks_and_weights() {
+        let cfg = haproxy_cfg(listen(), &upstreams());
+        for line in [
+            "    bind 127.0.0.1:8080\n",
+            "    balance leastconn\n",
+            "    option httpchk GET /healthz\n",
+            "    retries 1\n",
+            "    server b0 127.0.0.1:9101 weight 5\n",
+            "    server b1 127.0.0.1:9102 weight 1\n",
+        ] {
+            assert!(cfg.contains(line), "missing {line:?} in\n{cfg}");
+        }
+        assert!(cfg.contains("observe layer7 error-limit 5 on-error mark-down"));
+    }
+}

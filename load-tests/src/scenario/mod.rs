@@ -1,0 +1,29 @@
+//! Load-test scenarios: each one starts simulated origins and a proxy
+//! (Ballast in each routing mode, nginx and HAProxy when installed), drives
+//! bounded load through it on loopback, changes the origins' behaviour at
+//! scripted moments, and measures what clients saw.
+//!
+//! - [`plan`]: the scenarios (backends, scripted changes, tracked backend);
+//! - [`contender`]: the proxies compared; [`configs`]: their configurations;
+//! - [`runner`]: one scenario against one contender, using [`process`]
+//!   (the proxy as a child process), [`load`] (the open-loop client) and
+//!   [`published`] (Ballast's published shares, through [`fetch`]);
+//! - [`stats`], [`timeline`], [`analysis`]: percentiles, 1-s buckets,
+//!   convergence;
+//! - [`report`], [`chart`]: Markdown, CSV and PNG; [`checks`]: the quality
+//!   assertions of the quick pace.
+
+pub mod analysis;
+pub mod chart;
+pub mod checks;
+pub mod configs;
+pub mod contender;
+pub mod fetch;
+pub mod load;
+pub mod plan;
+pub mod process;
+pub mod published;
+pub mod report;
+pub mod runner;
+pub mod stats;
+pub mod timeline;

@@ -1,0 +1,438 @@
+//! The scenarios: which backends exist, how they behave at the start, what
+//! changes at which moment, and which backend the change is about.
+//!
+//! Times are offsets from the start of the load. A scenario is plain data;
+//! [`catalogue`] builds every scenario for a [`Pace`], and the quick pace
+//! keeps a subset with phases of at most 12 s.
+
+use crate::behaviour::{BehaviourUpdate, FailureMode, ServerLoadMode};
+use crate::latency::LatencyDistribution;
+use std::time::Duration;
+
+/// How long scenarios run: `Full` for the committed report, `Quick` for CI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    Full,
+    Quick,
+}
+
+/// One simulated origin behind the proxy.
+#[derive(Debug, Clone)]
+pub struct BackendSpec {
+    pub name: &'static str,
+    /// Mean latency; each request draws from a normal distribution with a
+    /// standard deviation of a tenth of it.
+    pub latency_ms: f64,
+    /// Requests per second it is sized for: ballast's `capacity`, and the
+    /// static weight of every round-robin contender.
+    pub capacity: u64,
+    pub canary: bool,
+    pub server_load: ServerLoadMode,
+}
+
+/// A behaviour change applied to one backend at a moment of the run.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub at: Duration,
+    pub backend: usize,
+    pub update: BehaviourUpdate,
+}
+
+/// A moment whose aftermath is measured: the phase from it to the next
+/// mark (or the end) is where convergence is looked for.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    pub at: Duration,
+    pub label: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Short name, used for files and `--scenario`.
+    pub key: &'static str,
+    pub title: &'static str,
+    pub story: String,
+    pub backends: Vec<BackendSpec>,
+    pub duration: Duration,
+    pub changes: Vec<Change>,
+    /// At least one; the first opens the "after the change" window.
+    pub marks: Vec<Mark>,
+    /// The backend the scenario is about (its share is tracked).
+    pub focus: usize,
+    /// Why the scenario cannot run yet, if it cannot.
+    pub pending: Option<&'static str>,
+}
+
+impl Scenario {
+    /// The phase after `mark`: from it to the next mark or the end.
+    pub fn phase(&self, mark: usize) -> (Duration, Duration) {
+        let end = self
+            .marks
+            .get(mark + 1)
+            .map_or(self.duration, |next| next.at);
+        (self.marks[mark].at, end)
+    }
+
+    pub fn focus_name(&self) -> &'static str {
+        self.backends[self.focus].name
+    }
+}
+
+/// Every scenario at `pace` (the quick pace keeps baseline, latency spike,
+/// failure and canary).
+pub fn catalogue(pace: Pace) -> Vec<Scenario> {
+    match pace {
+        Pace::Full => vec![
+            steady_baseline(pace),
+            latency_spike(pace),
+            path_failure(pace),
+            slow_degradation(),
+            flapping(),
+            canary_going_bad(pace),
+            reporter_goes_silent(),
+            regional_spillover(),
+        ],
+        Pace::Quick => vec![
+            steady_baseline(pace),
+            latency_spike(pace),
+            path_failure(pace),
+            canary_going_bad(pace),
+        ],
+    }
+}
+
+fn seconds(value: f64) -> Duration {
+    Duration::from_secs_f64(value)
+}
+
+fn by_pace(pace: Pace, full: f64, quick: f64) -> Duration {
+    match pace {
+        Pace::Full => seconds(full),
+        Pace::Quick => seconds(quick),
+    }
+}
+
+/// A normal distribution around `ms`, with a tenth of it as deviation.
+pub fn latency_around(ms: f64) -> LatencyDistribution {
+    LatencyDistribution::Normal {
+        mean: seconds(ms / 1000.0),
+        stddev: seconds(ms / 10_000.0),
+    }
+}
+
+fn backend(name: &'static str, latency_ms: f64, capacity: u64) -> BackendSpec {
+    BackendSpec {
+        name,
+        latency_ms,
+        capacity,
+        canary: false,
+        server_load: ServerLoadMode::Off,
+    }
+}
+
+fn set_latency(at: Duration, backend: usize, ms: f64) -> Change {
+    Change {
+        at,
+        backend,
+        update: BehaviourUpdate {
+            latency: Some(latency_around(ms)),
+            ..BehaviourUpdate::default()
+        },
+    }
+}
+
+fn mark(at: Duration, label: &'static str) -> Mark {
+    Mark { at, label }
+}
+
+fn steady_baseline(pace: Pace) -> Scenario {
+    Scenario {
+        key: "baseline",
+        title: "Steady asymmetric baseline",
+        story: "A big fast backend (5 ms, sized for 1000 req/s) beside a small slow one \
+                (40 ms, 200 req/s); nothing changes. Convergence is counted from the start."
+            .into(),
+        backends: vec![backend("big", 5.0, 1000), backend("small", 40.0, 200)],
+        duration: by_pace(pace, 12.0, 10.0),
+        changes: vec![],
+        marks: vec![mark(Duration::ZERO, "start")],
+        focus: 1,
+        pending: None,
+    }
+}
+
+fn latency_spike(pace: Pace) -> Scenario {
+    let at = by_pace(pace, 10.0, 6.0);
+    Scenario {
+        key: "spike",
+        title: "Sudden latency spike",
+        story: format!(
+            "Two equal backends (10 ms, 500 req/s each); `b` jumps to 80 ms at t={}s.",
+            at.as_secs()
+        ),
+        backends: vec![backend("a", 10.0, 500), backend("b", 10.0, 500)],
+        duration: by_pace(pace, 25.0, 18.0),
+        changes: vec![set_latency(at, 1, 80.0)],
+        marks: vec![mark(at, "spike")],
+        focus: 1,
+        pending: None,
+    }
+}
+
+/// At the quick pace the path stays down to the end: with the default
+/// 30 s ejection, a recovery would not show within 12 s.
+fn path_failure(pace: Pace) -> Scenario {
+    let failure = |at, mode| Change {
+        at,
+        backend: 1,
+        update: BehaviourUpdate {
+            failure: Some(mode),
+            ..BehaviourUpdate::default()
+        },
+    };
+    let down = by_pace(pace, 10.0, 6.0);
+    let mut changes = vec![failure(down, FailureMode::Reset)];
+    let mut marks = vec![mark(down, "down")];
+    let story = match pace {
+        Pace::Full => {
+            let back = seconds(30.0);
+            changes.push(failure(back, FailureMode::Healthy));
+            marks.push(mark(back, "back"));
+            format!(
+                "from t={}s and serves again from t={}s",
+                down.as_secs(),
+                back.as_secs()
+            )
+        }
+        Pace::Quick => format!("from t={}s to the end", down.as_secs()),
+    };
+    Scenario {
+        key: "failure",
+        title: "Complete failure of one path",
+        story: format!(
+            "Three equal backends (10 ms, 400 req/s each); `b` resets every connection \
+             (reads the request, then closes with a TCP RST) {story}."
+        ),
+        backends: vec![
+            backend("a", 10.0, 400),
+            backend("b", 10.0, 400),
+            backend("c", 10.0, 400),
+        ],
+        duration: by_pace(pace, 40.0, 18.0),
+        changes,
+        marks,
+        focus: 1,
+        pending: None,
+    }
+}
+
+/// Full pace only: latency of `b` climbs 10 → 100 ms in 0.5 s steps.
+fn slow_degradation() -> Scenario {
+    let (start, ramp) = (seconds(8.0), seconds(20.0));
+    let steps = 40;
+    let changes = (1..=steps)
+        .map(|step| {
+            let progress = f64::from(step) / f64::from(steps);
+            set_latency(start + ramp.mul_f64(progress), 1, 10.0 + 90.0 * progress)
+        })
+        .collect();
+    Scenario {
+        key: "degradation",
+        title: "Slow degradation (compressed)",
+        story: format!(
+            "Two equal backends (10 ms, 500 req/s each); from t={}s `b`'s latency climbs \
+             linearly to 100 ms over 20 s (a step every 0.5 s), then stays there.",
+            start.as_secs()
+        ),
+        backends: vec![backend("a", 10.0, 500), backend("b", 10.0, 500)],
+        duration: start + ramp + seconds(5.0),
+        changes,
+        marks: vec![mark(start, "ramp")],
+        focus: 1,
+        pending: None,
+    }
+}
+
+/// Full pace only: `b` alternates 80 ms / 10 ms every 2 s.
+fn flapping() -> Scenario {
+    let (start, duration) = (seconds(8.0), seconds(24.0));
+    let period = seconds(2.0);
+    let flips = ((duration - start).as_secs_f64() / period.as_secs_f64()) as u32;
+    let changes = (0..flips)
+        .map(|flip| {
+            let ms = if flip % 2 == 0 { 80.0 } else { 10.0 };
+            set_latency(start + period * flip, 1, ms)
+        })
+        .collect();
+    Scenario {
+        key: "flapping",
+        title: "Rapid flapping",
+        story: format!(
+            "Two equal backends (10 ms, 500 req/s each); from t={}s `b` alternates between \
+             80 ms and 10 ms every 2 s. A steady share is the goal: convergence means the \
+             share stopped swinging.",
+            start.as_secs()
+        ),
+        backends: vec![backend("a", 10.0, 500), backend("b", 10.0, 500)],
+        duration,
+        changes,
+        marks: vec![mark(start, "flapping")],
+        focus: 1,
+        pending: None,
+    }
+}
+
+fn canary_going_bad(pace: Pace) -> Scenario {
+    let at = by_pace(pace, 8.0, 6.0);
+    let canary = BackendSpec {
+        canary: true,
+        ..backend("canary", 10.0, 100)
+    };
+    Scenario {
+        key: "canary",
+        title: "Canary going bad",
+        story: format!(
+            "Two stable backends (10 ms, 500 req/s each) and a canary (10 ms, 100 req/s, \
+             `canary: true`: Ballast's default canary bounds and breaker); the canary answers \
+             30% of requests with 503 from t={}s.",
+            at.as_secs()
+        ),
+        backends: vec![
+            backend("stable-a", 10.0, 500),
+            backend("stable-b", 10.0, 500),
+            canary,
+        ],
+        duration: by_pace(pace, 20.0, 18.0),
+        changes: vec![Change {
+            at,
+            backend: 2,
+            update: BehaviourUpdate {
+                error_rate: Some(0.3),
+                ..BehaviourUpdate::default()
+            },
+        }],
+        marks: vec![mark(at, "errors")],
+        focus: 2,
+        pending: None,
+    }
+}
+
+/// Full pace only: `b` stops reporting `Server-Load` as it slows down.
+fn reporter_goes_silent() -> Scenario {
+    let at = seconds(10.0);
+    let reporting = |name| BackendSpec {
+        server_load: ServerLoadMode::Honest { capacity: 8 },
+        ..backend(name, 10.0, 500)
+    };
+    Scenario {
+        key: "silent",
+        title: "Reporter going silent",
+        story: format!(
+            "Two equal backends (10 ms, 500 req/s) that report `Server-Load` honestly: \
+             `util=<in flight / 8>, inflight=<n>, capacity=8` (8 concurrent slots, in the \
+             simulator's terms; Ballast reads `capacity` as requests/s). At t={}s `b` stops \
+             reporting and slows to 40 ms.",
+            at.as_secs()
+        ),
+        backends: vec![reporting("a"), reporting("b")],
+        duration: seconds(22.0),
+        changes: vec![Change {
+            at,
+            backend: 1,
+            update: BehaviourUpdate {
+                latency: Some(latency_around(40.0)),
+                server_load: Some(ServerLoadMode::Off),
+                ..BehaviourUpdate::default()
+            },
+        }],
+        marks: vec![mark(at, "silent")],
+        focus: 1,
+        pending: None,
+    }
+}
+
+/// Full pace only, and not run: load-driven spillover does not exist yet.
+fn regional_spillover() -> Scenario {
+    let at = seconds(10.0);
+    Scenario {
+        key: "spillover",
+        title: "Preferred region overloaded (spillover)",
+        story: format!(
+            "A preferred region (`near`, 10 ms, 300 req/s) and a remote one (`far`, 40 ms, \
+             1000 req/s); at t={}s `near` saturates (latency 150 ms, reports utilization 1.2). \
+             Expected: traffic stays in `near` up to its capacity and only the excess spills \
+             to `far`.",
+            at.as_secs()
+        ),
+        backends: vec![backend("near", 10.0, 300), backend("far", 40.0, 1000)],
+        duration: seconds(25.0),
+        changes: vec![Change {
+            at,
+            backend: 0,
+            update: BehaviourUpdate {
+                latency: Some(latency_around(150.0)),
+                server_load: Some(ServerLoadMode::Fixed {
+                    value: "1.2".into(),
+                }),
+                ..BehaviourUpdate::default()
+            },
+        }],
+        marks: vec![mark(at, "overload")],
+        focus: 0,
+        pending: Some(
+            "pending: needs regional spillover (regions and geo fallback exist, \
+             load-driven spillover between regions does not yet)",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_pace_keeps_four_scenarios_with_short_phases() {
+        let quick = catalogue(Pace::Quick);
+        let keys: Vec<_> = quick.iter().map(|s| s.key).collect();
+        assert_eq!(keys, ["baseline", "spike", "failure", "canary"]);
+        for scenario in &quick {
+            let mut bounds = vec![Duration::ZERO];
+            bounds.extend(scenario.marks.iter().map(|m| m.at));
+            bounds.push(scenario.duration);
+            for pair in bounds.windows(2) {
+                assert!(pair[1] - pair[0] <= seconds(12.0), "{}", scenario.key);
+            }
+        }
+    }
+
+    #[test]
+    fn full_scenarios_fit_in_a_minute_and_stay_consistent() {
+        for scenario in catalogue(Pace::Full) {
+            assert!(scenario.duration <= seconds(60.0), "{}", scenario.key);
+            assert!(scenario.focus < scenario.backends.len());
+            for change in &scenario.changes {
+                assert!(change.at < scenario.duration, "{}", scenario.key);
+                assert!(change.backend < scenario.backends.len());
+                change.update.validate().unwrap();
+            }
+            let (start, end) = scenario.phase(0);
+            assert!(start < end);
+        }
+    }
+
+    #[test]
+    fn degradation_ends_at_100_ms_and_flapping_alternates() {
+        let full = catalogue(Pace::Full);
+        let find = |key| full.iter().find(|s| s.key == key).unwrap();
+        let last = find("degradation").changes.last().unwrap().update.latency;
+        assert_eq!(last, Some(latency_around(100.0)));
+        let flips: Vec<_> = find("flapping")
+            .changes
+            .iter()
+            .map(|c| c.update.latency)
+            .collect();
+        assert_eq!(flips[0], Some(latency_around(80.0)));
+        assert_eq!(flips[1], Some(latency_around(10.0)));
+        assert_eq!(flips.len(), 8);
+    }
+}

@@ -1,0 +1,208 @@
+//! One run: a scenario against one contender. Starts the scenario's
+//! origins in-process and the proxy as a child process on loopback ports,
+//! drives the load, plays the scripted changes, samples Ballast's published
+//! shares, then stops everything.
+
+use super::configs::{self, Upstream};
+use super::contender::Contender;
+use super::load::{self, LoadPlan, Outcome};
+use super::plan::{Change, Scenario};
+use super::process::{ProxyProcess, Readiness};
+use super::published::{self, Sample};
+use crate::behaviour::BehaviourUpdate;
+use crate::origin::{self, OriginConfig, OriginHandle};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::process::Command;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Lead time between readiness and the first request.
+const LEAD: Duration = Duration::from_millis(200);
+
+/// What every run shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The `ballast` binary.
+    pub ballast: PathBuf,
+    /// Requests per second offered to the proxy.
+    pub rate: u32,
+    /// How long a request may take before the client gives up.
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+}
+
+/// What a run recorded.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub contender: Contender,
+    pub outcomes: Vec<Outcome>,
+    /// Ballast only; empty for the others.
+    pub published: Vec<Sample>,
+}
+
+/// Runs `scenario` against `contender`.
+pub async fn run(
+    scenario: &Scenario,
+    contender: Contender,
+    settings: &Settings,
+) -> Result<Run, String> {
+    let origins = start_origins(scenario).await?;
+    let upstreams: Vec<Upstream> = scenario
+        .backends
+        .iter()
+        .zip(&origins)
+        .map(|(spec, origin)| Upstream {
+            addr: origin.addr,
+            capacity: spec.capacity,
+            canary: spec.canary,
+        })
+        .collect();
+    let dir =
+        tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    let listen = free_port()?;
+    let (command, readiness, admin) = prepare(contender, dir.path(), listen, &upstreams, settings)?;
+    let proxy = ProxyProcess::start(command, &dir.path().join("proxy.log"), readiness).await?;
+
+    if let Some(admin) = admin {
+        let addrs: Vec<SocketAddr> = upstreams.iter().map(|u| u.addr).collect();
+        if let Err(error) = published::read_once(admin, &addrs).await {
+            proxy.stop().await;
+            return Err(format!(
+                "cannot read the published shares ({error}); is {} an older build?",
+                settings.ballast.display()
+            ));
+        }
+    }
+    let start = Instant::now() + LEAD;
+    let (stop_sampling, sampling_stopped) = watch::channel(false);
+    let sampler = admin.map(|admin| {
+        let addrs = upstreams.iter().map(|u| u.addr).collect();
+        tokio::spawn(published::sample(admin, addrs, start, sampling_stopped))
+    });
+    let script = tokio::spawn(play(scenario.changes.clone(), origins.clone(), start));
+    let plan = LoadPlan {
+        target: listen,
+        rate: settings.rate,
+        duration: scenario.duration,
+        timeout: settings.timeout,
+        max_in_flight: settings.max_in_flight,
+    };
+    let names: Vec<&str> = scenario.backends.iter().map(|b| b.name).collect();
+    let outcomes = load::drive(&plan, start, &names).await;
+    let _ = stop_sampling.send(true);
+    let published = match sampler {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let played = script
+        .await
+        .map_err(|e| format!("the script failed: {e}"))?;
+    proxy.stop().await;
+    played?;
+    Ok(Run {
+        contender,
+        outcomes,
+        published,
+    })
+}
+
+async fn start_origins(scenario: &Scenario) -> Result<Vec<Arc<OriginHandle>>, String> {
+    let mut origins = Vec::new();
+    for spec in &scenario.backends {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let origin = origin::spawn(loopback, OriginConfig::new(spec.name))
+            .await
+            .map_err(|e| format!("cannot start origin {}: {e}", spec.name))?;
+        let initial = BehaviourUpdate {
+            latency: Some(super::plan::latency_around(spec.latency_ms)),
+            server_load: Some(spec.server_load.clone()),
+            ..BehaviourUpdate::default()
+        };
+        origin
+            .update(initial)
+            .await
+            .map_err(|e| format!("origin {}: {e}", spec.name))?;
+        origins.push(Arc::new(origin));
+    }
+    Ok(origins)
+}
+
+/// The command that starts `contender`, when it is ready, and its admin
+/// address (Ballast only).
+fn prepare(
+    contender: Contender,
+    dir: &Path,
+    listen: SocketAddr,
+    upstreams: &[Upstream],
+    settings: &Settings,
+) -> Result<(Command, Readiness, Option<SocketAddr>), String> {
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map(|()| path)
+            .map_err(|e| format!("cannot write {name}: {e}"))
+    };
+    match contender {
+        Contender::Ballast(mode) => {
+            let admin = free_port()?;
+            let config = write(
+                "ballast.yaml",
+                configs::ballast_yaml(mode, listen, admin, upstreams),
+            )?;
+            let mut command = Command::new(&settings.ballast);
+            command
+                .args(["--log-level", "warn", "run", "-c"])
+                .arg(config);
+            let ready = format!("http://{admin}/readyz")
+                .parse()
+                .map_err(|e| format!("readiness URI: {e}"))?;
+            Ok((command, Readiness::Http(ready), Some(admin)))
+        }
+        Contender::Nginx => {
+            let config = write("nginx.conf", configs::nginx_conf(dir, listen, upstreams))?;
+            let mut command = Command::new("nginx");
+            command
+                .arg("-p")
+                .arg(dir)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .arg("-c")
+                .arg(config)
+                .args(["-g", "daemon off;"]);
+            Ok((command, Readiness::Listening(listen), None))
+        }
+        Contender::Haproxy => {
+            let config = write("haproxy.cfg", configs::haproxy_cfg(listen, upstreams))?;
+            let mut command = Command::new("haproxy");
+            command.arg("-db").arg("-f").arg(config);
+            Ok((command, Readiness::Listening(listen), None))
+        }
+    }
+}
+
+/// Applies each change at its moment.
+async fn play(
+    changes: Vec<Change>,
+    origins: Vec<Arc<OriginHandle>>,
+    start: Instant,
+) -> Result<(), String> {
+    for change in changes {
+        tokio::time::sleep_until(start + change.at).await;
+        let origin = &origins[change.backend];
+        origin
+            .update(change.update)
+            .await
+            .map_err(|e| format!("cannot change origin {}: {e}", origin.name()))?;
+    }
+    Ok(())
+}
+
+/// A loopback address with a port free at the moment of asking.
+fn free_port() -> Result<SocketAddr, String> {
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
