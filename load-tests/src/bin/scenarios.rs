@@ -94,10 +94,20 @@ fn run(cli: Cli) -> Result<bool, String> {
         max_in_flight: MAX_IN_FLIGHT,
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start tokio: {e}"))?;
-    let results: Vec<ScenarioResults> = scenarios
-        .into_iter()
-        .map(|scenario| runtime.block_on(run_scenario(scenario, &contenders, &settings)))
-        .collect();
+    let suite = async {
+        let mut results = Vec::new();
+        for scenario in scenarios {
+            results.push(run_scenario(scenario, &contenders, &settings).await);
+        }
+        results
+    };
+    // On Ctrl-C the suite is dropped, which stops every proxy it started.
+    let results: Vec<ScenarioResults> = runtime.block_on(async {
+        tokio::select! {
+            results = suite => Ok(results),
+            _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+        }
+    })?;
     let checks: Vec<Check> = match pace {
         Pace::Quick => quick_checks(&results),
         Pace::Full => Vec::new(),
@@ -117,6 +127,7 @@ fn run(cli: Cli) -> Result<bool, String> {
         max_in_flight: MAX_IN_FLIGHT,
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
         versions,
+        source: source_revision(),
         skipped,
         elapsed: began.elapsed(),
     };
@@ -139,7 +150,10 @@ fn run(cli: Cli) -> Result<bool, String> {
     println!("\n{}", report::markdown_tables(&results));
     for check in &checks {
         let verdict = if check.passed { "PASS" } else { "FAIL" };
-        println!("{verdict}: {} — {}", check.name, check.measured);
+        println!(
+            "{verdict}: {}: {} — {}",
+            check.scenario, check.name, check.measured
+        );
     }
     println!("report: {}", report_path.display());
     let passed = checks.iter().all(|c| c.passed);
@@ -234,6 +248,22 @@ fn ballast_binary(given: Option<PathBuf>) -> Result<PathBuf, String> {
             path.display()
         )),
     }
+}
+
+/// The workspace's git revision (`-dirty` with local changes), if known.
+fn source_revision() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "describe",
+            "--always",
+            "--dirty",
+        ])
+        .output()
+        .ok()?;
+    let revision = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    (output.status.success() && !revision.is_empty()).then_some(revision)
 }
 
 /// Today's date (UTC) as YYYY-MM-DD.

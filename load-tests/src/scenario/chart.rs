@@ -70,20 +70,39 @@ fn draw_chart(result: &ScenarioResults, path: &Path) -> DrawResult {
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let scenario = &result.scenario;
-    let root = root.titled(
-        &format!(
-            "{} — share per backend (solid: observed by the client, dashed: published by Ballast)",
-            scenario.title
-        ),
-        (FONT, 24),
-    )?;
-    let (top, bottom) = root.split_vertically(560);
+    let root = root.titled(scenario.title, (FONT, 26))?;
+    let (legend, rest) = root.split_vertically(36);
+    backend_legend(&legend, result)?;
+    let (top, bottom) = rest.split_vertically(530);
     let panels = top.split_evenly((1, result.analyses.len().max(1)));
-    for (index, (panel, analysis)) in panels.iter().zip(&result.analyses).enumerate() {
-        share_panel(panel, result, analysis, index == 0)?;
+    for (panel, analysis) in panels.iter().zip(&result.analyses) {
+        share_panel(panel, result, analysis)?;
     }
     latency_panel(&bottom, result)?;
     root.present()?;
+    Ok(())
+}
+
+/// One line per backend colour, and how to read the lines.
+fn backend_legend(
+    area: &DrawingArea<BitMapBackend, Shift>,
+    result: &ScenarioResults,
+) -> DrawResult {
+    let style: TextStyle = (FONT, 17).into();
+    let mut x = 60;
+    for (backend, spec) in result.scenario.backends.iter().enumerate() {
+        let colour = BACKEND_COLOURS[backend % BACKEND_COLOURS.len()];
+        area.draw(&PathElement::new(
+            vec![(x, 18), (x + 30, 18)],
+            colour.stroke_width(3),
+        ))?;
+        area.draw(&Text::new(spec.name, (x + 38, 9), style.clone()))?;
+        let (width, _) = area.estimate_text_size(spec.name, &style)?;
+        x += 38 + i32::try_from(width).unwrap_or(0) + 30;
+    }
+    let note = "share of requests per second: solid as observed by the client (x-origin), \
+                dashed as published by Ballast";
+    area.draw(&Text::new(note, (x + 20, 9), style.color(&BLACK.mix(0.7))))?;
     Ok(())
 }
 
@@ -91,7 +110,6 @@ fn share_panel(
     area: &DrawingArea<BitMapBackend, Shift>,
     result: &ScenarioResults,
     analysis: &Analysis,
-    with_legend: bool,
 ) -> DrawResult {
     let scenario = &result.scenario;
     let duration = scenario.duration.as_secs_f64();
@@ -112,7 +130,7 @@ fn share_panel(
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     draw_marks(&mut chart, result, 100.0)?;
-    for (backend, spec) in scenario.backends.iter().enumerate() {
+    for backend in 0..scenario.backends.len() {
         let colour = BACKEND_COLOURS[backend % BACKEND_COLOURS.len()];
         let observed = analysis
             .seconds
@@ -123,12 +141,7 @@ fn share_panel(
                     .share(backend)
                     .map(|share| (second as f64 + 0.5, share * 100.0))
             });
-        let series = chart.draw_series(LineSeries::new(observed, colour.stroke_width(2)))?;
-        if with_legend {
-            series.label(spec.name).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
-            });
-        }
+        chart.draw_series(LineSeries::new(observed, colour.stroke_width(2)))?;
         let published: Vec<(f64, f64)> = analysis
             .published
             .iter()
@@ -145,15 +158,6 @@ fn share_panel(
                 colour.stroke_width(1),
             ))?;
         }
-    }
-    if with_legend {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
     }
     Ok(())
 }

@@ -12,13 +12,15 @@ const ROUND_ROBIN: Contender = Contender::Ballast(BallastMode::RoundRobin);
 /// One assertion and what was measured for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
+    /// The scenario it is about.
+    pub scenario: &'static str,
     pub name: String,
     pub measured: String,
     pub passed: bool,
 }
 
-/// The assertions of the quick pace over `results`. A value that could not
-/// be measured fails its check.
+/// The assertions of the quick pace about the scenarios in `results`. A
+/// value that could not be measured fails its check.
 pub fn quick_checks(results: &[ScenarioResults]) -> Vec<Check> {
     let find = |key: &str, contender: Contender| -> Option<&Analysis> {
         results
@@ -39,26 +41,30 @@ pub fn quick_checks(results: &[ScenarioResults]) -> Vec<Check> {
     // Capacity mode follows the configured capacities (1000 : 200).
     let capacity_share = 100.0 * 200.0 / 1200.0;
     checks.push(below(
-        "baseline: ballast capacity, |share of `small` − 16.7%| < 4 points",
+        "baseline",
+        "ballast capacity, |share of `small` − 16.7%| < 4 points",
         "points",
         focus_after("baseline", CAPACITY).map(|share| (share - capacity_share).abs()),
         Some(4.0),
     ));
     // A latency spike: the latency mode moves traffic off the slow path.
     checks.push(below(
-        "spike: ballast latency, share of the spiked backend (last 5 s) < 25%",
+        "spike",
+        "ballast latency, share of the spiked backend (last 5 s) < 25%",
         "%",
         focus_after("spike", LATENCY),
         Some(25.0),
     ));
     checks.push(below(
-        "spike: ballast latency p99 after the spike < round_robin's",
+        "spike",
+        "ballast latency p99 after the spike < round_robin's",
         "ms",
         after("spike", LATENCY).map(|s| s.p99),
         after("spike", ROUND_ROBIN).map(|s| s.p99),
     ));
     checks.push(below(
-        "spike: ballast latency mean latency after the spike < 0.75 × round_robin's",
+        "spike",
+        "ballast latency mean latency after the spike < 0.75 × round_robin's",
         "ms",
         after("spike", LATENCY).map(|s| s.mean),
         after("spike", ROUND_ROBIN).map(|s| 0.75 * s.mean),
@@ -66,10 +72,8 @@ pub fn quick_checks(results: &[ScenarioResults]) -> Vec<Check> {
     // A dead path: GETs are retried elsewhere, then the path is ejected.
     for contender in [LATENCY, CAPACITY, ROUND_ROBIN] {
         checks.push(below(
-            &format!(
-                "failure: {} error rate while a path is down < 1%",
-                contender.label()
-            ),
+            "failure",
+            &format!("{} error rate while a path is down < 1%", contender.label()),
             "%",
             after("failure", contender).map(|s| percent(s.error_rate())),
             Some(1.0),
@@ -77,13 +81,15 @@ pub fn quick_checks(results: &[ScenarioResults]) -> Vec<Check> {
     }
     // A canary going bad is cut off by its breaker, in about a second.
     checks.push(below(
-        "canary: ballast latency, canary's share (last 5 s) < 1%",
+        "canary",
+        "ballast latency, canary's share (last 5 s) < 1%",
         "%",
         focus_after("canary", LATENCY),
         Some(1.0),
     ));
     checks.push(below(
-        "canary: ballast latency, seconds until the canary's share settles < 3",
+        "canary",
+        "ballast latency, seconds until the canary's share settles < 3",
         "s",
         find("canary", LATENCY)
             .and_then(|a| a.convergence.first().copied().flatten())
@@ -92,15 +98,14 @@ pub fn quick_checks(results: &[ScenarioResults]) -> Vec<Check> {
     ));
     for contender in [LATENCY, CAPACITY] {
         checks.push(below(
-            &format!(
-                "canary: {} error rate after the change < 1%",
-                contender.label()
-            ),
+            "canary",
+            &format!("{} error rate after the change < 1%", contender.label()),
             "%",
             after("canary", contender).map(|s| percent(s.error_rate())),
             Some(1.0),
         ));
     }
+    checks.retain(|check| results.iter().any(|r| r.scenario.key == check.scenario));
     checks
 }
 
@@ -109,14 +114,22 @@ fn percent(fraction: f64) -> f64 {
 }
 
 /// Passes when `value < limit`.
-fn below(name: &str, unit: &str, value: Option<f64>, limit: Option<f64>) -> Check {
+fn below(
+    scenario: &'static str,
+    name: &str,
+    unit: &str,
+    value: Option<f64>,
+    limit: Option<f64>,
+) -> Check {
     match (value, limit) {
         (Some(value), Some(limit)) => Check {
+            scenario,
             name: name.to_string(),
             measured: format!("{value:.2} {unit} (limit {limit:.2} {unit})"),
             passed: value < limit,
         },
         _ => Check {
+            scenario,
             name: name.to_string(),
             measured: "not measured".into(),
             passed: false,
@@ -127,24 +140,31 @@ fn below(name: &str, unit: &str, value: Option<f64>, limit: Option<f64>) -> Chec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::plan::{catalogue, Pace};
 
     #[test]
     fn below_compares_and_fails_what_was_not_measured() {
-        assert!(below("x", "ms", Some(1.0), Some(2.0)).passed);
-        assert!(!below("x", "ms", Some(2.0), Some(2.0)).passed);
-        let missing = below("x", "ms", None, Some(2.0));
+        assert!(below("s", "x", "ms", Some(1.0), Some(2.0)).passed);
+        assert!(!below("s", "x", "ms", Some(2.0), Some(2.0)).passed);
+        let missing = below("s", "x", "ms", None, Some(2.0));
         assert!(!missing.passed);
         assert_eq!(missing.measured, "not measured");
         assert_eq!(
-            below("x", "%", Some(0.5), Some(1.0)).measured,
+            below("s", "x", "%", Some(0.5), Some(1.0)).measured,
             "0.50 % (limit 1.00 %)"
         );
     }
 
     #[test]
-    fn missing_results_fail_every_check() {
-        let checks = quick_checks(&[]);
+    fn checks_cover_the_scenarios_run_and_fail_missing_contenders() {
+        assert!(quick_checks(&[]).is_empty());
+        let canary = ScenarioResults {
+            scenario: catalogue(Pace::Quick).swap_remove(3),
+            analyses: vec![],
+            failures: vec!["ballast latency: failed to run".into()],
+        };
+        let checks = quick_checks(&[canary]);
         assert!(!checks.is_empty());
-        assert!(checks.iter().all(|c| !c.passed));
+        assert!(checks.iter().all(|c| c.scenario == "canary" && !c.passed));
     }
 }

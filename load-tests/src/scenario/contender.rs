@@ -89,8 +89,9 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// `program version`, as the program itself reports it (first line of
-/// `--version` / `-v`, whichever stream it uses).
+/// `program version`, from the first line the program prints for
+/// `--version` (Ballast) or `-v` (nginx, HAProxy), without their prefixes
+/// and suffixes.
 pub fn version(program: &Path) -> String {
     let name = program.file_name().map_or_else(
         || program.display().to_string(),
@@ -106,7 +107,38 @@ pub fn version(program: &Path) -> String {
             String::from_utf8_lossy(&text)
                 .lines()
                 .next()
-                .map(str::to_string)
+                .map(tidy_version)
         });
     reported.unwrap_or_else(|| format!("{name} (version unknown)"))
+}
+
+/// `nginx version: nginx/1.22.1` → `nginx/1.22.1`;
+/// `HAProxy version 2.6.12 2023/01/01 - https://haproxy.org/` →
+/// `HAProxy version 2.6.12 2023/01/01`.
+fn tidy_version(line: &str) -> String {
+    let line = line.trim_start_matches("nginx version: ");
+    line.split(" - ").next().unwrap_or(line).trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_lose_their_decorations() {
+        assert_eq!(tidy_version("nginx version: nginx/1.22.1"), "nginx/1.22.1");
+        assert_eq!(
+            tidy_version("HAProxy version 2.6.12-1 2026/10/17 - https://haproxy.org/"),
+            "HAProxy version 2.6.12-1 2026/10/17"
+        );
+        assert_eq!(tidy_version("ballast 0.1.0"), "ballast 0.1.0");
+    }
+
+    #[test]
+    fn the_quick_pace_runs_ballast_only() {
+        let (chosen, skipped) = contenders(Pace::Quick);
+        assert_eq!(chosen.len(), 3);
+        assert!(chosen.iter().all(|c| c.program().is_none()));
+        assert!(skipped.is_empty());
+    }
 }

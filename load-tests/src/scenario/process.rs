@@ -1,6 +1,8 @@
 //! The proxy under test as a child process: started with its output in a
 //! log file, awaited until ready, stopped with SIGTERM (SIGKILL if it
-//! lingers). The child is killed if the handle is dropped unstopped.
+//! lingers). A handle dropped without being stopped (an error, Ctrl-C)
+//! sends SIGTERM, which every contender answers by exiting (nginx's master
+//! takes its workers down with it, which SIGKILL would not do).
 
 use super::fetch::Fetcher;
 use http::Uri;
@@ -51,7 +53,6 @@ impl ProxyProcess {
             .stdin(Stdio::null())
             .stdout(output)
             .stderr(errors)
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start {:?}: {e}", command.as_std().get_program()))?;
         let mut process = Self {
@@ -91,14 +92,22 @@ impl ProxyProcess {
 
     /// SIGTERM, then SIGKILL if it has not exited within [`EXIT_WITHIN`].
     pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
+        self.terminate();
         if tokio::time::timeout(EXIT_WITHIN, self.child.wait())
             .await
             .is_err()
         {
             let _ = self.child.kill().await;
+        }
+    }
+
+    /// SIGTERM, unless it has already exited.
+    fn terminate(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
     }
 
@@ -111,5 +120,11 @@ impl ProxyProcess {
             true => String::new(),
             false => format!("; its output ends with:\n  {tail}"),
         }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.terminate();
     }
 }

@@ -29,6 +29,8 @@ pub struct RunInfo {
     pub cpus: usize,
     /// `name version` of each program used.
     pub versions: Vec<String>,
+    /// The workspace's revision.
+    pub source: Option<String>,
     /// Contenders skipped, with why.
     pub skipped: Vec<String>,
     pub elapsed: Duration,
@@ -44,8 +46,12 @@ pub fn markdown(info: &RunInfo, results: &[ScenarioResults], checks: &[Check]) -
         out,
         "# Ballast load-test scenarios\n\n\
          Measured {date} on a {cpus}-CPU machine ({pace} pace, {elapsed:.0} s in all), \
-         with {versions}.\n\n",
+         with {versions}{source}.\n\n",
         date = info.date,
+        source = info
+            .source
+            .as_ref()
+            .map_or(String::new(), |rev| format!("; workspace at `{rev}`")),
         cpus = info.cpus,
         elapsed = info.elapsed.as_secs_f64(),
         versions = info.versions.join(", "),
@@ -93,7 +99,11 @@ pub fn markdown(info: &RunInfo, results: &[ScenarioResults], checks: &[Check]) -
         out.push_str("## Quality checks\n\n| check | measured | result |\n|---|---|---|\n");
         for check in checks {
             let verdict = if check.passed { "PASS" } else { "**FAIL**" };
-            let _ = writeln!(out, "| {} | {} | {verdict} |", check.name, check.measured);
+            let _ = writeln!(
+                out,
+                "| {}: {} | {} | {verdict} |",
+                check.scenario, check.name, check.measured
+            );
         }
         out.push('\n');
     }
@@ -322,17 +332,22 @@ mod tests {
             max_in_flight: 64,
             cpus: 2,
             versions: vec!["ballast 0.1.0".into()],
+            source: Some("abc1234".into()),
             skipped: vec![],
             elapsed: Duration::from_secs(12),
         };
         let checks = [Check {
+            scenario: "baseline",
             name: "a check".into(),
             measured: "1 < 2".into(),
             passed: true,
         }];
         let text = markdown(&info, &[results()], &checks);
-        assert!(text.contains("Measured 2026-01-02 on a 2-CPU machine (quick pace, 12 s in all)"));
-        assert!(text.contains("| a check | 1 < 2 | PASS |"));
+        assert!(text.contains(
+            "Measured 2026-01-02 on a 2-CPU machine (quick pace, 12 s in all), \
+             with ballast 0.1.0; workspace at `abc1234`."
+        ));
+        assert!(text.contains("| baseline: a check | 1 < 2 | PASS |"));
         assert!(text.contains("![baseline](baseline.png)"));
         assert!(
             text.contains("| ballast latency | 100 / 100 | 0.0 / 0.0 | 5.0 / 40.0 / 40.0 |"),

@@ -6,7 +6,7 @@
 use super::configs::{self, Upstream};
 use super::contender::Contender;
 use super::load::{self, LoadPlan, Outcome};
-use super::plan::{Change, Scenario};
+use super::plan::{latency_around, Change, Scenario};
 use super::process::{ProxyProcess, Readiness};
 use super::published::{self, Sample};
 use crate::behaviour::BehaviourUpdate;
@@ -21,6 +21,9 @@ use tokio::time::Instant;
 
 /// Lead time between readiness and the first request.
 const LEAD: Duration = Duration::from_millis(200);
+
+/// How long the scripted changes may still take once the load is over.
+const SCRIPT_GRACE: Duration = Duration::from_secs(5);
 
 /// What every run shares.
 #[derive(Debug, Clone)]
@@ -82,7 +85,7 @@ pub async fn run(
         let addrs = upstreams.iter().map(|u| u.addr).collect();
         tokio::spawn(published::sample(admin, addrs, start, sampling_stopped))
     });
-    let script = tokio::spawn(play(scenario.changes.clone(), origins.clone(), start));
+    let mut script = tokio::spawn(play(scenario.changes.clone(), origins.clone(), start));
     let plan = LoadPlan {
         target: listen,
         rate: settings.rate,
@@ -97,9 +100,16 @@ pub async fn run(
         Some(task) => task.await.unwrap_or_default(),
         None => Vec::new(),
     };
-    let played = script
-        .await
-        .map_err(|e| format!("the script failed: {e}"))?;
+    // Every change is due before the load ends; an update still pending
+    // now is stuck.
+    let played = match tokio::time::timeout(SCRIPT_GRACE, &mut script).await {
+        Ok(Ok(played)) => played,
+        Ok(Err(e)) => Err(format!("the script failed: {e}")),
+        Err(_) => {
+            script.abort();
+            Err("a scripted change did not complete".to_string())
+        }
+    };
     proxy.stop().await;
     played?;
     Ok(Run {
@@ -117,7 +127,7 @@ async fn start_origins(scenario: &Scenario) -> Result<Vec<Arc<OriginHandle>>, St
             .await
             .map_err(|e| format!("cannot start origin {}: {e}", spec.name))?;
         let initial = BehaviourUpdate {
-            latency: Some(super::plan::latency_around(spec.latency_ms)),
+            latency: Some(latency_around(spec.latency_ms)),
             server_load: Some(spec.server_load.clone()),
             ..BehaviourUpdate::default()
         };
