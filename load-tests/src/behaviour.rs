@@ -66,23 +66,25 @@ pub enum FailureMode {
 pub enum ServerLoadMode {
     /// No report.
     Off,
-    /// `Server-Load: util=<in_flight/capacity>, inflight=<n>, capacity=<c>`,
-    /// from the requests in flight at the origin when it answers.
-    Honest { capacity: u64 },
+    /// `Server-Load: util=<in_flight/slots>, inflight=<n>, capacity=<c>`,
+    /// from the requests in flight at the origin when it answers, for an
+    /// origin that serves `slots` requests at once: `c` is the requests/s
+    /// that sustains, `slots / mean latency` (at least 1).
+    Honest { slots: u64 },
     /// `Server-Load: <value>`, whatever the real load: an origin that lies.
     Fixed { value: String },
-    /// `endpoint-load-metrics: TEXT cpu_utilization=<in_flight/capacity>,
+    /// `endpoint-load-metrics: TEXT cpu_utilization=<in_flight/slots>,
     /// rps_fractional=<requests/s>, eps=<errors/s>`, measured by the origin.
-    Orca { capacity: u64 },
+    Orca { slots: u64 },
 }
 
 impl ServerLoadMode {
     fn validate(&self) -> Result<(), String> {
         match self {
             Self::Off => Ok(()),
-            Self::Honest { capacity } | Self::Orca { capacity } => match *capacity >= 1 {
+            Self::Honest { slots } | Self::Orca { slots } => match *slots >= 1 {
                 true => Ok(()),
-                false => Err("server_load.capacity must be at least 1".to_string()),
+                false => Err("server_load.slots must be at least 1".to_string()),
             },
             Self::Fixed { value } => match HeaderValue::from_str(value) {
                 Ok(_) => Ok(()),
@@ -175,7 +177,7 @@ mod tests {
                 "error_rate": 0.25,
                 "error_status": 502,
                 "failure": "hang",
-                "server_load": {"mode": "honest", "capacity": 8},
+                "server_load": {"mode": "honest", "slots": 8},
                 "healthy": false
             }"#,
         )
@@ -193,7 +195,7 @@ mod tests {
                 error_rate: 0.25,
                 error_status: 502,
                 failure: FailureMode::Hang,
-                server_load: ServerLoadMode::Honest { capacity: 8 },
+                server_load: ServerLoadMode::Honest { slots: 8 },
                 healthy: false,
             }
         );
@@ -228,8 +230,8 @@ mod tests {
             (r#"{"failure": "explode"}"#, "unknown variant `explode`"),
             (r#"{"colour": "red"}"#, "unknown field `colour`"),
             (
-                r#"{"server_load": {"mode": "honest", "capacity": 0}}"#,
-                "capacity must be at least 1",
+                r#"{"server_load": {"mode": "honest", "slots": 0}}"#,
+                "slots must be at least 1",
             ),
             (
                 r#"{"server_load": {"mode": "fixed", "value": "a\nb"}}"#,

@@ -16,7 +16,7 @@
 //! ```text
 //! curl -X PUT localhost:9100/origins/api-1 -d '{"latency": {"kind": "normal",
 //!   "mean_ms": 40, "stddev_ms": 10}, "error_rate": 0.05, "failure": "healthy",
-//!   "server_load": {"mode": "honest", "capacity": 100}}'
+//!   "server_load": {"mode": "honest", "slots": 100}}'
 //! ```
 //!
 //! Errors are `{"error": "<message>"}`: 400 for a body that is not a valid

@@ -88,6 +88,19 @@ impl LatencyDistribution {
         }
     }
 
+    /// The mean delay.
+    pub fn mean(&self) -> Duration {
+        match *self {
+            Self::Fixed { latency } => latency,
+            Self::Normal { mean, .. } => mean,
+            Self::LongTail {
+                base,
+                tail,
+                tail_fraction,
+            } => base.mul_f64(1.0 - tail_fraction) + tail.mul_f64(tail_fraction),
+        }
+    }
+
     /// Draws the delay of one request.
     pub fn sample(&self, rng: &mut impl Rng) -> Duration {
         match *self {

@@ -8,9 +8,11 @@
 //! weighted by the part of it still inside the last second, which smooths
 //! the estimate without remembering every request.
 //!
-//! Utilizations are `in_flight / capacity`, capped at
+//! An origin serves `slots` requests at once. Utilizations are
+//! `in_flight / slots`, capped at
 //! [`MAX_REPORTED_UTILIZATION`] (the most a load-report parser is expected
-//! to accept), with three decimals.
+//! to accept), with three decimals; the capacity it reports is in requests
+//! per second, `slots / mean latency`, the unit Ballast reads.
 
 use crate::behaviour::ServerLoadMode;
 use http::header::{HeaderName, HeaderValue};
@@ -55,23 +57,29 @@ impl LoadGauges {
 
     /// The load header `mode` asks for, if any. A fixed value that is not a
     /// valid header value is not sent.
-    pub(crate) fn report(&self, mode: &ServerLoadMode) -> Option<(HeaderName, HeaderValue)> {
+    /// `mean_latency` is the origin's mean delay per request.
+    pub(crate) fn report(
+        &self,
+        mode: &ServerLoadMode,
+        mean_latency: Duration,
+    ) -> Option<(HeaderName, HeaderValue)> {
         let (name, text) = match mode {
             ServerLoadMode::Off => return None,
             ServerLoadMode::Fixed { value } => (SERVER_LOAD, value.clone()),
-            ServerLoadMode::Honest { capacity } => {
+            ServerLoadMode::Honest { slots } => {
                 let in_flight = self.in_flight();
                 let text = format!(
-                    "util={:.3}, inflight={in_flight}, capacity={capacity}",
-                    utilization(in_flight, *capacity)
+                    "util={:.3}, inflight={in_flight}, capacity={}",
+                    utilization(in_flight, *slots),
+                    requests_per_second(*slots, mean_latency)
                 );
                 (SERVER_LOAD, text)
             }
-            ServerLoadMode::Orca { capacity } => {
+            ServerLoadMode::Orca { slots } => {
                 let now = Instant::now();
                 let text = format!(
                     "TEXT cpu_utilization={:.3}, rps_fractional={:.3}, eps={:.3}",
-                    utilization(self.in_flight(), *capacity),
+                    utilization(self.in_flight(), *slots),
                     self.requests.per_second(now),
                     self.errors.per_second(now)
                 );
@@ -82,8 +90,15 @@ impl LoadGauges {
     }
 }
 
-fn utilization(in_flight: u64, capacity: u64) -> f64 {
-    (in_flight as f64 / capacity.max(1) as f64).min(MAX_REPORTED_UTILIZATION)
+fn utilization(in_flight: u64, slots: u64) -> f64 {
+    (in_flight as f64 / slots.max(1) as f64).min(MAX_REPORTED_UTILIZATION)
+}
+
+/// Requests per second `slots` sustain at `mean_latency` each (at least 1;
+/// an origin that answers at once is counted at 1 ms a request).
+fn requests_per_second(slots: u64, mean_latency: Duration) -> u64 {
+    let seconds = mean_latency.as_secs_f64().max(0.001);
+    ((slots as f64 / seconds).round() as u64).max(1)
 }
 
 /// Events per second over a sliding one-second window.
@@ -164,14 +179,14 @@ mod tests {
     #[test]
     fn honest_report_counts_requests_in_flight() {
         let gauges = LoadGauges::default();
-        let mode = ServerLoadMode::Honest { capacity: 4 };
+        let mode = ServerLoadMode::Honest { slots: 4 };
         let _first = gauges.enter();
         let (name, value) = {
             let _second = gauges.enter();
-            gauges.report(&mode).unwrap()
+            gauges.report(&mode, Duration::from_millis(20)).unwrap()
         };
         assert_eq!(name, "server-load");
-        assert_eq!(value, "util=0.500, inflight=2, capacity=4");
+        assert_eq!(value, "util=0.500, inflight=2, capacity=200");
         assert_eq!(gauges.in_flight(), 1, "the guard left when dropped");
     }
 
@@ -180,26 +195,27 @@ mod tests {
         let gauges = LoadGauges::default();
         let _guards: Vec<_> = (0..30).map(|_| gauges.enter()).collect();
         let (_, value) = gauges
-            .report(&ServerLoadMode::Honest { capacity: 2 })
+            .report(&ServerLoadMode::Honest { slots: 2 }, Duration::ZERO)
             .unwrap();
-        assert_eq!(value, "util=10.000, inflight=30, capacity=2");
+        assert_eq!(value, "util=10.000, inflight=30, capacity=2000");
     }
 
     #[test]
     fn fixed_and_off_reports() {
         let gauges = LoadGauges::default();
-        assert_eq!(gauges.report(&ServerLoadMode::Off), None);
+        let mean = Duration::from_millis(10);
+        assert_eq!(gauges.report(&ServerLoadMode::Off, mean), None);
         let fixed = ServerLoadMode::Fixed {
             value: "0.95".into(),
         };
         assert_eq!(
-            gauges.report(&fixed),
+            gauges.report(&fixed, mean),
             Some((SERVER_LOAD, HeaderValue::from_static("0.95")))
         );
         let invalid = ServerLoadMode::Fixed {
             value: "a\nb".into(),
         };
-        assert_eq!(gauges.report(&invalid), None);
+        assert_eq!(gauges.report(&invalid, mean), None);
     }
 
     #[test]
@@ -208,7 +224,7 @@ mod tests {
         let _request = gauges.enter();
         gauges.requests.record();
         let (name, value) = gauges
-            .report(&ServerLoadMode::Orca { capacity: 4 })
+            .report(&ServerLoadMode::Orca { slots: 4 }, Duration::from_millis(5))
             .unwrap();
         assert_eq!(name, "endpoint-load-metrics");
         let text = value.to_str().unwrap();

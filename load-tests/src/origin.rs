@@ -413,7 +413,10 @@ async fn handle(
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert("x-origin", origin.name_header.clone());
-    if let Some((name, value)) = origin.gauges.report(&behaviour.server_load) {
+    if let Some((name, value)) = origin
+        .gauges
+        .report(&behaviour.server_load, behaviour.latency.mean())
+    {
         headers.insert(name, value);
     }
     Ok(response)

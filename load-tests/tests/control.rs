@@ -98,7 +98,7 @@ async fn put_changes_only_the_given_fields() {
                 "latency": {"kind": "normal", "mean_ms": 5, "stddev_ms": 1.5},
                 "error_rate": 0.25,
                 "error_status": 502,
-                "server_load": {"mode": "honest", "capacity": 8},
+                "server_load": {"mode": "honest", "slots": 8},
                 "healthy": false
             }"#,
         )
@@ -114,7 +114,7 @@ async fn put_changes_only_the_given_fields() {
     assert_eq!(behaviour["failure"], "healthy", "unchanged");
     assert_eq!(
         behaviour["server_load"],
-        json!({"mode": "honest", "capacity": 8})
+        json!({"mode": "honest", "slots": 8})
     );
     assert_eq!(behaviour["healthy"], false);
 
@@ -133,8 +133,9 @@ async fn put_changes_only_the_given_fields() {
     assert_eq!(
         health
             .header("server-load")
-            .map(|v| v.contains("capacity=8")),
-        Some(true)
+            .map(|v| v.contains("capacity=1600")),
+        Some(true),
+        "8 slots at a 5 ms mean: 1600 req/s"
     );
 }
 
@@ -216,8 +217,8 @@ async fn bad_updates_are_rejected_with_a_message_and_change_nothing() {
         (r#"{"latency": {"kind": "fixed", "ms": -1}}"#, "0 or more"),
         (r#"{"latency": {"kind": "fixed", "ms": 1e9}}"#, "at most"),
         (
-            r#"{"server_load": {"mode": "honest", "capacity": 0}}"#,
-            "capacity",
+            r#"{"server_load": {"mode": "honest", "slots": 0}}"#,
+            "slots",
         ),
         (
             r#"{"server_load": {"mode": "fixed", "value": "line\nbreak"}}"#,

@@ -342,7 +342,7 @@ async fn a_hung_request_is_reset_when_the_mode_turns_to_reset() {
 async fn honest_server_load_reports_requests_in_flight() {
     let origin = Arc::new(start("o").await);
     let update = BehaviourUpdate {
-        server_load: Some(ServerLoadMode::Honest { capacity: 10 }),
+        server_load: Some(ServerLoadMode::Honest { slots: 10 }),
         ..BehaviourUpdate::default()
     };
     change(&origin, update).await;
@@ -358,8 +358,8 @@ async fn honest_server_load_reports_requests_in_flight() {
     let reply = get(origin.addr, "/quick").await.unwrap();
     assert_eq!(
         reply.header("server-load"),
-        Some("util=0.600, inflight=6, capacity=10"),
-        "the five slow requests and this one"
+        Some("util=0.600, inflight=6, capacity=10000"),
+        "the five slow requests and this one; 10 slots at (at least) 1 ms"
     );
     slow.abort_all();
     wait_until("the slow requests are gone", || origin.in_flight() == 0).await;
@@ -380,7 +380,7 @@ async fn fixed_server_load_is_sent_whatever_the_load() {
 async fn orca_reports_utilization_and_rates() {
     let origin = start("o").await;
     let update = BehaviourUpdate {
-        server_load: Some(ServerLoadMode::Orca { capacity: 4 }),
+        server_load: Some(ServerLoadMode::Orca { slots: 4 }),
         ..BehaviourUpdate::default()
     };
     change(&origin, update).await;

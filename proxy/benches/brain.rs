@@ -35,13 +35,13 @@ fn snapshot(mode: &str, backends: usize) -> Snapshot {
 }
 
 /// Shares that fall off geometrically, like a pool with fast and slow members.
-fn weights(n: usize) -> PoolWeights {
+fn weights(snapshot: &Snapshot, n: usize) -> PoolWeights {
     let raw: Vec<f64> = (0..n).map(|i| 1.0 / (1.0 + i as f64 % 10.0)).collect();
     let total: f64 = raw.iter().sum();
     PoolWeights::new(
+        &snapshot.pools[0],
         raw.iter().map(|w| w / total).collect(),
         vec![1.0; n],
-        &vec![None; n],
     )
 }
 
@@ -50,7 +50,7 @@ fn bench_pick(c: &mut Criterion) {
     for n in [3usize, 10, 100, 1000] {
         let stats: Vec<Arc<BackendStats>> = (0..n).map(|_| Arc::new(BackendStats::new())).collect();
         let adaptive = snapshot("latency", n);
-        let published = weights(n);
+        let published = weights(&adaptive, n);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
         group.bench_with_input(BenchmarkId::new("adaptive", n), &n, |b, _| {
             let mut ticket = 0;

@@ -321,7 +321,7 @@ fn canary_going_bad(pace: Pace) -> Scenario {
 fn reporter_goes_silent() -> Scenario {
     let at = seconds(10.0);
     let reporting = |name| BackendSpec {
-        server_load: ServerLoadMode::Honest { capacity: 8 },
+        server_load: ServerLoadMode::Honest { slots: 5 },
         ..backend(name, 10.0, 500)
     };
     Scenario {
@@ -329,9 +329,8 @@ fn reporter_goes_silent() -> Scenario {
         title: "Reporter going silent",
         story: format!(
             "Two equal backends (10 ms, 500 req/s) that report `Server-Load` honestly: \
-             `util=<in flight / 8>, inflight=<n>, capacity=8` (8 concurrent slots, in the \
-             simulator's terms; Ballast reads `capacity` as requests/s). At t={}s `b` stops \
-             reporting and slows to 40 ms.",
+             `util=<in flight / 5>, inflight=<n>, capacity=500` (5 requests at once at 10 ms \
+             each: 500 req/s). At t={}s `b` stops reporting and slows to 40 ms.",
             at.as_secs()
         ),
         backends: vec![reporting("a"), reporting("b")],

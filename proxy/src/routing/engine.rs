@@ -308,12 +308,10 @@ impl Engine {
                 .with_label_values(&[pool.name.as_str(), backend.id.0.as_str()])
                 .set(result.share);
         }
-        let regions: Vec<Option<&str>> =
-            pool.backends.iter().map(|b| b.region.as_deref()).collect();
         PoolWeights::new(
+            pool,
             computed.iter().map(|c| c.share).collect(),
             expected_in_flight,
-            &regions,
         )
     }
 

@@ -9,6 +9,10 @@
 //!   precomputed cycle of backend indices per pool in which backend `i`
 //!   appears `w_i / gcd(w)` times, as evenly interleaved as possible; the
 //!   caller hands each request a ticket (a per-pool counter) that indexes it.
+//!   Once weights are published, each group (the pool, each region) walks
+//!   that cycle filtered to its eligible members, so a backend taken out
+//!   hands its turns to the others in proportion to their weights rather
+//!   than to whichever follows it in the cycle.
 //! - adaptive pools draw two candidates by published share (binary search
 //!   over cumulative shares: O(log n)) and keep the first unless it is
 //!   overloaded: power of two choices on load *relative to expectation*,
@@ -41,10 +45,12 @@ struct Group {
     members: Vec<usize>,
     /// Running sums of the members' shares, for the weighted draw.
     cumulative: Vec<f64>,
+    /// The pool's round-robin cycle restricted to eligible members.
+    cycle: Vec<u32>,
 }
 
 impl Group {
-    fn new(region: Option<String>, members: Vec<usize>, shares: &[f64]) -> Self {
+    fn new(region: Option<String>, members: Vec<usize>, shares: &[f64], schedule: &[u32]) -> Self {
         let cumulative = members
             .iter()
             .scan(0.0, |sum, &b| {
@@ -52,10 +58,16 @@ impl Group {
                 Some(*sum)
             })
             .collect();
+        let cycle = schedule
+            .iter()
+            .copied()
+            .filter(|&b| shares[b as usize] > 0.0 && members.contains(&(b as usize)))
+            .collect();
         Self {
             region,
             members,
             cumulative,
+            cycle,
         }
     }
 
@@ -83,17 +95,17 @@ pub struct PoolWeights {
 }
 
 impl PoolWeights {
-    /// Weights for backends with these shares and regions (same order).
-    pub fn new(shares: Vec<f64>, expected_in_flight: Vec<f64>, regions: &[Option<&str>]) -> Self {
-        let all = Group::new(None, (0..shares.len()).collect(), &shares);
-        let mut names: Vec<Option<&str>> = regions.to_vec();
-        names.sort();
-        names.dedup();
-        let regions = names
-            .into_iter()
+    /// Weights for `pool`'s backends with these shares (same order).
+    pub fn new(pool: &Pool, shares: Vec<f64>, expected_in_flight: Vec<f64>) -> Self {
+        let all = Group::new(None, (0..shares.len()).collect(), &shares, &pool.schedule);
+        let regions = pool
+            .regions
+            .iter()
             .map(|name| {
-                let members = (0..shares.len()).filter(|&b| regions[b] == name).collect();
-                Group::new(name.map(str::to_string), members, &shares)
+                let members = (0..shares.len())
+                    .filter(|&b| pool.backends[b].region == *name)
+                    .collect();
+                Group::new(name.clone(), members, &shares, &pool.schedule)
             })
             .collect();
         Self {
@@ -194,9 +206,10 @@ pub fn pick<R: Rng + ?Sized>(
     let pool = snapshot.pool(facts.pool);
     let mut choose = |scope: Scope<'_>| -> Option<usize> {
         match (pool.policy.mode, facts.weights) {
-            (BalanceMode::RoundRobin, weights) | (_, weights @ None) => {
-                round_robin(pool, facts, weights, scope)
+            (BalanceMode::RoundRobin, Some(weights)) => {
+                round_robin(&weights.group(scope)?.cycle, facts, |_| true)
             }
+            (_, None) => round_robin(&pool.schedule, facts, |b| scope.contains(pool, b)),
             (_, Some(weights)) => weighted(weights, weights.group(scope)?, facts, rng),
         }
     };
@@ -233,25 +246,21 @@ fn why_unavailable(facts: &RequestFacts<'_>) -> Unavailable {
     }
 }
 
+/// The backend at this request's ticket in `cycle`, or the next one after
+/// it that the request has not tried and `allowed` accepts.
 fn round_robin(
-    pool: &Pool,
+    cycle: &[u32],
     facts: &RequestFacts<'_>,
-    weights: Option<&PoolWeights>,
-    scope: Scope<'_>,
+    allowed: impl Fn(usize) -> bool,
 ) -> Option<usize> {
-    let schedule = &pool.schedule;
-    if schedule.is_empty() {
+    if cycle.is_empty() {
         return None;
     }
-    let len = schedule.len();
+    let len = cycle.len();
     let start = (facts.ticket % len as u64) as usize;
     (0..len)
-        .map(|step| schedule[(start + step) % len] as usize)
-        .find(|&b| {
-            !facts.tried.contains(&b)
-                && weights.is_none_or(|w| w.eligible(b))
-                && scope.contains(pool, b)
-        })
+        .map(|step| cycle[(start + step) % len] as usize)
+        .find(|&b| !facts.tried.contains(&b) && allowed(b))
 }
 
 fn weighted<R: Rng + ?Sized>(
@@ -395,10 +404,6 @@ mod tests {
         crate::config::load_str(&yaml, std::path::Path::new(".")).unwrap()
     }
 
-    fn no_regions(n: usize) -> Vec<Option<&'static str>> {
-        vec![None; n]
-    }
-
     fn stats(n: usize) -> Vec<Arc<BackendStats>> {
         (0..n).map(|_| Arc::new(BackendStats::new())).collect()
     }
@@ -434,16 +439,29 @@ mod tests {
             pick(&snap, &facts(0, &[0, 1], None, &live), 0, &mut rng),
             Decision::Unavailable(Unavailable::AllTried)
         );
-        let first_down = PoolWeights::new(vec![0.0, 1.0], vec![0.0, 0.0], &no_regions(2));
+        let first_down = PoolWeights::new(&snap.pools[0], vec![0.0, 1.0], vec![0.0, 0.0]);
         assert_eq!(
             pick(&snap, &facts(0, &[], Some(&first_down), &live), 0, &mut rng),
             B(1)
         );
-        let all_down = PoolWeights::new(vec![0.0, 0.0], vec![0.0, 0.0], &no_regions(2));
+        let all_down = PoolWeights::new(&snap.pools[0], vec![0.0, 0.0], vec![0.0, 0.0]);
         assert_eq!(
             pick(&snap, &facts(0, &[], Some(&all_down), &live), 0, &mut rng),
             Decision::Unavailable(Unavailable::NoEligibleBackend)
         );
+    }
+
+    #[test]
+    fn round_robin_hands_an_ineligible_backends_turns_out_by_weight() {
+        // Weights 1:1:1:1, backend 1 out: the rest must stay at a third each,
+        // not backend 2 taking backend 1's turns on top of its own.
+        let snap = snapshot("round_robin", &[1, 1, 1, 1]);
+        let live = stats(4);
+        let one_out = PoolWeights::new(&snap.pools[0], vec![0.33, 0.0, 0.33, 0.34], vec![0.0; 4]);
+        let got = distribution(&snap, &one_out, &live, 3_000, 1);
+        for (g, want) in got.iter().zip([1.0 / 3.0, 0.0, 1.0 / 3.0, 1.0 / 3.0]) {
+            assert!((g - want).abs() < 0.001, "{got:?}");
+        }
     }
 
     fn distribution(
@@ -473,7 +491,7 @@ mod tests {
     fn weighted_choice_matches_shares_and_is_deterministic() {
         let snap = snapshot("latency", &[1, 1, 1, 1]);
         let live = stats(4);
-        let weights = PoolWeights::new(vec![0.6, 0.3, 0.1, 0.0], vec![1.0; 4], &no_regions(4));
+        let weights = PoolWeights::new(&snap.pools[0], vec![0.6, 0.3, 0.1, 0.0], vec![1.0; 4]);
         let got = distribution(&snap, &weights, &live, 100_000, 1);
         for (g, want) in got.iter().zip([0.6, 0.3, 0.1, 0.0]) {
             assert!((g - want).abs() < 0.01, "{got:?}");
@@ -489,7 +507,7 @@ mod tests {
     fn shares_hold_under_steady_load_and_bursts_spill_over() {
         let snap = snapshot("latency", &[1, 1]);
         let live = stats(2);
-        let weights = PoolWeights::new(vec![0.8, 0.2], vec![8.0, 2.0], &no_regions(2));
+        let weights = PoolWeights::new(&snap.pools[0], vec![0.8, 0.2], vec![8.0, 2.0]);
         // Both carry what they are expected to: the shares hold.
         let _a: Vec<_> = (0..8).map(|_| live[0].start()).collect();
         let _b: Vec<_> = (0..2).map(|_| live[1].start()).collect();
@@ -505,7 +523,7 @@ mod tests {
     fn weighted_choice_avoids_tried_backends() {
         let snap = snapshot("latency", &[1, 1, 1]);
         let live = stats(3);
-        let weights = PoolWeights::new(vec![0.98, 0.01, 0.01], vec![0.0; 3], &no_regions(3));
+        let weights = PoolWeights::new(&snap.pools[0], vec![0.98, 0.01, 0.01], vec![0.0; 3]);
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         for t in 0..1000 {
             let d = pick(&snap, &facts(t, &[0], Some(&weights), &live), 0, &mut rng);
@@ -562,12 +580,7 @@ routes: [{{pool: p}}]
     }
 
     fn weights(snap: &Snapshot, shares: [f64; 6]) -> PoolWeights {
-        let regions: Vec<Option<&str>> = snap.pools[0]
-            .backends
-            .iter()
-            .map(|b| b.region.as_deref())
-            .collect();
-        PoolWeights::new(shares.to_vec(), vec![0.0; 6], &regions)
+        PoolWeights::new(&snap.pools[0], shares.to_vec(), vec![0.0; 6])
     }
 
     fn picks(

@@ -7,7 +7,9 @@
 //!   latency EWMA; a backend with no latency data yet gets the mean base of the
 //!   others (a fair share, so it gets measured).
 //! - `capacity`: `cap_i` = fresh reported capacity, else configured capacity
-//!   (both scaled by `target/lat_i` when `lat_i > target`), else the estimate
+//!   (a stale reporter: the smaller of its last report and the configured
+//!   capacity, so going silent never makes a backend look bigger; all in
+//!   requests/s, and scaled by `target/lat_i` when `lat_i > target`), else the estimate
 //!   `max(rps_i · target / lat_i, 1)`; then `b_i = max(0.8·cap_i − rps_i, 0.05·cap_i)`:
 //!   spare capacity, never planning past 80% of a backend's capacity.
 //! - `round_robin`: `b_i` = configured weight, and nothing below applies.
@@ -22,7 +24,7 @@
 //! Ineligible backends get 0 at once: ejection is not smoothed.
 
 use crate::config::{BalanceMode, PoolPolicy};
-use crate::stats::backend::Observation;
+use crate::stats::backend::{LastReport, Observation};
 
 pub const MIN_LATENCY_SAMPLES: u64 = 10;
 pub const MIN_ERROR_SAMPLES: u64 = 10;
@@ -75,7 +77,7 @@ fn report_state(
     input: &BackendInput,
     policy: &PoolPolicy,
     now_ms: u64,
-) -> (Option<crate::stats::backend::LastReport>, bool) {
+) -> (Option<LastReport>, bool) {
     match input.observation.report {
         None => (None, false),
         Some(report) => {
@@ -133,9 +135,18 @@ pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64)
             BalanceMode::Latency => lat.map(|ms| 1.0 / ms),
             BalanceMode::Capacity => {
                 let rps = obs.outcomes.per_second();
-                let known = fresh
-                    .and_then(|r| r.capacity.map(|c| c as f64))
-                    .or(input.capacity);
+                let reported = |r: LastReport| r.capacity.map(|c| c as f64);
+                let known = match (fresh, stale) {
+                    (Some(report), _) => reported(report).or(input.capacity),
+                    (None, true) => {
+                        let last = obs.report.and_then(reported);
+                        match (last, input.capacity) {
+                            (Some(last), Some(configured)) => Some(last.min(configured)),
+                            (last, configured) => last.or(configured),
+                        }
+                    }
+                    (None, false) => input.capacity,
+                };
                 let capacity = match (known, lat) {
                     (Some(cap), Some(ms)) if ms > target_ms => Some(cap * target_ms / ms),
                     (Some(cap), _) => Some(cap),
@@ -695,6 +706,36 @@ mod tests {
         ));
         let a = 0.8 * 250.0 - 10.0;
         assert!(close(out[0], a / (a + b), 1e-9), "{out:?}");
+    }
+
+    #[test]
+    fn a_stale_reporter_never_counts_bigger_than_its_last_report() {
+        let p = uncapped(BalanceMode::Capacity);
+        let now = 60_000;
+        let reported = |capacity: u64, received_at_ms: u64| BackendInput {
+            capacity: Some(1000.0),
+            observation: Observation {
+                report: Some(LastReport {
+                    utilization: None,
+                    capacity: Some(capacity),
+                    in_flight: None,
+                    latency_ms: None,
+                    received_at_ms,
+                }),
+                ..measured(20.0, 0).observation
+            },
+            ..measured(20.0, 0)
+        };
+        // Both report 100 req/s against a configured 1000: fresh, equal.
+        let fresh = compute_shares(&p, &[reported(100, now), reported(100, now)], now);
+        assert!(close(fresh[1].share, 0.5, 1e-9), "{fresh:?}");
+        // The second goes silent: it keeps its last report (100, not the
+        // configured 1000) and is degraded on top.
+        let silent = compute_shares(&p, &[reported(100, now), reported(100, now - 3_001)], now);
+        assert!(silent[1].factors.stale);
+        let spare = 0.8 * 100.0 - 10.0;
+        assert!(close(silent[1].factors.base, spare, 1e-9), "{silent:?}");
+        assert!(silent[1].share < 0.1, "{silent:?}");
     }
 
     #[test]
