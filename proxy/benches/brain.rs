@@ -63,6 +63,7 @@ fn bench_pick(c: &mut Criterion) {
                     weights: Some(&published),
                     stats: &stats,
                     plan: None,
+                    sticky: None,
                 };
                 black_box(pick(&adaptive, &facts, 0, &mut rng))
             })
@@ -79,6 +80,7 @@ fn bench_pick(c: &mut Criterion) {
                     weights: None,
                     stats: &stats,
                     plan: None,
+                    sticky: None,
                 };
                 black_box(pick(&round_robin, &facts, 0, &mut rng))
             })

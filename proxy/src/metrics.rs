@@ -38,6 +38,10 @@ pub struct Metrics {
     pub residency_rejections: IntCounterVec,
     /// Canary breakers opened, by pool.
     pub canary_trips: IntCounterVec,
+    /// Fraction of each region's traffic being spilled to its fallbacks.
+    pub region_spill: GaugeVec,
+    /// Requests served by a later region because an earlier one was spilling.
+    pub spilled_requests: IntCounterVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -120,7 +124,22 @@ impl Metrics {
             "Canary breakers opened by the canary's error rate",
             &["pool"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let region_spill = GaugeVec::new(
+            Opts::new(
+                "region_spill_fraction",
+                "Fraction of a region's traffic moved on to the next region of each plan (0..1)",
+            ),
+            &["pool", "region"],
+        )
+        .expect("valid metric");
+        let spilled_requests = counter(
+            "spilled_requests_total",
+            "Requests served in a later region of their plan because an earlier one was spilling",
+            &["pool", "client_region", "region"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+            Box::new(region_spill.clone()),
+            Box::new(spilled_requests.clone()),
             Box::new(canary_trips.clone()),
             Box::new(residency_rejections.clone()),
             Box::new(reloads.clone()),
@@ -149,6 +168,8 @@ impl Metrics {
             reloads,
             residency_rejections,
             canary_trips,
+            region_spill,
+            spilled_requests,
         }
     }
 

@@ -22,6 +22,7 @@ use crate::routing::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use crate::routing::engine::RoutingState;
 use crate::routing::geo::plan_for;
 use crate::routing::picker::{pick, Decision, RequestFacts, Unavailable};
+use crate::routing::sticky::key_hash;
 use crate::routing::table::{host_without_port, RequestView};
 use crate::stats::backend::{BackendStats, InFlight};
 use crate::stats::clock;
@@ -275,11 +276,13 @@ fn wants_explanation(explain: &Explain, session: &Session) -> bool {
 }
 
 /// `client_region=...; rule=...; backend=...; share=...; attempt=N`, where
-/// the rule is `pool` (no geo), `local`, `fallback:A->B`, `outside-plan:A->B`
-/// or `unregioned:A`.
+/// the rule is `pool` (no geo), `local`, `spill:A->B` (an earlier region was
+/// spilling), `fallback:A->B` (earlier regions could not serve),
+/// `outside-plan:A->B` or `unregioned:A`.
 fn explain_pick(
     pool: &Pool,
     backend: usize,
+    spilled: bool,
     placed: Option<(&str, &RegionPlan)>,
     share: Option<f64>,
     attempt: usize,
@@ -287,6 +290,7 @@ fn explain_pick(
     let chosen = &pool.backends[backend];
     let rule = match (placed, chosen.region.as_deref()) {
         (None, _) => "pool".to_string(),
+        (Some((client, _)), Some(region)) if spilled => format!("spill:{client}->{region}"),
         (Some((client, _)), Some(region)) if region == client => "local".to_string(),
         (Some((client, plan)), Some(region)) if plan.order.iter().any(|r| r == region) => {
             format!("fallback:{client}->{region}")
@@ -407,6 +411,12 @@ impl ProxyHttp for BallastProxy {
                 .map(|a| a.ip());
             plan_for(geo, peer, &session.req_header().headers)
         });
+        let pool = routing.snapshot.pool(pool_id);
+        let sticky = pool
+            .policy
+            .canary_sticky
+            .as_ref()
+            .and_then(|key| key_hash(key, &session.req_header().headers));
         let facts = RequestFacts {
             pool: pool_id,
             ticket: routing.next_ticket(pool_id),
@@ -414,9 +424,20 @@ impl ProxyHttp for BallastProxy {
             weights: routing.weights[pool_id.0].as_ref(),
             stats,
             plan: placed.map(|(_, plan)| plan),
+            sticky,
         };
-        let backend = match pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng()) {
+        let decision = pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng());
+        let backend = match decision {
             Decision::Backend(index) => index,
+            Decision::Spilled(index) => {
+                let client = placed.map_or("-", |(region, _)| region);
+                let region = pool.backends[index].region.as_deref().unwrap_or("-");
+                self.metrics
+                    .spilled_requests
+                    .with_label_values(&[pool.name.as_str(), client, region])
+                    .inc();
+                index
+            }
             Decision::Unavailable(Unavailable::Residency) => {
                 let region = placed.map_or("-", |(region, _)| region);
                 self.metrics
@@ -436,11 +457,17 @@ impl ProxyHttp for BallastProxy {
         ctx.tried.push(backend);
         if let Some(explain) = &routing.snapshot.explain {
             if wants_explanation(explain, session) {
-                let pool = routing.snapshot.pool(pool_id);
                 let share = routing.weights[pool_id.0]
                     .as_ref()
                     .map(|w| w.shares[backend]);
-                ctx.explanation = Some(explain_pick(pool, backend, placed, share, ctx.tried.len()));
+                ctx.explanation = Some(explain_pick(
+                    pool,
+                    backend,
+                    matches!(decision, Decision::Spilled(_)),
+                    placed,
+                    share,
+                    ctx.tried.len(),
+                ));
             }
         }
         let backend_stats = stats[backend].clone();
@@ -450,7 +477,6 @@ impl ProxyHttp for BallastProxy {
             started: Instant::now(),
             recorded: false,
         });
-        let pool = routing.snapshot.pool(pool_id);
         let mut peer = HttpPeer::new(pool.backends[backend].addr, false, String::new());
         peer.options.connection_timeout = Some(pool.timeouts.connect);
         peer.options.read_timeout = Some(pool.timeouts.read);

@@ -73,12 +73,28 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
     let now_ms = clock::now_ms();
     let routing = engine.state().load_full();
     let inspections = engine.inspect(now_ms);
+    let region_inspections = engine.inspect_regions();
     let pools: Vec<Value> = routing
         .snapshot
         .pools
         .iter()
         .zip(inspections)
-        .map(|(pool, backends)| {
+        .zip(region_inspections)
+        .map(|((pool, backends), regions)| {
+            let regions: Vec<Value> = regions
+                .into_iter()
+                .map(|r| {
+                    json!({
+                        "region": r.region,
+                        "share": r.share,
+                        "spill": r.spill,
+                        "pressure": r.pressure,
+                        "latency_ms": r.signals.latency_ms,
+                        "utilization": r.signals.utilization,
+                        "traffic_share": r.signals.traffic_share,
+                    })
+                })
+                .collect();
             let backends: Vec<Value> = pool
                 .backends
                 .iter()
@@ -139,6 +155,8 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                 "min_share": pool.policy.min_share,
                 "max_share": pool.policy.max_share,
                 "recompute_interval_ms": pool.policy.recompute_interval.as_millis() as u64,
+                "region_max_share": pool.policy.region_max_share,
+                "regions": regions,
                 "backends": backends,
             })
         })

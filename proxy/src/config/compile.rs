@@ -36,6 +36,15 @@ pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_EJECTED: f64 = 0.5;
 pub const DEFAULT_ATTEMPTS: u32 = 2;
+pub const DEFAULT_SPILLOVER: SpilloverPolicy = SpilloverPolicy {
+    latency_above: None,
+    latency_signal: LatencySignal::Ewma,
+    utilization_above: None,
+    step: 0.05,
+    max: 0.9,
+    hysteresis: 0.8,
+    hold: Duration::from_secs(5),
+};
 pub const DEFAULT_CANARY: CanaryPolicy = CanaryPolicy {
     floor: 0.01,
     max: 0.25,
@@ -351,13 +360,29 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
                 "every backend has weight 0; at least one must be positive",
             );
         }
+        let regions = distinct_regions(&backends);
+        let named_regions = regions.iter().flatten().count();
+        let moves_traffic = policy.spillover.is_some() || policy.region_max_share < 1.0;
+        if moves_traffic && named_regions < 2 {
+            c.error(
+                &path,
+                "spillover and region_max_share need backends in at least two regions",
+            );
+        }
+        let canaries = backends.iter().any(|b| b.canary.is_some());
+        if policy.canary_sticky.is_some() && !canaries {
+            c.error(
+                format!("{path}.canary_sticky"),
+                "the pool has no canary backend",
+            );
+        }
         pools.push(Pool {
             id: PoolId(pools.len()),
             name: name.clone(),
             policy,
             timeouts,
             schedule: smooth_wrr_schedule(&weights),
-            regions: distinct_regions(&backends),
+            regions,
             backends,
         });
     }
@@ -596,6 +621,102 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             .as_ref()
             .map(|h| compile_health(c, &format!("{path}.health"), h)),
         attempts,
+        region_max_share: fraction(
+            c,
+            format!("{path}.region_max_share"),
+            pool.region_max_share,
+            1.0,
+            0.05..=1.0,
+        ),
+        spillover: pool
+            .spillover
+            .as_ref()
+            .map(|s| compile_spillover(c, &format!("{path}.spillover"), s)),
+        canary_sticky: pool
+            .canary_sticky
+            .as_ref()
+            .and_then(|s| compile_sticky_key(c, &format!("{path}.canary_sticky"), s)),
+    }
+}
+
+fn compile_spillover(c: &mut Checker, path: &str, raw: &RawSpillover) -> SpilloverPolicy {
+    let d = DEFAULT_SPILLOVER;
+    let latency_above = raw
+        .latency_above
+        .as_deref()
+        .map(|text| c.duration(&format!("{path}.latency_above"), Some(text), Duration::ZERO));
+    let latency_signal = match raw.latency_signal.as_deref() {
+        None | Some("ewma") => LatencySignal::Ewma,
+        Some("p99") => LatencySignal::P99,
+        Some(other) => {
+            c.error(
+                format!("{path}.latency_signal"),
+                format!("unknown latency signal \"{other}\" (supported: ewma, p99)"),
+            );
+            d.latency_signal
+        }
+    };
+    let utilization_above = raw.utilization_above.map(|u| {
+        fraction(
+            c,
+            format!("{path}.utilization_above"),
+            Some(u),
+            1.0,
+            0.01..=10.0,
+        )
+    });
+    if latency_above.is_none() && utilization_above.is_none() {
+        c.error(
+            path,
+            "needs latency_above or utilization_above (what counts as pressure)",
+        );
+    }
+    SpilloverPolicy {
+        latency_above,
+        latency_signal,
+        utilization_above,
+        step: fraction(c, format!("{path}.step"), raw.step, d.step, 0.01..=1.0),
+        max: fraction(c, format!("{path}.max"), raw.max, d.max, 0.01..=1.0),
+        hysteresis: fraction(
+            c,
+            format!("{path}.hysteresis"),
+            raw.hysteresis,
+            d.hysteresis,
+            0.1..=0.99,
+        ),
+        hold: c.duration_or_zero(&format!("{path}.hold"), raw.hold.as_deref(), d.hold),
+    }
+}
+
+fn compile_sticky_key(c: &mut Checker, path: &str, raw: &RawStickyKey) -> Option<StickyKey> {
+    match (&raw.header, &raw.cookie) {
+        (Some(name), None) => match HeaderName::from_str(name) {
+            Ok(name) => Some(StickyKey::Header(name)),
+            Err(_) => {
+                c.error(
+                    format!("{path}.header"),
+                    format!("invalid header name \"{name}\""),
+                );
+                None
+            }
+        },
+        (None, Some(name)) => {
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+            if !valid {
+                c.error(
+                    format!("{path}.cookie"),
+                    format!("invalid cookie name \"{name}\""),
+                );
+            }
+            valid.then(|| StickyKey::Cookie(name.clone()))
+        }
+        _ => {
+            c.error(path, "set exactly one of header or cookie");
+            None
+        }
     }
 }
 

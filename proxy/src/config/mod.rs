@@ -8,7 +8,7 @@ pub mod raw;
 mod snapshot;
 mod summary;
 
-pub use compile::{compile, DEFAULT_ADMIN_ADDRESS};
+pub use compile::{compile, DEFAULT_ADMIN_ADDRESS, DEFAULT_SPILLOVER};
 pub use error::{ConfigError, ConfigErrors};
 pub use snapshot::*;
 

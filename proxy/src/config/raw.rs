@@ -186,6 +186,13 @@ pub struct RawPool {
     pub health: Option<RawHealth>,
     /// Retry policy.
     pub retries: Option<RawRetries>,
+    /// No region takes more than this fraction of the pool's traffic,
+    /// 0.05..1 (default 1: no cap).
+    pub region_max_share: Option<f64>,
+    /// Load-driven spillover from a region under pressure to its fallbacks.
+    pub spillover: Option<RawSpillover>,
+    /// Keep each user on one side of a canary: the key that identifies a user.
+    pub canary_sticky: Option<RawStickyKey>,
     /// Upstream connect timeout (default 2s).
     pub connect_timeout: Option<String>,
     /// Upstream read timeout (default 30s).
@@ -211,6 +218,39 @@ pub struct RawServerLoad {
     pub strip: Option<bool>,
     /// A reporter silent this long is degraded (default 3s).
     pub stale_after: Option<String>,
+}
+
+/// When a region is under pressure, and how fast traffic moves.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpillover {
+    /// Pressure when the region's latency is above this (e.g. 200ms).
+    pub latency_above: Option<String>,
+    /// Which latency: ewma (default) or p99 (over the last 10 s).
+    pub latency_signal: Option<String>,
+    /// Pressure when the region's reported utilization is above this, 0.01..10.
+    pub utilization_above: Option<f64>,
+    /// Fraction of the region's traffic moved per recompute interval,
+    /// 0.01..1 (default 0.05).
+    pub step: Option<f64>,
+    /// Most of a region's traffic ever moved away, 0.01..1 (default 0.9):
+    /// some stays so the region is still measured.
+    pub max: Option<f64>,
+    /// Traffic moves back once every signal is below this fraction of its
+    /// threshold, 0.1..0.99 (default 0.8).
+    pub hysteresis: Option<f64>,
+    /// No moving back until this long after the last move out (default 5s).
+    pub hold: Option<String>,
+}
+
+/// Where a request's user key is read.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStickyKey {
+    /// A request header (e.g. X-User-Id)...
+    pub header: Option<String>,
+    /// ...or a cookie name (exactly one of the two).
+    pub cookie: Option<String>,
 }
 
 /// Passive outlier ejection.

@@ -179,6 +179,51 @@ pub struct PoolPolicy {
     pub health: Option<HealthPolicy>,
     /// Total tries per request (1 = no retry).
     pub attempts: u32,
+    /// No region takes more than this fraction of the pool's traffic (1 = no cap).
+    pub region_max_share: f64,
+    /// Load-driven spillover; `None`: only `region_max_share` moves traffic.
+    pub spillover: Option<SpilloverPolicy>,
+    /// Where a user's key is read for sticky canary assignment.
+    pub canary_sticky: Option<StickyKey>,
+}
+
+/// Which latency a spillover threshold compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencySignal {
+    Ewma,
+    P99,
+}
+
+impl LatencySignal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LatencySignal::Ewma => "ewma",
+            LatencySignal::P99 => "p99",
+        }
+    }
+}
+
+/// When a region is under pressure and how traffic moves off it and back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpilloverPolicy {
+    pub latency_above: Option<Duration>,
+    pub latency_signal: LatencySignal,
+    pub utilization_above: Option<f64>,
+    /// Fraction moved per recompute interval.
+    pub step: f64,
+    /// Most ever moved away.
+    pub max: f64,
+    /// Back once every signal is below `hysteresis × threshold`.
+    pub hysteresis: f64,
+    /// No moving back until this long after the last move out.
+    pub hold: Duration,
+}
+
+/// Where a request's user key is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StickyKey {
+    Header(http::HeaderName),
+    Cookie(String),
 }
 
 /// Where backends' load reports are read and whether they are passed on.

@@ -31,6 +31,9 @@ pub enum DecisionKind {
     CanaryReadmitted,
     /// One explained request: where it went and why.
     Request,
+    /// A region's spill fraction moved (`backend` names the region; the
+    /// shares are the old and new fractions).
+    Spill,
 }
 
 impl DecisionKind {
@@ -45,6 +48,7 @@ impl DecisionKind {
             DecisionKind::CanaryTripped => "canary_tripped",
             DecisionKind::CanaryReadmitted => "canary_readmitted",
             DecisionKind::Request => "request",
+            DecisionKind::Spill => "spill",
         }
     }
 }

@@ -12,14 +12,21 @@
 //! stayed in for `max_ejection`. If nothing in a pool is eligible, the pool
 //! panics: every backend is used rather than failing every request.
 //!
+//! Regions: with geo rules, each region's spill fraction is moved by the
+//! spillover controller ([`super::spillover`]) and published with the
+//! weights; every change is a decision. Without geo rules (no client
+//! regions), `region_max_share` caps each region's total share directly.
+//!
 //! The engine's memory is keyed by backend id, like the live stats, so it
-//! survives configuration reloads for backends that remain.
+//! survives configuration reloads for backends that remain; spill state is
+//! keyed by pool and region name.
 
 use super::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use super::picker::PoolWeights;
+use super::spillover::{region_signals, Pressure, RegionSignals, SpillState, Thresholds};
 use super::weights::{compute_shares, BackendInput, Computed, Factors};
 use crate::config::PoolId;
-use crate::config::{BackendId, Pool, Snapshot};
+use crate::config::{BackendId, BalanceMode, Geo, Pool, Snapshot, DEFAULT_SPILLOVER};
 use crate::metrics::Metrics;
 use crate::stats::backend::{BackendStats, Observation};
 use crate::stats::live::{LiveState, ResolvedStats};
@@ -88,6 +95,27 @@ pub struct BackendInspection {
     pub observation: Observation,
 }
 
+/// One region of a pool, for the admin API.
+#[derive(Debug, Clone)]
+pub struct RegionInspection {
+    pub region: String,
+    /// Fraction of the region's traffic moved on to the next region.
+    pub spill: f64,
+    /// Sum of the region's backends' shares.
+    pub share: f64,
+    pub signals: RegionSignals,
+    /// `high: <why>`, `between` or `clear`; `-` when spillover is off.
+    pub pressure: String,
+}
+
+/// The engine's memory of one region of a pool.
+#[derive(Debug, Clone, Default)]
+struct RegionMemory {
+    state: SpillState,
+    signals: RegionSignals,
+    pressure: String,
+}
+
 /// The engine's private memory of one backend.
 #[derive(Debug, Clone, Default)]
 struct BackendMemory {
@@ -120,6 +148,8 @@ pub struct Engine {
 #[derive(Default)]
 struct EngineMemory {
     backends: HashMap<BackendId, BackendMemory>,
+    /// By (pool name, region name).
+    regions: HashMap<(String, String), RegionMemory>,
     next_due_ms: HashMap<String, u64>,
 }
 
@@ -183,7 +213,19 @@ impl Engine {
         report.added.sort();
         report.removed.sort();
         memory.next_due_ms.clear();
+        let spilling: HashSet<(String, String)> = snapshot
+            .pools
+            .iter()
+            .flat_map(|p| {
+                p.regions
+                    .iter()
+                    .flatten()
+                    .map(|r| (p.name.clone(), r.clone()))
+            })
+            .collect();
+        memory.regions.retain(|key, _| spilling.contains(key));
         self.metrics.backend_share.reset();
+        self.metrics.region_spill.reset();
         self.state.store(Arc::new(RoutingState {
             stats,
             weights: vec![None; snapshot.pools.len()],
@@ -231,8 +273,26 @@ impl Engine {
                 now_ms + pool.policy.recompute_interval.as_millis() as u64,
             );
             let stats = &current.stats.pools[pool.id.0];
-            weights[pool.id.0] =
-                Some(self.recompute_pool(pool, stats, &mut memory.backends, now_ms));
+            let observations: Vec<_> = stats.iter().map(|s| s.observe(now_ms)).collect();
+            let mut pool_weights = self.recompute_pool(
+                pool,
+                stats,
+                &observations,
+                current.snapshot.geo.is_some(),
+                &mut memory.backends,
+                now_ms,
+            );
+            if let Some(geo) = &current.snapshot.geo {
+                self.apply_spillover(
+                    pool,
+                    geo,
+                    &observations,
+                    &mut pool_weights,
+                    &mut memory.regions,
+                    now_ms,
+                );
+            }
+            weights[pool.id.0] = Some(pool_weights);
             changed = true;
         }
         if changed {
@@ -245,22 +305,25 @@ impl Engine {
         }
     }
 
+    /// `with_geo`: clients have regions (spillover acts per request);
+    /// otherwise `region_max_share` caps the regions' shares here.
     fn recompute_pool(
         &self,
         pool: &Pool,
         stats: &[Arc<BackendStats>],
+        observations: &[Observation],
+        with_geo: bool,
         memory: &mut HashMap<BackendId, BackendMemory>,
         now_ms: u64,
     ) -> PoolWeights {
-        let observations: Vec<_> = stats.iter().map(|s| s.observe(now_ms)).collect();
         self.apply_outlier_ejection(pool, stats, memory, now_ms);
         self.note_health_changes(pool, stats, memory, now_ms);
-        self.apply_canary_breakers(pool, &observations, memory, now_ms);
+        self.apply_canary_breakers(pool, observations, memory, now_ms);
 
         let mut inputs: Vec<BackendInput> = pool
             .backends
             .iter()
-            .zip(&observations)
+            .zip(observations)
             .map(|(backend, observation)| {
                 let mem = memory.entry(backend.id.clone()).or_default();
                 BackendInput {
@@ -287,12 +350,15 @@ impl Engine {
         }
         let mut computed = compute_shares(&pool.policy, &inputs, now_ms);
         self.apply_canary_bounds(pool, &mut computed);
+        if !with_geo && pool.policy.mode != BalanceMode::RoundRobin {
+            cap_region_shares(pool, &mut computed, pool.policy.region_max_share);
+        }
         self.apply_pins(pool, memory, &mut computed, now_ms);
 
         let pool_rps: f64 = observations.iter().map(|o| o.outcomes.per_second()).sum();
         let mut expected_in_flight = Vec::with_capacity(computed.len());
         for ((backend, result), observation) in
-            pool.backends.iter().zip(&computed).zip(&observations)
+            pool.backends.iter().zip(&computed).zip(observations)
         {
             let latency_s = result
                 .factors
@@ -313,6 +379,104 @@ impl Engine {
             computed.iter().map(|c| c.share).collect(),
             expected_in_flight,
         )
+    }
+
+    /// Judge each region's pressure, move its spill fraction one step, and
+    /// publish it with the weights; changes are decisions.
+    fn apply_spillover(
+        &self,
+        pool: &Pool,
+        geo: &Geo,
+        observations: &[Observation],
+        weights: &mut PoolWeights,
+        regions: &mut HashMap<(String, String), RegionMemory>,
+        now_ms: u64,
+    ) {
+        let policy = &pool.policy;
+        let thresholds = match (&policy.spillover, policy.region_max_share < 1.0) {
+            _ if policy.mode == BalanceMode::RoundRobin => return,
+            (Some(spillover), _) => Thresholds {
+                policy: spillover,
+                region_max_share: policy.region_max_share,
+            },
+            (None, true) => Thresholds {
+                policy: &DEFAULT_SPILLOVER,
+                region_max_share: policy.region_max_share,
+            },
+            (None, false) => return,
+        };
+        let stale_after = policy.server_load.stale_after.as_millis() as u64;
+        let pool_requests: u64 = observations.iter().map(|o| o.recent_outcomes.total).sum();
+        for region in pool.regions.iter().flatten() {
+            let members: Vec<(&Observation, Option<f64>)> = pool
+                .backends
+                .iter()
+                .enumerate()
+                .filter(|(i, b)| b.region.as_ref() == Some(region) && weights.shares[*i] > 0.0)
+                .map(|(i, _)| {
+                    let o = &observations[i];
+                    let fresh_utilization = o
+                        .report
+                        .filter(|r| now_ms.saturating_sub(r.received_at_ms) <= stale_after)
+                        .and_then(|r| r.utilization);
+                    (o, fresh_utilization)
+                })
+                .collect();
+            let region_requests: u64 = pool
+                .backends
+                .iter()
+                .zip(observations)
+                .filter(|(b, _)| b.region.as_ref() == Some(region))
+                .map(|(_, o)| o.recent_outcomes.total)
+                .sum();
+            let mem = regions
+                .entry((pool.name.clone(), region.clone()))
+                .or_default();
+            if members.is_empty() {
+                // Nothing to measure (or to spill from): hold still.
+                mem.pressure = "no eligible backend".into();
+            } else {
+                mem.signals = region_signals(
+                    thresholds.policy.latency_signal,
+                    &members,
+                    region_requests,
+                    pool_requests,
+                );
+                let pressure = thresholds.pressure(&mem.signals);
+                mem.pressure = match &pressure {
+                    Pressure::High(why) => format!("high: {why}"),
+                    Pressure::Between => "between".into(),
+                    Pressure::Clear => "clear".into(),
+                };
+                if let Some(change) = thresholds.advance(&mut mem.state, &pressure, now_ms) {
+                    let to = next_region(geo, pool, region);
+                    let verb = if change.new > change.old {
+                        "more"
+                    } else {
+                        "less"
+                    };
+                    tracing::info!(
+                        pool = %pool.name, region = %region, to = %to,
+                        "spilling {verb}: {:.2} -> {:.2} ({})", change.old, change.new, change.reason
+                    );
+                    self.decisions.record(RoutingDecision {
+                        at: SystemTime::now(),
+                        at_ms: now_ms,
+                        pool: pool.name.clone(),
+                        backend: region.clone(),
+                        kind: DecisionKind::Spill,
+                        old_share: change.old,
+                        new_share: change.new,
+                        reason: format!("spill:{region}->{to} {}", change.reason),
+                    });
+                }
+            }
+            weights.set_spill(region, mem.state.fraction);
+            self.metrics
+                .region_spill
+                .with_label_values(&[pool.name.as_str(), region.as_str()])
+                .set(mem.state.fraction);
+        }
     }
 
     fn apply_outlier_ejection(
@@ -537,6 +701,49 @@ impl Engine {
     }
 
     /// A reading of every backend of every pool, in snapshot order.
+    /// Every pool's named regions: spill fraction, share and signals.
+    pub fn inspect_regions(&self) -> Vec<Vec<RegionInspection>> {
+        let current = self.state.load_full();
+        let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        current
+            .snapshot
+            .pools
+            .iter()
+            .map(|pool| {
+                let weights = current.weights[pool.id.0].as_ref();
+                pool.regions
+                    .iter()
+                    .flatten()
+                    .map(|region| {
+                        let mem = memory
+                            .regions
+                            .get(&(pool.name.clone(), region.clone()))
+                            .cloned()
+                            .unwrap_or_default();
+                        let share = weights.map_or(0.0, |w| {
+                            pool.backends
+                                .iter()
+                                .zip(&w.shares)
+                                .filter(|(b, _)| b.region.as_ref() == Some(region))
+                                .map(|(_, s)| s)
+                                .sum()
+                        });
+                        RegionInspection {
+                            region: region.clone(),
+                            spill: mem.state.fraction,
+                            share,
+                            signals: mem.signals,
+                            pressure: match mem.pressure.is_empty() {
+                                true => "-".into(),
+                                false => mem.pressure,
+                            },
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     pub fn inspect(&self, now_ms: u64) -> Vec<Vec<BackendInspection>> {
         let current = self.state.load_full();
         let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
@@ -752,6 +959,73 @@ impl Engine {
     }
 }
 
+/// Where `region`'s clients of `pool` go next: the first later region of
+/// their plan with backends in the pool.
+fn next_region(geo: &Geo, pool: &Pool, region: &str) -> String {
+    geo.plans
+        .get(region)
+        .and_then(|plan| {
+            plan.order
+                .iter()
+                .skip(1)
+                .find(|r| pool.regions.iter().flatten().any(|p| p == *r))
+        })
+        .cloned()
+        .unwrap_or_else(|| "next".to_string())
+}
+
+/// Scale regions whose backends' shares sum above `cap` down to it, and the
+/// others up into the rest (water-filling); a no-op when `cap` cannot be met
+/// (too few regions serving).
+fn cap_region_shares(pool: &Pool, computed: &mut [Computed], cap: f64) {
+    if cap >= 1.0 {
+        return;
+    }
+    let mut capped: Vec<&str> = Vec::new();
+    for _ in 0..pool.regions.len() {
+        let total = |region: &str, computed: &[Computed]| -> f64 {
+            pool.backends
+                .iter()
+                .zip(computed)
+                .filter(|(b, _)| b.region.as_deref() == Some(region))
+                .map(|(_, c)| c.share)
+                .sum()
+        };
+        let over: Vec<&str> = pool
+            .regions
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|r| !capped.contains(r) && total(r, computed) > cap + 1e-9)
+            .collect();
+        if over.is_empty() {
+            return;
+        }
+        capped.extend(over);
+        let free = pool.backends.iter().zip(computed.iter()).any(|(b, c)| {
+            c.share > 0.0 && b.region.as_deref().is_none_or(|r| !capped.contains(&r))
+        });
+        if !free {
+            return;
+        }
+        let fixed: Vec<Option<f64>> = pool
+            .backends
+            .iter()
+            .zip(computed.iter())
+            .map(|(b, c)| {
+                let region = b.region.as_deref().filter(|r| capped.contains(r))?;
+                let region_total = total(region, computed);
+                Some(if region_total > 0.0 {
+                    c.share * cap.min(region_total) / region_total
+                } else {
+                    0.0
+                })
+            })
+            .collect();
+        fix_shares(computed, &fixed);
+    }
+}
+
 fn new_tickets(snapshot: &Snapshot) -> Arc<[AtomicU64]> {
     snapshot.pools.iter().map(|_| AtomicU64::new(0)).collect()
 }
@@ -851,13 +1125,124 @@ mod tests {
             "listeners: [{{address: \"127.0.0.1:1\"}}]\npools:\n  p:\n    recompute_interval: 100ms\n{pool_extra}    backends: [{}]\nroutes: [{{pool: p}}]\n",
             list.join(", ")
         );
-        let snapshot = Arc::new(crate::config::load_str(&yaml, Path::new(".")).unwrap());
+        engine_from(&yaml)
+    }
+
+    fn engine_from(yaml: &str) -> Engine {
+        let snapshot = Arc::new(crate::config::load_str(yaml, Path::new(".")).unwrap());
         Engine::new(
             snapshot,
             Arc::new(LiveState::new()),
             Arc::new(DecisionLog::default()),
             Arc::new(Metrics::new()),
         )
+    }
+
+    /// us-east: backends 0 and 1; us-west: backend 2. Clients default to us-east.
+    fn regional(pool_extra: &str, with_geo: bool) -> Engine {
+        let geo = if with_geo {
+            "geo: {client_region: [{default: us-east}]}\n"
+        } else {
+            ""
+        };
+        engine_from(&format!(
+            r#"
+listeners: [{{address: "127.0.0.1:1"}}]
+regions:
+  us-east: {{fallback: [us-west]}}
+  us-west: {{fallback: [us-east]}}
+{geo}pools:
+  p:
+    recompute_interval: 100ms
+    max_share: 1.0
+{pool_extra}    backends:
+      - {{addr: "127.0.0.1:9000", region: us-east}}
+      - {{addr: "127.0.0.1:9001", region: us-east}}
+      - {{addr: "127.0.0.1:9002", region: us-west}}
+routes: [{{pool: p}}]
+"#
+        ))
+    }
+
+    #[test]
+    fn without_client_regions_region_max_share_caps_shares() {
+        let e = regional("    region_max_share: 0.5\n", false);
+        traffic(&e, 3, 1_000, 10_000);
+        e.tick(1_000);
+        let s = shares(&e);
+        assert!((s[0] + s[1] - 0.5).abs() < 1e-9, "{s:?}");
+        assert!((s[2] - 0.5).abs() < 1e-9, "{s:?}");
+        let regions = e.inspect_regions();
+        assert_eq!(regions[0][0].region, "us-east");
+        assert!((regions[0][0].share - 0.5).abs() < 1e-9);
+        assert_eq!(regions[0][0].spill, 0.0, "no spill without client regions");
+    }
+
+    #[test]
+    fn a_slow_region_spills_step_by_step_and_comes_back_after_the_hold() {
+        let e = regional(
+            "    spillover: {latency_above: 200ms, step: 0.1, max: 0.5, hold: 1s}\n",
+            true,
+        );
+        let spill = |e: &Engine| {
+            e.state().load().weights[0]
+                .as_ref()
+                .unwrap()
+                .spill("us-east")
+        };
+        // us-east answers in 300 ms, us-west in 20 ms.
+        let mut now = 1_000;
+        for tick in 0..8 {
+            for b in 0..3 {
+                let latency_us = if b < 2 { 300_000 } else { 20_000 };
+                stats(&e, b).record_success(now, latency_us);
+            }
+            e.tick(now);
+            let expected = (0.1 * (tick + 1) as f64).min(0.5);
+            assert!(
+                (spill(&e) - expected).abs() < 1e-9,
+                "tick {tick}: {}",
+                spill(&e)
+            );
+            now += 100;
+        }
+        let decisions = e.decisions.recent(100, |d| d.kind == DecisionKind::Spill);
+        assert_eq!(decisions.len(), 5, "0.1 .. 0.5, then capped");
+        assert_eq!(decisions[0].backend, "us-east");
+        assert!(
+            decisions[0]
+                .reason
+                .starts_with("spill:us-east->us-west ewma latency"),
+            "{}",
+            decisions[0].reason
+        );
+        let inspected = &e.inspect_regions()[0][0];
+        assert!(
+            inspected.pressure.starts_with("high: ewma latency"),
+            "{}",
+            inspected.pressure
+        );
+        // us-east recovers: after the hold, the spill steps back to 0.
+        let last_out = now - 100;
+        let mut back_at = Vec::new();
+        for _ in 0..40 {
+            for _ in 0..50 {
+                stats(&e, 0).record_success(now, 10_000);
+                stats(&e, 1).record_success(now, 10_000);
+            }
+            let before = spill(&e);
+            e.tick(now);
+            if spill(&e) < before {
+                back_at.push(now);
+            }
+            now += 100;
+        }
+        assert_eq!(spill(&e), 0.0);
+        assert_eq!(back_at.len(), 5, "{back_at:?}");
+        assert!(
+            back_at[0] >= last_out + 1_000,
+            "held: {back_at:?} after {last_out}"
+        );
     }
 
     fn stats(engine: &Engine, backend: usize) -> Arc<BackendStats> {
@@ -1023,13 +1408,7 @@ mod tests {
         let yaml = format!(
             "listeners: [{{address: \"127.0.0.1:1\"}}]\npools:\n  p:\n    recompute_interval: 100ms\n    max_share: 1.0\n    slow_start: 10s\n    backends: [{{addr: \"127.0.0.1:9000\"}}, {{addr: \"127.0.0.1:9001\"}}, {{addr: \"127.0.0.1:9002\", canary: {policy}}}]\nroutes: [{{pool: p}}]\n"
         );
-        let snapshot = Arc::new(crate::config::load_str(&yaml, Path::new(".")).unwrap());
-        Engine::new(
-            snapshot,
-            Arc::new(LiveState::new()),
-            Arc::new(DecisionLog::default()),
-            Arc::new(Metrics::new()),
-        )
+        engine_from(&yaml)
     }
 
     /// `n` answers from `backend` at `now_ms` taking `latency_us`, `errors` of them failures.

@@ -6,5 +6,7 @@ pub mod decisions;
 pub mod engine;
 pub mod geo;
 pub mod picker;
+pub mod spillover;
+pub mod sticky;
 pub mod table;
 pub mod weights;

@@ -24,6 +24,16 @@
 //!
 //! Backends a request already tried, and backends with share 0 (ejected,
 //! unhealthy), are skipped while any other remains.
+//!
+//! With a regional plan, regions are tried in the plan's order. A region
+//! that is spilling (see [`super::spillover`]) passes a request on to the
+//! next region with probability equal to its spill fraction, when a later
+//! region of the plan can serve; the answer is then [`Decision::Spilled`].
+//!
+//! Sticky canary assignment: a request carrying a user key (hashed to
+//! `k ∈ [0, 1)`) is not drawn at random but placed at `k` on its group's
+//! cumulative shares, canaries first. A user stays on the same side of the
+//! canary while the canary's share holds, and as it grows, users only join it.
 
 use crate::config::{BalanceMode, Pool, PoolId, RegionPlan, Snapshot};
 use crate::stats::backend::BackendStats;
@@ -47,10 +57,15 @@ struct Group {
     cumulative: Vec<f64>,
     /// The pool's round-robin cycle restricted to eligible members.
     cycle: Vec<u32>,
+    /// Fraction of requests reaching this region that move on to the next.
+    spill: f64,
 }
 
 impl Group {
-    fn new(region: Option<String>, members: Vec<usize>, shares: &[f64], schedule: &[u32]) -> Self {
+    /// `members` are reordered canaries first, for sticky assignment.
+    fn new(pool: &Pool, region: Option<String>, mut members: Vec<usize>, shares: &[f64]) -> Self {
+        members.sort_by_key(|&b| pool.backends[b].canary.is_none());
+        let schedule = &pool.schedule;
         let cumulative = members
             .iter()
             .scan(0.0, |sum, &b| {
@@ -68,7 +83,13 @@ impl Group {
             members,
             cumulative,
             cycle,
+            spill: 0.0,
         }
+    }
+
+    /// Whether any member can take a request.
+    fn serving(&self) -> bool {
+        self.total() > 0.0 || !self.cycle.is_empty()
     }
 
     fn total(&self) -> f64 {
@@ -97,7 +118,7 @@ pub struct PoolWeights {
 impl PoolWeights {
     /// Weights for `pool`'s backends with these shares (same order).
     pub fn new(pool: &Pool, shares: Vec<f64>, expected_in_flight: Vec<f64>) -> Self {
-        let all = Group::new(None, (0..shares.len()).collect(), &shares, &pool.schedule);
+        let all = Group::new(pool, None, (0..shares.len()).collect(), &shares);
         let regions = pool
             .regions
             .iter()
@@ -105,7 +126,7 @@ impl PoolWeights {
                 let members = (0..shares.len())
                     .filter(|&b| pool.backends[b].region == *name)
                     .collect();
-                Group::new(name.clone(), members, &shares, &pool.schedule)
+                Group::new(pool, name.clone(), members, &shares)
             })
             .collect();
         Self {
@@ -118,6 +139,27 @@ impl PoolWeights {
 
     fn eligible(&self, backend: usize) -> bool {
         self.shares[backend] > 0.0
+    }
+
+    /// Send `fraction` of the requests that reach `region` on to the next
+    /// region of their plan.
+    pub fn set_spill(&mut self, region: &str, fraction: f64) {
+        if let Some(group) = self
+            .regions
+            .iter_mut()
+            .find(|g| g.region.as_deref() == Some(region))
+        {
+            group.spill = fraction.clamp(0.0, 1.0);
+        }
+    }
+
+    /// The spill fraction of `region` (0 when it is not spilling).
+    pub fn spill(&self, region: &str) -> f64 {
+        self.region_group(Some(region)).map_or(0.0, |g| g.spill)
+    }
+
+    fn region_group(&self, region: Option<&str>) -> Option<&Group> {
+        self.regions.iter().find(|g| g.region.as_deref() == region)
     }
 }
 
@@ -135,6 +177,8 @@ pub struct RequestFacts<'a> {
     pub stats: &'a [Arc<BackendStats>],
     /// The client's regional plan, when geo rules place it.
     pub plan: Option<&'a RegionPlan>,
+    /// The hash of the request's user key, for sticky canary assignment.
+    pub sticky: Option<u64>,
 }
 
 /// The picker's answer.
@@ -142,6 +186,9 @@ pub struct RequestFacts<'a> {
 pub enum Decision {
     /// Send the request to this backend (index into the pool's backends).
     Backend(usize),
+    /// Send it to this backend, in a later region of the plan than one
+    /// that could have served it: that region is spilling.
+    Spilled(usize),
     /// No backend can take the request.
     Unavailable(Unavailable),
 }
@@ -189,10 +236,23 @@ impl PoolWeights {
     fn group(&self, scope: Scope<'_>) -> Option<&Group> {
         match scope {
             Scope::Pool => Some(&self.all),
-            Scope::Region(region) => self.regions.iter().find(|g| g.region.as_deref() == region),
+            Scope::Region(region) => self.region_group(region),
         }
     }
 }
+
+impl Decision {
+    /// The chosen backend, spilled or not.
+    pub fn backend(self) -> Option<usize> {
+        match self {
+            Decision::Backend(b) | Decision::Spilled(b) => Some(b),
+            Decision::Unavailable(_) => None,
+        }
+    }
+}
+
+/// Most plan regions a request can be spilled past (bits of a `u64`).
+const MAX_SPILL_HOPS: usize = 64;
 
 /// Choose a backend for one request. With a regional plan, the plan's
 /// regions are tried in order; an unfenced client then falls back to any
@@ -204,37 +264,69 @@ pub fn pick<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Decision {
     let pool = snapshot.pool(facts.pool);
-    let mut choose = |scope: Scope<'_>| -> Option<usize> {
+    let choose = |scope: Scope<'_>, rng: &mut R| -> Option<usize> {
         match (pool.policy.mode, facts.weights) {
             (BalanceMode::RoundRobin, Some(weights)) => {
-                round_robin(&weights.group(scope)?.cycle, facts, |_| true)
+                let ticket = facts.sticky.unwrap_or(facts.ticket);
+                round_robin(&weights.group(scope)?.cycle, ticket, facts.tried, |_| true)
             }
-            (_, None) => round_robin(&pool.schedule, facts, |b| scope.contains(pool, b)),
+            (_, None) => round_robin(&pool.schedule, facts.ticket, facts.tried, |b| {
+                scope.contains(pool, b)
+            }),
             (_, Some(weights)) => weighted(weights, weights.group(scope)?, facts, rng),
         }
     };
-    let chosen = match facts.plan {
-        None => choose(Scope::Pool),
-        Some(plan) => {
-            let preferred = plan
-                .order
-                .iter()
-                .find_map(|region| choose(Scope::Region(Some(region))));
-            match preferred {
-                Some(found) => Some(found),
-                None if plan.fenced => None,
-                None => pool
-                    .regions
+    let Some(plan) = facts.plan else {
+        return choose(Scope::Pool, rng).map_or_else(
+            || Decision::Unavailable(why_unavailable(facts)),
+            Decision::Backend,
+        );
+    };
+    // The plan's regions in order, passing spilling ones on when a later
+    // one can serve; those passed are tried last.
+    let mut passed: u64 = 0;
+    for (i, region) in plan.order.iter().enumerate() {
+        let spill = facts.weights.map_or(0.0, |w| w.spill(region));
+        if spill > 0.0 && i < MAX_SPILL_HOPS && rng.random::<f64>() < spill {
+            let later_serves = facts.weights.is_some_and(|w| {
+                plan.order[i + 1..]
                     .iter()
-                    .filter(|r| r.as_ref().is_none_or(|r| !plan.order.contains(r)))
-                    .find_map(|r| choose(Scope::Region(r.as_deref()))),
+                    .any(|r| w.region_group(Some(r)).is_some_and(Group::serving))
+            });
+            if later_serves {
+                passed |= 1 << i;
+                continue;
             }
         }
-    };
-    chosen.map_or_else(
-        || Decision::Unavailable(why_unavailable(facts)),
-        Decision::Backend,
-    )
+        if let Some(found) = choose(Scope::Region(Some(region)), rng) {
+            return match passed {
+                0 => Decision::Backend(found),
+                _ => Decision::Spilled(found),
+            };
+        }
+    }
+    let passed_over = plan
+        .order
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| passed & (1 << i) != 0);
+    for (_, region) in passed_over {
+        if let Some(found) = choose(Scope::Region(Some(region)), rng) {
+            return Decision::Backend(found);
+        }
+    }
+    if !plan.fenced {
+        let outside = pool
+            .regions
+            .iter()
+            .filter(|r| r.as_ref().is_none_or(|r| !plan.order.contains(r)));
+        for region in outside {
+            if let Some(found) = choose(Scope::Region(region.as_deref()), rng) {
+                return Decision::Backend(found);
+            }
+        }
+    }
+    Decision::Unavailable(why_unavailable(facts))
 }
 
 fn why_unavailable(facts: &RequestFacts<'_>) -> Unavailable {
@@ -250,17 +342,18 @@ fn why_unavailable(facts: &RequestFacts<'_>) -> Unavailable {
 /// it that the request has not tried and `allowed` accepts.
 fn round_robin(
     cycle: &[u32],
-    facts: &RequestFacts<'_>,
+    ticket: u64,
+    tried: &[usize],
     allowed: impl Fn(usize) -> bool,
 ) -> Option<usize> {
     if cycle.is_empty() {
         return None;
     }
     let len = cycle.len();
-    let start = (facts.ticket % len as u64) as usize;
+    let start = (ticket % len as u64) as usize;
     (0..len)
         .map(|step| cycle[(start + step) % len] as usize)
-        .find(|&b| !facts.tried.contains(&b) && allowed(b))
+        .find(|&b| !tried.contains(&b) && allowed(b))
 }
 
 fn weighted<R: Rng + ?Sized>(
@@ -272,6 +365,12 @@ fn weighted<R: Rng + ?Sized>(
     let total = group.total();
     if total <= 0.0 {
         return None;
+    }
+    if let Some(key) = facts.sticky {
+        let placed = group.member_at(unit_interval(key) * total);
+        if !facts.tried.contains(&placed) {
+            return Some(placed);
+        }
     }
     let mut draw = || -> Option<usize> {
         (0..DRAW_ATTEMPTS)
@@ -296,6 +395,11 @@ fn weighted<R: Rng + ?Sized>(
     } else {
         Some(first)
     }
+}
+
+/// A hash spread over `[0, 1)`.
+fn unit_interval(hash: u64) -> f64 {
+    (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The eligible member with the largest share that this request has not tried.
@@ -421,6 +525,7 @@ mod tests {
             weights,
             stats,
             plan: None,
+            sticky: None,
         }
     }
 
@@ -601,6 +706,7 @@ routes: [{{pool: p}}]
                     weights: w,
                     stats: &stats,
                     plan: Some(plan),
+                    sticky: None,
                 };
                 pick(snap, &facts, 0, &mut rng)
             })
@@ -688,6 +794,66 @@ routes: [{{pool: p}}]
         }
     }
 
+    /// Where `n` requests of `client` went: count per backend, and how many spilled.
+    fn tally(snap: &Snapshot, w: &PoolWeights, client: &str, n: u64) -> ([usize; 6], usize) {
+        let stats: Vec<Arc<BackendStats>> = (0..6).map(|_| Arc::new(BackendStats::new())).collect();
+        let plan = &snap.geo.as_ref().unwrap().plans[client];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let (mut counts, mut spilled) = ([0; 6], 0);
+        for ticket in 0..n {
+            let facts = RequestFacts {
+                pool: PoolId(0),
+                ticket,
+                tried: &[],
+                weights: Some(w),
+                stats: &stats,
+                plan: Some(plan),
+                sticky: None,
+            };
+            let decision = pick(snap, &facts, 0, &mut rng);
+            spilled += usize::from(matches!(decision, Decision::Spilled(_)));
+            counts[decision.backend().expect("served")] += 1;
+        }
+        (counts, spilled)
+    }
+
+    #[test]
+    fn a_spilling_region_passes_that_fraction_to_the_next_region() {
+        let snap = snapshot("latency");
+        let mut w = weights(&snap, EVEN);
+        w.set_spill("us-east", 0.3);
+        let (counts, spilled) = tally(&snap, &w, "us-east", 20_000);
+        let moved = counts[2] as f64 / 20_000.0;
+        assert!((moved - 0.3).abs() < 0.02, "{counts:?}");
+        assert_eq!(spilled, counts[2], "every request in us-west was spilled");
+        assert_eq!(counts[3] + counts[4] + counts[5], 0, "{counts:?}");
+        // us-west clients are not affected by us-east spilling...
+        let (counts, spilled) = tally(&snap, &w, "us-west", 1_000);
+        assert_eq!((counts[2], spilled), (1_000, 0));
+        // ...and with nowhere later to go, nothing moves.
+        let west_down = {
+            let mut w = weights(&snap, [0.4, 0.4, 0.0, 0.0, 0.0, 0.2]);
+            w.set_spill("us-east", 0.3);
+            w
+        };
+        let (counts, spilled) = tally(&snap, &west_down, "us-east", 1_000);
+        assert_eq!((counts[0] + counts[1], spilled), (1_000, 0), "{counts:?}");
+    }
+
+    #[test]
+    fn spilling_never_crosses_a_fence() {
+        let snap = snapshot("latency");
+        let mut w = weights(&snap, EVEN);
+        w.set_spill("eu-west", 1.0);
+        let (counts, spilled) = tally(&snap, &w, "eu-west", 1_000);
+        assert_eq!((counts[4], spilled), (1_000, 1_000), "all to eu-central");
+        // eu-central down: eu-west keeps its own clients rather than leak.
+        let mut central_down = weights(&snap, [0.2, 0.2, 0.2, 0.2, 0.0, 0.2]);
+        central_down.set_spill("eu-west", 1.0);
+        let (counts, spilled) = tally(&snap, &central_down, "eu-west", 1_000);
+        assert_eq!((counts[3], spilled), (1_000, 0), "{counts:?}");
+    }
+
     #[test]
     fn panic_mode_still_respects_fences() {
         // Before the engine publishes (or when it routes to everyone), the
@@ -699,5 +865,76 @@ routes: [{{pool: p}}]
         assert!(all_tried
             .iter()
             .all(|d| *d == Decision::Unavailable(Unavailable::Residency)));
+    }
+}
+
+#[cfg(test)]
+mod sticky_tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::path::Path;
+
+    /// Two stable backends and a canary (backend 2).
+    fn snapshot() -> Snapshot {
+        let yaml = r#"
+listeners: [{address: "127.0.0.1:1"}]
+pools:
+  p:
+    canary_sticky: {header: x-user}
+    backends:
+      - {addr: "10.0.0.1:80"}
+      - {addr: "10.0.0.2:80"}
+      - {addr: "10.0.0.3:80", canary: true}
+routes: [{pool: p}]
+"#;
+        crate::config::load_str(yaml, Path::new(".")).unwrap()
+    }
+
+    /// The backend each of `users` keys lands on, picked `rounds` times with
+    /// different random draws.
+    fn placements(snap: &Snapshot, w: &PoolWeights, users: u64, rounds: u64) -> Vec<usize> {
+        let stats: Vec<Arc<BackendStats>> = (0..3).map(|_| Arc::new(BackendStats::new())).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        (0..users)
+            .map(|user| {
+                let key = user.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let seen: Vec<usize> = (0..rounds)
+                    .map(|ticket| {
+                        let facts = RequestFacts {
+                            pool: PoolId(0),
+                            ticket,
+                            tried: &[],
+                            weights: Some(w),
+                            stats: &stats,
+                            plan: None,
+                            sticky: Some(key),
+                        };
+                        pick(snap, &facts, 0, &mut rng).backend().unwrap()
+                    })
+                    .collect();
+                assert!(seen.iter().all(|&b| b == seen[0]), "user {user}: {seen:?}");
+                seen[0]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn users_keep_their_side_and_a_growing_canary_only_gains_users() {
+        let snap = snapshot();
+        let small = PoolWeights::new(&snap.pools[0], vec![0.45, 0.45, 0.1], vec![0.0; 3]);
+        let before = placements(&snap, &small, 2_000, 5);
+        let on_canary = before.iter().filter(|&&b| b == 2).count();
+        assert!((170..=230).contains(&on_canary), "{on_canary} of 2000");
+        // Stable backends shift between themselves and the canary grows.
+        let grown = PoolWeights::new(&snap.pools[0], vec![0.2, 0.55, 0.25], vec![0.0; 3]);
+        let after = placements(&snap, &grown, 2_000, 1);
+        for (user, (b, a)) in before.iter().zip(&after).enumerate() {
+            assert!(*b != 2 || *a == 2, "user {user} left the canary");
+        }
+        let on_canary = after.iter().filter(|&&b| b == 2).count();
+        assert!((440..=560).contains(&on_canary), "{on_canary} of 2000");
+        // A tripped canary (share 0) sends everyone to stable.
+        let tripped = PoolWeights::new(&snap.pools[0], vec![0.5, 0.5, 0.0], vec![0.0; 3]);
+        assert!(placements(&snap, &tripped, 500, 1).iter().all(|&b| b != 2));
     }
 }

@@ -325,6 +325,9 @@ mod tests {
             },
             health: None,
             attempts: 2,
+            region_max_share: 1.0,
+            spillover: None,
+            canary_sticky: None,
         }
     }
 
