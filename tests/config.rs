@@ -389,3 +389,72 @@ routes: [{pool: api}]
         vec!["geo: geo rules need regions: declare them under `regions`"]
     );
 }
+
+#[test]
+fn spillover_region_caps_and_sticky_canaries_are_validated() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  one_region:
+    region_max_share: 0.02
+    spillover: {latency_signal: p95, step: 0, max: 2, hysteresis: 1, hold: soon}
+    canary_sticky: {header: x-user, cookie: uid}
+    backends: [{addr: "10.0.0.1:80", region: a}]
+  no_canary:
+    spillover: {utilization_above: 11}
+    canary_sticky: {cookie: "bad;name"}
+    backends: [{addr: "10.0.0.2:80", region: a}, {addr: "10.0.0.3:80", region: b}]
+routes: [{pool: one_region}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "pools.no_canary.spillover.utilization_above: 11 is out of range (allowed 0.01 to 10)",
+            r#"pools.no_canary.canary_sticky.cookie: invalid cookie name "bad;name""#,
+            "pools.no_canary.canary_sticky: the pool has no canary backend",
+            "pools.one_region.region_max_share: 0.02 is out of range (allowed 0.05 to 1)",
+            r#"pools.one_region.spillover.latency_signal: unknown latency signal "p95" (supported: ewma, p99)"#,
+            "pools.one_region.spillover: needs latency_above or utilization_above (what counts as pressure)",
+            "pools.one_region.spillover.step: 0 is out of range (allowed 0.01 to 1)",
+            "pools.one_region.spillover.max: 2 is out of range (allowed 0.01 to 1)",
+            "pools.one_region.spillover.hysteresis: 1 is out of range (allowed 0.1 to 0.99)",
+            r#"pools.one_region.spillover.hold: invalid duration "soon" (expected e.g. "250ms", "2s", "1m")"#,
+            "pools.one_region.canary_sticky: set exactly one of header or cookie",
+            "pools.one_region: spillover and region_max_share need backends in at least two regions",
+            "pools.one_region.canary_sticky: the pool has no canary backend",
+        ]
+    );
+    let ok = load_str(
+        r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    region_max_share: 0.7
+    spillover: {latency_above: 200ms, latency_signal: p99, utilization_above: 0.85}
+    canary_sticky: {cookie: uid}
+    backends: [{addr: "10.0.0.1:80", region: a}, {addr: "10.0.0.2:80", region: b, canary: true}]
+routes: [{pool: api}]
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let policy = &ok.pools[0].policy;
+    assert_eq!(policy.region_max_share, 0.7);
+    let spillover = policy.spillover.as_ref().unwrap();
+    assert_eq!(spillover.latency_above, Some(Duration::from_millis(200)));
+    assert_eq!(
+        spillover.latency_signal,
+        ballast::config::LatencySignal::P99
+    );
+    assert_eq!(spillover.utilization_above, Some(0.85));
+    assert_eq!(
+        (spillover.step, spillover.max, spillover.hysteresis),
+        (0.05, 0.9, 0.8),
+        "defaults"
+    );
+    assert_eq!(spillover.hold, Duration::from_secs(5));
+    assert_eq!(
+        policy.canary_sticky,
+        Some(ballast::config::StickyKey::Cookie("uid".into()))
+    );
+}

@@ -632,3 +632,227 @@ async fn admin_decisions(admin: SocketAddr, kind: &str) -> Vec<serde_json::Value
     let value = admin_json(admin, &format!("/api/v1/decisions?kind={kind}")).await;
     value["decisions"].as_array().cloned().unwrap_or_default()
 }
+
+/// A region's spill fraction as the admin state shows it.
+async fn region_spill(admin: SocketAddr, region: &str) -> f64 {
+    let state = admin_json(admin, "/api/v1/state").await;
+    state["pools"][0]["regions"]
+        .as_array()
+        .and_then(|regions| regions.iter().find(|r| r["region"] == region))
+        .and_then(|r| r["spill"].as_f64())
+        .unwrap_or_else(|| panic!("no region {region} in {state}"))
+}
+
+/// Poll `check` every 50 ms until it holds, for at most `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_region_spills_step_by_step_and_comes_back_but_fences_hold() {
+    let _serial = LOAD_LOCK.lock().await;
+    let fast = Duration::from_millis(2);
+    let slow = Duration::from_millis(60);
+    let east_a = origin_with_latency("east-a", fast).await;
+    let east_b = origin_with_latency("east-b", fast).await;
+    let west = origin_with_latency("west", fast).await;
+    let eu = origin_with_latency("eu", fast).await;
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let yaml = format!(
+        r#"
+listeners: [{{address: "{listen}"}}]
+admin: {{address: "{admin}"}}
+server: {{threads: 2, drain_timeout: 2s}}
+regions:
+  us-east: {{fallback: [us-west, eu-west]}}
+  us-west: {{fallback: [us-east]}}
+  eu-west: {{fallback: [us-east]}}
+geo:
+  client_region: [{{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}}, {{default: us-east}}]
+  residency: [{{clients: [eu-west], allowed: [eu-west]}}]
+explain: {{trusted_peers: ["127.0.0.1"]}}
+pools:
+  p:
+    recompute_interval: 100ms
+    spillover: {{latency_above: 30ms, step: 0.1, max: 0.6, hold: 1s}}
+    backends:
+      - {{addr: "{}", region: us-east}}
+      - {{addr: "{}", region: us-east}}
+      - {{addr: "{}", region: us-west}}
+      - {{addr: "{}", region: eu-west}}
+routes: [{{pool: p}}]
+"#,
+        east_a.addr, east_b.addr, west.addr, eu.addr
+    );
+    let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
+    let from = |region: &'static str| {
+        move |_: usize, _: usize| {
+            Request::builder()
+                .uri("/work")
+                .header("host", "x")
+                .header("x-client-region", region)
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        }
+    };
+    let served = |o: &OriginHandle| o.stats.count_path("/work");
+
+    // Calm: us-east clients stay in us-east.
+    let out = drive(
+        listen,
+        4,
+        Duration::from_millis(800),
+        10_000,
+        from("us-east"),
+    )
+    .await;
+    assert_eq!(out.count(200), out.total(), "{out:?}");
+    assert_eq!(served(&west), 0, "nothing spills while us-east is fast");
+    assert_eq!(region_spill(admin, "us-east").await, 0.0);
+
+    // us-east slows past the threshold: traffic moves to us-west a step at a time.
+    east_a.set_latency(slow);
+    east_b.set_latency(slow);
+    let load = tokio::spawn(drive(
+        listen,
+        4,
+        Duration::from_secs(6),
+        100_000,
+        from("us-east"),
+    ));
+    let took = eventually(
+        "us-east spilling at its max",
+        Duration::from_secs(6),
+        || async move { region_spill(admin, "us-east").await >= 0.6 - 1e-9 },
+    )
+    .await;
+    println!("us-east reached its max spill 0.6 in {took:?}");
+    let spills = admin_decisions(admin, "spill").await;
+    let fractions: Vec<f64> = spills
+        .iter()
+        .filter(|d| d["backend"] == "us-east")
+        .map(|d| d["new_share"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        fractions,
+        vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        "one step per interval, each a decision: {spills:?}"
+    );
+    assert!(
+        spills[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("spill:us-east->us-west ewma latency"),
+        "{spills:?}"
+    );
+    let (east_then, west_then) = (served(&east_a) + served(&east_b), served(&west));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let east_moved = served(&east_a) + served(&east_b) - east_then;
+    let west_moved = served(&west) - west_then;
+    let west_share = west_moved as f64 / (east_moved + west_moved) as f64;
+    println!("at spill 0.6, us-west took {west_share:.2} of us-east's requests by count");
+    // Each request moves with probability 0.6, whatever the latencies.
+    assert!(
+        (0.4..=0.8).contains(&west_share),
+        "{east_moved} east, {west_moved} west"
+    );
+    let mut asked = from("us-east")(0, 0);
+    asked
+        .headers_mut()
+        .insert("x-ballast-debug", "1".parse().unwrap());
+    let mut rules = Vec::new();
+    for _ in 0..20 {
+        let reply = send(listen, asked.clone()).await;
+        rules.push(
+            reply
+                .header("x-ballast-decision")
+                .unwrap_or("-")
+                .to_string(),
+        );
+    }
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.contains("rule=spill:us-east->us-west")),
+        "{rules:?}"
+    );
+    let metrics = get(admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains(
+            "ballast_spilled_requests_total{client_region=\"us-east\",pool=\"p\",region=\"us-west\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ballast_region_spill_fraction{pool=\"p\",region=\"us-east\"} 0.6"),
+        "{metrics}"
+    );
+    let out = load.await.unwrap();
+    assert_eq!(
+        out.count(200),
+        out.total(),
+        "spilling loses nothing: {out:?}"
+    );
+
+    // eu-west slows too, but its clients are fenced: they all stay home.
+    eu.set_latency(slow);
+    let eu_before = served(&eu);
+    let out = drive(listen, 2, Duration::from_secs(2), 100_000, from("eu-west")).await;
+    assert_eq!(out.count(200), out.total(), "{out:?}");
+    assert_eq!(
+        served(&eu) - eu_before,
+        out.total() as u64,
+        "every fenced request served in eu-west"
+    );
+    eu.set_latency(fast);
+
+    // us-east recovers: after the hold, traffic steps back home.
+    east_a.set_latency(fast);
+    east_b.set_latency(fast);
+    let load = tokio::spawn(drive(
+        listen,
+        4,
+        Duration::from_secs(5),
+        1_000_000,
+        from("us-east"),
+    ));
+    let took = eventually("us-east back home", Duration::from_secs(5), || async move {
+        region_spill(admin, "us-east").await == 0.0
+    })
+    .await;
+    println!("us-east spill back to 0 in {took:?}");
+    let back: Vec<f64> = admin_decisions(admin, "spill")
+        .await
+        .iter()
+        .filter(|d| d["backend"] == "us-east")
+        .map(|d| d["new_share"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        back[6..],
+        [0.5, 0.4, 0.3, 0.2, 0.1, 0.0],
+        "back one step at a time, never up again: {back:?}"
+    );
+    let out = load.await.unwrap();
+    assert_eq!(out.count(200), out.total(), "{out:?}");
+    let west_before = served(&west);
+    let out = drive(
+        listen,
+        4,
+        Duration::from_millis(500),
+        10_000,
+        from("us-east"),
+    )
+    .await;
+    assert_eq!(out.count(200), out.total(), "{out:?}");
+    assert_eq!(served(&west), west_before, "nothing spills once back");
+}

@@ -177,19 +177,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
 }
 
 fn parse_kind(text: &str) -> Option<DecisionKind> {
-    [
-        DecisionKind::Share,
-        DecisionKind::Ejected,
-        DecisionKind::Readmitted,
-        DecisionKind::Unhealthy,
-        DecisionKind::Healthy,
-        DecisionKind::Override,
-        DecisionKind::CanaryTripped,
-        DecisionKind::CanaryReadmitted,
-        DecisionKind::Request,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == text)
+    DecisionKind::ALL.into_iter().find(|k| k.as_str() == text)
 }
 
 /// `GET /api/v1/decisions?pool=&backend=&kind=&limit=`: newest last.

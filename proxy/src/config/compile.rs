@@ -370,7 +370,7 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
             );
         }
         let canaries = backends.iter().any(|b| b.canary.is_some());
-        if policy.canary_sticky.is_some() && !canaries {
+        if pool.canary_sticky.is_some() && !canaries {
             c.error(
                 format!("{path}.canary_sticky"),
                 "the pool has no canary backend",

@@ -37,6 +37,19 @@ pub enum DecisionKind {
 }
 
 impl DecisionKind {
+    pub const ALL: [DecisionKind; 10] = [
+        DecisionKind::Share,
+        DecisionKind::Ejected,
+        DecisionKind::Readmitted,
+        DecisionKind::Unhealthy,
+        DecisionKind::Healthy,
+        DecisionKind::Override,
+        DecisionKind::CanaryTripped,
+        DecisionKind::CanaryReadmitted,
+        DecisionKind::Request,
+        DecisionKind::Spill,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DecisionKind::Share => "share",
