@@ -99,6 +99,12 @@ async fn the_dashboard_shows_the_backends_and_updates() {
         );
     }
     assert!(dom.contains("data-pool=\"web\""));
+    for region in ["east", "west"] {
+        assert!(
+            dom.contains(&format!("data-region=\"{region}\"")),
+            "region {region} not shown:\n{dom}"
+        );
+    }
     assert!(dom.contains("canary"), "canary state shown");
     let updates: u32 = dom
         .split("data-count=\"")

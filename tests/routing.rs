@@ -856,3 +856,46 @@ routes: [{{pool: p}}]
     assert_eq!(out.count(200), out.total(), "{out:?}");
     assert_eq!(served(&west), west_before, "nothing spills once back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_canary_users_stay_on_their_side() {
+    let _serial = LOAD_LOCK.lock().await;
+    let a = origin_with_latency("a", Duration::from_millis(1)).await;
+    let b = origin_with_latency("b", Duration::from_millis(1)).await;
+    let canary = origin_with_latency("canary", Duration::from_millis(1)).await;
+    let proxy = start(&format!(
+        "    recompute_interval: 100ms\n    canary_sticky: {{header: x-user}}\n    backends:\n      - {{addr: \"{}\"}}\n      - {{addr: \"{}\"}}\n      - {{addr: \"{}\", canary: {{floor: 0.2, max: 0.2}}}}\n",
+        a.addr, b.addr, canary.addr
+    ))
+    .await;
+    // Let the engine publish shares (canary pinned at 0.2 by floor = max).
+    drive(
+        proxy.listen,
+        2,
+        Duration::from_millis(500),
+        10_000,
+        get_request,
+    )
+    .await;
+    assert!((published_share(proxy.admin, canary.addr).await - 0.2).abs() < 1e-6);
+
+    let mut on_canary = 0;
+    for user in 0..60 {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..5 {
+            let req = Request::builder()
+                .uri("/work")
+                .header("host", "x")
+                .header("x-user", format!("user-{user}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let reply = send(proxy.listen, req).await;
+            assert_eq!(reply.status, 200);
+            seen.insert(reply.header("x-origin").unwrap().to_string());
+        }
+        assert_eq!(seen.len(), 1, "user-{user} bounced between {seen:?}");
+        on_canary += usize::from(seen.contains("canary"));
+    }
+    println!("{on_canary} of 60 users on the canary (share 0.2)");
+    assert!((3..=24).contains(&on_canary), "{on_canary} of 60");
+}
