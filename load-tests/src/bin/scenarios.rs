@@ -134,9 +134,6 @@ fn run(cli: Cli) -> Result<bool, String> {
     let mut complete = true;
     for result in &results {
         complete &= result.failures.is_empty();
-        if result.scenario.pending.is_some() {
-            continue;
-        }
         let write = |name: String, text: String| {
             std::fs::write(out.join(&name), text).map_err(|e| format!("cannot write {name}: {e}"))
         };
@@ -176,20 +173,16 @@ async fn run_scenario(
     );
     let mut analyses: Vec<Analysis> = Vec::new();
     let mut failures = Vec::new();
-    if let Some(reason) = scenario.pending {
-        println!("   {reason}");
-    } else {
-        for &contender in contenders {
-            match runner::run(&scenario, contender, settings).await {
-                Ok(run) => {
-                    let analysis = analyse(&scenario, &run);
-                    println!("   {}", progress_line(&analysis));
-                    analyses.push(analysis);
-                }
-                Err(message) => {
-                    println!("   {}: FAILED: {message}", contender.label());
-                    failures.push(format!("{}: failed to run: {message}", contender.label()));
-                }
+    for &contender in contenders {
+        match runner::run(&scenario, contender, settings).await {
+            Ok(run) => {
+                let analysis = analyse(&scenario, &run);
+                println!("   {}", progress_line(&analysis));
+                analyses.push(analysis);
+            }
+            Err(message) => {
+                println!("   {}: FAILED: {message}", contender.label());
+                failures.push(format!("{}: failed to run: {message}", contender.label()));
             }
         }
     }

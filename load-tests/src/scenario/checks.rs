@@ -105,6 +105,30 @@ pub fn quick_checks(results: &[ScenarioResults]) -> Vec<Check> {
             Some(1.0),
         ));
     }
+    // The clients' region saturates: Ballast spills to the next region.
+    checks.push(below(
+        "spillover",
+        "ballast latency, share of the saturated region (last 5 s) < 20%",
+        "%",
+        focus_after("spillover", LATENCY),
+        Some(20.0),
+    ));
+    checks.push(below(
+        "spillover",
+        "ballast latency, seconds until the spill settles < 4",
+        "s",
+        find("spillover", LATENCY)
+            .and_then(|a| a.convergence.first().copied().flatten())
+            .map(|seconds| seconds as f64),
+        Some(4.0),
+    ));
+    checks.push(below(
+        "spillover",
+        "ballast latency mean latency after the overload < 0.6 × round_robin's",
+        "ms",
+        after("spillover", LATENCY).map(|s| s.mean),
+        after("spillover", ROUND_ROBIN).map(|s| 0.6 * s.mean),
+    ));
     checks.retain(|check| results.iter().any(|r| r.scenario.key == check.scenario));
     checks
 }

@@ -35,6 +35,42 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub capacity: u64,
     pub canary: bool,
+    /// For Ballast: the backend's region. When backends have regions, every
+    /// client is placed in the first backend's region, each region falls back
+    /// to the others in backend order, and the pool spills over on latency
+    /// above [`SPILL_LATENCY_ABOVE`] or reported utilization above
+    /// [`SPILL_UTILIZATION_ABOVE`]. Other contenders have no regions.
+    pub region: Option<&'static str>,
+}
+
+/// Spillover thresholds of regional scenarios.
+pub const SPILL_LATENCY_ABOVE: &str = "100ms";
+pub const SPILL_UTILIZATION_ABOVE: f64 = 0.9;
+/// Fraction moved per 500 ms recompute interval: 0.9 is reached in 2 s.
+pub const SPILL_STEP: f64 = 0.25;
+
+/// Ballast's `regions`, `geo` and pool `spillover` sections for upstreams
+/// with regions (empty strings without).
+fn ballast_regions(upstreams: &[Upstream]) -> (String, String) {
+    let mut names: Vec<&str> = Vec::new();
+    for region in upstreams.iter().filter_map(|u| u.region) {
+        if !names.contains(&region) {
+            names.push(region);
+        }
+    }
+    let Some(home) = names.first() else {
+        return (String::new(), String::new());
+    };
+    let mut top = String::from("regions:\n");
+    for name in &names {
+        let others: Vec<&str> = names.iter().copied().filter(|n| n != name).collect();
+        let _ = writeln!(top, "  {name}: {{fallback: [{}]}}", others.join(", "));
+    }
+    let _ = writeln!(top, "geo:\n  client_region: [{{default: {home}}}]");
+    let pool = format!(
+        "    spillover: {{latency_above: {SPILL_LATENCY_ABOVE}, utilization_above: {SPILL_UTILIZATION_ABOVE}, step: {SPILL_STEP}}}\n"
+    );
+    (top, pool)
 }
 
 /// Ballast's configuration: one pool holding every backend, one catch-all
@@ -47,12 +83,16 @@ pub fn ballast_yaml(
 ) -> String {
     let mut backends = String::new();
     for upstream in upstreams {
+        let region = upstream
+            .region
+            .map_or(String::new(), |r| format!(", region: {r}"));
         let _ = writeln!(
             backends,
-            "      - {{addr: \"{}\", capacity: {}, canary: {}}}",
+            "      - {{addr: \"{}\", capacity: {}, canary: {}{region}}}",
             upstream.addr, upstream.capacity, upstream.canary
         );
     }
+    let (regions, spillover) = ballast_regions(upstreams);
     format!(
         r#"listeners:
   - address: "{listen}"
@@ -61,14 +101,14 @@ admin:
 server:
   threads: {WORKERS}
   drain_timeout: 1s
-pools:
+{regions}pools:
   scenario:
     mode: {mode}
     max_share: 0.95
     connect_timeout: 1s
     read_timeout: 5s
     health: {{check: http, path: /healthz, interval: 2s, healthy_after: 2, unhealthy_after: 2}}
-    backends:
+{spillover}    backends:
 {backends}routes:
   - name: all
     match: {{}}
@@ -197,11 +237,13 @@ mod tests {
                 addr: "127.0.0.1:9101".parse().unwrap(),
                 capacity: 1000,
                 canary: false,
+                region: None,
             },
             Upstream {
                 addr: "127.0.0.1:9102".parse().unwrap(),
                 capacity: 200,
                 canary: true,
+                region: None,
             },
         ]
     }
@@ -233,6 +275,26 @@ mod tests {
         assert!(yaml.contains(r#"      - {addr: "127.0.0.1:9101", capacity: 1000, canary: false}"#));
         assert!(yaml.contains(r#"      - {addr: "127.0.0.1:9102", capacity: 200, canary: true}"#));
         assert!(yaml.ends_with("    pool: scenario\n"));
+        assert!(!yaml.contains("regions:") && !yaml.contains("spillover"));
+    }
+
+    #[test]
+    fn regional_backends_get_regions_a_home_and_spillover() {
+        let mut regional = upstreams();
+        regional[0].region = Some("near");
+        regional[1].region = Some("far");
+        let yaml = ballast_yaml(
+            BallastMode::Latency,
+            listen(),
+            "127.0.0.1:9901".parse().unwrap(),
+            &regional,
+        );
+        assert!(yaml.contains("regions:\n  near: {fallback: [far]}\n  far: {fallback: [near]}\n"));
+        assert!(yaml.contains("geo:\n  client_region: [{default: near}]\n"));
+        assert!(yaml.contains(
+            "    spillover: {latency_above: 100ms, utilization_above: 0.9, step: 0.25}\n"
+        ));
+        assert!(yaml.contains(r#"capacity: 1000, canary: false, region: near}"#));
     }
 
     #[test]

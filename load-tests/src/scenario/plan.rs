@@ -28,6 +28,8 @@ pub struct BackendSpec {
     pub capacity: u64,
     pub canary: bool,
     pub server_load: ServerLoadMode,
+    /// The backend's region, for Ballast (see `configs::Upstream::region`).
+    pub region: Option<&'static str>,
 }
 
 /// A behaviour change applied to one backend at a moment of the run.
@@ -59,8 +61,6 @@ pub struct Scenario {
     pub marks: Vec<Mark>,
     /// The backend the scenario is about (its share is tracked).
     pub focus: usize,
-    /// Why the scenario cannot run yet, if it cannot.
-    pub pending: Option<&'static str>,
 }
 
 impl Scenario {
@@ -79,7 +79,7 @@ impl Scenario {
 }
 
 /// Every scenario at `pace` (the quick pace keeps baseline, latency spike,
-/// failure and canary).
+/// failure, canary and spillover).
 pub fn catalogue(pace: Pace) -> Vec<Scenario> {
     match pace {
         Pace::Full => vec![
@@ -90,13 +90,14 @@ pub fn catalogue(pace: Pace) -> Vec<Scenario> {
             flapping(),
             canary_going_bad(pace),
             reporter_goes_silent(),
-            regional_spillover(),
+            regional_spillover(pace),
         ],
         Pace::Quick => vec![
             steady_baseline(pace),
             latency_spike(pace),
             path_failure(pace),
             canary_going_bad(pace),
+            regional_spillover(pace),
         ],
     }
 }
@@ -127,6 +128,7 @@ fn backend(name: &'static str, latency_ms: f64, capacity: u64) -> BackendSpec {
         capacity,
         canary: false,
         server_load: ServerLoadMode::Off,
+        region: None,
     }
 }
 
@@ -157,7 +159,6 @@ fn steady_baseline(pace: Pace) -> Scenario {
         changes: vec![],
         marks: vec![mark(Duration::ZERO, "start")],
         focus: 1,
-        pending: None,
     }
 }
 
@@ -175,7 +176,6 @@ fn latency_spike(pace: Pace) -> Scenario {
         changes: vec![set_latency(at, 1, 80.0)],
         marks: vec![mark(at, "spike")],
         focus: 1,
-        pending: None,
     }
 }
 
@@ -222,7 +222,6 @@ fn path_failure(pace: Pace) -> Scenario {
         changes,
         marks,
         focus: 1,
-        pending: None,
     }
 }
 
@@ -249,7 +248,6 @@ fn slow_degradation() -> Scenario {
         changes,
         marks: vec![mark(start, "ramp")],
         focus: 1,
-        pending: None,
     }
 }
 
@@ -278,7 +276,6 @@ fn flapping() -> Scenario {
         changes,
         marks: vec![mark(start, "flapping")],
         focus: 1,
-        pending: None,
     }
 }
 
@@ -313,7 +310,6 @@ fn canary_going_bad(pace: Pace) -> Scenario {
         }],
         marks: vec![mark(at, "errors")],
         focus: 2,
-        pending: None,
     }
 }
 
@@ -346,25 +342,37 @@ fn reporter_goes_silent() -> Scenario {
         }],
         marks: vec![mark(at, "silent")],
         focus: 1,
-        pending: None,
     }
 }
 
-/// Full pace only, and not run: load-driven spillover does not exist yet.
-fn regional_spillover() -> Scenario {
-    let at = seconds(10.0);
+/// The clients' own region saturates.
+fn regional_spillover(pace: Pace) -> Scenario {
+    let at = by_pace(pace, 10.0, 6.0);
+    let in_region = |region, spec: BackendSpec| BackendSpec {
+        region: Some(region),
+        ..spec
+    };
     Scenario {
         key: "spillover",
         title: "Preferred region overloaded (spillover)",
         story: format!(
-            "A preferred region (`near`, 10 ms, 300 req/s) and a remote one (`far`, 40 ms, \
-             1000 req/s); at t={}s `near` saturates (latency 150 ms, reports utilization 1.2). \
-             Expected: traffic stays in `near` up to its capacity and only the excess spills \
-             to `far`.",
+            "The clients' region (`near`, 10 ms) and a remote one (`far`, 40 ms: the distance), \
+             both sized for 1000 req/s. Ballast places every client in `near`, which falls back \
+             to `far`, and spills over on latency above {} or reported utilization above {} \
+             ({} of `near`'s traffic per 500 ms interval, at most 0.9); nginx and HAProxy have \
+             no regions and balance both as equals. At t={}s `near` saturates: 150 ms, and it \
+             reports `Server-Load: 1.2`. Ballast's published share is the backend's weight \
+             within its region, not the spill.",
+            crate::scenario::configs::SPILL_LATENCY_ABOVE,
+            crate::scenario::configs::SPILL_UTILIZATION_ABOVE,
+            crate::scenario::configs::SPILL_STEP,
             at.as_secs()
         ),
-        backends: vec![backend("near", 10.0, 300), backend("far", 40.0, 1000)],
-        duration: seconds(25.0),
+        backends: vec![
+            in_region("near", backend("near", 10.0, 1000)),
+            in_region("far", backend("far", 40.0, 1000)),
+        ],
+        duration: by_pace(pace, 25.0, 16.0),
         changes: vec![Change {
             at,
             backend: 0,
@@ -378,10 +386,6 @@ fn regional_spillover() -> Scenario {
         }],
         marks: vec![mark(at, "overload")],
         focus: 0,
-        pending: Some(
-            "pending: needs regional spillover (regions and geo fallback exist, \
-             load-driven spillover between regions does not yet)",
-        ),
     }
 }
 
@@ -390,10 +394,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quick_pace_keeps_four_scenarios_with_short_phases() {
+    fn quick_pace_keeps_five_scenarios_with_short_phases() {
         let quick = catalogue(Pace::Quick);
         let keys: Vec<_> = quick.iter().map(|s| s.key).collect();
-        assert_eq!(keys, ["baseline", "spike", "failure", "canary"]);
+        assert_eq!(
+            keys,
+            ["baseline", "spike", "failure", "canary", "spillover"]
+        );
         for scenario in &quick {
             let mut bounds = vec![Duration::ZERO];
             bounds.extend(scenario.marks.iter().map(|m| m.at));

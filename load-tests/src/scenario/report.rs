@@ -130,10 +130,6 @@ fn scenario_section(out: &mut String, number: usize, result: &ScenarioResults, d
         "## {number}. {} (`{}`)\n\n{}\n\n",
         scenario.title, scenario.key, scenario.story
     );
-    if let Some(reason) = scenario.pending {
-        let _ = write!(out, "**{reason}.** Not run.\n\n");
-        return;
-    }
     let focus = scenario.focus_name();
     let marks: Vec<String> = scenario
         .marks

@@ -61,6 +61,7 @@ pub async fn run(
             addr: origin.addr,
             capacity: spec.capacity,
             canary: spec.canary,
+            region: spec.region,
         })
         .collect();
     let dir =
