@@ -16,7 +16,9 @@ echo "building (release)..."
 cargo build --release --locked -p ballast -p ballast-load-tests
 bin="$CARGO_TARGET_DIR/release"
 
-[ -f certs/dev.crt ] && [ -f certs/dev.key ] || "$bin/ballast" gen-cert --out certs
+if [ ! -f certs/dev.crt ] || [ ! -f certs/dev.key ]; then
+  "$bin/ballast" gen-cert --out certs
+fi
 "$bin/ballast" check -c conf/ballast.yaml >/dev/null
 
 "$bin/ballast-origin" \

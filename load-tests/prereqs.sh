@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by demo.sh and test.sh: make sure the tools Ballast needs are
 # present, installing them on Debian/Ubuntu when missing.
 #   - cmake: Pingora builds a C dependency with it.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run everything CI runs: formatting, lints, all unit and integration tests,
+# Run everything CI runs: shell-script checks (bash -n, and shellcheck when
+# installed), formatting, lints, all unit and integration tests,
 # the dashboard in headless Chromium, and a smoke run of the demo. Installs
 # cmake and Chromium when missing.
 set -euo pipefail
@@ -8,6 +9,13 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "shell scripts"
+for script in load-tests/*.sh; do bash -n "$script"; done
+if command -v shellcheck >/dev/null 2>&1; then
+  shellcheck -x load-tests/*.sh
+else
+  echo "shellcheck is not installed: only bash -n was run"
+fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy"
