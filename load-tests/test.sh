@@ -27,4 +27,8 @@ ballast_require chromium chromium
 cargo test -p ballast --locked --test dashboard -- --ignored --nocapture
 step "demo smoke run"
 load-tests/demo.sh --smoke
+step "routing-quality scenarios (quick pace)"
+scenario_out="$(mktemp -d)"
+load-tests/scenarios.sh --quick --out "$scenario_out"
+rm -rf "$scenario_out"
 printf '\nall checks passed\n'
