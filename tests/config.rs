@@ -458,3 +458,50 @@ routes: [{pool: api}]
         Some(ballast::config::StickyKey::Cookie("uid".into()))
     );
 }
+
+#[test]
+fn request_limits_and_a_reachable_admin_are_validated() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+admin: {address: "0.0.0.0:9901"}
+server: {limits: {max_uri_bytes: 10, max_headers: 1000, max_header_bytes: 4096}}
+pools: {api: {backends: [{addr: "10.0.0.1:80"}]}}
+routes: [{pool: api}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "admin.address: 0.0.0.0:9901 is reachable from other hosts: set admin.token_env so the API (which can drain and pin backends) requires a token",
+            "server.limits.max_uri_bytes: 10 is out of range (allowed 256 to 1048576)",
+            "server.limits.max_headers: 1000 is out of range (allowed 8 to 256)",
+        ]
+    );
+    let ok = load_str(
+        &yaml
+            .replace("0.0.0.0:9901\"}", "0.0.0.0:9901\", token_env: ADMIN_TOKEN}")
+            .replace(
+                "max_uri_bytes: 10, max_headers: 1000",
+                "max_uri_bytes: 4096, max_headers: 50",
+            ),
+        Path::new("."),
+    )
+    .unwrap();
+    let limits = ok.server.limits;
+    assert_eq!(
+        (
+            limits.max_uri_bytes,
+            limits.max_headers,
+            limits.max_header_bytes
+        ),
+        (4096, 50, 4096)
+    );
+    let defaults = load_str(MINIMAL, Path::new(".")).unwrap().server.limits;
+    assert_eq!(
+        (
+            defaults.max_uri_bytes,
+            defaults.max_headers,
+            defaults.max_header_bytes
+        ),
+        (8192, 100, 32768)
+    );
+}

@@ -16,7 +16,7 @@
 //!
 //! Bodies stream through Pingora untouched.
 
-use crate::config::{Explain, Pool, PoolId, RegionPlan};
+use crate::config::{Explain, Pool, PoolId, RegionPlan, RequestLimits};
 use crate::metrics::{status_class, Metrics};
 use crate::routing::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use crate::routing::engine::RoutingState;
@@ -177,6 +177,25 @@ impl RequestCtx {
             _ => "-",
         }
     }
+}
+
+/// The status and message for a request over one of `limits`, if it is.
+fn over_limit(req: &RequestHeader, limits: &RequestLimits) -> Option<(u16, &'static str)> {
+    if req.raw_path().len() > limits.max_uri_bytes {
+        return Some((414, "URI too long"));
+    }
+    if req.headers.len() > limits.max_headers {
+        return Some((431, "request header fields too large: too many fields"));
+    }
+    let header_bytes: usize = req
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return Some((431, "request header fields too large"));
+    }
+    None
 }
 
 /// A client-supplied request id is kept if it is short visible ASCII.
@@ -362,6 +381,12 @@ impl ProxyHttp for BallastProxy {
             _ => self.new_request_id(),
         };
         let routing = self.routing.load_full();
+        if let Some((status, message)) = over_limit(req, &routing.snapshot.server.limits) {
+            let id = ctx.request_id.clone();
+            ctx.routing = Some(routing);
+            respond_plain(session, status, &id, message, None).await;
+            return Ok(true);
+        }
         let view = RequestView {
             host: request_host(req),
             path: req.uri.path(),

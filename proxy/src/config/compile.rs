@@ -22,6 +22,13 @@ pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/ballast_upgrade.sock";
+/// The most headers Pingora parses; a request with more is refused by it.
+const PARSER_MAX_HEADERS: usize = 256;
+pub const DEFAULT_LIMITS: RequestLimits = RequestLimits {
+    max_uri_bytes: 8192,
+    max_headers: 100,
+    max_header_bytes: 32 * 1024,
+};
 pub const DEFAULT_MIN_SHARE: f64 = 0.02;
 pub const DEFAULT_MAX_SHARE: f64 = 0.8;
 pub const DEFAULT_SMOOTHING: f64 = 0.3;
@@ -271,6 +278,15 @@ fn compile_admin(c: &mut Checker, raw: Option<&RawAdmin>) -> Option<Admin> {
             );
         }
     }
+    if !address.ip().is_loopback() && raw.token_env.is_none() {
+        c.error(
+            "admin.address",
+            format!(
+                "{address} is reachable from other hosts: set admin.token_env so the API \
+                 (which can drain and pin backends) requires a token"
+            ),
+        );
+    }
     Some(Admin {
         address,
         token_env: raw.token_env.clone(),
@@ -285,6 +301,7 @@ fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> ServerSettings {
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             upstream_keepalive_pool_size: DEFAULT_KEEPALIVE_POOL_SIZE,
             upgrade_sock: PathBuf::from(DEFAULT_UPGRADE_SOCK),
+            limits: DEFAULT_LIMITS,
         };
     };
     let threads = raw.threads.unwrap_or(default_threads);
@@ -309,6 +326,47 @@ fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> ServerSettings {
             }
             Some(path) => c.resolve(path),
         },
+        limits: compile_limits(c, raw.limits.as_ref()),
+    }
+}
+
+fn compile_limits(c: &mut Checker, raw: Option<&RawLimits>) -> RequestLimits {
+    let d = DEFAULT_LIMITS;
+    let Some(raw) = raw else { return d };
+    let mut bounded =
+        |key: &str, value: Option<usize>, default: usize, min: usize, max: usize| match value {
+            None => default,
+            Some(v) if (min..=max).contains(&v) => v,
+            Some(v) => {
+                c.error(
+                    format!("server.limits.{key}"),
+                    format!("{v} is out of range (allowed {min} to {max})"),
+                );
+                default
+            }
+        };
+    RequestLimits {
+        max_uri_bytes: bounded(
+            "max_uri_bytes",
+            raw.max_uri_bytes,
+            d.max_uri_bytes,
+            256,
+            1 << 20,
+        ),
+        max_headers: bounded(
+            "max_headers",
+            raw.max_headers,
+            d.max_headers,
+            8,
+            PARSER_MAX_HEADERS,
+        ),
+        max_header_bytes: bounded(
+            "max_header_bytes",
+            raw.max_header_bytes,
+            d.max_header_bytes,
+            1024,
+            1 << 20,
+        ),
     }
 }
 

@@ -158,6 +158,22 @@ pub struct RawServer {
     pub upstream_keepalive_pool_size: Option<usize>,
     /// Unix socket for graceful upgrades (default /tmp/ballast_upgrade.sock).
     pub upgrade_sock: Option<String>,
+    /// Limits on what a client may send.
+    pub limits: Option<RawLimits>,
+}
+
+/// Limits on client requests; a request over one is refused before routing.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Longest request target (path and query), 256..1048576 bytes (default
+    /// 8192; longer: 414).
+    pub max_uri_bytes: Option<usize>,
+    /// Most request header fields, 8..256 (default 100; more: 431).
+    pub max_headers: Option<usize>,
+    /// Largest total of header names and values, 1024..1048576 bytes
+    /// (default 32768; larger: 431).
+    pub max_header_bytes: Option<usize>,
 }
 
 /// A pool of backends that a route sends traffic to.

@@ -133,6 +133,15 @@ pub struct ServerSettings {
     pub upstream_keepalive_pool_size: usize,
     /// Unix socket over which a graceful upgrade hands over the listeners.
     pub upgrade_sock: PathBuf,
+    pub limits: RequestLimits,
+}
+
+/// What a client request may carry; over a limit it is refused (414 / 431).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    pub max_uri_bytes: usize,
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
 }
 
 /// How a pool spreads requests over its backends.
