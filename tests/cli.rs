@@ -345,3 +345,141 @@ async fn sighup_and_file_changes_reload_a_running_binary() {
         .unwrap();
     assert!(status.success());
 }
+
+/// One GET on a fresh connection: the status, or what went wrong.
+async fn try_get(addr: SocketAddr, path: &str) -> Result<u16, String> {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri(path)
+        .header("host", "x")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("request: {e}"))?;
+    let status = resp.status().as_u16();
+    resp.into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?;
+    Ok(status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_upgrade_hands_over_the_sockets_without_a_failed_request() {
+    let origin = ballast_load_tests::origin::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        ballast_load_tests::origin::OriginConfig::new("o"),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let sock = dir.path().join("upgrade.sock");
+    let text = config(listen, admin, origin.addr).replace(
+        "server: {drain_timeout: 3s}",
+        &format!(
+            "server: {{drain_timeout: 3s, upgrade_sock: \"{}\"}}",
+            sock.display()
+        ),
+    );
+    let file = write(dir.path(), "run.yaml", &text);
+    let spawn = |upgrade: bool| {
+        let mut args = vec!["run", "-c", file.as_str()];
+        if upgrade {
+            args.push("--upgrade");
+        }
+        Command::new(env!("CARGO_BIN_EXE_ballast"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut old = spawn(false);
+    wait_listening(listen).await;
+    wait_listening(admin).await;
+
+    // A client sends a request every 20 ms, each on a new connection, for 6 s.
+    let client = tokio::spawn(async move {
+        let mut outcomes = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < deadline {
+            outcomes.push(try_get(listen, "/during").await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        outcomes
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut new = spawn(true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the new process waits on the socket"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let quit = Command::new("kill")
+        .args(["-QUIT", &old.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(quit.success());
+
+    let outcomes = client.await.unwrap();
+    let failed: Vec<&Result<u16, String>> = outcomes.iter().filter(|o| **o != Ok(200)).collect();
+    println!(
+        "{} requests across the upgrade, {} failed",
+        outcomes.len(),
+        failed.len()
+    );
+    assert!(outcomes.len() > 100, "{} requests", outcomes.len());
+    assert!(failed.is_empty(), "{failed:?}");
+
+    let old_status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = old.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = old.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        old_status.is_some_and(|s| s.success()),
+        "the old process exits cleanly: {old_status:?}"
+    );
+    assert_eq!(
+        try_get(listen, "/after").await,
+        Ok(200),
+        "the new one serves"
+    );
+    assert!(
+        new.try_wait().unwrap().is_none(),
+        "the new one keeps running"
+    );
+    Command::new("kill")
+        .args(["-TERM", &new.id().to_string()])
+        .status()
+        .unwrap();
+    let new_status = tokio::task::spawn_blocking(move || new.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(new_status.success(), "{new_status:?}");
+}
