@@ -436,3 +436,42 @@ routes: [{{pool: p}}]
     let seen = String::from_utf8_lossy(&body);
     assert!(seen.contains("x-forwarded-proto: https\n"), "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_gives_up_on_stragglers_at_the_drain_deadline() {
+    let stuck = slow_origin("stuck", Duration::from_secs(30)).await;
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let yaml = format!(
+        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\nserver: {{threads: 2, drain_timeout: 1s}}\npools: {{p: {{read_timeout: 60s, backends: [{{addr: \"{}\"}}]}}}}\nroutes: [{{pool: p}}]\n",
+        stuck.addr
+    );
+    let ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
+    let _in_flight = tokio::spawn(async move {
+        let stream = TcpStream::connect(listen).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let _ = sender
+            .send_request(request(Method::GET, "x", "/forever", Bytes::new()))
+            .await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stuck.stats.total() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "request never reached the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    tokio::task::spawn_blocking(move || drop(ballast))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "stopped {took:?} after being asked, with a 1 s drain deadline"
+    );
+}
