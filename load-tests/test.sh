@@ -27,6 +27,8 @@ ballast_require chromium chromium
 cargo test -p ballast --locked --test dashboard -- --ignored --nocapture
 step "demo smoke run"
 load-tests/demo.sh --smoke
+step "short soak (30 s: reloads, a flapping backend, RSS and descriptors flat)"
+load-tests/soak.sh --duration 30 --slice 5
 step "routing-quality scenarios (quick pace)"
 scenario_out="$(mktemp -d)"
 load-tests/scenarios.sh --quick --out "$scenario_out"
