@@ -11,7 +11,7 @@
 //! - [`stats`], [`timeline`], [`analysis`]: percentiles, 1-s buckets,
 //!   convergence;
 //! - [`report`], [`chart`]: Markdown, CSV and PNG; [`checks`]: the quality
-//!   assertions of the quick pace.
+//!   assertions of the quick pace; [`targets`]: the reported targets.
 
 pub mod analysis;
 pub mod chart;
@@ -26,4 +26,5 @@ pub mod published;
 pub mod report;
 pub mod runner;
 pub mod stats;
+pub mod targets;
 pub mod timeline;
