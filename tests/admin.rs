@@ -266,6 +266,60 @@ async fn a_bad_reload_is_rejected_reported_and_counted() {
     );
 }
 
+/// Lay out `dir` like a Kubernetes ConfigMap volume, or swap its data the
+/// way the kubelet's atomic writer does: the file lives in a timestamped
+/// directory, `..data` points at that directory, and `ballast.yaml` points
+/// at `..data/ballast.yaml`. An update writes a new timestamped directory,
+/// points a temporary `..data_tmp` link at it and renames that over
+/// `..data` (one atomic step), then removes the old directory.
+fn configmap_write(dir: &Path, version: &str, text: &str) {
+    use std::os::unix::fs::symlink;
+    let data = format!("..2026_01_01_00_00_00.{version}");
+    std::fs::create_dir(dir.join(&data)).unwrap();
+    std::fs::write(dir.join(&data).join("ballast.yaml"), text).unwrap();
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    symlink(&data, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    match old {
+        Some(old) => std::fs::remove_dir_all(dir.join(old)).unwrap(),
+        None => symlink("..data/ballast.yaml", dir.join("ballast.yaml")).unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_symlink_swap_is_reloaded() {
+    let a = origin_named("a").await;
+    let b = origin_named("b").await;
+    let p = ports();
+    let dir = tempfile::tempdir().unwrap();
+    let pool = |addr: SocketAddr| {
+        config(
+            &p,
+            "",
+            &format!(
+                "pools: {{web: {{backends: [{{addr: \"{addr}\"}}]}}}}\nroutes: [{{pool: web}}]\n"
+            ),
+        )
+    };
+    configmap_write(dir.path(), "000000001", &pool(a.addr));
+    let file = dir.path().join("ballast.yaml");
+    assert!(file.symlink_metadata().unwrap().file_type().is_symlink());
+    let _ballast = RunningBallast::start_file(&file, &[p.listen, p.admin]).await;
+    assert_eq!(get(p.listen, "x", "/").await.header("x-origin"), Some("a"));
+
+    // Only `..data` changes name here: `ballast.yaml` itself is untouched.
+    configmap_write(dir.path(), "000000002", &pool(b.addr));
+    wait_generation(p.admin, 2).await;
+    let state = admin_json(p.admin, "/api/v1/state").await;
+    assert_eq!(state["reload"]["last_trigger"], "file change", "{state:#}");
+    assert_eq!(get(p.listen, "x", "/").await.header("x-origin"), Some("b"));
+
+    // A second swap is seen too (the watch survives the old directory's removal).
+    configmap_write(dir.path(), "000000003", &pool(a.addr));
+    wait_generation(p.admin, 3).await;
+    assert_eq!(get(p.listen, "x", "/").await.header("x-origin"), Some("a"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_requires_the_token_when_one_is_configured() {
     let a = origin_named("a").await;

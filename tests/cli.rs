@@ -47,7 +47,7 @@ fn version_and_help() {
     );
     let out = ballast(&["--help"]);
     assert!(out.status.success());
-    for command in ["run", "check", "gen-cert"] {
+    for command in ["run", "check", "gen-cert", "probe"] {
         assert!(stdout(&out).contains(command), "{}", stdout(&out));
     }
     let out = ballast(&["frobnicate"]);
@@ -261,6 +261,15 @@ async fn run_serves_then_exits_cleanly_on_sigterm() {
         http::StatusCode::NOT_FOUND
     );
 
+    // `ballast probe`, the container health check: 0 on 2xx, 1 otherwise.
+    let ready = format!("http://{admin}/readyz");
+    let out = ballast(&["probe", &ready]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), format!("{admin}/readyz: 200"));
+    let out = ballast(&["probe", "--timeout", "1s", &format!("http://{admin}/nope")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("status 404"), "{}", stderr(&out));
+
     let started = Instant::now();
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -288,6 +297,20 @@ async fn run_serves_then_exits_cleanly_on_sigterm() {
     assert!(access_line.contains("\"path\":\"/hello\""), "{access_line}");
     assert!(access_line.contains("\"status\":200"), "{access_line}");
     assert!(logs.contains("drained in"), "{logs}");
+
+    let out = ballast(&["probe", &ready]);
+    assert_eq!(out.status.code(), Some(1), "nothing listens any more");
+    assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
+}
+
+#[test]
+fn probe_rejects_urls_it_cannot_probe() {
+    for url in ["https://127.0.0.1:9901/readyz", "127.0.0.1:9901", "http://"] {
+        let out = ballast(&["probe", url]);
+        assert_eq!(out.status.code(), Some(2), "{url}: usage error");
+    }
+    let out = ballast(&["probe", "--timeout", "soon", "http://127.0.0.1:9/"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -234,13 +234,17 @@ fn shipped_configs_compile() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("certs")).unwrap();
     std::fs::create_dir_all(root.path().join("conf/examples")).unwrap();
+    std::fs::create_dir_all(root.path().join("docker/ballast")).unwrap();
     make_cert(&root.path().join("certs"), "dev", &["localhost"]);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut files = vec![repo.join("conf/ballast.yaml")];
+    let mut files = vec![
+        repo.join("conf/ballast.yaml"),
+        repo.join("docker/ballast/ballast.yaml"),
+    ];
     for entry in std::fs::read_dir(repo.join("conf/examples")).unwrap() {
         files.push(entry.unwrap().path());
     }
-    assert!(files.len() >= 2);
+    assert!(files.len() >= 3);
     for file in files {
         let relative = file.strip_prefix(repo).unwrap();
         let copy = root.path().join(relative);
@@ -248,6 +252,20 @@ fn shipped_configs_compile() {
         if let Err(e) = load_file(&copy) {
             panic!("{} does not compile: {e}", relative.display());
         }
+    }
+}
+
+#[test]
+fn the_kubernetes_configmap_carries_a_valid_configuration() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let text = std::fs::read_to_string(repo.join("docker/k8s/configmap.yaml")).unwrap();
+    let configmap: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    assert_eq!(configmap["kind"].as_str(), Some("ConfigMap"));
+    let embedded = configmap["data"]["ballast.yaml"]
+        .as_str()
+        .expect("data.ballast.yaml");
+    if let Err(e) = load_str(embedded, Path::new("/etc/ballast")) {
+        panic!("docker/k8s/configmap.yaml: data.ballast.yaml does not compile: {e}");
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod probe;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

@@ -1,14 +1,17 @@
-//! The `ballast` command: run the proxy, check a configuration, or make
-//! development certificates.
+//! The `ballast` command: run the proxy, check a configuration, make
+//! development certificates, or probe an HTTP endpoint (container health
+//! checks).
 
 use ballast::config;
 use ballast::logging::{self, LogFormat};
+use ballast::probe::{self, ProbeUrl};
 use ballast::server::{ProxyServer, StartOptions};
 use ballast::tls::devcert::DevCerts;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +75,15 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Probe an HTTP endpoint once (e.g. the admin /readyz): exit 0 on a 2xx
+    /// answer, 1 on anything else (for images without curl).
+    Probe {
+        /// http://IP:PORT/PATH, e.g. http://127.0.0.1:9901/readyz.
+        url: ProbeUrl,
+        /// Give up after this long (connect, send and answer together).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +101,16 @@ fn main() -> ExitCode {
             names,
             force,
         } => gen_cert(&out, &stem, &names, force),
+        Command::Probe { url, timeout } => match probe::probe(&url, timeout) {
+            Ok(status) => {
+                println!("{}{}: {status}", url.authority, url.path);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}{}: {e}", url.authority, url.path);
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config, upgrade } => {
             if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
                 eprintln!("error: {e}");
