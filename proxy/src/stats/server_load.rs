@@ -62,7 +62,24 @@
 //! [`ParseError::NotUtf8`]. The caller ignores a rejected header and counts
 //! it; a backend's malformed report never reaches the client.
 //!
-//! Parsing allocates nothing.
+//! # Parsing
+//!
+//! Parsing allocates nothing and reads the value front to back: a scan up to
+//! the first `=` (none means the bare form), then one pass of a cursor over
+//! the list. A known key is recognised by comparing its bytes in place,
+//! without cutting a key token out first, and its number is read straight
+//! from the bytes after the `=`. Only unknown keys and their values, and
+//! values the fast readers pass on, are cut out as tokens.
+//!
+//! Numbers go through a small decimal reader that folds sign, digits, point
+//! and exponent into an integer mantissa and a power of ten. When the
+//! mantissa is at most 2^53 and the power within 10^±22, both are exact in
+//! `f64`, and a single multiplication or division gives the correctly
+//! rounded result (Clinger's fast path). Anything else (more than 19 digits,
+//! a larger mantissa or power, a number that runs on into other token bytes
+//! such as `0.5x`) is handed to [`str::parse::<f64>`]. Either way a number
+//! comes out bit for bit as the standard library reads it, and the accepted
+//! language is the one described above.
 
 use std::fmt;
 
@@ -153,25 +170,29 @@ fn parse_header(
 }
 
 fn parse_server_load_text(text: &[u8]) -> Result<LoadReport, ParseError> {
-    if !text.contains(&b'=') {
+    // A byte loop rather than `contains`: the `=` of a structured value
+    // comes within a few bytes, before `memchr` has even got going.
+    #[allow(clippy::manual_contains)]
+    let is_bare = !text.iter().any(|&byte| byte == b'=');
+    if is_bare {
         return Ok(LoadReport {
             utilization: Some(parse_decimal_in(text, MAX_UTILIZATION)?),
             ..LoadReport::default()
         });
     }
     let mut report = LoadReport::default();
-    for_each_pair(text, |key, value| match key {
-        b"util" => set_once(
-            &mut report.utilization,
-            parse_decimal_in(value, MAX_UTILIZATION)?,
-        ),
-        b"inflight" => set_once(&mut report.in_flight, parse_count_in(value, 0)?),
-        b"capacity" => set_once(&mut report.capacity, parse_count_in(value, 1)?),
-        b"latency_ms" => set_once(
-            &mut report.latency_ms,
-            parse_decimal_in(value, MAX_LATENCY_MS)?,
-        ),
-        _ => Ok(()),
+    for_each_pair(text, |pair| {
+        if pair.eat_key(b"util")? {
+            set_once(&mut report.utilization, pair.decimal_in(MAX_UTILIZATION)?)
+        } else if pair.eat_key(b"inflight")? {
+            set_once(&mut report.in_flight, pair.count_in(0)?)
+        } else if pair.eat_key(b"capacity")? {
+            set_once(&mut report.capacity, pair.count_in(1)?)
+        } else if pair.eat_key(b"latency_ms")? {
+            set_once(&mut report.latency_ms, pair.decimal_in(MAX_LATENCY_MS)?)
+        } else {
+            pair.skip_pair()
+        }
     })?;
     if report == LoadReport::default() {
         return Err(ParseError::Malformed);
@@ -180,36 +201,31 @@ fn parse_server_load_text(text: &[u8]) -> Result<LoadReport, ParseError> {
 }
 
 fn parse_orca_text(text: &[u8]) -> Result<LoadReport, ParseError> {
-    let (encoding, metrics) = match text.iter().position(|&byte| byte == b' ') {
-        Some(space) => (&text[..space], &text[space + 1..]),
-        None => (text, &b""[..]),
+    let Some(metrics) = text.strip_prefix(b"TEXT ") else {
+        let encoding = text.split(|&byte| byte == b' ').next().unwrap_or(text);
+        return Err(match encoding {
+            b"JSON" | b"BIN" => ParseError::Unsupported,
+            _ => ParseError::Malformed,
+        });
     };
-    match encoding {
-        b"TEXT" => {}
-        b"JSON" | b"BIN" => return Err(ParseError::Unsupported),
-        _ => return Err(ParseError::Malformed),
-    }
     let mut application_utilization = None;
     let mut cpu_utilization = None;
     let mut report = LoadReport::default();
-    for_each_pair(metrics, |key, value| match key {
-        b"application_utilization" => set_once(
-            &mut application_utilization,
-            parse_decimal_in(value, MAX_UTILIZATION)?,
-        ),
-        b"cpu_utilization" => set_once(
-            &mut cpu_utilization,
-            parse_decimal_in(value, MAX_UTILIZATION)?,
-        ),
-        b"rps_fractional" => set_once(
-            &mut report.requests_per_second,
-            parse_decimal_in(value, MAX_RATE)?,
-        ),
-        b"eps" => set_once(
-            &mut report.errors_per_second,
-            parse_decimal_in(value, MAX_RATE)?,
-        ),
-        _ => Ok(()),
+    for_each_pair(metrics, |pair| {
+        if pair.eat_key(b"cpu_utilization")? {
+            set_once(&mut cpu_utilization, pair.decimal_in(MAX_UTILIZATION)?)
+        } else if pair.eat_key(b"rps_fractional")? {
+            set_once(&mut report.requests_per_second, pair.decimal_in(MAX_RATE)?)
+        } else if pair.eat_key(b"eps")? {
+            set_once(&mut report.errors_per_second, pair.decimal_in(MAX_RATE)?)
+        } else if pair.eat_key(b"application_utilization")? {
+            set_once(
+                &mut application_utilization,
+                pair.decimal_in(MAX_UTILIZATION)?,
+            )
+        } else {
+            pair.skip_pair()
+        }
     })?;
     report.utilization = application_utilization.or(cpu_utilization);
     Ok(report)
@@ -226,35 +242,29 @@ fn trim_whitespace(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
-/// Calls `on_pair` with the key and value of each element of a
-/// comma-separated `key=value` list, stopping at the first error.
+/// Walks a comma-separated `key=value` list, calling `on_pair` with the
+/// cursor at the start of each element, and stops at the first error.
 ///
-/// Keys and values are runs of visible ASCII other than `=` and `,`;
-/// whitespace may surround them, and one trailing comma is allowed.
+/// `on_pair` consumes the whole element, from its key to the end of its
+/// value; this function handles the whitespace and commas between elements.
+/// One trailing comma is allowed.
 fn for_each_pair(
     list: &[u8],
-    mut on_pair: impl FnMut(&[u8], &[u8]) -> Result<(), ParseError>,
+    mut on_pair: impl FnMut(&mut Cursor<'_>) -> Result<(), ParseError>,
 ) -> Result<(), ParseError> {
     let mut cursor = Cursor::new(list);
+    cursor.skip_whitespace();
     loop {
-        cursor.skip_whitespace();
-        let key = cursor.take_token();
-        cursor.skip_whitespace();
-        if key.is_empty() || !cursor.eat(b'=') {
-            return Err(ParseError::Malformed);
-        }
-        cursor.skip_whitespace();
-        let value = cursor.take_token();
-        if value.is_empty() {
-            return Err(ParseError::Malformed);
-        }
-        on_pair(key, value)?;
-        cursor.skip_whitespace();
-        if cursor.is_at_end() {
-            return Ok(());
-        }
+        on_pair(&mut cursor)?;
+        // Usually a comma follows the value at once.
         if !cursor.eat(b',') {
-            return Err(ParseError::Malformed);
+            cursor.skip_whitespace();
+            if cursor.is_at_end() {
+                return Ok(());
+            }
+            if !cursor.eat(b',') {
+                return Err(ParseError::Malformed);
+            }
         }
         cursor.skip_whitespace();
         if cursor.is_at_end() {
@@ -278,34 +288,123 @@ impl<'a> Cursor<'a> {
         self.position >= self.bytes.len()
     }
 
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.position).copied()
+    /// The byte at `position`, or 0 past the end; 0 is neither whitespace,
+    /// a token byte, nor any punctuation the grammar looks for.
+    fn byte_at(&self, position: usize) -> u8 {
+        self.bytes.get(position).copied().unwrap_or(0)
+    }
+
+    fn peek(&self) -> u8 {
+        self.byte_at(self.position)
+    }
+
+    fn rest(&self) -> &'a [u8] {
+        &self.bytes[self.position..]
     }
 
     fn skip_whitespace(&mut self) {
-        while let Some(b' ' | b'\t') = self.peek() {
+        while let b' ' | b'\t' = self.peek() {
             self.position += 1;
         }
     }
 
     /// Consumes `byte` if it comes next.
     fn eat(&mut self, byte: u8) -> bool {
-        let found = self.peek() == Some(byte);
+        let found = self.peek() == byte;
         self.position += usize::from(found);
         found
+    }
+
+    /// If the next token is exactly `key`, consumes it and the `=` after it
+    /// (with the whitespace around) and returns true. A key not followed by
+    /// `=` is malformed.
+    // Inlined so that each comparison is against a constant key: a word or
+    // two compared in place rather than a call to `bcmp`.
+    #[inline(always)]
+    fn eat_key(&mut self, key: &[u8]) -> Result<bool, ParseError> {
+        if !self.rest().starts_with(key) || is_token_byte(self.byte_at(self.position + key.len())) {
+            return Ok(false);
+        }
+        self.position += key.len();
+        self.eat_equals()?;
+        Ok(true)
+    }
+
+    fn eat_equals(&mut self) -> Result<(), ParseError> {
+        // Usually `=` follows the key at once.
+        if !self.eat(b'=') {
+            self.skip_whitespace();
+            if !self.eat(b'=') {
+                return Err(ParseError::Malformed);
+            }
+        }
+        self.skip_whitespace();
+        Ok(())
+    }
+
+    /// Consumes an element whose key is not one the caller reads: any key,
+    /// `=`, and any value, so long as both are non-empty tokens.
+    fn skip_pair(&mut self) -> Result<(), ParseError> {
+        if self.take_token().is_empty() {
+            return Err(ParseError::Malformed);
+        }
+        self.eat_equals()?;
+        self.take_value().map(|_| ())
     }
 
     /// Consumes the longest run of key or value bytes.
     fn take_token(&mut self) -> &'a [u8] {
         let start = self.position;
-        while let Some(byte) = self.peek() {
-            if !IS_TOKEN_BYTE[usize::from(byte)] {
-                break;
-            }
+        while is_token_byte(self.peek()) {
             self.position += 1;
         }
         &self.bytes[start..self.position]
     }
+
+    /// Consumes a value token, which must not be empty.
+    fn take_value(&mut self) -> Result<&'a [u8], ParseError> {
+        let value = self.take_token();
+        if value.is_empty() {
+            return Err(ParseError::Malformed);
+        }
+        Ok(value)
+    }
+
+    /// Consumes a value that must be a decimal number within `0.0 ..= max`.
+    // Inlined into each key's branch: the parse is a few dozen instructions,
+    // so a call and a result passed through memory would cost a good share.
+    #[inline(always)]
+    fn decimal_in(&mut self, max: f64) -> Result<f64, ParseError> {
+        let number = match read_decimal(self.rest()) {
+            Some((number, len)) if !is_token_byte(self.byte_at(self.position + len)) => {
+                self.position += len;
+                number
+            }
+            _ => parse_any_decimal(self.take_value()?)?,
+        };
+        check_range(number, max)
+    }
+
+    /// Consumes a value that must be an integer within `min ..= MAX_COUNT`.
+    #[inline(always)]
+    fn count_in(&mut self, min: u64) -> Result<u64, ParseError> {
+        let mut count = 0;
+        let digits = read_digits(self.rest(), &mut count);
+        // Signs, and digit runs that might not fit in u64, take the general
+        // path, as does a number run into other token bytes (`12.5`).
+        if digits == 0 || digits > 19 || is_token_byte(self.byte_at(self.position + digits)) {
+            return parse_count_in(self.take_value()?, min);
+        }
+        self.position += digits;
+        if !(min..=MAX_COUNT).contains(&count) {
+            return Err(ParseError::OutOfRange);
+        }
+        Ok(count)
+    }
+}
+
+fn is_token_byte(byte: u8) -> bool {
+    IS_TOKEN_BYTE[usize::from(byte)]
 }
 
 /// Which bytes may make up a key or a value: visible ASCII except `=` and `,`.
@@ -329,12 +428,7 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// A decimal number within `0.0 ..= max`.
-fn parse_decimal_in(text: &[u8], max: f64) -> Result<f64, ParseError> {
-    let number = match parse_plain_decimal(text) {
-        Some(number) => number,
-        None => parse_any_decimal(text)?,
-    };
+fn check_range(number: f64, max: f64) -> Result<f64, ParseError> {
     // Overflow parses as infinity, which no range contains.
     if !(0.0..=max).contains(&number) {
         return Err(ParseError::OutOfRange);
@@ -342,33 +436,103 @@ fn parse_decimal_in(text: &[u8], max: f64) -> Result<f64, ParseError> {
     Ok(number)
 }
 
-/// The common case, `digits[.digits]` with at most 15 digits, read directly.
-///
-/// Such digits make an integer below 2^53 and the scale a power of ten up to
-/// 10^15, both exact in `f64`, so the single division rounds exactly as
-/// [`str::parse`] would (Clinger's fast path). Anything else gives `None`.
+/// The whole of `text` as a decimal number within `0.0 ..= max`.
+fn parse_decimal_in(text: &[u8], max: f64) -> Result<f64, ParseError> {
+    let number = match parse_plain_decimal(text) {
+        Some(number) => number,
+        None => parse_any_decimal(text)?,
+    };
+    check_range(number, max)
+}
+
+/// The whole of `text` read by the fast decimal reader ([`read_decimal`]),
+/// or `None` when it needs the general parser.
 fn parse_plain_decimal(text: &[u8]) -> Option<f64> {
-    if text.len() > 15 {
+    match read_decimal(text) {
+        Some((number, len)) if len == text.len() => Some(number),
+        _ => None,
+    }
+}
+
+/// The powers of ten that `f64` holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Reads the decimal number at the start of `bytes`, returning its value
+/// and length, when that can be done exactly the fast way.
+///
+/// The number is `[+-] digits [. digits] [(e|E) [+-] digits]` with at least
+/// one mantissa digit, as [`str::parse::<f64>`] has it. The mantissa digits,
+/// read as one integer, must number at most 19 (so they fit in u64) and
+/// come to at most 2^53; the exponent, less the fraction digits, must be
+/// within ±22. Then mantissa and power of ten are exact in `f64` and one
+/// multiplication or division rounds exactly as [`str::parse`] does.
+/// Otherwise, or if there is no number, the answer is `None`. The bytes
+/// after the number are not looked at.
+#[inline(always)]
+fn read_decimal(bytes: &[u8]) -> Option<(f64, usize)> {
+    let is_negative = bytes.first() == Some(&b'-');
+    let mut position = usize::from(matches!(bytes.first(), Some(b'-' | b'+')));
+    let mut mantissa = 0;
+    let integer_digits = read_digits(&bytes[position..], &mut mantissa);
+    position += integer_digits;
+    let mut fraction_digits = 0;
+    if bytes.get(position) == Some(&b'.') {
+        position += 1;
+        fraction_digits = read_digits(&bytes[position..], &mut mantissa);
+        position += fraction_digits;
+    }
+    let digits = integer_digits + fraction_digits;
+    if digits == 0 || digits > 19 {
         return None;
     }
-    let mut digits = 0u64;
-    let mut scale = 1.0;
-    let mut seen_digit = false;
-    let mut seen_point = false;
-    for &byte in text {
-        match byte {
-            b'0'..=b'9' => {
-                digits = digits * 10 + u64::from(byte - b'0');
-                seen_digit = true;
-                if seen_point {
-                    scale *= 10.0;
-                }
-            }
-            b'.' if !seen_point => seen_point = true,
-            _ => return None,
+    let mut exponent = -(fraction_digits as i64);
+    if let Some(b'e' | b'E') = bytes.get(position) {
+        position += 1;
+        let is_negative_exponent = bytes.get(position) == Some(&b'-');
+        position += usize::from(matches!(bytes.get(position), Some(b'-' | b'+')));
+        let mut magnitude = 0;
+        let exponent_digits = read_digits(&bytes[position..], &mut magnitude);
+        // Four digits are plenty to tell that an exponent is out of reach.
+        if exponent_digits == 0 || exponent_digits > 4 {
+            return None;
         }
+        position += exponent_digits;
+        let magnitude = magnitude as i64;
+        exponent += if is_negative_exponent {
+            -magnitude
+        } else {
+            magnitude
+        };
     }
-    seen_digit.then(|| digits as f64 / scale)
+    if mantissa > 1 << 53 || exponent.unsigned_abs() > 22 {
+        return None;
+    }
+    let power = EXACT_POWERS_OF_TEN[exponent.unsigned_abs() as usize];
+    let magnitude = if exponent < 0 {
+        mantissa as f64 / power
+    } else {
+        mantissa as f64 * power
+    };
+    Some((if is_negative { -magnitude } else { magnitude }, position))
+}
+
+/// Appends the ASCII digits at the start of `bytes` to `value`, returning how
+/// many there were; `value` wraps if they are more than it holds.
+#[inline(always)]
+fn read_digits(bytes: &[u8], value: &mut u64) -> usize {
+    let mut count = 0;
+    for &byte in bytes {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        *value = value.wrapping_mul(10).wrapping_add(u64::from(digit));
+        count += 1;
+    }
+    count
 }
 
 /// Any decimal [`str::parse::<f64>`] reads, limited to digits, point,
@@ -1028,6 +1192,262 @@ mod tests {
             assert_eq!(text, text.to_lowercase());
             let _: &dyn std::error::Error = &error;
         }
+    }
+
+    // Fast number readers against the general path.
+
+    /// What the parser accepted before it had a fast path, and still must:
+    /// the token's characters limited to decimal ones, then
+    /// [`str::parse::<f64>`].
+    fn std_decimal(text: &[u8]) -> Option<f64> {
+        let is_decimal = text
+            .iter()
+            .all(|&byte| byte.is_ascii_digit() || b".eE+-".contains(&byte));
+        if !is_decimal {
+            return None;
+        }
+        std::str::from_utf8(text).ok()?.parse().ok()
+    }
+
+    /// Asserts that the fast reader, where it answers, gives exactly the bits
+    /// `str::parse` gives, and that the full decimal parse (fast path or
+    /// fallback) accepts and rejects exactly what [`std_decimal`] does.
+    /// Returns whether the fast path answered.
+    fn assert_decimal_matches_std(text: &[u8]) -> bool {
+        let expected = std_decimal(text).map(f64::to_bits);
+        let fast = parse_plain_decimal(text);
+        if let Some(number) = fast {
+            assert_eq!(Some(number.to_bits()), expected, "fast path on {text:?}");
+        }
+        let max = f64::MAX;
+        let full = parse_decimal_in(text, max).map(f64::to_bits);
+        let reference = match std_decimal(text) {
+            None => Err(ParseError::Malformed),
+            Some(number) if (0.0..=max).contains(&number) => Ok(number.to_bits()),
+            Some(_) => Err(ParseError::OutOfRange),
+        };
+        assert_eq!(full, reference, "{:?}", String::from_utf8_lossy(text));
+        fast.is_some()
+    }
+
+    #[test]
+    fn fast_decimal_reader_agrees_with_std_on_edge_cases() {
+        // Each case, and whether the fast path (rather than the fallback)
+        // must answer it.
+        let cases: &[(&str, bool)] = &[
+            ("0", true),
+            ("1", true),
+            ("0.5", true),
+            ("0.73", true),
+            ("1.", true),
+            (".5", true),
+            ("007.5", true),
+            ("1e3", true),
+            ("1E3", true),
+            ("1e+3", true),
+            ("1e-3", true),
+            ("2.5E0", true),
+            ("1.e3", true),
+            (".5e1", true),
+            ("+0.5", true),
+            ("+.5", true),
+            ("-0", true),
+            ("-0.0", true),
+            ("-0.5", true),
+            ("-1e-9", true),
+            ("3600000", true),
+            ("3.6e6", true),
+            ("1e0005", true),
+            ("1e22", true),
+            ("1e-22", true),
+            ("0.1", true),
+            ("0.3", true),
+            ("123456789.123456789", false),
+            ("9007199254740992", true),
+            ("9007199254740993", false),
+            ("0.9007199254740993", false),
+            ("1234567890123456789", false),
+            ("0000000000000000001", true),
+            ("00000000000000000001", false),
+            ("0.00000000000000000001", false),
+            ("1e23", false),
+            ("1e-23", false),
+            ("1e309", false),
+            ("1e-400", false),
+            ("1e00000", false),
+            ("99999999999999999999999999999999", false),
+            ("1797693134862315708145274237317043567981e269", false),
+            ("", false),
+            (" ", false),
+            (" 1", false),
+            ("1 ", false),
+            (" 0.5 ", false),
+            ("+", false),
+            ("-", false),
+            (".", false),
+            ("+.", false),
+            ("e", false),
+            ("e5", false),
+            (".e1", false),
+            ("1e", false),
+            ("1e+", false),
+            ("1e-", false),
+            ("1.2.3", false),
+            ("1e2e3", false),
+            ("--1", false),
+            ("+-1", false),
+            ("1-2", false),
+            ("1_000", false),
+            ("0x1", false),
+            ("NaN", false),
+            ("nan", false),
+            ("inf", false),
+            ("-inf", false),
+            ("+infinity", false),
+            ("Infinity", false),
+            ("1.5x", false),
+        ];
+        for &(text, fast) in cases {
+            assert_eq!(
+                assert_decimal_matches_std(text.as_bytes()),
+                fast,
+                "{text:?} on the fast path"
+            );
+        }
+    }
+
+    #[test]
+    fn fast_decimal_reader_agrees_with_std_on_random_decimals() {
+        use rand::{Rng, SeedableRng};
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xDEC1_3A15);
+        let mut text = Vec::new();
+        let mut fast = 0;
+        const ROUNDS: usize = 100_000;
+        for _ in 0..ROUNDS {
+            text.clear();
+            if rng.random_ratio(1, 8) {
+                text.push(if rng.random() { b'-' } else { b'+' });
+            }
+            // Now and then more digits than the fast path takes.
+            let longest = if rng.random_ratio(1, 8) { 40 } else { 12 };
+            for _ in 0..rng.random_range(0..=longest) {
+                text.push(rng.random_range(b'0'..=b'9'));
+            }
+            if rng.random_ratio(3, 4) {
+                text.push(b'.');
+                for _ in 0..rng.random_range(0..=12) {
+                    text.push(rng.random_range(b'0'..=b'9'));
+                }
+            }
+            if rng.random_ratio(1, 4) {
+                text.push(if rng.random() { b'e' } else { b'E' });
+                match rng.random_range(0..3) {
+                    0 => text.push(b'-'),
+                    1 => text.push(b'+'),
+                    _ => {}
+                }
+                for _ in 0..rng.random_range(0..=3) {
+                    text.push(rng.random_range(b'0'..=b'9'));
+                }
+            }
+            if rng.random_ratio(1, 16) {
+                // A stray byte anywhere, usually one the general path refuses.
+                let at = rng.random_range(0..=text.len());
+                text.insert(at, b".eE+-x 0"[rng.random_range(0..8)]);
+            }
+            fast += usize::from(assert_decimal_matches_std(&text));
+        }
+        // Most of these are short enough for the fast path; the rest check
+        // the handover to the general one.
+        assert!(fast > ROUNDS / 2, "{fast}");
+        assert!(fast < ROUNDS, "{fast}");
+    }
+
+    #[test]
+    fn fast_count_reader_agrees_with_general_path() {
+        use rand::{Rng, SeedableRng};
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0xC0DE_0417);
+        let mut text = String::new();
+        for _ in 0..20_000 {
+            text.clear();
+            match rng.random_range(0..8) {
+                0 => text.push('-'),
+                1 => text.push('+'),
+                _ => {}
+            }
+            for _ in 0..rng.random_range(0..=24) {
+                text.push(char::from(rng.random_range(b'0'..=b'9')));
+            }
+            if rng.random_ratio(1, 8) {
+                text.push_str([".5", "e3", "x", " 1"][rng.random_range(0..4)]);
+            }
+            // The value is the token at the start, up to the space if any.
+            let token = text.split(' ').next().unwrap().as_bytes();
+            for min in [0, 1] {
+                let mut cursor = Cursor::new(text.as_bytes());
+                let fast = cursor.count_in(min);
+                assert_eq!(fast, parse_count_in(token, min), "{text:?}");
+                if fast.is_ok() {
+                    assert_eq!(cursor.position, token.len(), "{text:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn known_keys_match_whole_keys_only() {
+        assert_eq!(
+            load("utilization=0.9, util_x=1, util=0.2"),
+            Ok(utilization(0.2))
+        );
+        assert_eq!(load("util.x=1, utilx=2"), Err(ParseError::Malformed));
+        assert_eq!(
+            load("inflights=9, capacityx=0, latency_ms_p99=1e9, inflight=2"),
+            Ok(LoadReport {
+                in_flight: Some(2),
+                ..LoadReport::default()
+            })
+        );
+        assert_eq!(
+            orca("TEXT epsilon=-1, eps_total=x, cpu_utilization_avg=99, eps=3"),
+            Ok(LoadReport {
+                errors_per_second: Some(3.0),
+                ..LoadReport::default()
+            })
+        );
+    }
+
+    #[test]
+    fn numbers_run_into_other_bytes_are_malformed() {
+        for value in ["0.5x", "1e3e", "0.5.", "1+1", "0.5-", "12a"] {
+            assert_eq!(
+                load(&format!("util={value}")),
+                Err(ParseError::Malformed),
+                "{value:?}"
+            );
+            assert_eq!(
+                load(&format!("inflight={value}")),
+                Err(ParseError::Malformed),
+                "{value:?}"
+            );
+            assert_eq!(
+                orca(&format!("TEXT eps={value}")),
+                Err(ParseError::Malformed),
+                "{value:?}"
+            );
+        }
+        // The number ends where the token does, at whitespace or a comma.
+        assert_eq!(
+            load("util=0.5\t,inflight=7 ,latency_ms=1e3"),
+            Ok(LoadReport {
+                utilization: Some(0.5),
+                in_flight: Some(7),
+                latency_ms: Some(1000.0),
+                ..LoadReport::default()
+            })
+        );
     }
 
     // Randomised inputs.
