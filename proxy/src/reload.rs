@@ -105,6 +105,16 @@ impl Reloader {
         }
     }
 
+    /// Whether the file now differs from the configuration running.
+    fn changed_on_disk(&self) -> bool {
+        let running = self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .running_hash;
+        std::fs::read_to_string(&self.path).is_ok_and(|text| hash_text(&text) != running)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -216,6 +226,11 @@ impl Reloader {
             return;
         }
         tracing::info!("watching {} for changes", self.path.display());
+        // A change made between loading the file and watching it was missed.
+        if self.changed_on_disk() {
+            let reloader = self.clone();
+            let _ = tokio::task::spawn_blocking(move || reloader.reload("file change")).await;
+        }
         while rx.recv().await.is_some() {
             // Debounce: wait until events stop for a moment.
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
@@ -265,4 +280,47 @@ fn restart_only_changes(running: &Snapshot, new: &Snapshot) -> Vec<String> {
             .push("server settings changed; restart or perform a graceful upgrade to apply".into());
     }
     warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::decisions::DecisionLog;
+    use crate::stats::live::LiveState;
+
+    const CONFIG: &str = "listeners: [{address: \"127.0.0.1:1\"}]\npools: {p: {backends: [{addr: \"127.0.0.1:2\"}]}}\nroutes: [{pool: p}]\n";
+
+    #[tokio::test]
+    async fn a_change_made_before_watching_starts_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ballast.yaml");
+        std::fs::write(&path, CONFIG).unwrap();
+        let snapshot = Arc::new(crate::config::load_file(&path).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let engine = Arc::new(Engine::new(
+            snapshot.clone(),
+            Arc::new(LiveState::new()),
+            Arc::new(DecisionLog::default()),
+            metrics.clone(),
+        ));
+        let reloader = Arc::new(Reloader::new(&path, snapshot, engine, metrics));
+        assert!(!reloader.changed_on_disk());
+
+        // Changed after loading, before anything watches the file.
+        let renamed = CONFIG.replace("routes: [{pool: p}]", "routes: [{name: r, pool: p}]");
+        std::fs::write(&path, renamed).unwrap();
+        assert!(reloader.changed_on_disk());
+        let watching = tokio::spawn(reloader.clone().watch());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while reloader.status().generation != 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                reloader.status()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!reloader.changed_on_disk());
+        watching.abort();
+    }
 }
