@@ -523,3 +523,74 @@ routes: [{pool: api}]
         (8192, 100, 32768)
     );
 }
+
+/// Regression (found by the checks of the `config` fuzz target, fuzz/): a
+/// duration too long for the proxy's clocks was accepted, and the proxy
+/// panicked on it later, e.g. adding `drain_timeout` to the time shutdown
+/// began, or a health check's `interval` to the time of its last round.
+#[test]
+fn durations_longer_than_365_days_are_rejected() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+server: {drain_timeout: 500000000000y}
+pools:
+  api:
+    outlier: {max_ejection: 365d}
+    health: {interval: 1000000000y, timeout: 366d}
+    backends: [{addr: "10.0.0.1:80", canary: {cooldown: 99999999h}}]
+routes: [{pool: api}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "server.drain_timeout: must be at most 365d",
+            "pools.api.health.interval: must be at most 365d",
+            "pools.api.health.timeout: must be at most 365d",
+            "pools.api.backends[0].canary.cooldown: must be at most 365d",
+        ]
+    );
+    let ok = load_str(
+        &yaml
+            .replace("500000000000y", "365d")
+            .replace("{interval: 1000000000y, timeout: 366d}", "{interval: 1h}")
+            .replace("99999999h", "8760h"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(ok.server.drain_timeout, Duration::from_secs(365 * 86_400));
+    assert_eq!(
+        ok.pools[0].policy.outlier.max_ejection,
+        Duration::from_secs(365 * 86_400)
+    );
+}
+
+/// Regression (found by the checks of the `config` fuzz target, fuzz/): a
+/// health check host that is not a valid header value was accepted, and the
+/// health checker panicked building its request.
+#[test]
+fn a_health_check_host_must_be_a_header_value() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    health: {host: "api\ninternal"}
+    backends: [{addr: "10.0.0.1:80"}]
+routes: [{pool: api}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![r#"pools.api.health.host: invalid host "api\ninternal" (not a valid header value)"#]
+    );
+    let ok = load_str(
+        &yaml.replace(r#""api\ninternal""#, "api.internal:8080"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(
+        ok.pools[0].policy.health.as_ref().unwrap().kind,
+        ballast::config::HealthCheckKind::Http {
+            path: "/".into(),
+            host: Some("api.internal:8080".into()),
+        }
+    );
+}

@@ -19,6 +19,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
+/// The longest duration any setting takes. The proxy adds durations to its
+/// clocks (`Instant`s, and milliseconds in a `u64`); a bound keeps that
+/// arithmetic far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/ballast_upgrade.sock";
@@ -95,16 +99,26 @@ impl Checker {
         }
     }
 
-    /// Parse an optional duration; zero is allowed.
+    /// Parse an optional duration; zero is allowed, more than
+    /// [`MAX_DURATION`] is not.
     fn duration_or_zero(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
         let Some(text) = value else { return default };
-        humantime::parse_duration(text.trim()).unwrap_or_else(|_| {
-            self.error(
-                path,
-                format!("invalid duration \"{text}\" (expected e.g. \"250ms\", \"2s\", \"1m\")"),
-            );
-            default
-        })
+        match humantime::parse_duration(text.trim()) {
+            Ok(parsed) if parsed <= MAX_DURATION => parsed,
+            Ok(_) => {
+                self.error(path, "must be at most 365d");
+                default
+            }
+            Err(_) => {
+                self.error(
+                    path,
+                    format!(
+                        "invalid duration \"{text}\" (expected e.g. \"250ms\", \"2s\", \"1m\")"
+                    ),
+                );
+                default
+            }
+        }
     }
 
     /// Parse an optional duration that must be positive.
@@ -789,6 +803,15 @@ fn compile_health(c: &mut Checker, path: &str, raw: &RawHealth) -> HealthPolicy 
                     format!("{path}.path"),
                     format!("invalid path \"{check_path}\" (must start with '/')"),
                 );
+            }
+            // Sent as the Host header of every check.
+            if let Some(host) = &raw.host {
+                if HeaderValue::from_str(host).is_err() {
+                    c.error(
+                        format!("{path}.host"),
+                        format!("invalid host {host:?} (not a valid header value)"),
+                    );
+                }
             }
             HealthCheckKind::Http {
                 path: check_path,
