@@ -92,21 +92,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-used_ports=" "
-# free_port VARIABLE: a loopback port nothing listens on, below the
-# ephemeral range, not handed out before.
-free_port() {
-  local candidate
-  while :; do
-    candidate=$((20000 + RANDOM % 12000))
-    case "$used_ports" in *" $candidate "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-      used_ports+="$candidate "
-      printf -v "$1" '%s' "$candidate"
-      return
-    fi
-  done
-}
 origin_port="" listen_port="" admin_port=""
 free_port origin_port
 free_port listen_port

@@ -124,22 +124,6 @@ start() {
   pids+=("$started")
 }
 
-used_ports=" "
-# free_port VARIABLE: set it to a loopback port that nothing listens on and
-# that was not handed out before, below Linux's default ephemeral range
-# (32768-60999) so that no outgoing connection holds it.
-free_port() {
-  local candidate
-  while :; do
-    candidate=$((20000 + RANDOM % 12000))
-    case "$used_ports" in *" $candidate "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-      used_ports+="$candidate "
-      printf -v "$1" '%s' "$candidate"
-      return
-    fi
-  done
-}
 
 # wait_ready NAME URL PID: poll URL until it answers 200 (at most 15 s).
 wait_ready() {

@@ -25,3 +25,20 @@ ballast_require() {
 ballast_require cmake cmake
 ballast_require curl curl
 command -v cargo >/dev/null 2>&1 || { echo "error: cargo is required (https://rustup.rs)" >&2; exit 1; }
+
+ballast_used_ports=" "
+# free_port VARIABLE: set it to a loopback port that nothing listens on and
+# that was not handed out before, below Linux's default ephemeral range
+# (32768-60999) so that no outgoing connection holds it.
+free_port() {
+  local candidate
+  while :; do
+    candidate=$((20000 + RANDOM % 12000))
+    case "$ballast_used_ports" in *" $candidate "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
+      ballast_used_ports+="$candidate "
+      printf -v "$1" '%s' "$candidate"
+      return
+    fi
+  done
+}

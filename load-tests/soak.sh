@@ -50,21 +50,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-used_ports=" "
-# free_port VARIABLE: a loopback port nothing listens on, below the
-# ephemeral range so that no outgoing connection holds it.
-free_port() {
-  local candidate
-  while :; do
-    candidate=$((20000 + RANDOM % 12000))
-    case "$used_ports" in *" $candidate "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
-      used_ports+="$candidate "
-      printf -v "$1" '%s' "$candidate"
-      return
-    fi
-  done
-}
 
 listen="" admin="" control="" o1="" o2="" o3=""
 for var in listen admin control o1 o2 o3; do free_port "$var"; done

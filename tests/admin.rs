@@ -3,7 +3,6 @@
 
 mod common;
 
-use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};
 use bytes::Bytes;
 use common::*;
 use http::{Method, StatusCode};
@@ -11,12 +10,6 @@ use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-async fn origin_named(name: &str) -> OriginHandle {
-    origin::spawn("127.0.0.1:0".parse().unwrap(), OriginConfig::new(name))
-        .await
-        .unwrap()
-}
 
 struct Ports {
     listen: SocketAddr,

@@ -7,7 +7,7 @@
 mod common;
 
 use ballast_load_tests::behaviour::{BehaviourUpdate, FailureMode};
-use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};
+use ballast_load_tests::origin::OriginHandle;
 use bytes::Bytes;
 use common::*;
 use http::{Method, Request};
@@ -17,16 +17,13 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// An origin answering in 2 ms.
+async fn origin_2ms(name: &str) -> OriginHandle {
+    origin_with_latency(name, Duration::from_millis(2)).await
+}
+
 /// These drills load a small machine; one at a time.
 static LOAD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn origin_named(name: &str) -> OriginHandle {
-    let mut config = OriginConfig::new(name);
-    config.latency = Duration::from_millis(2);
-    origin::spawn("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap()
-}
 
 struct Proxy {
     listen: SocketAddr,
@@ -65,8 +62,8 @@ fn numbered_post(worker: usize, n: usize) -> Request<Full<Bytes>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_backend_times_out_and_only_safe_requests_are_retried() {
     let _serial = LOAD_LOCK.lock().await;
-    let healthy = origin_named("healthy").await;
-    let hanging = origin_named("hanging").await;
+    let healthy = origin_2ms("healthy").await;
+    let hanging = origin_2ms("hanging").await;
     let proxy = start(&format!(
         "    read_timeout: 300ms\n    outlier: {{consecutive_failures: 1000}}\n    backends: [{{addr: \"{}\"}}, {{addr: \"{}\"}}]\n",
         healthy.addr, hanging.addr
@@ -192,8 +189,8 @@ async fn a_reset_mid_body_is_a_clean_error_never_a_truncated_success() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hammering_the_admin_endpoint_does_not_disturb_proxying() {
     let _serial = LOAD_LOCK.lock().await;
-    let a = origin_named("a").await;
-    let b = origin_named("b").await;
+    let a = origin_2ms("a").await;
+    let b = origin_2ms("b").await;
     let proxy = start(&format!(
         "    backends: [{{addr: \"{}\"}}, {{addr: \"{}\"}}]\n",
         a.addr, b.addr

@@ -6,7 +6,7 @@
 mod common;
 
 use ballast::tls::devcert::DevCerts;
-use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};
+use ballast_load_tests::origin::OriginHandle;
 use common::*;
 use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
 use std::net::SocketAddr;
@@ -15,12 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn origin_named(name: &str) -> OriginHandle {
-    origin::spawn("127.0.0.1:0".parse().unwrap(), OriginConfig::new(name))
-        .await
-        .unwrap()
-}
 
 struct Proxy {
     listen: SocketAddr,
@@ -149,11 +143,7 @@ async fn smuggling_attempts_never_reach_the_origin_as_extra_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_vanishing_clients_do_not_hold_up_others() {
-    let mut config = OriginConfig::new("o");
-    config.latency = Duration::from_millis(300);
-    let slow_origin = origin::spawn("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap();
+    let slow_origin = origin_with_latency("o", Duration::from_millis(300)).await;
     let p = start(&[&slow_origin], "server: {threads: 1, drain_timeout: 1s}\n").await;
 
     // 40 slowloris connections trickle a header byte every 100 ms, and 10

@@ -4,7 +4,6 @@
 mod common;
 
 use ballast::tls::devcert::DevCerts;
-use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};
 use bytes::Bytes;
 use common::*;
 use http::{Method, StatusCode};
@@ -18,20 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn origin_named(name: &str) -> OriginHandle {
-    origin::spawn("127.0.0.1:0".parse().unwrap(), OriginConfig::new(name))
-        .await
-        .unwrap()
-}
-
-async fn slow_origin(name: &str, latency: Duration) -> OriginHandle {
-    let mut config = OriginConfig::new(name);
-    config.latency = latency;
-    origin::spawn("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap()
-}
 
 struct Setup {
     listen: SocketAddr,
@@ -220,7 +205,7 @@ async fn responses_stream_rather_than_buffer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_backend_is_502_slow_backend_is_504_and_no_route_is_404() {
-    let slow = slow_origin("slow", Duration::from_secs(3)).await;
+    let slow = origin_with_latency("slow", Duration::from_secs(3)).await;
     let dead = dead_addr();
     let setup = start(&format!(
         r#"
@@ -326,7 +311,7 @@ async fn malformed_requests_get_400_and_the_proxy_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_stop_lets_in_flight_requests_finish() {
-    let slow = slow_origin("slow", Duration::from_millis(800)).await;
+    let slow = origin_with_latency("slow", Duration::from_millis(800)).await;
     let Setup { listen, ballast } = start(&format!(
         "pools: {{p: {{backends: [{{addr: \"{}\"}}]}}}}\nroutes: [{{pool: p}}]\n",
         slow.addr
@@ -439,7 +424,7 @@ routes: [{{pool: p}}]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_stop_gives_up_on_stragglers_at_the_drain_deadline() {
-    let stuck = slow_origin("stuck", Duration::from_secs(30)).await;
+    let stuck = origin_with_latency("stuck", Duration::from_secs(30)).await;
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let yaml = format!(

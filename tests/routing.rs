@@ -4,7 +4,7 @@
 
 mod common;
 
-use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};
+use ballast_load_tests::origin::OriginHandle;
 use bytes::Bytes;
 use common::*;
 use http::{Method, Request};
@@ -12,14 +12,6 @@ use http_body_util::Full;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-
-async fn origin_with_latency(name: &str, latency: Duration) -> OriginHandle {
-    let mut config = OriginConfig::new(name);
-    config.latency = latency;
-    origin::spawn("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .unwrap()
-}
 
 struct Proxy {
     listen: SocketAddr,
@@ -96,6 +88,18 @@ where
     let served_before_kill = victim.stats.total();
     victim.stop();
     (load.await.unwrap(), served_before_kill)
+}
+
+/// Requests for `GET /work` from a client in `region` (trusted header).
+fn from(region: &'static str) -> impl Fn(usize, usize) -> Request<Full<Bytes>> + Send + Sync {
+    move |_, _| {
+        Request::builder()
+            .uri("/work")
+            .header("host", "x")
+            .header("x-client-region", region)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
 }
 
 /// The `ballast_backend_share` gauge of the backend at `addr`.
@@ -455,16 +459,6 @@ routes: [{{pool: p}}]
         east.addr, west.addr, eu.addr
     );
     let _ballast = RunningBallast::start(&yaml, std::path::Path::new("."), &[listen, admin]).await;
-    let from = |region: &'static str| {
-        move |_: usize, _: usize| {
-            Request::builder()
-                .uri("/work")
-                .header("host", "x")
-                .header("x-client-region", region)
-                .body(Full::new(Bytes::new()))
-                .unwrap()
-        }
-    };
     for (region, origin) in [("us-east", &east), ("us-west", &west), ("eu-west", &eu)] {
         let before = origin.stats.count_path("/work");
         let out = drive(listen, 2, Duration::from_millis(300), 50, from(region)).await;
@@ -695,16 +689,6 @@ routes: [{{pool: p}}]
         east_a.addr, east_b.addr, west.addr, eu.addr
     );
     let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
-    let from = |region: &'static str| {
-        move |_: usize, _: usize| {
-            Request::builder()
-                .uri("/work")
-                .header("host", "x")
-                .header("x-client-region", region)
-                .body(Full::new(Bytes::new()))
-                .unwrap()
-        }
-    };
     let served = |o: &OriginHandle| o.stats.count_path("/work");
 
     // Calm: us-east clients stay in us-east.

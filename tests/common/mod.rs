@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use ballast::server::{ProxyServer, StartOptions, Stopper};
+use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -256,4 +257,18 @@ pub async fn admin_json(admin: SocketAddr, path: &str) -> serde_json::Value {
     let reply = send(admin, admin_request(Method::GET, path, None)).await;
     assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
     serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", reply.text()))
+}
+
+/// A simulated origin on an ephemeral loopback port, answering at once.
+pub async fn origin_named(name: &str) -> OriginHandle {
+    origin_with_latency(name, Duration::ZERO).await
+}
+
+/// A simulated origin on an ephemeral loopback port, answering after `latency`.
+pub async fn origin_with_latency(name: &str, latency: Duration) -> OriginHandle {
+    let mut config = OriginConfig::new(name);
+    config.latency = latency;
+    origin::spawn("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap()
 }
