@@ -506,3 +506,99 @@ async fn a_graceful_upgrade_hands_over_the_sockets_without_a_failed_request() {
         .unwrap();
     assert!(new_status.success(), "{new_status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_never_appears_in_logs_or_responses() {
+    const TOKEN: &str = "tok-9f3c2e7a51d04b86";
+    const NEAR_MISS: &str = "tok-9f3c2e7a51d04b87";
+    let origin = ballast_load_tests::origin::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        ballast_load_tests::origin::OriginConfig::new("o"),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = config(listen, admin, origin.addr).replace(
+        &format!("admin: {{address: \"{admin}\"}}"),
+        &format!("admin: {{address: \"{admin}\", token_env: BALLAST_ADMIN_TOKEN}}"),
+    );
+    let file = write(dir.path(), "run.yaml", &text);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ballast"))
+        .args(["--log-format", "json", "--log-level", "debug"])
+        .args(["run", "-c", &file])
+        .env("BALLAST_ADMIN_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Debug logs are plentiful: read them as they come so the pipe never fills.
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut logs = String::new();
+        std::io::Read::read_to_string(&mut stderr_pipe, &mut logs).unwrap();
+        logs
+    });
+    wait_listening(listen).await;
+    wait_listening(admin).await;
+
+    let call = |method: http::Method, path: &str, token: Option<&str>| {
+        let mut req = common::request(method, "x", path, bytes::Bytes::new());
+        if let Some(token) = token {
+            req.headers_mut().insert(
+                http::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            );
+        }
+        req
+    };
+    let mut bodies = Vec::new();
+    for path in [
+        "/metrics",
+        "/api/v1/state",
+        "/api/v1/decisions",
+        "/api/v1/config",
+        "/healthz",
+        "/readyz",
+        "/",
+    ] {
+        for token in [Some(TOKEN), Some(NEAR_MISS), None] {
+            let reply = common::send(admin, call(http::Method::GET, path, token)).await;
+            bodies.push(format!("{path} {:?} {}", reply.headers, reply.text()));
+        }
+    }
+    // A reload that succeeds and one that fails (its errors are logged).
+    let reply = common::send(admin, call(http::Method::POST, "/reload", Some(TOKEN))).await;
+    assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+    bodies.push(reply.text());
+    std::fs::write(&file, text.replace("pools:", "pools: {broken\n")).unwrap();
+    let reply = common::send(admin, call(http::Method::POST, "/reload", Some(TOKEN))).await;
+    assert_ne!(reply.status, http::StatusCode::OK);
+    bodies.push(reply.text());
+    // A client sends the token to the proxy, too: it is forwarded (it is the
+    // client's header) but never logged.
+    let reply = common::send(listen, call(http::Method::GET, "/with-auth", Some(TOKEN))).await;
+    assert_eq!(reply.status, http::StatusCode::OK);
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let (status, logs) =
+        tokio::task::spawn_blocking(move || (child.wait().unwrap(), reader.join().unwrap()))
+            .await
+            .unwrap();
+    assert!(status.success(), "{status:?}\n{logs}");
+    // The logs are there and detailed (debug, reload errors, access lines)...
+    assert!(logs.contains("\"level\":\"DEBUG\""), "{logs}");
+    assert!(logs.contains("/with-auth"), "{logs}");
+    assert!(logs.contains("reload"), "{logs}");
+    // ...and neither the token nor a guess at it appears anywhere.
+    for secret in [TOKEN, NEAR_MISS, "9f3c2e7a51d04b8"] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+        for body in &bodies {
+            assert!(!body.contains(secret), "{secret} in a response: {body}");
+        }
+    }
+}

@@ -439,3 +439,120 @@ async fn a_client_leaving_mid_body_never_delivers_a_complete_body() {
         "only the whole request arrived whole: {seen:?}"
     );
 }
+
+/// A bare HTTP/1.1 origin: `/stream` answers with an endless chunked body, a
+/// 1 KiB chunk every 20 ms for up to 10 s, and reports on `closed` how many
+/// chunks it wrote before the connection went away; anything else gets an
+/// empty 200.
+async fn streaming_origin() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<usize>) {
+    const CHUNKS: usize = 500;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed, reports) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    if !head.starts_with("GET /stream") {
+                        let empty = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if stream.write_all(empty).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                    let mut written = 0;
+                    let mut gone = stream.write_all(head).await.is_err();
+                    let payload = format!("400\r\n{}\r\n", "x".repeat(1024));
+                    while !gone && written < CHUNKS {
+                        gone = stream.write_all(payload.as_bytes()).await.is_err()
+                            || stream.flush().await.is_err();
+                        if !gone {
+                            written += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    let _ = closed.send(written);
+                    return;
+                }
+            });
+        }
+    });
+    (addr, reports)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_response_releases_the_request_and_its_upstream() {
+    const CLIENTS: usize = 5;
+    let (origin, mut closed) = streaming_origin().await;
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let yaml = format!(
+        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\nserver: {{threads: 1, drain_timeout: 1s}}\npools: {{p: {{backends: [{{addr: \"{origin}\"}}]}}}}\nroutes: [{{pool: p}}]\n"
+    );
+    let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
+
+    // Each client reads the head and some of the body, then goes away.
+    for _ in 0..CLIENTS {
+        let mut stream = TcpStream::connect(listen).await.unwrap();
+        stream
+            .write_all(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while received.len() < 4096 {
+            let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut chunk))
+                .await
+                .expect("the body streams")
+                .unwrap();
+            assert!(n > 0, "the proxy closed the stream early");
+            received.extend_from_slice(&chunk[..n]);
+        }
+        assert!(received.starts_with(b"HTTP/1.1 200"));
+        drop(stream);
+    }
+    let left = Instant::now();
+
+    // The proxy lets go of every upstream connection long before the
+    // origin's 10 s body would have ended: it neither keeps reading the body
+    // into nowhere nor parks the connection.
+    let mut written = Vec::new();
+    for _ in 0..CLIENTS {
+        let chunks = tokio::time::timeout(Duration::from_secs(5), closed.recv())
+            .await
+            .expect("the upstream connection is closed after the client left")
+            .unwrap();
+        written.push(chunks);
+    }
+    assert!(
+        written.iter().all(|&chunks| chunks < 50),
+        "chunks written before the upstream was let go: {written:?}"
+    );
+    assert!(left.elapsed() < Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = get(admin, "x", "/metrics").await.text();
+        if metrics.contains("ballast_in_flight_requests 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "requests stuck in flight:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    still_serves(listen).await;
+}
