@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod probe;
 pub mod proxy;
 pub mod reload;
+pub mod request_series;
 pub mod routing;
 pub mod server;
 pub mod stats;

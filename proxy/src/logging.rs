@@ -9,7 +9,7 @@
 //! debug` shows Ballast's own detail and never a client's secret.
 
 use tracing::Level;
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -34,26 +34,22 @@ pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), String> {
     let filter =
         EnvFilter::try_new(&text).map_err(|e| format!("invalid {source} \"{text}\": {e}"))?;
     let pingora_detail_requested = text.contains("pingora");
+    // The hint leaves it to the level filter alone how much is recorded at
+    // all, so Pingora's `log` calls below that level stay free.
     let keep = filter_fn(move |meta| {
         pingora_detail_requested || !is_pingora_detail(meta.target(), *meta.level())
-    });
+    })
+    .with_max_level_hint(LevelFilter::TRACE);
+    let filter = filter.and(keep);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let output = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry();
     let result = match format {
-        LogFormat::Text => registry
-            .with(output.with_filter(filter).with_filter(keep))
-            .try_init(),
+        LogFormat::Text => registry.with(output.with_filter(filter)).try_init(),
         LogFormat::Json => registry
-            .with(
-                output
-                    .json()
-                    .flatten_event(true)
-                    .with_filter(filter)
-                    .with_filter(keep),
-            )
+            .with(output.json().flatten_event(true).with_filter(filter))
             .try_init(),
     };
     result.map_err(|e| format!("cannot initialise logging: {e}"))

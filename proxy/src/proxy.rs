@@ -35,6 +35,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,9 +93,13 @@ impl BallastProxy {
         }
     }
 
-    fn new_request_id(&self) -> String {
+    /// 32 hex digits: the process's prefix, then a counter.
+    fn new_request_id(&self) -> HeaderValue {
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}{:016x}", self.id_prefix, n)
+        let mut id = [0u8; 32];
+        write_hex(&mut id[..16], self.id_prefix);
+        write_hex(&mut id[16..], n);
+        HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
     }
 
     /// Whether `ctx` may try another backend: one that is eligible and untried exists.
@@ -153,7 +158,8 @@ impl Attempt {
 /// Per-request state.
 pub struct RequestCtx {
     started: Instant,
-    request_id: String,
+    /// Empty until `request_filter` keeps or makes one.
+    request_id: HeaderValue,
     routing: Option<Arc<RoutingState>>,
     route: Option<usize>,
     pool: Option<PoolId>,
@@ -206,6 +212,49 @@ fn acceptable_request_id(value: &HeaderValue) -> bool {
         && bytes.iter().all(|b| b.is_ascii_graphic())
 }
 
+/// Lower-case hex digits of `value`, right-aligned in `out` (16 bytes).
+fn write_hex(out: &mut [u8], mut value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(value & 0xf) as usize];
+        value >>= 4;
+    }
+}
+
+/// `X-Forwarded-For` with `client` appended to a `prior` value (kept only if
+/// it is visible ASCII), built without formatting machinery.
+fn forwarded_for(prior: Option<&HeaderValue>, client: IpAddr) -> HeaderValue {
+    let prior = prior
+        .map(HeaderValue::as_bytes)
+        .filter(|p| !p.is_empty() && p.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)));
+    let mut value = Vec::with_capacity(prior.map_or(0, |p| p.len() + 2) + 39);
+    if let Some(prior) = prior {
+        value.extend_from_slice(prior);
+        value.extend_from_slice(b", ");
+    }
+    match client {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    value.push(b'.');
+                }
+                if octet >= 100 {
+                    value.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    value.push(b'0' + octet / 10 % 10);
+                }
+                value.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            write!(value, "{v6}").expect("writing to a Vec cannot fail");
+        }
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(value)).expect("visible ASCII and an address")
+}
+
 fn request_host(req: &RequestHeader) -> Option<&str> {
     req.uri
         .host()
@@ -218,7 +267,7 @@ fn request_host(req: &RequestHeader) -> Option<&str> {
 async fn respond_plain(
     session: &mut Session,
     status: u16,
-    request_id: &str,
+    request_id: &HeaderValue,
     message: &str,
     reason: Option<&str>,
 ) {
@@ -226,7 +275,7 @@ async fn respond_plain(
     let resp = ResponseHeader::build(status, Some(5)).and_then(|mut resp| {
         resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
         resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
-        resp.insert_header(X_REQUEST_ID, request_id)?;
+        resp.insert_header(X_REQUEST_ID, request_id.clone())?;
         if let Some(reason) = reason {
             resp.insert_header(X_BALLAST_REASON, reason)?;
         }
@@ -359,7 +408,7 @@ impl ProxyHttp for BallastProxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
-            request_id: String::new(),
+            request_id: HeaderValue::from_static(""),
             routing: None,
             route: None,
             pool: None,
@@ -375,9 +424,7 @@ impl ProxyHttp for BallastProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
         ctx.request_id = match req.headers.get(X_REQUEST_ID) {
-            Some(id) if acceptable_request_id(id) => {
-                String::from_utf8_lossy(id.as_bytes()).into_owned()
-            }
+            Some(id) if acceptable_request_id(id) => id.clone(),
             _ => self.new_request_id(),
         };
         let routing = self.routing.load_full();
@@ -517,19 +564,14 @@ impl ProxyHttp for BallastProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = client.ip().to_string();
-            let forwarded_for = match upstream_request.headers.get(X_FORWARDED_FOR) {
-                Some(prior) => match prior.to_str() {
-                    Ok(prior) => format!("{prior}, {ip}"),
-                    Err(_) => ip,
-                },
-                None => ip,
-            };
+            let prior = upstream_request.headers.get(X_FORWARDED_FOR);
+            let forwarded_for = forwarded_for(prior, client.ip());
             upstream_request.insert_header(X_FORWARDED_FOR, forwarded_for)?;
         }
         let is_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        upstream_request.insert_header(X_FORWARDED_PROTO, if is_tls { "https" } else { "http" })?;
-        upstream_request.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+        let proto = HeaderValue::from_static(if is_tls { "https" } else { "http" });
+        upstream_request.insert_header(X_FORWARDED_PROTO, proto)?;
+        upstream_request.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
         Ok(())
     }
 
@@ -587,7 +629,7 @@ impl ProxyHttp for BallastProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        upstream_response.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+        upstream_response.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
         if let Some(explanation) = &ctx.explanation {
             upstream_response.insert_header(X_BALLAST_DECISION, explanation.as_str())?;
         }
@@ -706,17 +748,27 @@ impl ProxyHttp for BallastProxy {
                 reason: format!("{explanation}; status={status}"),
             });
         }
-        self.metrics
-            .requests
-            .with_label_values(&[route, pool, ctx.backend_id(), status_class(status)])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
+        match (&ctx.routing, ctx.route) {
+            (Some(routing), Some(route)) => {
+                let backend = ctx.tried.last().copied();
+                routing
+                    .series
+                    .observe(route, backend, status, elapsed.as_secs_f64());
+            }
+            _ => {
+                self.metrics
+                    .requests
+                    .with_label_values(&[route, pool, "-", status_class(status)])
+                    .inc();
+                self.metrics
+                    .request_duration
+                    .with_label_values(&[route])
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
         tracing::info!(
             target: "ballast::access",
-            request_id = %ctx.request_id,
+            request_id = ctx.request_id.to_str().unwrap_or("-"),
             method = %req.method,
             path = %req.uri.path(),
             status,
@@ -726,5 +778,46 @@ impl ProxyHttp for BallastProxy {
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             error = e.map(|e| e.to_string()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_appends_the_client_address_as_display_would() {
+        let addresses = [
+            "0.0.0.0",
+            "9.10.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.0.0.1",
+        ];
+        for text in addresses {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(forwarded_for(None, ip), text);
+            let prior = HeaderValue::from_static("203.0.113.9, 10.1.2.3");
+            assert_eq!(
+                forwarded_for(Some(&prior), ip),
+                format!("203.0.113.9, 10.1.2.3, {text}")
+            );
+        }
+        let localhost: IpAddr = "127.0.0.1".parse().unwrap();
+        let unreadable = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        assert_eq!(forwarded_for(Some(&unreadable), localhost), "127.0.0.1");
+        let empty = HeaderValue::from_static("");
+        assert_eq!(forwarded_for(Some(&empty), localhost), "127.0.0.1");
+    }
+
+    #[test]
+    fn hex_digits_fill_the_slot_right_aligned() {
+        let mut id = [0u8; 16];
+        write_hex(&mut id, 0x0123_4567_89ab_cdef);
+        assert_eq!(&id, b"0123456789abcdef");
+        write_hex(&mut id, 0xa);
+        assert_eq!(&id, b"000000000000000a");
     }
 }

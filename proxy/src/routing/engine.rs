@@ -28,6 +28,7 @@ use super::weights::{compute_shares, BackendInput, Computed, Factors};
 use crate::config::PoolId;
 use crate::config::{BackendId, BalanceMode, Geo, Pool, Snapshot, DEFAULT_SPILLOVER};
 use crate::metrics::Metrics;
+use crate::request_series::RequestSeries;
 use crate::stats::backend::{BackendStats, Observation};
 use crate::stats::live::{LiveState, ResolvedStats};
 use crate::stats::window::OutcomeSummary;
@@ -54,6 +55,8 @@ pub struct RoutingState {
     pub weights: Vec<Option<PoolWeights>>,
     /// Per-pool round-robin counters, kept for as long as the snapshot is.
     tickets: Arc<[AtomicU64]>,
+    /// The snapshot's per-request metric series, kept as long as it is.
+    pub series: Arc<RequestSeries>,
 }
 
 impl RoutingState {
@@ -166,6 +169,7 @@ impl Engine {
             stats: Arc::new(live.resolve(&snapshot)),
             weights: vec![None; snapshot.pools.len()],
             tickets: new_tickets(&snapshot),
+            series: Arc::new(RequestSeries::new(&metrics, &snapshot)),
             snapshot,
         }));
         Self {
@@ -230,6 +234,7 @@ impl Engine {
             stats,
             weights: vec![None; snapshot.pools.len()],
             tickets: new_tickets(&snapshot),
+            series: Arc::new(RequestSeries::new(&self.metrics, &snapshot)),
             snapshot,
         }));
         self.recompute_due(&mut memory, now_ms);
@@ -301,6 +306,7 @@ impl Engine {
                 stats: current.stats.clone(),
                 weights,
                 tickets: current.tickets.clone(),
+                series: current.series.clone(),
             }));
         }
     }
