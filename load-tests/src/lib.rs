@@ -4,6 +4,7 @@
 //! the demo, the integration tests and load tests.
 #![forbid(unsafe_code)]
 
+pub mod bare_pingora;
 pub mod behaviour;
 pub mod control;
 pub mod latency;

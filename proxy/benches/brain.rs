@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the routing brain's hot and warm paths:
-//! one pick (adaptive and round robin) at 3 to 1000 backends, parsing each
-//! load-report form, and one weight recompute for 100 backends.
+//! one pick (adaptive and round robin) at 3 to 10 000 backends, parsing
+//! each load-report form, and one weight recompute (and the statistics
+//! reading before it) at 10 to 10 000 backends.
 //!
 //! `cargo bench -p ballast --bench brain`
 
@@ -47,7 +48,7 @@ fn weights(snapshot: &Snapshot, n: usize) -> PoolWeights {
 
 fn bench_pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
-    for n in [3usize, 10, 100, 1000] {
+    for n in [3usize, 10, 100, 1000, 10_000] {
         let stats: Vec<Arc<BackendStats>> = (0..n).map(|_| Arc::new(BackendStats::new())).collect();
         let adaptive = snapshot("latency", n);
         let published = weights(&adaptive, n);
@@ -114,44 +115,48 @@ fn bench_parse(c: &mut Criterion) {
 }
 
 fn bench_recompute(c: &mut Criterion) {
-    let snap = snapshot("latency", 100);
-    let policy = snap.pools[0].policy.clone();
     let now_ms = 60_000;
-    let inputs: Vec<BackendInput> = (0..100)
-        .map(|i| {
-            let stats = BackendStats::new();
+    let mut group = c.benchmark_group("recompute");
+    for n in [10usize, 100, 1000, 10_000] {
+        let snap = snapshot("latency", n);
+        let policy = snap.pools[0].policy.clone();
+        let inputs: Vec<BackendInput> = (0..n)
+            .map(|i| {
+                let stats = BackendStats::new();
+                for k in 0..200u64 {
+                    stats.record_success(
+                        now_ms - 5_000 + k * 20,
+                        1_000 + (i as u64 % 10) * 500 + k % 50,
+                    );
+                }
+                BackendInput {
+                    weight: 1.0,
+                    capacity: None,
+                    eligible: true,
+                    admitted_at_ms: None,
+                    previous_share: Some(1.0 / n as f64),
+                    observation: stats.observe(now_ms),
+                }
+            })
+            .collect();
+        group.bench_with_input(BenchmarkId::new("shares", n), &n, |b, _| {
+            b.iter(|| compute_shares(&policy, black_box(&inputs), now_ms))
+        });
+        let stats: Vec<BackendStats> = (0..n).map(|_| BackendStats::new()).collect();
+        for (i, s) in stats.iter().enumerate() {
             for k in 0..200u64 {
-                stats.record_success(
-                    now_ms - 5_000 + k * 20,
-                    1_000 + (i as u64 % 10) * 500 + k % 50,
-                );
+                s.record_success(now_ms - 5_000 + k * 20, 1_000 + i as u64 % 100 * 10);
             }
-            BackendInput {
-                weight: 1.0,
-                capacity: None,
-                eligible: true,
-                admitted_at_ms: None,
-                previous_share: Some(0.01),
-                observation: stats.observe(now_ms),
-            }
-        })
-        .collect();
-    c.bench_function("recompute/100", |b| {
-        b.iter(|| compute_shares(&policy, black_box(&inputs), now_ms))
-    });
-    let stats: Vec<BackendStats> = (0..100).map(|_| BackendStats::new()).collect();
-    for (i, s) in stats.iter().enumerate() {
-        for k in 0..200u64 {
-            s.record_success(now_ms - 5_000 + k * 20, 1_000 + i as u64 * 10);
         }
+        group.bench_with_input(BenchmarkId::new("observe", n), &n, |b, _| {
+            b.iter(|| {
+                for s in &stats {
+                    black_box(s.observe(black_box(now_ms)));
+                }
+            })
+        });
     }
-    c.bench_function("observe/100", |b| {
-        b.iter(|| {
-            for s in &stats {
-                black_box(s.observe(black_box(now_ms)));
-            }
-        })
-    });
+    group.finish();
 }
 
 criterion_group!(benches, bench_pick, bench_parse, bench_recompute);

@@ -32,6 +32,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
@@ -404,6 +405,10 @@ fn merge_reports(primary: Option<LoadReport>, orca: Option<LoadReport>) -> Optio
 #[async_trait]
 impl ProxyHttp for BallastProxy {
     type CTX = RequestCtx;
+
+    /// No downstream modules: Ballast compresses nothing, and Pingora's
+    /// default (a disabled compression module) costs a setup per request.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
