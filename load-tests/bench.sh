@@ -13,12 +13,15 @@
 #   --connections C   concurrent connections, the same for every contender and tool (default 32)
 #   --rounds N        rounds; each runs every contender once, in rotated order (default 3; --quick: 1)
 #   --out DIR         where bench.md goes (default load-tests/results/DATE)
+#   --profile NAME    cargo profile of every Rust contender (default production:
+#                     fat LTO, one codegen unit, as shipped; release builds faster)
 #
 # The origin is nginx (`worker_processes 1`, access log off) returning a
 # small fixed body with a `Server-Load` header. Contenders: the origin
 # directly; Ballast in latency mode (its default); Ballast in round_robin
-# mode with one attempt per request; a bare Pingora proxy
-# (ballast-bare-pingora); nginx as a proxy; HAProxy. The load tools are wrk
+# mode with one attempt per request; a bare Pingora proxy, with the system
+# allocator (ballast-bare-pingora) and with Ballast's allocator, mimalloc
+# (ballast-bare-pingora-mimalloc); nginx as a proxy; HAProxy. The load tools are wrk
 # and oha; either is skipped when missing, and so are the nginx and HAProxy
 # contenders. NGINX, HAPROXY, WRK and OHA name other executables (set to
 # nothing, they skip theirs). Figures are medians across rounds; the report
@@ -29,7 +32,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=load-tests/prereqs.sh disable=SC1091
 . load-tests/prereqs.sh
 
-duration="" warmup="" connections="" rounds="" out=""
+duration="" warmup="" connections="" rounds="" out="" profile="production"
 quick=false
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
@@ -40,6 +43,7 @@ while [ $# -gt 0 ]; do
     --connections) connections="${2:?--connections needs a value}"; shift ;;
     --rounds) rounds="${2:?--rounds needs a value}"; shift ;;
     --out) out="${2:?--out needs a value}"; shift ;;
+    --profile) profile="${2:?--profile needs a value}"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -76,10 +80,11 @@ tools=()
 [ -z "$oha_bin" ] || tools+=(oha)
 command -v setsid >/dev/null || { echo "error: setsid (util-linux) is required" >&2; exit 1; }
 
-echo "building (release)..."
-cargo build --release --locked -p ballast -p ballast-load-tests \
-  --bin ballast --bin ballast-bare-pingora --bin ballast-origin
-bin="$CARGO_TARGET_DIR/release"
+echo "building (profile $profile)..."
+cargo build --profile "$profile" --locked -p ballast -p ballast-load-tests \
+  --bin ballast --bin ballast-bare-pingora --bin ballast-bare-pingora-mimalloc --bin ballast-origin
+bin="$CARGO_TARGET_DIR/$profile"
+[ "$profile" != dev ] || bin="$CARGO_TARGET_DIR/debug"
 
 # ------------------------------------------------- processes and cleanup
 
@@ -160,7 +165,7 @@ cpu_ticks() { # SESSION: user + system clock ticks of every process in it
 
 body="ballast benchmark origin: a small fixed response body, the same for every request."
 server_load="util=0.40, inflight=2"
-origin_port="" bare_port="" nginx_port="" haproxy_port="" # set by free_port
+origin_port="" nginx_port="" haproxy_port="" # set by free_port
 free_port origin_port
 origin_url="http://127.0.0.1:$origin_port/"
 
@@ -270,12 +275,19 @@ ballast_contender "ballast latency" latency "" \
 ballast_contender "ballast round_robin" round_robin "    retries: {attempts: 1}
 " "Ballast with everything optional off: \`round_robin\`, one attempt per request, no health checks, no explanations; metrics and the header handling are always on; access log off"
 
-free_port bare_port
-bare_cmd=("$bin/ballast-bare-pingora" --listen "127.0.0.1:$bare_port" --upstream "127.0.0.1:$origin_port" --threads 1)
-start "bare pingora" "${bare_cmd[@]}"
-wait_ready "bare pingora" "http://127.0.0.1:$bare_port/" "$started"
-add_contender "bare pingora" "http://127.0.0.1:$bare_port/" "$started" "$(quote "${bare_cmd[@]}")" "" \
-  "\`ballast-bare-pingora\`: Pingora 0.9 with one listener and \`upstream_peer\` returning one fixed keep-alive peer, nothing else; one thread"
+# bare_contender NAME BINARY DESCRIPTION
+bare_contender() {
+  local name="$1" binary="$2" description="$3" port
+  free_port port
+  local cmd=("$bin/$binary" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$origin_port" --threads 1)
+  start "$name" "${cmd[@]}"
+  wait_ready "$name" "http://127.0.0.1:$port/" "$started"
+  add_contender "$name" "http://127.0.0.1:$port/" "$started" "$(quote "${cmd[@]}")" "" "$description"
+}
+bare_contender "bare pingora" ballast-bare-pingora \
+  "\`ballast-bare-pingora\`: Pingora 0.9 with one listener and \`upstream_peer\` returning one fixed keep-alive peer, nothing else; one thread; the system allocator (glibc)"
+bare_contender "bare pingora mimalloc" ballast-bare-pingora-mimalloc \
+  "\`ballast-bare-pingora-mimalloc\`: the same bare proxy built with mimalloc, Ballast's allocator"
 
 if [ -n "$nginx_bin" ]; then
   free_port nginx_port
@@ -466,9 +478,33 @@ table="$tmp/table.md"
   done
 } >"$table"
 
+# Ballast against the bare Pingora proxies: what its routing, statistics,
+# metrics and header handling cost on top of Pingora's own path.
+versus_bare="$tmp/versus-bare.md"
+{
+  echo "| contender | tool | req/s ÷ bare (glibc) | req/s ÷ bare (mimalloc) | CPU µs/req ÷ bare (glibc) | CPU µs/req ÷ bare (mimalloc) |"
+  echo "|---|---|---:|---:|---:|---:|"
+  for tool in "${tools[@]}"; do
+    bare_rps="$(column_of "bare pingora" "$tool" 4 | median)"
+    bare_cost="$(column_of "bare pingora" "$tool" 9 | awk '$1 != "-"' | median)"
+    barem_rps="$(column_of "bare pingora mimalloc" "$tool" 4 | median)"
+    barem_cost="$(column_of "bare pingora mimalloc" "$tool" 9 | awk '$1 != "-"' | median)"
+    for name in "${names[@]}"; do
+      case "$name" in ballast*) ;; *) continue ;; esac
+      rps="$(column_of "$name" "$tool" 4 | median)"
+      cost="$(column_of "$name" "$tool" 9 | awk '$1 != "-"' | median)"
+      printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$tool" \
+        "$(ratio "$rps" "$bare_rps")" "$(ratio "$rps" "$barem_rps")" \
+        "$(ratio "$cost" "$bare_cost")" "$(ratio "$cost" "$barem_cost")"
+    done
+  done
+} >"$versus_bare"
+
 echo
 echo "medians over $rounds round(s):"
 sed 's/^| //; s/ |$//; /^|---/d' "$table" | column -t -s '|'
+echo
+sed 's/^| //; s/ |$//; /^|---/d' "$versus_bare" | column -t -s '|'
 for message in "${skipped[@]}"; do echo "note: $message"; done
 
 mkdir -p "$out"
@@ -484,7 +520,7 @@ display() {
   local line tool_bin
   while IFS= read -r line; do
     line="${line//"$tmp"/\$RUN}"
-    line="${line//"$bin/"/\$CARGO_TARGET_DIR/release/}"
+    line="${line//"$bin/"/\$CARGO_TARGET_DIR/$profile/}"
     for tool_bin in "$nginx_bin" "$haproxy_bin" "$wrk_bin" "$oha_bin"; do
       [ -z "$tool_bin" ] || line="${line//"$tool_bin"/${tool_bin##*/}}"
     done
@@ -494,7 +530,7 @@ display() {
 {
   echo "# Throughput benchmark, $(date +%F)"
   echo
-  echo "Produced by \`load-tests/bench.sh$($quick && echo " --quick") --duration $duration --warmup $warmup --connections $connections --rounds $rounds\`"
+  echo "Produced by \`load-tests/bench.sh$($quick && echo " --quick") --duration $duration --warmup $warmup --connections $connections --rounds $rounds --profile $profile\`"
   echo "at commit $commit, in ${elapsed} s of measuring."
   echo
   echo "Closed-loop load on loopback: each tool keeps $connections keep-alive connections"
@@ -508,6 +544,10 @@ display() {
   echo
   cat "$table"
   echo
+  echo "Ballast against the bare Pingora proxy (same tool, medians):"
+  echo
+  cat "$versus_bare"
+  echo
   for message in "${skipped[@]}"; do echo "Note: $message."; echo; done
   echo "## Machine"
   echo
@@ -518,7 +558,7 @@ display() {
   echo
   echo "## Versions"
   echo
-  echo "- $("$bin/ballast" --version), built by $(rustc --version), release profile; Pingora $pingora_version"
+  echo "- $("$bin/ballast" --version), built by $(rustc --version), profile $profile; Pingora $pingora_version"
   [ -z "$nginx_bin" ] || echo "- $(version_of "$nginx_bin" -v)"
   [ -z "$haproxy_bin" ] || echo "- $(version_of "$haproxy_bin" -v)"
   [ -z "$wrk_bin" ] || echo "- $(version_of "$wrk_bin" -v)"
