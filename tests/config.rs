@@ -478,6 +478,54 @@ routes: [{pool: api}]
 }
 
 #[test]
+fn priority_tiers_are_validated() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    overprovisioning_factor: 0.9
+    prewarm_share: 0.5
+    regions: {us-west: {priority: 1}, mars: {priority: 2}}
+    backends: [{addr: "10.0.0.1:80", region: us-east}, {addr: "10.0.0.2:80", region: us-west}]
+  rr:
+    mode: round_robin
+    backends: [{addr: "10.0.0.3:80"}, {addr: "10.0.0.4:80", priority: 1}]
+routes: [{pool: api}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "pools.api.overprovisioning_factor: 0.9 is out of range (allowed 1 to 100)",
+            "pools.api.prewarm_share: 0.5 is out of range (allowed 0 to 0.2)",
+            r#"pools.api.regions.mars: no backend of the pool is in region "mars""#,
+            "pools.rr.mode: priority tiers need an adaptive mode (latency or capacity); round_robin ignores them",
+        ]
+    );
+    let ok = load_str(
+        r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    prewarm_share: 0.01
+    regions: {us-west: {priority: 2}}
+    backends:
+      - {addr: "10.0.0.1:80", region: us-east}
+      - {addr: "10.0.0.2:80", region: us-west}
+      - {addr: "10.0.0.3:80", region: us-west, priority: 1}
+routes: [{pool: api}]
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let pool = &ok.pools[0];
+    assert_eq!(pool.policy.overprovisioning_factor, 1.4, "default");
+    assert_eq!(pool.policy.prewarm_share, 0.01);
+    let priorities: Vec<u32> = pool.backends.iter().map(|b| b.priority).collect();
+    assert_eq!(priorities, vec![0, 2, 1], "a backend's own priority wins");
+    assert_eq!(pool.tiers, vec![0, 1, 2]);
+}
+
+#[test]
 fn request_limits_and_a_reachable_admin_are_validated() {
     let yaml = r#"
 listeners: [{address: "127.0.0.1:8080"}]

@@ -4,6 +4,7 @@
 
 mod common;
 
+use ballast_load_tests::behaviour::{BehaviourUpdate, FailureMode};
 use ballast_load_tests::origin::OriginHandle;
 use bytes::Bytes;
 use common::*;
@@ -882,4 +883,124 @@ async fn sticky_canary_users_stay_on_their_side() {
     }
     println!("{on_canary} of 60 users on the canary (share 0.2)");
     assert!((3..=24).contains(&on_canary), "{on_canary} of 60");
+}
+
+/// Refuse connections (`true`) or serve again.
+async fn refuse(origin: &OriginHandle, refusing: bool) {
+    let failure = if refusing {
+        FailureMode::Refuse
+    } else {
+        FailureMode::Healthy
+    };
+    origin
+        .update(BehaviourUpdate {
+            failure: Some(failure),
+            ..BehaviourUpdate::default()
+        })
+        .await
+        .expect("origin changes mode");
+}
+
+/// A priority tier's load as the admin state shows it.
+async fn tier_load(admin: SocketAddr, priority: u64) -> f64 {
+    let state = admin_json(admin, "/api/v1/state").await;
+    state["pools"][0]["tiers"]
+        .as_array()
+        .and_then(|tiers| tiers.iter().find(|t| t["priority"] == priority))
+        .and_then(|t| t["load"].as_f64())
+        .unwrap_or_else(|| panic!("no tier {priority} in {state}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prewarmed_standby_takes_over_when_the_primaries_fail_and_hands_back() {
+    let _serial = LOAD_LOCK.lock().await;
+    let primary_a = origin_with_latency("primary-a", Duration::from_millis(2)).await;
+    let primary_b = origin_with_latency("primary-b", Duration::from_millis(2)).await;
+    let standby = origin_with_latency("standby", Duration::from_millis(2)).await;
+    let proxy = start(&format!(
+        "    recompute_interval: 100ms\n    prewarm_share: 0.02\n    retries: {{attempts: 3}}\n    outlier: {{base_ejection: 1s}}\n    health: {{path: /healthz, interval: 100ms, timeout: 500ms, healthy_after: 2, unhealthy_after: 2}}\n    backends:\n      - {{addr: \"{}\"}}\n      - {{addr: \"{}\"}}\n      - {{addr: \"{}\", priority: 1}}\n",
+        primary_a.addr, primary_b.addr, standby.addr
+    ))
+    .await;
+    let standby_served = || standby.stats.count_path("/work");
+
+    // Full health: the standby gets its 2% trickle, never nothing.
+    drive(
+        proxy.listen,
+        4,
+        Duration::from_millis(500),
+        100_000,
+        get_request,
+    )
+    .await;
+    let mark = standby_served();
+    let out = drive(
+        proxy.listen,
+        4,
+        Duration::from_secs(2),
+        100_000,
+        get_request,
+    )
+    .await;
+    let trickle = (standby_served() - mark) as f64 / out.total() as f64;
+    eprintln!(
+        "tiers: standby took {:.2}% of {} requests at full health",
+        trickle * 100.0,
+        out.total()
+    );
+    assert_eq!(out.count(200), out.total());
+    assert!((0.005..=0.05).contains(&trickle), "trickle {trickle}");
+
+    // Both primaries refuse connections under load: retries carry every GET
+    // to the standby until the health checks move the traffic.
+    let load = tokio::spawn(drive(
+        proxy.listen,
+        4,
+        Duration::from_secs(3),
+        100_000,
+        get_request,
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let failed_at = std::time::Instant::now();
+    refuse(&primary_a, true).await;
+    refuse(&primary_b, true).await;
+    let took = eventually("failover", Duration::from_secs(3), || async {
+        tier_load(proxy.admin, 1).await > 0.99
+    })
+    .await;
+    eprintln!("tiers: standby took everything {took:?} after the primaries failed");
+    let out = load.await.unwrap();
+    eprintln!("tiers: during the failover {:?}", out.statuses);
+    assert_eq!(out.count(200), out.total(), "no failed GET: {out:?}");
+    let failover = admin_decisions(proxy.admin, "failover").await;
+    assert_eq!(failover.len(), 1, "{failover:?}");
+    assert_eq!(failover[0]["backend"], "tier 1");
+
+    // The primaries come back: the standby returns to its trickle.
+    refuse(&primary_a, false).await;
+    refuse(&primary_b, false).await;
+    let recovered_at = std::time::Instant::now();
+    let back = eventually("failback", Duration::from_secs(3), || async {
+        (tier_load(proxy.admin, 1).await - 0.02).abs() < 1e-6
+    })
+    .await;
+    eprintln!(
+        "tiers: back to the trickle {back:?} after recovery ({:?} after the failure)",
+        failed_at.elapsed()
+    );
+    let mark = standby_served();
+    let out = drive(
+        proxy.listen,
+        4,
+        Duration::from_secs(1),
+        100_000,
+        get_request,
+    )
+    .await;
+    assert_eq!(out.count(200), out.total());
+    let trickle = (standby_served() - mark) as f64 / out.total() as f64;
+    assert!(trickle <= 0.05, "back to a trickle: {trickle}");
+    let failback = admin_decisions(proxy.admin, "failback").await;
+    assert_eq!(failback.len(), 1, "{failback:?}");
+    assert!(recovered_at.elapsed() < Duration::from_secs(5));
 }

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub region_spill: GaugeVec,
     /// Requests served by a later region because an earlier one was spilling.
     pub spilled_requests: IntCounterVec,
+    /// Fraction of each pool's traffic its priority tiers take.
+    pub tier_load: GaugeVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -137,7 +139,16 @@ impl Metrics {
             "Requests served in a later region of their plan because an earlier one was spilling",
             &["pool", "client_region", "region"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let tier_load = GaugeVec::new(
+            Opts::new(
+                "priority_tier_load",
+                "Fraction of a pool's traffic its priority tier takes (0..1)",
+            ),
+            &["pool", "tier"],
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+            Box::new(tier_load.clone()),
             Box::new(region_spill.clone()),
             Box::new(spilled_requests.clone()),
             Box::new(canary_trips.clone()),
@@ -170,6 +181,7 @@ impl Metrics {
             canary_trips,
             region_spill,
             spilled_requests,
+            tier_load,
         }
     }
 

@@ -42,7 +42,7 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Run only these scenarios (repeatable): baseline, spike, failure,
-    /// degradation, flapping, canary, silent, spillover.
+    /// degradation, flapping, canary, silent, spillover, failover.
     #[arg(long = "scenario", value_name = "KEY")]
     scenarios: Vec<String>,
     /// Requests per second offered to the proxy.

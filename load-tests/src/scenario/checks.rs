@@ -129,6 +129,38 @@ pub fn quick_checks(results: &[ScenarioResults]) -> Vec<Check> {
         after("spillover", LATENCY).map(|s| s.mean),
         after("spillover", ROUND_ROBIN).map(|s| 0.6 * s.mean),
     ));
+    // Both primaries fail: the pre-warmed standby takes over at once.
+    let standby_before = find("failover", LATENCY)
+        .and_then(|a| a.focus_before)
+        .map(percent);
+    checks.push(below(
+        "failover",
+        "ballast latency, standby's share before the failure (pre-warm 2%) < 5%",
+        "%",
+        standby_before,
+        Some(5.0),
+    ));
+    checks.push(above(
+        "failover",
+        "ballast latency, standby's share before the failure > 0.5%",
+        "%",
+        standby_before,
+        0.5,
+    ));
+    checks.push(above(
+        "failover",
+        "ballast latency, standby's share while the primaries are down > 90%",
+        "%",
+        focus_after("failover", LATENCY),
+        90.0,
+    ));
+    checks.push(below(
+        "failover",
+        "ballast latency error rate while the primaries are down < 1%",
+        "%",
+        after("failover", LATENCY).map(|s| percent(s.error_rate())),
+        Some(1.0),
+    ));
     checks.retain(|check| results.iter().any(|r| r.scenario.key == check.scenario));
     checks
 }
@@ -161,6 +193,15 @@ fn below(
     }
 }
 
+/// Passes when `value > limit`.
+fn above(scenario: &'static str, name: &str, unit: &str, value: Option<f64>, limit: f64) -> Check {
+    let mut check = below(scenario, name, unit, value.map(|v| -v), Some(-limit));
+    if let Some(value) = value {
+        check.measured = format!("{value:.2} {unit} (limit {limit:.2} {unit})");
+    }
+    check
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +217,13 @@ mod tests {
         assert_eq!(
             below("s", "x", "%", Some(0.5), Some(1.0)).measured,
             "0.50 % (limit 1.00 %)"
+        );
+        assert!(above("s", "x", "%", Some(95.0), 90.0).passed);
+        assert!(!above("s", "x", "%", Some(90.0), 90.0).passed);
+        assert!(!above("s", "x", "%", None, 90.0).passed);
+        assert_eq!(
+            above("s", "x", "%", Some(95.0), 90.0).measured,
+            "95.00 % (limit 90.00 %)"
         );
     }
 

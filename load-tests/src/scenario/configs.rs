@@ -22,6 +22,7 @@ pub const EQUIVALENCES: &str = "\
 | upstream keep-alive | default pool (128 idle) | `keepalive 128`, HTTP/1.1 | `http-reuse always` |
 | timeouts | connect 1 s, read 5 s | connect 1 s, read 5 s | connect 1 s, server 5 s |
 | workers | `threads: 2` | 2 worker processes | `nbthread 2` |
+| standby | adaptive modes: `priority: 1` and the pool's `prewarm_share: 0.02` (round robin: an ordinary backend) | `backup` | `backup` |
 ";
 
 /// Proxy worker threads (or processes) of every contender.
@@ -41,7 +42,15 @@ pub struct Upstream {
     /// above [`SPILL_LATENCY_ABOVE`] or reported utilization above
     /// [`SPILL_UTILIZATION_ABOVE`]. Other contenders have no regions.
     pub region: Option<&'static str>,
+    /// A standby, used only when the others cannot serve: for Ballast's
+    /// adaptive modes a priority-1 tier pre-warmed with [`PREWARM_PERCENT`]
+    /// of the traffic (round robin has no tiers); `backup` for nginx and
+    /// HAProxy.
+    pub standby: bool,
 }
+
+/// The pre-warm share of Ballast's standby tier, in percent.
+pub const PREWARM_PERCENT: u32 = 2;
 
 /// Spillover thresholds of regional scenarios.
 pub const SPILL_LATENCY_ABOVE: &str = "100ms";
@@ -81,18 +90,31 @@ pub fn ballast_yaml(
     admin: SocketAddr,
     upstreams: &[Upstream],
 ) -> String {
+    let tiers = mode != BallastMode::RoundRobin && upstreams.iter().any(|u| u.standby);
     let mut backends = String::new();
     for upstream in upstreams {
         let region = upstream
             .region
             .map_or(String::new(), |r| format!(", region: {r}"));
+        let priority = if tiers && upstream.standby {
+            ", priority: 1"
+        } else {
+            ""
+        };
         let _ = writeln!(
             backends,
-            "      - {{addr: \"{}\", capacity: {}, canary: {}{region}}}",
+            "      - {{addr: \"{}\", capacity: {}, canary: {}{region}{priority}}}",
             upstream.addr, upstream.capacity, upstream.canary
         );
     }
-    let (regions, spillover) = ballast_regions(upstreams);
+    let (regions, mut pool_extra) = ballast_regions(upstreams);
+    if tiers {
+        let _ = writeln!(
+            pool_extra,
+            "    prewarm_share: {}",
+            f64::from(PREWARM_PERCENT) / 100.0
+        );
+    }
     format!(
         r#"listeners:
   - address: "{listen}"
@@ -108,7 +130,7 @@ server:
     connect_timeout: 1s
     read_timeout: 5s
     health: {{check: http, path: /healthz, interval: 2s, healthy_after: 2, unhealthy_after: 2}}
-{spillover}    backends:
+{pool_extra}    backends:
 {backends}routes:
   - name: all
     match: {{}}
@@ -125,9 +147,10 @@ pub fn nginx_conf(dir: &Path, listen: SocketAddr, upstreams: &[Upstream]) -> Str
     let weights = small_weights(&capacities(upstreams), u64::MAX);
     let mut servers = String::new();
     for (upstream, weight) in upstreams.iter().zip(weights) {
+        let backup = if upstream.standby { " backup" } else { "" };
         let _ = writeln!(
             servers,
-            "        server {} weight={weight} max_fails=5 fail_timeout=30s;",
+            "        server {} weight={weight} max_fails=5 fail_timeout=30s{backup};",
             upstream.addr
         );
     }
@@ -170,9 +193,10 @@ pub fn haproxy_cfg(listen: SocketAddr, upstreams: &[Upstream]) -> String {
     let weights = small_weights(&capacities(upstreams), HAPROXY_MAX_WEIGHT);
     let mut servers = String::new();
     for (index, (upstream, weight)) in upstreams.iter().zip(weights).enumerate() {
+        let backup = if upstream.standby { " backup" } else { "" };
         let _ = writeln!(
             servers,
-            "    server b{index} {} weight {weight}",
+            "    server b{index} {} weight {weight}{backup}",
             upstream.addr
         );
     }
@@ -238,12 +262,14 @@ mod tests {
                 capacity: 1000,
                 canary: false,
                 region: None,
+                standby: false,
             },
             Upstream {
                 addr: "127.0.0.1:9102".parse().unwrap(),
                 capacity: 200,
                 canary: true,
                 region: None,
+                standby: false,
             },
         ]
     }
@@ -295,6 +321,24 @@ mod tests {
             "    spillover: {latency_above: 100ms, utilization_above: 0.9, step: 0.25}\n"
         ));
         assert!(yaml.contains(r#"capacity: 1000, canary: false, region: near}"#));
+    }
+
+    #[test]
+    fn a_standby_is_a_prewarmed_tier_for_ballast_and_a_backup_for_the_others() {
+        let mut tiered = upstreams();
+        tiered[1].standby = true;
+        let admin = "127.0.0.1:9901".parse().unwrap();
+        let yaml = ballast_yaml(BallastMode::Latency, listen(), admin, &tiered);
+        assert!(yaml.contains("    prewarm_share: 0.02\n"), "{yaml}");
+        assert!(yaml.contains(r#"capacity: 200, canary: true, priority: 1}"#));
+        let plain = ballast_yaml(BallastMode::RoundRobin, listen(), admin, &tiered);
+        assert!(!plain.contains("priority") && !plain.contains("prewarm"));
+        let nginx = nginx_conf(Path::new("/tmp/run"), listen(), &tiered);
+        assert!(
+            nginx.contains("server 127.0.0.1:9102 weight=1 max_fails=5 fail_timeout=30s backup;")
+        );
+        let haproxy = haproxy_cfg(listen(), &tiered);
+        assert!(haproxy.contains("    server b1 127.0.0.1:9102 weight 1 backup\n"));
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct BackendSpec {
     pub server_load: ServerLoadMode,
     /// The backend's region, for Ballast (see `configs::Upstream::region`).
     pub region: Option<&'static str>,
+    /// A standby: served only when the others fail (see
+    /// `configs::Upstream::standby`).
+    pub standby: bool,
 }
 
 /// A behaviour change applied to one backend at a moment of the run.
@@ -79,7 +82,7 @@ impl Scenario {
 }
 
 /// Every scenario at `pace` (the quick pace keeps baseline, latency spike,
-/// failure, canary and spillover).
+/// failure, canary, spillover and failover).
 pub fn catalogue(pace: Pace) -> Vec<Scenario> {
     match pace {
         Pace::Full => vec![
@@ -91,6 +94,7 @@ pub fn catalogue(pace: Pace) -> Vec<Scenario> {
             canary_going_bad(pace),
             reporter_goes_silent(),
             regional_spillover(pace),
+            standby_failover(pace),
         ],
         Pace::Quick => vec![
             steady_baseline(pace),
@@ -98,6 +102,7 @@ pub fn catalogue(pace: Pace) -> Vec<Scenario> {
             path_failure(pace),
             canary_going_bad(pace),
             regional_spillover(pace),
+            standby_failover(pace),
         ],
     }
 }
@@ -129,6 +134,7 @@ fn backend(name: &'static str, latency_ms: f64, capacity: u64) -> BackendSpec {
         canary: false,
         server_load: ServerLoadMode::Off,
         region: None,
+        standby: false,
     }
 }
 
@@ -389,17 +395,66 @@ fn regional_spillover(pace: Pace) -> Scenario {
     }
 }
 
+/// Both primaries fail; a pre-warmed standby takes over, and hands back
+/// when they return.
+fn standby_failover(pace: Pace) -> Scenario {
+    let failure = |at, backend, mode| Change {
+        at,
+        backend,
+        update: BehaviourUpdate {
+            failure: Some(mode),
+            ..BehaviourUpdate::default()
+        },
+    };
+    let (down, back) = (by_pace(pace, 10.0, 6.0), by_pace(pace, 25.0, 12.0));
+    let standby = BackendSpec {
+        standby: true,
+        ..backend("standby", 10.0, 500)
+    };
+    Scenario {
+        key: "failover",
+        title: "Failover to a pre-warmed standby",
+        story: format!(
+            "Two primaries (10 ms, 500 req/s each) and a standby (10 ms, 500 req/s): for              Ballast's adaptive modes a priority-1 tier pre-warmed with {}% of the traffic, for              nginx and HAProxy a `backup` server (Ballast's round robin has no tiers and              balances all three). At t={}s both primaries refuse connections; at t={}s they              serve again (a primary ejected meanwhile stays out for its 30 s ejection).",
+            crate::scenario::configs::PREWARM_PERCENT,
+            down.as_secs(),
+            back.as_secs()
+        ),
+        backends: vec![
+            backend("primary-a", 10.0, 500),
+            backend("primary-b", 10.0, 500),
+            standby,
+        ],
+        duration: by_pace(pace, 40.0, 18.0),
+        changes: vec![
+            failure(down, 0, FailureMode::Refuse),
+            failure(down, 1, FailureMode::Refuse),
+            failure(back, 0, FailureMode::Healthy),
+            failure(back, 1, FailureMode::Healthy),
+        ],
+        marks: vec![mark(down, "primaries down"), mark(back, "primaries back")],
+        focus: 2,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn quick_pace_keeps_five_scenarios_with_short_phases() {
+    fn quick_pace_keeps_six_scenarios_with_short_phases() {
         let quick = catalogue(Pace::Quick);
         let keys: Vec<_> = quick.iter().map(|s| s.key).collect();
         assert_eq!(
             keys,
-            ["baseline", "spike", "failure", "canary", "spillover"]
+            [
+                "baseline",
+                "spike",
+                "failure",
+                "canary",
+                "spillover",
+                "failover"
+            ]
         );
         for scenario in &quick {
             let mut bounds = vec![Duration::ZERO];

@@ -62,6 +62,7 @@ pub async fn run(
             capacity: spec.capacity,
             canary: spec.canary,
             region: spec.region,
+            standby: spec.standby,
         })
         .collect();
     let dir =

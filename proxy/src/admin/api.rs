@@ -73,20 +73,36 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
     let now_ms = clock::now_ms();
     let routing = engine.state().load_full();
     let inspections = engine.inspect(now_ms);
-    let region_inspections = engine.inspect_regions();
+    let region_inspections = engine.inspect_regions(now_ms);
+    let tier_inspections = engine.inspect_tiers();
     let pools: Vec<Value> = routing
         .snapshot
         .pools
         .iter()
         .zip(inspections)
         .zip(region_inspections)
-        .map(|((pool, backends), regions)| {
+        .zip(tier_inspections)
+        .map(|(((pool, backends), regions), tiers)| {
+            let prewarm = pool.policy.prewarm_share;
+            let tiers: Vec<Value> = tiers
+                .iter()
+                .map(|t| {
+                    json!({
+                        "priority": t.priority,
+                        "health": t.health,
+                        "load": t.load,
+                        "state": if t.serving(prewarm) { "serving" } else { "standby" },
+                    })
+                })
+                .collect();
             let regions: Vec<Value> = regions
                 .into_iter()
                 .map(|r| {
                     json!({
                         "region": r.region,
                         "share": r.share,
+                        "target_share": r.share,
+                        "actual_share": r.actual_share,
                         "spill": r.spill,
                         "pressure": r.pressure,
                         "latency_ms": r.signals.latency_ms,
@@ -108,6 +124,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                         "capacity": backend.capacity,
                         "weight": backend.weight,
                         "canary": backend.canary.is_some(),
+                        "priority": backend.priority,
                         "labels": backend.labels,
                         "share": seen.share,
                         "eligible": seen.eligible,
@@ -156,6 +173,9 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                 "max_share": pool.policy.max_share,
                 "recompute_interval_ms": pool.policy.recompute_interval.as_millis() as u64,
                 "region_max_share": pool.policy.region_max_share,
+                "overprovisioning_factor": pool.policy.overprovisioning_factor,
+                "prewarm_share": pool.policy.prewarm_share,
+                "tiers": tiers,
                 "regions": regions,
                 "backends": backends,
             })
@@ -285,6 +305,8 @@ fn config_value(snapshot: &Snapshot) -> Value {
                     "unhealthy_after": h.unhealthy_after,
                 })),
                 "retries": {"attempts": policy.attempts},
+                "overprovisioning_factor": policy.overprovisioning_factor,
+                "prewarm_share": policy.prewarm_share,
                 "timeouts_ms": {
                     "connect": p.timeouts.connect.as_millis() as u64,
                     "read": p.timeouts.read.as_millis() as u64,
@@ -293,7 +315,7 @@ fn config_value(snapshot: &Snapshot) -> Value {
                 },
                 "backends": p.backends.iter().map(|b| json!({
                     "id": b.id.0, "addr": b.addr.to_string(), "region": b.region, "capacity": b.capacity,
-                    "weight": b.weight, "labels": b.labels,
+                    "weight": b.weight, "priority": b.priority, "labels": b.labels,
                     "canary": b.canary.as_ref().map(|p| json!({
                         "floor": p.floor, "max": p.max, "max_error_rate": p.max_error_rate,
                         "min_requests": p.min_requests, "cooldown_ms": p.cooldown.as_millis() as u64,

@@ -47,6 +47,9 @@ pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_EJECTED: f64 = 0.5;
 pub const DEFAULT_ATTEMPTS: u32 = 2;
+pub const DEFAULT_OVERPROVISIONING_FACTOR: f64 = 1.4;
+const MAX_OVERPROVISIONING_FACTOR: f64 = 100.0;
+const MAX_PREWARM_SHARE: f64 = 0.2;
 pub const DEFAULT_SPILLOVER: SpilloverPolicy = SpilloverPolicy {
     latency_above: None,
     latency_signal: LatencySignal::Ewma,
@@ -424,7 +427,7 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
                 DEFAULT_TIMEOUTS.idle,
             ),
         };
-        let backends = compile_backends(c, &path, name, &pool.backends);
+        let backends = compile_backends(c, &path, name, pool);
         let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
         if !backends.is_empty() && weights.iter().all(|&w| w == 0) {
             c.error(
@@ -441,6 +444,23 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
                 "spillover and region_max_share need backends in at least two regions",
             );
         }
+        for region in pool.regions.keys() {
+            if !regions.iter().flatten().any(|r| r == region) {
+                c.error(
+                    format!("{path}.regions.{region}"),
+                    format!("no backend of the pool is in region \"{region}\""),
+                );
+            }
+        }
+        let mut tiers: Vec<u32> = backends.iter().map(|b| b.priority).collect();
+        tiers.sort_unstable();
+        tiers.dedup();
+        if tiers.len() > 1 && policy.mode == BalanceMode::RoundRobin {
+            c.error(
+                format!("{path}.mode"),
+                "priority tiers need an adaptive mode (latency or capacity); round_robin ignores them",
+            );
+        }
         let canaries = backends.iter().any(|b| b.canary.is_some());
         if pool.canary_sticky.is_some() && !canaries {
             c.error(
@@ -455,6 +475,7 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
             timeouts,
             schedule: smooth_wrr_schedule(&weights),
             regions,
+            tiers,
             backends,
         });
     }
@@ -708,6 +729,20 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             .canary_sticky
             .as_ref()
             .and_then(|s| compile_sticky_key(c, &format!("{path}.canary_sticky"), s)),
+        overprovisioning_factor: fraction(
+            c,
+            format!("{path}.overprovisioning_factor"),
+            pool.overprovisioning_factor,
+            DEFAULT_OVERPROVISIONING_FACTOR,
+            1.0..=MAX_OVERPROVISIONING_FACTOR,
+        ),
+        prewarm_share: fraction(
+            c,
+            format!("{path}.prewarm_share"),
+            pool.prewarm_share,
+            0.0,
+            0.0..=MAX_PREWARM_SHARE,
+        ),
     }
 }
 
@@ -866,8 +901,9 @@ fn compile_backends(
     c: &mut Checker,
     pool_path: &str,
     pool_name: &str,
-    raw: &[RawBackend],
+    pool: &RawPool,
 ) -> Vec<Backend> {
+    let raw = &pool.backends;
     if raw.is_empty() {
         c.error(
             format!("{pool_path}.backends"),
@@ -911,6 +947,13 @@ fn compile_backends(
             capacity: backend.capacity,
             weight,
             canary,
+            priority: backend
+                .priority
+                .or_else(|| {
+                    let region = pool.regions.get(backend.region.as_ref()?)?;
+                    region.priority
+                })
+                .unwrap_or(0),
             labels: backend.labels.clone(),
         });
     }

@@ -209,6 +209,15 @@ pub struct RawPool {
     pub spillover: Option<RawSpillover>,
     /// Keep each user on one side of a canary: the key that identifies a user.
     pub canary_sticky: Option<RawStickyKey>,
+    /// Priority tiers: a tier takes `min(1, healthy fraction × this)` of
+    /// what the tiers above it leave (default 1.4, at least 1).
+    pub overprovisioning_factor: Option<f64>,
+    /// Least share of each standby tier with a healthy backend, so it is
+    /// never cold when failover comes, 0..0.2 (default 0).
+    pub prewarm_share: Option<f64>,
+    /// Settings of the pool's backends by region.
+    #[serde(default)]
+    pub regions: BTreeMap<String, RawPoolRegion>,
     /// Upstream connect timeout (default 2s).
     pub connect_timeout: Option<String>,
     /// Upstream read timeout (default 30s).
@@ -220,6 +229,14 @@ pub struct RawPool {
     /// The pool's backends (at least one).
     #[serde(default)]
     pub backends: Vec<RawBackend>,
+}
+
+/// Settings of a pool's backends in one region.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoolRegion {
+    /// Priority tier of the region's backends (0 = highest, default 0).
+    pub priority: Option<u32>,
 }
 
 /// How backends' `Server-Load` / ORCA reports are read.
@@ -325,6 +342,9 @@ pub struct RawBackend {
     pub weight: Option<u32>,
     /// Marks a canary: `true` for the defaults, or its policy.
     pub canary: Option<RawCanary>,
+    /// Priority tier (0 = highest; default: its region's, else 0). A lower
+    /// tier is served only when the tiers above lack healthy capacity.
+    pub priority: Option<u32>,
     /// Free-form labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,

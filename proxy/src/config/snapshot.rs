@@ -194,6 +194,11 @@ pub struct PoolPolicy {
     pub spillover: Option<SpilloverPolicy>,
     /// Where a user's key is read for sticky canary assignment.
     pub canary_sticky: Option<StickyKey>,
+    /// A priority tier takes `min(1, health × factor)` of what the tiers
+    /// above it leave (at least 1).
+    pub overprovisioning_factor: f64,
+    /// Least share of each standby tier that has a healthy backend.
+    pub prewarm_share: f64,
 }
 
 /// Which latency a spillover threshold compares.
@@ -308,6 +313,8 @@ pub struct Pool {
     pub schedule: Vec<u32>,
     /// The distinct regions of the backends, sorted (`None`: no region).
     pub regions: Vec<Option<String>>,
+    /// The distinct priority tiers of the backends, highest (0) first.
+    pub tiers: Vec<u32>,
 }
 
 /// One upstream server.
@@ -319,5 +326,7 @@ pub struct Backend {
     pub capacity: Option<u32>,
     pub weight: u32,
     pub canary: Option<CanaryPolicy>,
+    /// Priority tier: 0 is served first.
+    pub priority: u32,
     pub labels: BTreeMap<String, String>,
 }

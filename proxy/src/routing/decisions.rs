@@ -34,10 +34,15 @@ pub enum DecisionKind {
     /// A region's spill fraction moved (`backend` names the region; the
     /// shares are the old and new fractions).
     Spill,
+    /// A standby priority tier started taking more than its pre-warm
+    /// trickle (`backend` names the tier; the shares are its old and new load).
+    Failover,
+    /// A priority tier went back to standby (its pre-warm trickle or nothing).
+    Failback,
 }
 
 impl DecisionKind {
-    pub const ALL: [DecisionKind; 10] = [
+    pub const ALL: [DecisionKind; 12] = [
         DecisionKind::Share,
         DecisionKind::Ejected,
         DecisionKind::Readmitted,
@@ -48,6 +53,8 @@ impl DecisionKind {
         DecisionKind::CanaryReadmitted,
         DecisionKind::Request,
         DecisionKind::Spill,
+        DecisionKind::Failover,
+        DecisionKind::Failback,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +69,8 @@ impl DecisionKind {
             DecisionKind::CanaryReadmitted => "canary_readmitted",
             DecisionKind::Request => "request",
             DecisionKind::Spill => "spill",
+            DecisionKind::Failover => "failover",
+            DecisionKind::Failback => "failback",
         }
     }
 }

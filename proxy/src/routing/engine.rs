@@ -17,6 +17,11 @@
 //! weights; every change is a decision. Without geo rules (no client
 //! regions), `region_max_share` caps each region's total share directly.
 //!
+//! Priority tiers ([`super::tiers`]): each tier's shares are computed as in
+//! a pool of its own and scaled by the tier's load; a standby tier starting
+//! to serve (failover) or going back to standby (failback) is a decision,
+//! logged, and `ballast_priority_tier_load` shows every tier's load.
+//!
 //! The engine's memory is keyed by backend id, like the live stats, so it
 //! survives configuration reloads for backends that remain; spill state is
 //! keyed by pool and region name.
@@ -24,7 +29,8 @@
 use super::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use super::picker::PoolWeights;
 use super::spillover::{region_signals, Pressure, RegionSignals, SpillState, Thresholds};
-use super::weights::{compute_shares, BackendInput, Computed, Factors};
+use super::tiers::{split_tiers, TierLoad};
+use super::weights::{BackendInput, Computed, Factors};
 use crate::config::PoolId;
 use crate::config::{BackendId, BalanceMode, Geo, Pool, Snapshot, DEFAULT_SPILLOVER};
 use crate::metrics::Metrics;
@@ -109,6 +115,9 @@ pub struct RegionInspection {
     pub signals: RegionSignals,
     /// `high: <why>`, `between` or `clear`; `-` when spillover is off.
     pub pressure: String,
+    /// The region's fraction of the pool's requests over the last seconds
+    /// (`None` before there were any).
+    pub actual_share: Option<f64>,
 }
 
 /// The engine's memory of one region of a pool.
@@ -153,6 +162,8 @@ struct EngineMemory {
     backends: HashMap<BackendId, BackendMemory>,
     /// By (pool name, region name).
     regions: HashMap<(String, String), RegionMemory>,
+    /// The tiers' last loads, by pool name.
+    tiers: HashMap<String, Vec<TierLoad>>,
     next_due_ms: HashMap<String, u64>,
 }
 
@@ -228,8 +239,12 @@ impl Engine {
             })
             .collect();
         memory.regions.retain(|key, _| spilling.contains(key));
+        memory
+            .tiers
+            .retain(|pool, _| snapshot.pool_by_name(pool).is_some());
         self.metrics.backend_share.reset();
         self.metrics.region_spill.reset();
+        self.metrics.tier_load.reset();
         self.state.store(Arc::new(RoutingState {
             stats,
             weights: vec![None; snapshot.pools.len()],
@@ -279,7 +294,7 @@ impl Engine {
             );
             let stats = &current.stats.pools[pool.id.0];
             let observations: Vec<_> = stats.iter().map(|s| s.observe(now_ms)).collect();
-            let mut pool_weights = self.recompute_pool(
+            let (mut pool_weights, tiers) = self.recompute_pool(
                 pool,
                 stats,
                 &observations,
@@ -287,6 +302,8 @@ impl Engine {
                 &mut memory.backends,
                 now_ms,
             );
+            let previous = memory.tiers.insert(pool.name.clone(), tiers);
+            self.note_tier_changes(pool, previous.as_deref(), &memory.tiers[&pool.name], now_ms);
             if let Some(geo) = &current.snapshot.geo {
                 self.apply_spillover(
                     pool,
@@ -321,7 +338,7 @@ impl Engine {
         with_geo: bool,
         memory: &mut HashMap<BackendId, BackendMemory>,
         now_ms: u64,
-    ) -> PoolWeights {
+    ) -> (PoolWeights, Vec<TierLoad>) {
         self.apply_outlier_ejection(pool, stats, memory, now_ms);
         self.note_health_changes(pool, stats, memory, now_ms);
         self.apply_canary_breakers(pool, observations, memory, now_ms);
@@ -354,7 +371,7 @@ impl Engine {
                 input.eligible = input.weight > 0.0 && !drained;
             }
         }
-        let mut computed = compute_shares(&pool.policy, &inputs, now_ms);
+        let (mut computed, tiers) = split_tiers(pool, &inputs, now_ms);
         self.apply_canary_bounds(pool, &mut computed);
         if !with_geo && pool.policy.mode != BalanceMode::RoundRobin {
             cap_region_shares(pool, &mut computed, pool.policy.region_max_share);
@@ -380,11 +397,82 @@ impl Engine {
                 .with_label_values(&[pool.name.as_str(), backend.id.0.as_str()])
                 .set(result.share);
         }
-        PoolWeights::new(
+        let weights = PoolWeights::new(
             pool,
             computed.iter().map(|c| c.share).collect(),
             expected_in_flight,
-        )
+        );
+        (weights, tiers)
+    }
+
+    /// Publish each tier's load; a tier below the first that starts taking
+    /// more than its pre-warm trickle is a failover, one going back is a
+    /// failback.
+    fn note_tier_changes(
+        &self,
+        pool: &Pool,
+        previous: Option<&[TierLoad]>,
+        tiers: &[TierLoad],
+        now_ms: u64,
+    ) {
+        let prewarm = pool.policy.prewarm_share;
+        for (t, tier) in tiers.iter().enumerate() {
+            let name = format!("tier {}", tier.priority);
+            self.metrics
+                .tier_load
+                .with_label_values(&[pool.name.as_str(), &tier.priority.to_string()])
+                .set(tier.load);
+            if t == 0 {
+                continue;
+            }
+            let before = previous.and_then(|p| p.iter().find(|b| b.priority == tier.priority));
+            let was_serving = before.is_some_and(|b| b.serving(prewarm));
+            if was_serving == tier.serving(prewarm) {
+                continue;
+            }
+            let old = before.map_or(0.0, |b| b.load);
+            let above: Vec<String> = tiers[..t]
+                .iter()
+                .map(|a| format!("tier {} health {:.2}", a.priority, a.health))
+                .collect();
+            let (kind, verb) = if tier.serving(prewarm) {
+                (DecisionKind::Failover, "failover")
+            } else {
+                (DecisionKind::Failback, "failback")
+            };
+            let reason = format!(
+                "{verb}: {name} load {old:.3} -> {:.3} ({})",
+                tier.load,
+                above.join(", ")
+            );
+            if kind == DecisionKind::Failover {
+                tracing::warn!(pool = %pool.name, "{reason}");
+            } else {
+                tracing::info!(pool = %pool.name, "{reason}");
+            }
+            self.decisions.record(RoutingDecision {
+                at: SystemTime::now(),
+                at_ms: now_ms,
+                pool: pool.name.clone(),
+                backend: name,
+                kind,
+                old_share: old,
+                new_share: tier.load,
+                reason,
+            });
+        }
+    }
+
+    /// Every pool's priority tiers, highest first, as last computed.
+    pub fn inspect_tiers(&self) -> Vec<Vec<TierLoad>> {
+        let current = self.state.load_full();
+        let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        current
+            .snapshot
+            .pools
+            .iter()
+            .map(|pool| memory.tiers.get(&pool.name).cloned().unwrap_or_default())
+            .collect()
     }
 
     /// Judge each region's pressure, move its spill fraction one step, and
@@ -706,9 +794,9 @@ impl Engine {
         }
     }
 
-    /// A reading of every backend of every pool, in snapshot order.
-    /// Every pool's named regions: spill fraction, share and signals.
-    pub fn inspect_regions(&self) -> Vec<Vec<RegionInspection>> {
+    /// Every pool's named regions: spill fraction, target share (the sum of
+    /// its backends' shares), actual share of recent requests and signals.
+    pub fn inspect_regions(&self, now_ms: u64) -> Vec<Vec<RegionInspection>> {
         let current = self.state.load_full();
         let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         current
@@ -717,6 +805,11 @@ impl Engine {
             .iter()
             .map(|pool| {
                 let weights = current.weights[pool.id.0].as_ref();
+                let requests: Vec<u64> = current.stats.pools[pool.id.0]
+                    .iter()
+                    .map(|s| s.observe(now_ms).recent_outcomes.total)
+                    .collect();
+                let pool_requests: u64 = requests.iter().sum();
                 pool.regions
                     .iter()
                     .flatten()
@@ -734,10 +827,19 @@ impl Engine {
                                 .map(|(_, s)| s)
                                 .sum()
                         });
+                        let region_requests: u64 = pool
+                            .backends
+                            .iter()
+                            .zip(&requests)
+                            .filter(|(b, _)| b.region.as_ref() == Some(region))
+                            .map(|(_, n)| n)
+                            .sum();
                         RegionInspection {
                             region: region.clone(),
                             spill: mem.state.fraction,
                             share,
+                            actual_share: (pool_requests > 0)
+                                .then(|| region_requests as f64 / pool_requests as f64),
                             signals: mem.signals,
                             pressure: match mem.pressure.is_empty() {
                                 true => "-".into(),
@@ -750,6 +852,7 @@ impl Engine {
             .collect()
     }
 
+    /// A reading of every backend of every pool, in snapshot order.
     pub fn inspect(&self, now_ms: u64) -> Vec<Vec<BackendInspection>> {
         let current = self.state.load_full();
         let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
@@ -1170,6 +1273,79 @@ routes: [{{pool: p}}]
         ))
     }
 
+    /// Two primaries (tier 0) and a standby (tier 1) pre-warmed at 2%.
+    fn tiered() -> Engine {
+        engine_from(
+            r#"
+listeners: [{address: "127.0.0.1:1"}]
+pools:
+  p:
+    recompute_interval: 100ms
+    max_share: 1.0
+    slow_start: 0s
+    prewarm_share: 0.02
+    backends:
+      - {addr: "127.0.0.1:9000"}
+      - {addr: "127.0.0.1:9001"}
+      - {addr: "127.0.0.1:9002", priority: 1}
+routes: [{pool: p}]
+"#,
+        )
+    }
+
+    #[test]
+    fn a_standby_tier_gets_its_trickle_then_fails_over_and_back() {
+        let e = tiered();
+        traffic(&e, 3, 1_000, 10_000);
+        e.tick(1_000);
+        let s = shares(&e);
+        assert!(
+            (s[0] - 0.49).abs() < 1e-9 && (s[1] - 0.49).abs() < 1e-9,
+            "{s:?}"
+        );
+        assert!((s[2] - 0.02).abs() < 1e-9, "pre-warm trickle: {s:?}");
+        assert!(e
+            .decisions
+            .recent(10, |d| d.kind == DecisionKind::Failover)
+            .is_empty());
+
+        // Half of tier 0 fails: it keeps 0.5 × 1.4 = 70%.
+        stats(&e, 1).record_health_check(false, 1, 1);
+        e.tick(1_100);
+        let s = shares(&e);
+        assert!((s[0] - 0.7).abs() < 1e-9 && s[1] == 0.0, "{s:?}");
+        assert!((s[2] - 0.3).abs() < 1e-9, "{s:?}");
+        let failover = e.decisions.recent(10, |d| d.kind == DecisionKind::Failover);
+        assert_eq!(failover.len(), 1);
+        assert_eq!(failover[0].backend, "tier 1");
+        assert!(
+            failover[0]
+                .reason
+                .starts_with("failover: tier 1 load 0.020 -> 0.300"),
+            "{}",
+            failover[0].reason
+        );
+        let gauge = e.metrics.tier_load.with_label_values(&["p", "1"]).get();
+        assert!((gauge - 0.3).abs() < 1e-9, "{gauge}");
+
+        // All of tier 0 fails: the standby takes everything.
+        stats(&e, 0).record_health_check(false, 1, 1);
+        e.tick(1_200);
+        assert_eq!(shares(&e), vec![0.0, 0.0, 1.0]);
+
+        // Tier 0 recovers: back to the trickle, one failback.
+        stats(&e, 0).record_health_check(true, 1, 1);
+        stats(&e, 1).record_health_check(true, 1, 1);
+        e.tick(1_300);
+        let s = shares(&e);
+        assert!((s[2] - 0.02).abs() < 1e-9, "{s:?}");
+        let failback = e.decisions.recent(10, |d| d.kind == DecisionKind::Failback);
+        assert_eq!(failback.len(), 1, "{failback:?}");
+        let tiers = &e.inspect_tiers()[0];
+        assert_eq!(tiers.len(), 2);
+        assert!((tiers[1].load - 0.02).abs() < 1e-9 && tiers[0].health == 1.0);
+    }
+
     #[test]
     fn without_client_regions_region_max_share_caps_shares() {
         let e = regional("    region_max_share: 0.5\n", false);
@@ -1178,7 +1354,7 @@ routes: [{{pool: p}}]
         let s = shares(&e);
         assert!((s[0] + s[1] - 0.5).abs() < 1e-9, "{s:?}");
         assert!((s[2] - 0.5).abs() < 1e-9, "{s:?}");
-        let regions = e.inspect_regions();
+        let regions = e.inspect_regions(1_000);
         assert_eq!(regions[0][0].region, "us-east");
         assert!((regions[0][0].share - 0.5).abs() < 1e-9);
         assert_eq!(regions[0][0].spill, 0.0, "no spill without client regions");
@@ -1222,7 +1398,7 @@ routes: [{{pool: p}}]
             "{}",
             decisions[0].reason
         );
-        let inspected = &e.inspect_regions()[0][0];
+        let inspected = &e.inspect_regions(1_000)[0][0];
         assert!(
             inspected.pressure.starts_with("high: ewma latency"),
             "{}",

@@ -1,6 +1,7 @@
 //! Where a request goes: route matching (`table`), the weight engine
 //! (`weights`, run by `engine`), the per-request choice (`picker`) and the
-//! log of routing decisions (`decisions`).
+//! log of routing decisions (`decisions`); regions (`geo`, `spillover`),
+//! priority tiers (`tiers`) and sticky canary keys (`sticky`).
 
 pub mod decisions;
 pub mod engine;
@@ -9,4 +10,5 @@ pub mod picker;
 pub mod spillover;
 pub mod sticky;
 pub mod table;
+pub mod tiers;
 pub mod weights;

@@ -30,6 +30,14 @@
 //! next region with probability equal to its spill fraction, when a later
 //! region of the plan can serve; the answer is then [`Decision::Spilled`].
 //!
+//! Priority tiers (see [`super::tiers`]): the engine's shares already split
+//! the pool between tiers, so a draw over the whole pool follows the tier
+//! loads. With a regional plan, a request first draws its tier by the
+//! tiers' total shares, then walks its plan among that tier's backends; when
+//! that tier cannot serve it (within its fence), the other tiers are tried,
+//! highest first. A standby region thus gets its pre-warm trickle from
+//! every client, and a fence is never crossed to reach a tier.
+//!
 //! Sticky canary assignment: a request carrying a user key (hashed to
 //! `k ∈ [0, 1)`) is not drawn at random but placed at `k` on its group's
 //! cumulative shares, canaries first. A user stays on the same side of the
@@ -47,10 +55,12 @@ const OVERLOAD_RATIO: f64 = 2.0;
 /// Weighted draws tried before falling back to a scan when candidates were already tried.
 const DRAW_ATTEMPTS: usize = 4;
 
-/// Backends drawn from together: the whole pool, or the members of one region.
+/// Backends drawn from together: the whole pool, or the members of one
+/// priority tier in one region.
 #[derive(Debug, Clone, PartialEq)]
 struct Group {
     region: Option<String>,
+    tier: u32,
     /// Backend indices.
     members: Vec<usize>,
     /// Running sums of the members' shares, for the weighted draw.
@@ -63,7 +73,12 @@ struct Group {
 
 impl Group {
     /// `members` are reordered canaries first, for sticky assignment.
-    fn new(pool: &Pool, region: Option<String>, mut members: Vec<usize>, shares: &[f64]) -> Self {
+    fn new(
+        pool: &Pool,
+        (region, tier): (Option<String>, u32),
+        mut members: Vec<usize>,
+        shares: &[f64],
+    ) -> Self {
         members.sort_by_key(|&b| pool.backends[b].canary.is_none());
         let schedule = &pool.schedule;
         let cumulative = members
@@ -80,6 +95,7 @@ impl Group {
             .collect();
         Self {
             region,
+            tier,
             members,
             cumulative,
             cycle,
@@ -111,22 +127,42 @@ pub struct PoolWeights {
     /// In-flight requests each backend is expected to carry at its share.
     pub expected_in_flight: Vec<f64>,
     all: Group,
-    /// One group per region (and one for backends without a region).
+    /// One group per priority tier and region (regions include "no region").
     regions: Vec<Group>,
+    /// Running sums of the tiers' total shares, in `Pool::tiers` order.
+    tier_cumulative: Vec<f64>,
 }
 
 impl PoolWeights {
     /// Weights for `pool`'s backends with these shares (same order).
     pub fn new(pool: &Pool, shares: Vec<f64>, expected_in_flight: Vec<f64>) -> Self {
-        let all = Group::new(pool, None, (0..shares.len()).collect(), &shares);
-        let regions = pool
-            .regions
-            .iter()
-            .map(|name| {
-                let members = (0..shares.len())
-                    .filter(|&b| pool.backends[b].region == *name)
+        let all = Group::new(pool, (None, 0), (0..shares.len()).collect(), &shares);
+        let mut regions = Vec::new();
+        for &tier in &pool.tiers {
+            for name in &pool.regions {
+                let members: Vec<usize> = (0..shares.len())
+                    .filter(|&b| {
+                        let backend = &pool.backends[b];
+                        backend.region == *name && backend.priority == tier
+                    })
                     .collect();
-                Group::new(pool, name.clone(), members, &shares)
+                if !members.is_empty() {
+                    regions.push(Group::new(pool, (name.clone(), tier), members, &shares));
+                }
+            }
+        }
+        let tier_cumulative = pool
+            .tiers
+            .iter()
+            .scan(0.0, |sum, &tier| {
+                *sum += pool
+                    .backends
+                    .iter()
+                    .zip(&shares)
+                    .filter(|(b, _)| b.priority == tier)
+                    .map(|(_, s)| s.max(0.0))
+                    .sum::<f64>();
+                Some(*sum)
             })
             .collect();
         Self {
@@ -134,6 +170,7 @@ impl PoolWeights {
             expected_in_flight,
             all,
             regions,
+            tier_cumulative,
         }
     }
 
@@ -144,10 +181,10 @@ impl PoolWeights {
     /// Send `fraction` of the requests that reach `region` on to the next
     /// region of their plan.
     pub fn set_spill(&mut self, region: &str, fraction: f64) {
-        if let Some(group) = self
+        for group in self
             .regions
             .iter_mut()
-            .find(|g| g.region.as_deref() == Some(region))
+            .filter(|g| g.region.as_deref() == Some(region))
         {
             group.spill = fraction.clamp(0.0, 1.0);
         }
@@ -155,11 +192,27 @@ impl PoolWeights {
 
     /// The spill fraction of `region` (0 when it is not spilling).
     pub fn spill(&self, region: &str) -> f64 {
-        self.region_group(Some(region)).map_or(0.0, |g| g.spill)
+        self.regions
+            .iter()
+            .find(|g| g.region.as_deref() == Some(region))
+            .map_or(0.0, |g| g.spill)
     }
 
-    fn region_group(&self, region: Option<&str>) -> Option<&Group> {
-        self.regions.iter().find(|g| g.region.as_deref() == region)
+    fn region_group(&self, region: Option<&str>, tier: u32) -> Option<&Group> {
+        self.regions
+            .iter()
+            .find(|g| g.tier == tier && g.region.as_deref() == region)
+    }
+
+    /// Index (in `Pool::tiers`) of the tier a request is drawn into.
+    fn draw_tier<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
+        let total = self.tier_cumulative.last().copied().unwrap_or(0.0);
+        if self.tier_cumulative.len() <= 1 || total <= 0.0 {
+            return 0;
+        }
+        let point = rng.random::<f64>() * total;
+        let index = self.tier_cumulative.partition_point(|&c| c <= point);
+        index.min(self.tier_cumulative.len() - 1)
     }
 }
 
@@ -219,15 +272,19 @@ impl Unavailable {
 enum Scope<'a> {
     /// Every backend of the pool.
     Pool,
-    /// The backends of one region (`None`: those without a region).
-    Region(Option<&'a str>),
+    /// The backends of one priority tier in one region (`None`: those
+    /// without a region).
+    Region(Option<&'a str>, u32),
 }
 
 impl Scope<'_> {
     fn contains(self, pool: &Pool, backend: usize) -> bool {
+        let backend = &pool.backends[backend];
         match self {
             Scope::Pool => true,
-            Scope::Region(region) => pool.backends[backend].region.as_deref() == region,
+            Scope::Region(region, tier) => {
+                backend.region.as_deref() == region && backend.priority == tier
+            }
         }
     }
 }
@@ -236,7 +293,7 @@ impl PoolWeights {
     fn group(&self, scope: Scope<'_>) -> Option<&Group> {
         match scope {
             Scope::Pool => Some(&self.all),
-            Scope::Region(region) => self.region_group(region),
+            Scope::Region(region, tier) => self.region_group(region, tier),
         }
     }
 }
@@ -282,8 +339,27 @@ pub fn pick<R: Rng + ?Sized>(
             Decision::Backend,
         );
     };
-    // The plan's regions in order, passing spilling ones on when a later
-    // one can serve; those passed are tried last.
+    let drawn = facts.weights.map_or(0, |w| w.draw_tier(rng));
+    let others = (0..pool.tiers.len()).filter(|&t| t != drawn);
+    for t in std::iter::once(drawn).chain(others) {
+        if let Some(found) = pick_in_tier(pool, plan, pool.tiers[t], facts, rng, &choose) {
+            return found;
+        }
+    }
+    Decision::Unavailable(why_unavailable(facts))
+}
+
+/// Walk `plan` among the backends of `tier`: its regions in order, passing
+/// spilling ones on when a later one can serve (those passed are tried
+/// last); then, for an unfenced client, any other region.
+fn pick_in_tier<R: Rng + ?Sized>(
+    pool: &Pool,
+    plan: &RegionPlan,
+    tier: u32,
+    facts: &RequestFacts<'_>,
+    rng: &mut R,
+    choose: &impl Fn(Scope<'_>, &mut R) -> Option<usize>,
+) -> Option<Decision> {
     let mut passed: u64 = 0;
     for (i, region) in plan.order.iter().enumerate() {
         let spill = facts.weights.map_or(0.0, |w| w.spill(region));
@@ -291,18 +367,18 @@ pub fn pick<R: Rng + ?Sized>(
             let later_serves = facts.weights.is_some_and(|w| {
                 plan.order[i + 1..]
                     .iter()
-                    .any(|r| w.region_group(Some(r)).is_some_and(Group::serving))
+                    .any(|r| w.region_group(Some(r), tier).is_some_and(Group::serving))
             });
             if later_serves {
                 passed |= 1 << i;
                 continue;
             }
         }
-        if let Some(found) = choose(Scope::Region(Some(region)), rng) {
-            return match passed {
+        if let Some(found) = choose(Scope::Region(Some(region), tier), rng) {
+            return Some(match passed {
                 0 => Decision::Backend(found),
                 _ => Decision::Spilled(found),
-            };
+            });
         }
     }
     let passed_over = plan
@@ -311,8 +387,8 @@ pub fn pick<R: Rng + ?Sized>(
         .enumerate()
         .filter(|(i, _)| passed & (1 << i) != 0);
     for (_, region) in passed_over {
-        if let Some(found) = choose(Scope::Region(Some(region)), rng) {
-            return Decision::Backend(found);
+        if let Some(found) = choose(Scope::Region(Some(region), tier), rng) {
+            return Some(Decision::Backend(found));
         }
     }
     if !plan.fenced {
@@ -321,12 +397,12 @@ pub fn pick<R: Rng + ?Sized>(
             .iter()
             .filter(|r| r.as_ref().is_none_or(|r| !plan.order.contains(r)));
         for region in outside {
-            if let Some(found) = choose(Scope::Region(region.as_deref()), rng) {
-                return Decision::Backend(found);
+            if let Some(found) = choose(Scope::Region(region.as_deref(), tier), rng) {
+                return Some(Decision::Backend(found));
             }
         }
     }
-    Decision::Unavailable(why_unavailable(facts))
+    None
 }
 
 fn why_unavailable(facts: &RequestFacts<'_>) -> Unavailable {
@@ -936,5 +1012,98 @@ routes: [{pool: p}]
         // A tripped canary (share 0) sends everyone to stable.
         let tripped = PoolWeights::new(&snap.pools[0], vec![0.5, 0.5, 0.0], vec![0.0; 3]);
         assert!(placements(&snap, &tripped, 500, 1).iter().all(|&b| b != 2));
+    }
+}
+
+#[cfg(test)]
+mod tier_tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::path::Path;
+
+    /// us-east (b0, b1) serves; us-west (b2) is a standby region (tier 1);
+    /// eu-west (b3) is fenced and its own tier-1 standby b4 sits beside it.
+    fn snapshot() -> Snapshot {
+        let yaml = r#"
+listeners: [{address: "127.0.0.1:1"}]
+regions:
+  us-east: {fallback: [us-west]}
+  us-west: {fallback: [us-east]}
+  eu-west: {}
+geo:
+  client_region: [{default: us-east}]
+  residency: [{clients: [eu-west], allowed: [eu-west]}]
+pools:
+  p:
+    regions: {us-west: {priority: 1}}
+    backends:
+      - {addr: "10.0.0.1:80", region: us-east}
+      - {addr: "10.0.0.2:80", region: us-east}
+      - {addr: "10.0.0.3:80", region: us-west}
+      - {addr: "10.0.0.4:80", region: eu-west}
+      - {addr: "10.0.0.5:80", region: eu-west, priority: 1}
+routes: [{pool: p}]
+"#;
+        crate::config::load_str(yaml, Path::new(".")).unwrap()
+    }
+
+    fn tally(snap: &Snapshot, shares: [f64; 5], client: &str, tried: &[usize]) -> [usize; 5] {
+        let w = PoolWeights::new(&snap.pools[0], shares.to_vec(), vec![0.0; 5]);
+        let stats: Vec<Arc<BackendStats>> = (0..5).map(|_| Arc::new(BackendStats::new())).collect();
+        let plan = &snap.geo.as_ref().unwrap().plans[client];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        let mut counts = [0; 5];
+        for ticket in 0..10_000 {
+            let facts = RequestFacts {
+                pool: PoolId(0),
+                ticket,
+                tried,
+                weights: Some(&w),
+                stats: &stats,
+                plan: Some(plan),
+                sticky: None,
+            };
+            counts[pick(snap, &facts, 0, &mut rng).backend().expect("served")] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn region_and_backend_priorities_make_tiers() {
+        let snap = snapshot();
+        let priorities: Vec<u32> = snap.pools[0].backends.iter().map(|b| b.priority).collect();
+        assert_eq!(priorities, vec![0, 0, 1, 0, 1]);
+        assert_eq!(snap.pools[0].tiers, vec![0, 1]);
+    }
+
+    #[test]
+    fn every_client_draws_its_tier_first_so_a_standby_region_gets_its_trickle() {
+        let snap = snapshot();
+        // Tier 0 takes 96%, tier 1 (us-west, and b4) 4%.
+        let shares = [0.32, 0.32, 0.02, 0.32, 0.02];
+        // us-west's own clients go to tier 0 in us-east, their fallback.
+        let west = tally(&snap, shares, "us-west", &[]);
+        let standby = west[2] as f64 / 10_000.0;
+        assert!((0.03..0.05).contains(&standby), "{west:?}");
+        assert_eq!(west[3] + west[4], 0, "nothing crosses to eu-west: {west:?}");
+        // us-east clients reach the standby region through their plan too.
+        let east = tally(&snap, shares, "us-east", &[]);
+        assert!(
+            (0.03..0.05).contains(&(east[2] as f64 / 10_000.0)),
+            "{east:?}"
+        );
+    }
+
+    #[test]
+    fn a_fenced_client_falls_to_another_tier_inside_its_fence_never_outside() {
+        let snap = snapshot();
+        // Failover: tier 0 is down everywhere but eu-west's b3, which this
+        // request already tried.
+        let shares = [0.0, 0.0, 0.5, 0.0, 0.5];
+        let eu = tally(&snap, shares, "eu-west", &[]);
+        assert_eq!(eu, [0, 0, 0, 0, 10_000]);
+        let shares = [0.3, 0.3, 0.02, 0.36, 0.02];
+        let eu = tally(&snap, shares, "eu-west", &[3]);
+        assert_eq!(eu, [0, 0, 0, 0, 10_000], "the standby inside the fence");
     }
 }
