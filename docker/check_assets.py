@@ -40,6 +40,7 @@ REQUIRED_METRICS = [
     "ballast_canary_breaker_trips_total",
     "ballast_outlier_ejections_total",
     "ballast_residency_rejections_total",
+    "ballast_priority_tier_load",
 ]
 
 

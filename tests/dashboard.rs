@@ -68,11 +68,14 @@ async fn the_dashboard_shows_the_backends_and_updates() {
     let slow = origin::spawn("127.0.0.1:0".parse().unwrap(), slow_config)
         .await
         .unwrap();
+    let standby = origin::spawn("127.0.0.1:0".parse().unwrap(), OriginConfig::new("standby"))
+        .await
+        .unwrap();
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let yaml = format!(
-        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\npools: {{web: {{recompute_interval: 200ms, backends: [{{addr: \"{}\", region: east}}, {{addr: \"{}\", region: west, canary: true}}]}}}}\nroutes: [{{pool: web}}]\n",
-        fast.addr, slow.addr
+        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\npools: {{web: {{recompute_interval: 200ms, backends: [{{addr: \"{}\", region: east}}, {{addr: \"{}\", region: west, canary: true}}, {{addr: \"{}\", region: east, priority: 1}}]}}}}\nroutes: [{{pool: web}}]\n",
+        fast.addr, slow.addr, standby.addr
     );
     let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
     let traffic = tokio::spawn(drive(
@@ -92,7 +95,7 @@ async fn the_dashboard_shows_the_backends_and_updates() {
     })
     .await
     .unwrap();
-    for backend in [fast.addr, slow.addr] {
+    for backend in [fast.addr, slow.addr, standby.addr] {
         assert!(
             dom.contains(&format!("data-backend=\"web/{backend}\"")),
             "backend {backend} not shown:\n{dom}"
@@ -106,6 +109,16 @@ async fn the_dashboard_shows_the_backends_and_updates() {
         );
     }
     assert!(dom.contains("canary"), "canary state shown");
+    for tier in ["0", "1"] {
+        assert!(
+            dom.contains(&format!("data-tier=\"{tier}\"")),
+            "priority tier {tier} not shown:\n{dom}"
+        );
+    }
+    assert!(
+        dom.contains(">standby<"),
+        "the standby tier is shown as such"
+    );
     let updates: u32 = dom
         .split("data-count=\"")
         .nth(1)

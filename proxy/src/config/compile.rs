@@ -1298,9 +1298,10 @@ fn parse_net(text: &str) -> Option<ipnet::IpNet> {
 
 fn compile_host(c: &mut Checker, path: &str, host: &str) -> Option<HostMatch> {
     let lower = host.trim().to_ascii_lowercase();
+    let lower = lower.strip_suffix('.').unwrap_or(&lower);
     let (bare, wildcard) = match lower.strip_prefix("*.") {
         Some(rest) => (rest.to_string(), true),
-        None => (lower.clone(), false),
+        None => (lower.to_string(), false),
     };
     let valid = !bare.is_empty()
         && bare

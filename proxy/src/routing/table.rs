@@ -83,7 +83,9 @@ fn path_has_prefix(path: &str, prefix: &str) -> bool {
     prefix.ends_with('/') || path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'
 }
 
-/// Strip an optional `:port` from a Host value (IPv6 literals keep their brackets).
+/// Strip an optional `:port` from a Host value (IPv6 literals keep their
+/// brackets), and the trailing dot of a fully qualified name
+/// (`example.com.` is `example.com`).
 pub fn host_without_port(host: &str) -> &str {
     if host.starts_with('[') {
         return match host.find(']') {
@@ -91,10 +93,11 @@ pub fn host_without_port(host: &str) -> &str {
             None => host,
         };
     }
-    match host.rfind(':') {
+    let name = match host.rfind(':') {
         Some(colon) if host[colon + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..colon],
         _ => host,
-    }
+    };
+    name.strip_suffix('.').unwrap_or(name)
 }
 
 /// The routes of a snapshot, in configuration order.
@@ -230,5 +233,15 @@ mod tests {
         assert_eq!(host_without_port("a.com"), "a.com");
         assert_eq!(host_without_port("[::1]:80"), "[::1]");
         assert_eq!(host_without_port("[::1]"), "[::1]");
+    }
+
+    #[test]
+    fn a_fully_qualified_host_matches_like_its_plain_name() {
+        assert_eq!(host_without_port("a.com."), "a.com");
+        assert_eq!(host_without_port("a.com.:8080"), "a.com");
+        let exact = HostMatch::Exact("api.example.com".into());
+        assert!(exact.matches(host_without_port("API.example.com.")));
+        let wildcard = HostMatch::Subdomain(".example.com".into());
+        assert!(wildcard.matches(host_without_port("x.example.com.:443")));
     }
 }

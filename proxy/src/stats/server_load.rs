@@ -433,7 +433,8 @@ fn check_range(number: f64, max: f64) -> Result<f64, ParseError> {
     if !(0.0..=max).contains(&number) {
         return Err(ParseError::OutOfRange);
     }
-    Ok(number)
+    // `-0` is in range; report it as plain zero.
+    Ok(number.abs())
 }
 
 /// The whole of `text` as a decimal number within `0.0 ..= max`.
@@ -626,6 +627,12 @@ mod tests {
     #[test]
     fn negative_zero_is_zero() {
         assert_eq!(load("-0"), Ok(utilization(0.0)));
+        for text in ["-0", "-0.0", "util=-0e3"] {
+            let value = load(text).unwrap().utilization.unwrap();
+            assert!(value.is_sign_positive(), "{text} read as {value}");
+        }
+        let eps = orca("TEXT eps=-0").unwrap().errors_per_second.unwrap();
+        assert!(eps.is_sign_positive());
         assert_eq!(load("inflight=-0").unwrap().in_flight, Some(0));
     }
 
@@ -1223,7 +1230,8 @@ mod tests {
         let full = parse_decimal_in(text, max).map(f64::to_bits);
         let reference = match std_decimal(text) {
             None => Err(ParseError::Malformed),
-            Some(number) if (0.0..=max).contains(&number) => Ok(number.to_bits()),
+            // In range, with `-0` read as plain zero.
+            Some(number) if (0.0..=max).contains(&number) => Ok(number.abs().to_bits()),
             Some(_) => Err(ParseError::OutOfRange),
         };
         assert_eq!(full, reference, "{:?}", String::from_utf8_lossy(text));
