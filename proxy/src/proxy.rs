@@ -366,8 +366,9 @@ fn wants_explanation(explain: &Explain, session: &Session) -> bool {
 /// the rule is `pool` (no geo), `local`, `spill:A->B` (an earlier region was
 /// spilling), `fallback:A->B` (earlier regions could not serve),
 /// `outside-plan:A->B`, `unregioned:A`, or with a read/write split
-/// `write:A->W` / `pinned:A->W` (to the write region W); a split also adds
-/// `; rw=KIND` (see [`RequestKind::as_str`]).
+/// `write:A->W` / `pinned:A->W` (to the write region W; `write:W` and
+/// `pinned:W` without geo); a split also adds `; rw=KIND` (see
+/// [`RequestKind::as_str`]).
 fn explain_pick(
     pool: &Pool,
     backend: usize,
@@ -379,18 +380,22 @@ fn explain_pick(
 ) -> String {
     let chosen = &pool.backends[backend];
     let client = placed.map_or("-", |(client, _)| client);
-    let region = chosen.region.as_deref().unwrap_or("-");
-    let rule = match (placed, chosen.region.as_deref()) {
-        _ if rw == Some(RequestKind::Write) => format!("write:{client}->{region}"),
-        _ if rw == Some(RequestKind::PinnedRead) => format!("pinned:{client}->{region}"),
-        (None, _) => "pool".to_string(),
-        (Some((client, _)), Some(region)) if spilled => format!("spill:{client}->{region}"),
-        (Some((client, _)), Some(region)) if region == client => "local".to_string(),
-        (Some((client, plan)), Some(region)) if plan.order.iter().any(|r| r == region) => {
+    let to_writer = match rw {
+        Some(RequestKind::Write) => Some("write"),
+        Some(RequestKind::PinnedRead) => Some("pinned"),
+        _ => None,
+    };
+    let rule = match (to_writer, placed, chosen.region.as_deref()) {
+        (Some(kind), Some((client, _)), Some(region)) => format!("{kind}:{client}->{region}"),
+        (Some(kind), _, region) => format!("{kind}:{}", region.unwrap_or("-")),
+        (None, None, _) => "pool".to_string(),
+        (None, Some((client, _)), Some(region)) if spilled => format!("spill:{client}->{region}"),
+        (None, Some((client, _)), Some(region)) if region == client => "local".to_string(),
+        (None, Some((client, plan)), Some(region)) if plan.order.iter().any(|r| r == region) => {
             format!("fallback:{client}->{region}")
         }
-        (Some((client, _)), Some(region)) => format!("outside-plan:{client}->{region}"),
-        (Some((client, _)), None) => format!("unregioned:{client}"),
+        (None, Some((client, _)), Some(region)) => format!("outside-plan:{client}->{region}"),
+        (None, Some((client, _)), None) => format!("unregioned:{client}"),
     };
     let mut text = format!(
         "client_region={client}; rule={rule}; backend={}; share={}; attempt={attempt}",
@@ -578,7 +583,7 @@ impl ProxyHttp for BallastProxy {
             .canary_sticky
             .as_ref()
             .and_then(|key| key_hash(key, &session.req_header().headers));
-        let mut facts = RequestFacts {
+        let facts = RequestFacts {
             pool: pool_id,
             ticket: routing.next_ticket(pool_id),
             tried: &ctx.tried,
@@ -617,10 +622,8 @@ impl ProxyHttp for BallastProxy {
                 }
             }
         }
-        let decision = decision.unwrap_or_else(|| {
-            facts.plan = placed.map(|(_, plan)| plan);
-            pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng())
-        });
+        let decision = decision
+            .unwrap_or_else(|| pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng()));
         let backend = match decision {
             Decision::Backend(index) => index,
             Decision::Spilled(index) => {
@@ -833,19 +836,18 @@ impl ProxyHttp for BallastProxy {
             } else {
                 ctx.request_id.clone()
             };
-            match &ctx.fenced_region {
-                _ if ctx.write_refusal.is_some() => {
-                    let (message, reason) = ctx.write_refusal.as_ref().expect("checked");
+            match (&ctx.write_refusal, &ctx.fenced_region) {
+                (Some((message, reason)), _) => {
                     respond_plain(session, status, &id, message, Some(reason)).await;
                 }
-                Some(region) => {
+                (None, Some(region)) => {
                     let message = format!(
                         "service unavailable: no backend allowed to serve region {region} is available (residency fence)"
                     );
                     let reason = format!("residency; client region {region}");
                     respond_plain(session, status, &id, &message, Some(&reason)).await;
                 }
-                None => respond_plain(session, status, &id, message, None).await,
+                (None, None) => respond_plain(session, status, &id, message, None).await,
             }
         }
         FailToProxy {
