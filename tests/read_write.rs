@@ -366,3 +366,128 @@ async fn writes_never_leave_the_write_region_even_when_it_fails() {
     assert_eq!(rw_count(s.admin, "pinned_fallback", |n| n >= 1).await, 1);
     assert!(rw_count(s.admin, "write_refused", |n| n > 1).await > 1);
 }
+
+/// Without geo, with the pin in a header, more kinds of write, and a
+/// reload that moves the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_pin_without_geo_and_a_reload_that_moves_the_writer() {
+    let _serial = SERIAL.lock().await;
+    let east = origin_named("east").await;
+    let west = origin_named("west").await;
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = |writer: &str| {
+        format!(
+            r#"
+listeners: [{{address: "{listen}"}}]
+admin: {{address: "{admin}"}}
+server: {{threads: 2, drain_timeout: 2s}}
+explain: {{trusted_peers: ["127.0.0.1"]}}
+pools:
+  p:
+    mode: round_robin
+    write:
+      region: {writer}
+      methods: [POST]
+      path_prefixes: [/rpc]
+      header: X-Write
+      read_your_writes: {{ttl: 10s, header: X-Ballast-Pin}}
+    backends: [{{addr: "{}", region: us-east}}, {{addr: "{}", region: us-west}}]
+routes: [{{pool: p}}]
+"#,
+            east.addr, west.addr
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ballast.yaml");
+    std::fs::write(&file, config("us-east")).unwrap();
+    let _ballast = RunningBallast::start_file(&file, &[listen, admin]).await;
+    let req = |method: Method, path: &str, headers: &[(&str, &str)]| {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "x")
+            .header("x-ballast-debug", "1");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(Full::new(Bytes::new())).unwrap()
+    };
+
+    // Writes by method, path prefix and header; the pin comes back in the header.
+    let write = send(listen, req(Method::POST, "/items", &[])).await;
+    assert_eq!(origin_of(&write), "east", "{write:?}");
+    let pin = write.header("x-ballast-pin").unwrap().to_string();
+    let expiry: u64 = pin.parse().unwrap();
+    assert!(expiry > unix_ms() && expiry <= unix_ms() + 10_000, "{pin}");
+    assert_eq!(write.header("set-cookie"), None);
+    let decision = write.header("x-ballast-decision").unwrap();
+    assert!(decision.contains("rule=write:us-east;"), "{decision}");
+    for (path, headers) in [("/rpc/save", vec![]), ("/items", vec![("x-write", "1")])] {
+        let reply = send(listen, req(Method::GET, path, &headers)).await;
+        assert_eq!(origin_of(&reply), "east", "{path} {headers:?}: {reply:?}");
+        assert!(
+            reply.header("x-ballast-pin").is_some(),
+            "a write hands back the pin"
+        );
+    }
+    // DELETE is not a write here: it is balanced like a read.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let reply = send(listen, req(Method::DELETE, "/items", &[])).await;
+        seen.insert(origin_of(&reply).to_string());
+        assert_eq!(reply.header("x-ballast-pin"), None);
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    // Reads with the pin stay on the writer; without it they use both regions.
+    for _ in 0..10 {
+        let reply = send(
+            listen,
+            req(Method::GET, "/items", &[("x-ballast-pin", &pin)]),
+        )
+        .await;
+        assert_eq!(origin_of(&reply), "east", "{reply:?}");
+        let decision = reply.header("x-ballast-decision").unwrap();
+        assert!(decision.contains("rule=pinned:us-east;"), "{decision}");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        let reply = send(listen, req(Method::GET, "/items", &[])).await;
+        seen.insert(origin_of(&reply).to_string());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    // A reload moves the writer: writes and pinned reads follow at once.
+    std::fs::write(&file, config("us-west")).unwrap();
+    // (The file watcher may apply it first: then this answers "unchanged".)
+    let reload = send(admin, admin_request(Method::POST, "/reload", None)).await;
+    assert_eq!(reload.status, StatusCode::OK, "{}", reload.text());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = admin_json(admin, "/api/v1/state").await;
+        if state["pools"][0]["write"]["region"] == "us-west" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reload never applied: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..10 {
+        let write = send(listen, req(Method::POST, "/items", &[])).await;
+        assert_eq!(origin_of(&write), "west", "{write:?}");
+        let pinned = send(
+            listen,
+            req(Method::GET, "/items", &[("x-ballast-pin", &pin)]),
+        )
+        .await;
+        assert_eq!(origin_of(&pinned), "west", "{pinned:?}");
+    }
+    assert_eq!(
+        east.stats.count(&Method::POST),
+        1,
+        "one write before the reload"
+    );
+}
