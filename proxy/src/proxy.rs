@@ -868,11 +868,8 @@ impl ProxyHttp for BallastProxy {
             _ => "-",
         };
         let elapsed = ctx.started.elapsed();
-        if let Some(kind) = ctx.rw {
-            self.metrics
-                .rw_requests
-                .with_label_values(&[pool, kind.as_str()])
-                .inc();
+        if let (Some(routing), Some(pool), Some(kind)) = (&ctx.routing, ctx.pool, ctx.rw) {
+            routing.series.count_rw(pool, kind);
         }
         if let Some(explanation) = &ctx.explanation {
             self.decisions.record(RoutingDecision {

@@ -33,6 +33,20 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
+    /// Every kind, in the order of [`RequestKind::index`].
+    pub const ALL: [RequestKind; 5] = [
+        RequestKind::Write,
+        RequestKind::Read,
+        RequestKind::PinnedRead,
+        RequestKind::PinnedFallback,
+        RequestKind::WriteRefused,
+    ];
+
+    /// The kind's position in [`RequestKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The metric label and the `rw=` field of `X-Ballast-Decision`.
     pub fn as_str(self) -> &'static str {
         match self {
