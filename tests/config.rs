@@ -602,6 +602,15 @@ routes: [{pool: api}]
         PinCarrier::Header(http::HeaderName::from_static("x-pin"))
     );
     assert!(ok.pool_by_name("plain").unwrap().write.is_none());
+    let summary = ok.summary();
+    assert!(
+        summary.contains("    writes (POST,PUT,PATCH,DELETE) -> region us-east; reads pinned there for 5s after a write (cookie ballast_ryw)\n"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("    writes (POST, under /rpc, with header x-write) -> region us-east; reads pinned there for 300ms after a write (header x-pin)\n"),
+        "{summary}"
+    );
 }
 
 #[test]
