@@ -93,7 +93,7 @@ pub fn classify(
 
 /// When the request's pin ends, if it carries one that is still live,
 /// clamped to `now + ttl`.
-pub fn pin_until(ryw: &ReadYourWrites, headers: &HeaderMap, now_unix_ms: u64) -> Option<u64> {
+fn pin_until(ryw: &ReadYourWrites, headers: &HeaderMap, now_unix_ms: u64) -> Option<u64> {
     let raw = match &ryw.carrier {
         PinCarrier::Cookie(name) => headers
             .get_all(COOKIE)
