@@ -1,7 +1,7 @@
 //! Configuration loading and validation: good files compile, bad files are
 //! rejected with every problem and its exact YAML path.
 
-use ballast::config::{load_file, load_str, BalanceMode, ConfigErrors};
+use ballast::config::{load_file, load_str, BalanceMode, ConfigErrors, PinCarrier};
 use ballast::tls::devcert::DevCerts;
 use std::path::Path;
 use std::time::Duration;
@@ -523,6 +523,94 @@ routes: [{pool: api}]
     let priorities: Vec<u32> = pool.backends.iter().map(|b| b.priority).collect();
     assert_eq!(priorities, vec![0, 2, 1], "a backend's own priority wins");
     assert_eq!(pool.tiers, vec![0, 1, 2]);
+}
+
+#[test]
+fn read_write_splits_are_validated() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    write:
+      region: mars
+      methods: [POST, "BAD METHOD"]
+      path_prefixes: [rpc]
+      header: "bad header"
+      read_your_writes: {ttl: 5ms, cookie: "bad;cookie"}
+    backends: [{addr: "10.0.0.1:80", region: us-east}, {addr: "10.0.0.2:80", region: us-west}]
+  both:
+    write: {region: us-east, methods: [], read_your_writes: {ttl: 2h, cookie: a, header: X-Pin}}
+    backends: [{addr: "10.0.0.3:80", region: us-east}]
+  unregioned:
+    write: {region: us-east}
+    backends: [{addr: "10.0.0.4:80"}]
+routes: [{pool: api}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "pools.api.write.region: no backend of the pool is in region \"mars\" (the pool's regions: us-east, us-west)",
+            "pools.api.write.methods[1]: invalid HTTP method \"BAD METHOD\"",
+            "pools.api.write.path_prefixes[0]: must start with '/', got \"rpc\"",
+            "pools.api.write.header: invalid header name \"bad header\"",
+            "pools.api.write.read_your_writes.ttl: must be between 10ms and 1h",
+            "pools.api.write.read_your_writes.cookie: invalid cookie name \"bad;cookie\"",
+            "pools.both.write.methods: must not be empty (omit it for POST, PUT, PATCH, DELETE)",
+            "pools.both.write.read_your_writes.ttl: must be between 10ms and 1h",
+            "pools.both.write.read_your_writes: set at most one of cookie or header",
+            "pools.unregioned.write.region: no backend of the pool is in region \"us-east\" (the pool's regions: none)",
+        ]
+    );
+    let ok = load_str(
+        r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    write: {region: us-east, read_your_writes: {}}
+    backends: [{addr: "10.0.0.1:80", region: us-east}, {addr: "10.0.0.2:80", region: us-west}]
+  hdr:
+    write: {region: us-east, methods: [post], path_prefixes: [/rpc], header: X-Write, read_your_writes: {ttl: 300ms, header: X-Pin}}
+    backends: [{addr: "10.0.0.3:80", region: us-east}]
+  plain:
+    backends: [{addr: "10.0.0.4:80"}]
+routes: [{pool: api}]
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let api = ok.pool_by_name("api").unwrap().write.as_ref().unwrap();
+    assert_eq!(api.region, "us-east");
+    assert_eq!(api.plan.order, vec!["us-east".to_string()]);
+    assert!(api.plan.fenced, "writes never leave the write region");
+    let methods: Vec<&str> = api.methods.iter().map(|m| m.as_str()).collect();
+    assert_eq!(methods, vec!["POST", "PUT", "PATCH", "DELETE"], "default");
+    let ryw = api.read_your_writes.as_ref().unwrap();
+    assert_eq!(ryw.ttl, Duration::from_secs(5), "default ttl");
+    assert_eq!(
+        ryw.carrier,
+        PinCarrier::Cookie("ballast_ryw".into()),
+        "default cookie"
+    );
+    let hdr = ok.pool_by_name("hdr").unwrap().write.as_ref().unwrap();
+    assert_eq!(hdr.methods, vec![http::Method::POST]);
+    assert_eq!(hdr.path_prefixes, vec!["/rpc".to_string()]);
+    assert_eq!(hdr.header.as_ref().unwrap().as_str(), "x-write");
+    let ryw = hdr.read_your_writes.as_ref().unwrap();
+    assert_eq!(ryw.ttl, Duration::from_millis(300));
+    assert_eq!(
+        ryw.carrier,
+        PinCarrier::Header(http::HeaderName::from_static("x-pin"))
+    );
+    assert!(ok.pool_by_name("plain").unwrap().write.is_none());
+    let summary = ok.summary();
+    assert!(
+        summary.contains("    writes (POST,PUT,PATCH,DELETE) -> region us-east; reads pinned there for 5s after a write (cookie ballast_ryw)\n"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("    writes (POST, under /rpc, with header x-write) -> region us-east; reads pinned there for 300ms after a write (header x-pin)\n"),
+        "{summary}"
+    );
 }
 
 #[test]

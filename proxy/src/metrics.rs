@@ -44,6 +44,9 @@ pub struct Metrics {
     pub spilled_requests: IntCounterVec,
     /// Fraction of each pool's traffic its priority tiers take.
     pub tier_load: GaugeVec,
+    /// Requests to pools with a read/write split, by pool and kind (`write`,
+    /// `read`, `pinned_read`, `pinned_fallback`, `write_refused`).
+    pub rw_requests: IntCounterVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -147,7 +150,13 @@ impl Metrics {
             &["pool", "tier"],
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let rw_requests = counter(
+            "rw_requests_total",
+            "Requests to pools with a read/write split, by kind: write, read, pinned_read (after the client's write), pinned_fallback (pinned but served by normal routing), write_refused",
+            &["pool", "kind"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+            Box::new(rw_requests.clone()),
             Box::new(tier_load.clone()),
             Box::new(region_spill.clone()),
             Box::new(spilled_requests.clone()),
@@ -182,6 +191,7 @@ impl Metrics {
             region_spill,
             spilled_requests,
             tier_load,
+            rw_requests,
         }
     }
 

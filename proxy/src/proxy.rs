@@ -14,14 +14,19 @@
 //!   and never once the response has started or the request body was too
 //!   large to keep for a replay.
 //!
+//! With a read/write split, a write only ever goes to (and is only ever
+//! retried within) the write region; a read pinned by the client's recent
+//! write goes there too while it can serve, then falls back to normal routing.
+//!
 //! Bodies stream through Pingora untouched.
 
-use crate::config::{Explain, Pool, PoolId, RegionPlan, RequestLimits};
+use crate::config::{Explain, PinCarrier, Pool, PoolId, RegionPlan, RequestLimits};
 use crate::metrics::{status_class, Metrics};
 use crate::routing::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use crate::routing::engine::RoutingState;
 use crate::routing::geo::plan_for;
 use crate::routing::picker::{pick, Decision, RequestFacts, Unavailable};
+use crate::routing::read_write::{classify, pin_value, RequestKind};
 use crate::routing::sticky::key_hash;
 use crate::routing::table::{host_without_port, RequestView};
 use crate::stats::backend::{BackendStats, InFlight};
@@ -108,12 +113,21 @@ impl BallastProxy {
         let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) else {
             return false;
         };
-        let backends = routing.snapshot.pool(pool).backends.len();
-        let eligible = |b: usize| match &routing.weights[pool.0] {
-            Some(weights) => weights.shares[b] > 0.0,
-            None => true,
+        let pool_config = routing.snapshot.pool(pool);
+        let writer_region = match (ctx.rw, &pool_config.write) {
+            (Some(RequestKind::Write), Some(split)) => Some(split.region.as_str()),
+            _ => None,
         };
-        (0..backends).any(|b| eligible(b) && !ctx.tried.contains(&b))
+        let eligible = |b: usize| {
+            let in_scope = writer_region
+                .is_none_or(|region| pool_config.backends[b].region.as_deref() == Some(region));
+            in_scope
+                && match &routing.weights[pool.0] {
+                    Some(weights) => weights.shares[b] > 0.0,
+                    None => true,
+                }
+        };
+        (0..pool_config.backends.len()).any(|b| eligible(b) && !ctx.tried.contains(&b))
     }
 
     fn count_retry(&self, ctx: &RequestCtx, cause: &str) {
@@ -169,6 +183,10 @@ pub struct RequestCtx {
     attempt: Option<Attempt>,
     /// Set when a residency fence left no backend: the client's region.
     fenced_region: Option<String>,
+    /// What the request is to a pool with a read/write split.
+    rw: Option<RequestKind>,
+    /// Set when a write is refused: the message and `X-Ballast-Reason`.
+    write_refusal: Option<(String, String)>,
     /// The `X-Ballast-Decision` text, when this request is explained.
     explanation: Option<String>,
     _in_flight: InFlightGuard,
@@ -347,7 +365,10 @@ fn wants_explanation(explain: &Explain, session: &Session) -> bool {
 /// `client_region=...; rule=...; backend=...; share=...; attempt=N`, where
 /// the rule is `pool` (no geo), `local`, `spill:A->B` (an earlier region was
 /// spilling), `fallback:A->B` (earlier regions could not serve),
-/// `outside-plan:A->B` or `unregioned:A`.
+/// `outside-plan:A->B`, `unregioned:A`, or with a read/write split
+/// `write:A->W` / `pinned:A->W` (to the write region W; `write:W` and
+/// `pinned:W` without geo); a split also adds `; rw=KIND` (see
+/// [`RequestKind::as_str`]).
 fn explain_pick(
     pool: &Pool,
     backend: usize,
@@ -355,24 +376,79 @@ fn explain_pick(
     placed: Option<(&str, &RegionPlan)>,
     share: Option<f64>,
     attempt: usize,
+    rw: Option<RequestKind>,
 ) -> String {
     let chosen = &pool.backends[backend];
-    let rule = match (placed, chosen.region.as_deref()) {
-        (None, _) => "pool".to_string(),
-        (Some((client, _)), Some(region)) if spilled => format!("spill:{client}->{region}"),
-        (Some((client, _)), Some(region)) if region == client => "local".to_string(),
-        (Some((client, plan)), Some(region)) if plan.order.iter().any(|r| r == region) => {
+    let client = placed.map_or("-", |(client, _)| client);
+    let to_writer = match rw {
+        Some(RequestKind::Write) => Some("write"),
+        Some(RequestKind::PinnedRead) => Some("pinned"),
+        _ => None,
+    };
+    let rule = match (to_writer, placed, chosen.region.as_deref()) {
+        (Some(kind), Some((client, _)), Some(region)) => format!("{kind}:{client}->{region}"),
+        (Some(kind), _, region) => format!("{kind}:{}", region.unwrap_or("-")),
+        (None, None, _) => "pool".to_string(),
+        (None, Some((client, _)), Some(region)) if spilled => format!("spill:{client}->{region}"),
+        (None, Some((client, _)), Some(region)) if region == client => "local".to_string(),
+        (None, Some((client, plan)), Some(region)) if plan.order.iter().any(|r| r == region) => {
             format!("fallback:{client}->{region}")
         }
-        (Some((client, _)), Some(region)) => format!("outside-plan:{client}->{region}"),
-        (Some((client, _)), None) => format!("unregioned:{client}"),
+        (None, Some((client, _)), Some(region)) => format!("outside-plan:{client}->{region}"),
+        (None, Some((client, _)), None) => format!("unregioned:{client}"),
     };
-    format!(
-        "client_region={}; rule={rule}; backend={}; share={}; attempt={attempt}",
-        placed.map_or("-", |(client, _)| client),
+    let mut text = format!(
+        "client_region={client}; rule={rule}; backend={}; share={}; attempt={attempt}",
         chosen.id,
         share.map_or("-".to_string(), |s| format!("{s:.3}")),
-    )
+    );
+    if let Some(kind) = rw {
+        text.push_str("; rw=");
+        text.push_str(kind.as_str());
+    }
+    text
+}
+
+/// The message and `X-Ballast-Reason` of a refused write: the write region
+/// had no backend to take it, or the client's residency fence keeps it out.
+fn write_refusal(write_region: &str, client_region: &str, fence_allows: bool) -> (String, String) {
+    if fence_allows {
+        (
+            format!("service unavailable: no backend of the write region {write_region} is available, and writes go nowhere else"),
+            format!("write-region; {write_region} has no available backend"),
+        )
+    } else {
+        (
+            format!("service unavailable: writes go to region {write_region}, which the residency fence of client region {client_region} does not allow"),
+            format!("residency; writes go to {write_region}, not allowed for client region {client_region}"),
+        )
+    }
+}
+
+/// On a write's response, the pin that keeps the client's reads on the
+/// write region for the pool's read-your-writes ttl (a cookie added to any
+/// the backend set, or the configured header).
+fn hand_back_pin(response: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) else {
+        return Ok(());
+    };
+    let Some(ryw) = routing
+        .snapshot
+        .pool(pool)
+        .write
+        .as_ref()
+        .and_then(|split| split.read_your_writes.as_ref())
+    else {
+        return Ok(());
+    };
+    let value = pin_value(ryw, clock::unix_ms());
+    match &ryw.carrier {
+        PinCarrier::Cookie(_) => {
+            response.append_header(header::SET_COOKIE, value)?;
+        }
+        PinCarrier::Header(name) => response.insert_header(name.clone(), value)?,
+    }
+    Ok(())
 }
 
 /// The metric label of a load-report parse failure.
@@ -421,6 +497,8 @@ impl ProxyHttp for BallastProxy {
             connect_retries: 0,
             attempt: None,
             fenced_region: None,
+            rw: None,
+            write_refusal: None,
             explanation: None,
             _in_flight: InFlightGuard::new(&self.metrics.in_flight),
         }
@@ -450,6 +528,17 @@ impl ProxyHttp for BallastProxy {
             .routes
             .find(&view)
             .map(|(index, route)| (index, route.pool));
+        if let Some(split) = found.and_then(|(_, pool)| routing.snapshot.pool(pool).write.as_ref())
+        {
+            let kind = classify(
+                split,
+                &req.method,
+                req.uri.path(),
+                &req.headers,
+                clock::unix_ms(),
+            );
+            ctx.rw = Some(kind);
+        }
         ctx.routing = Some(routing);
         match found {
             Some((index, pool)) => {
@@ -503,7 +592,38 @@ impl ProxyHttp for BallastProxy {
             plan: placed.map(|(_, plan)| plan),
             sticky,
         };
-        let decision = pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng());
+        let mut decision = None;
+        if let (Some(kind), Some(split)) = (ctx.rw, &pool.write) {
+            if kind.writer_only() {
+                let fence_allows = placed
+                    .is_none_or(|(_, plan)| !plan.fenced || plan.order.contains(&split.region));
+                if fence_allows {
+                    let to_writers = RequestFacts {
+                        plan: Some(&split.plan),
+                        ..facts
+                    };
+                    let found = pick(
+                        &routing.snapshot,
+                        &to_writers,
+                        clock::now_ms(),
+                        &mut rand::rng(),
+                    );
+                    decision = found.backend().map(|_| found);
+                }
+                if decision.is_none() {
+                    if kind == RequestKind::Write {
+                        let client = placed.map_or("-", |(region, _)| region);
+                        ctx.rw = Some(RequestKind::WriteRefused);
+                        ctx.write_refusal =
+                            Some(write_refusal(&split.region, client, fence_allows));
+                        return Error::e_explain(ErrorType::HTTPStatus(503), "write refused");
+                    }
+                    ctx.rw = Some(RequestKind::PinnedFallback);
+                }
+            }
+        }
+        let decision = decision
+            .unwrap_or_else(|| pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng()));
         let backend = match decision {
             Decision::Backend(index) => index,
             Decision::Spilled(index) => {
@@ -544,6 +664,7 @@ impl ProxyHttp for BallastProxy {
                     placed,
                     share,
                     ctx.tried.len(),
+                    ctx.rw,
                 ));
             }
         }
@@ -635,6 +756,9 @@ impl ProxyHttp for BallastProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         upstream_response.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        if ctx.rw == Some(RequestKind::Write) {
+            hand_back_pin(upstream_response, ctx)?;
+        }
         if let Some(explanation) = &ctx.explanation {
             upstream_response.insert_header(X_BALLAST_DECISION, explanation.as_str())?;
         }
@@ -712,15 +836,18 @@ impl ProxyHttp for BallastProxy {
             } else {
                 ctx.request_id.clone()
             };
-            match &ctx.fenced_region {
-                Some(region) => {
+            match (&ctx.write_refusal, &ctx.fenced_region) {
+                (Some((message, reason)), _) => {
+                    respond_plain(session, status, &id, message, Some(reason)).await;
+                }
+                (None, Some(region)) => {
                     let message = format!(
                         "service unavailable: no backend allowed to serve region {region} is available (residency fence)"
                     );
                     let reason = format!("residency; client region {region}");
                     respond_plain(session, status, &id, &message, Some(&reason)).await;
                 }
-                None => respond_plain(session, status, &id, message, None).await,
+                (None, None) => respond_plain(session, status, &id, message, None).await,
             }
         }
         FailToProxy {
@@ -741,6 +868,9 @@ impl ProxyHttp for BallastProxy {
             _ => "-",
         };
         let elapsed = ctx.started.elapsed();
+        if let (Some(routing), Some(pool), Some(kind)) = (&ctx.routing, ctx.pool, ctx.rw) {
+            routing.series.count_rw(pool, kind);
+        }
         if let Some(explanation) = &ctx.explanation {
             self.decisions.record(RoutingDecision {
                 at: std::time::SystemTime::now(),

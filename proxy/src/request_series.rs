@@ -1,13 +1,15 @@
 //! The per-request metric series (`ballast_requests_total`,
-//! `ballast_request_duration_seconds`) of one configuration, as handles
+//! `ballast_request_duration_seconds`, and `ballast_rw_requests_total` of
+//! pools with a read/write split) of one configuration, as handles
 //! resolved once and kept for as long as the configuration is: a request
 //! then counts itself with an array index and an atomic add, without hashing
 //! label values. A series is resolved on its first request, so `/metrics`
 //! shows exactly the series that occurred, as when labels are looked up per
 //! request.
 
-use crate::config::Snapshot;
+use crate::config::{PoolId, Snapshot};
 use crate::metrics::{status_class, Metrics};
+use crate::routing::read_write::RequestKind;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
 use std::sync::OnceLock;
 
@@ -19,6 +21,9 @@ pub struct RequestSeries {
     requests: IntCounterVec,
     durations: HistogramVec,
     routes: Box<[RouteSeries]>,
+    rw_requests: IntCounterVec,
+    /// Per pool: its name and a counter per request kind.
+    pools: Box<[(String, [OnceLock<IntCounter>; RequestKind::ALL.len()])]>,
 }
 
 struct RouteSeries {
@@ -54,7 +59,24 @@ impl RequestSeries {
             requests: metrics.requests.clone(),
             durations: metrics.request_duration.clone(),
             routes,
+            rw_requests: metrics.rw_requests.clone(),
+            pools: snapshot
+                .pools
+                .iter()
+                .map(|pool| (pool.name.clone(), Default::default()))
+                .collect(),
         }
+    }
+
+    /// Count one request of `kind` to `pool` (a pool with a read/write split).
+    pub fn count_rw(&self, pool: PoolId, kind: RequestKind) {
+        let (name, counters) = &self.pools[pool.0];
+        counters[kind.index()]
+            .get_or_init(|| {
+                self.rw_requests
+                    .with_label_values(&[name.as_str(), kind.as_str()])
+            })
+            .inc();
     }
 
     /// Count one request of `route` answered by `backend` (its index in the
@@ -122,6 +144,16 @@ mod tests {
         assert_eq!(count("p/127.0.0.1:2", "2xx"), 0);
         let duration = metrics.request_duration.with_label_values(&["r"]);
         assert_eq!(duration.get_sample_count(), 4);
+        series.count_rw(PoolId(0), RequestKind::PinnedRead);
+        series.count_rw(PoolId(0), RequestKind::PinnedRead);
+        series.count_rw(PoolId(0), RequestKind::Write);
+        let rw = |kind: &str| metrics.rw_requests.with_label_values(&["p", kind]).get();
+        assert_eq!(rw("pinned_read"), 2);
+        assert_eq!(rw("write"), 1);
+        assert_eq!(rw("read"), 0);
+        for (i, kind) in RequestKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
     }
 
     #[test]

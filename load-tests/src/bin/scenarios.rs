@@ -29,8 +29,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
     about = "Load-test scenarios: Ballast's routing modes against each other, nginx and HAProxy"
 )]
 struct Cli {
-    /// Short subset (baseline, spike, failure, canary), phases of at most
-    /// 12 s, Ballast only, with quality checks.
+    /// Short subset (baseline, spike, failure, canary, spillover, failover,
+    /// read-your-writes), phases of at most 12 s, Ballast only, with
+    /// quality checks.
     #[arg(long)]
     quick: bool,
     /// The ballast binary (default: $CARGO_TARGET_DIR/release/ballast,
@@ -42,7 +43,8 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Run only these scenarios (repeatable): baseline, spike, failure,
-    /// degradation, flapping, canary, silent, spillover, failover.
+    /// degradation, flapping, canary, silent, spillover, failover,
+    /// read-your-writes.
     #[arg(long = "scenario", value_name = "KEY")]
     scenarios: Vec<String>,
     /// Requests per second offered to the proxy.

@@ -7,6 +7,7 @@
 //! mark to the next mark or the end (for the failure scenario, the time the
 //! backend is down).
 
+use super::consistency::{self, Consistency};
 use super::contender::Contender;
 use super::plan::Scenario;
 use super::published::Sample;
@@ -38,6 +39,8 @@ pub struct Analysis {
     pub published_after: Option<f64>,
     /// Published shares averaged per second: `[second][backend]`.
     pub published: Vec<Vec<Option<f64>>>,
+    /// Where writes and the reads after them went (read-your-writes only).
+    pub consistency: Option<Consistency>,
 }
 
 pub fn analyse(scenario: &Scenario, run: &Run) -> Analysis {
@@ -80,6 +83,7 @@ pub fn analyse(scenario: &Scenario, run: &Run) -> Analysis {
         focus_spread: timeline::spread(&focus, first_phase),
         published_after: timeline::mean(&published_focus, last_stretch),
         published,
+        consistency: consistency::measure(scenario, &run.outcomes),
         seconds,
     }
 }
@@ -115,7 +119,7 @@ fn published_per_second(
 mod tests {
     use super::*;
     use crate::scenario::contender::BallastMode;
-    use crate::scenario::load::{Answer, Outcome};
+    use crate::scenario::load::{Answer, Outcome, Traffic};
     use crate::scenario::plan::{catalogue, Pace};
 
     /// 10 requests a second; backend 1 gets half of them before the change
@@ -135,6 +139,7 @@ mod tests {
                     latency: Duration::from_millis(latency_ms),
                     answer: Answer::Status(200),
                     origin: Some(usize::from(on_b)),
+                    traffic: Traffic::Read,
                 });
             }
         }

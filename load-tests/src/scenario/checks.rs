@@ -161,6 +161,51 @@ pub fn quick_checks(results: &[ScenarioResults]) -> Vec<Check> {
         after("failover", LATENCY).map(|s| percent(s.error_rate())),
         Some(1.0),
     ));
+    // Read/write split: writes only at the writer, no stale read after a
+    // user's own write, and reads otherwise local.
+    const RYW: &str = "read-your-writes";
+    for contender in [LATENCY, CAPACITY, ROUND_ROBIN] {
+        let seen = find(RYW, contender).and_then(|a| a.consistency);
+        let label = contender.label();
+        checks.push(below(
+            RYW,
+            &format!("{label}, writes served outside the write region = 0"),
+            "writes",
+            seen.map(|s| s.writes_elsewhere as f64),
+            Some(1.0),
+        ));
+        checks.push(below(
+            RYW,
+            &format!("{label}, stale reads (within the replication lag of the user's write) = 0"),
+            "reads",
+            seen.filter(|s| s.fresh_reads > 0)
+                .map(|s| s.stale_reads as f64),
+            Some(1.0),
+        ));
+        checks.push(above(
+            RYW,
+            &format!("{label}, reads within the ttl served by the write region > 95%"),
+            "%",
+            seen.and_then(|s| s.pinned_share()).map(percent),
+            95.0,
+        ));
+        checks.push(above(
+            RYW,
+            &format!("{label}, other reads served locally > 90%"),
+            "%",
+            seen.and_then(|s| s.local_share()).map(percent),
+            90.0,
+        ));
+        checks.push(below(
+            RYW,
+            &format!("{label} error rate < 1%"),
+            "%",
+            find(RYW, contender)
+                .and_then(|a| a.whole)
+                .map(|s| percent(s.error_rate())),
+            Some(1.0),
+        ));
+    }
     checks.retain(|check| results.iter().any(|r| r.scenario.key == check.scenario));
     checks
 }

@@ -5,6 +5,7 @@
 //! which the report quotes.
 
 use super::contender::BallastMode;
+use super::plan::ReadYourWritesPlan;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,6 +24,7 @@ pub const EQUIVALENCES: &str = "\
 | timeouts | connect 1 s, read 5 s | connect 1 s, read 5 s | connect 1 s, server 5 s |
 | workers | `threads: 2` | 2 worker processes | `nbthread 2` |
 | standby | adaptive modes: `priority: 1` and the pool's `prewarm_share: 0.02` (round robin: an ordinary backend) | `backup` | `backup` |
+| read/write split | `write: {region: …, read_your_writes: {ttl: …}}` (read-your-writes scenario) | none: writes are balanced like reads | none |
 ";
 
 /// Proxy worker threads (or processes) of every contender.
@@ -83,12 +85,14 @@ fn ballast_regions(upstreams: &[Upstream]) -> (String, String) {
 }
 
 /// Ballast's configuration: one pool holding every backend, one catch-all
-/// route.
+/// route; with a read-your-writes plan, the pool's writes go to its write
+/// region and pin the writer's reads there for the ttl.
 pub fn ballast_yaml(
     mode: BallastMode,
     listen: SocketAddr,
     admin: SocketAddr,
     upstreams: &[Upstream],
+    read_your_writes: Option<&ReadYourWritesPlan>,
 ) -> String {
     let tiers = mode != BallastMode::RoundRobin && upstreams.iter().any(|u| u.standby);
     let mut backends = String::new();
@@ -113,6 +117,14 @@ pub fn ballast_yaml(
             pool_extra,
             "    prewarm_share: {}",
             f64::from(PREWARM_PERCENT) / 100.0
+        );
+    }
+    if let Some(plan) = read_your_writes {
+        let _ = writeln!(
+            pool_extra,
+            "    write: {{region: {}, read_your_writes: {{ttl: {}ms}}}}",
+            plan.write_region,
+            plan.ttl.as_millis()
         );
     }
     format!(
@@ -254,6 +266,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn upstreams() -> Vec<Upstream> {
         vec![
@@ -294,6 +307,7 @@ mod tests {
             listen(),
             "127.0.0.1:9901".parse().unwrap(),
             &upstreams(),
+            None,
         );
         assert!(yaml.contains("    mode: capacity\n"));
         assert!(yaml.contains(r#"  - address: "127.0.0.1:8080""#));
@@ -314,6 +328,7 @@ mod tests {
             listen(),
             "127.0.0.1:9901".parse().unwrap(),
             &regional,
+            None,
         );
         assert!(yaml.contains("regions:\n  near: {fallback: [far]}\n  far: {fallback: [near]}\n"));
         assert!(yaml.contains("geo:\n  client_region: [{default: near}]\n"));
@@ -328,10 +343,10 @@ mod tests {
         let mut tiered = upstreams();
         tiered[1].standby = true;
         let admin = "127.0.0.1:9901".parse().unwrap();
-        let yaml = ballast_yaml(BallastMode::Latency, listen(), admin, &tiered);
+        let yaml = ballast_yaml(BallastMode::Latency, listen(), admin, &tiered, None);
         assert!(yaml.contains("    prewarm_share: 0.02\n"), "{yaml}");
         assert!(yaml.contains(r#"capacity: 200, canary: true, priority: 1}"#));
-        let plain = ballast_yaml(BallastMode::RoundRobin, listen(), admin, &tiered);
+        let plain = ballast_yaml(BallastMode::RoundRobin, listen(), admin, &tiered, None);
         assert!(!plain.contains("priority") && !plain.contains("prewarm"));
         let nginx = nginx_conf(Path::new("/tmp/run"), listen(), &tiered);
         assert!(
@@ -339,6 +354,35 @@ mod tests {
         );
         let haproxy = haproxy_cfg(listen(), &tiered);
         assert!(haproxy.contains("    server b1 127.0.0.1:9102 weight 1 backup\n"));
+    }
+
+    #[test]
+    fn a_read_your_writes_plan_gives_the_pool_its_write_region_and_ttl() {
+        let mut regional = upstreams();
+        regional[0].region = Some("replica");
+        regional[1].region = Some("primary");
+        let plan = ReadYourWritesPlan {
+            write_region: "primary",
+            ttl: Duration::from_millis(1500),
+            replication_lag: Duration::from_millis(500),
+            users: 4,
+            write_every: 10,
+        };
+        let admin = "127.0.0.1:9901".parse().unwrap();
+        let yaml = ballast_yaml(
+            BallastMode::Latency,
+            listen(),
+            admin,
+            &regional,
+            Some(&plan),
+        );
+        assert!(
+            yaml.contains("    write: {region: primary, read_your_writes: {ttl: 1500ms}}\n"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("geo:\n  client_region: [{default: replica}]\n"));
+        let without = ballast_yaml(BallastMode::Latency, listen(), admin, &regional, None);
+        assert!(!without.contains("write:"));
     }
 
     #[test]

@@ -11,14 +11,23 @@
 //! Each request gives up after `timeout`. The loop sends at most
 //! `rate × duration` requests, then waits for the last answers, so it
 //! always ends by itself within `duration + timeout`.
+//!
+//! With a read-your-writes plan, request `n` belongs to user
+//! `n % users`: every `write_every`-th request of a user is a `POST`, the
+//! others are `GET`s, and each carries the cookies the user's last
+//! successful write got back (as a browser would). Each outcome records
+//! whether it was a write, and how long after its user's last write a read
+//! was sent.
 
+use super::plan::ReadYourWritesPlan;
 use bytes::Bytes;
-use http::{Request, Uri};
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -34,6 +43,28 @@ pub struct LoadPlan {
     pub duration: Duration,
     pub timeout: Duration,
     pub max_in_flight: usize,
+    /// Users who write and read back (`None`: anonymous `GET /load`).
+    pub read_your_writes: Option<ReadYourWritesPlan>,
+}
+
+/// What a request was to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// A read by an anonymous client, or by a user who has not written yet.
+    Read,
+    /// A write (`POST`).
+    Write,
+    /// A read sent this long after its user's last successful write returned.
+    ReadAfterWrite(Duration),
+}
+
+/// One simulated user of the read-your-writes workload.
+#[derive(Debug, Default)]
+struct User {
+    requests: usize,
+    /// The `Cookie` value its last successful write's response set.
+    cookies: Option<HeaderValue>,
+    last_write_done: Option<Instant>,
 }
 
 /// How a request ended.
@@ -60,6 +91,7 @@ pub struct Outcome {
     /// The backend that answered (index into the scenario's backends), from
     /// the `x-origin` response header.
     pub origin: Option<usize>,
+    pub traffic: Traffic,
 }
 
 impl Outcome {
@@ -85,6 +117,11 @@ pub async fn drive(plan: &LoadPlan, start: Instant, origin_names: &[&str]) -> Ve
         .expect("a socket address makes a valid URI");
     let names: Arc<Vec<String>> = Arc::new(origin_names.iter().map(|n| n.to_string()).collect());
     let in_flight = Arc::new(Semaphore::new(plan.max_in_flight));
+    let users: Arc<Vec<Mutex<User>>> = Arc::new(
+        (0..plan.read_your_writes.map_or(0, |p| p.users))
+            .map(|_| Mutex::default())
+            .collect(),
+    );
     let (record, mut recorded) = mpsc::unbounded_channel();
     let period = Duration::from_secs(1) / plan.rate;
     let total = u64::from(plan.rate) * plan.duration.as_secs();
@@ -93,25 +130,59 @@ pub async fn drive(plan: &LoadPlan, start: Instant, origin_names: &[&str]) -> Ve
     for sequence in 0..total {
         schedule.tick().await;
         let sent_at = period * u32::try_from(sequence).unwrap_or(u32::MAX);
+        let user = plan
+            .read_your_writes
+            .map(|p| (p, (sequence % p.users as u64) as usize));
+        let (traffic, cookies) = match user {
+            Some((p, index)) => next_request(&users[index], index, p.write_every),
+            None => (Traffic::Read, None),
+        };
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             let _ = record.send(Outcome {
                 sent_at,
                 latency: Duration::ZERO,
                 answer: Answer::NotSent,
                 origin: None,
+                traffic,
             });
             continue;
         };
-        let (client, uri, names, record) =
-            (client.clone(), uri.clone(), names.clone(), record.clone());
+        let (client, uri, names, record, users) = (
+            client.clone(),
+            uri.clone(),
+            names.clone(),
+            record.clone(),
+            users.clone(),
+        );
         let timeout = plan.timeout;
         tokio::spawn(async move {
             let began = Instant::now();
-            let (answer, origin) = match tokio::time::timeout(timeout, get(&client, uri)).await {
-                Ok(Ok((status, origin))) => (Answer::Status(status), origin),
-                Ok(Err(())) => (Answer::Broken, None),
-                Err(_elapsed) => (Answer::TimedOut, None),
+            let method = match traffic {
+                Traffic::Write => Method::POST,
+                _ => Method::GET,
             };
+            let exchange = send(&client, method, uri, cookies);
+            let (answer, origin, set_cookies) = match tokio::time::timeout(timeout, exchange).await
+            {
+                Ok(Ok(answered)) => (
+                    Answer::Status(answered.status),
+                    answered.origin,
+                    answered.cookies,
+                ),
+                Ok(Err(())) => (Answer::Broken, None, None),
+                Err(_elapsed) => (Answer::TimedOut, None, None),
+            };
+            if let (Traffic::Write, Answer::Status(status), Some((_, index))) =
+                (traffic, answer, user)
+            {
+                if status < 400 {
+                    let mut user = users[index]
+                        .lock()
+                        .expect("a user's lock is never poisoned");
+                    user.last_write_done = Some(Instant::now());
+                    user.cookies = set_cookies;
+                }
+            }
             let origin = origin.and_then(|name| names.iter().position(|n| *n == name));
             drop(permit);
             let _ = record.send(Outcome {
@@ -119,6 +190,7 @@ pub async fn drive(plan: &LoadPlan, start: Instant, origin_names: &[&str]) -> Ve
                 latency: began.elapsed(),
                 answer,
                 origin,
+                traffic,
             });
         });
     }
@@ -130,23 +202,73 @@ pub async fn drive(plan: &LoadPlan, start: Instant, origin_names: &[&str]) -> Ve
     outcomes
 }
 
+/// What user `index`'s next request is, and the cookies it carries.
+fn next_request(
+    user: &Mutex<User>,
+    index: usize,
+    write_every: usize,
+) -> (Traffic, Option<HeaderValue>) {
+    let mut user = user.lock().expect("a user's lock is never poisoned");
+    let turn = user.requests;
+    user.requests += 1;
+    // Users are offset so that their writes spread over time.
+    let traffic = if (turn + index).is_multiple_of(write_every.max(1)) {
+        Traffic::Write
+    } else {
+        match user.last_write_done {
+            Some(done) => Traffic::ReadAfterWrite(done.elapsed()),
+            None => Traffic::Read,
+        }
+    };
+    (traffic, user.cookies.clone())
+}
+
 type PooledClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
 
-/// One GET: the status and `x-origin` once the body is read, or `Err` when
-/// the exchange broke.
-async fn get(client: &PooledClient, uri: Uri) -> Result<(u16, Option<String>), ()> {
-    let request = Request::get(uri)
+/// A complete response, as far as the load generator cares.
+struct Answered {
+    status: u16,
+    origin: Option<String>,
+    /// The cookies it set, as a `Cookie` header value (`a=1; b=2`).
+    cookies: Option<HeaderValue>,
+}
+
+/// One request without a body; `Err` when the exchange broke.
+async fn send(
+    client: &PooledClient,
+    method: Method,
+    uri: Uri,
+    cookies: Option<HeaderValue>,
+) -> Result<Answered, ()> {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(cookies) = cookies {
+        request = request.header(COOKIE, cookies);
+    }
+    let request = request
         .body(Empty::new())
-        .expect("a GET without headers is a valid request");
+        .expect("a method, a URI and a cookie make a valid request");
     let response = client.request(request).await.map_err(|_| ())?;
     let status = response.status().as_u16();
-    let origin = response
-        .headers()
+    let headers = response.headers();
+    let origin = headers
         .get(ORIGIN_HEADER)
         .and_then(|value| value.to_str().ok())
         .map(str::to_string);
+    let pairs: Vec<&str> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok()?.split(';').next())
+        .map(str::trim)
+        .collect();
+    let cookies = (!pairs.is_empty())
+        .then(|| HeaderValue::from_str(&pairs.join("; ")).ok())
+        .flatten();
     response.into_body().collect().await.map_err(|_| ())?;
-    Ok((status, origin))
+    Ok(Answered {
+        status,
+        origin,
+        cookies,
+    })
 }
 
 #[cfg(test)]
@@ -159,6 +281,7 @@ mod tests {
             latency: Duration::ZERO,
             answer,
             origin: None,
+            traffic: Traffic::Read,
         }
     }
 

@@ -9,7 +9,8 @@
 //!   (the proxy as a child process), [`load`] (the open-loop client) and
 //!   [`published`] (Ballast's published shares, through [`fetch`]);
 //! - [`stats`], [`timeline`], [`analysis`]: percentiles, 1-s buckets,
-//!   convergence;
+//!   convergence; [`consistency`]: stale reads of the read-your-writes
+//!   workload;
 //! - [`report`], [`chart`]: Markdown, CSV and PNG; [`checks`]: the quality
 //!   assertions of the quick pace; [`targets`]: the reported targets.
 
@@ -17,6 +18,7 @@ pub mod analysis;
 pub mod chart;
 pub mod checks;
 pub mod configs;
+pub mod consistency;
 pub mod contender;
 pub mod fetch;
 pub mod load;

@@ -64,6 +64,26 @@ pub struct Scenario {
     pub marks: Vec<Mark>,
     /// The backend the scenario is about (its share is tracked).
     pub focus: usize,
+    /// Users who write now and then and read their writes back, instead of
+    /// anonymous `GET /load` requests (`None`: the latter).
+    pub read_your_writes: Option<ReadYourWritesPlan>,
+}
+
+/// The read-your-writes workload: simulated users, each sending every
+/// `write_every`-th of its requests as a write (`POST`) and the others as
+/// reads (`GET`), and keeping the cookies its writes' responses set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReadYourWritesPlan {
+    /// The region of the writer (the proxy's write region, for Ballast).
+    pub write_region: &'static str,
+    /// Ballast's read-your-writes ttl.
+    pub ttl: Duration,
+    /// How far the readers' region lags the writer's: a read sent this soon
+    /// after its user's write returned, and served outside the write
+    /// region, is stale.
+    pub replication_lag: Duration,
+    pub users: usize,
+    pub write_every: usize,
 }
 
 impl Scenario {
@@ -82,7 +102,7 @@ impl Scenario {
 }
 
 /// Every scenario at `pace` (the quick pace keeps baseline, latency spike,
-/// failure, canary, spillover and failover).
+/// failure, canary, spillover, failover and read-your-writes).
 pub fn catalogue(pace: Pace) -> Vec<Scenario> {
     match pace {
         Pace::Full => vec![
@@ -95,6 +115,7 @@ pub fn catalogue(pace: Pace) -> Vec<Scenario> {
             reporter_goes_silent(),
             regional_spillover(pace),
             standby_failover(pace),
+            read_your_writes(pace),
         ],
         Pace::Quick => vec![
             steady_baseline(pace),
@@ -103,6 +124,7 @@ pub fn catalogue(pace: Pace) -> Vec<Scenario> {
             canary_going_bad(pace),
             regional_spillover(pace),
             standby_failover(pace),
+            read_your_writes(pace),
         ],
     }
 }
@@ -165,6 +187,7 @@ fn steady_baseline(pace: Pace) -> Scenario {
         changes: vec![],
         marks: vec![mark(Duration::ZERO, "start")],
         focus: 1,
+        read_your_writes: None,
     }
 }
 
@@ -182,6 +205,7 @@ fn latency_spike(pace: Pace) -> Scenario {
         changes: vec![set_latency(at, 1, 80.0)],
         marks: vec![mark(at, "spike")],
         focus: 1,
+        read_your_writes: None,
     }
 }
 
@@ -228,6 +252,7 @@ fn path_failure(pace: Pace) -> Scenario {
         changes,
         marks,
         focus: 1,
+        read_your_writes: None,
     }
 }
 
@@ -254,6 +279,7 @@ fn slow_degradation() -> Scenario {
         changes,
         marks: vec![mark(start, "ramp")],
         focus: 1,
+        read_your_writes: None,
     }
 }
 
@@ -282,6 +308,7 @@ fn flapping() -> Scenario {
         changes,
         marks: vec![mark(start, "flapping")],
         focus: 1,
+        read_your_writes: None,
     }
 }
 
@@ -316,6 +343,7 @@ fn canary_going_bad(pace: Pace) -> Scenario {
         }],
         marks: vec![mark(at, "errors")],
         focus: 2,
+        read_your_writes: None,
     }
 }
 
@@ -348,6 +376,7 @@ fn reporter_goes_silent() -> Scenario {
         }],
         marks: vec![mark(at, "silent")],
         focus: 1,
+        read_your_writes: None,
     }
 }
 
@@ -392,6 +421,7 @@ fn regional_spillover(pace: Pace) -> Scenario {
         }],
         marks: vec![mark(at, "overload")],
         focus: 0,
+        read_your_writes: None,
     }
 }
 
@@ -434,6 +464,51 @@ fn standby_failover(pace: Pace) -> Scenario {
         ],
         marks: vec![mark(down, "primaries down"), mark(back, "primaries back")],
         focus: 2,
+        read_your_writes: None,
+    }
+}
+
+/// Active-active reads, a single writer far away: users read from their
+/// own region and write to the writer's, and after a write read from the
+/// writer until the replicas have caught up.
+fn read_your_writes(pace: Pace) -> Scenario {
+    let plan = ReadYourWritesPlan {
+        write_region: "primary",
+        ttl: seconds(1.0),
+        replication_lag: seconds(0.5),
+        users: 40,
+        write_every: 25,
+    };
+    let in_region = |region, spec: BackendSpec| BackendSpec {
+        region: Some(region),
+        ..spec
+    };
+    Scenario {
+        key: "read-your-writes",
+        title: "Read/write split with read-your-writes",
+        story: format!(
+            "The users' region (`replica`, 10 ms) serves reads; the write region (`primary`, \
+             40 ms: the distance) takes every write, and the replica lags it by {lag} ms. {users} \
+             users share the load; each sends every {every}th request as a `POST` (a write) and \
+             the others as `GET`s, with the cookies its writes' responses set. A read sent within \
+             {lag} ms of its user's write and served by `replica` is stale. Ballast (every mode) \
+             has `write: {{region: primary, read_your_writes: {{ttl: {ttl} ms}}}}`: writes go to \
+             `primary` only, and a user's reads follow them there for the ttl. nginx and HAProxy \
+             have no read/write split: they balance every request over both, writes included.",
+            lag = plan.replication_lag.as_millis(),
+            users = plan.users,
+            every = plan.write_every,
+            ttl = plan.ttl.as_millis(),
+        ),
+        backends: vec![
+            in_region("replica", backend("replica", 10.0, 1000)),
+            in_region(plan.write_region, backend("primary", 40.0, 1000)),
+        ],
+        duration: by_pace(pace, 15.0, 10.0),
+        changes: vec![],
+        marks: vec![mark(Duration::ZERO, "start")],
+        focus: 1,
+        read_your_writes: Some(plan),
     }
 }
 
@@ -442,7 +517,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quick_pace_keeps_six_scenarios_with_short_phases() {
+    fn quick_pace_keeps_seven_scenarios_with_short_phases() {
         let quick = catalogue(Pace::Quick);
         let keys: Vec<_> = quick.iter().map(|s| s.key).collect();
         assert_eq!(
@@ -453,7 +528,8 @@ mod tests {
                 "failure",
                 "canary",
                 "spillover",
-                "failover"
+                "failover",
+                "read-your-writes"
             ]
         );
         for scenario in &quick {

@@ -154,6 +154,7 @@ fn scenario_section(out: &mut String, number: usize, result: &ScenarioResults, d
         let _ = writeln!(out, "\n{failure}");
     }
     out.push('\n');
+    consistency_table(out, result);
     if details {
         shares_table(out, result);
     }
@@ -207,6 +208,41 @@ fn table_row(scenario: &Scenario, analysis: &Analysis) -> String {
         percent(analysis.published_after),
         convergence.join(", "),
     )
+}
+
+/// Where the read-your-writes workload's writes and reads went, per
+/// contender (see [`super::consistency`]).
+fn consistency_table(out: &mut String, result: &ScenarioResults) {
+    let Some(plan) = result.scenario.read_your_writes else {
+        return;
+    };
+    let _ = write!(
+        out,
+        "| contender | writes (outside `{region}`) | reads within {lag} ms of the user's write: stale | reads within the {ttl} ms ttl: served by `{region}` % | other reads: served locally % |\n\
+         |---|---:|---:|---:|---:|\n",
+        region = plan.write_region,
+        lag = plan.replication_lag.as_millis(),
+        ttl = plan.ttl.as_millis(),
+    );
+    for analysis in &result.analyses {
+        let Some(seen) = analysis.consistency else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} ({}) | {} of {} | {} of {} | {} of {} |",
+            analysis.contender.label(),
+            seen.writes,
+            seen.writes_elsewhere,
+            seen.stale_reads,
+            seen.fresh_reads,
+            percent(seen.pinned_share()),
+            seen.pinned_reads,
+            percent(seen.local_share()),
+            seen.free_reads,
+        );
+    }
+    out.push('\n');
 }
 
 /// Per-second shares of every backend, one column per contender, folded.
@@ -292,7 +328,7 @@ mod tests {
     use super::*;
     use crate::scenario::analysis::analyse;
     use crate::scenario::contender::{BallastMode, Contender};
-    use crate::scenario::load::{Answer, Outcome};
+    use crate::scenario::load::{Answer, Outcome, Traffic};
     use crate::scenario::plan::catalogue;
     use crate::scenario::runner::Run;
 
@@ -304,6 +340,7 @@ mod tests {
                 latency: Duration::from_millis(if n % 5 == 0 { 40 } else { 5 }),
                 answer: Answer::Status(200),
                 origin: Some(usize::from(n % 5 == 0)),
+                traffic: Traffic::Read,
             })
             .collect();
         let run = Run {

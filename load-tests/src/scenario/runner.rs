@@ -6,7 +6,7 @@
 use super::configs::{self, Upstream};
 use super::contender::Contender;
 use super::load::{self, LoadPlan, Outcome};
-use super::plan::{latency_around, Change, Scenario};
+use super::plan::{latency_around, Change, ReadYourWritesPlan, Scenario};
 use super::process::{ProxyProcess, Readiness};
 use super::published::{self, Sample};
 use crate::behaviour::BehaviourUpdate;
@@ -68,7 +68,14 @@ pub async fn run(
     let dir =
         tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;
     let listen = free_port()?;
-    let (command, readiness, admin) = prepare(contender, dir.path(), listen, &upstreams, settings)?;
+    let (command, readiness, admin) = prepare(
+        contender,
+        dir.path(),
+        listen,
+        &upstreams,
+        scenario.read_your_writes.as_ref(),
+        settings,
+    )?;
     let proxy = ProxyProcess::start(command, &dir.path().join("proxy.log"), readiness).await?;
 
     if let Some(admin) = admin {
@@ -94,6 +101,7 @@ pub async fn run(
         duration: scenario.duration,
         timeout: settings.timeout,
         max_in_flight: settings.max_in_flight,
+        read_your_writes: scenario.read_your_writes,
     };
     let names: Vec<&str> = scenario.backends.iter().map(|b| b.name).collect();
     let outcomes = load::drive(&plan, start, &names).await;
@@ -149,6 +157,7 @@ fn prepare(
     dir: &Path,
     listen: SocketAddr,
     upstreams: &[Upstream],
+    read_your_writes: Option<&ReadYourWritesPlan>,
     settings: &Settings,
 ) -> Result<(Command, Readiness, Option<SocketAddr>), String> {
     let write = |name: &str, text: String| {
@@ -162,7 +171,7 @@ fn prepare(
             let admin = free_port()?;
             let config = write(
                 "ballast.yaml",
-                configs::ballast_yaml(mode, listen, admin, upstreams),
+                configs::ballast_yaml(mode, listen, admin, upstreams, read_your_writes),
             )?;
             let mut command = Command::new(&settings.ballast);
             command

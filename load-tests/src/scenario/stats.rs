@@ -65,7 +65,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::load::Answer;
+    use crate::scenario::load::{Answer, Traffic};
     use std::time::Duration;
 
     fn outcome(ms: u64, answer: Answer) -> Outcome {
@@ -74,6 +74,7 @@ mod tests {
             latency: Duration::from_millis(ms),
             answer,
             origin: None,
+            traffic: Traffic::Read,
         }
     }
 

@@ -86,7 +86,7 @@ fn row(scenario: &str, adaptive: &Analysis, baseline: &Analysis) -> String {
 mod tests {
     use super::*;
     use crate::scenario::analysis::analyse;
-    use crate::scenario::load::{Answer, Outcome};
+    use crate::scenario::load::{Answer, Outcome, Traffic};
     use crate::scenario::plan::{catalogue, Pace};
     use crate::scenario::runner::Run;
     use std::time::Duration;
@@ -99,6 +99,7 @@ mod tests {
                 latency: Duration::from_millis(if n % 5 == 0 { slow_ms } else { 5 }),
                 answer: Answer::Status(200),
                 origin: Some(usize::from(n % 5 == 0)),
+                traffic: Traffic::Read,
             })
             .collect();
         Run {

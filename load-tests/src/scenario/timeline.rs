@@ -120,7 +120,7 @@ fn clamp<T>(values: &[T], range: Range<usize>) -> &[T] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::load::Answer;
+    use crate::scenario::load::{Answer, Traffic};
 
     fn outcome(sent_ms: u64, latency_ms: u64, answer: Answer, origin: Option<usize>) -> Outcome {
         Outcome {
@@ -128,6 +128,7 @@ mod tests {
             latency: Duration::from_millis(latency_ms),
             answer,
             origin,
+            traffic: Traffic::Read,
         }
     }
 

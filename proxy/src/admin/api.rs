@@ -2,7 +2,7 @@
 //! running configuration (secrets redacted), reloads and operator overrides.
 
 use super::{json, json_error};
-use crate::config::{BackendId, HealthCheckKind, Snapshot};
+use crate::config::{BackendId, HealthCheckKind, PinCarrier, Snapshot, WriteSplit};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::routing::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
 use crate::routing::engine::Engine;
@@ -69,6 +69,25 @@ fn ms(us: f64) -> f64 {
 }
 
 /// `GET /api/v1/state`: every pool and backend, live stats, share and why.
+/// A pool's read/write split: the write region, what counts as a write and
+/// the read-your-writes pin (`null` when the pool has no split).
+fn write_split(split: Option<&WriteSplit>) -> Value {
+    let Some(split) = split else {
+        return Value::Null;
+    };
+    json!({
+        "region": split.region,
+        "methods": split.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "path_prefixes": split.path_prefixes,
+        "header": split.header.as_ref().map(|h| h.as_str()),
+        "read_your_writes": split.read_your_writes.as_ref().map(|ryw| json!({
+            "ttl_ms": ryw.ttl.as_millis() as u64,
+            "cookie": match &ryw.carrier { PinCarrier::Cookie(name) => Some(name.as_str()), PinCarrier::Header(_) => None },
+            "header": match &ryw.carrier { PinCarrier::Header(name) => Some(name.as_str()), PinCarrier::Cookie(_) => None },
+        })),
+    })
+}
+
 pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
     let now_ms = clock::now_ms();
     let routing = engine.state().load_full();
@@ -176,6 +195,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                 "overprovisioning_factor": pool.policy.overprovisioning_factor,
                 "prewarm_share": pool.policy.prewarm_share,
                 "tiers": tiers,
+                "write": write_split(pool.write.as_ref()),
                 "regions": regions,
                 "backends": backends,
             })
@@ -307,6 +327,7 @@ fn config_value(snapshot: &Snapshot) -> Value {
                 "retries": {"attempts": policy.attempts},
                 "overprovisioning_factor": policy.overprovisioning_factor,
                 "prewarm_share": policy.prewarm_share,
+                "write": write_split(p.write.as_ref()),
                 "timeouts_ms": {
                     "connect": p.timeouts.connect.as_millis() as u64,
                     "read": p.timeouts.read.as_millis() as u64,

@@ -218,6 +218,9 @@ pub struct RawPool {
     /// Settings of the pool's backends by region.
     #[serde(default)]
     pub regions: BTreeMap<String, RawPoolRegion>,
+    /// Read/write split: writes go to one region's backends, reads stay
+    /// near the client (off unless set).
+    pub write: Option<RawWrite>,
     /// Upstream connect timeout (default 2s).
     pub connect_timeout: Option<String>,
     /// Upstream read timeout (default 30s).
@@ -237,6 +240,38 @@ pub struct RawPool {
 pub struct RawPoolRegion {
     /// Priority tier of the region's backends (0 = highest, default 0).
     pub priority: Option<u32>,
+}
+
+/// Which requests are writes, and the one region that serves them.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWrite {
+    /// The region whose backends take every write (required; never another).
+    pub region: String,
+    /// Methods that are writes (default POST, PUT, PATCH, DELETE).
+    pub methods: Option<Vec<String>>,
+    /// Segment-aware path prefixes under which every request is a write,
+    /// whatever its method.
+    #[serde(default)]
+    pub path_prefixes: Vec<String>,
+    /// A request carrying this header is a write, whatever its method.
+    pub header: Option<String>,
+    /// After a write, the client's reads go to the write region for a while.
+    pub read_your_writes: Option<RawReadYourWrites>,
+}
+
+/// How long and by what a client's reads stay pinned to the write region
+/// after its write. The pin is the expiry time, carried by the client.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawReadYourWrites {
+    /// How long reads stay pinned after a write, 10ms..1h (default 5s).
+    pub ttl: Option<String>,
+    /// Cookie set on a write's response and read back (default ballast_ryw)...
+    pub cookie: Option<String>,
+    /// ...or a header instead: set on a write's response, for the client to
+    /// send back on its reads (at most one of the two).
+    pub header: Option<String>,
 }
 
 /// How backends' `Server-Load` / ORCA reports are read.

@@ -315,6 +315,39 @@ pub struct Pool {
     pub regions: Vec<Option<String>>,
     /// The distinct priority tiers of the backends, highest (0) first.
     pub tiers: Vec<u32>,
+    /// Read/write split; `None`: every request is routed alike.
+    pub write: Option<WriteSplit>,
+}
+
+/// Which requests are writes and where they go.
+#[derive(Debug, Clone)]
+pub struct WriteSplit {
+    /// The only region whose backends take writes.
+    pub region: String,
+    /// The plan of writes and pinned reads: the write region alone, fenced.
+    pub plan: RegionPlan,
+    pub methods: Vec<http::Method>,
+    /// Segment-aware path prefixes under which every request is a write.
+    pub path_prefixes: Vec<String>,
+    /// A request carrying this header is a write.
+    pub header: Option<http::HeaderName>,
+    pub read_your_writes: Option<ReadYourWrites>,
+}
+
+/// How long a client's reads stay on the write region after its write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadYourWrites {
+    pub ttl: Duration,
+    pub carrier: PinCarrier,
+}
+
+/// What carries a client's pin (the expiry, in Unix milliseconds).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PinCarrier {
+    /// A cookie the proxy sets on a write's response.
+    Cookie(String),
+    /// A header the proxy sets on a write's response and the client echoes.
+    Header(http::HeaderName),
 }
 
 /// One upstream server.

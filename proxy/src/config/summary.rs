@@ -1,7 +1,7 @@
 //! A human-readable summary of a compiled configuration, printed by
 //! `ballast check` and at startup.
 
-use super::snapshot::Snapshot;
+use super::snapshot::{PinCarrier, Snapshot};
 use std::fmt::Write;
 
 impl Snapshot {
@@ -52,6 +52,39 @@ impl Snapshot {
                         .map(|c| format!(" capacity={c}"))
                         .unwrap_or_default(),
                     if b.canary.is_some() { " canary" } else { "" },
+                );
+            }
+            if let Some(split) = &pool.write {
+                let methods: Vec<&str> = split.methods.iter().map(|m| m.as_str()).collect();
+                let _ = writeln!(
+                    out,
+                    "    writes ({}{}{}) -> region {}{}",
+                    methods.join(","),
+                    if split.path_prefixes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", under {}", split.path_prefixes.join(","))
+                    },
+                    split
+                        .header
+                        .as_ref()
+                        .map(|h| format!(", with header {h}"))
+                        .unwrap_or_default(),
+                    split.region,
+                    split
+                        .read_your_writes
+                        .as_ref()
+                        .map(|ryw| {
+                            let carrier = match &ryw.carrier {
+                                PinCarrier::Cookie(name) => format!("cookie {name}"),
+                                PinCarrier::Header(name) => format!("header {name}"),
+                            };
+                            format!(
+                                "; reads pinned there for {:?} after a write ({carrier})",
+                                ryw.ttl
+                            )
+                        })
+                        .unwrap_or_default(),
                 );
             }
         }

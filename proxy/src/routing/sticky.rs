@@ -23,8 +23,8 @@ pub fn key_hash(key: &StickyKey, headers: &HeaderMap) -> Option<u64> {
     }
 }
 
-/// The value of cookie `name` in one `Cookie` header (`a=1; b=2`).
-fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+/// The value of cookie `name` in one `Cookie` header (`a=1; b=2`), if not empty.
+pub fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     header.split(|&b| b == b';').find_map(|pair| {
         let pair = pair.trim_ascii();
         let eq = pair.iter().position(|&b| b == b'=')?;

@@ -76,7 +76,7 @@ impl Route {
 }
 
 /// Segment-aware prefix test: the prefix must end at a `/` boundary of the path.
-fn path_has_prefix(path: &str, prefix: &str) -> bool {
+pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
     if !path.starts_with(prefix) {
         return false;
     }

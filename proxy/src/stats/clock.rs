@@ -20,3 +20,11 @@ pub fn now_ms() -> u64 {
 pub fn ms_at(instant: Instant) -> u64 {
     instant.saturating_duration_since(origin()).as_millis() as u64 + 1
 }
+
+/// Wall-clock milliseconds since the Unix epoch, for values that travel
+/// between processes (0 if the clock is before 1970).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
