@@ -642,3 +642,51 @@ routes: [{pool: api}]
         }
     );
 }
+
+fn with_pool_settings(settings: &str) -> String {
+    format!(
+        "listeners: [{{address: \"127.0.0.1:8080\"}}]\npools:\n  api:\n{settings}    backends: [{{addr: \"10.0.0.1:80\"}}]\nroutes: [{{pool: api}}]\n"
+    )
+}
+
+#[test]
+fn load_poll_has_defaults_and_bad_settings_name_their_path() {
+    let snap = load_str(&with_pool_settings("    load_poll: {}\n"), Path::new(".")).unwrap();
+    let poll = snap.pools[0].policy.load_poll.clone().unwrap();
+    assert_eq!(poll.path, "/load");
+    assert_eq!(poll.interval, Duration::from_secs(2));
+    assert_eq!(poll.timeout, Duration::from_millis(500));
+    assert_eq!(poll.quiet_below, None);
+    assert_eq!(poll.host, None);
+    let off = load_str(&with_pool_settings(""), Path::new(".")).unwrap();
+    assert!(off.pools[0].policy.load_poll.is_none());
+
+    assert_eq!(
+        errors(&with_pool_settings(
+            "    load_poll: {path: load, host: \"a\\nb\", interval: 50ms, quiet_below: -1}\n"
+        )),
+        vec![
+            r#"pools.api.load_poll.path: invalid path "load" (must start with '/')"#,
+            r#"pools.api.load_poll.host: invalid host "a\nb" (not a valid header value)"#,
+            "pools.api.load_poll.interval: must be between 100ms and 3600s",
+            "pools.api.load_poll.quiet_below: -1 must be a rate in requests per second, above 0 and at most 1000000",
+        ]
+    );
+    assert_eq!(
+        errors(&with_pool_settings(
+            "    load_poll: {interval: 5s, timeout: 6s}\n"
+        )),
+        vec![
+            "pools.api.load_poll.interval: 5s must be shorter than server_load.stale_after (3s), or every poll would be stale before the next one",
+            "pools.api.load_poll.timeout: 6s is longer than the interval 5s",
+        ]
+    );
+    assert_eq!(
+        errors(&with_pool_settings(
+            "    load_poll: {interval: 1s, every: 2s}\n"
+        ))
+        .len(),
+        1,
+        "unknown keys are rejected"
+    );
+}

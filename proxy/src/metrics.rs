@@ -44,6 +44,9 @@ pub struct Metrics {
     pub spilled_requests: IntCounterVec,
     /// Fraction of each pool's traffic its priority tiers take.
     pub tier_load: GaugeVec,
+    /// Load polls of backends, by pool and result (`ok`, `unreachable`,
+    /// `timeout`, `status`, `too_large`, `invalid`).
+    pub load_polls: IntCounterVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -147,7 +150,13 @@ impl Metrics {
             &["pool", "tier"],
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let load_polls = counter(
+            "load_polls_total",
+            "Polls of backends' load endpoints, by result (ok, unreachable, timeout, status, too_large, invalid)",
+            &["pool", "result"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+            Box::new(load_polls.clone()),
             Box::new(tier_load.clone()),
             Box::new(region_spill.clone()),
             Box::new(spilled_requests.clone()),
@@ -182,6 +191,7 @@ impl Metrics {
             region_spill,
             spilled_requests,
             tier_load,
+            load_polls,
         }
     }
 

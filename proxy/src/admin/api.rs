@@ -153,7 +153,19 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                             "capacity": r.capacity,
                             "in_flight": r.in_flight,
                             "latency_ms": r.latency_ms,
+                            "error_rate": r.error_rate,
+                            "source": if r.polled { "load_poll" } else { "response" },
                             "age_ms": now_ms.saturating_sub(r.received_at_ms),
+                        })),
+                        "load_poll": seen.last_poll.as_ref().map(|p| json!({
+                            "at": unix_seconds(p.at),
+                            "age_ms": now_ms.saturating_sub(p.at_ms),
+                            "result": p.result,
+                            "load": p.report.and_then(|r| r.utilization),
+                            "latency_ms": p.report.and_then(|r| r.latency_ms),
+                            "error_rate": p.report.and_then(|r| r.error_rate),
+                            "capacity": p.report.and_then(|r| r.capacity),
+                            "inflight": p.report.and_then(|r| r.in_flight),
                         })),
                         "why": seen.factors.map(|f| json!({
                             "latency_ms": f.latency_ms,
@@ -162,6 +174,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                             "utilization_factor": f.utilization,
                             "stale_report": f.stale,
                             "slow_start_factor": f.ramp,
+                            "polled": f.polled,
                         })),
                     })
                 })
@@ -175,6 +188,12 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                 "region_max_share": pool.policy.region_max_share,
                 "overprovisioning_factor": pool.policy.overprovisioning_factor,
                 "prewarm_share": pool.policy.prewarm_share,
+                "load_poll": pool.policy.load_poll.as_ref().map(|p| json!({
+                    "path": p.path,
+                    "interval_ms": p.interval.as_millis() as u64,
+                    "timeout_ms": p.timeout.as_millis() as u64,
+                    "quiet_below": p.quiet_below,
+                })),
                 "tiers": tiers,
                 "regions": regions,
                 "backends": backends,

@@ -68,6 +68,11 @@ pub const DEFAULT_CANARY: CanaryPolicy = CanaryPolicy {
 };
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_LOAD_POLL_PATH: &str = "/load";
+pub const DEFAULT_LOAD_POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_LOAD_POLL_TIMEOUT: Duration = Duration::from_millis(500);
+const MIN_LOAD_POLL_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_LOAD_POLL_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_HEALTHY_AFTER: u32 = 2;
 pub const DEFAULT_UNHEALTHY_AFTER: u32 = 2;
 const MAX_ATTEMPTS: u32 = 5;
@@ -655,7 +660,7 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             "must not be shorter than base_ejection",
         );
     }
-    PoolPolicy {
+    let mut policy = PoolPolicy {
         mode,
         target_latency: c.duration(
             &format!("{path}.target_latency"),
@@ -713,6 +718,7 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             .health
             .as_ref()
             .map(|h| compile_health(c, &format!("{path}.health"), h)),
+        load_poll: None,
         attempts,
         region_max_share: fraction(
             c,
@@ -743,7 +749,13 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             0.0,
             0.0..=MAX_PREWARM_SHARE,
         ),
-    }
+    };
+    // Checked against `server_load.stale_after`, so compiled after it.
+    policy.load_poll = pool.load_poll.as_ref().map(|raw| {
+        let stale_after = policy.server_load.stale_after;
+        compile_load_poll(c, &format!("{path}.load_poll"), raw, stale_after)
+    });
+    policy
 }
 
 fn compile_spillover(c: &mut Checker, path: &str, raw: &RawSpillover) -> SpilloverPolicy {
@@ -824,6 +836,79 @@ fn compile_sticky_key(c: &mut Checker, path: &str, raw: &RawStickyKey) -> Option
             c.error(path, "set exactly one of header or cookie");
             None
         }
+    }
+}
+
+fn compile_load_poll(
+    c: &mut Checker,
+    path: &str,
+    raw: &RawLoadPoll,
+    stale_after: Duration,
+) -> LoadPollPolicy {
+    let poll_path = raw
+        .path
+        .clone()
+        .unwrap_or_else(|| DEFAULT_LOAD_POLL_PATH.to_string());
+    if !poll_path.starts_with('/') || http::uri::PathAndQuery::from_str(&poll_path).is_err() {
+        c.error(
+            format!("{path}.path"),
+            format!("invalid path \"{poll_path}\" (must start with '/')"),
+        );
+    }
+    if let Some(host) = &raw.host {
+        if host.is_empty() || HeaderValue::from_str(host).is_err() {
+            c.error(
+                format!("{path}.host"),
+                format!("invalid host {host:?} (not a valid header value)"),
+            );
+        }
+    }
+    let interval = c.duration(
+        &format!("{path}.interval"),
+        raw.interval.as_deref(),
+        DEFAULT_LOAD_POLL_INTERVAL,
+    );
+    if !(MIN_LOAD_POLL_INTERVAL..=MAX_LOAD_POLL_INTERVAL).contains(&interval) {
+        c.error(
+            format!("{path}.interval"),
+            format!("must be between {MIN_LOAD_POLL_INTERVAL:?} and {MAX_LOAD_POLL_INTERVAL:?}"),
+        );
+    } else if interval >= stale_after {
+        c.error(
+            format!("{path}.interval"),
+            format!(
+                "{interval:?} must be shorter than server_load.stale_after ({stale_after:?}), \
+                 or every poll would be stale before the next one"
+            ),
+        );
+    }
+    let timeout = c.duration(
+        &format!("{path}.timeout"),
+        raw.timeout.as_deref(),
+        DEFAULT_LOAD_POLL_TIMEOUT.min(interval),
+    );
+    if timeout > interval {
+        c.error(
+            format!("{path}.timeout"),
+            format!("{timeout:?} is longer than the interval {interval:?}"),
+        );
+    }
+    let quiet_below = raw.quiet_below.filter(|rps| {
+        let valid = rps.is_finite() && *rps > 0.0 && *rps <= 1e6;
+        if !valid {
+            c.error(
+                format!("{path}.quiet_below"),
+                format!("{rps} must be a rate in requests per second, above 0 and at most 1000000"),
+            );
+        }
+        valid
+    });
+    LoadPollPolicy {
+        path: poll_path,
+        host: raw.host.clone(),
+        interval,
+        timeout,
+        quiet_below,
     }
 }
 

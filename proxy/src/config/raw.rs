@@ -200,6 +200,9 @@ pub struct RawPool {
     pub outlier: Option<RawOutlier>,
     /// Active health checks (off unless set).
     pub health: Option<RawHealth>,
+    /// Polling each backend's load endpoint, for backends that get too
+    /// little traffic to be measured (off unless set).
+    pub load_poll: Option<RawLoadPoll>,
     /// Retry policy.
     pub retries: Option<RawRetries>,
     /// No region takes more than this fraction of the pool's traffic,
@@ -318,6 +321,27 @@ pub struct RawHealth {
     pub healthy_after: Option<u32>,
     /// Failures in a row to go out (default 2).
     pub unhealthy_after: Option<u32>,
+}
+
+/// Polling a backend's load endpoint: `GET path` answering a JSON object
+/// with any of `load` (utilization, 0 idle, 1 busy, up to 10),
+/// `latency_ms`, `error_rate` (0..1), `capacity` and `inflight`; other
+/// fields are ignored. A good answer is used like a `Server-Load` report.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoadPoll {
+    /// HTTP path (default /load).
+    pub path: Option<String>,
+    /// Host header (default: the pool name).
+    pub host: Option<String>,
+    /// Time between polls of a backend, 100ms..1h, shorter than
+    /// `server_load.stale_after` (default 2s).
+    pub interval: Option<String>,
+    /// Per-poll timeout, at most `interval` (default 500ms).
+    pub timeout: Option<String>,
+    /// Poll only backends serving fewer requests per second than this over
+    /// the last 10 s (default: poll every backend).
+    pub quiet_below: Option<f64>,
 }
 
 /// Retry policy.

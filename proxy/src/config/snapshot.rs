@@ -186,6 +186,8 @@ pub struct PoolPolicy {
     pub outlier: OutlierPolicy,
     /// Active health checks, when configured.
     pub health: Option<HealthPolicy>,
+    /// Polling backends' load endpoints, when configured.
+    pub load_poll: Option<LoadPollPolicy>,
     /// Total tries per request (1 = no retry).
     pub attempts: u32,
     /// No region takes more than this fraction of the pool's traffic (1 = no cap).
@@ -270,6 +272,19 @@ pub struct HealthPolicy {
     pub healthy_after: u32,
     /// Consecutive failures that take a healthy backend out.
     pub unhealthy_after: u32,
+}
+
+/// Polling backends' load endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadPollPolicy {
+    /// Path and query of the `GET`.
+    pub path: String,
+    /// Host header; `None`: the pool name.
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Only backends serving fewer requests per second are polled; `None`: all.
+    pub quiet_below: Option<f64>,
 }
 
 /// A canary's bounds and breaker.

@@ -35,7 +35,7 @@ use crate::config::PoolId;
 use crate::config::{BackendId, BalanceMode, Geo, Pool, Snapshot, DEFAULT_SPILLOVER};
 use crate::metrics::Metrics;
 use crate::request_series::RequestSeries;
-use crate::stats::backend::{BackendStats, Observation};
+use crate::stats::backend::{BackendStats, Observation, PollRecord};
 use crate::stats::live::{LiveState, ResolvedStats};
 use crate::stats::window::OutcomeSummary;
 use arc_swap::ArcSwap;
@@ -102,6 +102,8 @@ pub struct BackendInspection {
     /// The inputs behind the last computed share.
     pub factors: Option<Factors>,
     pub observation: Observation,
+    /// The last load poll, when the pool polls.
+    pub last_poll: Option<PollRecord>,
 }
 
 /// One region of a pool, for the admin API.
@@ -898,6 +900,7 @@ impl Engine {
                             slow_start_progress,
                             factors: mem.factors,
                             observation: stats.observe(now_ms),
+                            last_poll: stats.last_poll(),
                         }
                     })
                     .collect()
@@ -1174,16 +1177,21 @@ fn describe_change(before: Option<&Factors>, after: &Factors) -> String {
             1.0
         }
     };
+    // A quiet backend's latency or errors came from its load endpoint.
+    let source = if after.polled { "polled " } else { "" };
     if let (None, Some(ms)) = (before.latency_ms, after.latency_ms) {
-        return format!("first latency measurement {ms:.1}ms");
+        return format!("first {source}latency measurement {ms:.1}ms");
     }
     let mut candidates: Vec<(f64, String)> = Vec::new();
     if let (Some(a), Some(b)) = (before.latency_ms, after.latency_ms) {
-        candidates.push((ratio(a, b), format!("latency {a:.1}ms -> {b:.1}ms")));
+        candidates.push((ratio(a, b), format!("{source}latency {a:.1}ms -> {b:.1}ms")));
     }
     candidates.push((
         ratio(before.error, after.error),
-        format!("error factor {:.2} -> {:.2}", before.error, after.error),
+        format!(
+            "{source}error factor {:.2} -> {:.2}",
+            before.error, after.error
+        ),
     ));
     candidates.push((
         ratio(before.utilization, after.utilization),
