@@ -280,3 +280,123 @@ async fn poll_errors_are_counted_never_eject_and_a_reload_changes_path_and_inter
         "the origins answered the polls: {received}"
     );
 }
+
+/// `HH:MM` of the UTC time `offset_s` from now.
+fn utc_hhmm(offset_s: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let minute = (now + offset_s).rem_euclid(86_400) / 60;
+    format!("{:02}:{:02}", minute / 60, minute % 60)
+}
+
+/// The fraction of `requests` GETs (2 clients, so the picker's in-flight
+/// check seldom overrides the shares) that reached `eu`.
+async fn eu_fraction(proxy: &Proxy, eu: &OriginHandle, us: &OriginHandle, requests: usize) -> f64 {
+    let (eu_before, us_before) = (eu.stats.total(), us.stats.total());
+    let outcome = drive(
+        proxy.listen,
+        2,
+        Duration::from_secs(30),
+        requests / 2,
+        |_, _| request(Method::GET, "x", "/work", bytes::Bytes::new()),
+    )
+    .await;
+    assert_eq!(outcome.count(200), requests, "{outcome:?}");
+    let eu_served = eu.stats.total() - eu_before;
+    let us_served = us.stats.total() - us_before;
+    eu_served as f64 / (eu_served + us_served) as f64
+}
+
+async fn region_share(proxy: &Proxy, region: &str) -> f64 {
+    let state = proxy.state().await;
+    state["pools"][0]["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == region)
+        .and_then(|r| r["share"].as_f64())
+        .unwrap_or_else(|| panic!("no region {region} in {state:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_active_now_shifts_traffic_and_a_reload_without_it_restores_the_split() {
+    let _serial = LOAD_LOCK.lock().await;
+    let eu = origin_named("eu").await;
+    let us = origin_named("us").await;
+    let base = format!(
+        "    mode: capacity\n    recompute_interval: 200ms\n    smoothing: 1.0\n    max_share: 0.95\n    backends: [{{addr: \"{}\", region: eu, capacity: 10000}}, {{addr: \"{}\", region: us, capacity: 10000}}]\n",
+        eu.addr, us.addr
+    );
+    // A sale long past is listed first and never applies; the window
+    // around now does (it may run across midnight).
+    let schedules = format!(
+        "    schedules:\n      - {{name: past-sale, regions: {{us: 5}}, dates: {{from: 2020-01-01, to: 2020-01-02}}}}\n      - {{name: eu-peak, regions: {{eu: 3.0}}, from: \"{}\", to: \"{}\", utc_offset: \"+00:00\"}}\n",
+        utc_hhmm(-2 * 3600),
+        utc_hhmm(2 * 3600)
+    );
+    let proxy = start(&format!("{schedules}{base}")).await;
+    let state = proxy.state().await;
+    let schedule = &state["pools"][0]["schedule"];
+    assert_eq!(schedule["active"], "eu-peak", "{schedule:#}");
+    assert_eq!(schedule["multipliers"]["eu"], 3.0, "{schedule:#}");
+    assert_eq!(
+        schedule["templates"],
+        serde_json::json!(["past-sale", "eu-peak"])
+    );
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let next = schedule["next_switch"].as_i64().unwrap();
+    assert!(
+        (now_s + 3600..=now_s + 2 * 3600 + 60).contains(&next),
+        "the window ends in about 2 h: {next} vs now {now_s}"
+    );
+    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains("ballast_schedule_active{pool=\"p\",template=\"eu-peak\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ballast_schedule_active{pool=\"p\",template=\"past-sale\"} 0"),
+        "{metrics}"
+    );
+    eventually(
+        "eu at 3/4 of the shares",
+        Duration::from_secs(10),
+        || async { (region_share(&proxy, "eu").await - 0.75).abs() < 0.01 },
+    )
+    .await;
+    let scheduled = eu_fraction(&proxy, &eu, &us, 800).await;
+
+    proxy.reload(&base).await;
+    eventually("an even split again", Duration::from_secs(10), || async {
+        (region_share(&proxy, "eu").await - 0.5).abs() < 0.01
+    })
+    .await;
+    let plain = eu_fraction(&proxy, &eu, &us, 800).await;
+    eprintln!("eu fraction of 800 requests: eu-peak x3 {scheduled:.3}, without {plain:.3}");
+    assert!(
+        (scheduled - 0.75).abs() < 0.08,
+        "x3 gives eu 3/4: {scheduled}"
+    );
+    assert!((plain - 0.5).abs() < 0.08, "even without: {plain}");
+    assert!(scheduled - plain > 0.15, "{scheduled} vs {plain}");
+    let switches = admin_json(proxy.admin, "/api/v1/decisions?kind=schedule").await;
+    let reasons: Vec<&str> = switches["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "schedule none -> eu-peak (eu x3.00)",
+            "schedule eu-peak -> none (no multipliers)"
+        ]
+    );
+    assert!(proxy.state().await["pools"][0]["schedule"].is_null());
+}

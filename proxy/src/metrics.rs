@@ -47,6 +47,8 @@ pub struct Metrics {
     /// Load polls of backends, by pool and result (`ok`, `unreachable`,
     /// `timeout`, `status`, `too_large`, `invalid`).
     pub load_polls: IntCounterVec,
+    /// 1 for each pool's active schedule template, 0 for its others.
+    pub schedule_active: GaugeVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -155,7 +157,16 @@ impl Metrics {
             "Polls of backends' load endpoints, by result (ok, unreachable, timeout, status, too_large, invalid)",
             &["pool", "result"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let schedule_active = GaugeVec::new(
+            Opts::new(
+                "schedule_active",
+                "1 for the pool's active schedule template (the first that applies now), 0 for its others",
+            ),
+            &["pool", "template"],
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+            Box::new(schedule_active.clone()),
             Box::new(load_polls.clone()),
             Box::new(tier_load.clone()),
             Box::new(region_spill.clone()),
@@ -192,6 +203,7 @@ impl Metrics {
             spilled_requests,
             tier_load,
             load_polls,
+            schedule_active,
         }
     }
 

@@ -2,10 +2,11 @@
 //! running configuration (secrets redacted), reloads and operator overrides.
 
 use super::{json, json_error};
-use crate::config::{BackendId, HealthCheckKind, Snapshot};
+use crate::config::{BackendId, HealthCheckKind, ScheduleTemplate, Snapshot};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::routing::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
 use crate::routing::engine::Engine;
+use crate::routing::schedule;
 use crate::routing::table::HostMatch;
 use crate::stats::clock;
 use http::{Method, Response, StatusCode};
@@ -75,6 +76,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
     let inspections = engine.inspect(now_ms);
     let region_inspections = engine.inspect_regions(now_ms);
     let tier_inspections = engine.inspect_tiers();
+    let wall_now = engine.wall_clock().now_unix_s();
     let pools: Vec<Value> = routing
         .snapshot
         .pools
@@ -194,6 +196,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                     "timeout_ms": p.timeout.as_millis() as u64,
                     "quiet_below": p.quiet_below,
                 })),
+                "schedule": schedule_state(&pool.policy.schedules, wall_now),
                 "tiers": tiers,
                 "regions": regions,
                 "backends": backends,
@@ -213,6 +216,21 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
         })
     });
     json(StatusCode::OK, &json!({ "pools": pools, "reload": reload }))
+}
+
+/// A pool's schedules: the active template (the first that applies now),
+/// its multipliers, when that next changes, and every template's name.
+fn schedule_state(templates: &[ScheduleTemplate], unix_s: i64) -> Value {
+    if templates.is_empty() {
+        return Value::Null;
+    }
+    let active = schedule::active(templates, unix_s).map(|i| &templates[i]);
+    json!({
+        "active": active.map(|t| t.name.as_str()),
+        "multipliers": active.map(|t| &t.multipliers),
+        "next_switch": schedule::next_switch(templates, unix_s),
+        "templates": templates.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+    })
 }
 
 fn parse_kind(text: &str) -> Option<DecisionKind> {
@@ -235,7 +253,7 @@ pub fn decisions(engine: &Engine, query: &str) -> Reply {
                 None => {
                     return json_error(
                         StatusCode::BAD_REQUEST,
-                        &format!("unknown kind \"{value}\" (share, ejected, readmitted, unhealthy, healthy, override, canary_tripped, canary_readmitted, request)"),
+                        &format!("unknown kind \"{value}\" (share, ejected, readmitted, unhealthy, healthy, override, canary_tripped, canary_readmitted, request, spill, failover, failback, schedule)"),
                     )
                 }
             },
@@ -323,6 +341,21 @@ fn config_value(snapshot: &Snapshot) -> Value {
                     "healthy_after": h.healthy_after,
                     "unhealthy_after": h.unhealthy_after,
                 })),
+                "load_poll": policy.load_poll.as_ref().map(|l| json!({
+                    "path": l.path,
+                    "host": l.host,
+                    "interval_ms": l.interval.as_millis() as u64,
+                    "timeout_ms": l.timeout.as_millis() as u64,
+                    "quiet_below": l.quiet_below,
+                })),
+                "schedules": policy.schedules.iter().map(|t| json!({
+                    "name": t.name,
+                    "regions": t.multipliers,
+                    "days": t.days,
+                    "window_minutes": t.window,
+                    "dates_days_since_epoch": t.dates,
+                    "utc_offset_s": t.utc_offset_s,
+                })).collect::<Vec<_>>(),
                 "retries": {"attempts": policy.attempts},
                 "overprovisioning_factor": policy.overprovisioning_factor,
                 "prewarm_share": policy.prewarm_share,

@@ -218,6 +218,11 @@ pub struct RawPool {
     /// Least share of each standby tier with a healthy backend, so it is
     /// never cold when failover comes, 0..0.2 (default 0).
     pub prewarm_share: Option<f64>,
+    /// Scheduled weight templates by time of day, weekday or date: the
+    /// first that applies multiplies its regions' weights (latency and
+    /// capacity modes).
+    #[serde(default)]
+    pub schedules: Vec<RawSchedule>,
     /// Settings of the pool's backends by region.
     #[serde(default)]
     pub regions: BTreeMap<String, RawPoolRegion>,
@@ -232,6 +237,40 @@ pub struct RawPool {
     /// The pool's backends (at least one).
     #[serde(default)]
     pub backends: Vec<RawBackend>,
+}
+
+/// A weight template: region multipliers that apply at certain local times.
+/// It applies when every condition it sets holds.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Name shown in the admin state, decisions and metrics (unique in the pool).
+    pub name: String,
+    /// Weight multiplier per region of the pool's backends, above 0 and at
+    /// most 100 (regions not listed: 1).
+    pub regions: BTreeMap<String, f64>,
+    /// Weekdays it applies on: mon, tue, wed, thu, fri, sat, sun, or ranges
+    /// such as mon-fri (default: every day).
+    pub days: Option<Vec<String>>,
+    /// Local start time, HH:MM (with `to`).
+    pub from: Option<String>,
+    /// Local end time, HH:MM, not included; before `from`: the window runs
+    /// across midnight; 24:00 is the end of the day.
+    pub to: Option<String>,
+    /// Local dates it applies on, both included.
+    pub dates: Option<RawDateRange>,
+    /// UTC offset of its times and dates, ±HH:MM (default +00:00).
+    pub utc_offset: Option<String>,
+}
+
+/// A range of dates, both included.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDateRange {
+    /// First date, YYYY-MM-DD.
+    pub from: String,
+    /// Last date, YYYY-MM-DD.
+    pub to: String,
 }
 
 /// Settings of a pool's backends in one region.

@@ -22,24 +22,32 @@
 //! to serve (failover) or going back to standby (failback) is a decision,
 //! logged, and `ballast_priority_tier_load` shows every tier's load.
 //!
+//! Schedules ([`super::schedule`]): the first weight template of a pool
+//! that applies at the wall clock's time multiplies its regions' weights;
+//! a switch between templates is a decision, and
+//! `ballast_schedule_active{pool,template}` shows which one is active.
+//!
 //! The engine's memory is keyed by backend id, like the live stats, so it
 //! survives configuration reloads for backends that remain; spill state is
 //! keyed by pool and region name.
 
 use super::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use super::picker::PoolWeights;
+use super::schedule::{self, WallClock};
 use super::spillover::{region_signals, Pressure, RegionSignals, SpillState, Thresholds};
 use super::tiers::{split_tiers, TierLoad};
 use super::weights::{BackendInput, Computed, Factors};
 use crate::config::PoolId;
-use crate::config::{BackendId, BalanceMode, Geo, Pool, Snapshot, DEFAULT_SPILLOVER};
+use crate::config::{
+    BackendId, BalanceMode, Geo, Pool, ScheduleTemplate, Snapshot, DEFAULT_SPILLOVER,
+};
 use crate::metrics::Metrics;
 use crate::request_series::RequestSeries;
 use crate::stats::backend::{BackendStats, Observation, PollRecord};
 use crate::stats::live::{LiveState, ResolvedStats};
 use crate::stats::window::OutcomeSummary;
 use arc_swap::ArcSwap;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -157,6 +165,8 @@ pub struct Engine {
     decisions: Arc<DecisionLog>,
     metrics: Arc<Metrics>,
     memory: Mutex<EngineMemory>,
+    /// The time of day schedules are evaluated at.
+    wall_clock: WallClock,
 }
 
 #[derive(Default)]
@@ -166,6 +176,8 @@ struct EngineMemory {
     regions: HashMap<(String, String), RegionMemory>,
     /// The tiers' last loads, by pool name.
     tiers: HashMap<String, Vec<TierLoad>>,
+    /// The active schedule template's name, by pool name.
+    schedules: HashMap<String, Option<String>>,
     next_due_ms: HashMap<String, u64>,
 }
 
@@ -191,7 +203,19 @@ impl Engine {
             decisions,
             metrics,
             memory: Mutex::new(EngineMemory::default()),
+            wall_clock: WallClock::system(),
         }
+    }
+
+    /// Evaluate schedules against `clock` instead of the system's time.
+    pub fn with_wall_clock(mut self, clock: WallClock) -> Self {
+        self.wall_clock = clock;
+        self
+    }
+
+    /// The time of day schedules are evaluated at.
+    pub fn wall_clock(&self) -> &WallClock {
+        &self.wall_clock
     }
 
     /// Switch to a new configuration (a reload). Backends that stay keep
@@ -247,6 +271,7 @@ impl Engine {
         self.metrics.backend_share.reset();
         self.metrics.region_spill.reset();
         self.metrics.tier_load.reset();
+        self.metrics.schedule_active.reset();
         self.state.store(Arc::new(RoutingState {
             stats,
             weights: vec![None; snapshot.pools.len()],
@@ -296,11 +321,13 @@ impl Engine {
             );
             let stats = &current.stats.pools[pool.id.0];
             let observations: Vec<_> = stats.iter().map(|s| s.observe(now_ms)).collect();
+            let template = self.note_schedule(pool, &mut memory.schedules, now_ms);
             let (mut pool_weights, tiers) = self.recompute_pool(
                 pool,
                 stats,
                 &observations,
                 current.snapshot.geo.is_some(),
+                template.map(|t| &t.multipliers),
                 &mut memory.backends,
                 now_ms,
             );
@@ -330,14 +357,70 @@ impl Engine {
         }
     }
 
+    /// The pool's schedule template that applies now, if any; a switch from
+    /// the one before is a decision, and the `schedule_active` gauges follow.
+    fn note_schedule<'p>(
+        &self,
+        pool: &'p Pool,
+        active: &mut HashMap<String, Option<String>>,
+        now_ms: u64,
+    ) -> Option<&'p ScheduleTemplate> {
+        let templates = &pool.policy.schedules;
+        let template =
+            schedule::active(templates, self.wall_clock.now_unix_s()).map(|i| &templates[i]);
+        for t in templates {
+            let on = template.is_some_and(|a| a.name == t.name);
+            self.metrics
+                .schedule_active
+                .with_label_values(&[pool.name.as_str(), t.name.as_str()])
+                .set(if on { 1.0 } else { 0.0 });
+        }
+        let name = template.map(|t| t.name.clone());
+        let before = active.insert(pool.name.clone(), name.clone()).flatten();
+        if before != name {
+            let describe = |n: &Option<String>| n.clone().unwrap_or_else(|| "none".into());
+            let multipliers = template.map_or_else(
+                || "no multipliers".to_string(),
+                |t| {
+                    let list: Vec<String> = t
+                        .multipliers
+                        .iter()
+                        .map(|(region, m)| format!("{region} x{m:.2}"))
+                        .collect();
+                    list.join(", ")
+                },
+            );
+            let reason = format!(
+                "schedule {} -> {} ({multipliers})",
+                describe(&before),
+                describe(&name)
+            );
+            tracing::info!(pool = %pool.name, "{reason}");
+            self.decisions.record(RoutingDecision {
+                at: SystemTime::now(),
+                at_ms: now_ms,
+                pool: pool.name.clone(),
+                backend: describe(&name),
+                kind: DecisionKind::Schedule,
+                old_share: f64::from(u8::from(before.is_some())),
+                new_share: f64::from(u8::from(name.is_some())),
+                reason,
+            });
+        }
+        template
+    }
+
     /// `with_geo`: clients have regions (spillover acts per request);
     /// otherwise `region_max_share` caps the regions' shares here.
+    /// `multipliers`: the active schedule's, by region.
+    #[allow(clippy::too_many_arguments)]
     fn recompute_pool(
         &self,
         pool: &Pool,
         stats: &[Arc<BackendStats>],
         observations: &[Observation],
         with_geo: bool,
+        multipliers: Option<&BTreeMap<String, f64>>,
         memory: &mut HashMap<BackendId, BackendMemory>,
         now_ms: u64,
     ) -> (PoolWeights, Vec<TierLoad>) {
@@ -361,6 +444,11 @@ impl Engine {
                         && mem.breaker_open_until_ms.is_none(),
                     admitted_at_ms: mem.admitted_at_ms,
                     previous_share: mem.share,
+                    scale: multipliers
+                        .zip(backend.region.as_ref())
+                        .and_then(|(m, region)| m.get(region))
+                        .copied()
+                        .unwrap_or(1.0),
                     observation: *observation,
                 }
             })
@@ -1209,6 +1297,11 @@ fn describe_change(before: Option<&Factors>, after: &Factors) -> String {
         ),
     ));
 
+    candidates.push((
+        ratio(before.schedule, after.schedule),
+        format!("schedule x{:.2} -> x{:.2}", before.schedule, after.schedule),
+    ));
+
     if before.stale != after.stale {
         candidates.push((
             f64::INFINITY,
@@ -1352,6 +1445,101 @@ routes: [{pool: p}]
         let tiers = &e.inspect_tiers()[0];
         assert_eq!(tiers.len(), 2);
         assert!((tiers[1].load - 0.02).abs() < 1e-9 && tiers[0].health == 1.0);
+    }
+
+    /// Unix seconds of 2026-11-30 (a Monday) at `hour`:00 UTC.
+    fn monday_at(hour: i64) -> i64 {
+        schedule::days_from_civil(2026, 11, 30).unwrap() * 86_400 + hour * 3600
+    }
+
+    #[test]
+    fn schedules_scale_regions_switch_as_decisions_and_compose_with_the_cap() {
+        let schedules = "    smoothing: 1.0\n    schedules:\n      - {name: business-hours, regions: {us-west: 4.0}, days: [mon-fri], from: \"08:00\", to: \"18:00\", utc_offset: \"+01:00\"}\n      - {name: nights, regions: {us-east: 0.5}, from: \"22:00\", to: \"06:00\"}\n";
+        let clock = WallClock::fixed(monday_at(3));
+        let e = regional(schedules, false).with_wall_clock(clock.clone());
+        traffic(&e, 3, 1_000, 10_000);
+        // 03:00 UTC: "nights" (business hours are 07:00-17:00 UTC).
+        e.tick(1_000);
+        let s = shares(&e);
+        // Raw weights 0.5, 0.5, 1: us-west gets half.
+        assert!((s[2] - 0.5).abs() < 1e-9, "{s:?}");
+        // 10:00 UTC: business hours, us-west x4: 4 / (1 + 1 + 4).
+        clock.set(monday_at(10));
+        e.tick(1_200);
+        let s = shares(&e);
+        assert!((s[2] - 4.0 / 6.0).abs() < 1e-9, "{s:?}");
+        assert!((s[0] - 1.0 / 6.0).abs() < 1e-9, "{s:?}");
+        // Still business hours: no new switch.
+        e.tick(1_400);
+        // 19:00 UTC: none applies, an even split.
+        clock.set(monday_at(19));
+        e.tick(1_600);
+        let s = shares(&e);
+        assert!(s.iter().all(|x| (x - 1.0 / 3.0).abs() < 1e-9), "{s:?}");
+        let switches: Vec<String> = e
+            .decisions
+            .recent(100, |d| d.kind == DecisionKind::Schedule)
+            .iter()
+            .map(|d| d.reason.clone())
+            .collect();
+        assert_eq!(
+            switches,
+            vec![
+                "schedule none -> nights (us-east x0.50)",
+                "schedule nights -> business-hours (us-west x4.00)",
+                "schedule business-hours -> none (no multipliers)",
+            ]
+        );
+        let share_reasons: Vec<String> = e
+            .decisions
+            .recent(100, |d| {
+                d.kind == DecisionKind::Share && d.backend.ends_with(":9002")
+            })
+            .iter()
+            .map(|d| d.reason.clone())
+            .collect();
+        assert!(
+            share_reasons.iter().any(|r| r == "schedule x1.00 -> x4.00"),
+            "{share_reasons:?}"
+        );
+        let metrics = e.metrics.render();
+        assert!(
+            metrics.contains("ballast_schedule_active{pool=\"p\",template=\"business-hours\"} 0"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("ballast_schedule_active{pool=\"p\",template=\"nights\"} 0"),
+            "{metrics}"
+        );
+
+        // The region cap still holds over a schedule.
+        let capped = regional(&format!("    region_max_share: 0.5\n{schedules}"), false)
+            .with_wall_clock(WallClock::fixed(monday_at(10)));
+        traffic(&capped, 3, 1_000, 10_000);
+        capped.tick(1_000);
+        let s = shares(&capped);
+        assert!((s[2] - 0.5).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn a_reload_that_removes_the_active_schedule_restores_the_split() {
+        let clock = WallClock::fixed(monday_at(10));
+        let e = regional(
+            "    smoothing: 1.0\n    schedules: [{name: peak, regions: {us-east: 3.0}, days: [mon]}]\n",
+            false,
+        )
+        .with_wall_clock(clock);
+        traffic(&e, 3, 1_000, 10_000);
+        e.tick(1_000);
+        let s = shares(&e);
+        assert!((s[0] - 3.0 / 7.0).abs() < 1e-9, "{s:?}");
+        let plain = regional("    smoothing: 1.0\n", false);
+        let snapshot = plain.state().load().snapshot.clone();
+        e.install(snapshot, 1_100);
+        let s = shares(&e);
+        assert!(s.iter().all(|x| (x - 1.0 / 3.0).abs() < 1e-9), "{s:?}");
+        let last = e.decisions.recent(1, |d| d.kind == DecisionKind::Schedule);
+        assert_eq!(last[0].reason, "schedule peak -> none (no multipliers)");
     }
 
     #[test]

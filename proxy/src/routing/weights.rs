@@ -18,8 +18,9 @@
 //!
 //! Then multiplicative factors: errors `exp(−10 · error_rate)` (with at least
 //! 10 outcomes in the window, else a fresh polled error rate), reported utilization `clamp(1 − u, 0.05, 1)`,
-//! a stale reporter (reported once, silent for `stale_after`) `× 0.1`, and
-//! slow start `0.1 + 0.9 · min(1, t / slow_start)` since (re)admission.
+//! a stale reporter (reported once, silent for `stale_after`) `× 0.1`,
+//! slow start `0.1 + 0.9 · min(1, t / slow_start)` since (re)admission, and
+//! the active schedule's multiplier of the backend's region.
 //! Shares are the normalized products, smoothed `w = α·w_calc + (1−α)·w_old`,
 //! then bounded to `[min_share, max_share]` by water-filling (the bounds
 //! relax to `1/n` when `n` backends cannot satisfy them) and renormalized.
@@ -51,6 +52,8 @@ pub struct BackendInput {
     pub admitted_at_ms: Option<u64>,
     /// The share published last time, if any.
     pub previous_share: Option<f64>,
+    /// The active schedule's multiplier of the backend's region (1: none).
+    pub scale: f64,
     pub observation: Observation,
 }
 
@@ -68,6 +71,8 @@ pub struct Factors {
     /// The latency or error factor came from a load poll (too few requests
     /// measured in the window).
     pub polled: bool,
+    /// The active schedule's multiplier of the backend's region.
+    pub schedule: f64,
 }
 
 /// A backend's new share and the factors behind it.
@@ -138,6 +143,7 @@ pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64)
         f.error = 1.0;
         f.utilization = 1.0;
         f.ramp = 1.0;
+        f.schedule = 1.0;
         base[i] = match policy.mode {
             BalanceMode::RoundRobin => Some(input.weight),
             BalanceMode::Latency => lat.map(|ms| 1.0 / ms),
@@ -178,6 +184,7 @@ pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64)
         }
         f.stale = stale;
         f.ramp = slow_start_ramp(policy, input.admitted_at_ms, now_ms);
+        f.schedule = input.scale;
     }
 
     // Backends without data get the mean base of those with data.
@@ -195,7 +202,7 @@ pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64)
         let f = &mut factors[i];
         f.base = base[i].unwrap_or(neutral);
         let stale = if f.stale { STALE_FACTOR } else { 1.0 };
-        raw[i] = f.base * f.error * f.utilization * stale * f.ramp;
+        raw[i] = f.base * f.error * f.utilization * stale * f.ramp * f.schedule;
     }
     let eligible: Vec<bool> = inputs.iter().map(|i| i.eligible).collect();
     let mut shares = normalize(&raw, &eligible);
@@ -342,6 +349,7 @@ mod tests {
             canary_sticky: None,
             overprovisioning_factor: 1.4,
             prewarm_share: 0.0,
+            schedules: Vec::new(),
         }
     }
 
@@ -362,6 +370,7 @@ mod tests {
             eligible: true,
             admitted_at_ms: None,
             previous_share: None,
+            scale: 1.0,
             observation: Observation {
                 in_flight: 0,
                 latency: LatencySummary {
