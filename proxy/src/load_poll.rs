@@ -518,6 +518,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn quiet_below_polls_only_quiet_backends_and_busy_ones_forget_their_poll() {
+        let body = r#"{"latency_ms": 40}"#;
+        let quiet = serve(http("200 OK", body)).await;
+        let busy = serve(http("200 OK", body)).await;
+        let yaml = format!(
+            "listeners: [{{address: \"127.0.0.1:1\"}}]\npools:\n  p:\n    load_poll: {{interval: 1s, quiet_below: 5}}\n    backends: [{{addr: \"{quiet}\"}}, {{addr: \"{busy}\"}}]\nroutes: [{{pool: p}}]\n"
+        );
+        let snapshot = crate::config::load_str(&yaml, std::path::Path::new(".")).unwrap();
+        let pool = &snapshot.pools[0];
+        let stats = [Arc::new(BackendStats::new()), Arc::new(BackendStats::new())];
+        let metrics = Metrics::new();
+
+        // Both quiet: both polled.
+        poll_pool(pool, &stats, &metrics).await;
+        assert!(stats
+            .iter()
+            .all(|s| s.last_report().is_some_and(|r| r.polled)));
+        assert_eq!(metrics.load_polls.with_label_values(&["p", "ok"]).get(), 2);
+
+        // The second gets 100 requests in the last second: about 10/s over
+        // the window, above 5/s. It is skipped, and forgets its polled report.
+        let now_ms = clock::now_ms();
+        for _ in 0..100 {
+            stats[1].record_success(now_ms, 1_000);
+        }
+        poll_pool(pool, &stats, &metrics).await;
+        assert_eq!(metrics.load_polls.with_label_values(&["p", "ok"]).get(), 3);
+        assert!(stats[0].last_report().is_some());
+        assert_eq!(
+            stats[1].last_report(),
+            None,
+            "not read as a silent reporter"
+        );
+    }
+
+    #[tokio::test]
     async fn a_silent_endpoint_times_out() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -268,6 +268,9 @@ impl Engine {
         memory
             .tiers
             .retain(|pool, _| snapshot.pool_by_name(pool).is_some());
+        memory
+            .schedules
+            .retain(|pool, _| snapshot.pool_by_name(pool).is_some());
         self.metrics.backend_share.reset();
         self.metrics.region_spill.reset();
         self.metrics.tier_load.reset();
@@ -366,6 +369,10 @@ impl Engine {
         now_ms: u64,
     ) -> Option<&'p ScheduleTemplate> {
         let templates = &pool.policy.schedules;
+        let had_one = active.get(&pool.name).is_some_and(Option::is_some);
+        if templates.is_empty() && !had_one {
+            return None;
+        }
         let template =
             schedule::active(templates, self.wall_clock.now_unix_s()).map(|i| &templates[i]);
         for t in templates {
