@@ -177,6 +177,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                             "stale_report": f.stale,
                             "slow_start_factor": f.ramp,
                             "polled": f.polled,
+                            "schedule_factor": f.schedule,
                         })),
                     })
                 })
