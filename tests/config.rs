@@ -656,7 +656,7 @@ fn load_poll_has_defaults_and_bad_settings_name_their_path() {
     assert_eq!(poll.path, "/load");
     assert_eq!(poll.interval, Duration::from_secs(2));
     assert_eq!(poll.timeout, Duration::from_millis(500));
-    assert_eq!(poll.quiet_below, None);
+    assert_eq!(poll.quiet_below, 1.0);
     assert_eq!(poll.host, None);
     let off = load_str(&with_pool_settings(""), Path::new(".")).unwrap();
     assert!(off.pools[0].policy.load_poll.is_none());

@@ -210,7 +210,7 @@ async fn poll_errors_are_counted_never_eject_and_a_reload_changes_path_and_inter
     let missing = origin_named("missing").await;
     let pool = |path: &str, interval: &str| {
         format!(
-            "    recompute_interval: 200ms\n    load_poll: {{path: \"{path}\", interval: {interval}, timeout: 100ms}}\n{}",
+            "    recompute_interval: 200ms\n    load_poll: {{path: \"{path}\", interval: {interval}, timeout: 100ms, quiet_below: 1000}}\n{}",
             backend_list(&[(&garbage, ""), (&missing, "")])
         )
     };

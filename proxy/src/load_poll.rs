@@ -4,9 +4,11 @@
 //! `GET path` answered with a small JSON object about its load, which is
 //! stored like a `Server-Load` report (see [`parse_load`] for the schema).
 //!
-//! - Every `interval`, every backend of the pool (or only those serving
-//!   fewer than `quiet_below` requests/s over the last 10 s) is polled, all
-//!   in parallel, each poll bounded by `timeout`. A backend that is busy
+//! - Every `interval`, each backend of the pool serving fewer than
+//!   `quiet_below` requests/s over the last 10 s (default 1: fewer than the
+//!   10 requests the engine needs to measure it) is polled, all in
+//!   parallel, each poll bounded by `timeout`; busy backends are measured
+//!   by their own traffic (and `Server-Load`), so polling costs little. A backend that is busy
 //!   enough to be skipped forgets its polled report, so the silence is not
 //!   read as a stale reporter.
 //! - A poll is not traffic: no request, latency sample or outcome is counted.
@@ -23,7 +25,7 @@
 use crate::config::{LoadPollPolicy, Pool};
 use crate::metrics::Metrics;
 use crate::routing::engine::RoutingState;
-use crate::stats::backend::BackendStats;
+use crate::stats::backend::{BackendStats, WINDOW_MS};
 use crate::stats::clock;
 use crate::stats::server_load::LoadReport;
 use arc_swap::ArcSwap;
@@ -276,12 +278,12 @@ pub async fn poll_pool(pool: &Pool, stats: &[Arc<BackendStats>], metrics: &Metri
     let now_ms = clock::now_ms();
     let mut polls = JoinSet::new();
     for (index, backend) in pool.backends.iter().enumerate() {
-        if let Some(quiet_below) = policy.quiet_below {
-            let rps = stats[index].observe(now_ms).outcomes.per_second();
-            if rps >= quiet_below {
-                stats[index].forget_polled_report();
-                continue;
-            }
+        // Over the whole window, even before it has filled: a backend is
+        // quiet while it has too few requests in it to be measured.
+        let requests = stats[index].observe(now_ms).outcomes.total as f64;
+        if requests >= policy.quiet_below * (WINDOW_MS as f64 / 1000.0) {
+            stats[index].forget_polled_report();
+            continue;
         }
         let (addr, host, policy) = (backend.addr, host.clone(), policy.clone());
         polls.spawn(async move { (index, poll_backend(addr, &host, &policy).await) });
@@ -530,6 +532,11 @@ mod tests {
         let stats = [Arc::new(BackendStats::new()), Arc::new(BackendStats::new())];
         let metrics = Metrics::new();
 
+        // 49 requests are 4.9/s over the window: still quiet.
+        let now_ms = clock::now_ms();
+        for _ in 0..49 {
+            stats[1].record_success(now_ms, 1_000);
+        }
         // Both quiet: both polled.
         poll_pool(pool, &stats, &metrics).await;
         assert!(stats
@@ -537,10 +544,9 @@ mod tests {
             .all(|s| s.last_report().is_some_and(|r| r.polled)));
         assert_eq!(metrics.load_polls.with_label_values(&["p", "ok"]).get(), 2);
 
-        // The second gets 100 requests in the last second: about 10/s over
-        // the window, above 5/s. It is skipped, and forgets its polled report.
-        let now_ms = clock::now_ms();
-        for _ in 0..100 {
+        // The second gets 100 requests: 10/s over the 10 s window, above
+        // 5/s. It is skipped, and forgets its polled report.
+        for _ in 0..51 {
             stats[1].record_success(now_ms, 1_000);
         }
         poll_pool(pool, &stats, &metrics).await;

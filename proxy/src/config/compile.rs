@@ -73,6 +73,9 @@ pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_LOAD_POLL_PATH: &str = "/load";
 pub const DEFAULT_LOAD_POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_LOAD_POLL_TIMEOUT: Duration = Duration::from_millis(500);
+/// 1 request/s is 10 in the 10 s window: the fewest that are measured.
+pub const DEFAULT_QUIET_BELOW: f64 = 1.0;
+const MAX_QUIET_BELOW: f64 = 1e6;
 const MIN_LOAD_POLL_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_LOAD_POLL_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_HEALTHY_AFTER: u32 = 2;
@@ -1117,16 +1120,17 @@ fn compile_load_poll(
             format!("{timeout:?} is longer than the interval {interval:?}"),
         );
     }
-    let quiet_below = raw.quiet_below.filter(|rps| {
-        let valid = rps.is_finite() && *rps > 0.0 && *rps <= 1e6;
-        if !valid {
+    let quiet_below = match raw.quiet_below {
+        None => DEFAULT_QUIET_BELOW,
+        Some(rps) if rps.is_finite() && rps > 0.0 && rps <= MAX_QUIET_BELOW => rps,
+        Some(rps) => {
             c.error(
                 format!("{path}.quiet_below"),
-                format!("{rps} must be a rate in requests per second, above 0 and at most 1000000"),
+                format!("{rps} must be a rate in requests per second, above 0 and at most {MAX_QUIET_BELOW}"),
             );
+            DEFAULT_QUIET_BELOW
         }
-        valid
-    });
+    };
     LoadPollPolicy {
         path: poll_path,
         host: raw.host.clone(),

@@ -379,7 +379,8 @@ pub struct RawLoadPoll {
     /// Per-poll timeout, at most `interval` (default 500ms).
     pub timeout: Option<String>,
     /// Poll only backends serving fewer requests per second than this over
-    /// the last 10 s (default: poll every backend).
+    /// the last 10 s, 0..1000000 (default 1: fewer than 10 requests in the
+    /// window, too few to measure; a high value polls every backend).
     pub quiet_below: Option<f64>,
 }
 

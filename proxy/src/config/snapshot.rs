@@ -302,8 +302,8 @@ pub struct LoadPollPolicy {
     pub host: Option<String>,
     pub interval: Duration,
     pub timeout: Duration,
-    /// Only backends serving fewer requests per second are polled; `None`: all.
-    pub quiet_below: Option<f64>,
+    /// Only backends serving fewer requests per second are polled.
+    pub quiet_below: f64,
 }
 
 /// A canary's bounds and breaker.

@@ -20,6 +20,8 @@ use std::time::SystemTime;
 
 const WINDOW_SLOTS: usize = 10;
 const WINDOW_SLOT_MS: u64 = 1_000;
+/// The span of the latency and outcome windows.
+pub const WINDOW_MS: u64 = WINDOW_SLOTS as u64 * WINDOW_SLOT_MS;
 /// The short outcome window canary breakers watch: 4 × 500 ms.
 const RECENT_SLOTS: usize = 4;
 const RECENT_SLOT_MS: u64 = 500;
