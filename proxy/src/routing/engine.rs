@@ -33,7 +33,7 @@
 
 use super::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use super::picker::PoolWeights;
-use super::schedule::{self, WallClock};
+use super::schedule;
 use super::spillover::{region_signals, Pressure, RegionSignals, SpillState, Thresholds};
 use super::tiers::{split_tiers, TierLoad};
 use super::weights::{BackendInput, Computed, Factors};
@@ -44,6 +44,7 @@ use crate::config::{
 use crate::metrics::Metrics;
 use crate::request_series::RequestSeries;
 use crate::stats::backend::{BackendStats, Observation, PollRecord};
+use crate::stats::clock::WallClock;
 use crate::stats::live::{LiveState, ResolvedStats};
 use crate::stats::window::OutcomeSummary;
 use arc_swap::ArcSwap;

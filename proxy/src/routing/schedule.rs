@@ -17,49 +17,10 @@
 //! and pins all still hold.
 
 use crate::config::ScheduleTemplate;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const SECONDS_PER_DAY: i64 = 86_400;
 /// How far ahead the next switch is looked for.
 const LOOKAHEAD_S: i64 = 8 * SECONDS_PER_DAY;
-
-/// Wall-clock time for schedules: the system's, or one a test sets.
-#[derive(Debug, Clone, Default)]
-pub struct WallClock {
-    fixed: Option<Arc<AtomicI64>>,
-}
-
-impl WallClock {
-    pub fn system() -> Self {
-        Self::default()
-    }
-
-    /// A clock that stays at `unix_s` until [`set`](Self::set).
-    pub fn fixed(unix_s: i64) -> Self {
-        Self {
-            fixed: Some(Arc::new(AtomicI64::new(unix_s))),
-        }
-    }
-
-    /// Move a fixed clock (and every clone of it); a system clock ignores it.
-    pub fn set(&self, unix_s: i64) {
-        if let Some(fixed) = &self.fixed {
-            fixed.store(unix_s, Ordering::Relaxed);
-        }
-    }
-
-    /// Seconds since the Unix epoch.
-    pub fn now_unix_s(&self) -> i64 {
-        match &self.fixed {
-            Some(fixed) => fixed.load(Ordering::Relaxed),
-            None => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64),
-        }
-    }
-}
 
 /// Days since 1970-01-01 of a proleptic Gregorian date, or `None` for a
 /// date that does not exist (Howard Hinnant's `days_from_civil`).
@@ -147,6 +108,7 @@ pub fn next_switch(templates: &[ScheduleTemplate], unix_s: i64) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::clock::WallClock;
     use std::collections::BTreeMap;
 
     /// Unix seconds of a UTC date and time.
