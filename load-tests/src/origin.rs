@@ -570,6 +570,9 @@ mod tests {
         assert_eq!(Route::of("/headers/"), Route::Headers);
         assert_eq!(Route::of("/x/stream"), Route::Stream);
         assert_eq!(Route::of("/healthz"), Route::Healthz);
+        assert_eq!(Route::of("/load"), Route::Load);
+        assert_eq!(Route::of("/v2/load"), Route::Load);
+        assert_eq!(Route::of("/download"), Route::Describe);
         assert_eq!(
             Route::of("/a/status/502"),
             Route::Status(StatusCode::BAD_GATEWAY)
