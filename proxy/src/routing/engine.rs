@@ -1530,6 +1530,43 @@ routes: [{pool: p}]
     }
 
     #[test]
+    fn a_schedule_respects_max_share_and_canary_bounds() {
+        let pool = |canary: &str| {
+            format!(
+                r#"
+listeners: [{{address: "127.0.0.1:1"}}]
+pools:
+  p:
+    recompute_interval: 100ms
+    smoothing: 1.0
+    max_share: 0.6
+    schedules: [{{name: west-peak, regions: {{us-west: 10.0}}, days: [mon]}}]
+    backends:
+      - {{addr: "127.0.0.1:9000", region: us-east}}
+      - {{addr: "127.0.0.1:9001", region: us-east}}
+      - {{addr: "127.0.0.1:9002", region: us-west{canary}}}
+routes: [{{pool: p}}]
+"#
+            )
+        };
+        // Raw weights 1, 1, 10: us-west would take 10/12, max_share caps it.
+        let e = engine_from(&pool("")).with_wall_clock(WallClock::fixed(monday_at(10)));
+        traffic(&e, 3, 1_000, 10_000);
+        e.tick(1_000);
+        let s = shares(&e);
+        assert!((s[2] - 0.6).abs() < 1e-9, "{s:?}");
+        assert!((s[0] - 0.2).abs() < 1e-9, "{s:?}");
+        // A canary in the scheduled region stays within its bounds.
+        let e = engine_from(&pool(", canary: {floor: 0.01, max: 0.1}"))
+            .with_wall_clock(WallClock::fixed(monday_at(10)));
+        traffic(&e, 3, 1_000, 10_000);
+        e.tick(1_000);
+        let s = shares(&e);
+        assert!((s[2] - 0.1).abs() < 1e-9, "canary held at its max: {s:?}");
+        assert!((s[0] - 0.45).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
     fn a_reload_that_removes_the_active_schedule_restores_the_split() {
         let clock = WallClock::fixed(monday_at(10));
         let e = regional(
