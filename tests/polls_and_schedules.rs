@@ -400,3 +400,60 @@ async fn a_schedule_active_now_shifts_traffic_and_a_reload_without_it_restores_t
     );
     assert!(proxy.state().await["pools"][0]["schedule"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_client_regions_a_schedule_sends_a_regions_clients_on() {
+    let _serial = LOAD_LOCK.lock().await;
+    let east = origin_named("east").await;
+    let west = origin_named("west").await;
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let yaml = format!(
+        r#"listeners: [{{address: "{listen}"}}]
+admin: {{address: "{admin}"}}
+server: {{threads: 2, drain_timeout: 2s}}
+regions:
+  us-east: {{fallback: [us-west]}}
+  us-west: {{fallback: [us-east]}}
+geo:
+  client_region: [{{header: X-Client-Region, trusted_peers: ["127.0.0.1/32"]}}, {{default: us-east}}]
+pools:
+  p:
+    recompute_interval: 200ms
+    schedules: [{{name: west-peak, regions: {{us-west: 4.0}}, from: "{}", to: "{}"}}]
+    backends: [{{addr: "{}", region: us-east}}, {{addr: "{}", region: us-west}}]
+routes: [{{pool: p}}]
+"#,
+        utc_hhmm(-2 * 3600),
+        utc_hhmm(2 * 3600),
+        east.addr,
+        west.addr
+    );
+    let _ballast = RunningBallast::start(&yaml, std::path::Path::new("."), &[listen, admin]).await;
+    let east_spill = || async {
+        let state = admin_json(admin, "/api/v1/state").await;
+        state["pools"][0]["regions"][0]["spill"].as_f64().unwrap()
+    };
+    eventually(
+        "us-east sends 3/4 of its clients on",
+        Duration::from_secs(10),
+        || async { (east_spill().await - 0.75).abs() < 1e-9 },
+    )
+    .await;
+    let (east_before, west_before) = (east.stats.total(), west.stats.total());
+    let outcome = drive(listen, 2, Duration::from_secs(30), 300, |_, _| {
+        http::Request::builder()
+            .uri("/work")
+            .header("host", "x")
+            .header("x-client-region", "us-east")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    })
+    .await;
+    assert_eq!(outcome.count(200), 600, "{outcome:?}");
+    let to_west = west.stats.total() - west_before;
+    let stayed = east.stats.total() - east_before;
+    let fraction = to_west as f64 / (to_west + stayed) as f64;
+    eprintln!("us-east clients served in us-west under west-peak: {fraction:.3} of 600");
+    assert!((fraction - 0.75).abs() < 0.08, "{fraction}");
+}

@@ -137,6 +137,8 @@ struct RegionMemory {
     state: SpillState,
     signals: RegionSignals,
     pressure: String,
+    /// The least spill the active schedule asks for (client regions only).
+    scheduled_floor: f64,
 }
 
 /// The engine's private memory of one backend.
@@ -346,6 +348,7 @@ impl Engine {
                     &mut memory.regions,
                     now_ms,
                 );
+                self.apply_scheduled_spill(pool, template, &mut pool_weights, &mut memory.regions);
             }
             weights[pool.id.0] = Some(pool_weights);
             changed = true;
@@ -671,6 +674,54 @@ impl Engine {
         }
     }
 
+    /// With client regions a request stays in its plan's first region, so a
+    /// schedule moves clients rather than weights: region `R` keeps
+    /// `m_R / m_max` of its clients and sends the rest on to the next region
+    /// of their plan (as spillover does, never across a fence), at most
+    /// the spillover `max`; the larger of this and the spillover
+    /// controller's fraction is published.
+    fn apply_scheduled_spill(
+        &self,
+        pool: &Pool,
+        template: Option<&ScheduleTemplate>,
+        weights: &mut PoolWeights,
+        regions: &mut HashMap<(String, String), RegionMemory>,
+    ) {
+        let Some(template) = template else {
+            for region in pool.regions.iter().flatten() {
+                if let Some(mem) = regions.get_mut(&(pool.name.clone(), region.clone())) {
+                    mem.scheduled_floor = 0.0;
+                }
+            }
+            return;
+        };
+        let multiplier = |region: &str| template.multipliers.get(region).copied().unwrap_or(1.0);
+        let strongest = pool
+            .regions
+            .iter()
+            .flatten()
+            .map(|r| multiplier(r))
+            .fold(0.0, f64::max);
+        let most = pool
+            .policy
+            .spillover
+            .as_ref()
+            .map_or(DEFAULT_SPILLOVER.max, |s| s.max);
+        for region in pool.regions.iter().flatten() {
+            let floor = (1.0 - multiplier(region) / strongest).clamp(0.0, most);
+            let mem = regions
+                .entry((pool.name.clone(), region.clone()))
+                .or_default();
+            mem.scheduled_floor = floor;
+            let spill = weights.spill(region).max(floor);
+            weights.set_spill(region, spill);
+            self.metrics
+                .region_spill
+                .with_label_values(&[pool.name.as_str(), region.as_str()])
+                .set(spill);
+        }
+    }
+
     fn apply_outlier_ejection(
         &self,
         pool: &Pool,
@@ -934,7 +985,7 @@ impl Engine {
                             .sum();
                         RegionInspection {
                             region: region.clone(),
-                            spill: mem.state.fraction,
+                            spill: mem.state.fraction.max(mem.scheduled_floor),
                             share,
                             actual_share: (pool_requests > 0)
                                 .then(|| region_requests as f64 / pool_requests as f64),
@@ -1564,6 +1615,38 @@ routes: [{{pool: p}}]
         let s = shares(&e);
         assert!((s[2] - 0.1).abs() < 1e-9, "canary held at its max: {s:?}");
         assert!((s[0] - 0.45).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn with_client_regions_a_schedule_sends_clients_on_to_the_next_region() {
+        let clock = WallClock::fixed(monday_at(10));
+        let e = regional(
+            "    schedules: [{name: west-peak, regions: {us-west: 4.0}, days: [mon]}]\n",
+            true,
+        )
+        .with_wall_clock(clock.clone());
+        traffic(&e, 3, 1_000, 10_000);
+        e.tick(1_000);
+        let spill = |e: &Engine, region: &str| {
+            e.state().load().weights[0]
+                .as_ref()
+                .expect("computed")
+                .spill(region)
+        };
+        // us-east (x1) keeps 1/4 of its clients, us-west (x4) all of its own.
+        assert!((spill(&e, "us-east") - 0.75).abs() < 1e-9);
+        assert_eq!(spill(&e, "us-west"), 0.0);
+        let regions = e.inspect_regions(1_000);
+        assert!(
+            (regions[0][0].spill - 0.75).abs() < 1e-9,
+            "{:?}",
+            regions[0][0]
+        );
+        // Sunday: no template, no scheduled spill (and no pressure: none).
+        clock.set(monday_at(-10));
+        e.tick(1_200);
+        assert_eq!(spill(&e, "us-east"), 0.0);
+        assert_eq!(e.inspect_regions(1_200)[0][0].spill, 0.0);
     }
 
     #[test]
