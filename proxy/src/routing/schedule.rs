@@ -14,7 +14,9 @@
 //! template's region multipliers scale the raw weights of the region's
 //! backends inside the weight formula (see [`super::weights`]), so
 //! smoothing, `min_share`/`max_share`, tiers, canary bounds, the region cap
-//! and pins all still hold.
+//! and pins all still hold. With client regions, where a request stays in
+//! its plan's first region, the engine also turns them into a least spill
+//! per region (each keeps `m / m_max` of its clients).
 
 use crate::config::ScheduleTemplate;
 
