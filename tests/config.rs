@@ -730,3 +730,124 @@ routes: [{pool: api}]
         }
     );
 }
+
+fn with_pool_settings(settings: &str) -> String {
+    format!(
+        "listeners: [{{address: \"127.0.0.1:8080\"}}]\npools:\n  api:\n{settings}    backends: [{{addr: \"10.0.0.1:80\"}}]\nroutes: [{{pool: api}}]\n"
+    )
+}
+
+#[test]
+fn load_poll_has_defaults_and_bad_settings_name_their_path() {
+    let snap = load_str(&with_pool_settings("    load_poll: {}\n"), Path::new(".")).unwrap();
+    let poll = snap.pools[0].policy.load_poll.clone().unwrap();
+    assert_eq!(poll.path, "/load");
+    assert_eq!(poll.interval, Duration::from_secs(2));
+    assert_eq!(poll.timeout, Duration::from_millis(500));
+    assert_eq!(poll.quiet_below, 1.0);
+    assert_eq!(poll.host, None);
+    let off = load_str(&with_pool_settings(""), Path::new(".")).unwrap();
+    assert!(off.pools[0].policy.load_poll.is_none());
+
+    assert_eq!(
+        errors(&with_pool_settings(
+            "    load_poll: {path: load, host: \"a\\nb\", interval: 50ms, quiet_below: -1}\n"
+        )),
+        vec![
+            r#"pools.api.load_poll.path: invalid path "load" (must start with '/')"#,
+            r#"pools.api.load_poll.host: invalid host "a\nb" (not a valid header value)"#,
+            "pools.api.load_poll.interval: must be between 100ms and 3600s",
+            "pools.api.load_poll.quiet_below: -1 must be a rate in requests per second, above 0 and at most 1000000",
+        ]
+    );
+    assert_eq!(
+        errors(&with_pool_settings(
+            "    load_poll: {interval: 5s, timeout: 6s}\n"
+        )),
+        vec![
+            "pools.api.load_poll.interval: 5s must be shorter than server_load.stale_after (3s), or every poll would be stale before the next one",
+            "pools.api.load_poll.timeout: 6s is longer than the interval 5s",
+        ]
+    );
+    assert_eq!(
+        errors(&with_pool_settings(
+            "    load_poll: {interval: 1s, every: 2s}\n"
+        ))
+        .len(),
+        1,
+        "unknown keys are rejected"
+    );
+}
+
+fn regional_pool(settings: &str) -> String {
+    format!(
+        "listeners: [{{address: \"127.0.0.1:8080\"}}]\npools:\n  api:\n{settings}    backends: [{{addr: \"10.0.0.1:80\", region: eu}}, {{addr: \"10.0.0.2:80\", region: us}}]\nroutes: [{{pool: api}}]\n"
+    )
+}
+
+#[test]
+fn schedules_compile_and_bad_ones_name_their_path() {
+    let snap = load_str(
+        &regional_pool(
+            r#"    schedules:
+      - {name: business-hours, regions: {eu: 2.0, us: 0.5}, days: [mon-fri], from: "08:00", to: "18:00", utc_offset: "+01:00"}
+      - {name: black-friday, dates: {from: 2026-11-27, to: 2026-11-30}, regions: {us: 3}}
+      - {name: nights, regions: {eu: 0.5}, days: [sat, sun], from: "22:00", to: "24:00", utc_offset: "-05:30"}
+"#,
+        ),
+        Path::new("."),
+    )
+    .unwrap();
+    let schedules = &snap.pools[0].policy.schedules;
+    assert_eq!(schedules.len(), 3);
+    assert_eq!(schedules[0].name, "business-hours");
+    assert_eq!(schedules[0].multipliers["eu"], 2.0);
+    assert_eq!(
+        schedules[0].days,
+        Some([true, true, true, true, true, false, false])
+    );
+    assert_eq!(schedules[0].window, Some((8 * 60, 18 * 60)));
+    assert_eq!(schedules[0].utc_offset_s, 3600);
+    assert_eq!(schedules[1].dates, Some((20_784, 20_787)));
+    assert_eq!(schedules[1].days, None);
+    assert_eq!(schedules[2].window, Some((22 * 60, 0)));
+    assert_eq!(schedules[2].utc_offset_s, -(5 * 3600 + 30 * 60));
+
+    assert_eq!(
+        errors(&regional_pool(
+            r#"    schedules:
+      - {name: "bad name", regions: {asia: 2, eu: 0}, days: [monday, fri-mon], from: "8:00", to: "25:00", utc_offset: "01:00"}
+      - {name: same, regions: {eu: 2}, from: "09:00", to: "09:00"}
+      - {name: same, regions: {eu: 2}, from: "09:00"}
+      - {name: dates, regions: {}, dates: {from: 2026-02-30, to: 2026-1-1}}
+      - {name: backwards, regions: {us: 2}, dates: {from: 2026-12-01, to: 2026-11-30}, utc_offset: "+15:00"}
+      - {name: always, regions: {us: 2}}
+"#,
+        )),
+        vec![
+            r#"pools.api.schedules[0].name: invalid name "bad name" (use letters, digits, '-', '_', '.')"#,
+            r#"pools.api.schedules[0].regions.asia: no backend of the pool is in region "asia""#,
+            "pools.api.schedules[0].regions.eu: multiplier 0 must be above 0 and at most 100",
+            r#"pools.api.schedules[0].days[0]: invalid day "monday" (mon, tue, wed, thu, fri, sat, sun, or a range such as mon-fri)"#,
+            r#"pools.api.schedules[0].days[1]: invalid day "fri-mon" (mon, tue, wed, thu, fri, sat, sun, or a range such as mon-fri)"#,
+            r#"pools.api.schedules[0].from: invalid time "8:00" (expected HH:MM, 00:00 to 23:59)"#,
+            r#"pools.api.schedules[0].to: invalid time "25:00" (expected HH:MM, 00:00 to 23:59 or 24:00)"#,
+            r#"pools.api.schedules[0].utc_offset: invalid UTC offset "01:00" (expected +HH:MM or -HH:MM, at most 14:00)"#,
+            r#"pools.api.schedules[1].to: "09:00" is the same time as from: an empty (or full-day) window; leave both out to apply all day"#,
+            r#"pools.api.schedules[2].name: duplicate schedule name "same""#,
+            "pools.api.schedules[2]: from and to go together",
+            "pools.api.schedules[3].regions: name at least one region and its multiplier",
+            r#"pools.api.schedules[3].dates.from: invalid date "2026-02-30" (expected YYYY-MM-DD)"#,
+            r#"pools.api.schedules[3].dates.to: invalid date "2026-1-1" (expected YYYY-MM-DD)"#,
+            "pools.api.schedules[4].dates.to: 2026-11-30 is before from 2026-12-01",
+            r#"pools.api.schedules[4].utc_offset: invalid UTC offset "+15:00" (expected +HH:MM or -HH:MM, at most 14:00)"#,
+            "pools.api.schedules[5]: needs days, from/to or dates (when it applies)",
+        ]
+    );
+    assert_eq!(
+        errors(&regional_pool(
+            "    mode: round_robin\n    schedules: [{name: x, regions: {eu: 2}, days: [mon]}]\n"
+        )),
+        vec!["pools.api.schedules: schedules need an adaptive mode (latency or capacity); round_robin weights are fixed"]
+    );
+}

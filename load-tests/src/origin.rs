@@ -7,6 +7,8 @@
 //! - `.../stream?chunks=N&delay_ms=D`: N chunks, D ms apart, streamed;
 //! - `.../status/CODE`: an empty response with that status;
 //! - `.../healthz`: 200, or 503 after `set_healthy(false)`;
+//! - `.../load`: the JSON body given to `set_load_endpoint` (a load
+//!   endpoint for Ballast's load polls), or 404 when none is;
 //! - anything else: `NAME METHOD PATH\n`.
 //!
 //! # Behaviour
@@ -19,7 +21,7 @@
 //!    carries on under the new mode; under [`FailureMode::Reset`] its body
 //!    is read, then its connection is closed with a TCP reset (RST);
 //! 3. it waits a delay drawn from the latency distribution;
-//! 4. with probability `error_rate` (never for `/healthz`) it is answered
+//! 4. with probability `error_rate` (never for `/healthz` or `/load`) it is answered
 //!    with `error_status` and the body `injected error\n`; otherwise the
 //!    path decides the answer as above;
 //! 5. the load report of the `server_load` mode is added to the response.
@@ -124,6 +126,8 @@ struct Origin {
     stats: Arc<OriginStats>,
     behaviour: watch::Sender<Arc<Behaviour>>,
     gauges: LoadGauges,
+    /// The body `.../load` answers; `None`: 404.
+    load_body: std::sync::RwLock<Option<Bytes>>,
 }
 
 impl Origin {
@@ -208,6 +212,17 @@ impl OriginHandle {
         self.origin.modify(|behaviour| behaviour.server_load = mode);
     }
 
+    /// Answer `.../load` with this body (`None`: 404), sent as
+    /// `application/json` whatever it is, so tests can serve garbage too.
+    pub fn set_load_endpoint(&self, body: Option<&str>) {
+        let body = body.map(|b| Bytes::from(b.to_string()));
+        *self
+            .origin
+            .load_body
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = body;
+    }
+
     /// Add this fixed latency before every response.
     pub fn set_latency(&self, latency: Duration) {
         self.origin.modify(|behaviour| {
@@ -283,6 +298,7 @@ pub async fn spawn(listen: SocketAddr, config: OriginConfig) -> io::Result<Origi
         stats: stats.clone(),
         behaviour: watch::Sender::new(Arc::new(behaviour)),
         gauges: LoadGauges::default(),
+        load_body: std::sync::RwLock::new(None),
     });
     let (failure_changes, failure_change_queue) = mpsc::channel(1);
     let task = tokio::spawn(accept_loop(
@@ -397,14 +413,15 @@ async fn handle(
         tokio::time::sleep(delay).await;
     }
     let route = Route::of(req.uri().path());
-    let (status, body) = match route != Route::Healthz && injects_error(behaviour.error_rate) {
+    let injectable = !matches!(route, Route::Healthz | Route::Load);
+    let (status, body) = match injectable && injects_error(behaviour.error_rate) {
         true => {
             origin.stats.record_injected_error();
             let status = StatusCode::from_u16(behaviour.error_status)
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             (status, full("injected error\n"))
         }
-        false => answer(req, route, &origin.name, behaviour.healthy),
+        false => answer(req, route, &origin, behaviour.healthy),
     };
     if status.is_server_error() {
         origin.gauges.errors.record();
@@ -438,6 +455,7 @@ enum Route {
     Headers,
     Stream,
     Healthz,
+    Load,
     Status(StatusCode),
     Describe,
 }
@@ -451,6 +469,7 @@ impl Route {
             (_, "headers") => Self::Headers,
             (_, "stream") => Self::Stream,
             (_, "healthz") => Self::Healthz,
+            (_, "load") => Self::Load,
             ("status", code) => Self::Status(
                 code.parse()
                     .ok()
@@ -463,7 +482,12 @@ impl Route {
 }
 
 /// The normal answer of `route`.
-fn answer(req: Request<Incoming>, route: Route, name: &str, healthy: bool) -> (StatusCode, Body) {
+fn answer(
+    req: Request<Incoming>,
+    route: Route,
+    origin: &Origin,
+    healthy: bool,
+) -> (StatusCode, Body) {
     match route {
         Route::Echo => (StatusCode::OK, req.into_body().boxed()),
         Route::Headers => {
@@ -480,9 +504,25 @@ fn answer(req: Request<Incoming>, route: Route, name: &str, healthy: bool) -> (S
             false => (StatusCode::SERVICE_UNAVAILABLE, full("unhealthy\n")),
         },
         Route::Status(status) => (status, full("")),
+        Route::Load => {
+            let body = origin
+                .load_body
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            match body {
+                Some(body) => (StatusCode::OK, full(body)),
+                None => (StatusCode::NOT_FOUND, full("no load endpoint\n")),
+            }
+        }
         Route::Describe => (
             StatusCode::OK,
-            full(format!("{name} {} {}\n", req.method(), req.uri().path())),
+            full(format!(
+                "{} {} {}\n",
+                origin.name,
+                req.method(),
+                req.uri().path()
+            )),
         ),
     }
 }
@@ -530,6 +570,9 @@ mod tests {
         assert_eq!(Route::of("/headers/"), Route::Headers);
         assert_eq!(Route::of("/x/stream"), Route::Stream);
         assert_eq!(Route::of("/healthz"), Route::Healthz);
+        assert_eq!(Route::of("/load"), Route::Load);
+        assert_eq!(Route::of("/v2/load"), Route::Load);
+        assert_eq!(Route::of("/download"), Route::Describe);
         assert_eq!(
             Route::of("/a/status/502"),
             Route::Status(StatusCode::BAD_GATEWAY)

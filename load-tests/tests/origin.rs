@@ -220,6 +220,32 @@ async fn injected_errors_use_the_configured_status_but_spare_healthz() {
 }
 
 #[tokio::test]
+async fn the_load_endpoint_serves_what_it_is_given_and_is_never_an_injected_error() {
+    let origin = start("o").await;
+    assert_eq!(
+        get(origin.addr, "/load").await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
+    origin.set_load_endpoint(Some(r#"{"latency_ms": 12}"#));
+    change(
+        &origin,
+        BehaviourUpdate {
+            error_rate: Some(1.0),
+            ..BehaviourUpdate::default()
+        },
+    )
+    .await;
+    let reply = get(origin.addr, "/v2/load").await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, r#"{"latency_ms": 12}"#);
+    origin.set_load_endpoint(None);
+    assert_eq!(
+        get(origin.addr, "/load").await.unwrap().status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
 async fn refuse_closes_the_port_and_healthy_reopens_the_same_one() {
     let origin = start("o").await;
     let addr = origin.addr;

@@ -135,6 +135,7 @@ fn bench_recompute(c: &mut Criterion) {
                     eligible: true,
                     admitted_at_ms: None,
                     previous_share: Some(1.0 / n as f64),
+                    scale: 1.0,
                     observation: stats.observe(now_ms),
                 }
             })

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod config;
 pub mod health;
+pub mod load_poll;
 pub mod logging;
 pub mod metrics;
 pub mod probe;

@@ -47,6 +47,11 @@ pub struct Metrics {
     /// Requests to pools with a read/write split, by pool and kind (`write`,
     /// `read`, `pinned_read`, `pinned_fallback`, `write_refused`).
     pub rw_requests: IntCounterVec,
+    /// Load polls of backends, by pool and result (`ok`, `unreachable`,
+    /// `timeout`, `status`, `too_large`, `invalid`).
+    pub load_polls: IntCounterVec,
+    /// 1 for each pool's active schedule template, 0 for its others.
+    pub schedule_active: GaugeVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -155,8 +160,23 @@ impl Metrics {
             "Requests to pools with a read/write split, by kind: write, read, pinned_read (after the client's write), pinned_fallback (pinned but served by normal routing), write_refused",
             &["pool", "kind"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let load_polls = counter(
+            "load_polls_total",
+            "Polls of backends' load endpoints, by result (ok, unreachable, timeout, status, too_large, invalid)",
+            &["pool", "result"],
+        );
+        let schedule_active = GaugeVec::new(
+            Opts::new(
+                "schedule_active",
+                "1 for the pool's active schedule template (the first that applies now), 0 for its others",
+            ),
+            &["pool", "template"],
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
             Box::new(rw_requests.clone()),
+            Box::new(schedule_active.clone()),
+            Box::new(load_polls.clone()),
             Box::new(tier_load.clone()),
             Box::new(region_spill.clone()),
             Box::new(spilled_requests.clone()),
@@ -192,6 +212,8 @@ impl Metrics {
             spilled_requests,
             tier_load,
             rw_requests,
+            load_polls,
+            schedule_active,
         }
     }
 

@@ -473,6 +473,7 @@ fn merge_reports(primary: Option<LoadReport>, orca: Option<LoadReport>) -> Optio
             latency_ms: p.latency_ms.or(o.latency_ms),
             requests_per_second: p.requests_per_second.or(o.requests_per_second),
             errors_per_second: p.errors_per_second.or(o.errors_per_second),
+            error_rate: p.error_rate.or(o.error_rate),
         }),
         (p, o) => p.or(o),
     }

@@ -12,6 +12,7 @@
 use crate::admin::AdminApp;
 use crate::config::Snapshot;
 use crate::health::HealthLoop;
+use crate::load_poll::LoadPollLoop;
 use crate::metrics::Metrics;
 use crate::proxy::BallastProxy;
 use crate::reload::Reloader;
@@ -254,6 +255,13 @@ impl ProxyServer {
             "ballast health checks",
             HealthLoop {
                 routing: engine.state(),
+            },
+        ));
+        server.add_service(background_service(
+            "ballast load polls",
+            LoadPollLoop {
+                routing: engine.state(),
+                metrics: metrics.clone(),
             },
         ));
         server.add_service(background_service(

@@ -2,10 +2,13 @@
 //! running configuration (secrets redacted), reloads and operator overrides.
 
 use super::{json, json_error};
-use crate::config::{BackendId, HealthCheckKind, PinCarrier, Snapshot, WriteSplit};
+use crate::config::{
+    BackendId, HealthCheckKind, PinCarrier, ScheduleTemplate, Snapshot, WriteSplit,
+};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::routing::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
 use crate::routing::engine::Engine;
+use crate::routing::schedule;
 use crate::routing::table::HostMatch;
 use crate::stats::clock;
 use http::{Method, Response, StatusCode};
@@ -94,6 +97,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
     let inspections = engine.inspect(now_ms);
     let region_inspections = engine.inspect_regions(now_ms);
     let tier_inspections = engine.inspect_tiers();
+    let wall_now = engine.wall_clock().now_unix_s();
     let pools: Vec<Value> = routing
         .snapshot
         .pools
@@ -172,7 +176,19 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                             "capacity": r.capacity,
                             "in_flight": r.in_flight,
                             "latency_ms": r.latency_ms,
+                            "error_rate": r.error_rate,
+                            "source": if r.polled { "load_poll" } else { "response" },
                             "age_ms": now_ms.saturating_sub(r.received_at_ms),
+                        })),
+                        "load_poll": seen.last_poll.as_ref().map(|p| json!({
+                            "at": unix_seconds(p.at),
+                            "age_ms": now_ms.saturating_sub(p.at_ms),
+                            "result": p.result,
+                            "load": p.report.and_then(|r| r.utilization),
+                            "latency_ms": p.report.and_then(|r| r.latency_ms),
+                            "error_rate": p.report.and_then(|r| r.error_rate),
+                            "capacity": p.report.and_then(|r| r.capacity),
+                            "inflight": p.report.and_then(|r| r.in_flight),
                         })),
                         "why": seen.factors.map(|f| json!({
                             "latency_ms": f.latency_ms,
@@ -181,6 +197,8 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                             "utilization_factor": f.utilization,
                             "stale_report": f.stale,
                             "slow_start_factor": f.ramp,
+                            "polled": f.polled,
+                            "schedule_factor": f.schedule,
                         })),
                     })
                 })
@@ -194,6 +212,13 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                 "region_max_share": pool.policy.region_max_share,
                 "overprovisioning_factor": pool.policy.overprovisioning_factor,
                 "prewarm_share": pool.policy.prewarm_share,
+                "load_poll": pool.policy.load_poll.as_ref().map(|p| json!({
+                    "path": p.path,
+                    "interval_ms": p.interval.as_millis() as u64,
+                    "timeout_ms": p.timeout.as_millis() as u64,
+                    "quiet_below": p.quiet_below,
+                })),
+                "schedule": schedule_state(&pool.policy.schedules, wall_now),
                 "tiers": tiers,
                 "write": write_split(pool.write.as_ref()),
                 "regions": regions,
@@ -216,6 +241,21 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
     json(StatusCode::OK, &json!({ "pools": pools, "reload": reload }))
 }
 
+/// A pool's schedules: the active template (the first that applies now),
+/// its multipliers, when that next changes, and every template's name.
+fn schedule_state(templates: &[ScheduleTemplate], unix_s: i64) -> Value {
+    if templates.is_empty() {
+        return Value::Null;
+    }
+    let active = schedule::active(templates, unix_s).map(|i| &templates[i]);
+    json!({
+        "active": active.map(|t| t.name.as_str()),
+        "multipliers": active.map(|t| &t.multipliers),
+        "next_switch": schedule::next_switch(templates, unix_s),
+        "templates": templates.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+    })
+}
+
 fn parse_kind(text: &str) -> Option<DecisionKind> {
     DecisionKind::ALL.into_iter().find(|k| k.as_str() == text)
 }
@@ -236,7 +276,7 @@ pub fn decisions(engine: &Engine, query: &str) -> Reply {
                 None => {
                     return json_error(
                         StatusCode::BAD_REQUEST,
-                        &format!("unknown kind \"{value}\" (share, ejected, readmitted, unhealthy, healthy, override, canary_tripped, canary_readmitted, request)"),
+                        &format!("unknown kind \"{value}\" (share, ejected, readmitted, unhealthy, healthy, override, canary_tripped, canary_readmitted, request, spill, failover, failback, schedule)"),
                     )
                 }
             },
@@ -324,6 +364,21 @@ fn config_value(snapshot: &Snapshot) -> Value {
                     "healthy_after": h.healthy_after,
                     "unhealthy_after": h.unhealthy_after,
                 })),
+                "load_poll": policy.load_poll.as_ref().map(|l| json!({
+                    "path": l.path,
+                    "host": l.host,
+                    "interval_ms": l.interval.as_millis() as u64,
+                    "timeout_ms": l.timeout.as_millis() as u64,
+                    "quiet_below": l.quiet_below,
+                })),
+                "schedules": policy.schedules.iter().map(|t| json!({
+                    "name": t.name,
+                    "regions": t.multipliers,
+                    "days": t.days,
+                    "window_minutes": t.window,
+                    "dates_days_since_epoch": t.dates,
+                    "utc_offset_s": t.utc_offset_s,
+                })).collect::<Vec<_>>(),
                 "retries": {"attempts": policy.attempts},
                 "overprovisioning_factor": policy.overprovisioning_factor,
                 "prewarm_share": policy.prewarm_share,

@@ -9,6 +9,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::raw::*;
 use super::snapshot::*;
 use crate::routing::picker::smooth_wrr_schedule;
+use crate::routing::schedule::days_from_civil;
 use crate::routing::table::{HostMatch, Route, RouteTable};
 use crate::tls::certs::{cert_covers_name, load_certified_key};
 use http::{HeaderName, HeaderValue, Method};
@@ -57,6 +58,7 @@ pub const DEFAULT_PIN_COOKIE: &str = "ballast_ryw";
 pub const DEFAULT_OVERPROVISIONING_FACTOR: f64 = 1.4;
 const MAX_OVERPROVISIONING_FACTOR: f64 = 100.0;
 const MAX_PREWARM_SHARE: f64 = 0.2;
+const MAX_SCHEDULE_MULTIPLIER: f64 = 100.0;
 pub const DEFAULT_SPILLOVER: SpilloverPolicy = SpilloverPolicy {
     latency_above: None,
     latency_signal: LatencySignal::Ewma,
@@ -75,6 +77,14 @@ pub const DEFAULT_CANARY: CanaryPolicy = CanaryPolicy {
 };
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_LOAD_POLL_PATH: &str = "/load";
+pub const DEFAULT_LOAD_POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_LOAD_POLL_TIMEOUT: Duration = Duration::from_millis(500);
+/// 1 request/s is 10 in the 10 s window: the fewest that are measured.
+pub const DEFAULT_QUIET_BELOW: f64 = 1.0;
+const MAX_QUIET_BELOW: f64 = 1e6;
+const MIN_LOAD_POLL_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_LOAD_POLL_INTERVAL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_HEALTHY_AFTER: u32 = 2;
 pub const DEFAULT_UNHEALTHY_AFTER: u32 = 2;
 const MAX_ATTEMPTS: u32 = 5;
@@ -411,7 +421,7 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
                 format!("invalid pool name \"{name}\" (use letters, digits, '-', '_', '.')"),
             );
         }
-        let policy = compile_policy(c, &path, pool);
+        let mut policy = compile_policy(c, &path, pool);
         let timeouts = UpstreamTimeouts {
             connect: c.duration(
                 &format!("{path}.connect_timeout"),
@@ -459,6 +469,7 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
                 );
             }
         }
+        policy.schedules = compile_schedules(c, &path, pool, &regions);
         let mut tiers: Vec<u32> = backends.iter().map(|b| b.priority).collect();
         tiers.sort_unstable();
         tiers.dedup();
@@ -622,6 +633,226 @@ fn valid_cookie_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+/// A pool's weight templates; `regions` are those of its backends.
+fn compile_schedules(
+    c: &mut Checker,
+    path: &str,
+    pool: &RawPool,
+    regions: &[Option<String>],
+) -> Vec<ScheduleTemplate> {
+    if !pool.schedules.is_empty() && pool.mode.as_deref() == Some("round_robin") {
+        c.error(
+            format!("{path}.schedules"),
+            "schedules need an adaptive mode (latency or capacity); round_robin weights are fixed",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut templates = Vec::new();
+    for (i, raw) in pool.schedules.iter().enumerate() {
+        let path = format!("{path}.schedules[{i}]");
+        let valid_name = !raw.name.is_empty()
+            && raw
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid_name {
+            c.error(
+                format!("{path}.name"),
+                format!(
+                    "invalid name \"{}\" (use letters, digits, '-', '_', '.')",
+                    raw.name
+                ),
+            );
+        } else if !names.insert(raw.name.as_str()) {
+            c.error(
+                format!("{path}.name"),
+                format!("duplicate schedule name \"{}\"", raw.name),
+            );
+        }
+        if raw.regions.is_empty() {
+            c.error(
+                format!("{path}.regions"),
+                "name at least one region and its multiplier",
+            );
+        }
+        for (region, multiplier) in &raw.regions {
+            if !regions.iter().flatten().any(|r| r == region) {
+                c.error(
+                    format!("{path}.regions.{region}"),
+                    format!("no backend of the pool is in region \"{region}\""),
+                );
+            }
+            if !(multiplier.is_finite()
+                && *multiplier > 0.0
+                && *multiplier <= MAX_SCHEDULE_MULTIPLIER)
+            {
+                c.error(
+                    format!("{path}.regions.{region}"),
+                    format!("multiplier {multiplier} must be above 0 and at most {MAX_SCHEDULE_MULTIPLIER}"),
+                );
+            }
+        }
+        let days = raw
+            .days
+            .as_ref()
+            .map(|days| parse_days(c, &format!("{path}.days"), days));
+        let window = match (&raw.from, &raw.to) {
+            (None, None) => None,
+            (Some(from), Some(to)) => {
+                let from_minute = parse_time(c, &format!("{path}.from"), from, false);
+                let to_minute = parse_time(c, &format!("{path}.to"), to, true);
+                match (from_minute, to_minute) {
+                    (Some(f), Some(t)) if f == t % (24 * 60) => {
+                        c.error(
+                            format!("{path}.to"),
+                            format!("\"{to}\" is the same time as from: an empty (or full-day) window; leave both out to apply all day"),
+                        );
+                        None
+                    }
+                    (Some(f), Some(t)) => Some((f, t % (24 * 60))),
+                    _ => None,
+                }
+            }
+            _ => {
+                c.error(&path, "from and to go together");
+                None
+            }
+        };
+        let dates = raw.dates.as_ref().and_then(|range| {
+            let first = parse_date(c, &format!("{path}.dates.from"), &range.from);
+            let last = parse_date(c, &format!("{path}.dates.to"), &range.to);
+            match (first, last) {
+                (Some(first), Some(last)) if last < first => {
+                    c.error(
+                        format!("{path}.dates.to"),
+                        format!("{} is before from {}", range.to, range.from),
+                    );
+                    None
+                }
+                (Some(first), Some(last)) => Some((first, last)),
+                _ => None,
+            }
+        });
+        if raw.days.is_none() && raw.from.is_none() && raw.to.is_none() && raw.dates.is_none() {
+            c.error(&path, "needs days, from/to or dates (when it applies)");
+        }
+        let utc_offset_s = raw.utc_offset.as_deref().map_or(0, |text| {
+            parse_utc_offset(c, &format!("{path}.utc_offset"), text)
+        });
+        templates.push(ScheduleTemplate {
+            name: raw.name.clone(),
+            multipliers: raw.regions.clone(),
+            days,
+            window,
+            dates,
+            utc_offset_s,
+        });
+    }
+    templates
+}
+
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// `[mon, wed-fri]` → Monday-first flags.
+fn parse_days(c: &mut Checker, path: &str, days: &[String]) -> [bool; 7] {
+    let mut flags = [false; 7];
+    if days.is_empty() {
+        c.error(
+            path,
+            "name at least one day (or leave days out for every day)",
+        );
+    }
+    let index = |name: &str| {
+        WEEKDAYS
+            .iter()
+            .position(|d| d.eq_ignore_ascii_case(name.trim()))
+    };
+    for (i, day) in days.iter().enumerate() {
+        let range = match day.split_once('-') {
+            Some((first, last)) => index(first).zip(index(last)),
+            None => index(day).map(|d| (d, d)),
+        };
+        match range {
+            Some((first, last)) if first <= last => flags[first..=last].fill(true),
+            _ => c.error(
+                format!("{path}[{i}]"),
+                format!("invalid day \"{day}\" (mon, tue, wed, thu, fri, sat, sun, or a range such as mon-fri)"),
+            ),
+        }
+    }
+    flags
+}
+
+/// `HH:MM` → minutes of the day; `24:00` only when `end_of_day_allowed`.
+fn parse_time(c: &mut Checker, path: &str, text: &str, end_of_day_allowed: bool) -> Option<u32> {
+    let parsed = text.split_once(':').and_then(|(h, m)| {
+        let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+        (two_digits(h) && two_digits(m)).then(|| (h.parse::<u32>().ok(), m.parse::<u32>().ok()))
+    });
+    match parsed {
+        Some((Some(h), Some(m))) if h < 24 && m < 60 => Some(h * 60 + m),
+        Some((Some(24), Some(0))) if end_of_day_allowed => Some(24 * 60),
+        _ => {
+            c.error(
+                path,
+                format!(
+                    "invalid time \"{text}\" (expected HH:MM, 00:00 to 23:59{})",
+                    if end_of_day_allowed { " or 24:00" } else { "" }
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `YYYY-MM-DD` → days since 1970-01-01.
+fn parse_date(c: &mut Checker, path: &str, text: &str) -> Option<i64> {
+    let parts: Vec<&str> = text.split('-').collect();
+    let parsed = match parts.as_slice() {
+        [y, m, d] if y.len() == 4 && m.len() == 2 && d.len() == 2 => {
+            match (y.parse::<i64>(), m.parse::<u32>(), d.parse::<u32>()) {
+                (Ok(y), Ok(m), Ok(d)) => days_from_civil(y, m, d),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    if parsed.is_none() {
+        c.error(
+            path,
+            format!("invalid date \"{text}\" (expected YYYY-MM-DD)"),
+        );
+    }
+    parsed
+}
+
+/// `+01:00` / `-05:30` → seconds; at most 14 hours either way.
+fn parse_utc_offset(c: &mut Checker, path: &str, text: &str) -> i64 {
+    let sign = match text.as_bytes().first() {
+        Some(b'+') => 1,
+        Some(b'-') => -1,
+        _ => 0,
+    };
+    let minutes = text
+        .get(1..)
+        .filter(|_| sign != 0)
+        .and_then(|rest| rest.split_once(':'))
+        .and_then(|(h, m)| {
+            let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+            (two_digits(h) && two_digits(m)).then(|| (h.parse::<i64>().ok(), m.parse::<i64>().ok()))
+        });
+    match minutes {
+        Some((Some(h), Some(m))) if m < 60 && h * 60 + m <= 14 * 60 => sign * (h * 3600 + m * 60),
+        _ => {
+            c.error(
+                path,
+                format!("invalid UTC offset \"{text}\" (expected +HH:MM or -HH:MM, at most 14:00)"),
+            );
+            0
+        }
+    }
 }
 
 fn distinct_regions(backends: &[Backend]) -> Vec<Option<String>> {
@@ -797,7 +1028,7 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             "must not be shorter than base_ejection",
         );
     }
-    PoolPolicy {
+    let mut policy = PoolPolicy {
         mode,
         target_latency: c.duration(
             &format!("{path}.target_latency"),
@@ -855,6 +1086,7 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             .health
             .as_ref()
             .map(|h| compile_health(c, &format!("{path}.health"), h)),
+        load_poll: None,
         attempts,
         region_max_share: fraction(
             c,
@@ -885,7 +1117,14 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             0.0,
             0.0..=MAX_PREWARM_SHARE,
         ),
-    }
+        schedules: Vec::new(),
+    };
+    // Checked against `server_load.stale_after`, so compiled after it.
+    policy.load_poll = pool.load_poll.as_ref().map(|raw| {
+        let stale_after = policy.server_load.stale_after;
+        compile_load_poll(c, &format!("{path}.load_poll"), raw, stale_after)
+    });
+    policy
 }
 
 fn compile_spillover(c: &mut Checker, path: &str, raw: &RawSpillover) -> SpilloverPolicy {
@@ -963,6 +1202,80 @@ fn compile_sticky_key(c: &mut Checker, path: &str, raw: &RawStickyKey) -> Option
             c.error(path, "set exactly one of header or cookie");
             None
         }
+    }
+}
+
+fn compile_load_poll(
+    c: &mut Checker,
+    path: &str,
+    raw: &RawLoadPoll,
+    stale_after: Duration,
+) -> LoadPollPolicy {
+    let poll_path = raw
+        .path
+        .clone()
+        .unwrap_or_else(|| DEFAULT_LOAD_POLL_PATH.to_string());
+    if !poll_path.starts_with('/') || http::uri::PathAndQuery::from_str(&poll_path).is_err() {
+        c.error(
+            format!("{path}.path"),
+            format!("invalid path \"{poll_path}\" (must start with '/')"),
+        );
+    }
+    if let Some(host) = &raw.host {
+        if host.is_empty() || HeaderValue::from_str(host).is_err() {
+            c.error(
+                format!("{path}.host"),
+                format!("invalid host {host:?} (not a valid header value)"),
+            );
+        }
+    }
+    let interval = c.duration(
+        &format!("{path}.interval"),
+        raw.interval.as_deref(),
+        DEFAULT_LOAD_POLL_INTERVAL,
+    );
+    if !(MIN_LOAD_POLL_INTERVAL..=MAX_LOAD_POLL_INTERVAL).contains(&interval) {
+        c.error(
+            format!("{path}.interval"),
+            format!("must be between {MIN_LOAD_POLL_INTERVAL:?} and {MAX_LOAD_POLL_INTERVAL:?}"),
+        );
+    } else if interval >= stale_after {
+        c.error(
+            format!("{path}.interval"),
+            format!(
+                "{interval:?} must be shorter than server_load.stale_after ({stale_after:?}), \
+                 or every poll would be stale before the next one"
+            ),
+        );
+    }
+    let timeout = c.duration(
+        &format!("{path}.timeout"),
+        raw.timeout.as_deref(),
+        DEFAULT_LOAD_POLL_TIMEOUT.min(interval),
+    );
+    if timeout > interval {
+        c.error(
+            format!("{path}.timeout"),
+            format!("{timeout:?} is longer than the interval {interval:?}"),
+        );
+    }
+    let quiet_below = match raw.quiet_below {
+        None => DEFAULT_QUIET_BELOW,
+        Some(rps) if rps.is_finite() && rps > 0.0 && rps <= MAX_QUIET_BELOW => rps,
+        Some(rps) => {
+            c.error(
+                format!("{path}.quiet_below"),
+                format!("{rps} must be a rate in requests per second, above 0 and at most {MAX_QUIET_BELOW}"),
+            );
+            DEFAULT_QUIET_BELOW
+        }
+    };
+    LoadPollPolicy {
+        path: poll_path,
+        host: raw.host.clone(),
+        interval,
+        timeout,
+        quiet_below,
     }
 }
 

@@ -200,6 +200,9 @@ pub struct RawPool {
     pub outlier: Option<RawOutlier>,
     /// Active health checks (off unless set).
     pub health: Option<RawHealth>,
+    /// Polling each backend's load endpoint, for backends that get too
+    /// little traffic to be measured (off unless set).
+    pub load_poll: Option<RawLoadPoll>,
     /// Retry policy.
     pub retries: Option<RawRetries>,
     /// No region takes more than this fraction of the pool's traffic,
@@ -215,6 +218,11 @@ pub struct RawPool {
     /// Least share of each standby tier with a healthy backend, so it is
     /// never cold when failover comes, 0..0.2 (default 0).
     pub prewarm_share: Option<f64>,
+    /// Scheduled weight templates by time of day, weekday or date: the
+    /// first that applies multiplies its regions' weights (latency and
+    /// capacity modes).
+    #[serde(default)]
+    pub schedules: Vec<RawSchedule>,
     /// Settings of the pool's backends by region.
     #[serde(default)]
     pub regions: BTreeMap<String, RawPoolRegion>,
@@ -232,6 +240,40 @@ pub struct RawPool {
     /// The pool's backends (at least one).
     #[serde(default)]
     pub backends: Vec<RawBackend>,
+}
+
+/// A weight template: region multipliers that apply at certain local times.
+/// It applies when every condition it sets holds.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Name shown in the admin state, decisions and metrics (unique in the pool).
+    pub name: String,
+    /// Weight multiplier per region of the pool's backends, above 0 and at
+    /// most 100 (regions not listed: 1).
+    pub regions: BTreeMap<String, f64>,
+    /// Weekdays it applies on: mon, tue, wed, thu, fri, sat, sun, or ranges
+    /// such as mon-fri (default: every day).
+    pub days: Option<Vec<String>>,
+    /// Local start time, HH:MM (with `to`).
+    pub from: Option<String>,
+    /// Local end time, HH:MM, not included; before `from`: the window runs
+    /// across midnight; 24:00 is the end of the day.
+    pub to: Option<String>,
+    /// Local dates it applies on, both included.
+    pub dates: Option<RawDateRange>,
+    /// UTC offset of its times and dates, ±HH:MM (default +00:00).
+    pub utc_offset: Option<String>,
+}
+
+/// A range of dates, both included.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDateRange {
+    /// First date, YYYY-MM-DD.
+    pub from: String,
+    /// Last date, YYYY-MM-DD.
+    pub to: String,
 }
 
 /// Settings of a pool's backends in one region.
@@ -353,6 +395,28 @@ pub struct RawHealth {
     pub healthy_after: Option<u32>,
     /// Failures in a row to go out (default 2).
     pub unhealthy_after: Option<u32>,
+}
+
+/// Polling a backend's load endpoint: `GET path` answering a JSON object
+/// with any of `load` (utilization, 0 idle, 1 busy, up to 10),
+/// `latency_ms`, `error_rate` (0..1), `capacity` and `inflight`; other
+/// fields are ignored. A good answer is used like a `Server-Load` report.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoadPoll {
+    /// HTTP path (default /load).
+    pub path: Option<String>,
+    /// Host header (default: the pool name).
+    pub host: Option<String>,
+    /// Time between polls of a backend, 100ms..1h, shorter than
+    /// `server_load.stale_after` (default 2s).
+    pub interval: Option<String>,
+    /// Per-poll timeout, at most `interval` (default 500ms).
+    pub timeout: Option<String>,
+    /// Poll only backends serving fewer requests per second than this over
+    /// the last 10 s, 0..1000000 (default 1: fewer than 10 requests in the
+    /// window, too few to measure; a high value polls every backend).
+    pub quiet_below: Option<f64>,
 }
 
 /// Retry policy.

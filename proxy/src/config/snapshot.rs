@@ -186,6 +186,8 @@ pub struct PoolPolicy {
     pub outlier: OutlierPolicy,
     /// Active health checks, when configured.
     pub health: Option<HealthPolicy>,
+    /// Polling backends' load endpoints, when configured.
+    pub load_poll: Option<LoadPollPolicy>,
     /// Total tries per request (1 = no retry).
     pub attempts: u32,
     /// No region takes more than this fraction of the pool's traffic (1 = no cap).
@@ -199,6 +201,25 @@ pub struct PoolPolicy {
     pub overprovisioning_factor: f64,
     /// Least share of each standby tier that has a healthy backend.
     pub prewarm_share: f64,
+    /// Weight templates, in order: the first that applies wins.
+    pub schedules: Vec<ScheduleTemplate>,
+}
+
+/// Region weight multipliers that apply at certain local times
+/// (see `routing::schedule` for how they are matched).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleTemplate {
+    pub name: String,
+    /// Region → multiplier of its backends' weights.
+    pub multipliers: BTreeMap<String, f64>,
+    /// Weekdays it applies on, Monday first; `None`: every day.
+    pub days: Option<[bool; 7]>,
+    /// Local minutes of the day `[from, to)`; `to < from` runs across midnight.
+    pub window: Option<(u32, u32)>,
+    /// Local dates, as days since 1970-01-01, both included.
+    pub dates: Option<(i64, i64)>,
+    /// Seconds added to UTC to get local time.
+    pub utc_offset_s: i64,
 }
 
 /// Which latency a spillover threshold compares.
@@ -270,6 +291,19 @@ pub struct HealthPolicy {
     pub healthy_after: u32,
     /// Consecutive failures that take a healthy backend out.
     pub unhealthy_after: u32,
+}
+
+/// Polling backends' load endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadPollPolicy {
+    /// Path and query of the `GET`.
+    pub path: String,
+    /// Host header; `None`: the pool name.
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Only backends serving fewer requests per second are polled.
+    pub quiet_below: f64,
 }
 
 /// A canary's bounds and breaker.

@@ -39,10 +39,13 @@ pub enum DecisionKind {
     Failover,
     /// A priority tier went back to standby (its pre-warm trickle or nothing).
     Failback,
+    /// A pool switched schedule templates (`backend` names the new one, or
+    /// `none`; the shares are 0/1: was one active, is one active).
+    Schedule,
 }
 
 impl DecisionKind {
-    pub const ALL: [DecisionKind; 12] = [
+    pub const ALL: [DecisionKind; 13] = [
         DecisionKind::Share,
         DecisionKind::Ejected,
         DecisionKind::Readmitted,
@@ -55,6 +58,7 @@ impl DecisionKind {
         DecisionKind::Spill,
         DecisionKind::Failover,
         DecisionKind::Failback,
+        DecisionKind::Schedule,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +75,7 @@ impl DecisionKind {
             DecisionKind::Spill => "spill",
             DecisionKind::Failover => "failover",
             DecisionKind::Failback => "failback",
+            DecisionKind::Schedule => "schedule",
         }
     }
 }

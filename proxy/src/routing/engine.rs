@@ -22,24 +22,33 @@
 //! to serve (failover) or going back to standby (failback) is a decision,
 //! logged, and `ballast_priority_tier_load` shows every tier's load.
 //!
+//! Schedules ([`super::schedule`]): the first weight template of a pool
+//! that applies at the wall clock's time multiplies its regions' weights;
+//! a switch between templates is a decision, and
+//! `ballast_schedule_active{pool,template}` shows which one is active.
+//!
 //! The engine's memory is keyed by backend id, like the live stats, so it
 //! survives configuration reloads for backends that remain; spill state is
 //! keyed by pool and region name.
 
 use super::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use super::picker::PoolWeights;
+use super::schedule;
 use super::spillover::{region_signals, Pressure, RegionSignals, SpillState, Thresholds};
 use super::tiers::{split_tiers, TierLoad};
 use super::weights::{BackendInput, Computed, Factors};
 use crate::config::PoolId;
-use crate::config::{BackendId, BalanceMode, Geo, Pool, Snapshot, DEFAULT_SPILLOVER};
+use crate::config::{
+    BackendId, BalanceMode, Geo, Pool, ScheduleTemplate, Snapshot, DEFAULT_SPILLOVER,
+};
 use crate::metrics::Metrics;
 use crate::request_series::RequestSeries;
-use crate::stats::backend::{BackendStats, Observation};
+use crate::stats::backend::{BackendStats, Observation, PollRecord};
+use crate::stats::clock::WallClock;
 use crate::stats::live::{LiveState, ResolvedStats};
 use crate::stats::window::OutcomeSummary;
 use arc_swap::ArcSwap;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -102,6 +111,8 @@ pub struct BackendInspection {
     /// The inputs behind the last computed share.
     pub factors: Option<Factors>,
     pub observation: Observation,
+    /// The last load poll, when the pool polls.
+    pub last_poll: Option<PollRecord>,
 }
 
 /// One region of a pool, for the admin API.
@@ -126,6 +137,8 @@ struct RegionMemory {
     state: SpillState,
     signals: RegionSignals,
     pressure: String,
+    /// The least spill the active schedule asks for (client regions only).
+    scheduled_floor: f64,
 }
 
 /// The engine's private memory of one backend.
@@ -155,6 +168,8 @@ pub struct Engine {
     decisions: Arc<DecisionLog>,
     metrics: Arc<Metrics>,
     memory: Mutex<EngineMemory>,
+    /// The time of day schedules are evaluated at.
+    wall_clock: WallClock,
 }
 
 #[derive(Default)]
@@ -164,6 +179,8 @@ struct EngineMemory {
     regions: HashMap<(String, String), RegionMemory>,
     /// The tiers' last loads, by pool name.
     tiers: HashMap<String, Vec<TierLoad>>,
+    /// The active schedule template's name, by pool name.
+    schedules: HashMap<String, Option<String>>,
     next_due_ms: HashMap<String, u64>,
 }
 
@@ -189,7 +206,19 @@ impl Engine {
             decisions,
             metrics,
             memory: Mutex::new(EngineMemory::default()),
+            wall_clock: WallClock::system(),
         }
+    }
+
+    /// Evaluate schedules against `clock` instead of the system's time.
+    pub fn with_wall_clock(mut self, clock: WallClock) -> Self {
+        self.wall_clock = clock;
+        self
+    }
+
+    /// The time of day schedules are evaluated at.
+    pub fn wall_clock(&self) -> &WallClock {
+        &self.wall_clock
     }
 
     /// Switch to a new configuration (a reload). Backends that stay keep
@@ -242,9 +271,13 @@ impl Engine {
         memory
             .tiers
             .retain(|pool, _| snapshot.pool_by_name(pool).is_some());
+        memory
+            .schedules
+            .retain(|pool, _| snapshot.pool_by_name(pool).is_some());
         self.metrics.backend_share.reset();
         self.metrics.region_spill.reset();
         self.metrics.tier_load.reset();
+        self.metrics.schedule_active.reset();
         self.state.store(Arc::new(RoutingState {
             stats,
             weights: vec![None; snapshot.pools.len()],
@@ -294,11 +327,13 @@ impl Engine {
             );
             let stats = &current.stats.pools[pool.id.0];
             let observations: Vec<_> = stats.iter().map(|s| s.observe(now_ms)).collect();
+            let template = self.note_schedule(pool, &mut memory.schedules, now_ms);
             let (mut pool_weights, tiers) = self.recompute_pool(
                 pool,
                 stats,
                 &observations,
                 current.snapshot.geo.is_some(),
+                template.map(|t| &t.multipliers),
                 &mut memory.backends,
                 now_ms,
             );
@@ -313,6 +348,7 @@ impl Engine {
                     &mut memory.regions,
                     now_ms,
                 );
+                self.apply_scheduled_spill(pool, template, &mut pool_weights, &mut memory.regions);
             }
             weights[pool.id.0] = Some(pool_weights);
             changed = true;
@@ -328,14 +364,74 @@ impl Engine {
         }
     }
 
+    /// The pool's schedule template that applies now, if any; a switch from
+    /// the one before is a decision, and the `schedule_active` gauges follow.
+    fn note_schedule<'p>(
+        &self,
+        pool: &'p Pool,
+        active: &mut HashMap<String, Option<String>>,
+        now_ms: u64,
+    ) -> Option<&'p ScheduleTemplate> {
+        let templates = &pool.policy.schedules;
+        let had_one = active.get(&pool.name).is_some_and(Option::is_some);
+        if templates.is_empty() && !had_one {
+            return None;
+        }
+        let template =
+            schedule::active(templates, self.wall_clock.now_unix_s()).map(|i| &templates[i]);
+        for t in templates {
+            let on = template.is_some_and(|a| a.name == t.name);
+            self.metrics
+                .schedule_active
+                .with_label_values(&[pool.name.as_str(), t.name.as_str()])
+                .set(if on { 1.0 } else { 0.0 });
+        }
+        let name = template.map(|t| t.name.clone());
+        let before = active.insert(pool.name.clone(), name.clone()).flatten();
+        if before != name {
+            let describe = |n: &Option<String>| n.clone().unwrap_or_else(|| "none".into());
+            let multipliers = template.map_or_else(
+                || "no multipliers".to_string(),
+                |t| {
+                    let list: Vec<String> = t
+                        .multipliers
+                        .iter()
+                        .map(|(region, m)| format!("{region} x{m:.2}"))
+                        .collect();
+                    list.join(", ")
+                },
+            );
+            let reason = format!(
+                "schedule {} -> {} ({multipliers})",
+                describe(&before),
+                describe(&name)
+            );
+            tracing::info!(pool = %pool.name, "{reason}");
+            self.decisions.record(RoutingDecision {
+                at: SystemTime::now(),
+                at_ms: now_ms,
+                pool: pool.name.clone(),
+                backend: describe(&name),
+                kind: DecisionKind::Schedule,
+                old_share: f64::from(u8::from(before.is_some())),
+                new_share: f64::from(u8::from(name.is_some())),
+                reason,
+            });
+        }
+        template
+    }
+
     /// `with_geo`: clients have regions (spillover acts per request);
     /// otherwise `region_max_share` caps the regions' shares here.
+    /// `multipliers`: the active schedule's, by region.
+    #[allow(clippy::too_many_arguments)]
     fn recompute_pool(
         &self,
         pool: &Pool,
         stats: &[Arc<BackendStats>],
         observations: &[Observation],
         with_geo: bool,
+        multipliers: Option<&BTreeMap<String, f64>>,
         memory: &mut HashMap<BackendId, BackendMemory>,
         now_ms: u64,
     ) -> (PoolWeights, Vec<TierLoad>) {
@@ -359,6 +455,11 @@ impl Engine {
                         && mem.breaker_open_until_ms.is_none(),
                     admitted_at_ms: mem.admitted_at_ms,
                     previous_share: mem.share,
+                    scale: multipliers
+                        .zip(backend.region.as_ref())
+                        .and_then(|(m, region)| m.get(region))
+                        .copied()
+                        .unwrap_or(1.0),
                     observation: *observation,
                 }
             })
@@ -570,6 +671,54 @@ impl Engine {
                 .region_spill
                 .with_label_values(&[pool.name.as_str(), region.as_str()])
                 .set(mem.state.fraction);
+        }
+    }
+
+    /// With client regions a request stays in its plan's first region, so a
+    /// schedule moves clients rather than weights: region `R` keeps
+    /// `m_R / m_max` of its clients and sends the rest on to the next region
+    /// of their plan (as spillover does, never across a fence), at most
+    /// the spillover `max`; the larger of this and the spillover
+    /// controller's fraction is published.
+    fn apply_scheduled_spill(
+        &self,
+        pool: &Pool,
+        template: Option<&ScheduleTemplate>,
+        weights: &mut PoolWeights,
+        regions: &mut HashMap<(String, String), RegionMemory>,
+    ) {
+        let Some(template) = template else {
+            for region in pool.regions.iter().flatten() {
+                if let Some(mem) = regions.get_mut(&(pool.name.clone(), region.clone())) {
+                    mem.scheduled_floor = 0.0;
+                }
+            }
+            return;
+        };
+        let multiplier = |region: &str| template.multipliers.get(region).copied().unwrap_or(1.0);
+        let strongest = pool
+            .regions
+            .iter()
+            .flatten()
+            .map(|r| multiplier(r))
+            .fold(0.0, f64::max);
+        let most = pool
+            .policy
+            .spillover
+            .as_ref()
+            .map_or(DEFAULT_SPILLOVER.max, |s| s.max);
+        for region in pool.regions.iter().flatten() {
+            let floor = (1.0 - multiplier(region) / strongest).clamp(0.0, most);
+            let mem = regions
+                .entry((pool.name.clone(), region.clone()))
+                .or_default();
+            mem.scheduled_floor = floor;
+            let spill = weights.spill(region).max(floor);
+            weights.set_spill(region, spill);
+            self.metrics
+                .region_spill
+                .with_label_values(&[pool.name.as_str(), region.as_str()])
+                .set(spill);
         }
     }
 
@@ -836,7 +985,7 @@ impl Engine {
                             .sum();
                         RegionInspection {
                             region: region.clone(),
-                            spill: mem.state.fraction,
+                            spill: mem.state.fraction.max(mem.scheduled_floor),
                             share,
                             actual_share: (pool_requests > 0)
                                 .then(|| region_requests as f64 / pool_requests as f64),
@@ -898,6 +1047,7 @@ impl Engine {
                             slow_start_progress,
                             factors: mem.factors,
                             observation: stats.observe(now_ms),
+                            last_poll: stats.last_poll(),
                         }
                     })
                     .collect()
@@ -1174,16 +1324,21 @@ fn describe_change(before: Option<&Factors>, after: &Factors) -> String {
             1.0
         }
     };
+    // A quiet backend's latency or errors came from its load endpoint.
+    let source = if after.polled { "polled " } else { "" };
     if let (None, Some(ms)) = (before.latency_ms, after.latency_ms) {
-        return format!("first latency measurement {ms:.1}ms");
+        return format!("first {source}latency measurement {ms:.1}ms");
     }
     let mut candidates: Vec<(f64, String)> = Vec::new();
     if let (Some(a), Some(b)) = (before.latency_ms, after.latency_ms) {
-        candidates.push((ratio(a, b), format!("latency {a:.1}ms -> {b:.1}ms")));
+        candidates.push((ratio(a, b), format!("{source}latency {a:.1}ms -> {b:.1}ms")));
     }
     candidates.push((
         ratio(before.error, after.error),
-        format!("error factor {:.2} -> {:.2}", before.error, after.error),
+        format!(
+            "{source}error factor {:.2} -> {:.2}",
+            before.error, after.error
+        ),
     ));
     candidates.push((
         ratio(before.utilization, after.utilization),
@@ -1199,6 +1354,11 @@ fn describe_change(before: Option<&Factors>, after: &Factors) -> String {
             before.ramp * 100.0,
             after.ramp * 100.0
         ),
+    ));
+
+    candidates.push((
+        ratio(before.schedule, after.schedule),
+        format!("schedule x{:.2} -> x{:.2}", before.schedule, after.schedule),
     ));
 
     if before.stale != after.stale {
@@ -1344,6 +1504,170 @@ routes: [{pool: p}]
         let tiers = &e.inspect_tiers()[0];
         assert_eq!(tiers.len(), 2);
         assert!((tiers[1].load - 0.02).abs() < 1e-9 && tiers[0].health == 1.0);
+    }
+
+    /// Unix seconds of 2026-11-30 (a Monday) at `hour`:00 UTC.
+    fn monday_at(hour: i64) -> i64 {
+        schedule::days_from_civil(2026, 11, 30).unwrap() * 86_400 + hour * 3600
+    }
+
+    #[test]
+    fn schedules_scale_regions_switch_as_decisions_and_compose_with_the_cap() {
+        let schedules = "    smoothing: 1.0\n    schedules:\n      - {name: business-hours, regions: {us-west: 4.0}, days: [mon-fri], from: \"08:00\", to: \"18:00\", utc_offset: \"+01:00\"}\n      - {name: nights, regions: {us-east: 0.5}, from: \"22:00\", to: \"06:00\"}\n";
+        let clock = WallClock::fixed(monday_at(3));
+        let e = regional(schedules, false).with_wall_clock(clock.clone());
+        traffic(&e, 3, 1_000, 10_000);
+        // 03:00 UTC: "nights" (business hours are 07:00-17:00 UTC).
+        e.tick(1_000);
+        let s = shares(&e);
+        // Raw weights 0.5, 0.5, 1: us-west gets half.
+        assert!((s[2] - 0.5).abs() < 1e-9, "{s:?}");
+        // 10:00 UTC: business hours, us-west x4: 4 / (1 + 1 + 4).
+        clock.set(monday_at(10));
+        e.tick(1_200);
+        let s = shares(&e);
+        assert!((s[2] - 4.0 / 6.0).abs() < 1e-9, "{s:?}");
+        assert!((s[0] - 1.0 / 6.0).abs() < 1e-9, "{s:?}");
+        // Still business hours: no new switch.
+        e.tick(1_400);
+        // 19:00 UTC: none applies, an even split.
+        clock.set(monday_at(19));
+        e.tick(1_600);
+        let s = shares(&e);
+        assert!(s.iter().all(|x| (x - 1.0 / 3.0).abs() < 1e-9), "{s:?}");
+        let switches: Vec<String> = e
+            .decisions
+            .recent(100, |d| d.kind == DecisionKind::Schedule)
+            .iter()
+            .map(|d| d.reason.clone())
+            .collect();
+        assert_eq!(
+            switches,
+            vec![
+                "schedule none -> nights (us-east x0.50)",
+                "schedule nights -> business-hours (us-west x4.00)",
+                "schedule business-hours -> none (no multipliers)",
+            ]
+        );
+        let share_reasons: Vec<String> = e
+            .decisions
+            .recent(100, |d| {
+                d.kind == DecisionKind::Share && d.backend.ends_with(":9002")
+            })
+            .iter()
+            .map(|d| d.reason.clone())
+            .collect();
+        assert!(
+            share_reasons.iter().any(|r| r == "schedule x1.00 -> x4.00"),
+            "{share_reasons:?}"
+        );
+        let metrics = e.metrics.render();
+        assert!(
+            metrics.contains("ballast_schedule_active{pool=\"p\",template=\"business-hours\"} 0"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("ballast_schedule_active{pool=\"p\",template=\"nights\"} 0"),
+            "{metrics}"
+        );
+
+        // The region cap still holds over a schedule.
+        let capped = regional(&format!("    region_max_share: 0.5\n{schedules}"), false)
+            .with_wall_clock(WallClock::fixed(monday_at(10)));
+        traffic(&capped, 3, 1_000, 10_000);
+        capped.tick(1_000);
+        let s = shares(&capped);
+        assert!((s[2] - 0.5).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn a_schedule_respects_max_share_and_canary_bounds() {
+        let pool = |canary: &str| {
+            format!(
+                r#"
+listeners: [{{address: "127.0.0.1:1"}}]
+pools:
+  p:
+    recompute_interval: 100ms
+    smoothing: 1.0
+    max_share: 0.6
+    schedules: [{{name: west-peak, regions: {{us-west: 10.0}}, days: [mon]}}]
+    backends:
+      - {{addr: "127.0.0.1:9000", region: us-east}}
+      - {{addr: "127.0.0.1:9001", region: us-east}}
+      - {{addr: "127.0.0.1:9002", region: us-west{canary}}}
+routes: [{{pool: p}}]
+"#
+            )
+        };
+        // Raw weights 1, 1, 10: us-west would take 10/12, max_share caps it.
+        let e = engine_from(&pool("")).with_wall_clock(WallClock::fixed(monday_at(10)));
+        traffic(&e, 3, 1_000, 10_000);
+        e.tick(1_000);
+        let s = shares(&e);
+        assert!((s[2] - 0.6).abs() < 1e-9, "{s:?}");
+        assert!((s[0] - 0.2).abs() < 1e-9, "{s:?}");
+        // A canary in the scheduled region stays within its bounds.
+        let e = engine_from(&pool(", canary: {floor: 0.01, max: 0.1}"))
+            .with_wall_clock(WallClock::fixed(monday_at(10)));
+        traffic(&e, 3, 1_000, 10_000);
+        e.tick(1_000);
+        let s = shares(&e);
+        assert!((s[2] - 0.1).abs() < 1e-9, "canary held at its max: {s:?}");
+        assert!((s[0] - 0.45).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn with_client_regions_a_schedule_sends_clients_on_to_the_next_region() {
+        let clock = WallClock::fixed(monday_at(10));
+        let e = regional(
+            "    schedules: [{name: west-peak, regions: {us-west: 4.0}, days: [mon]}]\n",
+            true,
+        )
+        .with_wall_clock(clock.clone());
+        traffic(&e, 3, 1_000, 10_000);
+        e.tick(1_000);
+        let spill = |e: &Engine, region: &str| {
+            e.state().load().weights[0]
+                .as_ref()
+                .expect("computed")
+                .spill(region)
+        };
+        // us-east (x1) keeps 1/4 of its clients, us-west (x4) all of its own.
+        assert!((spill(&e, "us-east") - 0.75).abs() < 1e-9);
+        assert_eq!(spill(&e, "us-west"), 0.0);
+        let regions = e.inspect_regions(1_000);
+        assert!(
+            (regions[0][0].spill - 0.75).abs() < 1e-9,
+            "{:?}",
+            regions[0][0]
+        );
+        // Sunday: no template, no scheduled spill (and no pressure: none).
+        clock.set(monday_at(-10));
+        e.tick(1_200);
+        assert_eq!(spill(&e, "us-east"), 0.0);
+        assert_eq!(e.inspect_regions(1_200)[0][0].spill, 0.0);
+    }
+
+    #[test]
+    fn a_reload_that_removes_the_active_schedule_restores_the_split() {
+        let clock = WallClock::fixed(monday_at(10));
+        let e = regional(
+            "    smoothing: 1.0\n    schedules: [{name: peak, regions: {us-east: 3.0}, days: [mon]}]\n",
+            false,
+        )
+        .with_wall_clock(clock);
+        traffic(&e, 3, 1_000, 10_000);
+        e.tick(1_000);
+        let s = shares(&e);
+        assert!((s[0] - 3.0 / 7.0).abs() < 1e-9, "{s:?}");
+        let plain = regional("    smoothing: 1.0\n", false);
+        let snapshot = plain.state().load().snapshot.clone();
+        e.install(snapshot, 1_100);
+        let s = shares(&e);
+        assert!(s.iter().all(|x| (x - 1.0 / 3.0).abs() < 1e-9), "{s:?}");
+        let last = e.decisions.recent(1, |d| d.kind == DecisionKind::Schedule);
+        assert_eq!(last[0].reason, "schedule peak -> none (no multipliers)");
     }
 
     #[test]

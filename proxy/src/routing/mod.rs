@@ -1,14 +1,15 @@
 //! Where a request goes: route matching (`table`), the weight engine
 //! (`weights`, run by `engine`), the per-request choice (`picker`) and the
 //! log of routing decisions (`decisions`); regions (`geo`, `spillover`),
-//! priority tiers (`tiers`), sticky canary keys (`sticky`) and the
-//! read/write split (`read_write`).
+//! priority tiers (`tiers`), scheduled region weights (`schedule`),
+//! sticky canary keys (`sticky`) and the read/write split (`read_write`).
 
 pub mod decisions;
 pub mod engine;
 pub mod geo;
 pub mod picker;
 pub mod read_write;
+pub mod schedule;
 pub mod spillover;
 pub mod sticky;
 pub mod table;

@@ -3,7 +3,9 @@
 //!
 //! Per eligible backend *i* (healthy, not ejected), a base weight by mode:
 //! - `latency`:  `b_i = 1 / lat_i`, with `lat_i` its p99 over the last 10 s
-//!   (at least 10 samples), else its fresh self-reported latency, else its
+//!   (at least 10 samples), else its fresh self-reported latency (from a
+//!   `Server-Load` header or a load poll: what a quiet backend, with too
+//!   few requests in the window to measure, is judged by), else its
 //!   latency EWMA; a backend with no latency data yet gets the mean base of the
 //!   others (a fair share, so it gets measured).
 //! - `capacity`: `cap_i` = fresh reported capacity, else configured capacity
@@ -15,9 +17,10 @@
 //! - `round_robin`: `b_i` = configured weight, and nothing below applies.
 //!
 //! Then multiplicative factors: errors `exp(−10 · error_rate)` (with at least
-//! 10 outcomes in the window), reported utilization `clamp(1 − u, 0.05, 1)`,
-//! a stale reporter (reported once, silent for `stale_after`) `× 0.1`, and
-//! slow start `0.1 + 0.9 · min(1, t / slow_start)` since (re)admission.
+//! 10 outcomes in the window, else a fresh polled error rate), reported utilization `clamp(1 − u, 0.05, 1)`,
+//! a stale reporter (reported once, silent for `stale_after`) `× 0.1`,
+//! slow start `0.1 + 0.9 · min(1, t / slow_start)` since (re)admission, and
+//! the active schedule's multiplier of the backend's region.
 //! Shares are the normalized products, smoothed `w = α·w_calc + (1−α)·w_old`,
 //! then bounded to `[min_share, max_share]` by water-filling (the bounds
 //! relax to `1/n` when `n` backends cannot satisfy them) and renormalized.
@@ -49,6 +52,8 @@ pub struct BackendInput {
     pub admitted_at_ms: Option<u64>,
     /// The share published last time, if any.
     pub previous_share: Option<f64>,
+    /// The active schedule's multiplier of the backend's region (1: none).
+    pub scale: f64,
     pub observation: Observation,
 }
 
@@ -63,6 +68,11 @@ pub struct Factors {
     pub utilization: f64,
     pub stale: bool,
     pub ramp: f64,
+    /// The latency or error factor came from a load poll (too few requests
+    /// measured in the window).
+    pub polled: bool,
+    /// The active schedule's multiplier of the backend's region.
+    pub schedule: f64,
 }
 
 /// A backend's new share and the factors behind it.
@@ -127,9 +137,13 @@ pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64)
         let lat = latency_ms(obs, fresh.and_then(|r| r.latency_ms));
         let f = &mut factors[i];
         f.latency_ms = lat;
+        let polled = fresh.filter(|r| r.polled);
+        let sparse_latency = obs.latency.count < MIN_LATENCY_SAMPLES;
+        f.polled = polled.is_some_and(|r| sparse_latency && r.latency_ms.is_some());
         f.error = 1.0;
         f.utilization = 1.0;
         f.ramp = 1.0;
+        f.schedule = 1.0;
         base[i] = match policy.mode {
             BalanceMode::RoundRobin => Some(input.weight),
             BalanceMode::Latency => lat.map(|ms| 1.0 / ms),
@@ -161,12 +175,16 @@ pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64)
         }
         if obs.outcomes.total >= MIN_ERROR_SAMPLES {
             f.error = (-ERROR_PENALTY * obs.outcomes.error_rate()).exp();
+        } else if let Some(rate) = polled.and_then(|r| r.error_rate) {
+            f.error = (-ERROR_PENALTY * rate).exp();
+            f.polled = true;
         }
         if let Some(u) = fresh.and_then(|r| r.utilization) {
             f.utilization = (1.0 - u).clamp(MIN_UTILIZATION_FACTOR, 1.0);
         }
         f.stale = stale;
         f.ramp = slow_start_ramp(policy, input.admitted_at_ms, now_ms);
+        f.schedule = input.scale;
     }
 
     // Backends without data get the mean base of those with data.
@@ -184,7 +202,7 @@ pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64)
         let f = &mut factors[i];
         f.base = base[i].unwrap_or(neutral);
         let stale = if f.stale { STALE_FACTOR } else { 1.0 };
-        raw[i] = f.base * f.error * f.utilization * stale * f.ramp;
+        raw[i] = f.base * f.error * f.utilization * stale * f.ramp * f.schedule;
     }
     let eligible: Vec<bool> = inputs.iter().map(|i| i.eligible).collect();
     let mut shares = normalize(&raw, &eligible);
@@ -324,12 +342,14 @@ mod tests {
                 max_ejected: 0.5,
             },
             health: None,
+            load_poll: None,
             attempts: 2,
             region_max_share: 1.0,
             spillover: None,
             canary_sticky: None,
             overprovisioning_factor: 1.4,
             prewarm_share: 0.0,
+            schedules: Vec::new(),
         }
     }
 
@@ -350,6 +370,7 @@ mod tests {
             eligible: true,
             admitted_at_ms: None,
             previous_share: None,
+            scale: 1.0,
             observation: Observation {
                 in_flight: 0,
                 latency: LatencySummary {
@@ -388,6 +409,49 @@ mod tests {
             input.previous_share = Some(*share);
         }
         out
+    }
+
+    /// A backend with `samples` requests measured at `measured_ms` in the
+    /// window and a fresh polled report of `polled_ms` and `error_rate`.
+    fn quiet(samples: u64, measured_ms: f64, polled_ms: f64, error_rate: f64) -> BackendInput {
+        let mut input = measured(measured_ms, 0);
+        input.observation.latency.count = samples;
+        input.observation.outcomes.total = samples;
+        input.observation.report = Some(LastReport {
+            utilization: None,
+            capacity: None,
+            in_flight: None,
+            latency_ms: Some(polled_ms),
+            error_rate: Some(error_rate),
+            polled: true,
+            received_at_ms: 1_000,
+        });
+        input
+    }
+
+    #[test]
+    fn a_quiet_backend_is_judged_by_its_polled_latency_and_errors() {
+        let p = uncapped(BalanceMode::Latency);
+        // Three requests in the window: too few; the poll says 40 ms.
+        let out = compute_shares(&p, &[measured(10.0, 0), quiet(3, 10.0, 40.0, 0.0)], 1_500);
+        assert!(out[1].factors.polled);
+        assert_eq!(out[1].factors.latency_ms, Some(40.0));
+        assert!(close(out[1].share, 0.2, 1e-9), "{out:?}");
+        // The same backend polled fast gets an even split.
+        let out = compute_shares(&p, &[measured(10.0, 0), quiet(3, 10.0, 10.0, 0.0)], 1_500);
+        assert!(close(out[1].share, 0.5, 1e-9), "{out:?}");
+        // A polled error rate of 10% costs exp(-1).
+        let out = compute_shares(&p, &[measured(10.0, 0), quiet(3, 10.0, 10.0, 0.1)], 1_500);
+        assert!(close(out[1].factors.error, (-1.0f64).exp(), 1e-9));
+        // Enough requests measured: the measurements win over the poll.
+        let out = compute_shares(&p, &[measured(10.0, 0), quiet(50, 10.0, 40.0, 0.5)], 1_500);
+        assert!(!out[1].factors.polled);
+        assert_eq!(out[1].factors.latency_ms, Some(10.0));
+        assert_eq!(out[1].factors.error, 1.0);
+        assert!(close(out[1].share, 0.5, 1e-9), "{out:?}");
+        // A poll gone stale degrades the backend like a silent reporter.
+        let out = compute_shares(&p, &[measured(10.0, 0), quiet(3, 10.0, 10.0, 0.0)], 4_001);
+        assert!(out[1].factors.stale && !out[1].factors.polled);
     }
 
     #[test]
@@ -473,6 +537,8 @@ mod tests {
                 capacity: None,
                 in_flight: None,
                 latency_ms: None,
+                error_rate: None,
+                polled: false,
                 received_at_ms,
             });
             input
@@ -637,6 +703,8 @@ mod tests {
                 capacity: None,
                 in_flight: None,
                 latency_ms: None,
+                error_rate: None,
+                polled: false,
                 received_at_ms: 1,
             });
             input
@@ -725,6 +793,8 @@ mod tests {
                     capacity: Some(capacity),
                     in_flight: None,
                     latency_ms: None,
+                    error_rate: None,
+                    polled: false,
                     received_at_ms,
                 }),
                 ..measured(20.0, 0).observation

@@ -7,16 +7,21 @@
 //!   connect failures, timeouts, resets), giving error rate and requests/s,
 //!   and a 2 s one that canary breakers watch;
 //! - consecutive failures, for outlier ejection;
-//! - the last `Server-Load` / ORCA report and when it arrived;
+//! - the last `Server-Load` / ORCA report or load poll and when it arrived
+//!   (the newest wins, whichever way it came), and the last poll's outcome
+//!   for the admin API;
 //! - the verdict of active health checks (healthy until proven otherwise).
 
 use super::server_load::LoadReport;
 use super::window::{LatencyEwma, LatencySummary, LatencyWindow, OutcomeSummary, OutcomeWindow};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 const WINDOW_SLOTS: usize = 10;
 const WINDOW_SLOT_MS: u64 = 1_000;
+/// The span of the latency and outcome windows.
+pub const WINDOW_MS: u64 = WINDOW_SLOTS as u64 * WINDOW_SLOT_MS;
 /// The short outcome window canary breakers watch: 4 × 500 ms.
 const RECENT_SLOTS: usize = 4;
 const RECENT_SLOT_MS: u64 = 500;
@@ -33,6 +38,9 @@ struct ReportCell {
     capacity: AtomicU64,
     in_flight: AtomicU64,
     latency_ms: AtomicU64,
+    error_rate: AtomicU64,
+    /// The last report came from a load poll, not a response header.
+    polled: AtomicBool,
     /// `clock::now_ms()` of the last report; 0 = never reported.
     received_at_ms: AtomicU64,
 }
@@ -66,7 +74,21 @@ pub struct LastReport {
     pub capacity: Option<u64>,
     pub in_flight: Option<u64>,
     pub latency_ms: Option<f64>,
+    pub error_rate: Option<f64>,
+    /// Polled from the backend's load endpoint rather than read from a response.
+    pub polled: bool,
     pub received_at_ms: u64,
+}
+
+/// The outcome of the last load poll of a backend, for the admin API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollRecord {
+    pub at: SystemTime,
+    pub at_ms: u64,
+    /// `ok`, or why the poll was not used (`timeout`, `invalid`, ...).
+    pub result: &'static str,
+    /// What the backend said, when the poll succeeded.
+    pub report: Option<LoadReport>,
 }
 
 /// A point-in-time reading of everything measured about one backend.
@@ -92,6 +114,8 @@ pub struct BackendStats {
     consecutive_failures: AtomicU32,
     report: ReportCell,
     health: HealthCell,
+    /// Written by the load poller only; read by the admin API.
+    last_poll: Mutex<Option<PollRecord>>,
 }
 
 /// Active health-check state. Only the health checker writes it.
@@ -124,6 +148,7 @@ impl BackendStats {
             &report.capacity,
             &report.in_flight,
             &report.latency_ms,
+            &report.error_rate,
         ] {
             cell.store(ABSENT, Ordering::Relaxed);
         }
@@ -140,6 +165,7 @@ impl BackendStats {
                 passes_in_a_row: AtomicU32::new(0),
                 failures_in_a_row: AtomicU32::new(0),
             },
+            last_poll: Mutex::new(None),
         }
     }
 
@@ -212,13 +238,52 @@ impl BackendStats {
         self.consecutive_failures.store(0, Ordering::Relaxed);
     }
 
-    /// Store a backend's self-report.
+    /// Store a backend's self-report from a response header.
     pub fn record_report(&self, now_ms: u64, report: &LoadReport) {
+        self.store_report(now_ms, report, false);
+    }
+
+    /// Store the outcome of a load poll: a report, when it succeeded, is used
+    /// like a `Server-Load` one. It is not traffic: no request is counted.
+    pub fn record_poll(&self, now_ms: u64, result: &'static str, report: Option<LoadReport>) {
+        if let Some(report) = &report {
+            self.store_report(now_ms, report, true);
+        }
+        let record = PollRecord {
+            at: SystemTime::now(),
+            at_ms: now_ms,
+            result,
+            report,
+        };
+        *self.last_poll.lock().unwrap_or_else(|p| p.into_inner()) = Some(record);
+    }
+
+    /// Forget a polled report once the backend is busy enough not to be
+    /// polled (its own traffic measures it), so the silence is not read as a
+    /// stale reporter. A report that came with a response stays.
+    pub fn forget_polled_report(&self) {
+        let cell = &self.report;
+        if cell.polled.load(Ordering::Relaxed) {
+            cell.received_at_ms.store(0, Ordering::Release);
+            cell.polled.store(false, Ordering::Relaxed);
+        }
+    }
+
+    pub fn last_poll(&self) -> Option<PollRecord> {
+        self.last_poll
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn store_report(&self, now_ms: u64, report: &LoadReport, polled: bool) {
         let cell = &self.report;
         store_f64(&cell.utilization, report.utilization);
         store_u64(&cell.capacity, report.capacity);
         store_u64(&cell.in_flight, report.in_flight);
         store_f64(&cell.latency_ms, report.latency_ms);
+        store_f64(&cell.error_rate, report.error_rate);
+        cell.polled.store(polled, Ordering::Relaxed);
         cell.received_at_ms.store(now_ms.max(1), Ordering::Release);
     }
 
@@ -231,6 +296,8 @@ impl BackendStats {
                 capacity: load_u64(&cell.capacity),
                 in_flight: load_u64(&cell.in_flight),
                 latency_ms: load_f64(&cell.latency_ms),
+                error_rate: load_f64(&cell.error_rate),
+                polled: cell.polled.load(Ordering::Relaxed),
                 received_at_ms,
             }),
         }
@@ -316,5 +383,35 @@ mod tests {
         assert_eq!(report.in_flight, None);
         assert_eq!(report.latency_ms, None);
         assert_eq!(report.received_at_ms, 42);
+        assert!(!report.polled);
+    }
+
+    #[test]
+    fn a_poll_is_a_report_but_not_traffic() {
+        let stats = BackendStats::new();
+        stats.record_poll(5, "timeout", None);
+        assert_eq!(stats.last_report(), None, "a failed poll reports nothing");
+        assert_eq!(stats.last_poll().unwrap().result, "timeout");
+        let polled = LoadReport {
+            latency_ms: Some(80.0),
+            error_rate: Some(0.02),
+            ..LoadReport::default()
+        };
+        stats.record_poll(10, "ok", Some(polled));
+        let report = stats.last_report().unwrap();
+        assert!(report.polled);
+        assert_eq!(report.latency_ms, Some(80.0));
+        assert_eq!(report.error_rate, Some(0.02));
+        let obs = stats.observe(20);
+        assert_eq!(obs.outcomes.total, 0, "no request was counted");
+        assert_eq!(obs.latency.count, 0, "no latency sample was recorded");
+        assert_eq!(stats.last_poll().unwrap().report, Some(polled));
+
+        stats.forget_polled_report();
+        assert_eq!(stats.last_report(), None);
+        // A report from a response is not forgotten.
+        stats.record_report(30, &polled);
+        stats.forget_polled_report();
+        assert!(stats.last_report().is_some());
     }
 }

@@ -1,9 +1,13 @@
 //! Monotonic milliseconds since a process-wide origin. Everything that keeps
 //! time-windowed state takes `now_ms: u64` as a parameter, so tests drive it
 //! with a fake clock and production reads this one.
+//!
+//! Schedules need the time of day as well: [`WallClock`] is the system's
+//! wall clock, or a fixed one that tests set.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 fn origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
@@ -27,4 +31,40 @@ pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Wall-clock time for schedules: the system's, or one a test sets.
+#[derive(Debug, Clone, Default)]
+pub struct WallClock {
+    fixed: Option<Arc<AtomicI64>>,
+}
+
+impl WallClock {
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    /// A clock that stays at `unix_s` until [`set`](Self::set).
+    pub fn fixed(unix_s: i64) -> Self {
+        Self {
+            fixed: Some(Arc::new(AtomicI64::new(unix_s))),
+        }
+    }
+
+    /// Move a fixed clock (and every clone of it); a system clock ignores it.
+    pub fn set(&self, unix_s: i64) {
+        if let Some(fixed) = &self.fixed {
+            fixed.store(unix_s, Ordering::Relaxed);
+        }
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn now_unix_s(&self) -> i64 {
+        match &self.fixed {
+            Some(fixed) => fixed.load(Ordering::Relaxed),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        }
+    }
 }

@@ -104,6 +104,9 @@ pub struct LoadReport {
     pub latency_ms: Option<f64>,
     pub requests_per_second: Option<f64>,
     pub errors_per_second: Option<f64>,
+    /// Fraction of the backend's recent requests that failed, 0..1 (only
+    /// load polls report it).
+    pub error_rate: Option<f64>,
 }
 
 /// Why a load header was rejected.
