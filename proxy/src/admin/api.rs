@@ -2,10 +2,11 @@
 //! running configuration (secrets redacted), reloads and operator overrides.
 
 use super::{json, json_error};
-use crate::config::{BackendId, HealthCheckKind, Snapshot};
+use crate::config::{BackendId, HealthCheckKind, Pool, Snapshot};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::routing::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
-use crate::routing::engine::Engine;
+use crate::routing::engine::{Engine, ShadowInspection};
+use crate::routing::shadow::PolicyOutcome;
 use crate::routing::table::HostMatch;
 use crate::stats::clock;
 use http::{Method, Response, StatusCode};
@@ -75,6 +76,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
     let inspections = engine.inspect(now_ms);
     let region_inspections = engine.inspect_regions(now_ms);
     let tier_inspections = engine.inspect_tiers();
+    let shadow_inspections = engine.inspect_shadows();
     let pools: Vec<Value> = routing
         .snapshot
         .pools
@@ -82,7 +84,8 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
         .zip(inspections)
         .zip(region_inspections)
         .zip(tier_inspections)
-        .map(|(((pool, backends), regions), tiers)| {
+        .zip(shadow_inspections)
+        .map(|((((pool, backends), regions), tiers), shadow)| {
             let prewarm = pool.policy.prewarm_share;
             let tiers: Vec<Value> = tiers
                 .iter()
@@ -177,6 +180,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                 "prewarm_share": pool.policy.prewarm_share,
                 "tiers": tiers,
                 "regions": regions,
+                "shadow": shadow.map(|s| shadow_state(pool, &s)),
                 "backends": backends,
             })
         })
@@ -194,6 +198,44 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
         })
     });
     json(StatusCode::OK, &json!({ "pools": pools, "reload": reload }))
+}
+
+/// A pool's shadow candidate: how often it would have chosen differently,
+/// each backend's candidate and live shares, and the predicted effect.
+fn shadow_state(pool: &Pool, shadow: &ShadowInspection) -> Value {
+    let compared = shadow.same + shadow.different;
+    let outcome = |o: PolicyOutcome| {
+        json!({
+            "latency_ms": o.latency_s.map(|s| s * 1000.0),
+            "error_rate": o.error_rate,
+        })
+    };
+    let p = &shadow.prediction;
+    json!({
+        "mode": shadow.mode.as_str(),
+        "sample": shadow.sample,
+        "compared": compared,
+        "same": shadow.same,
+        "different": shadow.different,
+        "disagreement_rate": (compared > 0).then(|| shadow.different as f64 / compared as f64),
+        "predicted": {
+            "live": outcome(p.live),
+            "candidate": outcome(p.candidate),
+            "moved_fraction": p.moved_fraction,
+            "moved_requests_per_second": p.moved_rps,
+        },
+        "backends": pool
+            .backends
+            .iter()
+            .zip(&shadow.candidate_shares)
+            .zip(&shadow.live_shares)
+            .map(|((backend, candidate), live)| json!({
+                "id": backend.id.0,
+                "live_share": live,
+                "candidate_share": candidate,
+            }))
+            .collect::<Vec<Value>>(),
+    })
 }
 
 fn parse_kind(text: &str) -> Option<DecisionKind> {

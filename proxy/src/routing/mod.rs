@@ -7,6 +7,7 @@ pub mod decisions;
 pub mod engine;
 pub mod geo;
 pub mod picker;
+pub mod shadow;
 pub mod spillover;
 pub mod sticky;
 pub mod table;

@@ -204,6 +204,43 @@ impl PoolWeights {
             .find(|g| g.tier == tier && g.region.as_deref() == region)
     }
 
+    /// Where a shadow `candidate` (weights of the same pool) would have sent
+    /// a request these weights sent to `chosen`: the point `v ∈ [0, 1)` of
+    /// `chosen`'s interval on the cumulative shares of the group it was
+    /// chosen in (the pool, or its region and tier when `regional`), read as
+    /// the same fraction of the candidate's cumulative shares of that group.
+    /// `None`: the candidate gives that group nothing.
+    pub fn shadow_choice(
+        &self,
+        candidate: &PoolWeights,
+        chosen: usize,
+        regional: bool,
+        v: f64,
+    ) -> Option<usize> {
+        let (live_group, candidate_group) = if regional {
+            let index = self
+                .regions
+                .iter()
+                .position(|g| g.members.contains(&chosen))?;
+            (&self.regions[index], candidate.regions.get(index)?)
+        } else {
+            (&self.all, &candidate.all)
+        };
+        let at = live_group.members.iter().position(|&m| m == chosen)?;
+        let low = if at == 0 {
+            0.0
+        } else {
+            live_group.cumulative[at - 1]
+        };
+        let high = live_group.cumulative[at];
+        let (live_total, candidate_total) = (live_group.total(), candidate_group.total());
+        if live_total <= 0.0 || candidate_total <= 0.0 {
+            return None;
+        }
+        let fraction = (low + v * (high - low)) / live_total;
+        Some(candidate_group.member_at(fraction * candidate_total))
+    }
+
     /// Index (in `Pool::tiers`) of the tier a request is drawn into.
     fn draw_tier<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
         let total = self.tier_cumulative.last().copied().unwrap_or(0.0);
