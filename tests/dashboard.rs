@@ -1,6 +1,7 @@
 //! The live dashboard in a real browser: headless Chromium loads the page
-//! from a running proxy, which must list the pool's backends and keep
-//! updating; a screenshot is kept for people to look at.
+//! from a running proxy, which must list the pool's backends (and its
+//! shadow candidate) and keep updating; a screenshot is kept for people to
+//! look at.
 //!
 //! Needs Chromium (`apt-get install chromium`), so it is ignored by a plain
 //! `cargo test`; `load-tests/test.sh` installs Chromium and runs it with
@@ -71,7 +72,7 @@ async fn the_dashboard_shows_the_backends_and_updates() {
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let yaml = format!(
-        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\npools: {{web: {{recompute_interval: 200ms, backends: [{{addr: \"{}\", region: east}}, {{addr: \"{}\", region: west, canary: true}}]}}}}\nroutes: [{{pool: web}}]\n",
+        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\npools: {{web: {{recompute_interval: 200ms, shadow: {{mode: round_robin}}, backends: [{{addr: \"{}\", region: east}}, {{addr: \"{}\", region: west, canary: true}}]}}}}\nroutes: [{{pool: web}}]\n",
         fast.addr, slow.addr
     );
     let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
@@ -106,6 +107,10 @@ async fn the_dashboard_shows_the_backends_and_updates() {
         );
     }
     assert!(dom.contains("canary"), "canary state shown");
+    assert!(
+        dom.contains("data-shadow=\"round_robin\"") && dom.contains("would differ on"),
+        "shadow candidate shown:\n{dom}"
+    );
     let updates: u32 = dom
         .split("data-count=\"")
         .nth(1)

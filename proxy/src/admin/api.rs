@@ -349,6 +349,18 @@ fn config_value(snapshot: &Snapshot) -> Value {
                 "retries": {"attempts": policy.attempts},
                 "overprovisioning_factor": policy.overprovisioning_factor,
                 "prewarm_share": policy.prewarm_share,
+                "shadow": p.shadow.as_ref().map(|s| json!({
+                    "mode": s.policy.mode.as_str(),
+                    "target_latency_ms": s.policy.target_latency.as_millis() as u64,
+                    "min_share": s.policy.min_share,
+                    "max_share": s.policy.max_share,
+                    "smoothing": s.policy.smoothing,
+                    "slow_start_ms": s.policy.slow_start.as_millis() as u64,
+                    "region_max_share": s.policy.region_max_share,
+                    "overprovisioning_factor": s.policy.overprovisioning_factor,
+                    "prewarm_share": s.policy.prewarm_share,
+                    "sample": s.sample,
+                })),
                 "timeouts_ms": {
                     "connect": p.timeouts.connect.as_millis() as u64,
                     "read": p.timeouts.read.as_millis() as u64,

@@ -289,6 +289,7 @@ impl Engine {
             if !keep {
                 self.forget_shadow_counters(pool);
             }
+            shadow.shares.retain(|id, _| configured.contains(id));
             keep
         });
         self.metrics.backend_share.reset();

@@ -826,6 +826,37 @@ routes: [{{pool: p}}]
             .collect()
     }
 
+    #[test]
+    fn a_shadow_choice_stays_in_the_group_the_request_was_served_in() {
+        let snap = snapshot("latency");
+        let live = weights(&snap, [0.3, 0.1, 0.2, 0.2, 0.1, 0.1]);
+        let same = weights(&snap, [0.3, 0.1, 0.2, 0.2, 0.1, 0.1]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for chosen in 0..6 {
+            for _ in 0..50 {
+                let v = rng.random::<f64>();
+                assert_eq!(live.shadow_choice(&same, chosen, true, v), Some(chosen));
+                assert_eq!(live.shadow_choice(&same, chosen, false, v), Some(chosen));
+            }
+        }
+        // The candidate moves us-east's traffic onto b1 and gives eu-west nothing.
+        let other = weights(&snap, [0.0, 0.4, 0.2, 0.0, 0.2, 0.2]);
+        assert_eq!(
+            live.shadow_choice(&other, 0, true, 0.5),
+            Some(1),
+            "same region"
+        );
+        assert_eq!(live.shadow_choice(&other, 2, true, 0.5), Some(2));
+        assert_eq!(
+            live.shadow_choice(&other, 3, true, 0.5),
+            None,
+            "no eu-west share"
+        );
+        // Without a plan, the point is read on the whole pool: b0's interval
+        // [0, 0.3) is [0, 0.3) of the candidate too, all of it b1's.
+        assert_eq!(live.shadow_choice(&other, 0, false, 0.9), Some(1));
+    }
+
     fn backends(decisions: &[Decision]) -> std::collections::BTreeSet<usize> {
         decisions
             .iter()
