@@ -612,7 +612,7 @@ async fn a_shadow_is_added_changed_and_removed_by_reload_without_touching_live_s
     assert_eq!(shadow["mode"], "round_robin", "{state:#}");
     assert_eq!(shadow["compared"], 40, "{shadow:#}");
     assert!(
-        backend(&state, "web", a.addr)["requests"].as_u64().unwrap() >= learned + 1,
+        backend(&state, "web", a.addr)["requests"].as_u64().unwrap() > learned,
         "live stats kept across the reload"
     );
 
