@@ -61,8 +61,10 @@ const DRAW_ATTEMPTS: usize = 4;
 struct Group {
     region: Option<String>,
     tier: u32,
-    /// Backend indices.
+    /// Backend indices: canaries first, each part in ascending order.
     members: Vec<usize>,
+    /// How many members are canaries.
+    canaries: usize,
     /// Running sums of the members' shares, for the weighted draw.
     cumulative: Vec<f64>,
     /// The pool's round-robin cycle restricted to eligible members.
@@ -79,7 +81,11 @@ impl Group {
         mut members: Vec<usize>,
         shares: &[f64],
     ) -> Self {
-        members.sort_by_key(|&b| pool.backends[b].canary.is_none());
+        members.sort_by_key(|&b| (pool.backends[b].canary.is_none(), b));
+        let canaries = members
+            .iter()
+            .filter(|&&b| pool.backends[b].canary.is_some())
+            .count();
         let schedule = &pool.schedule;
         let cumulative = members
             .iter()
@@ -97,6 +103,7 @@ impl Group {
             region,
             tier,
             members,
+            canaries,
             cumulative,
             cycle,
             spill: 0.0,
@@ -110,6 +117,17 @@ impl Group {
 
     fn total(&self) -> f64 {
         self.cumulative.last().copied().unwrap_or(0.0)
+    }
+
+    /// Where `backend` is in `members` (binary search in each part).
+    fn position(&self, backend: usize) -> Option<usize> {
+        let (canaries, stable) = self.members.split_at(self.canaries);
+        canaries.binary_search(&backend).ok().or_else(|| {
+            stable
+                .binary_search(&backend)
+                .ok()
+                .map(|i| i + self.canaries)
+        })
     }
 
     /// The member whose cumulative interval contains `point` in `[0, total)`.
@@ -221,12 +239,12 @@ impl PoolWeights {
             let index = self
                 .regions
                 .iter()
-                .position(|g| g.members.contains(&chosen))?;
+                .position(|g| g.position(chosen).is_some())?;
             (&self.regions[index], candidate.regions.get(index)?)
         } else {
             (&self.all, &candidate.all)
         };
-        let at = live_group.members.iter().position(|&m| m == chosen)?;
+        let at = live_group.position(chosen)?;
         let low = if at == 0 {
             0.0
         } else {
