@@ -714,4 +714,10 @@ routes: [{pool: api}, {pool: plain}]
     assert_eq!(shadow.sample, 0.1);
     assert!(!shadow.policy.same_weight_parameters(&ok.pools[0].policy));
     assert!(ok.pools[1].shadow.is_none());
+    let summary = ok.summary();
+    assert!(
+        summary.contains("api (latency, 2 backends, shadow capacity sample 0.1)")
+            && summary.contains("plain (latency, 1 backends)\n"),
+        "{summary}"
+    );
 }
