@@ -152,7 +152,7 @@ struct ShadowMemory {
     /// The candidate's last shares, for its smoothing.
     shares: HashMap<BackendId, f64>,
     counters: ShadowCounters,
-    /// What was last computed.
+    /// What was last computed: (candidate shares, live shares, prediction).
     last: Option<(Vec<f64>, Vec<f64>, Prediction)>,
 }
 
