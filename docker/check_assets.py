@@ -63,7 +63,7 @@ def defined_metrics():
     """Metric names proxy/src/metrics.rs registers, with the ballast_ prefix."""
     source = METRICS_RS.read_text()
     names = re.findall(
-        r'(?:Opts::new|HistogramOpts::new|IntGauge::new|counter)\(\s*"([a-z_]+)"', source
+        r'(?:Opts::new|HistogramOpts::new|IntGauge::new|counter|gauge)\(\s*"([a-z_]+)"', source
     )
     defined = set()
     for name in names:

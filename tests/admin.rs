@@ -564,3 +564,79 @@ async fn every_admin_endpoint_answers_in_shape_and_overrides_are_decisions() {
         assert!(metrics.contains(name), "{name} missing");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_is_added_changed_and_removed_by_reload_without_touching_live_state() {
+    let a = origin_named("a").await;
+    let b = origin_named("b").await;
+    let p = ports();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ballast.yaml");
+    let with = |shadow: &str| {
+        config(
+            &p,
+            "",
+            &format!(
+                "pools: {{web: {{recompute_interval: 100ms, {shadow}backends: [{{addr: \"{}\"}}, {{addr: \"{}\"}}]}}}}\nroutes: [{{pool: web}}]\n",
+                a.addr, b.addr
+            ),
+        )
+    };
+    std::fs::write(&file, with("")).unwrap();
+    let _ballast = RunningBallast::start_file(&file, &[p.listen, p.admin]).await;
+    let traffic = |n: usize| async move {
+        for _ in 0..n {
+            assert_eq!(get(p.listen, "x", "/").await.status, StatusCode::OK);
+        }
+    };
+    traffic(40).await;
+    let state = admin_json(p.admin, "/api/v1/state").await;
+    assert!(
+        state["pools"][0]["shadow"].is_null(),
+        "no shadow configured"
+    );
+    let learned = backend(&state, "web", a.addr)["requests"].as_u64().unwrap();
+    assert!(learned > 0);
+
+    // Added.
+    std::fs::write(&file, with("shadow: {mode: round_robin}, ")).unwrap();
+    let body: Value = serde_json::from_slice(&post(p.admin, "/reload").await.body).unwrap();
+    // The file watcher may have applied it first.
+    assert!(
+        body["status"] == "applied" || body["status"] == "unchanged",
+        "{body:#}"
+    );
+    traffic(40).await;
+    let state = admin_json(p.admin, "/api/v1/state").await;
+    let shadow = &state["pools"][0]["shadow"];
+    assert_eq!(shadow["mode"], "round_robin", "{state:#}");
+    assert_eq!(shadow["compared"], 40, "{shadow:#}");
+    assert!(
+        backend(&state, "web", a.addr)["requests"].as_u64().unwrap() > learned,
+        "live stats kept across the reload"
+    );
+
+    // Only the sample changes: the candidate and its counts are kept.
+    std::fs::write(&file, with("shadow: {mode: round_robin, sample: 0.5}, ")).unwrap();
+    post(p.admin, "/reload").await;
+    let state = admin_json(p.admin, "/api/v1/state").await;
+    assert_eq!(state["pools"][0]["shadow"]["compared"], 40);
+    assert_eq!(state["pools"][0]["shadow"]["sample"], 0.5);
+
+    // Its mode changes: it starts again.
+    std::fs::write(&file, with("shadow: {mode: capacity}, ")).unwrap();
+    post(p.admin, "/reload").await;
+    let state = admin_json(p.admin, "/api/v1/state").await;
+    assert_eq!(state["pools"][0]["shadow"]["mode"], "capacity");
+    assert_eq!(state["pools"][0]["shadow"]["compared"], 0, "counts restart");
+
+    // Removed.
+    std::fs::write(&file, with("")).unwrap();
+    post(p.admin, "/reload").await;
+    traffic(10).await;
+    let state = admin_json(p.admin, "/api/v1/state").await;
+    assert!(state["pools"][0]["shadow"].is_null());
+    let metrics = get(p.admin, "x", "/metrics").await.text();
+    assert!(!metrics.contains("ballast_shadow_"), "{metrics}");
+    assert!(metrics.contains("ballast_backend_share{"));
+}

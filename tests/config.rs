@@ -851,3 +851,82 @@ fn schedules_compile_and_bad_ones_name_their_path() {
         vec!["pools.api.schedules: schedules need an adaptive mode (latency or capacity); round_robin weights are fixed"]
     );
 }
+
+#[test]
+fn shadow_policies_are_validated_like_the_pools_own() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    shadow:
+      mode: fastest
+      min_share: 0.6
+      max_share: 0.3
+      smoothing: 0
+      target_latency: soon
+      prewarm_share: 0.5
+      sample: 0
+    backends: [{addr: "10.0.0.1:80"}, {addr: "10.0.0.2:80", priority: 1}]
+  web:
+    min_share: 0.3
+    shadow: {max_share: 0.2, mode: round_robin, region_max_share: 0.5}
+    backends: [{addr: "10.0.0.3:80"}, {addr: "10.0.0.4:80", priority: 1}]
+routes: [{pool: api}, {pool: web}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            r#"pools.api.shadow.mode: unknown mode "fastest" (supported: latency, capacity, round_robin)"#,
+            r#"pools.api.shadow.target_latency: invalid duration "soon" (expected e.g. "250ms", "2s", "1m")"#,
+            "pools.api.shadow.min_share: 0.6 is out of range (allowed 0 to 0.5)",
+            "pools.api.shadow.smoothing: 0 is out of range (allowed 0.01 to 1)",
+            "pools.api.shadow.prewarm_share: 0.5 is out of range (allowed 0 to 0.2)",
+            "pools.api.shadow.sample: 0 is out of range (allowed 0.001 to 1)",
+            "pools.web.shadow.min_share: 0.3 is above max_share 0.2",
+            "pools.web.shadow.mode: priority tiers need an adaptive mode (latency or capacity); round_robin ignores them",
+            "pools.web.shadow.region_max_share: region_max_share needs backends in at least two regions",
+        ]
+    );
+    let errs = errors(
+        "listeners: [{address: \"127.0.0.1:8080\"}]\npools: {api: {shadow: {mode: capacity, weight: 2}, backends: [{addr: \"10.0.0.1:80\"}]}}\nroutes: [{pool: api}]\n",
+    );
+    assert!(
+        errs[0].starts_with("pools.api.shadow.weight: unknown field `weight`"),
+        "{errs:?}"
+    );
+
+    let ok = load_str(
+        r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    mode: latency
+    smoothing: 0.5
+    min_share: 0.05
+    shadow: {mode: capacity, target_latency: 50ms, sample: 0.1}
+    backends: [{addr: "10.0.0.1:80"}, {addr: "10.0.0.2:80"}]
+  plain:
+    backends: [{addr: "10.0.0.3:80"}]
+routes: [{pool: api}, {pool: plain}]
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let shadow = ok.pools[0].shadow.as_ref().expect("configured");
+    assert_eq!(shadow.policy.mode, BalanceMode::Capacity);
+    assert_eq!(shadow.policy.target_latency, Duration::from_millis(50));
+    assert_eq!(
+        shadow.policy.smoothing, 0.5,
+        "the pool's, not set by the shadow"
+    );
+    assert_eq!(shadow.policy.min_share, 0.05);
+    assert_eq!(shadow.sample, 0.1);
+    assert!(!shadow.policy.same_weight_parameters(&ok.pools[0].policy));
+    assert!(ok.pools[1].shadow.is_none());
+    let summary = ok.summary();
+    assert!(
+        summary.contains("api (latency, 2 backends, shadow capacity sample 0.1)")
+            && summary.contains("plain (latency, 1 backends)\n"),
+        "{summary}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The live dashboard in a real browser: headless Chromium loads the page
-//! from a running proxy, which must list the pool's backends and keep
-//! updating; a screenshot is kept for people to look at.
+//! from a running proxy, which must list the pool's backends (and its
+//! shadow candidate) and keep updating; a screenshot is kept for people to
+//! look at.
 //!
 //! Needs Chromium (`apt-get install chromium`), so it is ignored by a plain
 //! `cargo test`; `load-tests/test.sh` installs Chromium and runs it with
@@ -74,7 +75,7 @@ async fn the_dashboard_shows_the_backends_and_updates() {
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let yaml = format!(
-        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\npools: {{web: {{recompute_interval: 200ms, backends: [{{addr: \"{}\", region: east}}, {{addr: \"{}\", region: west, canary: true}}, {{addr: \"{}\", region: east, priority: 1}}]}}}}\nroutes: [{{pool: web}}]\n",
+        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\npools: {{web: {{recompute_interval: 200ms, shadow: {{mode: capacity}}, backends: [{{addr: \"{}\", region: east}}, {{addr: \"{}\", region: west, canary: true}}, {{addr: \"{}\", region: east, priority: 1}}]}}}}\nroutes: [{{pool: web}}]\n",
         fast.addr, slow.addr, standby.addr
     );
     let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
@@ -118,6 +119,10 @@ async fn the_dashboard_shows_the_backends_and_updates() {
     assert!(
         dom.contains(">standby<"),
         "the standby tier is shown as such"
+    );
+    assert!(
+        dom.contains("data-shadow=\"capacity\"") && dom.contains("would differ on"),
+        "shadow candidate shown:\n{dom}"
     );
     let updates: u32 = dom
         .split("data-count=\"")

@@ -1004,3 +1004,120 @@ async fn a_prewarmed_standby_takes_over_when_the_primaries_fail_and_hands_back()
     assert_eq!(failback.len(), 1, "{failback:?}");
     assert!(recovered_at.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_robin_shadow_beside_latency_routing_disagrees_and_predicts_slower_without_routing()
+{
+    let _serial = LOAD_LOCK.lock().await;
+    let fast = origin_with_latency("fast", Duration::from_millis(2)).await;
+    let slow = origin_with_latency("slow", Duration::from_millis(80)).await;
+    let proxy = start(&format!(
+        "    mode: latency\n    recompute_interval: 250ms\n    max_share: 0.95\n    shadow: {{mode: round_robin}}\n{}",
+        backends(&[&fast, &slow])
+    ))
+    .await;
+    let shadow_counts = || async {
+        let state = admin_json(proxy.admin, "/api/v1/state").await;
+        let shadow = state["pools"][0]["shadow"].clone();
+        let count = |key: &str| shadow[key].as_u64().unwrap_or_else(|| panic!("{shadow}"));
+        (count("same"), count("different"))
+    };
+
+    let settle = drive(
+        proxy.listen,
+        6,
+        Duration::from_millis(2000),
+        10_000,
+        get_request,
+    )
+    .await;
+    let (fast_mark, slow_mark) = (fast.stats.total(), slow.stats.total());
+    let (same_mark, different_mark) = shadow_counts().await;
+    let measured = drive(
+        proxy.listen,
+        6,
+        Duration::from_millis(1500),
+        10_000,
+        get_request,
+    )
+    .await;
+    assert_eq!(
+        settle.count(200) + measured.count(200),
+        settle.total() + measured.total()
+    );
+    let fast_n = fast.stats.total() - fast_mark;
+    let slow_n = slow.stats.total() - slow_mark;
+    let slow_traffic = slow_n as f64 / (fast_n + slow_n) as f64;
+    let (same, different) = shadow_counts().await;
+    let (same_n, different_n) = (same - same_mark, different - different_mark);
+    let disagreement = different_n as f64 / (same_n + different_n) as f64;
+
+    let state = admin_json(proxy.admin, "/api/v1/state").await;
+    let shadow = &state["pools"][0]["shadow"];
+    let number = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("{shadow}"));
+    let compared = number(&shadow["compared"]);
+    let moved = number(&shadow["predicted"]["moved_fraction"]);
+    let live_ms = number(&shadow["predicted"]["live"]["latency_ms"]);
+    let candidate_ms = number(&shadow["predicted"]["candidate"]["latency_ms"]);
+    let slow_live_share = published_share(proxy.admin, slow.addr).await;
+    eprintln!(
+        "shadow round_robin vs live latency: disagreement {disagreement:.3} over {} requests (predicted moved fraction {moved:.3}), predicted {live_ms:.1} ms live vs {candidate_ms:.1} ms candidate; slow origin share {slow_live_share:.3}, traffic {slow_traffic:.3} ({slow_n} of {})",
+        same_n + different_n,
+        fast_n + slow_n
+    );
+    assert_eq!(shadow["mode"], "round_robin");
+    let requests = (settle.total() + measured.total()) as f64;
+    assert!(
+        compared >= 0.9 * requests && compared <= requests,
+        "every request is compared once weights are out: {compared} of {requests}"
+    );
+    assert_eq!(
+        (same_n + different_n) as usize,
+        measured.total(),
+        "each measured request compared once"
+    );
+    // Live sends most to the fast origin; round robin would split evenly.
+    assert!(
+        disagreement > 0.25,
+        "disagreement {disagreement} with the slow origin at {slow_live_share}"
+    );
+    assert!(
+        (disagreement - moved).abs() < 0.12,
+        "measured disagreement {disagreement:.3} against the share difference {moved:.3}"
+    );
+    assert!(
+        candidate_ms > live_ms * 1.5,
+        "round robin predicted slower: {candidate_ms} vs {live_ms}"
+    );
+    let candidate_slow_share = shadow["backends"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["id"] == format!("p/{}", slow.addr)))
+        .map(|b| number(&b["candidate_share"]));
+    assert_eq!(candidate_slow_share, Some(0.5));
+    // The requests themselves follow the live policy only.
+    assert!(
+        slow_traffic < 0.3,
+        "traffic to the slow origin: {slow_traffic:.3} ({slow_n} of {})",
+        fast_n + slow_n
+    );
+
+    let config = admin_json(proxy.admin, "/api/v1/config").await;
+    assert_eq!(config["pools"][0]["shadow"]["mode"], "round_robin");
+    assert_eq!(config["pools"][0]["shadow"]["sample"], 1.0);
+
+    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    let different = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("ballast_shadow_decisions_total{outcome=\"different\",pool=\"p\"} ")
+        })
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no shadow decisions in\n{metrics}"));
+    assert!(different > 0.0);
+    assert!(metrics
+        .contains("ballast_shadow_predicted_latency_seconds{policy=\"candidate\",pool=\"p\"}"));
+    assert!(metrics.contains(&format!(
+        "ballast_shadow_share{{backend=\"p/{}\",pool=\"p\"}} 0.5",
+        slow.addr
+    )));
+}

@@ -1,12 +1,15 @@
 //! Criterion benchmarks of the routing brain's hot and warm paths:
 //! one pick (adaptive and round robin) at 3 to 10 000 backends, parsing
 //! each load-report form, and one weight recompute (and the statistics
-//! reading before it) at 10 to 10 000 backends.
+//! reading before it) at 10 to 10 000 backends; one shadow comparison
+//! (a sampled request placed on a candidate policy's shares) at 3 to
+//! 10 000 backends.
 //!
 //! `cargo bench -p ballast --bench brain`
 
 use ballast::config::{load_str, PoolId, Snapshot};
 use ballast::routing::picker::{pick, PoolWeights, RequestFacts};
+use ballast::routing::shadow::{ShadowCounters, ShadowWeights};
 use ballast::routing::weights::{compute_shares, BackendInput};
 use ballast::stats::backend::BackendStats;
 use ballast::stats::server_load::{parse_orca, parse_server_load};
@@ -160,5 +163,35 @@ fn bench_recompute(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_pick, bench_parse, bench_recompute);
+fn bench_shadow(c: &mut Criterion) {
+    let mut group = c.benchmark_group("shadow");
+    for n in [3usize, 100, 10_000] {
+        let adaptive = snapshot("latency", n);
+        let live = weights(&adaptive, n);
+        let even = PoolWeights::new(&adaptive.pools[0], vec![1.0 / n as f64; n], vec![1.0; n]);
+        let counter = |name| prometheus::IntCounter::new(name, "benchmark").expect("counter");
+        let counters = ShadowCounters {
+            same: counter("same"),
+            different: counter("different"),
+        };
+        let shadow = ShadowWeights::new(even, 1.0, counters);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        group.bench_with_input(BenchmarkId::new("compare", n), &n, |b, _| {
+            let mut chosen = 0;
+            b.iter(|| {
+                chosen = (chosen + 7) % n;
+                shadow.compare(black_box(&live), chosen, false, &mut rng)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_pick,
+    bench_parse,
+    bench_recompute,
+    bench_shadow
+);
 criterion_main!(benches);

@@ -52,6 +52,18 @@ pub struct Metrics {
     pub load_polls: IntCounterVec,
     /// 1 for each pool's active schedule template, 0 for its others.
     pub schedule_active: GaugeVec,
+    /// Sampled requests a shadow candidate would have sent to the same
+    /// backend as the live policy, or to another, by pool and outcome.
+    pub shadow_decisions: IntCounterVec,
+    /// Each backend's share under its pool's shadow candidate.
+    pub shadow_share: GaugeVec,
+    /// Predicted mean latency of a pool under the live policy and under its
+    /// shadow candidate, by pool and policy (`live`, `candidate`).
+    pub shadow_predicted_latency: GaugeVec,
+    /// Predicted error rate under each policy, by pool and policy.
+    pub shadow_predicted_error_rate: GaugeVec,
+    /// Requests per second the candidate would send to other backends.
+    pub shadow_moved_rps: GaugeVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -98,6 +110,9 @@ impl Metrics {
         .expect("valid metric");
         let counter = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            GaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
         };
         let ejections = counter(
             "outlier_ejections_total",
@@ -173,10 +188,40 @@ impl Metrics {
             &["pool", "template"],
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 17] = [
+        let shadow_decisions = counter(
+            "shadow_decisions_total",
+            "Sampled requests a shadow candidate policy would have sent to the same backend as the live policy (same) or to another (different)",
+            &["pool", "outcome"],
+        );
+        let shadow_share = gauge(
+            "shadow_share",
+            "A backend's traffic share under its pool's shadow candidate policy (0..1)",
+            &["pool", "backend"],
+        );
+        let shadow_predicted_latency = gauge(
+            "shadow_predicted_latency_seconds",
+            "Predicted mean latency of a pool: sum of share x measured mean latency, under the live policy and its shadow candidate",
+            &["pool", "policy"],
+        );
+        let shadow_predicted_error_rate = gauge(
+            "shadow_predicted_error_rate",
+            "Predicted error rate of a pool: sum of share x measured error rate, under the live policy and its shadow candidate",
+            &["pool", "policy"],
+        );
+        let shadow_moved_rps = gauge(
+            "shadow_moved_requests_per_second",
+            "Requests per second the shadow candidate would send to other backends than the live policy does",
+            &["pool"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 22] = [
             Box::new(rw_requests.clone()),
             Box::new(schedule_active.clone()),
             Box::new(load_polls.clone()),
+            Box::new(shadow_decisions.clone()),
+            Box::new(shadow_share.clone()),
+            Box::new(shadow_predicted_latency.clone()),
+            Box::new(shadow_predicted_error_rate.clone()),
+            Box::new(shadow_moved_rps.clone()),
             Box::new(tier_load.clone()),
             Box::new(region_spill.clone()),
             Box::new(spilled_requests.clone()),
@@ -214,6 +259,11 @@ impl Metrics {
             rw_requests,
             load_polls,
             schedule_active,
+            shadow_decisions,
+            shadow_share,
+            shadow_predicted_latency,
+            shadow_predicted_error_rate,
+            shadow_moved_rps,
         }
     }
 

@@ -652,6 +652,14 @@ impl ProxyHttp for BallastProxy {
                 return Error::e_explain(ErrorType::HTTPStatus(503), why.as_str());
             }
         };
+        if let (Some(shadow), Some(live), true) = (
+            routing.shadows[pool_id.0].as_deref(),
+            facts.weights,
+            ctx.tried.is_empty(),
+        ) {
+            // A policy trial beside the live one: counted, never routed.
+            shadow.compare(live, backend, facts.plan.is_some(), &mut rand::rng());
+        }
         ctx.tried.push(backend);
         if let Some(explain) = &routing.snapshot.explain {
             if wants_explanation(explain, session) {

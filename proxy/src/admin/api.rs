@@ -3,12 +3,13 @@
 
 use super::{json, json_error};
 use crate::config::{
-    BackendId, HealthCheckKind, PinCarrier, ScheduleTemplate, Snapshot, WriteSplit,
+    BackendId, HealthCheckKind, PinCarrier, Pool, ScheduleTemplate, Snapshot, WriteSplit,
 };
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::routing::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
-use crate::routing::engine::Engine;
+use crate::routing::engine::{Engine, ShadowInspection};
 use crate::routing::schedule;
+use crate::routing::shadow::PolicyOutcome;
 use crate::routing::table::HostMatch;
 use crate::stats::clock;
 use http::{Method, Response, StatusCode};
@@ -98,6 +99,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
     let region_inspections = engine.inspect_regions(now_ms);
     let tier_inspections = engine.inspect_tiers();
     let wall_now = engine.wall_clock().now_unix_s();
+    let shadow_inspections = engine.inspect_shadows();
     let pools: Vec<Value> = routing
         .snapshot
         .pools
@@ -105,7 +107,8 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
         .zip(inspections)
         .zip(region_inspections)
         .zip(tier_inspections)
-        .map(|(((pool, backends), regions), tiers)| {
+        .zip(shadow_inspections)
+        .map(|((((pool, backends), regions), tiers), shadow)| {
             let prewarm = pool.policy.prewarm_share;
             let tiers: Vec<Value> = tiers
                 .iter()
@@ -222,6 +225,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                 "tiers": tiers,
                 "write": write_split(pool.write.as_ref()),
                 "regions": regions,
+                "shadow": shadow.map(|s| shadow_state(pool, &s)),
                 "backends": backends,
             })
         })
@@ -253,6 +257,44 @@ fn schedule_state(templates: &[ScheduleTemplate], unix_s: i64) -> Value {
         "multipliers": active.map(|t| &t.multipliers),
         "next_switch": schedule::next_switch(templates, unix_s),
         "templates": templates.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+    })
+}
+
+/// A pool's shadow candidate: how often it would have chosen differently,
+/// each backend's candidate and live shares, and the predicted effect.
+fn shadow_state(pool: &Pool, shadow: &ShadowInspection) -> Value {
+    let compared = shadow.same + shadow.different;
+    let outcome = |o: PolicyOutcome| {
+        json!({
+            "latency_ms": o.latency_s.map(|s| s * 1000.0),
+            "error_rate": o.error_rate,
+        })
+    };
+    let p = &shadow.prediction;
+    json!({
+        "mode": shadow.mode.as_str(),
+        "sample": shadow.sample,
+        "compared": compared,
+        "same": shadow.same,
+        "different": shadow.different,
+        "disagreement_rate": (compared > 0).then(|| shadow.different as f64 / compared as f64),
+        "predicted": {
+            "live": outcome(p.live),
+            "candidate": outcome(p.candidate),
+            "moved_fraction": p.moved_fraction,
+            "moved_requests_per_second": p.moved_rps,
+        },
+        "backends": pool
+            .backends
+            .iter()
+            .zip(&shadow.candidate_shares)
+            .zip(&shadow.live_shares)
+            .map(|((backend, candidate), live)| json!({
+                "id": backend.id.0,
+                "live_share": live,
+                "candidate_share": candidate,
+            }))
+            .collect::<Vec<Value>>(),
     })
 }
 
@@ -383,6 +425,18 @@ fn config_value(snapshot: &Snapshot) -> Value {
                 "overprovisioning_factor": policy.overprovisioning_factor,
                 "prewarm_share": policy.prewarm_share,
                 "write": write_split(p.write.as_ref()),
+                "shadow": p.shadow.as_ref().map(|s| json!({
+                    "mode": s.policy.mode.as_str(),
+                    "target_latency_ms": s.policy.target_latency.as_millis() as u64,
+                    "min_share": s.policy.min_share,
+                    "max_share": s.policy.max_share,
+                    "smoothing": s.policy.smoothing,
+                    "slow_start_ms": s.policy.slow_start.as_millis() as u64,
+                    "region_max_share": s.policy.region_max_share,
+                    "overprovisioning_factor": s.policy.overprovisioning_factor,
+                    "prewarm_share": s.policy.prewarm_share,
+                    "sample": s.sample,
+                })),
                 "timeouts_ms": {
                     "connect": p.timeouts.connect.as_millis() as u64,
                     "read": p.timeouts.read.as_millis() as u64,

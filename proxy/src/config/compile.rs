@@ -15,6 +15,7 @@ use crate::tls::certs::{cert_covers_name, load_certified_key};
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -56,9 +57,14 @@ const MIN_PIN_TTL: Duration = Duration::from_millis(10);
 const MAX_PIN_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_PIN_COOKIE: &str = "ballast_ryw";
 pub const DEFAULT_OVERPROVISIONING_FACTOR: f64 = 1.4;
-const MAX_OVERPROVISIONING_FACTOR: f64 = 100.0;
-const MAX_PREWARM_SHARE: f64 = 0.2;
 const MAX_SCHEDULE_MULTIPLIER: f64 = 100.0;
+const MIN_SHARE_RANGE: RangeInclusive<f64> = 0.0..=0.5;
+const MAX_SHARE_RANGE: RangeInclusive<f64> = 0.01..=1.0;
+const SMOOTHING_RANGE: RangeInclusive<f64> = 0.01..=1.0;
+const REGION_MAX_SHARE_RANGE: RangeInclusive<f64> = 0.05..=1.0;
+const OVERPROVISIONING_RANGE: RangeInclusive<f64> = 1.0..=100.0;
+const PREWARM_SHARE_RANGE: RangeInclusive<f64> = 0.0..=0.2;
+const SHADOW_SAMPLE_RANGE: RangeInclusive<f64> = 0.001..=1.0;
 pub const DEFAULT_SPILLOVER: SpilloverPolicy = SpilloverPolicy {
     latency_above: None,
     latency_signal: LatencySignal::Ewma,
@@ -479,6 +485,27 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
                 "priority tiers need an adaptive mode (latency or capacity); round_robin ignores them",
             );
         }
+        let shadow_path = format!("{path}.shadow");
+        let shadow = pool
+            .shadow
+            .as_ref()
+            .map(|raw| compile_shadow(c, &shadow_path, raw, &policy));
+        if let Some(candidate) = shadow.as_ref().map(|s| &s.policy) {
+            // What the pool itself gets wrong is reported once, at its own path.
+            let live_round_robin = policy.mode == BalanceMode::RoundRobin;
+            if tiers.len() > 1 && candidate.mode == BalanceMode::RoundRobin && !live_round_robin {
+                c.error(
+                    format!("{shadow_path}.mode"),
+                    "priority tiers need an adaptive mode (latency or capacity); round_robin ignores them",
+                );
+            }
+            if candidate.region_max_share < 1.0 && !moves_traffic && named_regions < 2 {
+                c.error(
+                    format!("{shadow_path}.region_max_share"),
+                    "region_max_share needs backends in at least two regions",
+                );
+            }
+        }
         let canaries = backends.iter().any(|b| b.canary.is_some());
         if pool.canary_sticky.is_some() && !canaries {
             c.error(
@@ -499,6 +526,7 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
             regions,
             tiers,
             write,
+            shadow,
             backends,
         });
     }
@@ -912,7 +940,7 @@ fn fraction(
     path: String,
     value: Option<f64>,
     default: f64,
-    range: std::ops::RangeInclusive<f64>,
+    range: RangeInclusive<f64>,
 ) -> f64 {
     match value {
         None => default,
@@ -946,9 +974,16 @@ fn header_name(
     }
 }
 
-fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
-    let mode = match pool.mode.as_deref() {
-        None | Some("latency") => BalanceMode::Latency,
+/// A balance mode by name; `None` is `default`.
+fn compile_mode(
+    c: &mut Checker,
+    path: &str,
+    value: Option<&str>,
+    default: BalanceMode,
+) -> BalanceMode {
+    match value {
+        None => default,
+        Some("latency") => BalanceMode::Latency,
         Some("capacity") => BalanceMode::Capacity,
         Some("round_robin") => BalanceMode::RoundRobin,
         Some(other) => {
@@ -956,29 +991,108 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
                 format!("{path}.mode"),
                 format!("unknown mode \"{other}\" (supported: latency, capacity, round_robin)"),
             );
-            BalanceMode::Latency
+            default
         }
-    };
-    let min_share = fraction(
-        c,
-        format!("{path}.min_share"),
-        pool.min_share,
-        DEFAULT_MIN_SHARE,
-        0.0..=0.5,
-    );
-    let max_share = fraction(
-        c,
-        format!("{path}.max_share"),
-        pool.max_share,
-        DEFAULT_MAX_SHARE,
-        0.01..=1.0,
-    );
+    }
+}
+
+/// `min_share` must not be above `max_share`.
+fn check_share_bounds(c: &mut Checker, path: &str, min_share: f64, max_share: f64) {
     if min_share > max_share {
         c.error(
             format!("{path}.min_share"),
             format!("{min_share} is above max_share {max_share}"),
         );
     }
+}
+
+/// The candidate policy of `pools.X.shadow`: the pool's `live` policy with
+/// the parameters the shadow sets, each validated as the pool's own.
+fn compile_shadow(c: &mut Checker, path: &str, raw: &RawShadow, live: &PoolPolicy) -> ShadowPolicy {
+    let mut policy = live.clone();
+    policy.mode = compile_mode(c, path, raw.mode.as_deref(), live.mode);
+    policy.target_latency = c.duration(
+        &format!("{path}.target_latency"),
+        raw.target_latency.as_deref(),
+        live.target_latency,
+    );
+    policy.min_share = fraction(
+        c,
+        format!("{path}.min_share"),
+        raw.min_share,
+        live.min_share,
+        MIN_SHARE_RANGE,
+    );
+    policy.max_share = fraction(
+        c,
+        format!("{path}.max_share"),
+        raw.max_share,
+        live.max_share,
+        MAX_SHARE_RANGE,
+    );
+    check_share_bounds(c, path, policy.min_share, policy.max_share);
+    policy.smoothing = fraction(
+        c,
+        format!("{path}.smoothing"),
+        raw.smoothing,
+        live.smoothing,
+        SMOOTHING_RANGE,
+    );
+    policy.slow_start = c.duration_or_zero(
+        &format!("{path}.slow_start"),
+        raw.slow_start.as_deref(),
+        live.slow_start,
+    );
+    policy.region_max_share = fraction(
+        c,
+        format!("{path}.region_max_share"),
+        raw.region_max_share,
+        live.region_max_share,
+        REGION_MAX_SHARE_RANGE,
+    );
+    policy.overprovisioning_factor = fraction(
+        c,
+        format!("{path}.overprovisioning_factor"),
+        raw.overprovisioning_factor,
+        live.overprovisioning_factor,
+        OVERPROVISIONING_RANGE,
+    );
+    policy.prewarm_share = fraction(
+        c,
+        format!("{path}.prewarm_share"),
+        raw.prewarm_share,
+        live.prewarm_share,
+        PREWARM_SHARE_RANGE,
+    );
+    ShadowPolicy {
+        policy,
+        sample: fraction(
+            c,
+            format!("{path}.sample"),
+            raw.sample,
+            1.0,
+            SHADOW_SAMPLE_RANGE,
+        ),
+    }
+}
+
+fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
+    let mode = compile_mode(c, path, pool.mode.as_deref(), BalanceMode::Latency);
+    let min_share = fraction(
+        c,
+        format!("{path}.min_share"),
+        pool.min_share,
+        DEFAULT_MIN_SHARE,
+        MIN_SHARE_RANGE,
+    );
+    let max_share = fraction(
+        c,
+        format!("{path}.max_share"),
+        pool.max_share,
+        DEFAULT_MAX_SHARE,
+        MAX_SHARE_RANGE,
+    );
+    check_share_bounds(c, path, min_share, max_share);
     let recompute_interval = c.duration(
         &format!("{path}.recompute_interval"),
         pool.recompute_interval.as_deref(),
@@ -1042,7 +1156,7 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             format!("{path}.smoothing"),
             pool.smoothing,
             DEFAULT_SMOOTHING,
-            0.01..=1.0,
+            SMOOTHING_RANGE,
         ),
         recompute_interval,
         slow_start: c.duration_or_zero(
@@ -1093,7 +1207,7 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             format!("{path}.region_max_share"),
             pool.region_max_share,
             1.0,
-            0.05..=1.0,
+            REGION_MAX_SHARE_RANGE,
         ),
         spillover: pool
             .spillover
@@ -1108,14 +1222,14 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             format!("{path}.overprovisioning_factor"),
             pool.overprovisioning_factor,
             DEFAULT_OVERPROVISIONING_FACTOR,
-            1.0..=MAX_OVERPROVISIONING_FACTOR,
+            OVERPROVISIONING_RANGE,
         ),
         prewarm_share: fraction(
             c,
             format!("{path}.prewarm_share"),
             pool.prewarm_share,
             0.0,
-            0.0..=MAX_PREWARM_SHARE,
+            PREWARM_SHARE_RANGE,
         ),
         schedules: Vec::new(),
     };

@@ -223,6 +223,9 @@ pub struct RawPool {
     /// capacity modes).
     #[serde(default)]
     pub schedules: Vec<RawSchedule>,
+    /// A candidate weight policy evaluated beside the live one on every
+    /// request without affecting it (shadow mode).
+    pub shadow: Option<RawShadow>,
     /// Settings of the pool's backends by region.
     #[serde(default)]
     pub regions: BTreeMap<String, RawPoolRegion>,
@@ -274,6 +277,37 @@ pub struct RawDateRange {
     pub from: String,
     /// Last date, YYYY-MM-DD.
     pub to: String,
+}
+
+/// A candidate policy run in shadow: any weight-engine parameter it sets
+/// replaces the pool's for the candidate; the others are the pool's. It sees
+/// the same measurements as the live policy, never routes a request, and
+/// reports how often it would have chosen differently and the predicted
+/// effect.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawShadow {
+    /// latency, capacity or round_robin (default: the pool's).
+    pub mode: Option<String>,
+    /// Capacity mode: the latency a backend should stay under (default: the pool's).
+    pub target_latency: Option<String>,
+    /// Floor of a healthy backend's share, 0..0.5 (default: the pool's).
+    pub min_share: Option<f64>,
+    /// Cap of any backend's share, 0.01..1 (default: the pool's).
+    pub max_share: Option<f64>,
+    /// Weight of a new computation in the smoothed share, 0.01..1 (default: the pool's).
+    pub smoothing: Option<f64>,
+    /// Ramp of a returning backend (default: the pool's).
+    pub slow_start: Option<String>,
+    /// No region takes more than this fraction of the pool's traffic,
+    /// 0.05..1 (default: the pool's).
+    pub region_max_share: Option<f64>,
+    /// Priority tiers' overprovisioning factor, at least 1 (default: the pool's).
+    pub overprovisioning_factor: Option<f64>,
+    /// Least share of each standby tier, 0..0.2 (default: the pool's).
+    pub prewarm_share: Option<f64>,
+    /// Fraction of requests compared with the candidate, 0.001..1 (default 1).
+    pub sample: Option<f64>,
 }
 
 /// Settings of a pool's backends in one region.

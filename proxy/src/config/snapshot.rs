@@ -222,6 +222,23 @@ pub struct ScheduleTemplate {
     pub utc_offset_s: i64,
 }
 
+impl PoolPolicy {
+    /// Whether the weight engine computes the same shares under both
+    /// policies (every parameter its formulas read is equal).
+    pub fn same_weight_parameters(&self, other: &PoolPolicy) -> bool {
+        self.mode == other.mode
+            && self.target_latency == other.target_latency
+            && self.min_share == other.min_share
+            && self.max_share == other.max_share
+            && self.smoothing == other.smoothing
+            && self.slow_start == other.slow_start
+            && self.server_load.stale_after == other.server_load.stale_after
+            && self.region_max_share == other.region_max_share
+            && self.overprovisioning_factor == other.overprovisioning_factor
+            && self.prewarm_share == other.prewarm_share
+    }
+}
+
 /// Which latency a spillover threshold compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LatencySignal {
@@ -351,6 +368,8 @@ pub struct Pool {
     pub tiers: Vec<u32>,
     /// Read/write split; `None`: every request is routed alike.
     pub write: Option<WriteSplit>,
+    /// A candidate policy evaluated in shadow, when configured.
+    pub shadow: Option<ShadowPolicy>,
 }
 
 /// Which requests are writes and where they go.
@@ -382,6 +401,15 @@ pub enum PinCarrier {
     Cookie(String),
     /// A header the proxy sets on a write's response and the client echoes.
     Header(http::HeaderName),
+}
+
+/// A candidate weight policy run beside the live one without routing.
+#[derive(Debug, Clone)]
+pub struct ShadowPolicy {
+    /// The pool's policy with the candidate's parameters in place.
+    pub policy: PoolPolicy,
+    /// Fraction of requests compared with the candidate.
+    pub sample: f64,
 }
 
 /// One upstream server.

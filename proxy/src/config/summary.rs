@@ -32,9 +32,14 @@ impl Snapshot {
         let _ = writeln!(out, "pools:");
         for pool in &self.pools {
             let mode = pool.policy.mode.as_str();
+            let shadow = pool
+                .shadow
+                .as_ref()
+                .map(|s| format!(", shadow {} sample {}", s.policy.mode.as_str(), s.sample))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  {} ({mode}, {} backends)",
+                "  {} ({mode}, {} backends{shadow})",
                 pool.name,
                 pool.backends.len()
             );

@@ -27,6 +27,11 @@
 //! a switch between templates is a decision, and
 //! `ballast_schedule_active{pool,template}` shows which one is active.
 //!
+//! Shadow mode ([`super::shadow`]): a pool's candidate policy gets its
+//! shares computed from the same inputs right after the live ones, with its
+//! own smoothing memory (forgotten when its parameters change), published
+//! beside the live weights with the predicted effect of switching.
+//!
 //! The engine's memory is keyed by backend id, like the live stats, so it
 //! survives configuration reloads for backends that remain; spill state is
 //! keyed by pool and region name.
@@ -34,12 +39,14 @@
 use super::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use super::picker::PoolWeights;
 use super::schedule;
+use super::shadow::{predict, Prediction, ShadowCounters, ShadowWeights};
 use super::spillover::{region_signals, Pressure, RegionSignals, SpillState, Thresholds};
 use super::tiers::{split_tiers, TierLoad};
 use super::weights::{BackendInput, Computed, Factors};
 use crate::config::PoolId;
 use crate::config::{
-    BackendId, BalanceMode, Geo, Pool, ScheduleTemplate, Snapshot, DEFAULT_SPILLOVER,
+    BackendId, BalanceMode, Geo, Pool, PoolPolicy, ScheduleTemplate, ShadowPolicy, Snapshot,
+    DEFAULT_SPILLOVER,
 };
 use crate::metrics::Metrics;
 use crate::request_series::RequestSeries;
@@ -68,6 +75,8 @@ pub struct RoutingState {
     pub stats: Arc<ResolvedStats>,
     /// Per pool; `None` until the engine has computed it.
     pub weights: Vec<Option<PoolWeights>>,
+    /// Per pool, the shadow candidate's weights when one is configured.
+    pub shadows: Vec<Option<Arc<ShadowWeights>>>,
     /// Per-pool round-robin counters, kept for as long as the snapshot is.
     tickets: Arc<[AtomicU64]>,
     /// The snapshot's per-request metric series, kept as long as it is.
@@ -131,6 +140,32 @@ pub struct RegionInspection {
     pub actual_share: Option<f64>,
 }
 
+/// A pool's shadow candidate, for the admin API.
+#[derive(Debug, Clone)]
+pub struct ShadowInspection {
+    pub mode: BalanceMode,
+    pub sample: f64,
+    /// Per backend, in snapshot order.
+    pub candidate_shares: Vec<f64>,
+    pub live_shares: Vec<f64>,
+    pub prediction: Prediction,
+    /// Sampled requests the candidate would have sent to the same backend /
+    /// to another, since its parameters last changed.
+    pub same: u64,
+    pub different: u64,
+}
+
+/// The engine's memory of a pool's shadow candidate.
+struct ShadowMemory {
+    /// The candidate policy this memory was built under.
+    policy: PoolPolicy,
+    /// The candidate's last shares, for its smoothing.
+    shares: HashMap<BackendId, f64>,
+    counters: ShadowCounters,
+    /// What was last computed: (candidate shares, live shares, prediction).
+    last: Option<(Vec<f64>, Vec<f64>, Prediction)>,
+}
+
 /// The engine's memory of one region of a pool.
 #[derive(Debug, Clone, Default)]
 struct RegionMemory {
@@ -181,6 +216,8 @@ struct EngineMemory {
     tiers: HashMap<String, Vec<TierLoad>>,
     /// The active schedule template's name, by pool name.
     schedules: HashMap<String, Option<String>>,
+    /// Shadow candidates, by pool name.
+    shadows: HashMap<String, ShadowMemory>,
     next_due_ms: HashMap<String, u64>,
 }
 
@@ -196,6 +233,7 @@ impl Engine {
         let state = Arc::new(ArcSwap::from_pointee(RoutingState {
             stats: Arc::new(live.resolve(&snapshot)),
             weights: vec![None; snapshot.pools.len()],
+            shadows: vec![None; snapshot.pools.len()],
             tickets: new_tickets(&snapshot),
             series: Arc::new(RequestSeries::new(&metrics, &snapshot)),
             snapshot,
@@ -274,13 +312,29 @@ impl Engine {
         memory
             .schedules
             .retain(|pool, _| snapshot.pool_by_name(pool).is_some());
+        memory.shadows.retain(|pool, shadow| {
+            let keep = snapshot
+                .pool_by_name(pool)
+                .and_then(|p| p.shadow.as_ref())
+                .is_some_and(|s| s.policy.same_weight_parameters(&shadow.policy));
+            if !keep {
+                self.forget_shadow_counters(pool);
+            }
+            shadow.shares.retain(|id, _| configured.contains(id));
+            keep
+        });
         self.metrics.backend_share.reset();
         self.metrics.region_spill.reset();
         self.metrics.tier_load.reset();
         self.metrics.schedule_active.reset();
+        self.metrics.shadow_share.reset();
+        self.metrics.shadow_predicted_latency.reset();
+        self.metrics.shadow_predicted_error_rate.reset();
+        self.metrics.shadow_moved_rps.reset();
         self.state.store(Arc::new(RoutingState {
             stats,
             weights: vec![None; snapshot.pools.len()],
+            shadows: vec![None; snapshot.pools.len()],
             tickets: new_tickets(&snapshot),
             series: Arc::new(RequestSeries::new(&self.metrics, &snapshot)),
             snapshot,
@@ -315,6 +369,7 @@ impl Engine {
     fn recompute_due(&self, memory: &mut EngineMemory, now_ms: u64) {
         let current = self.state.load_full();
         let mut weights = current.weights.clone();
+        let mut shadows = current.shadows.clone();
         let mut changed = false;
         for pool in &current.snapshot.pools {
             let due = memory.next_due_ms.get(&pool.name).copied().unwrap_or(0);
@@ -328,15 +383,16 @@ impl Engine {
             let stats = &current.stats.pools[pool.id.0];
             let observations: Vec<_> = stats.iter().map(|s| s.observe(now_ms)).collect();
             let template = self.note_schedule(pool, &mut memory.schedules, now_ms);
-            let (mut pool_weights, tiers) = self.recompute_pool(
+            let (mut pool_weights, tiers, shadow) = self.recompute_pool(
                 pool,
                 stats,
                 &observations,
                 current.snapshot.geo.is_some(),
                 template.map(|t| &t.multipliers),
-                &mut memory.backends,
+                memory,
                 now_ms,
             );
+            shadows[pool.id.0] = shadow.map(Arc::new);
             let previous = memory.tiers.insert(pool.name.clone(), tiers);
             self.note_tier_changes(pool, previous.as_deref(), &memory.tiers[&pool.name], now_ms);
             if let Some(geo) = &current.snapshot.geo {
@@ -358,6 +414,7 @@ impl Engine {
                 snapshot: current.snapshot.clone(),
                 stats: current.stats.clone(),
                 weights,
+                shadows,
                 tickets: current.tickets.clone(),
                 series: current.series.clone(),
             }));
@@ -432,9 +489,10 @@ impl Engine {
         observations: &[Observation],
         with_geo: bool,
         multipliers: Option<&BTreeMap<String, f64>>,
-        memory: &mut HashMap<BackendId, BackendMemory>,
+        engine_memory: &mut EngineMemory,
         now_ms: u64,
-    ) -> (PoolWeights, Vec<TierLoad>) {
+    ) -> (PoolWeights, Vec<TierLoad>, Option<ShadowWeights>) {
+        let memory = &mut engine_memory.backends;
         self.apply_outlier_ejection(pool, stats, memory, now_ms);
         self.note_health_changes(pool, stats, memory, now_ms);
         self.apply_canary_breakers(pool, observations, memory, now_ms);
@@ -472,25 +530,26 @@ impl Engine {
                 input.eligible = input.weight > 0.0 && !drained;
             }
         }
-        let (mut computed, tiers) = split_tiers(pool, &inputs, now_ms);
-        self.apply_canary_bounds(pool, &mut computed);
-        if !with_geo && pool.policy.mode != BalanceMode::RoundRobin {
-            cap_region_shares(pool, &mut computed, pool.policy.region_max_share);
-        }
-        self.apply_pins(pool, memory, &mut computed, now_ms);
+        self.expire_pins(pool, memory, now_ms);
+        let (computed, tiers) =
+            policy_shares(pool, &pool.policy, &inputs, with_geo, memory, now_ms);
 
-        let pool_rps: f64 = observations.iter().map(|o| o.outcomes.per_second()).sum();
-        let mut expected_in_flight = Vec::with_capacity(computed.len());
-        for ((backend, result), observation) in
-            pool.backends.iter().zip(&computed).zip(observations)
-        {
-            let latency_s = result
-                .factors
-                .latency_ms
-                .or(observation.ewma_us.map(|us| us / 1000.0))
-                .unwrap_or(0.0)
-                / 1000.0;
-            expected_in_flight.push(pool_rps * result.share * latency_s);
+        let shadow = pool.shadow.as_ref().map(|shadow| {
+            let live: Vec<f64> = computed.iter().map(|c| c.share).collect();
+            self.recompute_shadow(
+                pool,
+                shadow,
+                &inputs,
+                &live,
+                observations,
+                with_geo,
+                engine_memory,
+                now_ms,
+            )
+        });
+        let memory = &mut engine_memory.backends;
+        let expected_in_flight = expected_in_flight(&computed, observations);
+        for (backend, result) in pool.backends.iter().zip(&computed) {
             let mem = memory.entry(backend.id.clone()).or_default();
             self.note_share_change(pool, &backend.id, mem, result, now_ms);
             self.metrics
@@ -503,7 +562,139 @@ impl Engine {
             computed.iter().map(|c| c.share).collect(),
             expected_in_flight,
         );
-        (weights, tiers)
+        (weights, tiers, shadow)
+    }
+
+    /// The shadow candidate's shares from the live `inputs` with its own
+    /// parameters and smoothing memory, and the predicted effect against the
+    /// `live` shares; published as gauges and kept for the admin API.
+    #[allow(clippy::too_many_arguments)]
+    fn recompute_shadow(
+        &self,
+        pool: &Pool,
+        shadow: &ShadowPolicy,
+        inputs: &[BackendInput],
+        live: &[f64],
+        observations: &[Observation],
+        with_geo: bool,
+        engine_memory: &mut EngineMemory,
+        now_ms: u64,
+    ) -> ShadowWeights {
+        let reset = engine_memory
+            .shadows
+            .get(&pool.name)
+            .is_none_or(|m| !m.policy.same_weight_parameters(&shadow.policy));
+        if reset {
+            self.forget_shadow_counters(&pool.name);
+            let decisions = &self.metrics.shadow_decisions;
+            let counters = ShadowCounters {
+                same: decisions.with_label_values(&[pool.name.as_str(), "same"]),
+                different: decisions.with_label_values(&[pool.name.as_str(), "different"]),
+            };
+            tracing::info!(pool = %pool.name, mode = shadow.policy.mode.as_str(), "shadow candidate starts from scratch");
+            engine_memory.shadows.insert(
+                pool.name.clone(),
+                ShadowMemory {
+                    policy: shadow.policy.clone(),
+                    shares: HashMap::new(),
+                    counters,
+                    last: None,
+                },
+            );
+        }
+        let mem = engine_memory
+            .shadows
+            .get_mut(&pool.name)
+            .expect("inserted above");
+        let candidate_inputs: Vec<BackendInput> = inputs
+            .iter()
+            .zip(&pool.backends)
+            .map(|(input, backend)| BackendInput {
+                previous_share: mem.shares.get(&backend.id).copied(),
+                ..*input
+            })
+            .collect();
+        let (computed, _) = policy_shares(
+            pool,
+            &shadow.policy,
+            &candidate_inputs,
+            with_geo,
+            &engine_memory.backends,
+            now_ms,
+        );
+        let candidate: Vec<f64> = computed.iter().map(|c| c.share).collect();
+        let prediction = predict(live, &candidate, observations);
+        let name = pool.name.as_str();
+        for (backend, share) in pool.backends.iter().zip(&candidate) {
+            mem.shares.insert(backend.id.clone(), *share);
+            self.metrics
+                .shadow_share
+                .with_label_values(&[name, backend.id.0.as_str()])
+                .set(*share);
+        }
+        for (policy, outcome) in [
+            ("live", prediction.live),
+            ("candidate", prediction.candidate),
+        ] {
+            if let Some(latency) = outcome.latency_s {
+                self.metrics
+                    .shadow_predicted_latency
+                    .with_label_values(&[name, policy])
+                    .set(latency);
+            }
+            if let Some(errors) = outcome.error_rate {
+                self.metrics
+                    .shadow_predicted_error_rate
+                    .with_label_values(&[name, policy])
+                    .set(errors);
+            }
+        }
+        self.metrics
+            .shadow_moved_rps
+            .with_label_values(&[name])
+            .set(prediction.moved_rps);
+        mem.last = Some((candidate.clone(), live.to_vec(), prediction));
+        let weights =
+            PoolWeights::new(pool, candidate, expected_in_flight(&computed, observations));
+        ShadowWeights::new(weights, shadow.sample, mem.counters.clone())
+    }
+
+    /// Drop a pool's shadow decision counters (a candidate that is gone, or
+    /// starts again with other parameters, counts from zero).
+    fn forget_shadow_counters(&self, pool: &str) {
+        for outcome in ["same", "different"] {
+            // Absent series are fine: nothing to forget.
+            let _ = self
+                .metrics
+                .shadow_decisions
+                .remove_label_values(&[pool, outcome]);
+        }
+    }
+
+    /// Every pool's shadow candidate as last computed (`None` for pools
+    /// without one, or before its first computation).
+    pub fn inspect_shadows(&self) -> Vec<Option<ShadowInspection>> {
+        let current = self.state.load_full();
+        let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        current
+            .snapshot
+            .pools
+            .iter()
+            .map(|pool| {
+                let shadow = pool.shadow.as_ref()?;
+                let mem = memory.shadows.get(&pool.name)?;
+                let (candidate_shares, live_shares, prediction) = mem.last.clone()?;
+                Some(ShadowInspection {
+                    mode: shadow.policy.mode,
+                    sample: shadow.sample,
+                    candidate_shares,
+                    live_shares,
+                    prediction,
+                    same: mem.counters.same.get(),
+                    different: mem.counters.different.get(),
+                })
+            })
+            .collect()
     }
 
     /// Publish each tier's load; a tier below the first that starts taking
@@ -802,54 +993,36 @@ impl Engine {
         }
     }
 
-    /// Give pinned backends their pinned share and scale the others into the
-    /// rest; expired pins are lifted (and recorded).
-    fn apply_pins(
+    /// Lift (and record) the pins that have expired.
+    fn expire_pins(
         &self,
         pool: &Pool,
         memory: &mut HashMap<BackendId, BackendMemory>,
-        computed: &mut [Computed],
         now_ms: u64,
     ) {
-        let mut pinned_total = 0.0;
-        let mut pinned = vec![false; computed.len()];
-        for (i, backend) in pool.backends.iter().enumerate() {
+        for backend in &pool.backends {
             let Some(mem) = memory.get_mut(&backend.id) else {
                 continue;
             };
-            match mem.pinned {
-                Some((_, until)) if now_ms >= until => {
-                    mem.pinned = None;
-                    let share = computed[i].share;
-                    self.record(
-                        pool,
-                        &backend.id,
-                        DecisionKind::Override,
-                        share,
-                        share,
-                        now_ms,
-                        "pin expired".into(),
-                    );
-                }
-                Some((share, _)) if !mem.drained && pinned_total + share <= 1.0 => {
-                    computed[i].share = share;
-                    pinned[i] = true;
-                    pinned_total += share;
-                }
-                _ => {}
+            if mem.pinned.is_some_and(|(_, until)| now_ms >= until) {
+                mem.pinned = None;
+                let share = mem.share.unwrap_or(0.0);
+                self.record(
+                    pool,
+                    &backend.id,
+                    DecisionKind::Override,
+                    share,
+                    share,
+                    now_ms,
+                    "pin expired".into(),
+                );
             }
         }
-        let fixed: Vec<Option<f64>> = pinned
-            .iter()
-            .zip(computed.iter())
-            .map(|(p, c)| p.then_some(c.share))
-            .collect();
-        fix_shares(computed, &fixed);
     }
 
     /// Keep healthy canaries between their floor and max share; the stable
     /// backends share the rest in proportion.
-    fn apply_canary_bounds(&self, pool: &Pool, computed: &mut [Computed]) {
+    fn apply_canary_bounds(pool: &Pool, computed: &mut [Computed]) {
         let stable_serving = pool
             .backends
             .iter()
@@ -1236,6 +1409,62 @@ fn next_region(geo: &Geo, pool: &Pool, region: &str) -> String {
 /// Scale regions whose backends' shares sum above `cap` down to it, and the
 /// others up into the rest (water-filling); a no-op when `cap` cannot be met
 /// (too few regions serving).
+/// Every backend's share under `policy` (the pool's, or a shadow
+/// candidate's) from `inputs`: the tier split and weight formulas, canary
+/// bounds, the region cap without client regions, then operator pins.
+fn policy_shares(
+    pool: &Pool,
+    policy: &PoolPolicy,
+    inputs: &[BackendInput],
+    with_geo: bool,
+    memory: &HashMap<BackendId, BackendMemory>,
+    now_ms: u64,
+) -> (Vec<Computed>, Vec<TierLoad>) {
+    let (mut computed, tiers) = split_tiers(pool, policy, inputs, now_ms);
+    Engine::apply_canary_bounds(pool, &mut computed);
+    if !with_geo && policy.mode != BalanceMode::RoundRobin {
+        cap_region_shares(pool, &mut computed, policy.region_max_share);
+    }
+    fix_shares(&mut computed, &pinned_shares(pool, memory));
+    (computed, tiers)
+}
+
+/// The share each pinned backend holds (`None`: not pinned), as long as the
+/// pins fit in the whole; a drained backend's pin does not apply.
+fn pinned_shares(pool: &Pool, memory: &HashMap<BackendId, BackendMemory>) -> Vec<Option<f64>> {
+    let mut pinned_total = 0.0;
+    pool.backends
+        .iter()
+        .map(|backend| {
+            let mem = memory.get(&backend.id).filter(|m| !m.drained)?;
+            let (share, _) = mem.pinned?;
+            (pinned_total + share <= 1.0).then(|| {
+                pinned_total += share;
+                share
+            })
+        })
+        .collect()
+}
+
+/// In-flight requests each backend is expected to carry at its share: pool
+/// rate × share × latency.
+fn expected_in_flight(computed: &[Computed], observations: &[Observation]) -> Vec<f64> {
+    let pool_rps: f64 = observations.iter().map(|o| o.outcomes.per_second()).sum();
+    computed
+        .iter()
+        .zip(observations)
+        .map(|(result, observation)| {
+            let latency_s = result
+                .factors
+                .latency_ms
+                .or(observation.ewma_us.map(|us| us / 1000.0))
+                .unwrap_or(0.0)
+                / 1000.0;
+            pool_rps * result.share * latency_s
+        })
+        .collect()
+}
+
 fn cap_region_shares(pool: &Pool, computed: &mut [Computed], cap: f64) {
     if cap >= 1.0 {
         return;
@@ -2013,5 +2242,236 @@ routes: [{{pool: p}}]
         // The errors of the burst are still in the 10 s window: they do not re-trip it.
         e.tick(tripped_at + 3_100);
         assert!(shares(&e)[2] > 0.0);
+    }
+}
+
+#[cfg(test)]
+mod shadow_tests {
+    use super::*;
+    use crate::routing::picker::{pick, RequestFacts};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use std::path::Path;
+
+    /// A latency pool of a fast backend (10 ms) and one 4× slower (40 ms),
+    /// with `shadow` (a YAML flow mapping, or empty for none).
+    fn config(shadow: &str) -> Arc<Snapshot> {
+        let shadow = if shadow.is_empty() {
+            String::new()
+        } else {
+            format!("    shadow: {shadow}\n")
+        };
+        let yaml = format!(
+            "listeners: [{{address: \"127.0.0.1:1\"}}]\npools:\n  p:\n    recompute_interval: 100ms\n    max_share: 1.0\n    min_share: 0.0\n    slow_start: 0s\n{shadow}    backends: [{{addr: \"127.0.0.1:9000\"}}, {{addr: \"127.0.0.1:9001\"}}]\nroutes: [{{pool: p}}]\n"
+        );
+        Arc::new(crate::config::load_str(&yaml, Path::new(".")).unwrap())
+    }
+
+    fn engine(shadow: &str) -> Engine {
+        Engine::new(
+            config(shadow),
+            Arc::new(LiveState::new()),
+            Arc::new(DecisionLog::default()),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    /// One recompute interval of traffic: backend 0 answers in 10 ms, backend 1 in 40 ms.
+    fn step(e: &Engine, now_ms: u64) {
+        let state = e.state().load_full();
+        for _ in 0..20 {
+            state.stats.pools[0][0].record_success(now_ms, 10_000);
+            state.stats.pools[0][1].record_success(now_ms, 40_000);
+        }
+        e.tick(now_ms);
+    }
+
+    fn run(e: &Engine, from_ms: u64, steps: u64) -> u64 {
+        for k in 0..steps {
+            step(e, from_ms + k * 100);
+        }
+        from_ms + steps * 100
+    }
+
+    fn live_shares(e: &Engine) -> Vec<f64> {
+        e.state().load().weights[0].as_ref().unwrap().shares.clone()
+    }
+
+    fn candidate_shares(e: &Engine) -> Vec<f64> {
+        e.state().load().shadows[0]
+            .as_ref()
+            .expect("a candidate is published")
+            .candidate
+            .shares
+            .clone()
+    }
+
+    /// `n` requests picked by the live policy with a seeded draw, each
+    /// compared with the candidate if there is one (with draws of its own):
+    /// (same, different, live picks per backend).
+    fn compare(e: &Engine, n: u64, seed: u64) -> (u64, u64, Vec<u64>) {
+        let state = e.state().load_full();
+        let live = state.weights[0].as_ref().unwrap();
+        let shadow = state.shadows[0].as_ref();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut shadow_rng = StdRng::seed_from_u64(seed + 1);
+        let (mut same, mut different, mut picks) = (0, 0, vec![0; 2]);
+        for ticket in 0..n {
+            let facts = RequestFacts {
+                pool: PoolId(0),
+                ticket,
+                tried: &[],
+                weights: Some(live),
+                stats: &state.stats.pools[0],
+                plan: None,
+                sticky: None,
+            };
+            let chosen = pick(&state.snapshot, &facts, 0, &mut rng)
+                .backend()
+                .unwrap();
+            picks[chosen] += 1;
+            match shadow.and_then(|s| s.compare(live, chosen, false, &mut shadow_rng)) {
+                Some(true) => same += 1,
+                Some(false) => different += 1,
+                None => {}
+            }
+        }
+        (same, different, picks)
+    }
+
+    #[test]
+    fn live_shares_are_identical_with_and_without_a_shadow() {
+        let plain = engine("");
+        let shadowed = engine("{mode: round_robin, smoothing: 1.0, max_share: 0.6}");
+        for k in 0..30 {
+            let now = 1_000 + k * 100;
+            step(&plain, now);
+            step(&shadowed, now);
+            assert_eq!(live_shares(&plain), live_shares(&shadowed), "tick {k}");
+        }
+        assert!(live_shares(&plain)[0] > 0.7, "{:?}", live_shares(&plain));
+        assert_eq!(candidate_shares(&shadowed), vec![0.5, 0.5]);
+        let (_, _, plain_picks) = compare(&plain, 2_000, 7);
+        let (_, _, shadowed_picks) = compare(&shadowed, 2_000, 7);
+        assert_eq!(plain_picks, shadowed_picks, "same seed, same live picks");
+    }
+
+    #[test]
+    fn a_candidate_with_the_live_parameters_agrees() {
+        let e = engine("{sample: 1.0}");
+        run(&e, 1_000, 20);
+        assert_eq!(candidate_shares(&e), live_shares(&e));
+        let (same, different, _) = compare(&e, 5_000, 1);
+        assert_eq!(same + different, 5_000);
+        assert!(
+            (different as f64) < 0.01 * 5_000.0,
+            "{different} of 5000 differ"
+        );
+        let shadow = &e.inspect_shadows()[0].clone().unwrap();
+        assert_eq!(shadow.prediction.moved_fraction, 0.0);
+        assert_eq!(shadow.same, same);
+    }
+
+    #[test]
+    fn round_robin_against_latency_disagrees_by_the_share_difference() {
+        let e = engine("{mode: round_robin}");
+        run(&e, 1_000, 30);
+        let live = live_shares(&e);
+        // 1/10 : 1/40 → 0.8 / 0.2 once smoothed in; round robin: 0.5 / 0.5.
+        assert!((live[0] - 0.8).abs() < 0.01, "{live:?}");
+        let expected = (live[0] - 0.5).abs(); // ½ Σ |live − candidate|
+        let (same, different, picks) = compare(&e, 4_000, 3);
+        let rate = different as f64 / (same + different) as f64;
+        assert!(
+            (rate - expected).abs() < 0.04,
+            "disagreement {rate:.3}, expected {expected:.3}"
+        );
+        assert!(
+            picks[0] as f64 / 4_000.0 > 0.75,
+            "requests follow the live policy: {picks:?}"
+        );
+        let shadow = e.inspect_shadows()[0].clone().unwrap();
+        let p = shadow.prediction;
+        let (live_s, candidate_s) = (p.live.latency_s.unwrap(), p.candidate.latency_s.unwrap());
+        assert!(
+            (live_s - (live[0] * 0.010 + live[1] * 0.040)).abs() < 1e-6,
+            "{live_s}"
+        );
+        assert!((candidate_s - 0.025).abs() < 1e-6, "{candidate_s}");
+        assert!((p.moved_fraction - expected).abs() < 1e-9);
+        let metric = |policy: &str| {
+            e.metrics
+                .shadow_predicted_latency
+                .with_label_values(&["p", policy])
+                .get()
+        };
+        assert_eq!(metric("live"), live_s);
+        assert_eq!(metric("candidate"), candidate_s);
+        let counted = e
+            .metrics
+            .shadow_decisions
+            .with_label_values(&["p", "different"])
+            .get();
+        assert_eq!(counted, different);
+    }
+
+    #[test]
+    fn sampling_compares_only_a_fraction() {
+        let e = engine("{mode: round_robin, sample: 0.1}");
+        run(&e, 1_000, 10);
+        let (same, different, _) = compare(&e, 5_000, 5);
+        let compared = same + different;
+        assert!((350..=650).contains(&compared), "{compared} of 5000");
+    }
+
+    #[test]
+    fn reloads_keep_live_state_and_reset_the_candidate_when_its_parameters_change() {
+        // A twin without a shadow goes through the same reloads: the live
+        // shares must match it throughout.
+        let e = engine("{mode: latency, smoothing: 0.1}");
+        let twin = engine("");
+        for engine in [&e, &twin] {
+            engine.tick(900); // no measurements yet: even shares to smooth from
+            run(engine, 1_000, 3);
+        }
+        let now = 1_300;
+        // Smoothed from an even start: still well below the unsmoothed 0.8.
+        assert!(candidate_shares(&e)[0] < 0.7, "{:?}", candidate_shares(&e));
+        compare(&e, 100, 1);
+        assert_eq!(live_shares(&e), live_shares(&twin));
+
+        // Only the sample changes: the candidate keeps its memory and counts.
+        e.install(config("{mode: latency, smoothing: 0.1, sample: 0.5}"), now);
+        twin.install(config(""), now);
+        assert_eq!(live_shares(&e), live_shares(&twin), "live state kept");
+        let shadow = e.inspect_shadows()[0].clone().unwrap();
+        assert_eq!(shadow.same + shadow.different, 100, "counts kept");
+        let kept = candidate_shares(&e)[0];
+        assert!(kept < 0.75, "still smoothing: {kept}");
+
+        // Its smoothing changes: it starts again, unsmoothed at first.
+        e.install(config("{mode: latency, smoothing: 0.2}"), now + 100);
+        twin.install(config(""), now + 100);
+        assert_eq!(live_shares(&e), live_shares(&twin), "live state kept");
+        assert!(
+            (candidate_shares(&e)[0] - 0.8).abs() < 1e-3,
+            "{:?}",
+            candidate_shares(&e)
+        );
+        let shadow = e.inspect_shadows()[0].clone().unwrap();
+        assert_eq!((shadow.same, shadow.different), (0, 0), "counts restart");
+
+        // Removed: nothing published, its series gone.
+        e.install(config(""), now + 200);
+        twin.install(config(""), now + 200);
+        assert!(e.state().load().shadows[0].is_none());
+        assert!(e.inspect_shadows()[0].is_none());
+        assert_eq!(live_shares(&e), live_shares(&twin), "live state kept");
+        let rendered = e.metrics.render();
+        assert!(
+            !rendered.contains("ballast_shadow_decisions_total"),
+            "{rendered}"
+        );
+        assert!(!rendered.contains("ballast_shadow_share"), "{rendered}");
     }
 }

@@ -10,6 +10,7 @@ pub mod geo;
 pub mod picker;
 pub mod read_write;
 pub mod schedule;
+pub mod shadow;
 pub mod spillover;
 pub mod sticky;
 pub mod table;

@@ -61,8 +61,10 @@ const DRAW_ATTEMPTS: usize = 4;
 struct Group {
     region: Option<String>,
     tier: u32,
-    /// Backend indices.
+    /// Backend indices: canaries first, each part in ascending order.
     members: Vec<usize>,
+    /// How many members are canaries.
+    canaries: usize,
     /// Running sums of the members' shares, for the weighted draw.
     cumulative: Vec<f64>,
     /// The pool's round-robin cycle restricted to eligible members.
@@ -79,7 +81,11 @@ impl Group {
         mut members: Vec<usize>,
         shares: &[f64],
     ) -> Self {
-        members.sort_by_key(|&b| pool.backends[b].canary.is_none());
+        members.sort_by_key(|&b| (pool.backends[b].canary.is_none(), b));
+        let canaries = members
+            .iter()
+            .filter(|&&b| pool.backends[b].canary.is_some())
+            .count();
         let schedule = &pool.schedule;
         let cumulative = members
             .iter()
@@ -97,6 +103,7 @@ impl Group {
             region,
             tier,
             members,
+            canaries,
             cumulative,
             cycle,
             spill: 0.0,
@@ -110,6 +117,17 @@ impl Group {
 
     fn total(&self) -> f64 {
         self.cumulative.last().copied().unwrap_or(0.0)
+    }
+
+    /// Where `backend` is in `members` (binary search in each part).
+    fn position(&self, backend: usize) -> Option<usize> {
+        let (canaries, stable) = self.members.split_at(self.canaries);
+        canaries.binary_search(&backend).ok().or_else(|| {
+            stable
+                .binary_search(&backend)
+                .ok()
+                .map(|i| i + self.canaries)
+        })
     }
 
     /// The member whose cumulative interval contains `point` in `[0, total)`.
@@ -202,6 +220,43 @@ impl PoolWeights {
         self.regions
             .iter()
             .find(|g| g.tier == tier && g.region.as_deref() == region)
+    }
+
+    /// Where a shadow `candidate` (weights of the same pool) would have sent
+    /// a request these weights sent to `chosen`: the point `v ∈ [0, 1)` of
+    /// `chosen`'s interval on the cumulative shares of the group it was
+    /// chosen in (the pool, or its region and tier when `regional`), read as
+    /// the same fraction of the candidate's cumulative shares of that group.
+    /// `None`: the candidate gives that group nothing.
+    pub fn shadow_choice(
+        &self,
+        candidate: &PoolWeights,
+        chosen: usize,
+        regional: bool,
+        v: f64,
+    ) -> Option<usize> {
+        let (live_group, candidate_group) = if regional {
+            let index = self
+                .regions
+                .iter()
+                .position(|g| g.position(chosen).is_some())?;
+            (&self.regions[index], candidate.regions.get(index)?)
+        } else {
+            (&self.all, &candidate.all)
+        };
+        let at = live_group.position(chosen)?;
+        let low = if at == 0 {
+            0.0
+        } else {
+            live_group.cumulative[at - 1]
+        };
+        let high = live_group.cumulative[at];
+        let (live_total, candidate_total) = (live_group.total(), candidate_group.total());
+        if live_total <= 0.0 || candidate_total <= 0.0 {
+            return None;
+        }
+        let fraction = (low + v * (high - low)) / live_total;
+        Some(candidate_group.member_at(fraction * candidate_total))
     }
 
     /// Index (in `Pool::tiers`) of the tier a request is drawn into.
@@ -787,6 +842,37 @@ routes: [{{pool: p}}]
                 pick(snap, &facts, 0, &mut rng)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_shadow_choice_stays_in_the_group_the_request_was_served_in() {
+        let snap = snapshot("latency");
+        let live = weights(&snap, [0.3, 0.1, 0.2, 0.2, 0.1, 0.1]);
+        let same = weights(&snap, [0.3, 0.1, 0.2, 0.2, 0.1, 0.1]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        for chosen in 0..6 {
+            for _ in 0..50 {
+                let v = rng.random::<f64>();
+                assert_eq!(live.shadow_choice(&same, chosen, true, v), Some(chosen));
+                assert_eq!(live.shadow_choice(&same, chosen, false, v), Some(chosen));
+            }
+        }
+        // The candidate moves us-east's traffic onto b1 and gives eu-west nothing.
+        let other = weights(&snap, [0.0, 0.4, 0.2, 0.0, 0.2, 0.2]);
+        assert_eq!(
+            live.shadow_choice(&other, 0, true, 0.5),
+            Some(1),
+            "same region"
+        );
+        assert_eq!(live.shadow_choice(&other, 2, true, 0.5), Some(2));
+        assert_eq!(
+            live.shadow_choice(&other, 3, true, 0.5),
+            None,
+            "no eu-west share"
+        );
+        // Without a plan, the point is read on the whole pool: b0's interval
+        // [0, 0.3) is [0, 0.3) of the candidate too, all of it b1's.
+        assert_eq!(live.shadow_choice(&other, 0, false, 0.9), Some(1));
     }
 
     fn backends(decisions: &[Decision]) -> std::collections::BTreeSet<usize> {

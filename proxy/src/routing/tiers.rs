@@ -22,7 +22,7 @@
 //! share is its share within its tier times the tier's load.
 
 use super::weights::{compute_shares, BackendInput, Computed};
-use crate::config::Pool;
+use crate::config::{Pool, PoolPolicy};
 
 /// Loads below this are treated as zero.
 const EPSILON: f64 = 1e-9;
@@ -46,13 +46,14 @@ impl TierLoad {
 }
 
 /// Every backend's share of the pool (in `pool.backends` order) and each
-/// tier's load, highest priority first.
+/// tier's load, highest priority first, under `policy` (the pool's, or a
+/// shadow candidate's).
 pub fn split_tiers(
     pool: &Pool,
+    policy: &PoolPolicy,
     inputs: &[BackendInput],
     now_ms: u64,
 ) -> (Vec<Computed>, Vec<TierLoad>) {
-    let policy = &pool.policy;
     let health: Vec<(u32, f64)> = pool
         .tiers
         .iter()
