@@ -44,6 +44,14 @@ pub struct Metrics {
     pub spilled_requests: IntCounterVec,
     /// Fraction of each pool's traffic its priority tiers take.
     pub tier_load: GaugeVec,
+    /// Fraction of a pool's hash key space that changed owner at the last recompute.
+    pub hash_ring_moved: GaugeVec,
+    /// Fraction of a pool's hash key space each backend owns.
+    pub hash_key_space: GaugeVec,
+    /// Requests shed because their route was over its event budget in a region.
+    pub budget_rejections: IntCounterVec,
+    /// Requests sent to a later region because their route was over budget in an earlier one.
+    pub budget_spilled: IntCounterVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -147,7 +155,37 @@ impl Metrics {
             &["pool", "tier"],
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let hash_ring_moved = GaugeVec::new(
+            Opts::new(
+                "hash_ring_moved_fraction",
+                "Fraction of a pool's consistent-hash key space that changed owner at the last recompute (0..1)",
+            ),
+            &["pool"],
+        )
+        .expect("valid metric");
+        let hash_key_space = GaugeVec::new(
+            Opts::new(
+                "hash_key_space_fraction",
+                "Fraction of a pool's consistent-hash key space a backend owns (0..1)",
+            ),
+            &["pool", "backend"],
+        )
+        .expect("valid metric");
+        let budget_rejections = counter(
+            "budget_rejections_total",
+            "Requests answered 503 because their route was over its event budget in a region",
+            &["route", "region"],
+        );
+        let budget_spilled = counter(
+            "budget_spilled_total",
+            "Requests served in a later region because their route was over its event budget in this one",
+            &["route", "region"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+            Box::new(hash_ring_moved.clone()),
+            Box::new(hash_key_space.clone()),
+            Box::new(budget_rejections.clone()),
+            Box::new(budget_spilled.clone()),
             Box::new(tier_load.clone()),
             Box::new(region_spill.clone()),
             Box::new(spilled_requests.clone()),
@@ -182,6 +220,10 @@ impl Metrics {
             region_spill,
             spilled_requests,
             tier_load,
+            hash_ring_moved,
+            hash_key_space,
+            budget_rejections,
+            budget_spilled,
         }
     }
 

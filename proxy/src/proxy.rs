@@ -489,11 +489,17 @@ impl ProxyHttp for BallastProxy {
             plan_for(geo, peer, &session.req_header().headers)
         });
         let pool = routing.snapshot.pool(pool_id);
+        let req = session.req_header();
         let sticky = pool
             .policy
             .canary_sticky
             .as_ref()
-            .and_then(|key| key_hash(key, &session.req_header().headers));
+            .and_then(|key| key_hash(key, &req.headers, req.uri.path()));
+        let hash_key = pool
+            .policy
+            .consistent_hash
+            .as_ref()
+            .and_then(|hash| key_hash(&hash.key, &req.headers, req.uri.path()));
         let facts = RequestFacts {
             pool: pool_id,
             ticket: routing.next_ticket(pool_id),
@@ -502,6 +508,7 @@ impl ProxyHttp for BallastProxy {
             stats,
             plan: placed.map(|(_, plan)| plan),
             sticky,
+            hash_key,
         };
         let decision = pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng());
         let backend = match decision {

@@ -135,6 +135,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                         "canary_breaker_open_for_ms": seen.canary_breaker_open_for_ms,
                         "pinned": seen.pinned.map(|(share, remaining_ms)| json!({"share": share, "remaining_ms": remaining_ms})),
                         "slow_start_progress": seen.slow_start_progress,
+                        "ring": seen.ring.map(|(vnodes, key_space)| json!({"vnodes": vnodes, "key_space": key_space})),
                         "in_flight": obs.in_flight,
                         "latency": {
                             "samples": obs.latency.count,
@@ -175,6 +176,10 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                 "region_max_share": pool.policy.region_max_share,
                 "overprovisioning_factor": pool.policy.overprovisioning_factor,
                 "prewarm_share": pool.policy.prewarm_share,
+                "consistent_hash": pool.policy.consistent_hash.as_ref().map(|h| json!({
+                    "vnodes": h.vnodes,
+                    "max_key_moves": h.max_key_moves,
+                })),
                 "tiers": tiers,
                 "regions": regions,
                 "backends": backends,

@@ -50,6 +50,9 @@ pub const DEFAULT_ATTEMPTS: u32 = 2;
 pub const DEFAULT_OVERPROVISIONING_FACTOR: f64 = 1.4;
 const MAX_OVERPROVISIONING_FACTOR: f64 = 100.0;
 const MAX_PREWARM_SHARE: f64 = 0.2;
+const DEFAULT_VNODES: u32 = 100;
+const MAX_VNODES: u32 = 1000;
+const DEFAULT_MAX_KEY_MOVES: f64 = 0.05;
 pub const DEFAULT_SPILLOVER: SpilloverPolicy = SpilloverPolicy {
     latency_above: None,
     latency_signal: LatencySignal::Ewma,
@@ -468,6 +471,12 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
                 "the pool has no canary backend",
             );
         }
+        if pool.consistent_hash.is_some() && pool.canary_sticky.is_some() {
+            c.error(
+                format!("{path}.consistent_hash"),
+                "cannot be combined with canary_sticky (the ring already gives a canary its share of keys)",
+            );
+        }
         pools.push(Pool {
             id: PoolId(pools.len()),
             name: name.clone(),
@@ -729,6 +738,10 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             .canary_sticky
             .as_ref()
             .and_then(|s| compile_sticky_key(c, &format!("{path}.canary_sticky"), s)),
+        consistent_hash: pool
+            .consistent_hash
+            .as_ref()
+            .and_then(|h| compile_consistent_hash(c, &format!("{path}.consistent_hash"), h)),
         overprovisioning_factor: fraction(
             c,
             format!("{path}.overprovisioning_factor"),
@@ -796,8 +809,69 @@ fn compile_spillover(c: &mut Checker, path: &str, raw: &RawSpillover) -> Spillov
 }
 
 fn compile_sticky_key(c: &mut Checker, path: &str, raw: &RawStickyKey) -> Option<StickyKey> {
-    match (&raw.header, &raw.cookie) {
-        (Some(name), None) => match HeaderName::from_str(name) {
+    if raw.header.is_some() == raw.cookie.is_some() {
+        c.error(path, "set exactly one of header or cookie");
+        return None;
+    }
+    compile_key(c, path, raw.header.as_ref(), raw.cookie.as_ref(), None)
+}
+
+fn compile_consistent_hash(
+    c: &mut Checker,
+    path: &str,
+    raw: &RawConsistentHash,
+) -> Option<ConsistentHash> {
+    let key_path = format!("{path}.key");
+    let RawHashKey {
+        header,
+        cookie,
+        path_segment,
+    } = &raw.key;
+    let set = [header.is_some(), cookie.is_some(), path_segment.is_some()];
+    if set.iter().filter(|&&s| s).count() != 1 {
+        c.error(&key_path, "set exactly one of header, cookie or path_segment");
+        return None;
+    }
+    if *path_segment == Some(0) {
+        c.error(
+            format!("{key_path}.path_segment"),
+            "path segments count from 1",
+        );
+        return None;
+    }
+    let vnodes = raw.vnodes.unwrap_or(DEFAULT_VNODES);
+    if !(1..=MAX_VNODES).contains(&vnodes) {
+        c.error(
+            format!("{path}.vnodes"),
+            format!("{vnodes} is out of range 1..={MAX_VNODES}"),
+        );
+    }
+    let max_key_moves = fraction(
+        c,
+        format!("{path}.max_key_moves"),
+        raw.max_key_moves,
+        DEFAULT_MAX_KEY_MOVES,
+        0.001..=1.0,
+    );
+    let key = compile_key(c, &key_path, header.as_ref(), cookie.as_ref(), *path_segment)?;
+    Some(ConsistentHash {
+        key,
+        vnodes,
+        max_key_moves,
+    })
+}
+
+/// A request key from exactly one source (checked by the caller).
+fn compile_key(
+    c: &mut Checker,
+    path: &str,
+    header: Option<&String>,
+    cookie: Option<&String>,
+    path_segment: Option<usize>,
+) -> Option<StickyKey> {
+    match (header, cookie) {
+        _ if path_segment.is_some() => path_segment.map(StickyKey::PathSegment),
+        (Some(name), _) => match HeaderName::from_str(name) {
             Ok(name) => Some(StickyKey::Header(name)),
             Err(_) => {
                 c.error(
@@ -820,10 +894,7 @@ fn compile_sticky_key(c: &mut Checker, path: &str, raw: &RawStickyKey) -> Option
             }
             valid.then(|| StickyKey::Cookie(name.clone()))
         }
-        _ => {
-            c.error(path, "set exactly one of header or cookie");
-            None
-        }
+        (None, None) => None,
     }
 }
 

@@ -209,6 +209,9 @@ pub struct RawPool {
     pub spillover: Option<RawSpillover>,
     /// Keep each user on one side of a canary: the key that identifies a user.
     pub canary_sticky: Option<RawStickyKey>,
+    /// Consistent hashing on a request key: a key keeps its backend while
+    /// shares hold, and moves gradually as they change.
+    pub consistent_hash: Option<RawConsistentHash>,
     /// Priority tiers: a tier takes `min(1, healthy fraction × this)` of
     /// what the tiers above it leave (default 1.4, at least 1).
     pub overprovisioning_factor: Option<f64>,
@@ -284,6 +287,31 @@ pub struct RawStickyKey {
     pub header: Option<String>,
     /// ...or a cookie name (exactly one of the two).
     pub cookie: Option<String>,
+}
+
+/// Consistent hashing with virtual nodes that follow the live shares.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsistentHash {
+    /// Where the key is read.
+    pub key: RawHashKey,
+    /// Virtual nodes of a backend at fair share, 1..1000 (default 100).
+    pub vnodes: Option<u32>,
+    /// Most of the key space that may change owner per recompute interval,
+    /// 0.001..1 (default 0.05).
+    pub max_key_moves: Option<f64>,
+}
+
+/// Where a request's hash key is read: exactly one of the three.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHashKey {
+    /// A request header (e.g. X-Session)...
+    pub header: Option<String>,
+    /// ...a cookie name...
+    pub cookie: Option<String>,
+    /// ...or the N-th path segment, from 1 (`/users/42`: 2 is `42`).
+    pub path_segment: Option<usize>,
 }
 
 /// Passive outlier ejection.

@@ -194,6 +194,8 @@ pub struct PoolPolicy {
     pub spillover: Option<SpilloverPolicy>,
     /// Where a user's key is read for sticky canary assignment.
     pub canary_sticky: Option<StickyKey>,
+    /// Consistent hashing on a request key; `None`: weighted picks only.
+    pub consistent_hash: Option<ConsistentHash>,
     /// A priority tier takes `min(1, health × factor)` of what the tiers
     /// above it leave (at least 1).
     pub overprovisioning_factor: f64,
@@ -233,11 +235,23 @@ pub struct SpilloverPolicy {
     pub hold: Duration,
 }
 
-/// Where a request's user key is read.
+/// Where a request's key is read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StickyKey {
     Header(http::HeaderName),
     Cookie(String),
+    /// The N-th non-empty path segment, from 1.
+    PathSegment(usize),
+}
+
+/// Consistent hashing: the key, the ring's size and how fast keys move.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsistentHash {
+    pub key: StickyKey,
+    /// Virtual nodes of a backend at fair share.
+    pub vnodes: u32,
+    /// Most of the key space that changes owner per recompute interval.
+    pub max_key_moves: f64,
 }
 
 /// Where backends' load reports are read and whether they are passed on.

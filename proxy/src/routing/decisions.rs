@@ -39,10 +39,16 @@ pub enum DecisionKind {
     Failover,
     /// A priority tier went back to standby (its pre-warm trickle or nothing).
     Failback,
+    /// Keys moved on a consistent-hash ring (`backend` is `ring`; the new
+    /// share is the fraction of the key space that changed owner).
+    KeyMove,
+    /// A route went over (or back under) its event budget in a region
+    /// (`backend` names `route@region`; the shares are the old and new usage).
+    Budget,
 }
 
 impl DecisionKind {
-    pub const ALL: [DecisionKind; 12] = [
+    pub const ALL: [DecisionKind; 14] = [
         DecisionKind::Share,
         DecisionKind::Ejected,
         DecisionKind::Readmitted,
@@ -55,6 +61,8 @@ impl DecisionKind {
         DecisionKind::Spill,
         DecisionKind::Failover,
         DecisionKind::Failback,
+        DecisionKind::KeyMove,
+        DecisionKind::Budget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +79,8 @@ impl DecisionKind {
             DecisionKind::Spill => "spill",
             DecisionKind::Failover => "failover",
             DecisionKind::Failback => "failback",
+            DecisionKind::KeyMove => "key_move",
+            DecisionKind::Budget => "budget",
         }
     }
 }

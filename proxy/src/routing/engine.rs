@@ -28,6 +28,7 @@
 
 use super::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use super::picker::PoolWeights;
+use super::ring;
 use super::spillover::{region_signals, Pressure, RegionSignals, SpillState, Thresholds};
 use super::tiers::{split_tiers, TierLoad};
 use super::weights::{BackendInput, Computed, Factors};
@@ -101,6 +102,8 @@ pub struct BackendInspection {
     pub slow_start_progress: Option<f64>,
     /// The inputs behind the last computed share.
     pub factors: Option<Factors>,
+    /// Consistent hashing: (vnodes, fraction of the key space owned).
+    pub ring: Option<(u32, f64)>,
     pub observation: Observation,
 }
 
@@ -147,6 +150,8 @@ struct BackendMemory {
     breaker_open_until_ms: Option<u64>,
     /// (when, share) the swing warning compares against.
     swing_reference: Option<(u64, f64)>,
+    /// Virtual nodes on its pool's consistent-hash ring.
+    vnodes: u32,
 }
 
 pub struct Engine {
@@ -164,6 +169,8 @@ struct EngineMemory {
     regions: HashMap<(String, String), RegionMemory>,
     /// The tiers' last loads, by pool name.
     tiers: HashMap<String, Vec<TierLoad>>,
+    /// Pools whose consistent-hash ring has been built (later changes are gradual).
+    rings: HashSet<String>,
     next_due_ms: HashMap<String, u64>,
 }
 
@@ -242,6 +249,13 @@ impl Engine {
         memory
             .tiers
             .retain(|pool, _| snapshot.pool_by_name(pool).is_some());
+        memory.rings.retain(|pool| {
+            snapshot
+                .pool_by_name(pool)
+                .is_some_and(|p| p.policy.consistent_hash.is_some())
+        });
+        self.metrics.hash_key_space.reset();
+        self.metrics.hash_ring_moved.reset();
         self.metrics.backend_share.reset();
         self.metrics.region_spill.reset();
         self.metrics.tier_load.reset();
@@ -302,6 +316,9 @@ impl Engine {
                 &mut memory.backends,
                 now_ms,
             );
+            if pool.policy.consistent_hash.is_some() {
+                pool_weights = self.step_ring(pool, pool_weights, memory, now_ms);
+            }
             let previous = memory.tiers.insert(pool.name.clone(), tiers);
             self.note_tier_changes(pool, previous.as_deref(), &memory.tiers[&pool.name], now_ms);
             if let Some(geo) = &current.snapshot.geo {
@@ -403,6 +420,75 @@ impl Engine {
             expected_in_flight,
         );
         (weights, tiers)
+    }
+
+    /// Step the pool's ring toward the new shares within `max_key_moves`
+    /// and publish it with them; keys moving is a decision.
+    fn step_ring(
+        &self,
+        pool: &Pool,
+        weights: PoolWeights,
+        memory: &mut EngineMemory,
+        now_ms: u64,
+    ) -> PoolWeights {
+        let Some(hash) = &pool.policy.consistent_hash else {
+            return weights;
+        };
+        let ids: Vec<&str> = pool.backends.iter().map(|b| b.id.0.as_str()).collect();
+        let target = ring::target_counts(&weights.shares, hash.vnodes);
+        let built = memory.rings.contains(&pool.name);
+        let current: Vec<u32> = match built {
+            true => pool
+                .backends
+                .iter()
+                .map(|b| memory.backends.get(&b.id).map_or(0, |m| m.vnodes))
+                .collect(),
+            false => target.clone(),
+        };
+        memory.rings.insert(pool.name.clone());
+        let step = ring::step_counts(&ids, &current, &target, hash.max_key_moves);
+        let before = ring::HashRing::build(&ids, &current);
+        let after = ring::HashRing::build(&ids, &step.counts);
+        let moved = ring::moved_fraction(&before, &after);
+        let key_space = after.key_space(ids.len());
+        let mut changes = Vec::new();
+        for (b, backend) in pool.backends.iter().enumerate() {
+            memory.backends.entry(backend.id.clone()).or_default().vnodes = step.counts[b];
+            self.metrics
+                .hash_key_space
+                .with_label_values(&[pool.name.as_str(), backend.id.0.as_str()])
+                .set(key_space[b]);
+            if current[b] != step.counts[b] {
+                changes.push(format!(
+                    "{} vnodes {} -> {} (target {}, share {:.3})",
+                    backend.id, current[b], step.counts[b], target[b], weights.shares[b]
+                ));
+            }
+        }
+        self.metrics
+            .hash_ring_moved
+            .with_label_values(&[pool.name.as_str()])
+            .set(moved);
+        if moved > 0.0 {
+            let reason = format!(
+                "{:.2}% of the key space changed owner (budget {:.2}% per interval): {}",
+                moved * 100.0,
+                hash.max_key_moves * 100.0,
+                changes.join(", ")
+            );
+            tracing::info!(pool = %pool.name, "{reason}");
+            self.decisions.record(RoutingDecision {
+                at: SystemTime::now(),
+                at_ms: now_ms,
+                pool: pool.name.clone(),
+                backend: "ring".into(),
+                kind: DecisionKind::KeyMove,
+                old_share: 0.0,
+                new_share: moved,
+                reason,
+            });
+        }
+        weights.with_ring(after)
     }
 
     /// Publish each tier's load; a tier below the first that starts taking
@@ -862,6 +948,9 @@ impl Engine {
             .iter()
             .map(|pool| {
                 let weights = current.weights[pool.id.0].as_ref();
+                let key_space = weights
+                    .and_then(|w| w.ring.as_ref())
+                    .map(|r| r.key_space(pool.backends.len()));
                 pool.backends
                     .iter()
                     .enumerate()
@@ -880,6 +969,7 @@ impl Engine {
                             .map(|elapsed| elapsed as f64 / slow_start as f64);
                         let share = weights.map_or(0.0, |w| w.shares[i]);
                         BackendInspection {
+                            ring: key_space.as_ref().map(|owned| (mem.vnodes, owned[i])),
                             id: backend.id.0.clone(),
                             share,
                             eligible: share > 0.0,

@@ -38,11 +38,21 @@
 //! highest first. A standby region thus gets its pre-warm trickle from
 //! every client, and a fence is never crossed to reach a tier.
 //!
+//! Consistent hashing (see [`super::ring`]): in a pool with a ring, a
+//! request carrying the hash key goes to the key's owner on the ring, in
+//! whatever scope the plan walk is in: the walk goes clockwise to the first
+//! backend of that scope (region and tier) that is eligible and not yet
+//! tried. The ring spans the whole pool, so restricted to a region it is
+//! still a consistent ring over that region's backends: a key only changes
+//! backend within a region when that region's vnodes change. Requests
+//! without the key are drawn by share as usual.
+//!
 //! Sticky canary assignment: a request carrying a user key (hashed to
 //! `k ∈ [0, 1)`) is not drawn at random but placed at `k` on its group's
 //! cumulative shares, canaries first. A user stays on the same side of the
 //! canary while the canary's share holds, and as it grows, users only join it.
 
+use super::ring::HashRing;
 use crate::config::{BalanceMode, Pool, PoolId, RegionPlan, Snapshot};
 use crate::stats::backend::BackendStats;
 use rand::Rng;
@@ -131,6 +141,8 @@ pub struct PoolWeights {
     regions: Vec<Group>,
     /// Running sums of the tiers' total shares, in `Pool::tiers` order.
     tier_cumulative: Vec<f64>,
+    /// The consistent-hash ring, in pools that hash a request key.
+    pub ring: Option<HashRing>,
 }
 
 impl PoolWeights {
@@ -171,6 +183,15 @@ impl PoolWeights {
             all,
             regions,
             tier_cumulative,
+            ring: None,
+        }
+    }
+
+    /// The same weights with this consistent-hash ring.
+    pub fn with_ring(self, ring: HashRing) -> Self {
+        Self {
+            ring: Some(ring),
+            ..self
         }
     }
 
@@ -232,6 +253,8 @@ pub struct RequestFacts<'a> {
     pub plan: Option<&'a RegionPlan>,
     /// The hash of the request's user key, for sticky canary assignment.
     pub sticky: Option<u64>,
+    /// The hash of the request's consistent-hash key.
+    pub hash_key: Option<u64>,
 }
 
 /// The picker's answer.
@@ -322,6 +345,13 @@ pub fn pick<R: Rng + ?Sized>(
 ) -> Decision {
     let pool = snapshot.pool(facts.pool);
     let choose = |scope: Scope<'_>, rng: &mut R| -> Option<usize> {
+        if let (Some(key), Some(weights)) = (facts.hash_key, facts.weights) {
+            if let Some(ring) = &weights.ring {
+                return ring.lookup(key, |b| {
+                    weights.eligible(b) && !facts.tried.contains(&b) && scope.contains(pool, b)
+                });
+            }
+        }
         match (pool.policy.mode, facts.weights) {
             (BalanceMode::RoundRobin, Some(weights)) => {
                 let ticket = facts.sticky.unwrap_or(facts.ticket);
@@ -602,6 +632,7 @@ mod tests {
             stats,
             plan: None,
             sticky: None,
+            hash_key: None,
         }
     }
 
@@ -783,6 +814,7 @@ routes: [{{pool: p}}]
                     stats: &stats,
                     plan: Some(plan),
                     sticky: None,
+                    hash_key: None,
                 };
                 pick(snap, &facts, 0, &mut rng)
             })
@@ -885,6 +917,7 @@ routes: [{{pool: p}}]
                 stats: &stats,
                 plan: Some(plan),
                 sticky: None,
+                hash_key: None,
             };
             let decision = pick(snap, &facts, 0, &mut rng);
             spilled += usize::from(matches!(decision, Decision::Spilled(_)));
@@ -984,6 +1017,7 @@ routes: [{pool: p}]
                             stats: &stats,
                             plan: None,
                             sticky: Some(key),
+                            hash_key: None,
                         };
                         pick(snap, &facts, 0, &mut rng).backend().unwrap()
                     })
@@ -1062,6 +1096,7 @@ routes: [{pool: p}]
                 stats: &stats,
                 plan: Some(plan),
                 sticky: None,
+                hash_key: None,
             };
             counts[pick(snap, &facts, 0, &mut rng).backend().expect("served")] += 1;
         }
