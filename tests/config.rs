@@ -642,3 +642,78 @@ routes: [{pool: api}]
         }
     );
 }
+
+#[test]
+fn consistent_hashing_is_validated() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  both_keys:
+    consistent_hash: {key: {header: x-session, cookie: sid}, vnodes: 0, max_key_moves: 2}
+    backends: [{addr: "10.0.0.1:80"}]
+  no_key:
+    consistent_hash: {key: {}}
+    backends: [{addr: "10.0.0.2:80"}]
+  segment_zero:
+    consistent_hash: {key: {path_segment: 0}, vnodes: 5000}
+    backends: [{addr: "10.0.0.3:80"}]
+  with_canary_sticky:
+    consistent_hash: {key: {cookie: "bad;name"}}
+    canary_sticky: {header: x-user}
+    backends: [{addr: "10.0.0.4:80"}, {addr: "10.0.0.5:80", canary: true}]
+routes: [{pool: both_keys}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "pools.both_keys.consistent_hash.key: set exactly one of header, cookie or path_segment",
+            "pools.no_key.consistent_hash.key: set exactly one of header, cookie or path_segment",
+            "pools.segment_zero.consistent_hash.key.path_segment: path segments count from 1",
+            r#"pools.with_canary_sticky.consistent_hash.key.cookie: invalid cookie name "bad;name""#,
+            "pools.with_canary_sticky.consistent_hash: cannot be combined with canary_sticky (the ring already gives a canary its share of keys)",
+        ]
+    );
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  p:
+    consistent_hash: {key: {header: x-session}, vnodes: 0, max_key_moves: 2}
+    backends: [{addr: "10.0.0.1:80"}]
+routes: [{pool: p}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "pools.p.consistent_hash.vnodes: 0 is out of range 1..=1000",
+            "pools.p.consistent_hash.max_key_moves: 2 is out of range (allowed 0.001 to 1)",
+        ]
+    );
+    let ok = load_str(
+        r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  by_segment:
+    consistent_hash: {key: {path_segment: 2}}
+    backends: [{addr: "10.0.0.1:80"}]
+  by_header:
+    consistent_hash: {key: {header: X-Session}, vnodes: 40, max_key_moves: 0.02}
+    backends: [{addr: "10.0.0.2:80"}]
+routes: [{pool: by_segment}, {pool: by_header}]
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let by_header = ok.pools[0].policy.consistent_hash.as_ref().unwrap();
+    assert_eq!(
+        by_header.key,
+        ballast::config::StickyKey::Header(http::HeaderName::from_static("x-session"))
+    );
+    assert_eq!((by_header.vnodes, by_header.max_key_moves), (40, 0.02));
+    let by_segment = ok.pools[1].policy.consistent_hash.as_ref().unwrap();
+    assert_eq!(by_segment.key, ballast::config::StickyKey::PathSegment(2));
+    assert_eq!(
+        (by_segment.vnodes, by_segment.max_key_moves),
+        (100, 0.05),
+        "defaults"
+    );
+}

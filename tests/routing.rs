@@ -1004,3 +1004,166 @@ async fn a_prewarmed_standby_takes_over_when_the_primaries_fail_and_hands_back()
     assert_eq!(failback.len(), 1, "{failback:?}");
     assert!(recovered_at.elapsed() < Duration::from_secs(5));
 }
+
+fn keyed_request(key: usize) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri("/work")
+        .header("host", "x")
+        .header("x-session", format!("session-{key}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// The origin serving each of `keys` sessions (asked `tries` times each:
+/// a key must always land on the same origin).
+async fn key_owners(listen: SocketAddr, keys: usize, tries: usize) -> Vec<String> {
+    let mut owners = Vec::with_capacity(keys);
+    for key in 0..keys {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..tries {
+            let reply = send(listen, keyed_request(key)).await;
+            assert_eq!(reply.status, 200);
+            seen.insert(reply.header("x-origin").unwrap().to_string());
+        }
+        assert_eq!(seen.len(), 1, "session-{key} bounced between {seen:?}");
+        owners.push(seen.into_iter().next().unwrap());
+    }
+    owners
+}
+
+fn owned_by(owners: &[String], origin: &str) -> usize {
+    owners.iter().filter(|o| *o == origin).count()
+}
+
+const HASHED: &str = "    recompute_interval: 100ms\n    consistent_hash: {key: {header: x-session}, vnodes: 100, max_key_moves: 0.05}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_keys_stick_and_leave_a_slowed_origin_gradually() {
+    let _serial = LOAD_LOCK.lock().await;
+    let a = origin_with_latency("a", Duration::from_millis(2)).await;
+    let b = origin_with_latency("b", Duration::from_millis(2)).await;
+    let slowed = origin_with_latency("slowed", Duration::from_millis(2)).await;
+    let proxy = start(&format!("{HASHED}{}", backends(&[&a, &b, &slowed]))).await;
+    let load = |proxy: SocketAddr, ms: u64| {
+        drive(proxy, 4, Duration::from_millis(ms), 100_000, |w, n| {
+            keyed_request(w * 100_000 + n)
+        })
+    };
+    load(proxy.listen, 600).await;
+    let before = key_owners(proxy.listen, 300, 3).await;
+    let slowed_before = owned_by(&before, "slowed");
+    println!(
+        "keys per origin: a {} b {} slowed {slowed_before}",
+        owned_by(&before, "a"),
+        owned_by(&before, "b")
+    );
+    assert!(
+        (50..=150).contains(&slowed_before),
+        "{slowed_before} of 300"
+    );
+
+    slowed.set_latency(Duration::from_millis(60));
+    // Key moves are decisions, each within the budget.
+    let mut fractions = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        load(proxy.listen, 300).await;
+        let state = admin_json(proxy.admin, "/api/v1/state").await;
+        let owned = state["pools"][0]["backends"][2]["ring"]["key_space"]
+            .as_f64()
+            .expect("key space in the admin state");
+        fractions.push(owned);
+        if owned < 0.1 || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    println!("slowed origin's key space over time: {fractions:?}");
+    assert!(*fractions.last().unwrap() < 0.1, "{fractions:?}");
+    assert!(
+        fractions.len() >= 2,
+        "gradually, not at once: {fractions:?}"
+    );
+    let moves = admin_json(proxy.admin, "/api/v1/decisions?kind=key_move&limit=1000").await;
+    let moves = moves["decisions"].as_array().unwrap().clone();
+    let moved: Vec<f64> = moves
+        .iter()
+        .map(|d| d["new_share"].as_f64().unwrap())
+        .collect();
+    println!("key moves per interval: {moved:?}");
+    assert!(
+        moved.len() >= 6,
+        "at least 30% moved 5% at a time: {moved:?}"
+    );
+    assert!(moved.iter().all(|&m| m <= 0.05 + 1e-9), "{moved:?}");
+
+    let after = key_owners(proxy.listen, 300, 3).await;
+    let stayed = before.iter().zip(&after).filter(|(x, y)| x == y).count();
+    let slowed_after = owned_by(&after, "slowed");
+    println!("after: slowed {slowed_after} of 300 keys, {stayed} of 300 stayed put");
+    assert!(
+        slowed_after * 2 < slowed_before,
+        "{slowed_after} vs {slowed_before}"
+    );
+    // Keys that moved are (almost all) the slowed origin's.
+    let moved_from_fast = before
+        .iter()
+        .zip(&after)
+        .filter(|(x, y)| x != y && *x != "slowed")
+        .count();
+    assert!(
+        moved_from_fast <= 15,
+        "{moved_from_fast} keys left a fast origin"
+    );
+    assert!(stayed >= 180, "most keys stay put: {stayed} of 300");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_origins_keys_go_elsewhere_and_the_rest_stay() {
+    let _serial = LOAD_LOCK.lock().await;
+    let a = origin_with_latency("a", Duration::from_millis(2)).await;
+    let b = origin_with_latency("b", Duration::from_millis(2)).await;
+    let c = origin_with_latency("c", Duration::from_millis(2)).await;
+    let proxy = start(&format!(
+        "{HASHED}    retries: {{attempts: 3}}\n    outlier: {{consecutive_failures: 1, base_ejection: 30s}}\n{}",
+        backends(&[&a, &b, &c])
+    ))
+    .await;
+    drive(
+        proxy.listen,
+        4,
+        Duration::from_millis(600),
+        100_000,
+        |w, n| keyed_request(w * 100_000 + n),
+    )
+    .await;
+    let before = key_owners(proxy.listen, 300, 2).await;
+    assert!(owned_by(&before, "c") > 30, "{before:?}");
+
+    refuse(&c, true).await;
+    // Its keys are retried clockwise at once; the engine then ejects it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while published_share(proxy.admin, c.addr).await > 0.0 {
+        assert!(std::time::Instant::now() < deadline, "c was never ejected");
+        let out = drive(
+            proxy.listen,
+            2,
+            Duration::from_millis(100),
+            100_000,
+            |w, n| keyed_request(w * 100_000 + n),
+        )
+        .await;
+        assert_eq!(out.count(200), out.total(), "retried elsewhere: {out:?}");
+    }
+    let after = key_owners(proxy.listen, 300, 2).await;
+    let mut unmoved = 0;
+    let mut others = 0;
+    for (x, y) in before.iter().zip(&after) {
+        assert_ne!(y, "c");
+        if x != "c" {
+            others += 1;
+            unmoved += usize::from(x == y);
+        }
+    }
+    println!("{unmoved} of {others} keys of the other origins stayed put");
+    assert!(unmoved * 100 >= others * 97, "{unmoved} of {others}");
+}

@@ -1,5 +1,5 @@
 //! Criterion benchmarks of the routing brain's hot and warm paths:
-//! one pick (adaptive and round robin) at 3 to 10 000 backends, parsing
+//! one pick (adaptive, consistent-hash and round robin) at 3 to 10 000 backends, parsing
 //! each load-report form, and one weight recompute (and the statistics
 //! reading before it) at 10 to 10 000 backends.
 //!
@@ -7,6 +7,7 @@
 
 use ballast::config::{load_str, PoolId, Snapshot};
 use ballast::routing::picker::{pick, PoolWeights, RequestFacts};
+use ballast::routing::ring::{target_counts, HashRing};
 use ballast::routing::weights::{compute_shares, BackendInput};
 use ballast::stats::backend::BackendStats;
 use ballast::stats::server_load::{parse_orca, parse_server_load};
@@ -65,6 +66,31 @@ fn bench_pick(c: &mut Criterion) {
                     stats: &stats,
                     plan: None,
                     sticky: None,
+                    hash_key: None,
+                };
+                black_box(pick(&adaptive, &facts, 0, &mut rng))
+            })
+        });
+        let ids: Vec<&str> = adaptive.pools[0]
+            .backends
+            .iter()
+            .map(|b| b.id.0.as_str())
+            .collect();
+        let counts = target_counts(&published.shares, 100);
+        let hashed = published.clone().with_ring(HashRing::build(&ids, &counts));
+        group.bench_with_input(BenchmarkId::new("hashed", n), &n, |b, _| {
+            let mut key: u64 = 0;
+            b.iter(|| {
+                key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let facts = RequestFacts {
+                    pool: PoolId(0),
+                    ticket: 0,
+                    tried: &[],
+                    weights: Some(&hashed),
+                    stats: &stats,
+                    plan: None,
+                    sticky: None,
+                    hash_key: Some(key),
                 };
                 black_box(pick(&adaptive, &facts, 0, &mut rng))
             })
@@ -82,6 +108,7 @@ fn bench_pick(c: &mut Criterion) {
                     stats: &stats,
                     plan: None,
                     sticky: None,
+                    hash_key: None,
                 };
                 black_box(pick(&round_robin, &facts, 0, &mut rng))
             })

@@ -829,7 +829,10 @@ fn compile_consistent_hash(
     } = &raw.key;
     let set = [header.is_some(), cookie.is_some(), path_segment.is_some()];
     if set.iter().filter(|&&s| s).count() != 1 {
-        c.error(&key_path, "set exactly one of header, cookie or path_segment");
+        c.error(
+            &key_path,
+            "set exactly one of header, cookie or path_segment",
+        );
         return None;
     }
     if *path_segment == Some(0) {
@@ -853,7 +856,13 @@ fn compile_consistent_hash(
         DEFAULT_MAX_KEY_MOVES,
         0.001..=1.0,
     );
-    let key = compile_key(c, &key_path, header.as_ref(), cookie.as_ref(), *path_segment)?;
+    let key = compile_key(
+        c,
+        &key_path,
+        header.as_ref(),
+        cookie.as_ref(),
+        *path_segment,
+    )?;
     Some(ConsistentHash {
         key,
         vnodes,

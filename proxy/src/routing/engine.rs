@@ -446,14 +446,19 @@ impl Engine {
             false => target.clone(),
         };
         memory.rings.insert(pool.name.clone());
-        let step = ring::step_counts(&ids, &current, &target, hash.max_key_moves);
+        let band = ring::dead_band(hash.vnodes);
+        let step = ring::step_counts(&ids, &current, &target, band, hash.max_key_moves);
         let before = ring::HashRing::build(&ids, &current);
         let after = ring::HashRing::build(&ids, &step.counts);
         let moved = ring::moved_fraction(&before, &after);
         let key_space = after.key_space(ids.len());
         let mut changes = Vec::new();
         for (b, backend) in pool.backends.iter().enumerate() {
-            memory.backends.entry(backend.id.clone()).or_default().vnodes = step.counts[b];
+            memory
+                .backends
+                .entry(backend.id.clone())
+                .or_default()
+                .vnodes = step.counts[b];
             self.metrics
                 .hash_key_space
                 .with_label_values(&[pool.name.as_str(), backend.id.0.as_str()])

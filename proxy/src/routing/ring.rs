@@ -12,9 +12,10 @@
 //! each step the arc of key space it hands from one owner to another, until
 //! the next step would exceed the interval's move budget (`max_key_moves`).
 //! The charge is exact per step, so the key space that changes owner in an
-//! interval never exceeds the budget. A count within 5% of its target (at
-//! least one vnode) is left alone, so the jitter of measured shares does not
-//! move keys back and forth. A backend that is no longer eligible
+//! interval never exceeds the budget. A count within a tenth of `vnodes` of
+//! its target (at least one vnode) is left alone, so the jitter of measured
+//! shares does not move keys back and forth: a backend's key space follows
+//! its share to within a tenth of a fair share. A backend that is no longer eligible
 //! (ejected, unhealthy, drained) leaves the ring at once, free of charge: the
 //! picker already walks past it to the next backend clockwise, which is where
 //! its keys go when its vnodes leave.
@@ -28,8 +29,8 @@ use std::ops::Bound::{Excluded, Unbounded};
 
 /// The size of the 64-bit key space.
 const KEY_SPACE: f64 = 18_446_744_073_709_551_616.0;
-/// A vnode count this close to its target (relative; at least 1) stays put.
-const DEAD_BAND: f64 = 0.05;
+/// A vnode count within this fraction of `vnodes` of its target stays put.
+const DEAD_BAND: f64 = 0.1;
 
 /// The ring a pool's picker reads: vnode points sorted, with their owners.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -130,11 +131,23 @@ pub struct RingStep {
     pub charged: f64,
 }
 
-/// Step `current` toward `target`, moving at most `budget` of the key space.
+/// How far (in vnodes) a count may be from its target and stay put.
+pub fn dead_band(vnodes: u32) -> u32 {
+    ((f64::from(vnodes) * DEAD_BAND) as u32).max(1)
+}
+
+/// Step `current` toward `target`, moving at most `budget` of the key space;
+/// counts within `dead_band` of their target stay put.
 /// Backends whose target is 0 leave at once, uncharged (their keys already go
 /// to the next backend clockwise); the others move one vnode at a time, the
 /// backend furthest from its target first, while the step's arc fits.
-pub fn step_counts(ids: &[&str], current: &[u32], target: &[u32], budget: f64) -> RingStep {
+pub fn step_counts(
+    ids: &[&str],
+    current: &[u32],
+    target: &[u32],
+    dead_band: u32,
+    budget: f64,
+) -> RingStep {
     let mut counts: Vec<u32> = current
         .iter()
         .zip(target)
@@ -143,14 +156,7 @@ pub fn step_counts(ids: &[&str], current: &[u32], target: &[u32], budget: f64) -
     let target: Vec<u32> = counts
         .iter()
         .zip(target)
-        .map(|(&c, &t)| {
-            let band = (f64::from(t) * DEAD_BAND).max(1.0);
-            if f64::from(c.abs_diff(t)) <= band {
-                c
-            } else {
-                t
-            }
-        })
+        .map(|(&c, &t)| if c.abs_diff(t) <= dead_band { c } else { t })
         .collect();
     let mut ring = ring_map(ids, &counts);
     let mut blocked = vec![false; ids.len()];
@@ -184,7 +190,11 @@ pub fn step_counts(ids: &[&str], current: &[u32], target: &[u32], budget: f64) -
 /// its vnode at `point`: the arc from the previous point, unless the next
 /// point belongs to `owner` too. Into or out of an empty ring: everything.
 fn step_cost(ring: &BTreeMap<u64, u32>, point: u64, owner: u32, grow: bool) -> f64 {
-    let others = if grow { ring.len() } else { ring.len().saturating_sub(1) };
+    let others = if grow {
+        ring.len()
+    } else {
+        ring.len().saturating_sub(1)
+    };
     let previous = ring
         .range(..point)
         .next_back()
@@ -273,7 +283,7 @@ mod tests {
         let mut fractions = vec![HashRing::build(&IDS, &counts).key_space(3)[0]];
         for _ in 0..40 {
             let before = HashRing::build(&IDS, &counts);
-            let step = step_counts(&IDS, &counts, &target, budget);
+            let step = step_counts(&IDS, &counts, &target, dead_band(100), budget);
             let after = HashRing::build(&IDS, &step.counts);
             let moved = moved_fraction(&before, &after);
             assert!(moved <= budget + 1e-12, "moved {moved}");
@@ -290,18 +300,23 @@ mod tests {
             fractions.push(after.key_space(3)[0]);
         }
         for (got, want) in counts.iter().zip(&target) {
-            let band = (f64::from(*want) * DEAD_BAND).max(1.0);
-            assert!(f64::from(got.abs_diff(*want)) <= band, "{counts:?} vs {target:?}");
+            assert!(
+                got.abs_diff(*want) <= dead_band(100),
+                "{counts:?} vs {target:?}"
+            );
         }
         assert!(fractions[1] > 0.2, "not all at once: {fractions:?}");
         assert!(fractions.windows(2).all(|w| w[1] <= w[0] + 1e-12));
-        assert!((fractions.last().unwrap() - 0.1).abs() < 0.05, "{fractions:?}");
+        assert!(
+            (fractions.last().unwrap() - 0.1).abs() < 0.05,
+            "{fractions:?}"
+        );
     }
 
     #[test]
     fn removing_a_backend_moves_only_its_keys() {
         let ring = HashRing::build(&IDS, &[100, 100, 100]);
-        let step = step_counts(&IDS, &[100, 100, 100], &[100, 100, 0], 0.0);
+        let step = step_counts(&IDS, &[100, 100, 100], &[100, 100, 0], 1, 0.0);
         assert_eq!(step.counts, vec![100, 100, 0]);
         assert_eq!(step.charged, 0.0, "leaving is free");
         let without = HashRing::build(&IDS, &step.counts);
@@ -315,6 +330,18 @@ mod tests {
         // Walking past an ineligible backend gives the same owners.
         let walked: Vec<_> = keys().map(|k| ring.lookup(k, |b| b != 2)).collect();
         assert_eq!(walked, owners(&without));
+    }
+
+    #[test]
+    fn share_jitter_inside_the_dead_band_moves_nothing() {
+        let counts = [100, 100, 100];
+        let jitter = target_counts(&[0.36, 0.31, 0.33], 100);
+        let step = step_counts(&IDS, &counts, &jitter, dead_band(100), 1.0);
+        assert_eq!(step.counts, counts);
+        assert_eq!(step.charged, 0.0);
+        let real = target_counts(&[0.5, 0.25, 0.25], 100);
+        let step = step_counts(&IDS, &counts, &real, dead_band(100), 1.0);
+        assert_eq!(step.counts, real, "a real change goes all the way");
     }
 
     #[test]

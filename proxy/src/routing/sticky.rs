@@ -27,7 +27,9 @@ pub fn key_hash(key: &StickyKey, headers: &HeaderMap, path: &str) -> Option<u64>
 /// The `n`-th (from 1) non-empty segment of the path, query excluded.
 fn path_segment(path: &str, n: usize) -> Option<&str> {
     let path = path.split(['?', '#']).next().unwrap_or_default();
-    path.split('/').filter(|s| !s.is_empty()).nth(n.checked_sub(1)?)
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .nth(n.checked_sub(1)?)
 }
 
 /// The value of cookie `name` in one `Cookie` header (`a=1; b=2`).
