@@ -717,3 +717,46 @@ routes: [{pool: by_segment}, {pool: by_header}]
         "defaults"
     );
 }
+
+#[test]
+fn event_budgets_are_validated() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  sized: {backends: [{addr: "10.0.0.1:80", capacity: 50}]}
+  unsized: {backends: [{addr: "10.0.0.2:80", capacity: 50}, {addr: "10.0.0.3:80"}]}
+routes:
+  - {name: a, pool: sized, budget: {region_share: 1.5, over: queue, retry_after: 1500ms}}
+  - {name: b, pool: unsized, budget: {region_share: 0.5}}
+  - {name: c, pool: sized, budget: {region_share: 0.5, over: spill, retry_after: 2h}}
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "routes[0].budget.region_share: 1.5 is out of range (allowed 0.01 to 1)",
+            r#"routes[0].budget.over: unknown action "queue" (supported: shed, spill)"#,
+            "routes[0].budget.retry_after: must be whole seconds from 1s to 1h (it is sent as Retry-After)",
+            r#"routes[1].budget: a budget is a share of capacity: give every backend of pool "unsized" a capacity (missing: unsized/10.0.0.3:80)"#,
+            "routes[2].budget.retry_after: must be whole seconds from 1s to 1h (it is sent as Retry-After)",
+            r#"routes[2].budget.over: spill needs the pool "sized" to have backends in at least two regions"#,
+        ]
+    );
+    let ok = load_str(
+        r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  live: {backends: [{addr: "10.0.0.1:80", capacity: 50}]}
+routes:
+  - {name: keynote, match: {path_prefix: /keynote}, pool: live, budget: {region_share: 0.6}}
+  - {name: update, pool: live}
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let routes = ok.routes.routes();
+    let budget = routes[0].budget.as_ref().unwrap();
+    assert_eq!(budget.region_share, 0.6);
+    assert_eq!(budget.over, ballast::config::OverBudget::Shed, "default");
+    assert_eq!(budget.retry_after, Duration::from_secs(1), "default");
+    assert!(routes[1].budget.is_none());
+}

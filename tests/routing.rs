@@ -1167,3 +1167,203 @@ async fn an_ejected_origins_keys_go_elsewhere_and_the_rest_stay() {
     println!("{unmoved} of {others} keys of the other origins stayed put");
     assert!(unmoved * 100 >= others * 97, "{unmoved} of {others}");
 }
+
+/// `GET path` from a client in `region` (trusted header).
+fn event_request(path: &'static str, region: &'static str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri(path)
+        .header("host", "x")
+        .header("x-client-region", region)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// Offer `path` from `region` far above its budget for `ms`: the outcome
+/// and the seconds it took.
+async fn flood(
+    listen: SocketAddr,
+    path: &'static str,
+    region: &'static str,
+    ms: u64,
+) -> (LoadOutcome, f64) {
+    let started = std::time::Instant::now();
+    let out = drive(
+        listen,
+        3,
+        Duration::from_millis(ms),
+        100_000,
+        move |_, _| event_request(path, region),
+    )
+    .await;
+    (out, started.elapsed().as_secs_f64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_budgets_cap_each_route_and_shed_the_excess_with_retry_after() {
+    let _serial = LOAD_LOCK.lock().await;
+    let a = origin_with_latency("a", Duration::from_millis(1)).await;
+    let b = origin_with_latency("b", Duration::from_millis(1)).await;
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let yaml = format!(
+        r#"
+listeners: [{{address: "{listen}"}}]
+admin: {{address: "{admin}"}}
+server: {{threads: 2, drain_timeout: 2s}}
+pools:
+  live:
+    recompute_interval: 100ms
+    backends:
+      - {{addr: "{}", capacity: 50}}
+      - {{addr: "{}", capacity: 50}}
+routes:
+  - {{name: keynote, match: {{path_prefix: /keynote}}, pool: live, budget: {{region_share: 0.6, retry_after: 2s}}}}
+  - {{name: update, match: {{path_prefix: /update}}, pool: live, budget: {{region_share: 0.4, over: shed}}}}
+  - {{name: other, pool: live}}
+"#,
+        a.addr, b.addr
+    );
+    let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
+
+    // Both events at once, each offered far more than the pool's 100 req/s.
+    let keynote = tokio::spawn(flood(listen, "/keynote", "-", 3_000));
+    let update = tokio::spawn(flood(listen, "/update", "-", 3_000));
+    let (keynote, keynote_s) = keynote.await.unwrap();
+    let (update, update_s) = update.await.unwrap();
+    let keynote_rate = keynote.count(200) as f64 / keynote_s;
+    let update_rate = update.count(200) as f64 / update_s;
+    println!(
+        "keynote admitted {keynote_rate:.1}/s of {:.0}/s offered, update {update_rate:.1}/s of {:.0}/s",
+        keynote.total() as f64 / keynote_s,
+        update.total() as f64 / update_s
+    );
+    assert!(
+        (50.0..=68.0).contains(&keynote_rate),
+        "{keynote_rate} {keynote:?}"
+    );
+    assert!(
+        (32.0..=46.0).contains(&update_rate),
+        "{update_rate} {update:?}"
+    );
+    assert_eq!(
+        keynote.count(200) + keynote.count(503),
+        keynote.total(),
+        "{keynote:?}"
+    );
+    assert!(keynote.count(503) > keynote.count(200), "{keynote:?}");
+    assert!(update.count(503) > update.count(200), "{update:?}");
+
+    // A shed request says why and when to come back.
+    let mut shed = None;
+    for _ in 0..50 {
+        let reply = send(listen, event_request("/keynote", "-")).await;
+        if reply.status == 503 {
+            shed = Some(reply);
+            break;
+        }
+    }
+    let shed = shed.expect("a request over the budget is shed");
+    assert_eq!(shed.header("retry-after"), Some("2"));
+    assert_eq!(
+        shed.header("x-ballast-reason"),
+        Some("event budget exceeded")
+    );
+
+    // A route without a budget is unaffected.
+    let (other, _) = flood(listen, "/other", "-", 500).await;
+    assert_eq!(other.count(200), other.total(), "{other:?}");
+
+    // Visible: metrics, admin state, decisions; backends' health untouched.
+    let metrics = get(admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains("ballast_budget_rejections_total{region=\"-\",route=\"keynote\"}"),
+        "{metrics}"
+    );
+    let state = admin_json(admin, "/api/v1/state").await;
+    let budgets = state["budgets"].as_array().expect("budgets in the state");
+    assert_eq!(budgets.len(), 2);
+    assert_eq!(budgets[0]["route"], "keynote");
+    assert_eq!(budgets[0]["regions"][0]["capacity"], 100.0);
+    assert!((budgets[0]["regions"][0]["limit"].as_f64().unwrap() - 60.0).abs() < 0.5);
+    assert!(budgets[0]["regions"][0]["rejected"].as_u64().unwrap() > 0);
+    for backend in state["pools"][0]["backends"].as_array().unwrap() {
+        assert_eq!(backend["eligible"], true, "{backend}");
+        assert_eq!(backend["consecutive_failures"], 0, "{backend}");
+    }
+    let decisions = admin_json(admin, "/api/v1/decisions?kind=budget").await;
+    let decisions = decisions["decisions"].as_array().unwrap();
+    assert!(
+        decisions.iter().any(|d| d["backend"] == "keynote@-"),
+        "{decisions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_over_budget_spills_to_the_next_region_but_never_across_a_fence() {
+    let _serial = LOAD_LOCK.lock().await;
+    let east = origin_with_latency("east", Duration::from_millis(1)).await;
+    let west = origin_with_latency("west", Duration::from_millis(1)).await;
+    let eu = origin_with_latency("eu", Duration::from_millis(1)).await;
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let yaml = format!(
+        r#"
+listeners: [{{address: "{listen}"}}]
+admin: {{address: "{admin}"}}
+server: {{threads: 2, drain_timeout: 2s}}
+regions:
+  us-east: {{fallback: [us-west]}}
+  us-west: {{fallback: [us-east]}}
+  eu-west: {{fallback: [us-east]}}
+geo:
+  client_region: [{{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}}, {{default: us-east}}]
+  residency: [{{clients: [eu-west], allowed: [eu-west]}}]
+pools:
+  live:
+    recompute_interval: 100ms
+    backends:
+      - {{addr: "{}", region: us-east, capacity: 100}}
+      - {{addr: "{}", region: us-west, capacity: 100}}
+      - {{addr: "{}", region: eu-west, capacity: 100}}
+routes:
+  - {{name: keynote, pool: live, budget: {{region_share: 0.5, over: spill}}}}
+"#,
+        east.addr, west.addr, eu.addr
+    );
+    let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
+    let served = |o: &OriginHandle| o.stats.count_path("/keynote");
+
+    let (out, seconds) = flood(listen, "/keynote", "us-east", 3_000).await;
+    let (east_rate, west_rate) = (
+        served(&east) as f64 / seconds,
+        served(&west) as f64 / seconds,
+    );
+    println!("east clients: {east_rate:.1}/s in us-east, {west_rate:.1}/s spilled to us-west, {} shed of {}", out.count(503), out.total());
+    assert!((40.0..=57.0).contains(&east_rate), "{east_rate}");
+    assert!((40.0..=57.0).contains(&west_rate), "spilled: {west_rate}");
+    assert!(out.count(503) > 0, "beyond both budgets: shed {out:?}");
+    assert_eq!(served(&eu), 0, "only to the regions of the client's plan");
+
+    // A fenced client over budget is shed, never sent outside its fence.
+    let (before_east, before_west) = (served(&east), served(&west));
+    let (fenced, seconds) = flood(listen, "/keynote", "eu-west", 2_000).await;
+    let eu_rate = served(&eu) as f64 / seconds;
+    println!(
+        "fenced eu clients: {eu_rate:.1}/s admitted, {} shed of {}",
+        fenced.count(503),
+        fenced.total()
+    );
+    assert!((40.0..=57.0).contains(&eu_rate), "{eu_rate}");
+    assert!(fenced.count(503) > fenced.count(200), "{fenced:?}");
+    assert_eq!((served(&east), served(&west)), (before_east, before_west));
+
+    let metrics = get(admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains("ballast_budget_spilled_total{region=\"us-east\",route=\"keynote\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ballast_budget_rejections_total{region=\"eu-west\",route=\"keynote\"}"),
+        "{metrics}"
+    );
+}

@@ -16,8 +16,9 @@
 //!
 //! Bodies stream through Pingora untouched.
 
-use crate::config::{Explain, Pool, PoolId, RegionPlan, RequestLimits};
+use crate::config::{Explain, OverBudget, Pool, PoolId, RegionPlan, RequestLimits, Snapshot};
 use crate::metrics::{status_class, Metrics};
+use crate::routing::budget::{Admission, RouteBudget};
 use crate::routing::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use crate::routing::engine::RoutingState;
 use crate::routing::geo::plan_for;
@@ -46,6 +47,8 @@ const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const X_BALLAST_REASON: &str = "x-ballast-reason";
+/// The reason given when a route's event budget sheds a request.
+const BUDGET_EXCEEDED: &str = "event budget exceeded";
 const X_BALLAST_DECISION: &str = "x-ballast-decision";
 /// Longest client-supplied request id that is propagated as is.
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -169,6 +172,8 @@ pub struct RequestCtx {
     attempt: Option<Attempt>,
     /// Set when a residency fence left no backend: the client's region.
     fenced_region: Option<String>,
+    /// Set when the route's event budget shed the request: Retry-After seconds.
+    budget_retry_after: Option<u64>,
     /// The `X-Ballast-Decision` text, when this request is explained.
     explanation: Option<String>,
     _in_flight: InFlightGuard,
@@ -271,6 +276,7 @@ async fn respond_plain(
     request_id: &HeaderValue,
     message: &str,
     reason: Option<&str>,
+    retry_after: Option<u64>,
 ) {
     let body = Bytes::from(format!("{message}\n"));
     let resp = ResponseHeader::build(status, Some(5)).and_then(|mut resp| {
@@ -279,6 +285,9 @@ async fn respond_plain(
         resp.insert_header(X_REQUEST_ID, request_id.clone())?;
         if let Some(reason) = reason {
             resp.insert_header(X_BALLAST_REASON, reason)?;
+        }
+        if let Some(seconds) = retry_after {
+            resp.insert_header(header::RETRY_AFTER, seconds.to_string())?;
         }
         Ok(resp)
     });
@@ -294,6 +303,78 @@ async fn respond_plain(
     if let Err(e) = result {
         tracing::debug!(error = %e, "could not write error response to client");
     }
+}
+
+/// Charge a request to its route's budget in its backend's region. Over
+/// budget there, `spill` picks again among the regions of the client's plan
+/// that still have budget (and only those, so a residency fence is never
+/// crossed), until one admits it; `Ok` carries the decision and, when
+/// spilled, the region it left. `Err` is the region over budget: shed.
+fn within_budget(
+    budget: &RouteBudget,
+    snapshot: &Snapshot,
+    facts: &RequestFacts<'_>,
+    decision: Decision,
+) -> std::result::Result<(Decision, Option<usize>), usize> {
+    let Some(mut backend) = decision.backend() else {
+        return Ok((decision, None));
+    };
+    let mut first_over = None;
+    let mut excluded: u64 = 0;
+    loop {
+        let over = match budget.admit(backend, clock::now_us()) {
+            Admission::Admitted if first_over.is_none() => return Ok((decision, None)),
+            Admission::Admitted => return Ok((Decision::Backend(backend), first_over)),
+            Admission::Over(region) => region,
+        };
+        let first = *first_over.get_or_insert(over);
+        if budget.policy.over == OverBudget::Shed || over >= 64 {
+            return Err(first);
+        }
+        excluded |= 1 << over;
+        let plan =
+            spill_plan(budget, snapshot.pool(facts.pool), facts.plan, excluded).ok_or(first)?;
+        let spilled = RequestFacts {
+            plan: Some(&plan),
+            ..*facts
+        };
+        let now_ms = clock::now_ms();
+        backend = pick(snapshot, &spilled, now_ms, &mut rand::rng())
+            .backend()
+            .ok_or(first)?;
+    }
+}
+
+/// The regions a request over budget may still go to, in order: those of
+/// the client's plan (its region and fallbacks, within its fence), or
+/// without a plan the pool's regions; minus those `excluded` (over budget).
+fn spill_plan(
+    budget: &RouteBudget,
+    pool: &Pool,
+    plan: Option<&RegionPlan>,
+    excluded: u64,
+) -> Option<RegionPlan> {
+    let open = |name: &String| {
+        budget
+            .regions
+            .iter()
+            .position(|r| r.region.as_ref() == Some(name))
+            .is_none_or(|i| i >= 64 || excluded & (1 << i) == 0)
+    };
+    let order: Vec<String> = match plan {
+        Some(plan) => plan.order.iter().filter(|r| open(r)).cloned().collect(),
+        None => pool
+            .regions
+            .iter()
+            .flatten()
+            .filter(|r| open(r))
+            .cloned()
+            .collect(),
+    };
+    (!order.is_empty()).then_some(RegionPlan {
+        order,
+        fenced: true,
+    })
 }
 
 /// Map a proxy error to the status the client should see (0 = connection is gone).
@@ -421,6 +502,7 @@ impl ProxyHttp for BallastProxy {
             connect_retries: 0,
             attempt: None,
             fenced_region: None,
+            budget_retry_after: None,
             explanation: None,
             _in_flight: InFlightGuard::new(&self.metrics.in_flight),
         }
@@ -436,7 +518,7 @@ impl ProxyHttp for BallastProxy {
         if let Some((status, message)) = over_limit(req, &routing.snapshot.server.limits) {
             let id = ctx.request_id.clone();
             ctx.routing = Some(routing);
-            respond_plain(session, status, &id, message, None).await;
+            respond_plain(session, status, &id, message, None, None).await;
             return Ok(true);
         }
         let view = RequestView {
@@ -464,6 +546,7 @@ impl ProxyHttp for BallastProxy {
                     404,
                     &id,
                     "not found: no route matches this request",
+                    None,
                     None,
                 )
                 .await;
@@ -510,7 +593,37 @@ impl ProxyHttp for BallastProxy {
             sticky,
             hash_key,
         };
-        let decision = pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng());
+        let mut decision = pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng());
+        let budget = ctx
+            .route
+            .filter(|_| ctx.tried.is_empty())
+            .and_then(|r| Some((r, routing.budgets.route(r)?)));
+        if let Some((route, budget)) = budget {
+            let route_name = routing.snapshot.routes.routes()[route].name.as_str();
+            let region_name = |i: usize| budget.regions[i].region.as_deref().unwrap_or("-");
+            match within_budget(budget, &routing.snapshot, &facts, decision) {
+                Ok((within, None)) => decision = within,
+                Ok((within, Some(over))) => {
+                    budget.regions[over].spilled.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .budget_spilled
+                        .with_label_values(&[route_name, region_name(over)])
+                        .inc();
+                    decision = within;
+                }
+                Err(over) => {
+                    budget.regions[over]
+                        .rejected
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .budget_rejections
+                        .with_label_values(&[route_name, region_name(over)])
+                        .inc();
+                    ctx.budget_retry_after = Some(budget.policy.retry_after.as_secs());
+                    return Error::e_explain(ErrorType::HTTPStatus(503), BUDGET_EXCEEDED);
+                }
+            }
+        }
         let backend = match decision {
             Decision::Backend(index) => index,
             Decision::Spilled(index) => {
@@ -719,15 +832,20 @@ impl ProxyHttp for BallastProxy {
             } else {
                 ctx.request_id.clone()
             };
-            match &ctx.fenced_region {
-                Some(region) => {
+            match (&ctx.fenced_region, ctx.budget_retry_after) {
+                (Some(region), _) => {
                     let message = format!(
                         "service unavailable: no backend allowed to serve region {region} is available (residency fence)"
                     );
                     let reason = format!("residency; client region {region}");
-                    respond_plain(session, status, &id, &message, Some(&reason)).await;
+                    respond_plain(session, status, &id, &message, Some(&reason), None).await;
                 }
-                None => respond_plain(session, status, &id, message, None).await,
+                (None, Some(seconds)) => {
+                    let message = "service unavailable: this event is over its share of capacity";
+                    let reason = Some(BUDGET_EXCEEDED);
+                    respond_plain(session, status, &id, message, reason, Some(seconds)).await;
+                }
+                (None, None) => respond_plain(session, status, &id, message, None, None).await,
             }
         }
         FailToProxy {

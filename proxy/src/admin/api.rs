@@ -198,7 +198,41 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
             "last_warnings": status.last_warnings,
         })
     });
-    json(StatusCode::OK, &json!({ "pools": pools, "reload": reload }))
+    let budgets: Vec<Value> = engine
+        .inspect_budgets()
+        .into_iter()
+        .map(|b| {
+            let regions: Vec<Value> = b
+                .regions
+                .iter()
+                .map(|r| {
+                    json!({
+                        "region": r.region,
+                        "capacity": r.capacity,
+                        "limit": r.limit,
+                        "rate": r.rate,
+                        "usage": if r.limit > 0.0 { r.rate / r.limit } else { 0.0 },
+                        "over_rate": r.over_rate,
+                        "over_budget": r.over_budget,
+                        "admitted": r.admitted,
+                        "rejected": r.rejected,
+                        "spilled": r.spilled,
+                    })
+                })
+                .collect();
+            json!({
+                "route": b.route,
+                "region_share": b.policy.region_share,
+                "over": b.policy.over.as_str(),
+                "retry_after_s": b.policy.retry_after.as_secs(),
+                "regions": regions,
+            })
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &json!({ "pools": pools, "budgets": budgets, "reload": reload }),
+    )
 }
 
 fn parse_kind(text: &str) -> Option<DecisionKind> {

@@ -1115,6 +1115,12 @@ fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) -> RouteTab
                 (_, Err(_)) => c.error(header_path, format!("invalid header value \"{value}\"")),
             }
         }
+        let budget = match (&route.budget, pool) {
+            (Some(budget), Some(pool)) => {
+                compile_budget(c, &format!("{path}.budget"), budget, &pools[pool.0])
+            }
+            _ => None,
+        };
         if let Some(pool) = pool {
             routes.push(Route {
                 name,
@@ -1123,10 +1129,81 @@ fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) -> RouteTab
                 methods,
                 headers,
                 pool,
+                budget,
             });
         }
     }
     RouteTable::new(routes)
+}
+
+/// An event budget; its pool's backends must all have a capacity.
+fn compile_budget(
+    c: &mut Checker,
+    path: &str,
+    raw: &RawBudget,
+    pool: &Pool,
+) -> Option<BudgetPolicy> {
+    let region_share = fraction(
+        c,
+        format!("{path}.region_share"),
+        Some(raw.region_share),
+        1.0,
+        0.01..=1.0,
+    );
+    let over = match raw.over.as_deref() {
+        None | Some("shed") => OverBudget::Shed,
+        Some("spill") => OverBudget::Spill,
+        Some(other) => {
+            c.error(
+                format!("{path}.over"),
+                format!("unknown action \"{other}\" (supported: shed, spill)"),
+            );
+            OverBudget::Shed
+        }
+    };
+    let retry_after_path = format!("{path}.retry_after");
+    let retry_after = c.duration(
+        &retry_after_path,
+        raw.retry_after.as_deref(),
+        Duration::from_secs(1),
+    );
+    if retry_after.subsec_nanos() != 0 || retry_after > Duration::from_secs(3600) {
+        c.error(
+            retry_after_path,
+            "must be whole seconds from 1s to 1h (it is sent as Retry-After)",
+        );
+    }
+    let uncapped: Vec<&str> = pool
+        .backends
+        .iter()
+        .filter(|b| b.capacity.is_none())
+        .map(|b| b.id.0.as_str())
+        .collect();
+    if !uncapped.is_empty() {
+        c.error(
+            path,
+            format!(
+                "a budget is a share of capacity: give every backend of pool \"{}\" a capacity (missing: {})",
+                pool.name,
+                uncapped.join(", ")
+            ),
+        );
+        return None;
+    }
+    if over == OverBudget::Spill && pool.regions.iter().flatten().count() < 2 {
+        c.error(
+            format!("{path}.over"),
+            format!(
+                "spill needs the pool \"{}\" to have backends in at least two regions",
+                pool.name
+            ),
+        );
+    }
+    Some(BudgetPolicy {
+        region_share,
+        over,
+        retry_after,
+    })
 }
 
 fn valid_region_name(name: &str) -> bool {

@@ -413,6 +413,23 @@ pub struct RawRoute {
     pub matcher: RawMatch,
     /// The pool that serves matching requests.
     pub pool: String,
+    /// An event budget: the most of each region's capacity this route may use.
+    pub budget: Option<RawBudget>,
+}
+
+/// An event budget: a route's ceiling in each region of its pool.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    /// Most of a region's capacity (the sum of its backends' `capacity`,
+    /// req/s) the route may use, 0.01..1.
+    pub region_share: f64,
+    /// Over budget in a region: `shed` (default; 503 with Retry-After) or
+    /// `spill` (to the next region of the client's plan with budget left,
+    /// never across a residency fence; else shed).
+    pub over: Option<String>,
+    /// Retry-After sent with a shed request, whole seconds, 1s..1h (default 1s).
+    pub retry_after: Option<String>,
 }
 
 /// Conditions a request must all meet for a route to apply.

@@ -244,6 +244,34 @@ pub enum StickyKey {
     PathSegment(usize),
 }
 
+/// What a route over its event budget in a region does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverBudget {
+    /// 503 with `Retry-After`.
+    Shed,
+    /// To the next region of the client's plan with budget left, else shed.
+    Spill,
+}
+
+impl OverBudget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverBudget::Shed => "shed",
+            OverBudget::Spill => "spill",
+        }
+    }
+}
+
+/// A route's event budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetPolicy {
+    /// Most of each region's configured capacity the route may use.
+    pub region_share: f64,
+    pub over: OverBudget,
+    /// Sent as `Retry-After` (whole seconds) with a shed request.
+    pub retry_after: Duration,
+}
+
 /// Consistent hashing: the key, the ring's size and how fast keys move.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsistentHash {

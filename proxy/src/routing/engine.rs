@@ -26,6 +26,7 @@
 //! survives configuration reloads for backends that remain; spill state is
 //! keyed by pool and region name.
 
+use super::budget::Budgets;
 use super::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use super::picker::PoolWeights;
 use super::ring;
@@ -33,7 +34,7 @@ use super::spillover::{region_signals, Pressure, RegionSignals, SpillState, Thre
 use super::tiers::{split_tiers, TierLoad};
 use super::weights::{BackendInput, Computed, Factors};
 use crate::config::PoolId;
-use crate::config::{BackendId, BalanceMode, Geo, Pool, Snapshot, DEFAULT_SPILLOVER};
+use crate::config::{BackendId, BalanceMode, BudgetPolicy, Geo, Pool, Snapshot, DEFAULT_SPILLOVER};
 use crate::metrics::Metrics;
 use crate::request_series::RequestSeries;
 use crate::stats::backend::{BackendStats, Observation};
@@ -50,6 +51,10 @@ const DECISION_THRESHOLD: f64 = 0.01;
 /// A share moving more than this within `SWING_WINDOW` is a swing worth a warning.
 const SWING_THRESHOLD: f64 = 0.2;
 const SWING_WINDOW_MS: u64 = 5 * 60 * 1000;
+/// Budget rates are measured over at least this long.
+const BUDGET_RATE_WINDOW_MS: u64 = 1000;
+/// A route over budget is back under once nothing was over for this long.
+const BUDGET_CLEAR_MS: u64 = 3000;
 /// The span of the full outcome window (see `stats::backend`).
 const FULL_WINDOW_MS: u64 = 10_000;
 
@@ -64,6 +69,8 @@ pub struct RoutingState {
     tickets: Arc<[AtomicU64]>,
     /// The snapshot's per-request metric series, kept as long as it is.
     pub series: Arc<RequestSeries>,
+    /// The routes' event budgets, kept as long as the snapshot is.
+    pub budgets: Arc<Budgets>,
 }
 
 impl RoutingState {
@@ -123,6 +130,44 @@ pub struct RegionInspection {
     pub actual_share: Option<f64>,
 }
 
+/// One route's event budget, for the admin API.
+#[derive(Debug, Clone)]
+pub struct BudgetInspection {
+    pub route: String,
+    pub policy: BudgetPolicy,
+    pub regions: Vec<RegionBudgetInspection>,
+}
+
+/// A route's budget in one region, for the admin API.
+#[derive(Debug, Clone)]
+pub struct RegionBudgetInspection {
+    pub region: Option<String>,
+    /// Configured capacity of the region's backends, req/s.
+    pub capacity: f64,
+    /// The route's limit there, req/s.
+    pub limit: f64,
+    /// Admitted requests per second, and those over the limit (shed or spilled).
+    pub rate: f64,
+    pub over_rate: f64,
+    pub over_budget: bool,
+    pub admitted: u64,
+    pub rejected: u64,
+    pub spilled: u64,
+}
+
+/// The engine's memory of one route budget in one region.
+#[derive(Debug, Clone, Default)]
+struct BudgetMemory {
+    /// When the counters below were read.
+    at_ms: u64,
+    admitted: u64,
+    over: u64,
+    rate: f64,
+    over_rate: f64,
+    over_budget: bool,
+    last_over_ms: u64,
+}
+
 /// The engine's memory of one region of a pool.
 #[derive(Debug, Clone, Default)]
 struct RegionMemory {
@@ -171,6 +216,8 @@ struct EngineMemory {
     tiers: HashMap<String, Vec<TierLoad>>,
     /// Pools whose consistent-hash ring has been built (later changes are gradual).
     rings: HashSet<String>,
+    /// By (route index, region index); forgotten on reload with the budgets.
+    budgets: HashMap<(usize, usize), BudgetMemory>,
     next_due_ms: HashMap<String, u64>,
 }
 
@@ -188,6 +235,7 @@ impl Engine {
             weights: vec![None; snapshot.pools.len()],
             tickets: new_tickets(&snapshot),
             series: Arc::new(RequestSeries::new(&metrics, &snapshot)),
+            budgets: Arc::new(Budgets::new(&snapshot)),
             snapshot,
         }));
         Self {
@@ -254,6 +302,7 @@ impl Engine {
                 .pool_by_name(pool)
                 .is_some_and(|p| p.policy.consistent_hash.is_some())
         });
+        memory.budgets.clear();
         self.metrics.hash_key_space.reset();
         self.metrics.hash_ring_moved.reset();
         self.metrics.backend_share.reset();
@@ -264,6 +313,7 @@ impl Engine {
             weights: vec![None; snapshot.pools.len()],
             tickets: new_tickets(&snapshot),
             series: Arc::new(RequestSeries::new(&self.metrics, &snapshot)),
+            budgets: Arc::new(Budgets::new(&snapshot)),
             snapshot,
         }));
         self.recompute_due(&mut memory, now_ms);
@@ -341,8 +391,123 @@ impl Engine {
                 weights,
                 tickets: current.tickets.clone(),
                 series: current.series.clone(),
+                budgets: current.budgets.clone(),
             }));
         }
+        self.observe_budgets(&current, &mut memory.budgets, now_ms);
+    }
+
+    /// Turn each budget's counters into rates; a route starting to go over
+    /// its budget in a region (shedding or spilling), or staying under it
+    /// for `BUDGET_CLEAR_MS` again, is a decision.
+    fn observe_budgets(
+        &self,
+        current: &RoutingState,
+        memory: &mut HashMap<(usize, usize), BudgetMemory>,
+        now_ms: u64,
+    ) {
+        let routes = current.snapshot.routes.routes();
+        for (r, budget) in current.budgets.routes.iter().enumerate() {
+            let Some(budget) = budget else { continue };
+            for (i, region) in budget.regions.iter().enumerate() {
+                let admitted = region.admitted.load(Ordering::Relaxed);
+                let over = region.rejected.load(Ordering::Relaxed)
+                    + region.spilled.load(Ordering::Relaxed);
+                let seen = memory.entry((r, i)).or_insert(BudgetMemory {
+                    at_ms: now_ms,
+                    admitted,
+                    over,
+                    ..BudgetMemory::default()
+                });
+                let elapsed_ms = now_ms.saturating_sub(seen.at_ms);
+                if elapsed_ms < BUDGET_RATE_WINDOW_MS {
+                    continue;
+                }
+                let per_second = 1000.0 / elapsed_ms as f64;
+                seen.rate = (admitted - seen.admitted) as f64 * per_second;
+                seen.over_rate = (over - seen.over) as f64 * per_second;
+                (seen.at_ms, seen.admitted, seen.over) = (now_ms, admitted, over);
+                if seen.over_rate > 0.0 {
+                    seen.last_over_ms = now_ms;
+                }
+                let going_over = seen.over_rate > 0.0 && !seen.over_budget;
+                let back_under =
+                    seen.over_budget && now_ms.saturating_sub(seen.last_over_ms) >= BUDGET_CLEAR_MS;
+                if !going_over && !back_under {
+                    continue;
+                }
+                seen.over_budget = going_over;
+                let limit = region.limiter.rate();
+                let route = &routes[r].name;
+                let region_name = region.region.as_deref().unwrap_or("-");
+                let reason = if going_over {
+                    format!(
+                        "route {route} over its budget in {region_name}: {:.0} req/s over the limit of {limit:.0} req/s ({:.0}% of {:.0} req/s capacity); {}",
+                        seen.over_rate,
+                        budget.policy.region_share * 100.0,
+                        region.capacity,
+                        budget.policy.over.as_str()
+                    )
+                } else {
+                    format!(
+                        "route {route} back under its budget in {region_name}: {:.0} of {limit:.0} req/s",
+                        seen.rate
+                    )
+                };
+                tracing::info!(route = %route, "{reason}");
+                let usage = |rate: f64| if limit > 0.0 { rate / limit } else { 0.0 };
+                self.decisions.record(RoutingDecision {
+                    at: SystemTime::now(),
+                    at_ms: now_ms,
+                    pool: current.snapshot.pool(routes[r].pool).name.clone(),
+                    backend: format!("{route}@{region_name}"),
+                    kind: DecisionKind::Budget,
+                    old_share: usage(seen.rate),
+                    new_share: usage(seen.rate + seen.over_rate),
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// Every route budget in every region, as last observed.
+    pub fn inspect_budgets(&self) -> Vec<BudgetInspection> {
+        let current = self.state.load_full();
+        let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let routes = current.snapshot.routes.routes();
+        current
+            .budgets
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(r, budget)| {
+                let budget = budget.as_ref()?;
+                let regions = budget
+                    .regions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, region)| {
+                        let seen = memory.budgets.get(&(r, i)).cloned().unwrap_or_default();
+                        RegionBudgetInspection {
+                            region: region.region.clone(),
+                            capacity: region.capacity,
+                            limit: region.limiter.rate(),
+                            rate: seen.rate,
+                            over_rate: seen.over_rate,
+                            over_budget: seen.over_budget,
+                            admitted: region.admitted.load(Ordering::Relaxed),
+                            rejected: region.rejected.load(Ordering::Relaxed),
+                            spilled: region.spilled.load(Ordering::Relaxed),
+                        }
+                    })
+                    .collect();
+                Some(BudgetInspection {
+                    route: routes[r].name.clone(),
+                    policy: budget.policy.clone(),
+                    regions,
+                })
+            })
+            .collect()
     }
 
     /// `with_geo`: clients have regions (spillover acts per request);
