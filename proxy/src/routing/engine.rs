@@ -1717,6 +1717,62 @@ routes: [{pool: p}]
         }
     }
 
+    fn ring(engine: &Engine) -> Vec<u32> {
+        engine.inspect(0)[0]
+            .iter()
+            .map(|b| b.ring.expect("a ring").0)
+            .collect()
+    }
+
+    #[test]
+    fn the_ring_follows_shares_within_the_move_budget_and_survives_a_reload() {
+        let hashed = "    mode: round_robin\n    consistent_hash: {key: {header: x-session}, vnodes: 100, max_key_moves: 0.05}\n";
+        let e = engine(hashed, 3);
+        e.tick(0);
+        assert_eq!(ring(&e), vec![100, 100, 100], "built at its target at once");
+        let id = BackendId("p/127.0.0.1:9000".into());
+        assert!(e.set_pinned(&id, Some((0.1, Duration::from_secs(600))), 0));
+        let mut counts = vec![ring(&e)[0]];
+        for tick in 1..=30 {
+            e.tick(tick * 100);
+            counts.push(ring(&e)[0]);
+        }
+        let moves = e.decisions.recent(100, |d| d.kind == DecisionKind::KeyMove);
+        assert!(moves.len() >= 4, "{counts:?}");
+        assert!(moves.iter().all(|d| d.new_share <= 0.05 + 1e-12));
+        assert!(counts.windows(2).all(|w| w[1] <= w[0]), "{counts:?}");
+        assert!(counts[1] > 30, "gradual: {counts:?}");
+        assert!(
+            counts.last().unwrap().abs_diff(30) <= ring::dead_band(100),
+            "{counts:?}"
+        );
+
+        // A reload that adds a backend keeps the others' vnodes; the new one
+        // starts empty and grows within the budget.
+        let before = ring(&e);
+        let yaml = format!(
+            "listeners: [{{address: \"127.0.0.1:1\"}}]\npools:\n  p:\n    recompute_interval: 100ms\n{hashed}    backends: [{}]\nroutes: [{{pool: p}}]\n",
+            (0..4)
+                .map(|i| format!("{{addr: \"127.0.0.1:{}\"}}", 9000 + i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let snapshot = Arc::new(crate::config::load_str(&yaml, Path::new(".")).unwrap());
+        let moves_before = e
+            .decisions
+            .recent(1000, |d| d.kind == DecisionKind::KeyMove)
+            .len();
+        e.install(snapshot, 3_100);
+        let after = ring(&e);
+        let moved = e
+            .decisions
+            .recent(1000, |d| d.kind == DecisionKind::KeyMove);
+        assert!(moved[moves_before..]
+            .iter()
+            .all(|d| d.new_share <= 0.05 + 1e-12));
+        assert!(after[3] > 0 && after[3] < 100, "{before:?} -> {after:?}");
+    }
+
     #[test]
     fn consecutive_failures_eject_and_ejection_ends_in_slow_start() {
         let e = engine("    slow_start: 10s\n    outlier: {consecutive_failures: 3, base_ejection: 1s, max_ejection: 10s}\n", 3);
