@@ -1005,7 +1005,7 @@ routes: [{{pool: p}}]
             };
             pick(&snap, &facts, 0, &mut rng)
         };
-        let keys: Vec<u64> = (0..4_000u64).map(|i| mix(i)).collect();
+        let keys: Vec<u64> = (0..4_000u64).map(mix).collect();
         let first: Vec<Decision> = keys.iter().map(|&k| place(k, &w)).collect();
         let again: Vec<Decision> = keys.iter().map(|&k| place(k, &w)).collect();
         assert_eq!(
