@@ -1338,6 +1338,7 @@ regions:
 geo:
   client_region: [{{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}}, {{default: us-east}}]
   residency: [{{clients: [eu-west], allowed: [eu-west]}}]
+explain: {{trusted_peers: ["127.0.0.1"]}}
 pools:
   live:
     recompute_interval: 100ms
@@ -1363,6 +1364,28 @@ routes:
     assert!((40.0..=57.0).contains(&west_rate), "spilled: {west_rate}");
     assert!(out.count(503) > 0, "beyond both budgets: shed {out:?}");
     assert_eq!(served(&eu), 0, "only to the regions of the client's plan");
+    // An explained request says why it went to us-west.
+    let mut seen = Vec::new();
+    while seen.len() < 100 {
+        let mut req = event_request("/keynote", "us-east");
+        req.headers_mut()
+            .insert("x-ballast-debug", http::HeaderValue::from_static("1"));
+        let reply = send(listen, req).await;
+        seen.push(reply.header("x-ballast-decision").unwrap_or("").to_string());
+        if seen
+            .last()
+            .unwrap()
+            .contains("rule=budget:us-east->us-west")
+        {
+            break;
+        }
+    }
+    assert!(
+        seen.last()
+            .unwrap()
+            .contains("rule=budget:us-east->us-west"),
+        "no budget spill explained: {seen:?}"
+    );
 
     // A fenced client over budget is shed, never sent outside its fence.
     let (before_east, before_west) = (served(&east), served(&west));

@@ -428,25 +428,28 @@ fn wants_explanation(explain: &Explain, session: &Session) -> bool {
 /// `client_region=...; rule=...; backend=...; share=...; attempt=N`, where
 /// the rule is `pool` (no geo), `local`, `spill:A->B` (an earlier region was
 /// spilling), `fallback:A->B` (earlier regions could not serve),
-/// `outside-plan:A->B` or `unregioned:A`.
+/// `outside-plan:A->B`, `unregioned:A` or `budget:A->B` (the route was over
+/// its event budget in region A).
 fn explain_pick(
     pool: &Pool,
     backend: usize,
     spilled: bool,
+    over_budget_in: Option<&str>,
     placed: Option<(&str, &RegionPlan)>,
     share: Option<f64>,
     attempt: usize,
 ) -> String {
     let chosen = &pool.backends[backend];
-    let rule = match (placed, chosen.region.as_deref()) {
-        (None, _) => "pool".to_string(),
-        (Some((client, _)), Some(region)) if spilled => format!("spill:{client}->{region}"),
-        (Some((client, _)), Some(region)) if region == client => "local".to_string(),
-        (Some((client, plan)), Some(region)) if plan.order.iter().any(|r| r == region) => {
+    let rule = match (placed, chosen.region.as_deref(), over_budget_in) {
+        (_, served_in, Some(over)) => format!("budget:{over}->{}", served_in.unwrap_or("-")),
+        (None, _, None) => "pool".to_string(),
+        (Some((client, _)), Some(region), None) if spilled => format!("spill:{client}->{region}"),
+        (Some((client, _)), Some(region), None) if region == client => "local".to_string(),
+        (Some((client, plan)), Some(region), None) if plan.order.iter().any(|r| r == region) => {
             format!("fallback:{client}->{region}")
         }
-        (Some((client, _)), Some(region)) => format!("outside-plan:{client}->{region}"),
-        (Some((client, _)), None) => format!("unregioned:{client}"),
+        (Some((client, _)), Some(region), None) => format!("outside-plan:{client}->{region}"),
+        (Some((client, _)), None, None) => format!("unregioned:{client}"),
     };
     format!(
         "client_region={}; rule={rule}; backend={}; share={}; attempt={attempt}",
@@ -594,6 +597,7 @@ impl ProxyHttp for BallastProxy {
             hash_key,
         };
         let mut decision = pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng());
+        let mut over_budget_in = None;
         let budget = ctx
             .route
             .filter(|_| ctx.tried.is_empty())
@@ -604,6 +608,7 @@ impl ProxyHttp for BallastProxy {
             match within_budget(budget, &routing.snapshot, &facts, decision) {
                 Ok((within, None)) => decision = within,
                 Ok((within, Some(over))) => {
+                    over_budget_in = Some(region_name(over));
                     budget.regions[over].spilled.fetch_add(1, Ordering::Relaxed);
                     self.metrics
                         .budget_spilled
@@ -661,6 +666,7 @@ impl ProxyHttp for BallastProxy {
                     pool,
                     backend,
                     matches!(decision, Decision::Spilled(_)),
+                    over_budget_in,
                     placed,
                     share,
                     ctx.tried.len(),
