@@ -22,6 +22,13 @@
 //! to serve (failover) or going back to standby (failback) is a decision,
 //! logged, and `ballast_priority_tier_load` shows every tier's load.
 //!
+//! Consistent hashing ([`super::ring`]): in a pool with `consistent_hash`,
+//! each recompute steps the ring's vnode counts toward the new shares within
+//! `max_key_moves` and publishes the ring with the weights; keys moving is a
+//! `key_move` decision. Event budgets ([`super::budget`]): the engine turns
+//! each route and region's counters into rates for the admin API, and a
+//! route going over its budget (or back under) is a `budget` decision.
+//!
 //! The engine's memory is keyed by backend id, like the live stats, so it
 //! survives configuration reloads for backends that remain; spill state is
 //! keyed by pool and region name.
