@@ -1,13 +1,16 @@
 //! Criterion benchmarks of the routing brain's hot and warm paths:
 //! one pick (adaptive, consistent-hash and round robin) at 3 to 10 000 backends, parsing
 //! each load-report form, and one weight recompute (and the statistics
-//! reading before it) at 10 to 10 000 backends.
+//! reading before it) at 10 to 10 000 backends, and one step of a
+//! consistent-hash ring at 10 to 1000 backends.
 //!
 //! `cargo bench -p ballast --bench brain`
 
 use ballast::config::{load_str, PoolId, Snapshot};
 use ballast::routing::picker::{pick, PoolWeights, RequestFacts};
-use ballast::routing::ring::{target_counts, HashRing};
+use ballast::routing::ring::{
+    dead_band, moved_fraction, rescaled_targets, step_counts, target_counts, HashRing,
+};
 use ballast::routing::weights::{compute_shares, BackendInput};
 use ballast::stats::backend::BackendStats;
 use ballast::stats::server_load::{parse_orca, parse_server_load};
@@ -186,5 +189,40 @@ fn bench_recompute(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_pick, bench_parse, bench_recompute);
+/// One recompute's ring work (off the hot path): targets, the budgeted
+/// step after one backend's share halves, the new ring and the exact moved
+/// fraction, at 100 vnodes per backend.
+fn bench_ring_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ring_step");
+    group.sample_size(10);
+    for n in [10usize, 100, 1000] {
+        let names: Vec<String> = (0..n)
+            .map(|i| format!("p/10.0.{}.{}:80", i / 256, i % 256))
+            .collect();
+        let ids: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut shares = vec![1.0 / n as f64; n];
+        let current = target_counts(&shares, 100);
+        shares[0] /= 2.0;
+        let total: f64 = shares.iter().sum();
+        shares.iter_mut().for_each(|s| *s /= total);
+        let before = HashRing::build(&ids, &current);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                let target = rescaled_targets(&shares, 100, &current);
+                let step = step_counts(&ids, &current, &target, dead_band(100), 0.05);
+                let after = HashRing::build(&ids, &step.counts);
+                black_box(moved_fraction(&before, &after))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_pick,
+    bench_parse,
+    bench_recompute,
+    bench_ring_step
+);
 criterion_main!(benches);
