@@ -80,7 +80,9 @@ fn bench_pick(c: &mut Criterion) {
             .map(|b| b.id.0.as_str())
             .collect();
         let counts = target_counts(&published.shares, 100);
-        let hashed = published.clone().with_ring(HashRing::build(&ids, &counts));
+        let hashed = published
+            .clone()
+            .with_ring(Arc::new(HashRing::build(&ids, &counts)));
         group.bench_with_input(BenchmarkId::new("hashed", n), &n, |b, _| {
             let mut key: u64 = 0;
             b.iter(|| {

@@ -162,6 +162,13 @@ pub struct RegionBudgetInspection {
     pub spilled: u64,
 }
 
+/// A pool's last published ring, with the backends its owner indices
+/// refer to (a reload may reorder them).
+struct PublishedRing {
+    ids: Vec<BackendId>,
+    ring: Arc<ring::HashRing>,
+}
+
 /// The engine's memory of one route budget in one region.
 #[derive(Debug, Clone, Default)]
 struct BudgetMemory {
@@ -221,8 +228,9 @@ struct EngineMemory {
     regions: HashMap<(String, String), RegionMemory>,
     /// The tiers' last loads, by pool name.
     tiers: HashMap<String, Vec<TierLoad>>,
-    /// Pools whose consistent-hash ring has been built (later changes are gradual).
-    rings: HashSet<String>,
+    /// Each hashed pool's last published ring, by pool name (once built,
+    /// later changes are gradual).
+    rings: HashMap<String, PublishedRing>,
     /// By (route index, region index); forgotten on reload with the budgets.
     budgets: HashMap<(usize, usize), BudgetMemory>,
     next_due_ms: HashMap<String, u64>,
@@ -304,7 +312,7 @@ impl Engine {
         memory
             .tiers
             .retain(|pool, _| snapshot.pool_by_name(pool).is_some());
-        memory.rings.retain(|pool| {
+        memory.rings.retain(|pool, _| {
             snapshot
                 .pool_by_name(pool)
                 .is_some_and(|p| p.policy.consistent_hash.is_some())
@@ -607,7 +615,7 @@ impl Engine {
             return weights;
         };
         let ids: Vec<&str> = pool.backends.iter().map(|b| b.id.0.as_str()).collect();
-        let (current, target) = if memory.rings.contains(&pool.name) {
+        let (current, target) = if memory.rings.contains_key(&pool.name) {
             let current: Vec<u32> = pool
                 .backends
                 .iter()
@@ -619,12 +627,29 @@ impl Engine {
             let target = ring::target_counts(&weights.shares, hash.vnodes);
             (target.clone(), target)
         };
-        memory.rings.insert(pool.name.clone());
         let band = ring::dead_band(hash.vnodes);
         let step = ring::step_counts(&ids, &current, &target, band, hash.max_key_moves);
-        let before = ring::HashRing::build(&ids, &current);
-        let after = ring::HashRing::build(&ids, &step.counts);
-        let moved = ring::moved_fraction(&before, &after);
+        let same_backends = |published: &&PublishedRing| {
+            published.ids.iter().eq(pool.backends.iter().map(|b| &b.id))
+        };
+        let before = match memory.rings.get(&pool.name).filter(same_backends) {
+            Some(published) => published.ring.clone(),
+            None => Arc::new(ring::HashRing::build(&ids, &current)),
+        };
+        let (after, moved) = if step.counts == current {
+            (before, 0.0)
+        } else {
+            let after = Arc::new(ring::HashRing::build(&ids, &step.counts));
+            let moved = ring::moved_fraction(&before, &after);
+            (after, moved)
+        };
+        memory.rings.insert(
+            pool.name.clone(),
+            PublishedRing {
+                ids: pool.backends.iter().map(|b| b.id.clone()).collect(),
+                ring: after.clone(),
+            },
+        );
         let key_space = after.key_space(ids.len());
         let mut changes = Vec::new();
         for (b, backend) in pool.backends.iter().enumerate() {

@@ -144,7 +144,7 @@ pub struct PoolWeights {
     /// Running sums of the tiers' total shares, in `Pool::tiers` order.
     tier_cumulative: Vec<f64>,
     /// The consistent-hash ring, in pools that hash a request key.
-    pub ring: Option<HashRing>,
+    pub ring: Option<Arc<HashRing>>,
 }
 
 impl PoolWeights {
@@ -190,7 +190,7 @@ impl PoolWeights {
     }
 
     /// The same weights with this consistent-hash ring.
-    pub fn with_ring(self, ring: HashRing) -> Self {
+    pub fn with_ring(self, ring: Arc<HashRing>) -> Self {
         Self {
             ring: Some(ring),
             ..self
@@ -987,7 +987,7 @@ routes: [{{pool: p}}]
             .map(|b| b.id.0.as_str())
             .collect();
         let ring = crate::routing::ring::HashRing::build(&ids, &[100; 6]);
-        let mut w = weights(&snap, EVEN).with_ring(ring);
+        let mut w = weights(&snap, EVEN).with_ring(Arc::new(ring));
         w.set_spill("us-east", 0.3);
         let stats: Vec<Arc<BackendStats>> = (0..6).map(|_| Arc::new(BackendStats::new())).collect();
         let plan = &snap.geo.as_ref().unwrap().plans["us-east"];

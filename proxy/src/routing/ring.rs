@@ -196,6 +196,12 @@ pub fn step_counts(
         .zip(target)
         .map(|(&c, &t)| if c.abs_diff(t) <= dead_band { c } else { t })
         .collect();
+    if counts == target {
+        return RingStep {
+            counts,
+            charged: 0.0,
+        };
+    }
     let mut ring = ring_map(ids, &counts);
     let mut blocked = vec![false; ids.len()];
     let mut charged = 0.0;
