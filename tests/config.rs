@@ -930,3 +930,121 @@ routes: [{pool: api}, {pool: plain}]
         "{summary}"
     );
 }
+
+#[test]
+fn consistent_hashing_is_validated() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  both_keys:
+    consistent_hash: {key: {header: x-session, cookie: sid}, vnodes: 0, max_key_moves: 2}
+    backends: [{addr: "10.0.0.1:80"}]
+  no_key:
+    consistent_hash: {key: {}}
+    backends: [{addr: "10.0.0.2:80"}]
+  segment_zero:
+    consistent_hash: {key: {path_segment: 0}, vnodes: 5000}
+    backends: [{addr: "10.0.0.3:80"}]
+  with_canary_sticky:
+    consistent_hash: {key: {cookie: "bad;name"}}
+    canary_sticky: {header: x-user}
+    backends: [{addr: "10.0.0.4:80"}, {addr: "10.0.0.5:80", canary: true}]
+routes: [{pool: both_keys}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "pools.both_keys.consistent_hash.key: set exactly one of header, cookie or path_segment",
+            "pools.no_key.consistent_hash.key: set exactly one of header, cookie or path_segment",
+            "pools.segment_zero.consistent_hash.key.path_segment: path segments count from 1",
+            r#"pools.with_canary_sticky.consistent_hash.key.cookie: invalid cookie name "bad;name""#,
+            "pools.with_canary_sticky.consistent_hash: cannot be combined with canary_sticky (the ring already gives a canary its share of keys)",
+        ]
+    );
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  p:
+    consistent_hash: {key: {header: x-session}, vnodes: 0, max_key_moves: 2}
+    backends: [{addr: "10.0.0.1:80"}]
+routes: [{pool: p}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "pools.p.consistent_hash.vnodes: 0 is out of range 1..=1000",
+            "pools.p.consistent_hash.max_key_moves: 2 is out of range (allowed 0.001 to 1)",
+        ]
+    );
+    let ok = load_str(
+        r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  by_segment:
+    consistent_hash: {key: {path_segment: 2}}
+    backends: [{addr: "10.0.0.1:80"}]
+  by_header:
+    consistent_hash: {key: {header: X-Session}, vnodes: 40, max_key_moves: 0.02}
+    backends: [{addr: "10.0.0.2:80"}]
+routes: [{pool: by_segment}, {pool: by_header}]
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let by_header = ok.pools[0].policy.consistent_hash.as_ref().unwrap();
+    assert_eq!(
+        by_header.key,
+        ballast::config::StickyKey::Header(http::HeaderName::from_static("x-session"))
+    );
+    assert_eq!((by_header.vnodes, by_header.max_key_moves), (40, 0.02));
+    let by_segment = ok.pools[1].policy.consistent_hash.as_ref().unwrap();
+    assert_eq!(by_segment.key, ballast::config::StickyKey::PathSegment(2));
+    assert_eq!(
+        (by_segment.vnodes, by_segment.max_key_moves),
+        (100, 0.05),
+        "defaults"
+    );
+}
+
+#[test]
+fn event_budgets_are_validated() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  sized: {backends: [{addr: "10.0.0.1:80", capacity: 50}]}
+  unsized: {backends: [{addr: "10.0.0.2:80", capacity: 50}, {addr: "10.0.0.3:80"}]}
+routes:
+  - {name: a, pool: sized, budget: {region_share: 1.5, over: queue, retry_after: 1500ms}}
+  - {name: b, pool: unsized, budget: {region_share: 0.5}}
+  - {name: c, pool: sized, budget: {region_share: 0.5, over: spill, retry_after: 2h}}
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "routes[0].budget.region_share: 1.5 is out of range (allowed 0.01 to 1)",
+            r#"routes[0].budget.over: unknown action "queue" (supported: shed, spill)"#,
+            "routes[0].budget.retry_after: must be whole seconds from 1s to 1h (it is sent as Retry-After)",
+            r#"routes[1].budget: a budget is a share of capacity: give every backend of pool "unsized" a capacity (missing: unsized/10.0.0.3:80)"#,
+            "routes[2].budget.retry_after: must be whole seconds from 1s to 1h (it is sent as Retry-After)",
+            r#"routes[2].budget.over: spill needs the pool "sized" to have backends in at least two regions"#,
+        ]
+    );
+    let ok = load_str(
+        r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  live: {backends: [{addr: "10.0.0.1:80", capacity: 50}]}
+routes:
+  - {name: keynote, match: {path_prefix: /keynote}, pool: live, budget: {region_share: 0.6}}
+  - {name: update, pool: live}
+"#,
+        Path::new("."),
+    )
+    .unwrap();
+    let routes = ok.routes.routes();
+    let budget = routes[0].budget.as_ref().unwrap();
+    assert_eq!(budget.region_share, 0.6);
+    assert_eq!(budget.over, ballast::config::OverBudget::Shed, "default");
+    assert_eq!(budget.retry_after, Duration::from_secs(1), "default");
+    assert!(routes[1].budget.is_none());
+}

@@ -1121,3 +1121,409 @@ async fn a_round_robin_shadow_beside_latency_routing_disagrees_and_predicts_slow
         slow.addr
     )));
 }
+
+fn keyed_request(key: usize) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri("/work")
+        .header("host", "x")
+        .header("x-session", format!("session-{key}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// The origin serving each of `keys` sessions (asked `tries` times each:
+/// a key must always land on the same origin).
+async fn key_owners(listen: SocketAddr, keys: usize, tries: usize) -> Vec<String> {
+    let mut owners = Vec::with_capacity(keys);
+    for key in 0..keys {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..tries {
+            let reply = send(listen, keyed_request(key)).await;
+            assert_eq!(reply.status, 200);
+            seen.insert(reply.header("x-origin").unwrap().to_string());
+        }
+        assert_eq!(seen.len(), 1, "session-{key} bounced between {seen:?}");
+        owners.push(seen.into_iter().next().unwrap());
+    }
+    owners
+}
+
+/// Key moves decided so far.
+async fn key_moves(admin: SocketAddr) -> usize {
+    let moves = admin_json(admin, "/api/v1/decisions?kind=key_move&limit=2048").await;
+    moves["decisions"].as_array().map_or(0, Vec::len)
+}
+
+/// Keyed load until the ring holds still (no key moved for a whole round).
+async fn until_the_ring_settles(listen: SocketAddr, admin: SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let before = key_moves(admin).await;
+        drive(listen, 4, Duration::from_millis(500), 100_000, |w, n| {
+            keyed_request(w * 100_000 + n)
+        })
+        .await;
+        if key_moves(admin).await == before {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ring never settled"
+        );
+    }
+}
+
+fn owned_by(owners: &[String], origin: &str) -> usize {
+    owners.iter().filter(|o| *o == origin).count()
+}
+
+const HASHED: &str = "    recompute_interval: 100ms\n    consistent_hash: {key: {header: x-session}, vnodes: 100, max_key_moves: 0.05}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_keys_stick_and_leave_a_slowed_origin_gradually() {
+    let _serial = LOAD_LOCK.lock().await;
+    let a = origin_with_latency("a", Duration::from_millis(2)).await;
+    let b = origin_with_latency("b", Duration::from_millis(2)).await;
+    let slowed = origin_with_latency("slowed", Duration::from_millis(2)).await;
+    let proxy = start(&format!("{HASHED}{}", backends(&[&a, &b, &slowed]))).await;
+    let load = |proxy: SocketAddr, ms: u64| {
+        drive(proxy, 4, Duration::from_millis(ms), 100_000, |w, n| {
+            keyed_request(w * 100_000 + n)
+        })
+    };
+    until_the_ring_settles(proxy.listen, proxy.admin).await;
+    let before = key_owners(proxy.listen, 300, 3).await;
+    let slowed_before = owned_by(&before, "slowed");
+    println!(
+        "keys per origin: a {} b {} slowed {slowed_before}",
+        owned_by(&before, "a"),
+        owned_by(&before, "b")
+    );
+    assert!(
+        (50..=150).contains(&slowed_before),
+        "{slowed_before} of 300"
+    );
+
+    let key_space = |state: &serde_json::Value| {
+        state["pools"][0]["backends"][2]["ring"]["key_space"]
+            .as_f64()
+            .expect("key space in the admin state")
+    };
+    let initial = key_space(&admin_json(proxy.admin, "/api/v1/state").await);
+    slowed.set_latency(Duration::from_millis(100));
+    let mut fractions = vec![initial];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while *fractions.last().unwrap() > initial * 0.5 && std::time::Instant::now() < deadline {
+        load(proxy.listen, 300).await;
+        fractions.push(key_space(&admin_json(proxy.admin, "/api/v1/state").await));
+    }
+    println!("slowed origin's key space over time: {fractions:?}");
+    let last = *fractions.last().unwrap();
+    assert!(last <= initial * 0.5, "{fractions:?}");
+    // Key moves are decisions, each within the budget, and together they
+    // account for the key space the slowed origin lost.
+    let moves = admin_json(proxy.admin, "/api/v1/decisions?kind=key_move&limit=1000").await;
+    let moves = moves["decisions"].as_array().unwrap().clone();
+    let moved: Vec<f64> = moves
+        .iter()
+        .map(|d| d["new_share"].as_f64().unwrap())
+        .collect();
+    println!("key moves per interval: {moved:?}");
+    let lost = initial - last;
+    assert!(
+        moved.len() as f64 >= (lost / 0.05).floor(),
+        "{lost} moved 5% at a time at most: {moved:?}"
+    );
+    assert!(moved.iter().sum::<f64>() >= lost - 1e-9, "{moved:?}");
+    assert!(moved.iter().all(|&m| m <= 0.05 + 1e-9), "{moved:?}");
+
+    until_the_ring_settles(proxy.listen, proxy.admin).await;
+    let after = key_owners(proxy.listen, 300, 3).await;
+    let stayed = before.iter().zip(&after).filter(|(x, y)| x == y).count();
+    let slowed_after = owned_by(&after, "slowed");
+    println!("after: slowed {slowed_after} of 300 keys, {stayed} of 300 stayed put");
+    assert!(
+        (slowed_after as f64) < slowed_before as f64 * 0.6,
+        "{slowed_after} vs {slowed_before}"
+    );
+    // Keys that moved are (almost all) the slowed origin's.
+    let moved_from_fast = before
+        .iter()
+        .zip(&after)
+        .filter(|(x, y)| x != y && *x != "slowed")
+        .count();
+    assert!(
+        moved_from_fast <= 15,
+        "{moved_from_fast} keys left a fast origin"
+    );
+    assert!(stayed >= 180, "most keys stay put: {stayed} of 300");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ejected_origins_keys_go_elsewhere_and_the_rest_stay() {
+    let _serial = LOAD_LOCK.lock().await;
+    let a = origin_with_latency("a", Duration::from_millis(2)).await;
+    let b = origin_with_latency("b", Duration::from_millis(2)).await;
+    let c = origin_with_latency("c", Duration::from_millis(2)).await;
+    let proxy = start(&format!(
+        "{HASHED}    retries: {{attempts: 3}}\n    outlier: {{consecutive_failures: 1, base_ejection: 30s}}\n{}",
+        backends(&[&a, &b, &c])
+    ))
+    .await;
+    until_the_ring_settles(proxy.listen, proxy.admin).await;
+    let before = key_owners(proxy.listen, 300, 2).await;
+    assert!(owned_by(&before, "c") > 30, "{before:?}");
+
+    refuse(&c, true).await;
+    // Its keys are retried clockwise at once; the engine then ejects it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while published_share(proxy.admin, c.addr).await > 0.0 {
+        assert!(std::time::Instant::now() < deadline, "c was never ejected");
+        let out = drive(
+            proxy.listen,
+            2,
+            Duration::from_millis(100),
+            100_000,
+            |w, n| keyed_request(w * 100_000 + n),
+        )
+        .await;
+        assert_eq!(out.count(200), out.total(), "retried elsewhere: {out:?}");
+    }
+    let after = key_owners(proxy.listen, 300, 2).await;
+    let mut unmoved = 0;
+    let mut others = 0;
+    for (x, y) in before.iter().zip(&after) {
+        assert_ne!(y, "c");
+        if x != "c" {
+            others += 1;
+            unmoved += usize::from(x == y);
+        }
+    }
+    println!("{unmoved} of {others} keys of the other origins stayed put");
+    // Only c's keys had to move; the others' shares may still shift a
+    // little (within the move budget) while this runs.
+    assert!(unmoved * 100 >= others * 95, "{unmoved} of {others}");
+}
+
+/// `GET path` from a client in `region` (trusted header).
+fn event_request(path: &'static str, region: &'static str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .uri(path)
+        .header("host", "x")
+        .header("x-client-region", region)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// Offer `path` from `region` far above its budget for `ms`: the outcome
+/// and the seconds it took.
+async fn flood(
+    listen: SocketAddr,
+    path: &'static str,
+    region: &'static str,
+    ms: u64,
+) -> (LoadOutcome, f64) {
+    let started = std::time::Instant::now();
+    let out = drive(
+        listen,
+        3,
+        Duration::from_millis(ms),
+        100_000,
+        move |_, _| event_request(path, region),
+    )
+    .await;
+    (out, started.elapsed().as_secs_f64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_budgets_cap_each_route_and_shed_the_excess_with_retry_after() {
+    let _serial = LOAD_LOCK.lock().await;
+    let a = origin_with_latency("a", Duration::from_millis(1)).await;
+    let b = origin_with_latency("b", Duration::from_millis(1)).await;
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let yaml = format!(
+        r#"
+listeners: [{{address: "{listen}"}}]
+admin: {{address: "{admin}"}}
+server: {{threads: 2, drain_timeout: 2s}}
+pools:
+  live:
+    recompute_interval: 100ms
+    backends:
+      - {{addr: "{}", capacity: 50}}
+      - {{addr: "{}", capacity: 50}}
+routes:
+  - {{name: keynote, match: {{path_prefix: /keynote}}, pool: live, budget: {{region_share: 0.6, retry_after: 2s}}}}
+  - {{name: update, match: {{path_prefix: /update}}, pool: live, budget: {{region_share: 0.4, over: shed}}}}
+  - {{name: other, pool: live}}
+"#,
+        a.addr, b.addr
+    );
+    let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
+
+    // Both events at once, each offered far more than the pool's 100 req/s.
+    let keynote = tokio::spawn(flood(listen, "/keynote", "-", 3_000));
+    let update = tokio::spawn(flood(listen, "/update", "-", 3_000));
+    let (keynote, keynote_s) = keynote.await.unwrap();
+    let (update, update_s) = update.await.unwrap();
+    let keynote_rate = keynote.count(200) as f64 / keynote_s;
+    let update_rate = update.count(200) as f64 / update_s;
+    println!(
+        "keynote admitted {keynote_rate:.1}/s of {:.0}/s offered, update {update_rate:.1}/s of {:.0}/s",
+        keynote.total() as f64 / keynote_s,
+        update.total() as f64 / update_s
+    );
+    assert!(
+        (50.0..=68.0).contains(&keynote_rate),
+        "{keynote_rate} {keynote:?}"
+    );
+    assert!(
+        (32.0..=46.0).contains(&update_rate),
+        "{update_rate} {update:?}"
+    );
+    assert_eq!(
+        keynote.count(200) + keynote.count(503),
+        keynote.total(),
+        "{keynote:?}"
+    );
+    assert!(keynote.count(503) > keynote.count(200), "{keynote:?}");
+    assert!(update.count(503) > update.count(200), "{update:?}");
+
+    // A shed request says why and when to come back.
+    let mut shed = None;
+    for _ in 0..50 {
+        let reply = send(listen, event_request("/keynote", "-")).await;
+        if reply.status == 503 {
+            shed = Some(reply);
+            break;
+        }
+    }
+    let shed = shed.expect("a request over the budget is shed");
+    assert_eq!(shed.header("retry-after"), Some("2"));
+    assert_eq!(
+        shed.header("x-ballast-reason"),
+        Some("event budget exceeded")
+    );
+
+    // A route without a budget is unaffected.
+    let (other, _) = flood(listen, "/other", "-", 500).await;
+    assert_eq!(other.count(200), other.total(), "{other:?}");
+
+    // Visible: metrics, admin state, decisions; backends' health untouched.
+    let metrics = get(admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains("ballast_budget_rejections_total{region=\"-\",route=\"keynote\"}"),
+        "{metrics}"
+    );
+    let state = admin_json(admin, "/api/v1/state").await;
+    let budgets = state["budgets"].as_array().expect("budgets in the state");
+    assert_eq!(budgets.len(), 2);
+    assert_eq!(budgets[0]["route"], "keynote");
+    assert_eq!(budgets[0]["regions"][0]["capacity"], 100.0);
+    assert!((budgets[0]["regions"][0]["limit"].as_f64().unwrap() - 60.0).abs() < 0.5);
+    assert!(budgets[0]["regions"][0]["rejected"].as_u64().unwrap() > 0);
+    for backend in state["pools"][0]["backends"].as_array().unwrap() {
+        assert_eq!(backend["eligible"], true, "{backend}");
+        assert_eq!(backend["consecutive_failures"], 0, "{backend}");
+    }
+    let decisions = admin_json(admin, "/api/v1/decisions?kind=budget").await;
+    let decisions = decisions["decisions"].as_array().unwrap();
+    assert!(
+        decisions.iter().any(|d| d["backend"] == "keynote@-"),
+        "{decisions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_over_budget_spills_to_the_next_region_but_never_across_a_fence() {
+    let _serial = LOAD_LOCK.lock().await;
+    let east = origin_with_latency("east", Duration::from_millis(1)).await;
+    let west = origin_with_latency("west", Duration::from_millis(1)).await;
+    let eu = origin_with_latency("eu", Duration::from_millis(1)).await;
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let yaml = format!(
+        r#"
+listeners: [{{address: "{listen}"}}]
+admin: {{address: "{admin}"}}
+server: {{threads: 2, drain_timeout: 2s}}
+regions:
+  us-east: {{fallback: [us-west]}}
+  us-west: {{fallback: [us-east]}}
+  eu-west: {{fallback: [us-east]}}
+geo:
+  client_region: [{{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}}, {{default: us-east}}]
+  residency: [{{clients: [eu-west], allowed: [eu-west]}}]
+explain: {{trusted_peers: ["127.0.0.1"]}}
+pools:
+  live:
+    recompute_interval: 100ms
+    backends:
+      - {{addr: "{}", region: us-east, capacity: 100}}
+      - {{addr: "{}", region: us-west, capacity: 100}}
+      - {{addr: "{}", region: eu-west, capacity: 100}}
+routes:
+  - {{name: keynote, pool: live, budget: {{region_share: 0.5, over: spill}}}}
+"#,
+        east.addr, west.addr, eu.addr
+    );
+    let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
+    let served = |o: &OriginHandle| o.stats.count_path("/keynote");
+
+    let (out, seconds) = flood(listen, "/keynote", "us-east", 3_000).await;
+    let (east_rate, west_rate) = (
+        served(&east) as f64 / seconds,
+        served(&west) as f64 / seconds,
+    );
+    println!("east clients: {east_rate:.1}/s in us-east, {west_rate:.1}/s spilled to us-west, {} shed of {}", out.count(503), out.total());
+    assert!((40.0..=57.0).contains(&east_rate), "{east_rate}");
+    assert!((40.0..=57.0).contains(&west_rate), "spilled: {west_rate}");
+    assert!(out.count(503) > 0, "beyond both budgets: shed {out:?}");
+    assert_eq!(served(&eu), 0, "only to the regions of the client's plan");
+    // An explained request says why it went to us-west.
+    let mut seen = Vec::new();
+    while seen.len() < 100 {
+        let mut req = event_request("/keynote", "us-east");
+        req.headers_mut()
+            .insert("x-ballast-debug", http::HeaderValue::from_static("1"));
+        let reply = send(listen, req).await;
+        seen.push(reply.header("x-ballast-decision").unwrap_or("").to_string());
+        if seen
+            .last()
+            .unwrap()
+            .contains("rule=budget:us-east->us-west")
+        {
+            break;
+        }
+    }
+    assert!(
+        seen.last()
+            .unwrap()
+            .contains("rule=budget:us-east->us-west"),
+        "no budget spill explained: {seen:?}"
+    );
+
+    // A fenced client over budget is shed, never sent outside its fence.
+    let (before_east, before_west) = (served(&east), served(&west));
+    let (fenced, seconds) = flood(listen, "/keynote", "eu-west", 2_000).await;
+    let eu_rate = served(&eu) as f64 / seconds;
+    println!(
+        "fenced eu clients: {eu_rate:.1}/s admitted, {} shed of {}",
+        fenced.count(503),
+        fenced.total()
+    );
+    assert!((40.0..=57.0).contains(&eu_rate), "{eu_rate}");
+    assert!(fenced.count(503) > fenced.count(200), "{fenced:?}");
+    assert_eq!((served(&east), served(&west)), (before_east, before_west));
+
+    let metrics = get(admin, "x", "/metrics").await.text();
+    assert!(
+        metrics.contains("ballast_budget_spilled_total{region=\"us-east\",route=\"keynote\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ballast_budget_rejections_total{region=\"eu-west\",route=\"keynote\"}"),
+        "{metrics}"
+    );
+}

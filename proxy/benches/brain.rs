@@ -1,14 +1,18 @@
 //! Criterion benchmarks of the routing brain's hot and warm paths:
-//! one pick (adaptive and round robin) at 3 to 10 000 backends, parsing
+//! one pick (adaptive, consistent-hash and round robin) at 3 to 10 000 backends, parsing
 //! each load-report form, and one weight recompute (and the statistics
 //! reading before it) at 10 to 10 000 backends; one shadow comparison
 //! (a sampled request placed on a candidate policy's shares) at 3 to
-//! 10 000 backends.
+//! 10 000 backends; one step of a consistent-hash ring at 10 to 1000
+//! backends.
 //!
 //! `cargo bench -p ballast --bench brain`
 
 use ballast::config::{load_str, PoolId, Snapshot};
 use ballast::routing::picker::{pick, PoolWeights, RequestFacts};
+use ballast::routing::ring::{
+    dead_band, moved_fraction, rescaled_targets, step_counts, target_counts, HashRing,
+};
 use ballast::routing::shadow::{ShadowCounters, ShadowWeights};
 use ballast::routing::weights::{compute_shares, BackendInput};
 use ballast::stats::backend::BackendStats;
@@ -68,6 +72,33 @@ fn bench_pick(c: &mut Criterion) {
                     stats: &stats,
                     plan: None,
                     sticky: None,
+                    hash_key: None,
+                };
+                black_box(pick(&adaptive, &facts, 0, &mut rng))
+            })
+        });
+        let ids: Vec<&str> = adaptive.pools[0]
+            .backends
+            .iter()
+            .map(|b| b.id.0.as_str())
+            .collect();
+        let counts = target_counts(&published.shares, 100);
+        let hashed = published
+            .clone()
+            .with_ring(Arc::new(HashRing::build(&ids, &counts)));
+        group.bench_with_input(BenchmarkId::new("hashed", n), &n, |b, _| {
+            let mut key: u64 = 0;
+            b.iter(|| {
+                key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let facts = RequestFacts {
+                    pool: PoolId(0),
+                    ticket: 0,
+                    tried: &[],
+                    weights: Some(&hashed),
+                    stats: &stats,
+                    plan: None,
+                    sticky: None,
+                    hash_key: Some(key),
                 };
                 black_box(pick(&adaptive, &facts, 0, &mut rng))
             })
@@ -85,6 +116,7 @@ fn bench_pick(c: &mut Criterion) {
                     stats: &stats,
                     plan: None,
                     sticky: None,
+                    hash_key: None,
                 };
                 black_box(pick(&round_robin, &facts, 0, &mut rng))
             })
@@ -187,11 +219,41 @@ fn bench_shadow(c: &mut Criterion) {
     group.finish();
 }
 
+/// One recompute's ring work (off the hot path): targets, the budgeted
+/// step after one backend's share halves, the new ring and the exact moved
+/// fraction, at 100 vnodes per backend.
+fn bench_ring_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ring_step");
+    group.sample_size(10);
+    for n in [10usize, 100, 1000] {
+        let names: Vec<String> = (0..n)
+            .map(|i| format!("p/10.0.{}.{}:80", i / 256, i % 256))
+            .collect();
+        let ids: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut shares = vec![1.0 / n as f64; n];
+        let current = target_counts(&shares, 100);
+        shares[0] /= 2.0;
+        let total: f64 = shares.iter().sum();
+        shares.iter_mut().for_each(|s| *s /= total);
+        let before = HashRing::build(&ids, &current);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                let target = rescaled_targets(&shares, 100, &current);
+                let step = step_counts(&ids, &current, &target, dead_band(100), 0.05);
+                let after = HashRing::build(&ids, &step.counts);
+                black_box(moved_fraction(&before, &after))
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_pick,
     bench_parse,
     bench_recompute,
-    bench_shadow
+    bench_shadow,
+    bench_ring_step
 );
 criterion_main!(benches);

@@ -64,6 +64,14 @@ pub struct Metrics {
     pub shadow_predicted_error_rate: GaugeVec,
     /// Requests per second the candidate would send to other backends.
     pub shadow_moved_rps: GaugeVec,
+    /// Fraction of a pool's hash key space that changed owner at the last recompute.
+    pub hash_ring_moved: GaugeVec,
+    /// Fraction of a pool's hash key space each backend owns.
+    pub hash_key_space: GaugeVec,
+    /// Requests shed because their route was over its event budget in a region.
+    pub budget_rejections: IntCounterVec,
+    /// Requests sent to a later region because their route was over budget in an earlier one.
+    pub budget_spilled: IntCounterVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -213,7 +221,33 @@ impl Metrics {
             "Requests per second the shadow candidate would send to other backends than the live policy does",
             &["pool"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 22] = [
+        let hash_ring_moved = GaugeVec::new(
+            Opts::new(
+                "hash_ring_moved_fraction",
+                "Fraction of a pool's consistent-hash key space that changed owner at the last recompute (0..1)",
+            ),
+            &["pool"],
+        )
+        .expect("valid metric");
+        let hash_key_space = GaugeVec::new(
+            Opts::new(
+                "hash_key_space_fraction",
+                "Fraction of a pool's consistent-hash key space a backend owns (0..1)",
+            ),
+            &["pool", "backend"],
+        )
+        .expect("valid metric");
+        let budget_rejections = counter(
+            "budget_rejections_total",
+            "Requests answered 503 because their route was over its event budget in a region",
+            &["route", "region"],
+        );
+        let budget_spilled = counter(
+            "budget_spilled_total",
+            "Requests served in a later region because their route was over its event budget in this one",
+            &["route", "region"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 26] = [
             Box::new(rw_requests.clone()),
             Box::new(schedule_active.clone()),
             Box::new(load_polls.clone()),
@@ -222,6 +256,10 @@ impl Metrics {
             Box::new(shadow_predicted_latency.clone()),
             Box::new(shadow_predicted_error_rate.clone()),
             Box::new(shadow_moved_rps.clone()),
+            Box::new(hash_ring_moved.clone()),
+            Box::new(hash_key_space.clone()),
+            Box::new(budget_rejections.clone()),
+            Box::new(budget_spilled.clone()),
             Box::new(tier_load.clone()),
             Box::new(region_spill.clone()),
             Box::new(spilled_requests.clone()),
@@ -264,6 +302,10 @@ impl Metrics {
             shadow_predicted_latency,
             shadow_predicted_error_rate,
             shadow_moved_rps,
+            hash_ring_moved,
+            hash_key_space,
+            budget_rejections,
+            budget_spilled,
         }
     }
 

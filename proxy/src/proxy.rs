@@ -20,8 +20,11 @@
 //!
 //! Bodies stream through Pingora untouched.
 
-use crate::config::{Explain, PinCarrier, Pool, PoolId, RegionPlan, RequestLimits};
+use crate::config::{
+    Explain, OverBudget, PinCarrier, Pool, PoolId, RegionPlan, RequestLimits, Snapshot,
+};
 use crate::metrics::{status_class, Metrics};
+use crate::routing::budget::{Admission, RouteBudget};
 use crate::routing::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use crate::routing::engine::RoutingState;
 use crate::routing::geo::plan_for;
@@ -51,6 +54,8 @@ const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const X_BALLAST_REASON: &str = "x-ballast-reason";
+/// The reason given when a route's event budget sheds a request.
+const BUDGET_EXCEEDED: &str = "event budget exceeded";
 const X_BALLAST_DECISION: &str = "x-ballast-decision";
 /// Longest client-supplied request id that is propagated as is.
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -187,6 +192,8 @@ pub struct RequestCtx {
     rw: Option<RequestKind>,
     /// Set when a write is refused: the message and `X-Ballast-Reason`.
     write_refusal: Option<(String, String)>,
+    /// Set when the route's event budget shed the request: Retry-After seconds.
+    budget_retry_after: Option<u64>,
     /// The `X-Ballast-Decision` text, when this request is explained.
     explanation: Option<String>,
     _in_flight: InFlightGuard,
@@ -289,6 +296,7 @@ async fn respond_plain(
     request_id: &HeaderValue,
     message: &str,
     reason: Option<&str>,
+    retry_after: Option<u64>,
 ) {
     let body = Bytes::from(format!("{message}\n"));
     let resp = ResponseHeader::build(status, Some(5)).and_then(|mut resp| {
@@ -297,6 +305,9 @@ async fn respond_plain(
         resp.insert_header(X_REQUEST_ID, request_id.clone())?;
         if let Some(reason) = reason {
             resp.insert_header(X_BALLAST_REASON, reason)?;
+        }
+        if let Some(seconds) = retry_after {
+            resp.insert_header(header::RETRY_AFTER, seconds.to_string())?;
         }
         Ok(resp)
     });
@@ -312,6 +323,78 @@ async fn respond_plain(
     if let Err(e) = result {
         tracing::debug!(error = %e, "could not write error response to client");
     }
+}
+
+/// Charge a request to its route's budget in its backend's region. Over
+/// budget there, `spill` picks again among the regions of the client's plan
+/// that still have budget (and only those, so a residency fence is never
+/// crossed), until one admits it; `Ok` carries the decision and, when
+/// spilled, the region it left. `Err` is the region over budget: shed.
+fn within_budget(
+    budget: &RouteBudget,
+    snapshot: &Snapshot,
+    facts: &RequestFacts<'_>,
+    decision: Decision,
+) -> std::result::Result<(Decision, Option<usize>), usize> {
+    let Some(mut backend) = decision.backend() else {
+        return Ok((decision, None));
+    };
+    let mut first_over = None;
+    let mut excluded: u64 = 0;
+    loop {
+        let over = match budget.admit(backend, clock::now_us()) {
+            Admission::Admitted if first_over.is_none() => return Ok((decision, None)),
+            Admission::Admitted => return Ok((Decision::Backend(backend), first_over)),
+            Admission::Over(region) => region,
+        };
+        let first = *first_over.get_or_insert(over);
+        if budget.policy.over == OverBudget::Shed || over >= 64 {
+            return Err(first);
+        }
+        excluded |= 1 << over;
+        let plan =
+            spill_plan(budget, snapshot.pool(facts.pool), facts.plan, excluded).ok_or(first)?;
+        let spilled = RequestFacts {
+            plan: Some(&plan),
+            ..*facts
+        };
+        let now_ms = clock::now_ms();
+        backend = pick(snapshot, &spilled, now_ms, &mut rand::rng())
+            .backend()
+            .ok_or(first)?;
+    }
+}
+
+/// The regions a request over budget may still go to, in order: those of
+/// the client's plan (its region and fallbacks, within its fence), or
+/// without a plan the pool's regions; minus those `excluded` (over budget).
+fn spill_plan(
+    budget: &RouteBudget,
+    pool: &Pool,
+    plan: Option<&RegionPlan>,
+    excluded: u64,
+) -> Option<RegionPlan> {
+    let open = |name: &String| {
+        budget
+            .regions
+            .iter()
+            .position(|r| r.region.as_ref() == Some(name))
+            .is_none_or(|i| i >= 64 || excluded & (1 << i) == 0)
+    };
+    let order: Vec<String> = match plan {
+        Some(plan) => plan.order.iter().filter(|r| open(r)).cloned().collect(),
+        None => pool
+            .regions
+            .iter()
+            .flatten()
+            .filter(|r| open(r))
+            .cloned()
+            .collect(),
+    };
+    (!order.is_empty()).then_some(RegionPlan {
+        order,
+        fenced: true,
+    })
 }
 
 /// Map a proxy error to the status the client should see (0 = connection is gone).
@@ -365,14 +448,16 @@ fn wants_explanation(explain: &Explain, session: &Session) -> bool {
 /// `client_region=...; rule=...; backend=...; share=...; attempt=N`, where
 /// the rule is `pool` (no geo), `local`, `spill:A->B` (an earlier region was
 /// spilling), `fallback:A->B` (earlier regions could not serve),
-/// `outside-plan:A->B`, `unregioned:A`, or with a read/write split
-/// `write:A->W` / `pinned:A->W` (to the write region W; `write:W` and
-/// `pinned:W` without geo); a split also adds `; rw=KIND` (see
-/// [`RequestKind::as_str`]).
+/// `outside-plan:A->B`, `unregioned:A`, `budget:A->B` (the route was over
+/// its event budget in region A), or with a read/write split `write:A->W` /
+/// `pinned:A->W` (to the write region W; `write:W` and `pinned:W` without
+/// geo); a split also adds `; rw=KIND` (see [`RequestKind::as_str`]).
+#[allow(clippy::too_many_arguments)]
 fn explain_pick(
     pool: &Pool,
     backend: usize,
     spilled: bool,
+    over_budget_in: Option<&str>,
     placed: Option<(&str, &RegionPlan)>,
     share: Option<f64>,
     attempt: usize,
@@ -386,6 +471,11 @@ fn explain_pick(
         _ => None,
     };
     let rule = match (to_writer, placed, chosen.region.as_deref()) {
+        _ if over_budget_in.is_some() => format!(
+            "budget:{}->{}",
+            over_budget_in.unwrap_or("-"),
+            chosen.region.as_deref().unwrap_or("-")
+        ),
         (Some(kind), Some((client, _)), Some(region)) => format!("{kind}:{client}->{region}"),
         (Some(kind), _, region) => format!("{kind}:{}", region.unwrap_or("-")),
         (None, None, _) => "pool".to_string(),
@@ -500,6 +590,7 @@ impl ProxyHttp for BallastProxy {
             fenced_region: None,
             rw: None,
             write_refusal: None,
+            budget_retry_after: None,
             explanation: None,
             _in_flight: InFlightGuard::new(&self.metrics.in_flight),
         }
@@ -515,7 +606,7 @@ impl ProxyHttp for BallastProxy {
         if let Some((status, message)) = over_limit(req, &routing.snapshot.server.limits) {
             let id = ctx.request_id.clone();
             ctx.routing = Some(routing);
-            respond_plain(session, status, &id, message, None).await;
+            respond_plain(session, status, &id, message, None, None).await;
             return Ok(true);
         }
         let view = RequestView {
@@ -555,6 +646,7 @@ impl ProxyHttp for BallastProxy {
                     &id,
                     "not found: no route matches this request",
                     None,
+                    None,
                 )
                 .await;
                 Ok(true)
@@ -579,11 +671,17 @@ impl ProxyHttp for BallastProxy {
             plan_for(geo, peer, &session.req_header().headers)
         });
         let pool = routing.snapshot.pool(pool_id);
+        let req = session.req_header();
         let sticky = pool
             .policy
             .canary_sticky
             .as_ref()
-            .and_then(|key| key_hash(key, &session.req_header().headers));
+            .and_then(|key| key_hash(key, &req.headers, req.uri.path()));
+        let hash_key = pool
+            .policy
+            .consistent_hash
+            .as_ref()
+            .and_then(|hash| key_hash(&hash.key, &req.headers, req.uri.path()));
         let facts = RequestFacts {
             pool: pool_id,
             ticket: routing.next_ticket(pool_id),
@@ -592,8 +690,10 @@ impl ProxyHttp for BallastProxy {
             stats,
             plan: placed.map(|(_, plan)| plan),
             sticky,
+            hash_key,
         };
         let mut decision = None;
+        let mut facts_used = facts;
         if let (Some(kind), Some(split)) = (ctx.rw, &pool.write) {
             if kind.writer_only() {
                 let fence_allows = placed
@@ -609,7 +709,10 @@ impl ProxyHttp for BallastProxy {
                         clock::now_ms(),
                         &mut rand::rng(),
                     );
-                    decision = found.backend().map(|_| found);
+                    if found.backend().is_some() {
+                        decision = Some(found);
+                        facts_used = to_writers;
+                    }
                 }
                 if decision.is_none() {
                     if kind == RequestKind::Write {
@@ -623,8 +726,40 @@ impl ProxyHttp for BallastProxy {
                 }
             }
         }
-        let decision = decision
+        let mut decision = decision
             .unwrap_or_else(|| pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng()));
+        let mut over_budget_in = None;
+        let budget = ctx
+            .route
+            .filter(|_| ctx.tried.is_empty())
+            .and_then(|r| Some((r, routing.budgets.route(r)?)));
+        if let Some((route, budget)) = budget {
+            let route_name = routing.snapshot.routes.routes()[route].name.as_str();
+            let region_name = |i: usize| budget.regions[i].region.as_deref().unwrap_or("-");
+            match within_budget(budget, &routing.snapshot, &facts_used, decision) {
+                Ok((within, None)) => decision = within,
+                Ok((within, Some(over))) => {
+                    over_budget_in = Some(region_name(over));
+                    budget.regions[over].spilled.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .budget_spilled
+                        .with_label_values(&[route_name, region_name(over)])
+                        .inc();
+                    decision = within;
+                }
+                Err(over) => {
+                    budget.regions[over]
+                        .rejected
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .budget_rejections
+                        .with_label_values(&[route_name, region_name(over)])
+                        .inc();
+                    ctx.budget_retry_after = Some(budget.policy.retry_after.as_secs());
+                    return Error::e_explain(ErrorType::HTTPStatus(503), BUDGET_EXCEEDED);
+                }
+            }
+        }
         let backend = match decision {
             Decision::Backend(index) => index,
             Decision::Spilled(index) => {
@@ -670,6 +805,7 @@ impl ProxyHttp for BallastProxy {
                     pool,
                     backend,
                     matches!(decision, Decision::Spilled(_)),
+                    over_budget_in,
                     placed,
                     share,
                     ctx.tried.len(),
@@ -845,18 +981,29 @@ impl ProxyHttp for BallastProxy {
             } else {
                 ctx.request_id.clone()
             };
-            match (&ctx.write_refusal, &ctx.fenced_region) {
-                (Some((message, reason)), _) => {
-                    respond_plain(session, status, &id, message, Some(reason)).await;
+            match (
+                &ctx.write_refusal,
+                &ctx.fenced_region,
+                ctx.budget_retry_after,
+            ) {
+                (Some((message, reason)), _, _) => {
+                    respond_plain(session, status, &id, message, Some(reason), None).await;
                 }
-                (None, Some(region)) => {
+                (None, Some(region), _) => {
                     let message = format!(
                         "service unavailable: no backend allowed to serve region {region} is available (residency fence)"
                     );
                     let reason = format!("residency; client region {region}");
-                    respond_plain(session, status, &id, &message, Some(&reason)).await;
+                    respond_plain(session, status, &id, &message, Some(&reason), None).await;
                 }
-                (None, None) => respond_plain(session, status, &id, message, None).await,
+                (None, None, Some(seconds)) => {
+                    let message = "service unavailable: this event is over its share of capacity";
+                    let reason = Some(BUDGET_EXCEEDED);
+                    respond_plain(session, status, &id, message, reason, Some(seconds)).await;
+                }
+                (None, None, None) => {
+                    respond_plain(session, status, &id, message, None, None).await
+                }
             }
         }
         FailToProxy {

@@ -161,6 +161,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                         "canary_breaker_open_for_ms": seen.canary_breaker_open_for_ms,
                         "pinned": seen.pinned.map(|(share, remaining_ms)| json!({"share": share, "remaining_ms": remaining_ms})),
                         "slow_start_progress": seen.slow_start_progress,
+                        "ring": seen.ring.map(|(vnodes, key_space)| json!({"vnodes": vnodes, "key_space": key_space})),
                         "in_flight": obs.in_flight,
                         "latency": {
                             "samples": obs.latency.count,
@@ -222,6 +223,10 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                     "quiet_below": p.quiet_below,
                 })),
                 "schedule": schedule_state(&pool.policy.schedules, wall_now),
+                "consistent_hash": pool.policy.consistent_hash.as_ref().map(|h| json!({
+                    "vnodes": h.vnodes,
+                    "max_key_moves": h.max_key_moves,
+                })),
                 "tiers": tiers,
                 "write": write_split(pool.write.as_ref()),
                 "regions": regions,
@@ -242,7 +247,41 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
             "last_warnings": status.last_warnings,
         })
     });
-    json(StatusCode::OK, &json!({ "pools": pools, "reload": reload }))
+    let budgets: Vec<Value> = engine
+        .inspect_budgets()
+        .into_iter()
+        .map(|b| {
+            let regions: Vec<Value> = b
+                .regions
+                .iter()
+                .map(|r| {
+                    json!({
+                        "region": r.region,
+                        "capacity": r.capacity,
+                        "limit": r.limit,
+                        "rate": r.rate,
+                        "usage": if r.limit > 0.0 { r.rate / r.limit } else { 0.0 },
+                        "over_rate": r.over_rate,
+                        "over_budget": r.over_budget,
+                        "admitted": r.admitted,
+                        "rejected": r.rejected,
+                        "spilled": r.spilled,
+                    })
+                })
+                .collect();
+            json!({
+                "route": b.route,
+                "region_share": b.policy.region_share,
+                "over": b.policy.over.as_str(),
+                "retry_after_s": b.policy.retry_after.as_secs(),
+                "regions": regions,
+            })
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &json!({ "pools": pools, "budgets": budgets, "reload": reload }),
+    )
 }
 
 /// A pool's schedules: the active template (the first that applies now),

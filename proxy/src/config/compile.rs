@@ -65,6 +65,9 @@ const REGION_MAX_SHARE_RANGE: RangeInclusive<f64> = 0.05..=1.0;
 const OVERPROVISIONING_RANGE: RangeInclusive<f64> = 1.0..=100.0;
 const PREWARM_SHARE_RANGE: RangeInclusive<f64> = 0.0..=0.2;
 const SHADOW_SAMPLE_RANGE: RangeInclusive<f64> = 0.001..=1.0;
+const DEFAULT_VNODES: u32 = 100;
+const MAX_VNODES: u32 = 1000;
+const DEFAULT_MAX_KEY_MOVES: f64 = 0.05;
 pub const DEFAULT_SPILLOVER: SpilloverPolicy = SpilloverPolicy {
     latency_above: None,
     latency_signal: LatencySignal::Ewma,
@@ -517,6 +520,12 @@ fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> 
             .write
             .as_ref()
             .and_then(|w| compile_write(c, &format!("{path}.write"), w, &regions));
+        if pool.consistent_hash.is_some() && pool.canary_sticky.is_some() {
+            c.error(
+                format!("{path}.consistent_hash"),
+                "cannot be combined with canary_sticky (the ring already gives a canary its share of keys)",
+            );
+        }
         pools.push(Pool {
             id: PoolId(pools.len()),
             name: name.clone(),
@@ -1217,6 +1226,10 @@ fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> PoolPolicy {
             .canary_sticky
             .as_ref()
             .and_then(|s| compile_sticky_key(c, &format!("{path}.canary_sticky"), s)),
+        consistent_hash: pool
+            .consistent_hash
+            .as_ref()
+            .and_then(|h| compile_consistent_hash(c, &format!("{path}.consistent_hash"), h)),
         overprovisioning_factor: fraction(
             c,
             format!("{path}.overprovisioning_factor"),
@@ -1291,8 +1304,78 @@ fn compile_spillover(c: &mut Checker, path: &str, raw: &RawSpillover) -> Spillov
 }
 
 fn compile_sticky_key(c: &mut Checker, path: &str, raw: &RawStickyKey) -> Option<StickyKey> {
-    match (&raw.header, &raw.cookie) {
-        (Some(name), None) => match HeaderName::from_str(name) {
+    if raw.header.is_some() == raw.cookie.is_some() {
+        c.error(path, "set exactly one of header or cookie");
+        return None;
+    }
+    compile_key(c, path, raw.header.as_ref(), raw.cookie.as_ref(), None)
+}
+
+fn compile_consistent_hash(
+    c: &mut Checker,
+    path: &str,
+    raw: &RawConsistentHash,
+) -> Option<ConsistentHash> {
+    let key_path = format!("{path}.key");
+    let RawHashKey {
+        header,
+        cookie,
+        path_segment,
+    } = &raw.key;
+    let set = [header.is_some(), cookie.is_some(), path_segment.is_some()];
+    if set.iter().filter(|&&s| s).count() != 1 {
+        c.error(
+            &key_path,
+            "set exactly one of header, cookie or path_segment",
+        );
+        return None;
+    }
+    if *path_segment == Some(0) {
+        c.error(
+            format!("{key_path}.path_segment"),
+            "path segments count from 1",
+        );
+        return None;
+    }
+    let vnodes = raw.vnodes.unwrap_or(DEFAULT_VNODES);
+    if !(1..=MAX_VNODES).contains(&vnodes) {
+        c.error(
+            format!("{path}.vnodes"),
+            format!("{vnodes} is out of range 1..={MAX_VNODES}"),
+        );
+    }
+    let max_key_moves = fraction(
+        c,
+        format!("{path}.max_key_moves"),
+        raw.max_key_moves,
+        DEFAULT_MAX_KEY_MOVES,
+        0.001..=1.0,
+    );
+    let key = compile_key(
+        c,
+        &key_path,
+        header.as_ref(),
+        cookie.as_ref(),
+        *path_segment,
+    )?;
+    Some(ConsistentHash {
+        key,
+        vnodes,
+        max_key_moves,
+    })
+}
+
+/// A request key from exactly one source (checked by the caller).
+fn compile_key(
+    c: &mut Checker,
+    path: &str,
+    header: Option<&String>,
+    cookie: Option<&String>,
+    path_segment: Option<usize>,
+) -> Option<StickyKey> {
+    match (header, cookie) {
+        _ if path_segment.is_some() => path_segment.map(StickyKey::PathSegment),
+        (Some(name), _) => match HeaderName::from_str(name) {
             Ok(name) => Some(StickyKey::Header(name)),
             Err(_) => {
                 c.error(
@@ -1312,10 +1395,7 @@ fn compile_sticky_key(c: &mut Checker, path: &str, raw: &RawStickyKey) -> Option
             }
             valid.then(|| StickyKey::Cookie(name.clone()))
         }
-        _ => {
-            c.error(path, "set exactly one of header or cookie");
-            None
-        }
+        (None, None) => None,
     }
 }
 
@@ -1601,6 +1681,12 @@ fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) -> RouteTab
                 (_, Err(_)) => c.error(header_path, format!("invalid header value \"{value}\"")),
             }
         }
+        let budget = match (&route.budget, pool) {
+            (Some(budget), Some(pool)) => {
+                compile_budget(c, &format!("{path}.budget"), budget, &pools[pool.0])
+            }
+            _ => None,
+        };
         if let Some(pool) = pool {
             routes.push(Route {
                 name,
@@ -1609,10 +1695,81 @@ fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) -> RouteTab
                 methods,
                 headers,
                 pool,
+                budget,
             });
         }
     }
     RouteTable::new(routes)
+}
+
+/// An event budget; its pool's backends must all have a capacity.
+fn compile_budget(
+    c: &mut Checker,
+    path: &str,
+    raw: &RawBudget,
+    pool: &Pool,
+) -> Option<BudgetPolicy> {
+    let region_share = fraction(
+        c,
+        format!("{path}.region_share"),
+        Some(raw.region_share),
+        1.0,
+        0.01..=1.0,
+    );
+    let over = match raw.over.as_deref() {
+        None | Some("shed") => OverBudget::Shed,
+        Some("spill") => OverBudget::Spill,
+        Some(other) => {
+            c.error(
+                format!("{path}.over"),
+                format!("unknown action \"{other}\" (supported: shed, spill)"),
+            );
+            OverBudget::Shed
+        }
+    };
+    let retry_after_path = format!("{path}.retry_after");
+    let retry_after = c.duration(
+        &retry_after_path,
+        raw.retry_after.as_deref(),
+        Duration::from_secs(1),
+    );
+    if retry_after.subsec_nanos() != 0 || retry_after > Duration::from_secs(3600) {
+        c.error(
+            retry_after_path,
+            "must be whole seconds from 1s to 1h (it is sent as Retry-After)",
+        );
+    }
+    let uncapped: Vec<&str> = pool
+        .backends
+        .iter()
+        .filter(|b| b.capacity.is_none())
+        .map(|b| b.id.0.as_str())
+        .collect();
+    if !uncapped.is_empty() {
+        c.error(
+            path,
+            format!(
+                "a budget is a share of capacity: give every backend of pool \"{}\" a capacity (missing: {})",
+                pool.name,
+                uncapped.join(", ")
+            ),
+        );
+        return None;
+    }
+    if over == OverBudget::Spill && pool.regions.iter().flatten().count() < 2 {
+        c.error(
+            format!("{path}.over"),
+            format!(
+                "spill needs the pool \"{}\" to have backends in at least two regions",
+                pool.name
+            ),
+        );
+    }
+    Some(BudgetPolicy {
+        region_share,
+        over,
+        retry_after,
+    })
 }
 
 fn valid_region_name(name: &str) -> bool {

@@ -212,6 +212,9 @@ pub struct RawPool {
     pub spillover: Option<RawSpillover>,
     /// Keep each user on one side of a canary: the key that identifies a user.
     pub canary_sticky: Option<RawStickyKey>,
+    /// Consistent hashing on a request key: a key keeps its backend while
+    /// shares hold, and moves gradually as they change.
+    pub consistent_hash: Option<RawConsistentHash>,
     /// Priority tiers: a tier takes `min(1, healthy fraction × this)` of
     /// what the tiers above it leave (default 1.4, at least 1).
     pub overprovisioning_factor: Option<f64>,
@@ -397,6 +400,31 @@ pub struct RawStickyKey {
     pub cookie: Option<String>,
 }
 
+/// Consistent hashing with virtual nodes that follow the live shares.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsistentHash {
+    /// Where the key is read.
+    pub key: RawHashKey,
+    /// Virtual nodes of a backend at fair share, 1..1000 (default 100).
+    pub vnodes: Option<u32>,
+    /// Most of the key space that may change owner per recompute interval,
+    /// 0.001..1 (default 0.05).
+    pub max_key_moves: Option<f64>,
+}
+
+/// Where a request's hash key is read: exactly one of the three.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHashKey {
+    /// A request header (e.g. X-Session)...
+    pub header: Option<String>,
+    /// ...a cookie name...
+    pub cookie: Option<String>,
+    /// ...or the N-th path segment, from 1 (`/users/42`: 2 is `42`).
+    pub path_segment: Option<usize>,
+}
+
 /// Passive outlier ejection.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -518,6 +546,23 @@ pub struct RawRoute {
     pub matcher: RawMatch,
     /// The pool that serves matching requests.
     pub pool: String,
+    /// An event budget: the most of each region's capacity this route may use.
+    pub budget: Option<RawBudget>,
+}
+
+/// An event budget: a route's ceiling in each region of its pool.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    /// Most of a region's capacity (the sum of its backends' `capacity`,
+    /// req/s) the route may use, 0.01..1.
+    pub region_share: f64,
+    /// Over budget in a region: `shed` (default; 503 with Retry-After) or
+    /// `spill` (to the next region of the client's plan with budget left,
+    /// never across a residency fence; else shed).
+    pub over: Option<String>,
+    /// Retry-After sent with a shed request, whole seconds, 1s..1h (default 1s).
+    pub retry_after: Option<String>,
 }
 
 /// Conditions a request must all meet for a route to apply.

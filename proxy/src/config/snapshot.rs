@@ -196,6 +196,8 @@ pub struct PoolPolicy {
     pub spillover: Option<SpilloverPolicy>,
     /// Where a user's key is read for sticky canary assignment.
     pub canary_sticky: Option<StickyKey>,
+    /// Consistent hashing on a request key; `None`: weighted picks only.
+    pub consistent_hash: Option<ConsistentHash>,
     /// A priority tier takes `min(1, health × factor)` of what the tiers
     /// above it leave (at least 1).
     pub overprovisioning_factor: f64,
@@ -271,11 +273,51 @@ pub struct SpilloverPolicy {
     pub hold: Duration,
 }
 
-/// Where a request's user key is read.
+/// Where a request's key is read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StickyKey {
     Header(http::HeaderName),
     Cookie(String),
+    /// The N-th non-empty path segment, from 1.
+    PathSegment(usize),
+}
+
+/// What a route over its event budget in a region does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverBudget {
+    /// 503 with `Retry-After`.
+    Shed,
+    /// To the next region of the client's plan with budget left, else shed.
+    Spill,
+}
+
+impl OverBudget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverBudget::Shed => "shed",
+            OverBudget::Spill => "spill",
+        }
+    }
+}
+
+/// A route's event budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetPolicy {
+    /// Most of each region's configured capacity the route may use.
+    pub region_share: f64,
+    pub over: OverBudget,
+    /// Sent as `Retry-After` (whole seconds) with a shed request.
+    pub retry_after: Duration,
+}
+
+/// Consistent hashing: the key, the ring's size and how fast keys move.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsistentHash {
+    pub key: StickyKey,
+    /// Virtual nodes of a backend at fair share.
+    pub vnodes: u32,
+    /// Most of the key space that changes owner per recompute interval.
+    pub max_key_moves: f64,
 }
 
 /// Where backends' load reports are read and whether they are passed on.

@@ -42,10 +42,16 @@ pub enum DecisionKind {
     /// A pool switched schedule templates (`backend` names the new one, or
     /// `none`; the shares are 0/1: was one active, is one active).
     Schedule,
+    /// Keys moved on a consistent-hash ring (`backend` is `ring`; the new
+    /// share is the fraction of the key space that changed owner).
+    KeyMove,
+    /// A route went over (or back under) its event budget in a region
+    /// (`backend` names `route@region`; the shares are the old and new usage).
+    Budget,
 }
 
 impl DecisionKind {
-    pub const ALL: [DecisionKind; 13] = [
+    pub const ALL: [DecisionKind; 15] = [
         DecisionKind::Share,
         DecisionKind::Ejected,
         DecisionKind::Readmitted,
@@ -59,6 +65,8 @@ impl DecisionKind {
         DecisionKind::Failover,
         DecisionKind::Failback,
         DecisionKind::Schedule,
+        DecisionKind::KeyMove,
+        DecisionKind::Budget,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +84,8 @@ impl DecisionKind {
             DecisionKind::Failover => "failover",
             DecisionKind::Failback => "failback",
             DecisionKind::Schedule => "schedule",
+            DecisionKind::KeyMove => "key_move",
+            DecisionKind::Budget => "budget",
         }
     }
 }

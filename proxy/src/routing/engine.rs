@@ -32,12 +32,21 @@
 //! own smoothing memory (forgotten when its parameters change), published
 //! beside the live weights with the predicted effect of switching.
 //!
+//! Consistent hashing ([`super::ring`]): in a pool with `consistent_hash`,
+//! each recompute steps the ring's vnode counts toward the new shares within
+//! `max_key_moves` and publishes the ring with the weights; keys moving is a
+//! `key_move` decision. Event budgets ([`super::budget`]): the engine turns
+//! each route and region's counters into rates for the admin API, and a
+//! route going over its budget (or back under) is a `budget` decision.
+//!
 //! The engine's memory is keyed by backend id, like the live stats, so it
 //! survives configuration reloads for backends that remain; spill state is
 //! keyed by pool and region name.
 
+use super::budget::Budgets;
 use super::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use super::picker::PoolWeights;
+use super::ring;
 use super::schedule;
 use super::shadow::{predict, Prediction, ShadowCounters, ShadowWeights};
 use super::spillover::{region_signals, Pressure, RegionSignals, SpillState, Thresholds};
@@ -45,8 +54,8 @@ use super::tiers::{split_tiers, TierLoad};
 use super::weights::{BackendInput, Computed, Factors};
 use crate::config::PoolId;
 use crate::config::{
-    BackendId, BalanceMode, Geo, Pool, PoolPolicy, ScheduleTemplate, ShadowPolicy, Snapshot,
-    DEFAULT_SPILLOVER,
+    BackendId, BalanceMode, BudgetPolicy, Geo, Pool, PoolPolicy, ScheduleTemplate, ShadowPolicy,
+    Snapshot, DEFAULT_SPILLOVER,
 };
 use crate::metrics::Metrics;
 use crate::request_series::RequestSeries;
@@ -65,6 +74,10 @@ const DECISION_THRESHOLD: f64 = 0.01;
 /// A share moving more than this within `SWING_WINDOW` is a swing worth a warning.
 const SWING_THRESHOLD: f64 = 0.2;
 const SWING_WINDOW_MS: u64 = 5 * 60 * 1000;
+/// Budget rates are measured over at least this long.
+const BUDGET_RATE_WINDOW_MS: u64 = 1000;
+/// A route over budget is back under once nothing was over for this long.
+const BUDGET_CLEAR_MS: u64 = 3000;
 /// The span of the full outcome window (see `stats::backend`).
 const FULL_WINDOW_MS: u64 = 10_000;
 
@@ -81,6 +94,8 @@ pub struct RoutingState {
     tickets: Arc<[AtomicU64]>,
     /// The snapshot's per-request metric series, kept as long as it is.
     pub series: Arc<RequestSeries>,
+    /// The routes' event budgets, kept as long as the snapshot is.
+    pub budgets: Arc<Budgets>,
 }
 
 impl RoutingState {
@@ -119,6 +134,8 @@ pub struct BackendInspection {
     pub slow_start_progress: Option<f64>,
     /// The inputs behind the last computed share.
     pub factors: Option<Factors>,
+    /// Consistent hashing: (vnodes, fraction of the key space owned).
+    pub ring: Option<(u32, f64)>,
     pub observation: Observation,
     /// The last load poll, when the pool polls.
     pub last_poll: Option<PollRecord>,
@@ -166,6 +183,51 @@ struct ShadowMemory {
     last: Option<(Vec<f64>, Vec<f64>, Prediction)>,
 }
 
+/// One route's event budget, for the admin API.
+#[derive(Debug, Clone)]
+pub struct BudgetInspection {
+    pub route: String,
+    pub policy: BudgetPolicy,
+    pub regions: Vec<RegionBudgetInspection>,
+}
+
+/// A route's budget in one region, for the admin API.
+#[derive(Debug, Clone)]
+pub struct RegionBudgetInspection {
+    pub region: Option<String>,
+    /// Configured capacity of the region's backends, req/s.
+    pub capacity: f64,
+    /// The route's limit there, req/s.
+    pub limit: f64,
+    /// Admitted requests per second, and those over the limit (shed or spilled).
+    pub rate: f64,
+    pub over_rate: f64,
+    pub over_budget: bool,
+    pub admitted: u64,
+    pub rejected: u64,
+    pub spilled: u64,
+}
+
+/// A pool's last published ring, with the backends its owner indices
+/// refer to (a reload may reorder them).
+struct PublishedRing {
+    ids: Vec<BackendId>,
+    ring: Arc<ring::HashRing>,
+}
+
+/// The engine's memory of one route budget in one region.
+#[derive(Debug, Clone, Default)]
+struct BudgetMemory {
+    /// When the counters below were read.
+    at_ms: u64,
+    admitted: u64,
+    over: u64,
+    rate: f64,
+    over_rate: f64,
+    over_budget: bool,
+    last_over_ms: u64,
+}
+
 /// The engine's memory of one region of a pool.
 #[derive(Debug, Clone, Default)]
 struct RegionMemory {
@@ -195,6 +257,8 @@ struct BackendMemory {
     breaker_open_until_ms: Option<u64>,
     /// (when, share) the swing warning compares against.
     swing_reference: Option<(u64, f64)>,
+    /// Virtual nodes on its pool's consistent-hash ring.
+    vnodes: u32,
 }
 
 pub struct Engine {
@@ -218,6 +282,11 @@ struct EngineMemory {
     schedules: HashMap<String, Option<String>>,
     /// Shadow candidates, by pool name.
     shadows: HashMap<String, ShadowMemory>,
+    /// Each hashed pool's last published ring, by pool name (once built,
+    /// later changes are gradual).
+    rings: HashMap<String, PublishedRing>,
+    /// By (route index, region index); forgotten on reload with the budgets.
+    budgets: HashMap<(usize, usize), BudgetMemory>,
     next_due_ms: HashMap<String, u64>,
 }
 
@@ -236,6 +305,7 @@ impl Engine {
             shadows: vec![None; snapshot.pools.len()],
             tickets: new_tickets(&snapshot),
             series: Arc::new(RequestSeries::new(&metrics, &snapshot)),
+            budgets: Arc::new(Budgets::new(&snapshot)),
             snapshot,
         }));
         Self {
@@ -323,6 +393,14 @@ impl Engine {
             shadow.shares.retain(|id, _| configured.contains(id));
             keep
         });
+        memory.rings.retain(|pool, _| {
+            snapshot
+                .pool_by_name(pool)
+                .is_some_and(|p| p.policy.consistent_hash.is_some())
+        });
+        memory.budgets.clear();
+        self.metrics.hash_key_space.reset();
+        self.metrics.hash_ring_moved.reset();
         self.metrics.backend_share.reset();
         self.metrics.region_spill.reset();
         self.metrics.tier_load.reset();
@@ -337,6 +415,7 @@ impl Engine {
             shadows: vec![None; snapshot.pools.len()],
             tickets: new_tickets(&snapshot),
             series: Arc::new(RequestSeries::new(&self.metrics, &snapshot)),
+            budgets: Arc::new(Budgets::new(&snapshot)),
             snapshot,
         }));
         self.recompute_due(&mut memory, now_ms);
@@ -393,6 +472,9 @@ impl Engine {
                 now_ms,
             );
             shadows[pool.id.0] = shadow.map(Arc::new);
+            if pool.policy.consistent_hash.is_some() {
+                pool_weights = self.step_ring(pool, pool_weights, memory, now_ms);
+            }
             let previous = memory.tiers.insert(pool.name.clone(), tiers);
             self.note_tier_changes(pool, previous.as_deref(), &memory.tiers[&pool.name], now_ms);
             if let Some(geo) = &current.snapshot.geo {
@@ -417,8 +499,123 @@ impl Engine {
                 shadows,
                 tickets: current.tickets.clone(),
                 series: current.series.clone(),
+                budgets: current.budgets.clone(),
             }));
         }
+        self.observe_budgets(&current, &mut memory.budgets, now_ms);
+    }
+
+    /// Turn each budget's counters into rates; a route starting to go over
+    /// its budget in a region (shedding or spilling), or staying under it
+    /// for `BUDGET_CLEAR_MS` again, is a decision.
+    fn observe_budgets(
+        &self,
+        current: &RoutingState,
+        memory: &mut HashMap<(usize, usize), BudgetMemory>,
+        now_ms: u64,
+    ) {
+        let routes = current.snapshot.routes.routes();
+        for (r, budget) in current.budgets.routes.iter().enumerate() {
+            let Some(budget) = budget else { continue };
+            for (i, region) in budget.regions.iter().enumerate() {
+                let admitted = region.admitted.load(Ordering::Relaxed);
+                let over = region.rejected.load(Ordering::Relaxed)
+                    + region.spilled.load(Ordering::Relaxed);
+                let seen = memory.entry((r, i)).or_insert(BudgetMemory {
+                    at_ms: now_ms,
+                    admitted,
+                    over,
+                    ..BudgetMemory::default()
+                });
+                let elapsed_ms = now_ms.saturating_sub(seen.at_ms);
+                if elapsed_ms < BUDGET_RATE_WINDOW_MS {
+                    continue;
+                }
+                let per_second = 1000.0 / elapsed_ms as f64;
+                seen.rate = (admitted - seen.admitted) as f64 * per_second;
+                seen.over_rate = (over - seen.over) as f64 * per_second;
+                (seen.at_ms, seen.admitted, seen.over) = (now_ms, admitted, over);
+                if seen.over_rate > 0.0 {
+                    seen.last_over_ms = now_ms;
+                }
+                let going_over = seen.over_rate > 0.0 && !seen.over_budget;
+                let back_under =
+                    seen.over_budget && now_ms.saturating_sub(seen.last_over_ms) >= BUDGET_CLEAR_MS;
+                if !going_over && !back_under {
+                    continue;
+                }
+                seen.over_budget = going_over;
+                let limit = region.limiter.rate();
+                let route = &routes[r].name;
+                let region_name = region.region.as_deref().unwrap_or("-");
+                let reason = if going_over {
+                    format!(
+                        "route {route} over its budget in {region_name}: {:.0} req/s over the limit of {limit:.0} req/s ({:.0}% of {:.0} req/s capacity); {}",
+                        seen.over_rate,
+                        budget.policy.region_share * 100.0,
+                        region.capacity,
+                        budget.policy.over.as_str()
+                    )
+                } else {
+                    format!(
+                        "route {route} back under its budget in {region_name}: {:.0} of {limit:.0} req/s",
+                        seen.rate
+                    )
+                };
+                tracing::info!(route = %route, "{reason}");
+                let usage = |rate: f64| if limit > 0.0 { rate / limit } else { 0.0 };
+                self.decisions.record(RoutingDecision {
+                    at: SystemTime::now(),
+                    at_ms: now_ms,
+                    pool: current.snapshot.pool(routes[r].pool).name.clone(),
+                    backend: format!("{route}@{region_name}"),
+                    kind: DecisionKind::Budget,
+                    old_share: usage(seen.rate),
+                    new_share: usage(seen.rate + seen.over_rate),
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// Every route budget in every region, as last observed.
+    pub fn inspect_budgets(&self) -> Vec<BudgetInspection> {
+        let current = self.state.load_full();
+        let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let routes = current.snapshot.routes.routes();
+        current
+            .budgets
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(r, budget)| {
+                let budget = budget.as_ref()?;
+                let regions = budget
+                    .regions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, region)| {
+                        let seen = memory.budgets.get(&(r, i)).cloned().unwrap_or_default();
+                        RegionBudgetInspection {
+                            region: region.region.clone(),
+                            capacity: region.capacity,
+                            limit: region.limiter.rate(),
+                            rate: seen.rate,
+                            over_rate: seen.over_rate,
+                            over_budget: seen.over_budget,
+                            admitted: region.admitted.load(Ordering::Relaxed),
+                            rejected: region.rejected.load(Ordering::Relaxed),
+                            spilled: region.spilled.load(Ordering::Relaxed),
+                        }
+                    })
+                    .collect();
+                Some(BudgetInspection {
+                    route: routes[r].name.clone(),
+                    policy: budget.policy.clone(),
+                    regions,
+                })
+            })
+            .collect()
     }
 
     /// The pool's schedule template that applies now, if any; a switch from
@@ -695,6 +892,99 @@ impl Engine {
                 })
             })
             .collect()
+    }
+
+    /// Step the pool's ring toward the new shares within `max_key_moves`
+    /// and publish it with them; keys moving is a decision.
+    fn step_ring(
+        &self,
+        pool: &Pool,
+        weights: PoolWeights,
+        memory: &mut EngineMemory,
+        now_ms: u64,
+    ) -> PoolWeights {
+        let Some(hash) = &pool.policy.consistent_hash else {
+            return weights;
+        };
+        let ids: Vec<&str> = pool.backends.iter().map(|b| b.id.0.as_str()).collect();
+        let (current, target) = if memory.rings.contains_key(&pool.name) {
+            let current: Vec<u32> = pool
+                .backends
+                .iter()
+                .map(|b| memory.backends.get(&b.id).map_or(0, |m| m.vnodes))
+                .collect();
+            let target = ring::rescaled_targets(&weights.shares, hash.vnodes, &current);
+            (current, target)
+        } else {
+            let target = ring::target_counts(&weights.shares, hash.vnodes);
+            (target.clone(), target)
+        };
+        let band = ring::dead_band(hash.vnodes);
+        let step = ring::step_counts(&ids, &current, &target, band, hash.max_key_moves);
+        let same_backends = |published: &&PublishedRing| {
+            published.ids.iter().eq(pool.backends.iter().map(|b| &b.id))
+        };
+        let before = match memory.rings.get(&pool.name).filter(same_backends) {
+            Some(published) => published.ring.clone(),
+            None => Arc::new(ring::HashRing::build(&ids, &current)),
+        };
+        let (after, moved) = if step.counts == current {
+            (before, 0.0)
+        } else {
+            let after = Arc::new(ring::HashRing::build(&ids, &step.counts));
+            let moved = ring::moved_fraction(&before, &after);
+            (after, moved)
+        };
+        memory.rings.insert(
+            pool.name.clone(),
+            PublishedRing {
+                ids: pool.backends.iter().map(|b| b.id.clone()).collect(),
+                ring: after.clone(),
+            },
+        );
+        let key_space = after.key_space(ids.len());
+        let mut changes = Vec::new();
+        for (b, backend) in pool.backends.iter().enumerate() {
+            memory
+                .backends
+                .entry(backend.id.clone())
+                .or_default()
+                .vnodes = step.counts[b];
+            self.metrics
+                .hash_key_space
+                .with_label_values(&[pool.name.as_str(), backend.id.0.as_str()])
+                .set(key_space[b]);
+            if current[b] != step.counts[b] {
+                changes.push(format!(
+                    "{} vnodes {} -> {} (target {}, share {:.3})",
+                    backend.id, current[b], step.counts[b], target[b], weights.shares[b]
+                ));
+            }
+        }
+        self.metrics
+            .hash_ring_moved
+            .with_label_values(&[pool.name.as_str()])
+            .set(moved);
+        if moved > 0.0 {
+            let reason = format!(
+                "{:.2}% of the key space changed owner (budget {:.2}% per interval): {}",
+                moved * 100.0,
+                hash.max_key_moves * 100.0,
+                changes.join(", ")
+            );
+            tracing::info!(pool = %pool.name, "{reason}");
+            self.decisions.record(RoutingDecision {
+                at: SystemTime::now(),
+                at_ms: now_ms,
+                pool: pool.name.clone(),
+                backend: "ring".into(),
+                kind: DecisionKind::KeyMove,
+                old_share: 0.0,
+                new_share: moved,
+                reason,
+            });
+        }
+        weights.with_ring(after)
     }
 
     /// Publish each tier's load; a tier below the first that starts taking
@@ -1184,6 +1474,9 @@ impl Engine {
             .iter()
             .map(|pool| {
                 let weights = current.weights[pool.id.0].as_ref();
+                let key_space = weights
+                    .and_then(|w| w.ring.as_ref())
+                    .map(|r| r.key_space(pool.backends.len()));
                 pool.backends
                     .iter()
                     .enumerate()
@@ -1202,6 +1495,7 @@ impl Engine {
                             .map(|elapsed| elapsed as f64 / slow_start as f64);
                         let share = weights.map_or(0.0, |w| w.shares[i]);
                         BackendInspection {
+                            ring: key_space.as_ref().map(|owned| (mem.vnodes, owned[i])),
                             id: backend.id.0.clone(),
                             share,
                             eligible: share > 0.0,
@@ -2010,6 +2304,63 @@ routes: [{{pool: p}}]
         }
     }
 
+    fn ring(engine: &Engine) -> Vec<u32> {
+        engine.inspect(0)[0]
+            .iter()
+            .map(|b| b.ring.expect("a ring").0)
+            .collect()
+    }
+
+    #[test]
+    fn the_ring_follows_shares_within_the_move_budget_and_survives_a_reload() {
+        let hashed = "    mode: round_robin\n    consistent_hash: {key: {header: x-session}, vnodes: 100, max_key_moves: 0.05}\n";
+        let e = engine(hashed, 3);
+        e.tick(0);
+        assert_eq!(ring(&e), vec![100, 100, 100], "built at its target at once");
+        let id = BackendId("p/127.0.0.1:9000".into());
+        assert!(e.set_pinned(&id, Some((0.1, Duration::from_secs(600))), 0));
+        let mut counts = vec![ring(&e)[0]];
+        for tick in 1..=30 {
+            e.tick(tick * 100);
+            counts.push(ring(&e)[0]);
+        }
+        let moves = e.decisions.recent(100, |d| d.kind == DecisionKind::KeyMove);
+        assert!(moves.len() >= 4, "{counts:?}");
+        assert!(moves.iter().all(|d| d.new_share <= 0.05 + 1e-12));
+        assert!(counts.windows(2).all(|w| w[1] <= w[0]), "{counts:?}");
+        assert!(counts[1] > 30, "gradual: {counts:?}");
+        assert!(
+            // 0.1 : 0.45 : 0.45 at the others' scale (100 vnodes for 0.45).
+            counts.last().unwrap().abs_diff(22) <= ring::dead_band(100),
+            "{counts:?}"
+        );
+
+        // A reload that adds a backend keeps the others' vnodes; the new one
+        // starts empty and grows within the budget.
+        let before = ring(&e);
+        let yaml = format!(
+            "listeners: [{{address: \"127.0.0.1:1\"}}]\npools:\n  p:\n    recompute_interval: 100ms\n{hashed}    backends: [{}]\nroutes: [{{pool: p}}]\n",
+            (0..4)
+                .map(|i| format!("{{addr: \"127.0.0.1:{}\"}}", 9000 + i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let snapshot = Arc::new(crate::config::load_str(&yaml, Path::new(".")).unwrap());
+        let moves_before = e
+            .decisions
+            .recent(1000, |d| d.kind == DecisionKind::KeyMove)
+            .len();
+        e.install(snapshot, 3_100);
+        let after = ring(&e);
+        let moved = e
+            .decisions
+            .recent(1000, |d| d.kind == DecisionKind::KeyMove);
+        assert!(moved[moves_before..]
+            .iter()
+            .all(|d| d.new_share <= 0.05 + 1e-12));
+        assert!(after[3] > 0 && after[3] < 100, "{before:?} -> {after:?}");
+    }
+
     #[test]
     fn consecutive_failures_eject_and_ejection_ends_in_slow_start() {
         let e = engine("    slow_start: 10s\n    outlier: {consecutive_failures: 3, base_ejection: 1s, max_ejection: 10s}\n", 3);
@@ -2325,6 +2676,7 @@ mod shadow_tests {
                 stats: &state.stats.pools[0],
                 plan: None,
                 sticky: None,
+                hash_key: None,
             };
             let chosen = pick(&state.snapshot, &facts, 0, &mut rng)
                 .backend()

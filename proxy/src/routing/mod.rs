@@ -2,13 +2,17 @@
 //! (`weights`, run by `engine`), the per-request choice (`picker`) and the
 //! log of routing decisions (`decisions`); regions (`geo`, `spillover`),
 //! priority tiers (`tiers`), scheduled region weights (`schedule`),
-//! sticky canary keys (`sticky`) and the read/write split (`read_write`).
+//! event budgets (`budget`), request keys (`sticky`), the consistent-hash
+//! ring (`ring`), the read/write split (`read_write`) and shadow policies
+//! (`shadow`).
 
+pub mod budget;
 pub mod decisions;
 pub mod engine;
 pub mod geo;
 pub mod picker;
 pub mod read_write;
+pub mod ring;
 pub mod schedule;
 pub mod shadow;
 pub mod spillover;

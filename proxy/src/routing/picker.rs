@@ -38,11 +38,23 @@
 //! highest first. A standby region thus gets its pre-warm trickle from
 //! every client, and a fence is never crossed to reach a tier.
 //!
+//! Consistent hashing (see [`super::ring`]): in a pool with a ring, a
+//! request carrying the hash key goes to the key's owner on the ring, in
+//! whatever scope the plan walk is in: the walk goes clockwise to the first
+//! backend of that scope (region and tier) that is eligible and not yet
+//! tried. The ring spans the whole pool, so restricted to a region it is
+//! still a consistent ring over that region's backends: a key only changes
+//! backend within a region when that region's vnodes change. A keyed
+//! request also draws its tier and its region spills from its own hash
+//! (salted), so the same keys spill while a spill fraction holds. Requests
+//! without the key are drawn by share as usual.
+//!
 //! Sticky canary assignment: a request carrying a user key (hashed to
 //! `k ∈ [0, 1)`) is not drawn at random but placed at `k` on its group's
 //! cumulative shares, canaries first. A user stays on the same side of the
 //! canary while the canary's share holds, and as it grows, users only join it.
 
+use super::ring::HashRing;
 use crate::config::{BalanceMode, Pool, PoolId, RegionPlan, Snapshot};
 use crate::stats::backend::BackendStats;
 use rand::Rng;
@@ -149,6 +161,8 @@ pub struct PoolWeights {
     regions: Vec<Group>,
     /// Running sums of the tiers' total shares, in `Pool::tiers` order.
     tier_cumulative: Vec<f64>,
+    /// The consistent-hash ring, in pools that hash a request key.
+    pub ring: Option<Arc<HashRing>>,
 }
 
 impl PoolWeights {
@@ -189,6 +203,15 @@ impl PoolWeights {
             all,
             regions,
             tier_cumulative,
+            ring: None,
+        }
+    }
+
+    /// The same weights with this consistent-hash ring.
+    pub fn with_ring(self, ring: Arc<HashRing>) -> Self {
+        Self {
+            ring: Some(ring),
+            ..self
         }
     }
 
@@ -260,12 +283,13 @@ impl PoolWeights {
     }
 
     /// Index (in `Pool::tiers`) of the tier a request is drawn into.
-    fn draw_tier<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
+    /// `uniform` is a draw in `[0, 1)`.
+    fn draw_tier(&self, uniform: f64) -> usize {
         let total = self.tier_cumulative.last().copied().unwrap_or(0.0);
         if self.tier_cumulative.len() <= 1 || total <= 0.0 {
             return 0;
         }
-        let point = rng.random::<f64>() * total;
+        let point = uniform * total;
         let index = self.tier_cumulative.partition_point(|&c| c <= point);
         index.min(self.tier_cumulative.len() - 1)
     }
@@ -287,6 +311,8 @@ pub struct RequestFacts<'a> {
     pub plan: Option<&'a RegionPlan>,
     /// The hash of the request's user key, for sticky canary assignment.
     pub sticky: Option<u64>,
+    /// The hash of the request's consistent-hash key.
+    pub hash_key: Option<u64>,
 }
 
 /// The picker's answer.
@@ -377,6 +403,13 @@ pub fn pick<R: Rng + ?Sized>(
 ) -> Decision {
     let pool = snapshot.pool(facts.pool);
     let choose = |scope: Scope<'_>, rng: &mut R| -> Option<usize> {
+        if let (Some(key), Some(weights)) = (facts.hash_key, facts.weights) {
+            if let Some(ring) = &weights.ring {
+                return ring.lookup(key, |b| {
+                    weights.eligible(b) && !facts.tried.contains(&b) && scope.contains(pool, b)
+                });
+            }
+        }
         match (pool.policy.mode, facts.weights) {
             (BalanceMode::RoundRobin, Some(weights)) => {
                 let ticket = facts.sticky.unwrap_or(facts.ticket);
@@ -394,7 +427,16 @@ pub fn pick<R: Rng + ?Sized>(
             Decision::Backend,
         );
     };
-    let drawn = facts.weights.map_or(0, |w| w.draw_tier(rng));
+    // A hashed key draws its tier and its spills from its own hash, so it
+    // stays put while loads and spill fractions hold.
+    let mut draw = |salt: u64| match facts.hash_key {
+        Some(key) => unit_interval(mix(key ^ salt)),
+        None => rng.random::<f64>(),
+    };
+    let drawn = match facts.weights {
+        Some(w) if pool.tiers.len() > 1 => w.draw_tier(draw(TIER_SALT)),
+        _ => 0,
+    };
     let others = (0..pool.tiers.len()).filter(|&t| t != drawn);
     for t in std::iter::once(drawn).chain(others) {
         if let Some(found) = pick_in_tier(pool, plan, pool.tiers[t], facts, rng, &choose) {
@@ -418,7 +460,11 @@ fn pick_in_tier<R: Rng + ?Sized>(
     let mut passed: u64 = 0;
     for (i, region) in plan.order.iter().enumerate() {
         let spill = facts.weights.map_or(0.0, |w| w.spill(region));
-        if spill > 0.0 && i < MAX_SPILL_HOPS && rng.random::<f64>() < spill {
+        let spills = |rng: &mut R| match facts.hash_key {
+            Some(key) => unit_interval(mix(key ^ (SPILL_SALT + i as u64))) < spill,
+            None => rng.random::<f64>() < spill,
+        };
+        if spill > 0.0 && i < MAX_SPILL_HOPS && spills(rng) {
             let later_serves = facts.weights.is_some_and(|w| {
                 plan.order[i + 1..]
                     .iter()
@@ -526,6 +572,19 @@ fn weighted<R: Rng + ?Sized>(
     } else {
         Some(first)
     }
+}
+
+/// Salts that make a key's tier and spill draws independent of its ring
+/// position and of each other.
+const TIER_SALT: u64 = 0x7469_6572;
+const SPILL_SALT: u64 = 0x7370_696c_6c00;
+
+/// SplitMix64's finalizer: a well-spread function of `x`.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// A hash spread over `[0, 1)`.
@@ -657,6 +716,7 @@ mod tests {
             stats,
             plan: None,
             sticky: None,
+            hash_key: None,
         }
     }
 
@@ -838,6 +898,7 @@ routes: [{{pool: p}}]
                     stats: &stats,
                     plan: Some(plan),
                     sticky: None,
+                    hash_key: None,
                 };
                 pick(snap, &facts, 0, &mut rng)
             })
@@ -971,6 +1032,7 @@ routes: [{{pool: p}}]
                 stats: &stats,
                 plan: Some(plan),
                 sticky: None,
+                hash_key: None,
             };
             let decision = pick(snap, &facts, 0, &mut rng);
             spilled += usize::from(matches!(decision, Decision::Spilled(_)));
@@ -1000,6 +1062,55 @@ routes: [{{pool: p}}]
         };
         let (counts, spilled) = tally(&snap, &west_down, "us-east", 1_000);
         assert_eq!((counts[0] + counts[1], spilled), (1_000, 0), "{counts:?}");
+    }
+
+    #[test]
+    fn hashed_keys_stay_in_their_region_and_spill_as_a_fixed_subset() {
+        let snap = snapshot("latency");
+        let ids: Vec<&str> = snap.pools[0]
+            .backends
+            .iter()
+            .map(|b| b.id.0.as_str())
+            .collect();
+        let ring = crate::routing::ring::HashRing::build(&ids, &[100; 6]);
+        let mut w = weights(&snap, EVEN).with_ring(Arc::new(ring));
+        w.set_spill("us-east", 0.3);
+        let stats: Vec<Arc<BackendStats>> = (0..6).map(|_| Arc::new(BackendStats::new())).collect();
+        let plan = &snap.geo.as_ref().unwrap().plans["us-east"];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut place = |key: u64, weights: &PoolWeights| {
+            let facts = RequestFacts {
+                pool: PoolId(0),
+                ticket: 0,
+                tried: &[],
+                weights: Some(weights),
+                stats: &stats,
+                plan: Some(plan),
+                sticky: None,
+                hash_key: Some(key),
+            };
+            pick(&snap, &facts, 0, &mut rng)
+        };
+        let keys: Vec<u64> = (0..4_000u64).map(mix).collect();
+        let first: Vec<Decision> = keys.iter().map(|&k| place(k, &w)).collect();
+        let again: Vec<Decision> = keys.iter().map(|&k| place(k, &w)).collect();
+        assert_eq!(
+            first, again,
+            "the same key, the same backend, spilled or not"
+        );
+        let spilled = first.iter().filter(|d| **d == Decision::Spilled(2)).count();
+        let share = spilled as f64 / keys.len() as f64;
+        assert!((share - 0.3).abs() < 0.03, "{share}");
+        assert!(first
+            .iter()
+            .all(|d| matches!(d, Decision::Backend(0 | 1) | Decision::Spilled(2))));
+        // A larger spill only adds keys to those already spilled.
+        w.set_spill("us-east", 0.5);
+        for (&key, before) in keys.iter().zip(&first) {
+            if *before == Decision::Spilled(2) {
+                assert_eq!(place(key, &w), Decision::Spilled(2));
+            }
+        }
     }
 
     #[test]
@@ -1070,6 +1181,7 @@ routes: [{pool: p}]
                             stats: &stats,
                             plan: None,
                             sticky: Some(key),
+                            hash_key: None,
                         };
                         pick(snap, &facts, 0, &mut rng).backend().unwrap()
                     })
@@ -1148,6 +1260,7 @@ routes: [{pool: p}]
                 stats: &stats,
                 plan: Some(plan),
                 sticky: None,
+                hash_key: None,
             };
             counts[pick(snap, &facts, 0, &mut rng).backend().expect("served")] += 1;
         }

@@ -1,5 +1,5 @@
-//! The user key of a request, for sticky canary assignment: read from a
-//! configured header or cookie and hashed to a `u64` (FNV-1a, then a
+//! The key of a request, for sticky canary assignment and consistent
+//! hashing: read from a configured header, cookie or path segment and hashed to a `u64` (FNV-1a, then a
 //! SplitMix64 finalizer so that similar keys spread evenly). The hash is
 //! fixed, so every Ballast instance places a user on the same side.
 
@@ -7,9 +7,10 @@ use crate::config::StickyKey;
 use http::header::COOKIE;
 use http::HeaderMap;
 
-/// The hash of the request's user key, if it carries a non-empty one.
-pub fn key_hash(key: &StickyKey, headers: &HeaderMap) -> Option<u64> {
+/// The hash of the request's key, if it carries a non-empty one.
+pub fn key_hash(key: &StickyKey, headers: &HeaderMap, path: &str) -> Option<u64> {
     match key {
+        StickyKey::PathSegment(n) => path_segment(path, *n).map(|s| hash(s.as_bytes())),
         StickyKey::Header(name) => headers
             .get(name)
             .map(|v| v.as_bytes())
@@ -23,6 +24,14 @@ pub fn key_hash(key: &StickyKey, headers: &HeaderMap) -> Option<u64> {
     }
 }
 
+/// The `n`-th (from 1) non-empty segment of the path, query excluded.
+fn path_segment(path: &str, n: usize) -> Option<&str> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .nth(n.checked_sub(1)?)
+}
+
 /// The value of cookie `name` in one `Cookie` header (`a=1; b=2`), if not empty.
 pub fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     header.split(|&b| b == b';').find_map(|pair| {
@@ -34,9 +43,14 @@ pub fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 }
 
 fn hash(bytes: &[u8]) -> u64 {
+    hash_parts(bytes, &[])
+}
+
+/// The hash of `first` followed by `second` (as if concatenated).
+pub fn hash_parts(first: &[u8], second: &[u8]) -> u64 {
     const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = bytes.iter().fold(FNV_OFFSET, |h, &b| {
+    let mut h = first.iter().chain(second).fold(FNV_OFFSET, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
     });
     h ^= h >> 30;
@@ -62,26 +76,40 @@ mod tests {
     #[test]
     fn header_keys_hash_the_same_every_time_and_differ_between_users() {
         let key = StickyKey::Header(http::HeaderName::from_static("x-user"));
-        let alice = key_hash(&key, &headers(&[("x-user", "alice")]));
+        let alice = key_hash(&key, &headers(&[("x-user", "alice")]), "/");
         assert!(alice.is_some());
-        assert_eq!(alice, key_hash(&key, &headers(&[("x-user", "alice")])));
-        assert_ne!(alice, key_hash(&key, &headers(&[("x-user", "bob")])));
-        assert_eq!(key_hash(&key, &headers(&[("x-user", "")])), None);
-        assert_eq!(key_hash(&key, &headers(&[])), None);
+        assert_eq!(alice, key_hash(&key, &headers(&[("x-user", "alice")]), "/"));
+        assert_ne!(alice, key_hash(&key, &headers(&[("x-user", "bob")]), "/"));
+        assert_eq!(key_hash(&key, &headers(&[("x-user", "")]), "/"), None);
+        assert_eq!(key_hash(&key, &headers(&[]), "/"), None);
     }
 
     #[test]
     fn cookies_are_found_in_any_cookie_header() {
         let key = StickyKey::Cookie("uid".into());
-        let direct = key_hash(&key, &headers(&[("cookie", "uid=42")]));
+        let direct = key_hash(&key, &headers(&[("cookie", "uid=42")]), "/");
         assert!(direct.is_some());
         let among = headers(&[("cookie", "a=1"), ("cookie", "theme=dark;  uid=42 ; b=")]);
-        assert_eq!(key_hash(&key, &among), direct);
+        assert_eq!(key_hash(&key, &among, "/"), direct);
         assert_eq!(
-            key_hash(&key, &headers(&[("cookie", "xuid=42; uidx=1")])),
+            key_hash(&key, &headers(&[("cookie", "xuid=42; uidx=1")]), "/"),
             None
         );
-        assert_eq!(key_hash(&key, &headers(&[("cookie", "uid=")])), None);
+        assert_eq!(key_hash(&key, &headers(&[("cookie", "uid=")]), "/"), None);
+    }
+
+    #[test]
+    fn path_segments_count_from_one_and_ignore_the_query() {
+        let key = StickyKey::PathSegment(2);
+        let none = HeaderMap::new();
+        let cart = key_hash(&key, &none, "/users/42/cart");
+        assert!(cart.is_some());
+        assert_eq!(key_hash(&key, &none, "/users/42?x=1"), cart);
+        assert_eq!(key_hash(&key, &none, "//users//42"), cart);
+        assert_ne!(key_hash(&key, &none, "/users/43"), cart);
+        assert_eq!(key_hash(&key, &none, "/users"), None);
+        assert_eq!(key_hash(&key, &none, "/users/?42"), None);
+        assert_eq!(key_hash(&StickyKey::PathSegment(0), &none, "/a/b"), None);
     }
 
     #[test]
@@ -94,7 +122,7 @@ mod tests {
                 "x-user",
                 HeaderValue::from_str(&format!("user-{i}")).unwrap(),
             );
-            if key_hash(&key, &map).unwrap() < u64::MAX / 2 {
+            if key_hash(&key, &map, "/").unwrap() < u64::MAX / 2 {
                 below_half += 1;
             }
         }

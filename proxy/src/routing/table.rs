@@ -5,7 +5,7 @@
 //! port ignored), path prefix (segment-aware: `/v1` matches `/v1` and `/v1/x`
 //! but not `/v10`), methods, and exact header values. Matching allocates nothing.
 
-use crate::config::PoolId;
+use crate::config::{BudgetPolicy, PoolId};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// How a route matches the request's host.
@@ -39,6 +39,8 @@ pub struct Route {
     pub methods: Option<Vec<Method>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub pool: PoolId,
+    /// The route's event budget, if it has one.
+    pub budget: Option<BudgetPolicy>,
 }
 
 /// What a route looks at in a request.
@@ -136,6 +138,7 @@ mod tests {
             methods: None,
             headers: vec![],
             pool: PoolId(pool),
+            budget: None,
         }
     }
 

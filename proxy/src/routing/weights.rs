@@ -347,6 +347,7 @@ mod tests {
             region_max_share: 1.0,
             spillover: None,
             canary_sticky: None,
+            consistent_hash: None,
             overprovisioning_factor: 1.4,
             prewarm_share: 0.0,
             schedules: Vec::new(),

@@ -20,6 +20,11 @@ pub fn now_ms() -> u64 {
     origin().elapsed().as_millis() as u64 + 1
 }
 
+/// The same clock in microseconds (for rate limiters).
+pub fn now_us() -> u64 {
+    origin().elapsed().as_micros() as u64 + 1
+}
+
 /// The same clock, for an arbitrary instant (e.g. when a request started).
 pub fn ms_at(instant: Instant) -> u64 {
     instant.saturating_duration_since(origin()).as_millis() as u64 + 1

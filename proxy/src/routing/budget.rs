@@ -1,0 +1,266 @@
+//! Event budgets: a route may use at most a fixed share of each region's
+//! capacity, so that one event cannot starve another on the same pool.
+//!
+//! A region's capacity is the sum of the configured `capacity` (requests per
+//! second) of the route's pool's backends in that region; the route's limit
+//! there is `region_share × capacity`. (Server-Load reports a capacity in
+//! concurrent requests, not a rate, so it does not enter the budget.)
+//!
+//! Each (route, region) has a lock-free rate limiter (GCRA: one atomic
+//! "theoretical arrival time", a compare-and-swap per request, with a burst
+//! tolerance of 100 ms of the limit) and counters of what it admitted,
+//! rejected and spilled, which the engine turns into rates and decisions.
+//! Routes without a budget have no entry: nothing is done for them.
+
+use crate::config::{BudgetPolicy, Pool, Snapshot};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How far ahead of its schedule a limiter may run: the burst it admits.
+const BURST_TOLERANCE_US: u64 = 100_000;
+
+/// A lock-free rate limiter: Generic Cell Rate Algorithm in microseconds.
+#[derive(Debug)]
+pub struct RateLimiter {
+    /// When the next request is due if requests came exactly at the rate.
+    theoretical_arrival_us: AtomicU64,
+    /// Microseconds per admitted request (`u64::MAX`: admit nothing).
+    interval_us: AtomicU64,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: f64) -> Self {
+        let limiter = Self {
+            theoretical_arrival_us: AtomicU64::new(0),
+            interval_us: AtomicU64::new(u64::MAX),
+        };
+        limiter.set_rate(per_second);
+        limiter
+    }
+
+    /// Change the rate; requests already admitted keep their place.
+    pub fn set_rate(&self, per_second: f64) {
+        let interval = if per_second > 0.0 {
+            (1e6 / per_second).max(1.0) as u64
+        } else {
+            u64::MAX
+        };
+        self.interval_us.store(interval, Ordering::Relaxed);
+    }
+
+    pub fn rate(&self) -> f64 {
+        match self.interval_us.load(Ordering::Relaxed) {
+            u64::MAX => 0.0,
+            interval => 1e6 / interval as f64,
+        }
+    }
+
+    /// Admit one request at `now_us` if the rate allows it.
+    pub fn try_acquire(&self, now_us: u64) -> bool {
+        let interval = self.interval_us.load(Ordering::Relaxed);
+        if interval == u64::MAX {
+            return false;
+        }
+        let mut due = self.theoretical_arrival_us.load(Ordering::Relaxed);
+        loop {
+            let start = due.max(now_us);
+            if start - now_us > BURST_TOLERANCE_US {
+                return false;
+            }
+            match self.theoretical_arrival_us.compare_exchange_weak(
+                due,
+                start.saturating_add(interval),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => due = actual,
+            }
+        }
+    }
+}
+
+/// One route's budget in one region of its pool.
+#[derive(Debug)]
+pub struct RegionBudget {
+    /// The region's name (`None`: the backends without a region).
+    pub region: Option<String>,
+    /// Configured capacity of the pool's backends in the region, req/s.
+    pub capacity: f64,
+    pub limiter: RateLimiter,
+    pub admitted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub spilled: AtomicU64,
+}
+
+/// A route's budget: its policy and one limiter per region of its pool.
+#[derive(Debug)]
+pub struct RouteBudget {
+    pub policy: BudgetPolicy,
+    pub regions: Vec<RegionBudget>,
+    /// Index into `regions` of each of the pool's backends.
+    backend_region: Vec<usize>,
+}
+
+/// Whether a request fits its route's budget in a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// Over budget in this region (index into `RouteBudget::regions`).
+    Over(usize),
+}
+
+impl RouteBudget {
+    fn new(policy: BudgetPolicy, pool: &Pool) -> Self {
+        let regions: Vec<RegionBudget> = pool
+            .regions
+            .iter()
+            .map(|region| {
+                let capacity: f64 = pool
+                    .backends
+                    .iter()
+                    .filter(|b| b.region == *region)
+                    .filter_map(|b| b.capacity)
+                    .map(f64::from)
+                    .sum();
+                RegionBudget {
+                    region: region.clone(),
+                    capacity,
+                    limiter: RateLimiter::new(capacity * policy.region_share),
+                    admitted: AtomicU64::new(0),
+                    rejected: AtomicU64::new(0),
+                    spilled: AtomicU64::new(0),
+                }
+            })
+            .collect();
+        let backend_region = pool
+            .backends
+            .iter()
+            .map(|b| {
+                pool.regions
+                    .iter()
+                    .position(|r| *r == b.region)
+                    .expect("every backend's region is listed")
+            })
+            .collect();
+        Self {
+            policy,
+            regions,
+            backend_region,
+        }
+    }
+
+    /// The region (index) of one of the pool's backends.
+    pub fn region_of(&self, backend: usize) -> usize {
+        self.backend_region[backend]
+    }
+
+    /// Charge a request sent to `backend` against its region's budget.
+    pub fn admit(&self, backend: usize, now_us: u64) -> Admission {
+        let index = self.backend_region[backend];
+        let region = &self.regions[index];
+        if region.limiter.try_acquire(now_us) {
+            region.admitted.fetch_add(1, Ordering::Relaxed);
+            Admission::Admitted
+        } else {
+            Admission::Over(index)
+        }
+    }
+}
+
+/// The budgets of a snapshot's routes, by route index (`None`: no budget).
+#[derive(Debug, Default)]
+pub struct Budgets {
+    pub routes: Vec<Option<RouteBudget>>,
+}
+
+impl Budgets {
+    pub fn new(snapshot: &Snapshot) -> Self {
+        let routes = snapshot
+            .routes
+            .routes()
+            .iter()
+            .map(|route| {
+                route
+                    .budget
+                    .clone()
+                    .map(|policy| RouteBudget::new(policy, snapshot.pool(route.pool)))
+            })
+            .collect();
+        Self { routes }
+    }
+
+    /// The budget of route `index`, if it has one.
+    pub fn route(&self, index: usize) -> Option<&RouteBudget> {
+        self.routes.get(index).and_then(Option::as_ref)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests offered every `gap_us` for `seconds`: how many get through.
+    fn admitted(limiter: &RateLimiter, gap_us: u64, seconds: u64, start_us: u64) -> u64 {
+        (0..seconds * 1_000_000 / gap_us)
+            .filter(|i| limiter.try_acquire(start_us + i * gap_us))
+            .count() as u64
+    }
+
+    #[test]
+    fn admits_the_rate_and_no_more_under_overload() {
+        let limiter = RateLimiter::new(100.0);
+        // Offered 1000/s for 10 s: 100/s get through, plus the initial burst.
+        let got = admitted(&limiter, 1_000, 10, 1);
+        assert!((1_000..=1_011).contains(&got), "{got}");
+    }
+
+    #[test]
+    fn under_the_rate_everything_passes() {
+        let limiter = RateLimiter::new(100.0);
+        assert_eq!(admitted(&limiter, 20_000, 10, 1), 500);
+    }
+
+    #[test]
+    fn a_burst_is_bounded_by_the_tolerance() {
+        let limiter = RateLimiter::new(100.0);
+        // All at the same instant: 100 ms of the rate, plus the first.
+        let burst = (0..1_000).filter(|_| limiter.try_acquire(5)).count();
+        assert_eq!(burst, 11);
+        // After a quiet second the limiter has not hoarded more.
+        let later = (0..1_000)
+            .filter(|_| limiter.try_acquire(2_000_000))
+            .count();
+        assert_eq!(later, 11);
+    }
+
+    #[test]
+    fn rate_changes_apply_to_the_next_requests_and_zero_admits_nothing() {
+        let limiter = RateLimiter::new(100.0);
+        assert!(limiter.try_acquire(1));
+        limiter.set_rate(0.0);
+        assert_eq!(limiter.rate(), 0.0);
+        assert!(!limiter.try_acquire(10_000_000));
+        limiter.set_rate(10.0);
+        assert!((limiter.rate() - 10.0).abs() < 1e-9);
+        let got = admitted(&limiter, 1_000, 5, 20_000_000);
+        assert!((50..=52).contains(&got), "{got}");
+    }
+
+    #[test]
+    fn concurrent_requests_never_exceed_the_rate() {
+        let limiter = std::sync::Arc::new(RateLimiter::new(1_000.0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let limiter = limiter.clone();
+                std::thread::spawn(move || {
+                    (0..100_000u64)
+                        .filter(|i| limiter.try_acquire(1 + i * 10))
+                        .count()
+                })
+            })
+            .collect();
+        let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        // 1 s of fake time at 1000/s: 1000 plus the burst, whatever the interleaving.
+        assert!((990..=1_101).contains(&total), "{total}");
+    }
+}
