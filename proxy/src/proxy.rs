@@ -792,8 +792,10 @@ impl ProxyHttp for BallastProxy {
             facts.weights,
             ctx.tried.is_empty(),
         ) {
-            // A policy trial beside the live one: counted, never routed.
-            shadow.compare(live, backend, facts.plan.is_some(), &mut rand::rng());
+            // A policy trial beside the live one: counted, never routed. A
+            // write (or pinned read) is compared within the write region.
+            let scoped = facts_used.plan.is_some();
+            shadow.compare(live, backend, scoped, &mut rand::rng());
         }
         ctx.tried.push(backend);
         if let Some(explain) = &routing.snapshot.explain {
