@@ -43,7 +43,7 @@ pub struct LoadPlan {
     pub duration: Duration,
     pub timeout: Duration,
     pub max_in_flight: usize,
-    /// Users who write and read back (`None`: anonymous `GET /load`).
+    /// Users who write and read back (`None`: anonymous `GET /work`).
     pub read_your_writes: Option<ReadYourWritesPlan>,
 }
 
@@ -112,7 +112,7 @@ pub async fn drive(plan: &LoadPlan, start: Instant, origin_names: &[&str]) -> Ve
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http::<Empty<Bytes>>();
-    let uri: Uri = format!("http://{}/load", plan.target)
+    let uri: Uri = format!("http://{}/work", plan.target)
         .parse()
         .expect("a socket address makes a valid URI");
     let names: Arc<Vec<String>> = Arc::new(origin_names.iter().map(|n| n.to_string()).collect());

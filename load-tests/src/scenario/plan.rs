@@ -65,7 +65,7 @@ pub struct Scenario {
     /// The backend the scenario is about (its share is tracked).
     pub focus: usize,
     /// Users who write now and then and read their writes back, instead of
-    /// anonymous `GET /load` requests (`None`: the latter).
+    /// anonymous `GET /work` requests (`None`: the latter).
     pub read_your_writes: Option<ReadYourWritesPlan>,
 }
 

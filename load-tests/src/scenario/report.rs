@@ -62,7 +62,7 @@ pub fn markdown(info: &RunInfo, results: &[ScenarioResults], checks: &[Check]) -
     let _ = write!(
         out,
         "{skipped_gap}## Method\n\n\
-         - **Load**: open loop, {rate} requests/s of `GET /load`, started on a fixed schedule \
+         - **Load**: open loop, {rate} requests/s of `GET /work`, started on a fixed schedule \
          whatever the answers (so every contender faces the same offered load), over keep-alive \
          connections from one pooled client; a request is given up after {timeout} s; at most \
          {max} are outstanding (a request due beyond that is not sent and counts as an error). \
