@@ -878,7 +878,11 @@ async fn sticky_canary_users_stay_on_their_side() {
             assert_eq!(reply.status, 200);
             seen.insert(reply.header("x-origin").unwrap().to_string());
         }
-        assert_eq!(seen.len(), 1, "user-{user} bounced between {seen:?}");
+        // The promise is the side of the canary; between the two stable
+        // backends a user near their boundary may move as their shares jitter.
+        let sides: std::collections::BTreeSet<bool> =
+            seen.iter().map(|origin| origin == "canary").collect();
+        assert_eq!(sides.len(), 1, "user-{user} crossed the canary: {seen:?}");
         on_canary += usize::from(seen.contains("canary"));
     }
     println!("{on_canary} of 60 users on the canary (share 0.2)");
