@@ -436,19 +436,7 @@ async fn clients_are_served_in_their_region_and_fences_hold() {
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let yaml = format!(
-        r#"
-listeners: [{{address: "{listen}"}}]
-admin: {{address: "{admin}"}}
-server: {{threads: 2, drain_timeout: 2s}}
-regions:
-  us-east: {{fallback: [us-west]}}
-  us-west: {{fallback: [us-east]}}
-  eu-west: {{fallback: [us-east]}}
-geo:
-  client_region: [{{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}}, {{default: us-east}}]
-  residency: [{{clients: [eu-west], allowed: [eu-west]}}]
-explain: {{trusted_peers: ["127.0.0.1"]}}
-pools:
+        r#"{}
   p:
     recompute_interval: 100ms
     backends:
@@ -457,7 +445,10 @@ pools:
       - {{addr: "{}", region: eu-west}}
 routes: [{{pool: p}}]
 "#,
-        east.addr, west.addr, eu.addr
+        three_regions(listen, admin),
+        east.addr,
+        west.addr,
+        eu.addr
     );
     let _ballast = RunningBallast::start(&yaml, std::path::Path::new("."), &[listen, admin]).await;
     for (region, origin) in [("us-east", &east), ("us-west", &west), ("eu-west", &eu)] {
@@ -1462,19 +1453,7 @@ async fn an_event_over_budget_spills_to_the_next_region_but_never_across_a_fence
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let yaml = format!(
-        r#"
-listeners: [{{address: "{listen}"}}]
-admin: {{address: "{admin}"}}
-server: {{threads: 2, drain_timeout: 2s}}
-regions:
-  us-east: {{fallback: [us-west]}}
-  us-west: {{fallback: [us-east]}}
-  eu-west: {{fallback: [us-east]}}
-geo:
-  client_region: [{{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}}, {{default: us-east}}]
-  residency: [{{clients: [eu-west], allowed: [eu-west]}}]
-explain: {{trusted_peers: ["127.0.0.1"]}}
-pools:
+        r#"{}
   live:
     recompute_interval: 100ms
     backends:
@@ -1484,7 +1463,10 @@ pools:
 routes:
   - {{name: keynote, pool: live, budget: {{region_share: 0.5, over: spill}}}}
 "#,
-        east.addr, west.addr, eu.addr
+        three_regions(listen, admin),
+        east.addr,
+        west.addr,
+        eu.addr
     );
     let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
     let served = |o: &OriginHandle| o.stats.count_path("/keynote");
@@ -1544,4 +1526,25 @@ routes:
         metrics.contains("ballast_budget_rejections_total{region=\"eu-west\",route=\"keynote\"}"),
         "{metrics}"
     );
+}
+
+/// The start of a configuration with three regions (us-east and us-west
+/// falling back to each other, eu-west fenced in), geo by header and
+/// explanations, up to `pools:`.
+fn three_regions(listen: SocketAddr, admin: SocketAddr) -> String {
+    format!(
+        r#"
+listeners: [{{address: "{listen}"}}]
+admin: {{address: "{admin}"}}
+server: {{threads: 2, drain_timeout: 2s}}
+regions:
+  us-east: {{fallback: [us-west]}}
+  us-west: {{fallback: [us-east]}}
+  eu-west: {{fallback: [us-east]}}
+geo:
+  client_region: [{{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}}, {{default: us-east}}]
+  residency: [{{clients: [eu-west], allowed: [eu-west]}}]
+explain: {{trusted_peers: ["127.0.0.1"]}}
+pools:"#
+    )
 }
