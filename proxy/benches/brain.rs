@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the routing brain's hot and warm paths:
 //! one pick (adaptive, consistent-hash and round robin) at 3 to 10 000 backends, parsing
 //! each load-report form, and one weight recompute (and the statistics
-//! reading before it) at 10 to 10 000 backends; one shadow comparison
+//! reading before it) at 10 to 10 000 backends, and the engine's whole
+//! periodic recompute of a pool at 10 to 1000 backends; one shadow comparison
 //! (a sampled request placed on a candidate policy's shares) at 3 to
 //! 10 000 backends; one step of a consistent-hash ring at 10 to 1000
 //! backends.
@@ -9,6 +10,9 @@
 //! `cargo bench -p ballast --bench brain`
 
 use ballast::config::{load_str, PoolId, Snapshot};
+use ballast::metrics::Metrics;
+use ballast::routing::decisions::DecisionLog;
+use ballast::routing::engine::Engine;
 use ballast::routing::picker::{pick, PoolWeights, RequestFacts};
 use ballast::routing::ring::{
     dead_band, moved_fraction, rescaled_targets, step_counts, target_counts, HashRing,
@@ -16,12 +20,14 @@ use ballast::routing::ring::{
 use ballast::routing::shadow::{ShadowCounters, ShadowWeights};
 use ballast::routing::weights::{compute_shares, BackendInput};
 use ballast::stats::backend::BackendStats;
+use ballast::stats::live::LiveState;
 use ballast::stats::server_load::{parse_orca, parse_server_load};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::SeedableRng;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn snapshot(mode: &str, backends: usize) -> Snapshot {
     let list: Vec<String> = (0..backends)
@@ -195,6 +201,42 @@ fn bench_recompute(c: &mut Criterion) {
     group.finish();
 }
 
+/// The engine's whole periodic recompute of one pool, as the background task
+/// runs it: every backend's statistics read, shares computed, smoothed and
+/// bounded, the weights published and their gauges set. Between two ticks
+/// each backend records one more request (outside the timed part), so the
+/// windows hold live samples the whole time.
+fn bench_engine_tick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("recompute");
+    for n in [10usize, 100, 1000] {
+        let engine = Engine::new(
+            Arc::new(snapshot("latency", n)),
+            Arc::new(LiveState::new()),
+            Arc::new(DecisionLog::default()),
+            Arc::new(Metrics::new()),
+        );
+        let stats = engine.state().load().stats.pools[0].clone();
+        let interval_ms = engine.tick_interval().as_millis() as u64;
+        let mut now_ms = 0;
+        group.bench_with_input(BenchmarkId::new("engine_tick", n), &n, |b, _| {
+            b.iter_custom(|iterations| {
+                let mut elapsed = Duration::ZERO;
+                for _ in 0..iterations {
+                    now_ms += interval_ms;
+                    for (i, backend) in stats.iter().enumerate() {
+                        backend.record_success(now_ms, 1_000 + (i as u64 % 10) * 500);
+                    }
+                    let start = Instant::now();
+                    engine.tick(black_box(now_ms));
+                    elapsed += start.elapsed();
+                }
+                elapsed
+            })
+        });
+    }
+    group.finish();
+}
+
 fn bench_shadow(c: &mut Criterion) {
     let mut group = c.benchmark_group("shadow");
     for n in [3usize, 100, 10_000] {
@@ -253,6 +295,7 @@ criterion_group!(
     bench_pick,
     bench_parse,
     bench_recompute,
+    bench_engine_tick,
     bench_shadow,
     bench_ring_step
 );

@@ -238,6 +238,19 @@ struct RegionMemory {
     scheduled_floor: f64,
 }
 
+/// What the engine remembers of each backend, by id. The ids come from the
+/// configuration, never from clients, so a fast hasher is safe here.
+type BackendMemories = HashMap<BackendId, BackendMemory, foldhash::fast::RandomState>;
+
+/// The memory of backend `id`, created empty on first use; the id is copied
+/// only then.
+fn memory_of<'m>(memories: &'m mut BackendMemories, id: &BackendId) -> &'m mut BackendMemory {
+    if !memories.contains_key(id) {
+        memories.insert(id.clone(), BackendMemory::default());
+    }
+    memories.get_mut(id).expect("inserted above")
+}
+
 /// The engine's private memory of one backend.
 #[derive(Debug, Clone, Default)]
 struct BackendMemory {
@@ -273,7 +286,7 @@ pub struct Engine {
 
 #[derive(Default)]
 struct EngineMemory {
-    backends: HashMap<BackendId, BackendMemory>,
+    backends: BackendMemories,
     /// By (pool name, region name).
     regions: HashMap<(String, String), RegionMemory>,
     /// The tiers' last loads, by pool name.
@@ -699,7 +712,7 @@ impl Engine {
             .iter()
             .zip(observations)
             .map(|(backend, observation)| {
-                let mem = memory.entry(backend.id.clone()).or_default();
+                let mem = memory_of(memory, &backend.id);
                 BackendInput {
                     weight: f64::from(backend.weight),
                     capacity: backend.capacity.map(f64::from),
@@ -747,7 +760,7 @@ impl Engine {
         let memory = &mut engine_memory.backends;
         let expected_in_flight = expected_in_flight(&computed, observations);
         for (backend, result) in pool.backends.iter().zip(&computed) {
-            let mem = memory.entry(backend.id.clone()).or_default();
+            let mem = memory_of(memory, &backend.id);
             self.note_share_change(pool, &backend.id, mem, result, now_ms);
             self.metrics
                 .backend_share
@@ -945,11 +958,7 @@ impl Engine {
         let key_space = after.key_space(ids.len());
         let mut changes = Vec::new();
         for (b, backend) in pool.backends.iter().enumerate() {
-            memory
-                .backends
-                .entry(backend.id.clone())
-                .or_default()
-                .vnodes = step.counts[b];
+            memory_of(&mut memory.backends, &backend.id).vnodes = step.counts[b];
             self.metrics
                 .hash_key_space
                 .with_label_values(&[pool.name.as_str(), backend.id.0.as_str()])
@@ -1207,13 +1216,13 @@ impl Engine {
         &self,
         pool: &Pool,
         stats: &[Arc<BackendStats>],
-        memory: &mut HashMap<BackendId, BackendMemory>,
+        memory: &mut BackendMemories,
         now_ms: u64,
     ) {
         let policy = &pool.policy.outlier;
         let max_ejected = (pool.backends.len() as f64 * policy.max_ejected).floor() as usize;
         for (i, backend) in pool.backends.iter().enumerate() {
-            let mem = memory.entry(backend.id.clone()).or_default();
+            let mem = memory_of(memory, &backend.id);
             match mem.ejected_until_ms {
                 Some(until) if now_ms >= until => {
                     mem.ejected_until_ms = None;
@@ -1251,7 +1260,7 @@ impl Engine {
         for (i, backend) in pool.backends.iter().enumerate() {
             // Read afresh: a backend re-admitted above had its count reset.
             let failures = stats[i].consecutive_failures();
-            let mem = memory.entry(backend.id.clone()).or_default();
+            let mem = memory_of(memory, &backend.id);
             if mem.ejected_until_ms.is_some() || failures < policy.consecutive_failures {
                 continue;
             }
@@ -1284,12 +1293,7 @@ impl Engine {
     }
 
     /// Lift (and record) the pins that have expired.
-    fn expire_pins(
-        &self,
-        pool: &Pool,
-        memory: &mut HashMap<BackendId, BackendMemory>,
-        now_ms: u64,
-    ) {
+    fn expire_pins(&self, pool: &Pool, memory: &mut BackendMemories, now_ms: u64) {
         for backend in &pool.backends {
             let Some(mem) = memory.get_mut(&backend.id) else {
                 continue;
@@ -1340,14 +1344,14 @@ impl Engine {
         &self,
         pool: &Pool,
         observations: &[Observation],
-        memory: &mut HashMap<BackendId, BackendMemory>,
+        memory: &mut BackendMemories,
         now_ms: u64,
     ) {
         for (backend, observation) in pool.backends.iter().zip(observations) {
             let Some(policy) = &backend.canary else {
                 continue;
             };
-            let mem = memory.entry(backend.id.clone()).or_default();
+            let mem = memory_of(memory, &backend.id);
             match mem.breaker_open_until_ms {
                 Some(until) if now_ms >= until => {
                     mem.breaker_open_until_ms = None;
@@ -1572,7 +1576,7 @@ impl Engine {
             return false;
         };
         let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-        let mem = memory.backends.entry(id.clone()).or_default();
+        let mem = memory_of(&mut memory.backends, id);
         let share = mem.share.unwrap_or(0.0);
         let reason = change(mem);
         self.record(
@@ -1594,11 +1598,11 @@ impl Engine {
         &self,
         pool: &Pool,
         stats: &[Arc<BackendStats>],
-        memory: &mut HashMap<BackendId, BackendMemory>,
+        memory: &mut BackendMemories,
         now_ms: u64,
     ) {
         for (backend, stats) in pool.backends.iter().zip(stats) {
-            let mem = memory.entry(backend.id.clone()).or_default();
+            let mem = memory_of(memory, &backend.id);
             let unhealthy = !stats.is_healthy();
             if unhealthy == mem.unhealthy {
                 continue;
@@ -1711,7 +1715,7 @@ fn policy_shares(
     policy: &PoolPolicy,
     inputs: &[BackendInput],
     with_geo: bool,
-    memory: &HashMap<BackendId, BackendMemory>,
+    memory: &BackendMemories,
     now_ms: u64,
 ) -> (Vec<Computed>, Vec<TierLoad>) {
     let (mut computed, tiers) = split_tiers(pool, policy, inputs, now_ms);
@@ -1725,7 +1729,7 @@ fn policy_shares(
 
 /// The share each pinned backend holds (`None`: not pinned), as long as the
 /// pins fit in the whole; a drained backend's pin does not apply.
-fn pinned_shares(pool: &Pool, memory: &HashMap<BackendId, BackendMemory>) -> Vec<Option<f64>> {
+fn pinned_shares(pool: &Pool, memory: &BackendMemories) -> Vec<Option<f64>> {
     let mut pinned_total = 0.0;
     pool.backends
         .iter()

@@ -106,10 +106,14 @@ impl Group {
                 Some(*sum)
             })
             .collect();
+        let mut is_member = vec![false; pool.backends.len()];
+        for &b in &members {
+            is_member[b] = true;
+        }
         let cycle = schedule
             .iter()
             .copied()
-            .filter(|&b| shares[b as usize] > 0.0 && members.contains(&(b as usize)))
+            .filter(|&b| shares[b as usize] > 0.0 && is_member[b as usize])
             .collect();
         Self {
             region,

@@ -58,7 +58,15 @@
 //! slot's sum cannot wrap before it holds 2^32 samples; sums across slots are
 //! added with saturation. Bucket counters are `u32` and saturate at
 //! `u32::MAX`; the per-slot sample count is a `u64`. Memory per slot is
-//! 4 × 8 bytes (tag, count, sum, max) + 108 × 4 bytes (buckets) = 464 bytes.
+//! 5 × 8 bytes (tag, count, sum, max, min) + 108 × 4 bytes (buckets) = 472
+//! bytes.
+//!
+//! Each slot also keeps its smallest sample, so a summary reads only the
+//! buckets between a slot's smallest and largest sample: a backend whose
+//! latencies span a factor of 4 has about 9 buckets to read per slot, not
+//! 108. A sample whose bucket lies outside the range read (one recorded while
+//! the summary runs, or across a slot reset) is left out, like any other
+//! sample in flight at that moment.
 //!
 //! # Rates
 //!
@@ -158,31 +166,43 @@ impl LatencyWindow {
         if latency_us > slot.max_us.load(Relaxed) {
             slot.max_us.fetch_max(latency_us, Relaxed);
         }
+        if latency_us < slot.min_us.load(Relaxed) {
+            slot.min_us.fetch_min(latency_us, Relaxed);
+        }
         saturating_increment(&slot.buckets[bucket_index(latency_us)]);
     }
 
     /// The distribution over the window ending at `now_ms`.
     pub fn summary(&self, now_ms: u64) -> LatencySummary {
         let mut buckets = [0u64; BUCKET_COUNT];
+        // The merged buckets that can be non-zero: `lowest..highest`.
+        let (mut lowest, mut highest) = (BUCKET_COUNT, 0);
         let mut count = 0u64;
         let mut sum_us = 0u64;
         let mut max_us = 0u64;
         for slot in self.ring.live_counters(now_ms) {
             count = count.saturating_add(slot.count.load(Relaxed));
             sum_us = sum_us.saturating_add(slot.sum_us.load(Relaxed));
-            max_us = max_us.max(slot.max_us.load(Relaxed));
-            for (merged, bucket) in buckets.iter_mut().zip(&slot.buckets) {
+            let slot_max_us = slot.max_us.load(Relaxed);
+            max_us = max_us.max(slot_max_us);
+            let Some(range) = slot.bucket_range(slot_max_us) else {
+                continue;
+            };
+            lowest = lowest.min(range.start);
+            highest = highest.max(range.end);
+            for (merged, bucket) in buckets[range.clone()].iter_mut().zip(&slot.buckets[range]) {
                 *merged = merged.saturating_add(u64::from(bucket.load(Relaxed)));
             }
         }
         if count == 0 {
             return LatencySummary::default();
         }
+        let used = &buckets[lowest.min(highest)..highest];
         LatencySummary {
             count,
             mean_us: sum_us as f64 / count as f64,
-            p50_us: quantile_us(&buckets, 50, max_us),
-            p99_us: quantile_us(&buckets, 99, max_us),
+            p50_us: quantile_us(used, lowest, 50, max_us),
+            p99_us: quantile_us(used, lowest, 99, max_us),
             max_us: max_us as f64,
         }
     }
@@ -464,7 +484,19 @@ struct LatencyCounters {
     /// Sum of `min(latency, MAX_SUMMED_LATENCY_US)`.
     sum_us: AtomicU64,
     max_us: AtomicU64,
+    /// Smallest latency recorded, `u64::MAX` while there is none.
+    min_us: AtomicU64,
     buckets: [AtomicU32; BUCKET_COUNT],
+}
+
+impl LatencyCounters {
+    /// The buckets from the one holding `min_us` to the one holding
+    /// `max_us` (as read by the caller), the only ones a sample can be in;
+    /// `None` before the slot's first sample.
+    fn bucket_range(&self, max_us: u64) -> Option<std::ops::Range<usize>> {
+        let min_us = self.min_us.load(Relaxed);
+        (min_us <= max_us).then(|| bucket_index(min_us)..bucket_index(max_us) + 1)
+    }
 }
 
 impl SlotCounters for LatencyCounters {
@@ -473,6 +505,7 @@ impl SlotCounters for LatencyCounters {
             count: AtomicU64::new(0),
             sum_us: AtomicU64::new(0),
             max_us: AtomicU64::new(0),
+            min_us: AtomicU64::new(u64::MAX),
             buckets: std::array::from_fn(|_| AtomicU32::new(0)),
         }
     }
@@ -481,6 +514,7 @@ impl SlotCounters for LatencyCounters {
         self.count.store(0, Relaxed);
         self.sum_us.store(0, Relaxed);
         self.max_us.store(0, Relaxed);
+        self.min_us.store(u64::MAX, Relaxed);
         for bucket in &self.buckets {
             bucket.store(0, Relaxed);
         }
@@ -542,8 +576,9 @@ fn bucket_midpoint(index: usize) -> f64 {
 }
 
 /// The `percent` quantile of merged bucket counts, capped at `max_us`; 0.0
-/// for empty buckets.
-fn quantile_us(buckets: &[u64; BUCKET_COUNT], percent: u64, max_us: u64) -> f64 {
+/// for empty buckets. `buckets` are the histogram's buckets from index
+/// `first` on, and every bucket outside them is empty.
+fn quantile_us(buckets: &[u64], first: usize, percent: u64, max_us: u64) -> f64 {
     let total = buckets.iter().fold(0u64, |sum, &n| sum.saturating_add(n));
     if total == 0 {
         return 0.0;
@@ -551,14 +586,14 @@ fn quantile_us(buckets: &[u64; BUCKET_COUNT], percent: u64, max_us: u64) -> f64 
     // 0-based sorted position ⌊q·n⌋, below `total` since `percent < 100`.
     let position = (u128::from(total) * u128::from(percent) / 100) as u64;
     let mut seen = 0u64;
-    let index = buckets
+    let offset = buckets
         .iter()
         .position(|&n| {
             seen = seen.saturating_add(n);
             seen > position
         })
-        .unwrap_or(BUCKET_COUNT - 1);
-    bucket_midpoint(index).min(max_us as f64)
+        .unwrap_or(buckets.len() - 1);
+    bucket_midpoint(first + offset).min(max_us as f64)
 }
 
 #[cfg(test)]
@@ -599,7 +634,7 @@ mod tests {
 
     #[test]
     fn latency_slots_fit_the_memory_budget() {
-        assert_eq!(std::mem::size_of::<Slot<LatencyCounters>>(), 464);
+        assert_eq!(std::mem::size_of::<Slot<LatencyCounters>>(), 472);
         assert!(10 * std::mem::size_of::<Slot<LatencyCounters>>() < 5 * 1024);
     }
 
@@ -639,6 +674,45 @@ mod tests {
         window.record(0, 8);
         let summary = window.summary(0);
         assert_eq!((summary.p50_us, summary.p99_us), (8.0, 8.0));
+    }
+
+    #[test]
+    fn quantiles_read_from_each_slots_range_match_a_sorted_reference() {
+        use rand::{Rng, SeedableRng};
+
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x51_07_5A_4E);
+        for _ in 0..500 {
+            let window = LatencyWindow::new(4, 100);
+            let mut live = Vec::new();
+            let now_ms = rng.random_range(300..800);
+            for _ in 0..rng.random_range(1..200) {
+                let at_ms = rng.random_range(0..=now_ms);
+                // Each slot's own spread, from one value to every bucket.
+                let latency = match rng.random_range(0..4) {
+                    0 => rng.random_range(0..8),
+                    1 => rng.random_range(900..1_100),
+                    2 => rng.random_range(0..1 << 20),
+                    _ => rng.random_range(0..1 << 30),
+                };
+                window.record(at_ms, latency);
+                if at_ms / 100 + 4 > now_ms / 100 {
+                    live.push(latency);
+                }
+            }
+            live.sort_unstable();
+            let summary = window.summary(now_ms);
+            assert_eq!(summary.count, live.len() as u64);
+            if live.is_empty() {
+                continue;
+            }
+            let max = *live.last().unwrap();
+            let reference = |percent: usize| {
+                let sample = live[live.len() * percent / 100];
+                bucket_midpoint(bucket_index(sample)).min(max as f64)
+            };
+            assert_eq!(summary.p50_us, reference(50), "{live:?}");
+            assert_eq!(summary.p99_us, reference(99), "{live:?}");
+        }
     }
 
     #[test]
