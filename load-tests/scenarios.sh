@@ -7,7 +7,7 @@
 #
 #   load-tests/scenarios.sh           full run (about 17.5 min with nginx and HAProxy,
 #                                     11 min without); report in load-tests/results/DATE/
-#   load-tests/scenarios.sh --quick   CI subset (about 4 min): Ballast only, with checks;
+#   load-tests/scenarios.sh --quick   CI subset (about 6 min): Ballast only, with checks;
 #                                     report in load-tests/results/DATE-quick/ (not committed)
 #
 # Any other option goes to ballast-scenarios (--out DIR, --scenario KEY, --rate N;
