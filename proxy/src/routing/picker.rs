@@ -98,7 +98,6 @@ impl Group {
             .iter()
             .filter(|&&b| pool.backends[b].canary.is_some())
             .count();
-        let schedule = &pool.schedule;
         let cumulative = members
             .iter()
             .scan(0.0, |sum, &b| {
@@ -106,24 +105,22 @@ impl Group {
                 Some(*sum)
             })
             .collect();
-        let mut is_member = vec![false; pool.backends.len()];
-        for &b in &members {
-            is_member[b] = true;
-        }
-        let cycle = schedule
-            .iter()
-            .copied()
-            .filter(|&b| shares[b as usize] > 0.0 && is_member[b as usize])
-            .collect();
-        Self {
+        let mut group = Self {
             region,
             tier,
             members,
             canaries,
             cumulative,
-            cycle,
+            cycle: Vec::new(),
             spill: 0.0,
-        }
+        };
+        group.cycle = pool
+            .schedule
+            .iter()
+            .copied()
+            .filter(|&b| shares[b as usize] > 0.0 && group.position(b as usize).is_some())
+            .collect();
+        group
     }
 
     /// Whether any member can take a request.

@@ -175,8 +175,8 @@ impl LatencyWindow {
     /// The distribution over the window ending at `now_ms`.
     pub fn summary(&self, now_ms: u64) -> LatencySummary {
         let mut buckets = [0u64; BUCKET_COUNT];
-        // The merged buckets that can be non-zero: `lowest..highest`.
-        let (mut lowest, mut highest) = (BUCKET_COUNT, 0);
+        // The merged buckets that can be non-zero, once a slot has any.
+        let mut used: Option<std::ops::Range<usize>> = None;
         let mut count = 0u64;
         let mut sum_us = 0u64;
         let mut max_us = 0u64;
@@ -188,8 +188,10 @@ impl LatencyWindow {
             let Some(range) = slot.bucket_range(slot_max_us) else {
                 continue;
             };
-            lowest = lowest.min(range.start);
-            highest = highest.max(range.end);
+            used = Some(match used {
+                Some(seen) => seen.start.min(range.start)..seen.end.max(range.end),
+                None => range.clone(),
+            });
             for (merged, bucket) in buckets[range.clone()].iter_mut().zip(&slot.buckets[range]) {
                 *merged = merged.saturating_add(u64::from(bucket.load(Relaxed)));
             }
@@ -197,12 +199,13 @@ impl LatencyWindow {
         if count == 0 {
             return LatencySummary::default();
         }
-        let used = &buckets[lowest.min(highest)..highest];
+        let used = used.unwrap_or_default();
+        let (first, merged) = (used.start, &buckets[used]);
         LatencySummary {
             count,
             mean_us: sum_us as f64 / count as f64,
-            p50_us: quantile_us(used, lowest, 50, max_us),
-            p99_us: quantile_us(used, lowest, 99, max_us),
+            p50_us: quantile_us(merged, first, 50, max_us),
+            p99_us: quantile_us(merged, first, 99, max_us),
             max_us: max_us as f64,
         }
     }
