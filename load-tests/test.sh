@@ -26,7 +26,7 @@ step "cargo test"
 cargo test --workspace --locked
 step "dashboard in headless Chromium"
 ballast_require chromium chromium
-cargo test -p ballast --locked --test dashboard -- --ignored --nocapture
+cargo test -p ballast --locked --test integration -- --ignored --nocapture dashboard::
 step "demo smoke run"
 load-tests/demo.sh --smoke
 step "short soak (30 s: reloads, a flapping backend, RSS and descriptors flat)"

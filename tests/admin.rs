@@ -1,10 +1,8 @@
 //! Hot reload and the admin endpoint: a live proxy started from a file,
 //! reconfigured under load; every admin endpoint's shape; auth; overrides.
 
-mod common;
-
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http::{Method, StatusCode};
 use serde_json::Value;
 use std::net::SocketAddr;

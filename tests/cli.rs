@@ -1,9 +1,7 @@
 //! The `ballast` binary: exit codes and messages of `check`, `gen-cert` and
 //! `run`, including startup failures and shutdown by signal.
 
-mod common;
-
-use common::{free_port, get, wait_listening};
+use crate::common::{free_port, get, wait_listening};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -544,7 +542,7 @@ async fn the_admin_token_never_appears_in_logs_or_responses() {
     wait_listening(admin).await;
 
     let call = |method: http::Method, path: &str, token: Option<&str>| {
-        let mut req = common::request(method, "x", path, bytes::Bytes::new());
+        let mut req = crate::common::request(method, "x", path, bytes::Bytes::new());
         if let Some(token) = token {
             req.headers_mut().insert(
                 http::header::AUTHORIZATION,
@@ -564,21 +562,22 @@ async fn the_admin_token_never_appears_in_logs_or_responses() {
         "/",
     ] {
         for token in [Some(TOKEN), Some(NEAR_MISS), None] {
-            let reply = common::send(admin, call(http::Method::GET, path, token)).await;
+            let reply = crate::common::send(admin, call(http::Method::GET, path, token)).await;
             bodies.push(format!("{path} {:?} {}", reply.headers, reply.text()));
         }
     }
     // A reload that succeeds and one that fails (its errors are logged).
-    let reply = common::send(admin, call(http::Method::POST, "/reload", Some(TOKEN))).await;
+    let reply = crate::common::send(admin, call(http::Method::POST, "/reload", Some(TOKEN))).await;
     assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
     bodies.push(reply.text());
     std::fs::write(&file, text.replace("pools:", "pools: {broken\n")).unwrap();
-    let reply = common::send(admin, call(http::Method::POST, "/reload", Some(TOKEN))).await;
+    let reply = crate::common::send(admin, call(http::Method::POST, "/reload", Some(TOKEN))).await;
     assert_ne!(reply.status, http::StatusCode::OK);
     bodies.push(reply.text());
     // A client sends the token to the proxy, too: it is forwarded (it is the
     // client's header) but never logged.
-    let reply = common::send(listen, call(http::Method::GET, "/with-auth", Some(TOKEN))).await;
+    let reply =
+        crate::common::send(listen, call(http::Method::GET, "/with-auth", Some(TOKEN))).await;
     assert_eq!(reply.status, http::StatusCode::OK);
 
     Command::new("kill")

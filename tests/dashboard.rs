@@ -5,13 +5,11 @@
 //!
 //! Needs Chromium (`apt-get install chromium`), so it is ignored by a plain
 //! `cargo test`; `load-tests/test.sh` installs Chromium and runs it with
-//! `cargo test -p ballast --test dashboard -- --ignored`.
+//! `cargo test -p ballast --test integration -- --ignored dashboard::`.
 
-mod common;
-
+use crate::common::*;
 use ballast_load_tests::origin::{self, OriginConfig};
 use bytes::Bytes;
-use common::*;
 use http::Method;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -4,12 +4,10 @@
 //! fail while another backend is healthy; non-idempotent ones must never
 //! reach an origin twice.
 
-mod common;
-
+use crate::common::*;
 use ballast_load_tests::behaviour::{BehaviourUpdate, FailureMode};
 use ballast_load_tests::origin::OriginHandle;
 use bytes::Bytes;
-use common::*;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use std::net::SocketAddr;

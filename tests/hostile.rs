@@ -3,11 +3,9 @@
 //! absurd load reports and a spoofed client region. After each, the proxy
 //! must still serve a well-behaved client.
 
-mod common;
-
+use crate::common::*;
 use ballast::tls::devcert::DevCerts;
 use ballast_load_tests::origin::OriginHandle;
-use common::*;
 use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -2,10 +2,8 @@
 //! region weights, end to end: real origins, a real Ballast in front, hot
 //! reloads of the file it started from.
 
-mod common;
-
+use crate::common::*;
 use ballast_load_tests::origin::OriginHandle;
-use common::*;
 use http::Method;
 use serde_json::Value;
 use std::net::SocketAddr;

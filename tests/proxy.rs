@@ -1,11 +1,9 @@
 //! End-to-end: a real Ballast server (on its own thread) in front of real
 //! origin simulators on ephemeral loopback ports.
 
-mod common;
-
+use crate::common::*;
 use ballast::tls::devcert::DevCerts;
 use bytes::Bytes;
-use common::*;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;

@@ -2,11 +2,9 @@
 //! (us-east) and a read region (us-west), a real Ballast in front, and the
 //! origins' own counts of which requests reached them.
 
-mod common;
-
+use crate::common::*;
 use ballast_load_tests::origin::OriginHandle;
 use bytes::Bytes;
-use common::*;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use std::net::SocketAddr;

@@ -2,12 +2,10 @@
 //! bounded load, a real Ballast in front, and the shares and retries that
 //! result.
 
-mod common;
-
+use crate::common::*;
 use ballast_load_tests::behaviour::{BehaviourUpdate, FailureMode};
 use ballast_load_tests::origin::OriginHandle;
 use bytes::Bytes;
-use common::*;
 use http::{Method, Request};
 use http_body_util::Full;
 use std::net::SocketAddr;

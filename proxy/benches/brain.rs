@@ -10,8 +10,6 @@
 //! `cargo bench -p ballast --bench brain`
 
 use ballast::config::{load_str, PoolId, Snapshot};
-use ballast::metrics::Metrics;
-use ballast::routing::decisions::DecisionLog;
 use ballast::routing::engine::Engine;
 use ballast::routing::picker::{pick, PoolWeights, RequestFacts};
 use ballast::routing::ring::{
@@ -22,6 +20,8 @@ use ballast::routing::weights::{compute_shares, BackendInput};
 use ballast::stats::backend::BackendStats;
 use ballast::stats::live::LiveState;
 use ballast::stats::server_load::{parse_orca, parse_server_load};
+use ballast::telemetry::decisions::DecisionLog;
+use ballast::telemetry::metrics::Metrics;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::SeedableRng;
 use std::hint::black_box;

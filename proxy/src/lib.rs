@@ -8,15 +8,11 @@
 
 pub mod admin;
 pub mod config;
-pub mod health;
-pub mod load_poll;
-pub mod logging;
-pub mod metrics;
-pub mod probe;
+pub mod probes;
 pub mod proxy;
 pub mod reload;
-pub mod request_series;
 pub mod routing;
 pub mod server;
 pub mod stats;
+pub mod telemetry;
 pub mod tls;

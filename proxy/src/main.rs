@@ -3,9 +3,9 @@
 //! checks).
 
 use ballast::config;
-use ballast::logging::{self, LogFormat};
-use ballast::probe::{self, ProbeUrl};
+use ballast::probes::http_probe::{self, ProbeUrl};
 use ballast::server::{ProxyServer, StartOptions};
+use ballast::telemetry::logging::{self, LogFormat};
 use ballast::tls::devcert::DevCerts;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -106,7 +106,7 @@ fn main() -> ExitCode {
             names,
             force,
         } => gen_cert(&out, &stem, &names, force),
-        Command::Probe { url, timeout } => match probe::probe(&url, timeout) {
+        Command::Probe { url, timeout } => match http_probe::probe(&url, timeout) {
             Ok(status) => {
                 println!("{}{}: {status}", url.authority, url.path);
                 ExitCode::SUCCESS

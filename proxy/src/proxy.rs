@@ -23,18 +23,18 @@
 use crate::config::{
     Explain, OverBudget, PinCarrier, Pool, PoolId, RegionPlan, RequestLimits, Snapshot,
 };
-use crate::metrics::{status_class, Metrics};
 use crate::routing::budget::{Admission, RouteBudget};
-use crate::routing::decisions::{DecisionKind, DecisionLog, RoutingDecision};
-use crate::routing::engine::RoutingState;
 use crate::routing::geo::plan_for;
 use crate::routing::picker::{pick, Decision, RequestFacts, Unavailable};
 use crate::routing::read_write::{classify, pin_value, RequestKind};
+use crate::routing::state::RoutingState;
 use crate::routing::sticky::key_hash;
 use crate::routing::table::{host_without_port, RequestView};
 use crate::stats::backend::{BackendStats, InFlight};
 use crate::stats::clock;
 use crate::stats::server_load::{parse_orca, parse_server_load, LoadReport, ParseError};
+use crate::telemetry::decisions::{DecisionKind, DecisionLog, RoutingDecision};
+use crate::telemetry::metrics::{status_class, Metrics};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -13,9 +13,9 @@
 //! take effect on restart or graceful upgrade.
 
 use crate::config::{self, ConfigErrors, Snapshot};
-use crate::metrics::Metrics;
 use crate::routing::engine::{Engine, InstallReport};
 use crate::stats::clock;
+use crate::telemetry::metrics::Metrics;
 use notify::{RecursiveMode, Watcher};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -285,8 +285,8 @@ fn restart_only_changes(running: &Snapshot, new: &Snapshot) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::decisions::DecisionLog;
     use crate::stats::live::LiveState;
+    use crate::telemetry::decisions::DecisionLog;
 
     const CONFIG: &str = "listeners: [{address: \"127.0.0.1:1\"}]\npools: {p: {backends: [{addr: \"127.0.0.1:2\"}]}}\nroutes: [{pool: p}]\n";
 

@@ -11,15 +11,15 @@
 
 use crate::admin::AdminApp;
 use crate::config::Snapshot;
-use crate::health::HealthLoop;
-use crate::load_poll::LoadPollLoop;
-use crate::metrics::Metrics;
+use crate::probes::health::HealthLoop;
+use crate::probes::load_poll::LoadPollLoop;
 use crate::proxy::BallastProxy;
 use crate::reload::Reloader;
-use crate::routing::decisions::DecisionLog;
 use crate::routing::engine::Engine;
 use crate::stats::clock;
 use crate::stats::live::LiveState;
+use crate::telemetry::decisions::DecisionLog;
+use crate::telemetry::metrics::Metrics;
 use crate::tls::sni::SniResolver;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;

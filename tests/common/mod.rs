@@ -1,6 +1,5 @@
 //! Shared helpers for the integration tests: free loopback ports, an
 //! in-process Ballast server on its own thread, and a small HTTP client.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use ballast::server::{ProxyServer, StartOptions, Stopper};
 use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};

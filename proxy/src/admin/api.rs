@@ -6,12 +6,12 @@ use crate::config::{
     BackendId, HealthCheckKind, PinCarrier, Pool, ScheduleTemplate, Snapshot, WriteSplit,
 };
 use crate::reload::{ReloadOutcome, Reloader};
-use crate::routing::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
 use crate::routing::engine::{Engine, ShadowInspection};
 use crate::routing::schedule;
 use crate::routing::shadow::PolicyOutcome;
 use crate::routing::table::HostMatch;
 use crate::stats::clock;
+use crate::telemetry::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

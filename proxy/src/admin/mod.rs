@@ -18,9 +18,9 @@
 
 mod api;
 
-use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::routing::engine::Engine;
+use crate::telemetry::metrics::Metrics;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;

@@ -44,28 +44,28 @@
 //! keyed by pool and region name.
 
 use super::budget::Budgets;
-use super::decisions::{DecisionKind, DecisionLog, RoutingDecision};
 use super::picker::PoolWeights;
 use super::ring;
 use super::schedule;
 use super::shadow::{predict, Prediction, ShadowCounters, ShadowWeights};
 use super::spillover::{region_signals, Pressure, RegionSignals, SpillState, Thresholds};
+use super::state::RoutingState;
 use super::tiers::{split_tiers, TierLoad};
 use super::weights::{BackendInput, Computed, Factors};
-use crate::config::PoolId;
 use crate::config::{
     BackendId, BalanceMode, BudgetPolicy, Geo, Pool, PoolPolicy, ScheduleTemplate, ShadowPolicy,
     Snapshot, DEFAULT_SPILLOVER,
 };
-use crate::metrics::Metrics;
-use crate::request_series::RequestSeries;
 use crate::stats::backend::{BackendStats, Observation, PollRecord};
 use crate::stats::clock::WallClock;
-use crate::stats::live::{LiveState, ResolvedStats};
+use crate::stats::live::LiveState;
 use crate::stats::window::OutcomeSummary;
+use crate::telemetry::decisions::{DecisionKind, DecisionLog, RoutingDecision};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::request_series::RequestSeries;
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -80,30 +80,6 @@ const BUDGET_RATE_WINDOW_MS: u64 = 1000;
 const BUDGET_CLEAR_MS: u64 = 3000;
 /// The span of the full outcome window (see `stats::backend`).
 const FULL_WINDOW_MS: u64 = 10_000;
-
-/// What the proxy reads per request, published as one unit so the snapshot,
-/// the stats handles and the weights always agree.
-pub struct RoutingState {
-    pub snapshot: Arc<Snapshot>,
-    pub stats: Arc<ResolvedStats>,
-    /// Per pool; `None` until the engine has computed it.
-    pub weights: Vec<Option<PoolWeights>>,
-    /// Per pool, the shadow candidate's weights when one is configured.
-    pub shadows: Vec<Option<Arc<ShadowWeights>>>,
-    /// Per-pool round-robin counters, kept for as long as the snapshot is.
-    tickets: Arc<[AtomicU64]>,
-    /// The snapshot's per-request metric series, kept as long as it is.
-    pub series: Arc<RequestSeries>,
-    /// The routes' event budgets, kept as long as the snapshot is.
-    pub budgets: Arc<Budgets>,
-}
-
-impl RoutingState {
-    /// The next round-robin ticket of a pool.
-    pub fn next_ticket(&self, pool: PoolId) -> u64 {
-        self.tickets[pool.0].fetch_add(1, Ordering::Relaxed)
-    }
-}
 
 /// What changed when a new snapshot was installed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -312,15 +288,12 @@ impl Engine {
         decisions: Arc<DecisionLog>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let state = Arc::new(ArcSwap::from_pointee(RoutingState {
-            stats: Arc::new(live.resolve(&snapshot)),
-            weights: vec![None; snapshot.pools.len()],
-            shadows: vec![None; snapshot.pools.len()],
-            tickets: new_tickets(&snapshot),
-            series: Arc::new(RequestSeries::new(&metrics, &snapshot)),
-            budgets: Arc::new(Budgets::new(&snapshot)),
+        let state = Arc::new(ArcSwap::from_pointee(RoutingState::new(
+            Arc::new(live.resolve(&snapshot)),
+            Arc::new(RequestSeries::new(&metrics, &snapshot)),
+            Arc::new(Budgets::new(&snapshot)),
             snapshot,
-        }));
+        )));
         Self {
             state,
             live,
@@ -422,15 +395,12 @@ impl Engine {
         self.metrics.shadow_predicted_latency.reset();
         self.metrics.shadow_predicted_error_rate.reset();
         self.metrics.shadow_moved_rps.reset();
-        self.state.store(Arc::new(RoutingState {
+        self.state.store(Arc::new(RoutingState::new(
             stats,
-            weights: vec![None; snapshot.pools.len()],
-            shadows: vec![None; snapshot.pools.len()],
-            tickets: new_tickets(&snapshot),
-            series: Arc::new(RequestSeries::new(&self.metrics, &snapshot)),
-            budgets: Arc::new(Budgets::new(&snapshot)),
+            Arc::new(RequestSeries::new(&self.metrics, &snapshot)),
+            Arc::new(Budgets::new(&snapshot)),
             snapshot,
-        }));
+        )));
         self.recompute_due(&mut memory, now_ms);
         report
     }
@@ -505,15 +475,8 @@ impl Engine {
             changed = true;
         }
         if changed {
-            self.state.store(Arc::new(RoutingState {
-                snapshot: current.snapshot.clone(),
-                stats: current.stats.clone(),
-                weights,
-                shadows,
-                tickets: current.tickets.clone(),
-                series: current.series.clone(),
-                budgets: current.budgets.clone(),
-            }));
+            self.state
+                .store(Arc::new(current.with_weights(weights, shadows)));
         }
         self.observe_budgets(&current, &mut memory.budgets, now_ms);
     }
@@ -1812,10 +1775,6 @@ fn cap_region_shares(pool: &Pool, computed: &mut [Computed], cap: f64) {
     }
 }
 
-fn new_tickets(snapshot: &Snapshot) -> Arc<[AtomicU64]> {
-    snapshot.pools.iter().map(|_| AtomicU64::new(0)).collect()
-}
-
 /// Set the `fixed` shares and scale every other eligible (non-zero) share so
 /// that all sum to 1.
 fn fix_shares(computed: &mut [Computed], fixed: &[Option<f64>]) {
@@ -2603,6 +2562,7 @@ routes: [{{pool: p}}]
 #[cfg(test)]
 mod shadow_tests {
     use super::*;
+    use crate::config::PoolId;
     use crate::routing::picker::{pick, RequestFacts};
     use rand::rngs::StdRng;
     use rand::SeedableRng;

@@ -8,8 +8,8 @@
 //! request.
 
 use crate::config::{PoolId, Snapshot};
-use crate::metrics::{status_class, Metrics};
 use crate::routing::read_write::RequestKind;
+use crate::telemetry::metrics::{status_class, Metrics};
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
 use std::sync::OnceLock;
 

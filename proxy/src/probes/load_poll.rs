@@ -23,11 +23,11 @@
 //! changes paths and intervals at once.
 
 use crate::config::{LoadPollPolicy, Pool};
-use crate::metrics::Metrics;
-use crate::routing::engine::RoutingState;
+use crate::routing::state::RoutingState;
 use crate::stats::backend::{BackendStats, WINDOW_MS};
 use crate::stats::clock;
 use crate::stats::server_load::LoadReport;
+use crate::telemetry::metrics::Metrics;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;

@@ -10,7 +10,7 @@
 //! Passive outlier ejection, driven by real traffic, lives in the engine.
 
 use crate::config::{HealthCheckKind, HealthPolicy, Pool};
-use crate::routing::engine::RoutingState;
+use crate::routing::state::RoutingState;
 use crate::stats::backend::BackendStats;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;

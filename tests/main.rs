@@ -1,0 +1,20 @@
+//! Ballast's integration tests, in one binary: each module starts real
+//! servers (a Ballast, origin simulators) on ephemeral loopback ports.
+//! `common` holds the shared helpers.
+//!
+//! The dashboard test needs Chromium and is ignored by a plain run;
+//! `make test` runs it with `cargo test -p ballast --test integration --
+//! --ignored dashboard::`.
+
+mod common;
+
+mod admin;
+mod cli;
+mod config;
+mod dashboard;
+mod drills;
+mod hostile;
+mod polls_and_schedules;
+mod proxy;
+mod read_write;
+mod routing;
