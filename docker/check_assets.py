@@ -10,7 +10,7 @@ dashboard: docker/grafana/dashboards/ballast.json is a Grafana dashboard
 (uid, title, panels with unique ids, grid positions inside 24 columns,
 Prometheus targets on the provisioned datasource's uid), it shows every
 metric the operations guide promises, and every `ballast_*` metric it
-queries is one that proxy/src/metrics.rs defines.
+queries is one that proxy/src/telemetry/metrics.rs defines.
 
 compose: every backend of docker/ballast/ballast.yaml is an address one of
 docker/compose.yaml's origin services serves (fixed IP and an --origin
@@ -25,7 +25,7 @@ from pathlib import Path
 
 DASHBOARD = Path("docker/grafana/dashboards/ballast.json")
 DATASOURCES = Path("docker/grafana/provisioning/datasources/prometheus.yaml")
-METRICS_RS = Path("proxy/src/metrics.rs")
+METRICS_RS = Path("proxy/src/telemetry/metrics.rs")
 COMPOSE = Path("docker/compose.yaml")
 BALLAST_CONFIG = Path("docker/ballast/ballast.yaml")
 PROMETHEUS = Path("docker/prometheus/prometheus.yml")
@@ -60,7 +60,7 @@ class Failures:
 
 
 def defined_metrics():
-    """Metric names proxy/src/metrics.rs registers, with the ballast_ prefix."""
+    """Metric names proxy/src/telemetry/metrics.rs registers, with the ballast_ prefix."""
     source = METRICS_RS.read_text()
     names = re.findall(
         r'(?:Opts::new|HistogramOpts::new|IntGauge::new|counter|gauge)\(\s*"([a-z_]+)"', source
