@@ -1027,7 +1027,7 @@ impl ProxyHttp for BallastProxy {
         };
         let elapsed = ctx.started.elapsed();
         if let (Some(routing), Some(pool), Some(kind)) = (&ctx.routing, ctx.pool, ctx.rw) {
-            routing.series.count_rw(pool, kind);
+            routing.series.count_rw(pool, kind.index(), kind.as_str());
         }
         if let Some(explanation) = &ctx.explanation {
             self.decisions.record(RoutingDecision {

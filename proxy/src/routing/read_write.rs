@@ -12,6 +12,7 @@
 use crate::config::{PinCarrier, ReadYourWrites, WriteSplit};
 use crate::routing::sticky::cookie_value;
 use crate::routing::table::path_has_prefix;
+use crate::telemetry::request_series::RW_KINDS;
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue, Method};
 
@@ -34,7 +35,7 @@ pub enum RequestKind {
 
 impl RequestKind {
     /// Every kind, in the order of [`RequestKind::index`].
-    pub const ALL: [RequestKind; 5] = [
+    pub const ALL: [RequestKind; RW_KINDS] = [
         RequestKind::Write,
         RequestKind::Read,
         RequestKind::PinnedRead,
@@ -139,6 +140,24 @@ mod tests {
     use std::time::Duration;
 
     const NOW: u64 = 1_800_000_000_000;
+
+    #[test]
+    fn each_kind_sits_at_its_index_with_its_own_label() {
+        let labels: Vec<&str> = RequestKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "write",
+                "read",
+                "pinned_read",
+                "pinned_fallback",
+                "write_refused"
+            ]
+        );
+        for (i, kind) in RequestKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
+    }
 
     fn split(carrier: PinCarrier) -> WriteSplit {
         WriteSplit {
