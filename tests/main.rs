@@ -12,6 +12,7 @@ mod admin;
 mod cli;
 mod config;
 mod dashboard;
+mod docs;
 mod drills;
 mod hostile;
 mod polls_and_schedules;
