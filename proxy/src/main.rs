@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// mimalloc: a proxy allocates and frees small buffers for every request,
-/// which glibc's allocator serves markedly slower (see README, Performance).
+/// which glibc's allocator serves markedly slower (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
