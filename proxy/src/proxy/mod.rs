@@ -28,13 +28,11 @@ mod responses;
 
 pub use context::RequestCtx;
 
-use crate::config::{OverBudget, Pool, RegionPlan, Snapshot};
-use crate::routing::budget::{Admission, RouteBudget};
-use crate::routing::geo::plan_for;
-use crate::routing::picker::{pick, Decision, RequestFacts, Unavailable};
+use crate::routing::explain::explain_pick;
 use crate::routing::read_write::{classify, RequestKind};
+use crate::routing::retry::another_backend_remains;
+use crate::routing::route::{route_request, RouteInput};
 use crate::routing::state::RoutingState;
-use crate::routing::sticky::key_hash;
 use crate::routing::table::RequestView;
 use crate::stats::clock;
 use crate::telemetry::decisions::DecisionLog;
@@ -51,8 +49,7 @@ use pingora::modules::http::HttpModules;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorType, Result};
-use responses::{respond_failure, respond_plain, status_for, write_refusal, BUDGET_EXCEEDED};
-use std::sync::atomic::Ordering;
+use responses::{refuse, respond_failure, respond_plain, status_for};
 use std::sync::Arc;
 
 /// Connection failures retried on another backend per request.
@@ -86,148 +83,8 @@ impl BallastProxy {
         let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) else {
             return false;
         };
-        let pool_config = routing.snapshot.pool(pool);
-        let writer_region = match (ctx.rw, &pool_config.write) {
-            (Some(RequestKind::Write), Some(split)) => Some(split.region.as_str()),
-            _ => None,
-        };
-        let eligible = |b: usize| {
-            let in_scope = writer_region
-                .is_none_or(|region| pool_config.backends[b].region.as_deref() == Some(region));
-            in_scope
-                && match &routing.weights[pool.0] {
-                    Some(weights) => weights.shares[b] > 0.0,
-                    None => true,
-                }
-        };
-        (0..pool_config.backends.len()).any(|b| eligible(b) && !ctx.tried.contains(&b))
+        another_backend_remains(routing, pool, ctx.rw, &ctx.tried)
     }
-}
-
-/// Charge a request to its route's budget in its backend's region. Over
-/// budget there, `spill` picks again among the regions of the client's plan
-/// that still have budget (and only those, so a residency fence is never
-/// crossed), until one admits it; `Ok` carries the decision and, when
-/// spilled, the region it left. `Err` is the region over budget: shed.
-fn within_budget(
-    budget: &RouteBudget,
-    snapshot: &Snapshot,
-    facts: &RequestFacts<'_>,
-    decision: Decision,
-) -> std::result::Result<(Decision, Option<usize>), usize> {
-    let Some(mut backend) = decision.backend() else {
-        return Ok((decision, None));
-    };
-    let mut first_over = None;
-    let mut excluded: u64 = 0;
-    loop {
-        let over = match budget.admit(backend, clock::now_us()) {
-            Admission::Admitted if first_over.is_none() => return Ok((decision, None)),
-            Admission::Admitted => return Ok((Decision::Backend(backend), first_over)),
-            Admission::Over(region) => region,
-        };
-        let first = *first_over.get_or_insert(over);
-        if budget.policy.over == OverBudget::Shed || over >= 64 {
-            return Err(first);
-        }
-        excluded |= 1 << over;
-        let plan =
-            spill_plan(budget, snapshot.pool(facts.pool), facts.plan, excluded).ok_or(first)?;
-        let spilled = RequestFacts {
-            plan: Some(&plan),
-            ..*facts
-        };
-        let now_ms = clock::now_ms();
-        backend = pick(snapshot, &spilled, now_ms, &mut rand::rng())
-            .backend()
-            .ok_or(first)?;
-    }
-}
-
-/// The regions a request over budget may still go to, in order: those of
-/// the client's plan (its region and fallbacks, within its fence), or
-/// without a plan the pool's regions; minus those `excluded` (over budget).
-fn spill_plan(
-    budget: &RouteBudget,
-    pool: &Pool,
-    plan: Option<&RegionPlan>,
-    excluded: u64,
-) -> Option<RegionPlan> {
-    let open = |name: &String| {
-        budget
-            .regions
-            .iter()
-            .position(|r| r.region.as_ref() == Some(name))
-            .is_none_or(|i| i >= 64 || excluded & (1 << i) == 0)
-    };
-    let order: Vec<String> = match plan {
-        Some(plan) => plan.order.iter().filter(|r| open(r)).cloned().collect(),
-        None => pool
-            .regions
-            .iter()
-            .flatten()
-            .filter(|r| open(r))
-            .cloned()
-            .collect(),
-    };
-    (!order.is_empty()).then_some(RegionPlan {
-        order,
-        fenced: true,
-    })
-}
-
-/// `client_region=...; rule=...; backend=...; share=...; attempt=N`, where
-/// the rule is `pool` (no geo), `local`, `spill:A->B` (an earlier region was
-/// spilling), `fallback:A->B` (earlier regions could not serve),
-/// `outside-plan:A->B`, `unregioned:A`, `budget:A->B` (the route was over
-/// its event budget in region A), or with a read/write split `write:A->W` /
-/// `pinned:A->W` (to the write region W; `write:W` and `pinned:W` without
-/// geo); a split also adds `; rw=KIND` (see [`RequestKind::as_str`]).
-#[allow(clippy::too_many_arguments)]
-fn explain_pick(
-    pool: &Pool,
-    backend: usize,
-    spilled: bool,
-    over_budget_in: Option<&str>,
-    placed: Option<(&str, &RegionPlan)>,
-    share: Option<f64>,
-    attempt: usize,
-    rw: Option<RequestKind>,
-) -> String {
-    let chosen = &pool.backends[backend];
-    let client = placed.map_or("-", |(client, _)| client);
-    let to_writer = match rw {
-        Some(RequestKind::Write) => Some("write"),
-        Some(RequestKind::PinnedRead) => Some("pinned"),
-        _ => None,
-    };
-    let rule = match (to_writer, placed, chosen.region.as_deref()) {
-        _ if over_budget_in.is_some() => format!(
-            "budget:{}->{}",
-            over_budget_in.unwrap_or("-"),
-            chosen.region.as_deref().unwrap_or("-")
-        ),
-        (Some(kind), Some((client, _)), Some(region)) => format!("{kind}:{client}->{region}"),
-        (Some(kind), _, region) => format!("{kind}:{}", region.unwrap_or("-")),
-        (None, None, _) => "pool".to_string(),
-        (None, Some((client, _)), Some(region)) if spilled => format!("spill:{client}->{region}"),
-        (None, Some((client, _)), Some(region)) if region == client => "local".to_string(),
-        (None, Some((client, plan)), Some(region)) if plan.order.iter().any(|r| r == region) => {
-            format!("fallback:{client}->{region}")
-        }
-        (None, Some((client, _)), Some(region)) => format!("outside-plan:{client}->{region}"),
-        (None, Some((client, _)), None) => format!("unregioned:{client}"),
-    };
-    let mut text = format!(
-        "client_region={client}; rule={rule}; backend={}; share={}; attempt={attempt}",
-        chosen.id,
-        share.map_or("-".to_string(), |s| format!("{s:.3}")),
-    );
-    if let Some(kind) = rw {
-        text.push_str("; rw=");
-        text.push_str(kind.as_str());
-    }
-    text
 }
 
 #[async_trait]
@@ -305,157 +162,37 @@ impl ProxyHttp for BallastProxy {
         let (Some(routing), Some(pool_id)) = (ctx.routing.clone(), ctx.pool) else {
             return Error::e_explain(ErrorType::InternalError, "no route selected");
         };
-        let stats = &routing.stats.pools[pool_id.0];
-        let placed = routing
-            .snapshot
-            .geo
-            .as_ref()
-            .and_then(|geo| plan_for(geo, client_ip(session), &session.req_header().headers));
-        let pool = routing.snapshot.pool(pool_id);
         let req = session.req_header();
-        let sticky = pool
-            .policy
-            .canary_sticky
-            .as_ref()
-            .and_then(|key| key_hash(key, &req.headers, req.uri.path()));
-        let hash_key = pool
-            .policy
-            .consistent_hash
-            .as_ref()
-            .and_then(|hash| key_hash(&hash.key, &req.headers, req.uri.path()));
-        let facts = RequestFacts {
+        let input = RouteInput {
+            route: ctx.route,
             pool: pool_id,
-            ticket: routing.next_ticket(pool_id),
+            client: client_ip(session),
+            headers: &req.headers,
+            path: req.uri.path(),
             tried: &ctx.tried,
-            weights: routing.weights[pool_id.0].as_ref(),
-            stats,
-            plan: placed.map(|(_, plan)| plan),
-            sticky,
-            hash_key,
+            rw: ctx.rw,
         };
-        let mut decision = None;
-        let mut facts_used = facts;
-        if let (Some(kind), Some(split)) = (ctx.rw, &pool.write) {
-            if kind.writer_only() {
-                let fence_allows = placed
-                    .is_none_or(|(_, plan)| !plan.fenced || plan.order.contains(&split.region));
-                if fence_allows {
-                    let to_writers = RequestFacts {
-                        plan: Some(&split.plan),
-                        ..facts
-                    };
-                    let found = pick(
-                        &routing.snapshot,
-                        &to_writers,
-                        clock::now_ms(),
-                        &mut rand::rng(),
-                    );
-                    if found.backend().is_some() {
-                        decision = Some(found);
-                        facts_used = to_writers;
-                    }
-                }
-                if decision.is_none() {
-                    if kind == RequestKind::Write {
-                        let client = placed.map_or("-", |(region, _)| region);
-                        ctx.rw = Some(RequestKind::WriteRefused);
-                        ctx.write_refusal =
-                            Some(write_refusal(&split.region, client, fence_allows));
-                        return Error::e_explain(ErrorType::HTTPStatus(503), "write refused");
-                    }
-                    ctx.rw = Some(RequestKind::PinnedFallback);
-                }
-            }
-        }
-        let mut decision = decision
-            .unwrap_or_else(|| pick(&routing.snapshot, &facts, clock::now_ms(), &mut rand::rng()));
-        let mut over_budget_in = None;
-        let budget = ctx
-            .route
-            .filter(|_| ctx.tried.is_empty())
-            .and_then(|r| Some((r, routing.budgets.route(r)?)));
-        if let Some((route, budget)) = budget {
-            let route_name = routing.snapshot.routes.routes()[route].name.as_str();
-            let region_name = |i: usize| budget.regions[i].region.as_deref().unwrap_or("-");
-            match within_budget(budget, &routing.snapshot, &facts_used, decision) {
-                Ok((within, None)) => decision = within,
-                Ok((within, Some(over))) => {
-                    over_budget_in = Some(region_name(over));
-                    budget.regions[over].spilled.fetch_add(1, Ordering::Relaxed);
-                    self.metrics
-                        .budget_spilled
-                        .with_label_values(&[route_name, region_name(over)])
-                        .inc();
-                    decision = within;
-                }
-                Err(over) => {
-                    budget.regions[over]
-                        .rejected
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.metrics
-                        .budget_rejections
-                        .with_label_values(&[route_name, region_name(over)])
-                        .inc();
-                    ctx.budget_retry_after = Some(budget.policy.retry_after.as_secs());
-                    return Error::e_explain(ErrorType::HTTPStatus(503), BUDGET_EXCEEDED);
-                }
-            }
-        }
-        let backend = match decision {
-            Decision::Backend(index) => index,
-            Decision::Spilled(index) => {
-                let client = placed.map_or("-", |(region, _)| region);
-                let region = pool.backends[index].region.as_deref().unwrap_or("-");
-                self.metrics
-                    .spilled_requests
-                    .with_label_values(&[pool.name.as_str(), client, region])
-                    .inc();
-                index
-            }
-            Decision::Unavailable(Unavailable::Residency) => {
-                let region = placed.map_or("-", |(region, _)| region);
-                self.metrics
-                    .residency_rejections
-                    .with_label_values(&[region])
-                    .inc();
-                ctx.fenced_region = Some(region.to_string());
-                return Error::e_explain(
-                    ErrorType::HTTPStatus(503),
-                    Unavailable::Residency.as_str(),
-                );
-            }
-            Decision::Unavailable(why) => {
-                return Error::e_explain(ErrorType::HTTPStatus(503), why.as_str());
-            }
+        let routed = route_request(&routing, &input);
+        self.record_routed(&routing, pool_id, &routed);
+        ctx.rw = routed.rw;
+        let chosen = match routed.outcome {
+            Ok(chosen) => chosen,
+            Err(refused) => return refuse(ctx, refused, routed.placed, &routing),
         };
-        if let (Some(shadow), Some(live), true) = (
-            routing.shadows[pool_id.0].as_deref(),
-            facts.weights,
-            ctx.tried.is_empty(),
-        ) {
-            // A policy trial beside the live one: counted, never routed. A
-            // write (or pinned read) is compared within the write region.
-            let scoped = facts_used.plan.is_some();
-            shadow.compare(live, backend, scoped, &mut rand::rng());
-        }
+        let backend = chosen.backend;
         ctx.tried.push(backend);
+        let pool = routing.snapshot.pool(pool_id);
         if let Some(explain) = &routing.snapshot.explain {
             if wants_explanation(explain, session) {
                 let share = routing.weights[pool_id.0]
                     .as_ref()
                     .map(|w| w.shares[backend]);
-                ctx.explanation = Some(explain_pick(
-                    pool,
-                    backend,
-                    matches!(decision, Decision::Spilled(_)),
-                    over_budget_in,
-                    placed,
-                    share,
-                    ctx.tried.len(),
-                    ctx.rw,
-                ));
+                let attempt = ctx.tried.len();
+                let text = explain_pick(pool, &chosen, routed.placed, share, attempt, ctx.rw);
+                ctx.explanation = Some(text);
             }
         }
+        let stats = &routing.stats.pools[pool_id.0];
         ctx.attempt = Some(Attempt::start(stats[backend].clone()));
         let mut peer = HttpPeer::new(pool.backends[backend].addr, false, String::new());
         peer.options.connection_timeout = Some(pool.timeouts.connect);

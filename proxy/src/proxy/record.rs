@@ -1,17 +1,23 @@
 //! Recording what happened to a request: its attempt's outcome in the
-//! backend's live stats, retries and load-report errors in the metrics, and
+//! backend's live stats; spills, budget sheds, residency refusals, retries
+//! and load-report errors in the metrics (and the budgets' counters); and
 //! once it is done the request series (or the unrouted counters), the
 //! decision log for an explained request, and the access log line.
 
 use super::context::{Attempt, RequestCtx};
 use super::load_report::parse_error_label;
 use super::BallastProxy;
+use crate::config::PoolId;
+use crate::routing::picker::Unavailable;
+use crate::routing::route::{Chosen, Refused, Routed};
+use crate::routing::state::RoutingState;
 use crate::stats::clock;
 use crate::stats::server_load::ParseError;
 use crate::telemetry::decisions::{DecisionKind, RoutingDecision};
 use crate::telemetry::metrics::status_class;
 use pingora::prelude::Session;
 use pingora::Error;
+use std::sync::atomic::Ordering;
 
 /// Count the backend's response in its stats (once per attempt): a server
 /// error as a failure, anything else as a success with its latency.
@@ -28,6 +34,62 @@ pub(super) fn record_response(attempt: &mut Attempt, server_error: bool, now_ms:
 }
 
 impl BallastProxy {
+    /// Count what routing did with a request: a spill past its budget or a
+    /// spilling region, a budget shed, a residency refusal.
+    pub(super) fn record_routed(&self, routing: &RoutingState, pool: PoolId, routed: &Routed<'_>) {
+        let client = routed.placed.map_or("-", |(region, _)| region);
+        let budget_region = |route: usize, over: usize| {
+            let budget = routing.budgets.route(route)?;
+            let name = routing.snapshot.routes.routes()[route].name.as_str();
+            Some((name, &budget.regions[over]))
+        };
+        match &routed.outcome {
+            Ok(Chosen {
+                over_budget: Some((route, over)),
+                ..
+            }) => {
+                if let Some((route, region)) = budget_region(*route, *over) {
+                    region.spilled.fetch_add(1, Ordering::Relaxed);
+                    let name = region.region.as_deref().unwrap_or("-");
+                    self.metrics
+                        .budget_spilled
+                        .with_label_values(&[route, name])
+                        .inc();
+                }
+            }
+            Ok(Chosen {
+                backend,
+                spilled: true,
+                ..
+            }) => {
+                let pool = routing.snapshot.pool(pool);
+                let region = pool.backends[*backend].region.as_deref().unwrap_or("-");
+                self.metrics
+                    .spilled_requests
+                    .with_label_values(&[pool.name.as_str(), client, region])
+                    .inc();
+            }
+            Ok(_) => {}
+            Err(Refused::OverBudget { route, over }) => {
+                if let Some((route, region)) = budget_region(*route, *over) {
+                    region.rejected.fetch_add(1, Ordering::Relaxed);
+                    let name = region.region.as_deref().unwrap_or("-");
+                    self.metrics
+                        .budget_rejections
+                        .with_label_values(&[route, name])
+                        .inc();
+                }
+            }
+            Err(Refused::Unavailable(Unavailable::Residency)) => {
+                self.metrics
+                    .residency_rejections
+                    .with_label_values(&[client])
+                    .inc();
+            }
+            Err(_) => {}
+        }
+    }
+
     /// Count a retry of a routed request, by `cause`.
     pub(super) fn count_retry(&self, ctx: &RequestCtx, cause: &str) {
         if let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) {

@@ -4,11 +4,15 @@
 
 use super::context::RequestCtx;
 use super::headers::{X_BALLAST_REASON, X_REQUEST_ID};
+use crate::config::RegionPlan;
+use crate::routing::picker::Unavailable;
+use crate::routing::route::Refused;
+use crate::routing::state::RoutingState;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::prelude::Session;
-use pingora::{Error, ErrorSource, ErrorType};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 
 /// The reason given when a route's event budget sheds a request.
 pub(super) const BUDGET_EXCEEDED: &str = "event budget exceeded";
@@ -114,11 +118,7 @@ pub(super) fn status_for(error: &Error) -> (u16, &'static str) {
 
 /// The message and `X-Ballast-Reason` of a refused write: the write region
 /// had no backend to take it, or the client's residency fence keeps it out.
-pub(super) fn write_refusal(
-    write_region: &str,
-    client_region: &str,
-    fence_allows: bool,
-) -> (String, String) {
+fn write_refusal(write_region: &str, client_region: &str, fence_allows: bool) -> (String, String) {
     if fence_allows {
         (
             format!("service unavailable: no backend of the write region {write_region} is available, and writes go nowhere else"),
@@ -130,4 +130,37 @@ pub(super) fn write_refusal(
             format!("residency; writes go to {write_region}, not allowed for client region {client_region}"),
         )
     }
+}
+
+/// Note in `ctx` why routing found no backend (so [`respond_failure`] can
+/// say it), and fail the request with a 503.
+pub(super) fn refuse<T>(
+    ctx: &mut RequestCtx,
+    refused: Refused<'_>,
+    placed: Option<(&str, &RegionPlan)>,
+    routing: &RoutingState,
+) -> Result<T> {
+    let client = placed.map_or("-", |(region, _)| region);
+    let why = match refused {
+        Refused::Write {
+            write_region,
+            fence_allows,
+        } => {
+            ctx.write_refusal = Some(write_refusal(write_region, client, fence_allows));
+            "write refused"
+        }
+        Refused::OverBudget { route, .. } => {
+            ctx.budget_retry_after = routing
+                .budgets
+                .route(route)
+                .map(|budget| budget.policy.retry_after.as_secs());
+            BUDGET_EXCEEDED
+        }
+        Refused::Unavailable(Unavailable::Residency) => {
+            ctx.fenced_region = Some(client.to_string());
+            Unavailable::Residency.as_str()
+        }
+        Refused::Unavailable(why) => why.as_str(),
+    };
+    Error::e_explain(ErrorType::HTTPStatus(503), why)
 }
