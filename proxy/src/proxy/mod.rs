@@ -1,11 +1,13 @@
-//! The Pingora glue: for each request, match a route, ask the picker for a
-//! backend, forward with X-Forwarded-* and X-Request-Id headers, record what
+//! The Pingora glue: for each request, match a route, ask routing for a
+//! backend ([`route_request`]), forward with X-Forwarded-* and X-Request-Id headers, record what
 //! happened in the backend's live stats, read (and strip) its load report,
 //! and turn failures into short, honest error responses (404 no route, 502
 //! backend failed, 503 no backend available, 504 backend timed out).
 //!
-//! Retries never reuse a backend the request already tried while another
-//! eligible one remains:
+//! Retries never reuse a backend the request already tried, and happen only
+//! while another eligible one remains that the request may go to (within the
+//! client's residency fence; within the write region for a write), so a
+//! fenced client whose allowed backends failed gets that 502 or 504:
 //! - a connection failure (the request never left) is retried whatever the
 //!   method, up to `MAX_CONNECT_RETRIES` times;
 //! - after the request may have reached a backend, only idempotent methods
@@ -28,6 +30,7 @@ mod responses;
 
 pub use context::RequestCtx;
 
+use crate::config::PoolId;
 use crate::routing::explain::explain_pick;
 use crate::routing::read_write::{classify, RequestKind};
 use crate::routing::retry::another_backend_remains;
@@ -55,6 +58,20 @@ use std::sync::Arc;
 /// Connection failures retried on another backend per request.
 const MAX_CONNECT_RETRIES: usize = 3;
 
+/// What routing reads of the request in `session` (to `pool`, so far).
+fn route_input<'a>(session: &'a Session, ctx: &'a RequestCtx, pool: PoolId) -> RouteInput<'a> {
+    let req = session.req_header();
+    RouteInput {
+        route: ctx.route,
+        pool,
+        client: client_ip(session),
+        headers: &req.headers,
+        path: req.uri.path(),
+        tried: &ctx.tried,
+        rw: ctx.rw,
+    }
+}
+
 /// The proxy service: reads the routing state the engine publishes.
 pub struct BallastProxy {
     routing: Arc<ArcSwap<RoutingState>>,
@@ -78,12 +95,13 @@ impl BallastProxy {
         }
     }
 
-    /// Whether `ctx` may try another backend: one that is eligible and untried exists.
-    fn other_backend_available(ctx: &RequestCtx) -> bool {
+    /// Whether `ctx` may try another backend: the picker finds one it may
+    /// go to (within its fence or write region) and has not tried.
+    fn other_backend_available(session: &Session, ctx: &RequestCtx) -> bool {
         let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) else {
             return false;
         };
-        another_backend_remains(routing, pool, ctx.rw, &ctx.tried)
+        another_backend_remains(routing, &route_input(session, ctx, pool))
     }
 }
 
@@ -162,17 +180,7 @@ impl ProxyHttp for BallastProxy {
         let (Some(routing), Some(pool_id)) = (ctx.routing.clone(), ctx.pool) else {
             return Error::e_explain(ErrorType::InternalError, "no route selected");
         };
-        let req = session.req_header();
-        let input = RouteInput {
-            route: ctx.route,
-            pool: pool_id,
-            client: client_ip(session),
-            headers: &req.headers,
-            path: req.uri.path(),
-            tried: &ctx.tried,
-            rw: ctx.rw,
-        };
-        let routed = route_request(&routing, &input);
+        let routed = route_request(&routing, &route_input(session, ctx, pool_id));
         self.record_routed(&routing, pool_id, &routed);
         ctx.rw = routed.rw;
         let chosen = match routed.outcome {
@@ -252,7 +260,7 @@ impl ProxyHttp for BallastProxy {
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
@@ -260,7 +268,8 @@ impl ProxyHttp for BallastProxy {
         if let Some(mut attempt) = ctx.attempt.take() {
             attempt.record_failure(None);
         }
-        if ctx.connect_retries < MAX_CONNECT_RETRIES && Self::other_backend_available(ctx) {
+        if ctx.connect_retries < MAX_CONNECT_RETRIES && Self::other_backend_available(session, ctx)
+        {
             ctx.connect_retries += 1;
             self.count_retry(ctx, "connect");
             e.set_retry(true);
@@ -300,7 +309,7 @@ impl ProxyHttp for BallastProxy {
             && attempts_left
             && session.response_written().is_none()
             && !session.as_ref().retry_buffer_truncated()
-            && Self::other_backend_available(ctx);
+            && Self::other_backend_available(session, ctx);
         if retry {
             self.count_retry(ctx, "error");
         }

@@ -1,31 +1,110 @@
-//! Whether a failed request may try another backend: one it has not tried
-//! must remain among those it may go to.
+//! Whether a failed request may try another backend: the picker is asked
+//! whether one remains that the request has not tried, under the same
+//! fences and scopes its retry would be picked with (the client's residency
+//! fence; the write region for a write). A fenced client whose allowed
+//! backends all failed thus keeps its own 502 or 504 rather than being
+//! retried into a residency 503.
 
+use super::picker::{has_candidate, RequestFacts};
 use super::read_write::RequestKind;
+use super::route::{placement, RouteInput};
 use super::state::RoutingState;
-use crate::config::PoolId;
 
-/// Whether a backend of `pool` that is eligible and not in `tried` remains;
-/// a write stays within the write region.
-pub fn another_backend_remains(
-    routing: &RoutingState,
-    pool: PoolId,
-    rw: Option<RequestKind>,
-    tried: &[usize],
-) -> bool {
-    let pool_config = routing.snapshot.pool(pool);
-    let writer_region = match (rw, &pool_config.write) {
-        (Some(RequestKind::Write), Some(split)) => Some(split.region.as_str()),
-        _ => None,
+/// Whether a retry of `input` (with the backends it tried) would find a
+/// backend: a write within the write region, a read (pinned or not) within
+/// the client's plan, which holds the write region when its fence allows it.
+pub fn another_backend_remains(routing: &RoutingState, input: &RouteInput<'_>) -> bool {
+    let pool = routing.snapshot.pool(input.pool);
+    let plan = match (input.rw, &pool.write) {
+        (Some(RequestKind::WriteRefused), _) => return false,
+        (Some(RequestKind::Write), Some(split)) => Some(&split.plan),
+        _ => placement(routing, input).map(|(_, plan)| plan),
     };
-    let eligible = |b: usize| {
-        let in_scope = writer_region
-            .is_none_or(|region| pool_config.backends[b].region.as_deref() == Some(region));
-        in_scope
-            && match &routing.weights[pool.0] {
-                Some(weights) => weights.shares[b] > 0.0,
-                None => true,
-            }
+    let facts = RequestFacts {
+        pool: input.pool,
+        ticket: 0,
+        tried: input.tried,
+        weights: routing.weights[input.pool.0].as_ref(),
+        stats: &routing.stats.pools[input.pool.0],
+        plan,
+        sticky: None,
+        hash_key: None,
     };
-    (0..pool_config.backends.len()).any(|b| eligible(b) && !tried.contains(&b))
+    has_candidate(&routing.snapshot, &facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PoolId;
+    use crate::routing::budget::Budgets;
+    use crate::stats::live::LiveState;
+    use crate::telemetry::metrics::Metrics;
+    use crate::telemetry::request_series::RequestSeries;
+    use http::HeaderMap;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// us-east (the write region): b0, b1; us-west: b2; eu-west (fenced): b3.
+    fn routing() -> RoutingState {
+        let yaml = r#"
+listeners: [{address: "127.0.0.1:1"}]
+regions:
+  us-east: {fallback: [us-west]}
+  us-west: {fallback: [us-east]}
+  eu-west: {fallback: [us-east]}
+geo:
+  client_region: [{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}, {default: us-east}]
+  residency: [{clients: [eu-west], allowed: [eu-west]}]
+pools:
+  p:
+    write: {region: us-east}
+    backends:
+      - {addr: "10.0.0.1:80", region: us-east}
+      - {addr: "10.0.0.2:80", region: us-east}
+      - {addr: "10.0.0.3:80", region: us-west}
+      - {addr: "10.0.0.4:80", region: eu-west}
+routes: [{pool: p}]
+"#;
+        let snapshot = Arc::new(crate::config::load_str(yaml, Path::new(".")).unwrap());
+        RoutingState::new(
+            Arc::new(LiveState::new().resolve(&snapshot)),
+            Arc::new(RequestSeries::new(&Metrics::new(), &snapshot)),
+            Arc::new(Budgets::new(&snapshot)),
+            snapshot,
+        )
+    }
+
+    fn remains(region: &str, rw: Option<RequestKind>, tried: &[usize]) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-client-region", region.parse().unwrap());
+        let input = RouteInput {
+            route: Some(0),
+            pool: PoolId(0),
+            client: Some("127.0.0.1".parse().unwrap()),
+            headers: &headers,
+            path: "/",
+            tried,
+            rw,
+        };
+        another_backend_remains(&routing(), &input)
+    }
+
+    #[test]
+    fn a_fenced_client_retries_only_within_its_fence() {
+        assert!(!remains("eu-west", Some(RequestKind::Read), &[3]));
+        assert!(remains("us-west", Some(RequestKind::Read), &[3]));
+        assert!(remains("us-west", Some(RequestKind::Read), &[0, 1, 3]));
+        assert!(!remains("us-west", Some(RequestKind::Read), &[0, 1, 2, 3]));
+    }
+
+    #[test]
+    fn a_write_retries_only_within_the_write_region() {
+        assert!(remains("us-west", Some(RequestKind::Write), &[0]));
+        assert!(!remains("us-west", Some(RequestKind::Write), &[0, 1]));
+        assert!(!remains("us-east", Some(RequestKind::WriteRefused), &[]));
+        // A pinned read falls back to normal routing once the writers failed.
+        assert!(remains("us-west", Some(RequestKind::PinnedRead), &[0, 1]));
+        assert!(!remains("eu-west", Some(RequestKind::PinnedFallback), &[3]));
+    }
 }

@@ -75,10 +75,7 @@ pub struct Chosen<'s> {
 pub fn route_request<'s>(routing: &'s RoutingState, input: &RouteInput<'_>) -> Routed<'s> {
     let snapshot = &routing.snapshot;
     let pool = snapshot.pool(input.pool);
-    let placed = snapshot
-        .geo
-        .as_ref()
-        .and_then(|geo| plan_for(geo, input.client, input.headers));
+    let placed = placement(routing, input);
     let key = |key| key_hash(key, input.headers, input.path);
     let facts = RequestFacts {
         pool: input.pool,
@@ -173,6 +170,15 @@ pub fn route_request<'s>(routing: &'s RoutingState, input: &RouteInput<'_>) -> R
             over_budget_in,
         }),
     )
+}
+
+/// The client's region and plan, when geo rules place it.
+pub fn placement<'s>(
+    routing: &'s RoutingState,
+    input: &RouteInput<'_>,
+) -> Option<(&'s str, &'s RegionPlan)> {
+    let geo = routing.snapshot.geo.as_ref()?;
+    plan_for(geo, input.client, input.headers)
 }
 
 /// Charge a request to its route's budget in its backend's region. Over
