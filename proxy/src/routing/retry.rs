@@ -36,58 +36,11 @@ pub fn another_backend_remains(routing: &RoutingState, input: &RouteInput<'_>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::PoolId;
-    use crate::routing::budget::Budgets;
-    use crate::stats::live::LiveState;
-    use crate::telemetry::metrics::Metrics;
-    use crate::telemetry::request_series::RequestSeries;
-    use http::HeaderMap;
-    use std::path::Path;
-    use std::sync::Arc;
-
-    /// us-east (the write region): b0, b1; us-west: b2; eu-west (fenced): b3.
-    fn routing() -> RoutingState {
-        let yaml = r#"
-listeners: [{address: "127.0.0.1:1"}]
-regions:
-  us-east: {fallback: [us-west]}
-  us-west: {fallback: [us-east]}
-  eu-west: {fallback: [us-east]}
-geo:
-  client_region: [{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}, {default: us-east}]
-  residency: [{clients: [eu-west], allowed: [eu-west]}]
-pools:
-  p:
-    write: {region: us-east}
-    backends:
-      - {addr: "10.0.0.1:80", region: us-east}
-      - {addr: "10.0.0.2:80", region: us-east}
-      - {addr: "10.0.0.3:80", region: us-west}
-      - {addr: "10.0.0.4:80", region: eu-west}
-routes: [{pool: p}]
-"#;
-        let snapshot = Arc::new(crate::config::load_str(yaml, Path::new(".")).unwrap());
-        RoutingState::new(
-            Arc::new(LiveState::new().resolve(&snapshot)),
-            Arc::new(RequestSeries::new(&Metrics::new(), &snapshot)),
-            Arc::new(Budgets::new(&snapshot)),
-            snapshot,
-        )
-    }
+    use crate::routing::route::tests::{headers_from, input, routing};
 
     fn remains(region: &str, rw: Option<RequestKind>, tried: &[usize]) -> bool {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-client-region", region.parse().unwrap());
-        let input = RouteInput {
-            route: Some(0),
-            pool: PoolId(0),
-            client: Some("127.0.0.1".parse().unwrap()),
-            headers: &headers,
-            path: "/",
-            tried,
-            rw,
-        };
-        another_backend_remains(&routing(), &input)
+        let headers = headers_from(region);
+        another_backend_remains(&routing(), &input(&headers, rw, tried))
     }
 
     #[test]

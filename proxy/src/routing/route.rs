@@ -252,3 +252,124 @@ fn spill_plan(
         fenced: true,
     })
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::routing::budget::Budgets;
+    use crate::stats::live::LiveState;
+    use crate::telemetry::metrics::Metrics;
+    use crate::telemetry::request_series::RequestSeries;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    /// us-east (the write region): b0, b1; us-west: b2; eu-west (fenced in,
+    /// and kept out of the write region): b3. Clients are placed by header.
+    pub(in crate::routing) fn routing() -> RoutingState {
+        let yaml = r#"
+listeners: [{address: "127.0.0.1:1"}]
+regions:
+  us-east: {fallback: [us-west]}
+  us-west: {fallback: [us-east]}
+  eu-west: {fallback: [us-east]}
+geo:
+  client_region: [{header: X-Client-Region, trusted_peers: ["127.0.0.1"]}, {default: us-east}]
+  residency: [{clients: [eu-west], allowed: [eu-west]}]
+pools:
+  p:
+    write: {region: us-east}
+    backends:
+      - {addr: "10.0.0.1:80", region: us-east}
+      - {addr: "10.0.0.2:80", region: us-east}
+      - {addr: "10.0.0.3:80", region: us-west}
+      - {addr: "10.0.0.4:80", region: eu-west}
+routes: [{pool: p}]
+"#;
+        let snapshot = Arc::new(crate::config::load_str(yaml, Path::new(".")).unwrap());
+        RoutingState::new(
+            Arc::new(LiveState::new().resolve(&snapshot)),
+            Arc::new(RequestSeries::new(&Metrics::new(), &snapshot)),
+            Arc::new(Budgets::new(&snapshot)),
+            snapshot,
+        )
+    }
+
+    /// Headers placing the client in `region`.
+    pub(in crate::routing) fn headers_from(region: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-client-region", region.parse().unwrap());
+        headers
+    }
+
+    /// A request to the pool from a trusted peer with `headers`.
+    pub(in crate::routing) fn input<'a>(
+        headers: &'a HeaderMap,
+        rw: Option<RequestKind>,
+        tried: &'a [usize],
+    ) -> RouteInput<'a> {
+        RouteInput {
+            route: Some(0),
+            pool: PoolId(0),
+            client: Some("127.0.0.1".parse().unwrap()),
+            headers,
+            path: "/",
+            tried,
+            rw,
+        }
+    }
+
+    fn backend(routed: &Routed<'_>) -> Option<usize> {
+        routed.outcome.as_ref().ok().map(|chosen| chosen.backend)
+    }
+
+    #[test]
+    fn reads_stay_in_the_clients_region_and_a_fence_holds() {
+        let routing = routing();
+        let west = headers_from("us-west");
+        let routed = route_request(&routing, &input(&west, Some(RequestKind::Read), &[]));
+        assert_eq!(routed.placed.map(|(region, _)| region), Some("us-west"));
+        assert_eq!(backend(&routed), Some(2));
+        let eu = headers_from("eu-west");
+        let routed = route_request(&routing, &input(&eu, Some(RequestKind::Read), &[]));
+        assert_eq!(backend(&routed), Some(3));
+        let routed = route_request(&routing, &input(&eu, Some(RequestKind::Read), &[3]));
+        assert!(matches!(
+            routed.outcome,
+            Err(Refused::Unavailable(Unavailable::Residency))
+        ));
+    }
+
+    #[test]
+    fn writes_go_to_the_write_region_or_are_refused() {
+        let routing = routing();
+        let west = headers_from("us-west");
+        let routed = route_request(&routing, &input(&west, Some(RequestKind::Write), &[]));
+        assert!(matches!(backend(&routed), Some(0 | 1)));
+        assert_eq!(routed.rw, Some(RequestKind::Write));
+        let routed = route_request(&routing, &input(&west, Some(RequestKind::Write), &[0, 1]));
+        assert_eq!(routed.rw, Some(RequestKind::WriteRefused));
+        assert!(matches!(
+            routed.outcome,
+            Err(Refused::Write {
+                write_region: "us-east",
+                fence_allows: true
+            })
+        ));
+        let eu = headers_from("eu-west");
+        let routed = route_request(&routing, &input(&eu, Some(RequestKind::Write), &[]));
+        assert!(matches!(
+            routed.outcome,
+            Err(Refused::Write {
+                fence_allows: false,
+                ..
+            })
+        ));
+        // A pinned read the write region cannot serve falls back.
+        let routed = route_request(
+            &routing,
+            &input(&west, Some(RequestKind::PinnedRead), &[0, 1]),
+        );
+        assert_eq!(routed.rw, Some(RequestKind::PinnedFallback));
+        assert_eq!(backend(&routed), Some(2));
+    }
+}
