@@ -437,6 +437,7 @@ async fn clients_are_served_in_their_region_and_fences_hold() {
         r#"{}
   p:
     recompute_interval: 100ms
+    outlier: {{max_ejected: 1.0}}
     backends:
       - {{addr: "{}", region: us-east}}
       - {{addr: "{}", region: us-west}}
@@ -514,9 +515,19 @@ routes: [{{pool: p}}]
     }
 
     // eu-west goes down: its fenced clients get a clear 503, never another region.
+    // Until eu-west is taken out (ejected after its failures: both dead
+    // regions may be), a request that fails there gets its own 502.
     eu.stop();
     let west_before = west.stats.count_path("/work");
-    let reply = send(listen, from("eu-west")(0, 0)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let reply = loop {
+        let reply = send(listen, from("eu-west")(0, 0)).await;
+        if reply.status != http::StatusCode::BAD_GATEWAY {
+            break reply;
+        }
+        assert!(std::time::Instant::now() < deadline, "eu-west is taken out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(
         reply.status,
         http::StatusCode::SERVICE_UNAVAILABLE,
@@ -539,6 +550,94 @@ routes: [{{pool: p}}]
     assert!(
         metrics.contains("ballast_residency_rejections_total{client_region=\"eu-west\"}"),
         "{metrics}"
+    );
+}
+
+/// A fenced client whose only allowed backend fails gets that failure (502
+/// could not connect, 504 timed out), not a retry that its fence then
+/// refuses with a residency 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_client_whose_backend_fails_gets_that_failure_not_a_residency_503() {
+    let _serial = LOAD_LOCK.lock().await;
+    let east = origin_named("east").await;
+    let west = origin_named("west").await;
+    let eu_slow = origin_with_latency("eu", Duration::from_secs(3)).await;
+    let eu_dead = dead_addr();
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let yaml = format!(
+        r#"{}
+  dead:
+    backends:
+      - {{addr: "{}", region: us-east}}
+      - {{addr: "{}", region: us-west}}
+      - {{addr: "{eu_dead}", region: eu-west}}
+  slow:
+    read_timeout: 300ms
+    backends:
+      - {{addr: "{}", region: us-east}}
+      - {{addr: "{}", region: us-west}}
+      - {{addr: "{}", region: eu-west}}
+routes:
+  - {{match: {{path_prefix: /dead}}, pool: dead}}
+  - {{match: {{path_prefix: /slow}}, pool: slow}}
+"#,
+        three_regions(listen, admin),
+        east.addr,
+        west.addr,
+        east.addr,
+        west.addr,
+        eu_slow.addr
+    );
+    let _ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
+    let from_eu = |path: &str| {
+        Request::builder()
+            .uri(path)
+            .header("host", "x")
+            .header("x-client-region", "eu-west")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+
+    let reply = send(listen, from_eu("/dead")).await;
+    assert_eq!(
+        reply.status,
+        http::StatusCode::BAD_GATEWAY,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(
+        reply.text(),
+        "bad gateway: could not connect to the backend\n"
+    );
+    assert_eq!(reply.header("x-ballast-reason"), None);
+
+    let reply = send(listen, from_eu("/slow")).await;
+    assert_eq!(
+        reply.status,
+        http::StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(
+        reply.text(),
+        "gateway timeout: the backend did not answer in time\n"
+    );
+    assert_eq!(reply.header("x-ballast-reason"), None);
+
+    let metrics = get(admin, "x", "/metrics").await.text();
+    assert!(
+        !metrics.contains("ballast_residency_rejections_total{"),
+        "no request was refused by its fence:\n{metrics}"
+    );
+    assert!(
+        !metrics.contains("ballast_retries_total{"),
+        "nothing was retried:\n{metrics}"
+    );
+    assert_eq!(
+        east.stats.total() + west.stats.total(),
+        0,
+        "nothing left the fence"
     );
 }
 

@@ -507,6 +507,27 @@ fn pick_in_tier<R: Rng + ?Sized>(
     None
 }
 
+/// Whether [`pick`] would find a backend for `facts`: one that is eligible
+/// (a positive share once weights are published, a place in the pool's
+/// round-robin cycle before), not yet tried, and within the plan's fence
+/// (a fenced plan's regions only). Asked before a retry, with the plan the
+/// retry would be picked under.
+pub fn has_candidate(snapshot: &Snapshot, facts: &RequestFacts<'_>) -> bool {
+    let pool = snapshot.pool(facts.pool);
+    let eligible = |b: usize| match facts.weights {
+        Some(weights) => weights.eligible(b),
+        None => pool.schedule.contains(&(b as u32)),
+    };
+    let in_fence = |b: usize| match facts.plan {
+        Some(plan) if plan.fenced => pool.backends[b]
+            .region
+            .as_ref()
+            .is_some_and(|region| plan.order.contains(region)),
+        _ => true,
+    };
+    (0..pool.backends.len()).any(|b| !facts.tried.contains(&b) && eligible(b) && in_fence(b))
+}
+
 fn why_unavailable(facts: &RequestFacts<'_>) -> Unavailable {
     match (facts.plan, facts.weights) {
         (Some(plan), _) if plan.fenced => Unavailable::Residency,
@@ -904,6 +925,62 @@ routes: [{{pool: p}}]
                 pick(snap, &facts, 0, &mut rng)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_candidate_remains_exactly_when_pick_finds_one() {
+        let stats: Vec<Arc<BackendStats>> = (0..6).map(|_| Arc::new(BackendStats::new())).collect();
+        for mode in ["round_robin", "latency"] {
+            let snap = snapshot(mode);
+            let plans = &snap.geo.as_ref().unwrap().plans;
+            let all = weights(&snap, [0.2, 0.1, 0.2, 0.2, 0.2, 0.1]);
+            let eu_out = weights(&snap, [0.3, 0.2, 0.3, 0.0, 0.0, 0.2]);
+            for w in [None, Some(&all), Some(&eu_out)] {
+                for plan in [None, Some(&plans["us-east"]), Some(&plans["eu-west"])] {
+                    for tried_set in 0u32..64 {
+                        let tried: Vec<usize> =
+                            (0..6).filter(|b| tried_set & (1 << b) != 0).collect();
+                        let facts = RequestFacts {
+                            pool: PoolId(0),
+                            ticket: u64::from(tried_set),
+                            tried: &tried,
+                            weights: w,
+                            stats: &stats,
+                            plan,
+                            sticky: None,
+                            hash_key: None,
+                        };
+                        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+                        let found = pick(&snap, &facts, 0, &mut rng).backend().is_some();
+                        assert_eq!(
+                            has_candidate(&snap, &facts),
+                            found,
+                            "{mode}, tried {tried:?}, plan {:?}, weights {}",
+                            plan.map(|p| &p.order),
+                            w.is_some()
+                        );
+                    }
+                }
+            }
+        }
+        // A fenced eu-west client whose eu backends were tried has none left,
+        // while backends elsewhere remain for an unfenced one.
+        let snap = snapshot("latency");
+        let plans = &snap.geo.as_ref().unwrap().plans;
+        let w = weights(&snap, [0.2, 0.1, 0.2, 0.2, 0.2, 0.1]);
+        let facts = |plan| RequestFacts {
+            pool: PoolId(0),
+            ticket: 0,
+            tried: &[3, 4],
+            weights: Some(&w),
+            stats: &stats,
+            plan,
+            sticky: None,
+            hash_key: None,
+        };
+        assert!(!has_candidate(&snap, &facts(Some(&plans["eu-west"]))));
+        assert!(has_candidate(&snap, &facts(Some(&plans["us-east"]))));
+        assert!(has_candidate(&snap, &facts(None)));
     }
 
     #[test]

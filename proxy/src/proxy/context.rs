@@ -1,0 +1,132 @@
+//! The per-request state the hooks share: the routing state the request was
+//! matched against, its route and pool, the backends it tried, the attempt in
+//! flight, and what a refusal or explanation needs to say.
+
+use crate::config::PoolId;
+use crate::routing::read_write::RequestKind;
+use crate::routing::state::RoutingState;
+use crate::stats::backend::{BackendStats, InFlight};
+use crate::stats::clock;
+use http::header::HeaderValue;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Counts a request as in flight from context creation until it is dropped.
+struct InFlightGuard(prometheus::IntGauge);
+
+impl InFlightGuard {
+    fn new(gauge: &prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// One try of a request against one backend.
+pub(super) struct Attempt {
+    pub(super) stats: Arc<BackendStats>,
+    started: Instant,
+    /// Whether the outcome has been counted in the backend's stats.
+    pub(super) recorded: bool,
+    _in_flight: InFlight,
+}
+
+impl Attempt {
+    /// Start a try against the backend with these `stats`.
+    pub(super) fn start(stats: Arc<BackendStats>) -> Self {
+        Self {
+            _in_flight: stats.start(),
+            stats,
+            started: Instant::now(),
+            recorded: false,
+        }
+    }
+
+    pub(super) fn latency_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    pub(super) fn record_failure(&mut self, latency_us: Option<u64>) {
+        if !self.recorded {
+            self.recorded = true;
+            self.stats.record_failure(clock::now_ms(), latency_us);
+        }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    pub(super) started: Instant,
+    /// Empty until `request_filter` keeps or makes one.
+    pub(super) request_id: HeaderValue,
+    pub(super) routing: Option<Arc<RoutingState>>,
+    pub(super) route: Option<usize>,
+    pub(super) pool: Option<PoolId>,
+    pub(super) tried: Vec<usize>,
+    pub(super) connect_retries: usize,
+    pub(super) attempt: Option<Attempt>,
+    /// Set when a residency fence left no backend: the client's region.
+    pub(super) fenced_region: Option<String>,
+    /// What the request is to a pool with a read/write split.
+    pub(super) rw: Option<RequestKind>,
+    /// Set when a write is refused: the message and `X-Ballast-Reason`.
+    pub(super) write_refusal: Option<(String, String)>,
+    /// Set when the route's event budget shed the request: Retry-After seconds.
+    pub(super) budget_retry_after: Option<u64>,
+    /// The `X-Ballast-Decision` text, when this request is explained.
+    pub(super) explanation: Option<String>,
+    _in_flight: InFlightGuard,
+}
+
+impl RequestCtx {
+    /// A fresh context, counted in the `in_flight` gauge until dropped.
+    pub(super) fn new(in_flight: &prometheus::IntGauge) -> Self {
+        Self {
+            started: Instant::now(),
+            request_id: HeaderValue::from_static(""),
+            routing: None,
+            route: None,
+            pool: None,
+            tried: Vec::new(),
+            connect_retries: 0,
+            attempt: None,
+            fenced_region: None,
+            rw: None,
+            write_refusal: None,
+            budget_retry_after: None,
+            explanation: None,
+            _in_flight: InFlightGuard::new(in_flight),
+        }
+    }
+
+    /// The id of the backend tried last, or `-`.
+    pub(super) fn backend_id(&self) -> &str {
+        match (&self.routing, self.pool, self.tried.last()) {
+            (Some(routing), Some(pool), Some(&b)) => {
+                routing.snapshot.pool(pool).backends[b].id.0.as_str()
+            }
+            _ => "-",
+        }
+    }
+
+    /// The route's name, or `-`.
+    pub(super) fn route_name(&self) -> &str {
+        match (&self.routing, self.route) {
+            (Some(routing), Some(i)) => routing.snapshot.routes.routes()[i].name.as_str(),
+            _ => "-",
+        }
+    }
+
+    /// The pool's name, or `-`.
+    pub(super) fn pool_name(&self) -> &str {
+        match (&self.routing, self.pool) {
+            (Some(routing), Some(p)) => routing.snapshot.pool(p).name.as_str(),
+            _ => "-",
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The Pingora glue: for each request, match a route, ask routing for a
+//! backend ([`route_request`]), forward with X-Forwarded-* and X-Request-Id headers, record what
+//! happened in the backend's live stats, read (and strip) its load report,
+//! and turn failures into short, honest error responses (404 no route, 502
+//! backend failed, 503 no backend available, 504 backend timed out).
+//!
+//! Retries never reuse a backend the request already tried, and happen only
+//! while another eligible one remains that the request may go to (within the
+//! client's residency fence; within the write region for a write), so a
+//! fenced client whose allowed backends failed gets that 502 or 504:
+//! - a connection failure (the request never left) is retried whatever the
+//!   method, up to `MAX_CONNECT_RETRIES` times;
+//! - after the request may have reached a backend, only idempotent methods
+//!   (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or requests carrying an
+//!   `Idempotency-Key` are retried, within `retries.attempts` tries in total,
+//!   and never once the response has started or the request body was too
+//!   large to keep for a replay.
+//!
+//! With a read/write split, a write only ever goes to (and is only ever
+//! retried within) the write region; a read pinned by the client's recent
+//! write goes there too while it can serve, then falls back to normal routing.
+//!
+//! Bodies stream through Pingora untouched.
+
+mod context;
+mod headers;
+mod load_report;
+mod record;
+mod responses;
+
+pub use context::RequestCtx;
+
+use crate::config::PoolId;
+use crate::routing::explain::explain_pick;
+use crate::routing::read_write::{classify, RequestKind};
+use crate::routing::retry::another_backend_remains;
+use crate::routing::route::{route_request, RouteInput};
+use crate::routing::state::RoutingState;
+use crate::routing::table::RequestView;
+use crate::stats::clock;
+use crate::telemetry::decisions::DecisionLog;
+use crate::telemetry::metrics::Metrics;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use context::Attempt;
+use headers::{
+    add_forwarding, client_ip, hand_back_pin, over_limit, request_host, wants_explanation,
+    RequestIds, IDEMPOTENCY_KEY, X_BALLAST_DECISION, X_REQUEST_ID,
+};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
+use pingora::prelude::{HttpPeer, ProxyHttp, Session};
+use pingora::proxy::FailToProxy;
+use pingora::{Error, ErrorType, Result};
+use responses::{refuse, respond_failure, respond_plain, status_for};
+use std::sync::Arc;
+
+/// Connection failures retried on another backend per request.
+const MAX_CONNECT_RETRIES: usize = 3;
+
+/// What routing reads of the request in `session` (to `pool`, so far).
+fn route_input<'a>(session: &'a Session, ctx: &'a RequestCtx, pool: PoolId) -> RouteInput<'a> {
+    let req = session.req_header();
+    RouteInput {
+        route: ctx.route,
+        pool,
+        client: client_ip(session),
+        headers: &req.headers,
+        path: req.uri.path(),
+        tried: &ctx.tried,
+        rw: ctx.rw,
+    }
+}
+
+/// The proxy service: reads the routing state the engine publishes.
+pub struct BallastProxy {
+    routing: Arc<ArcSwap<RoutingState>>,
+    request_ids: RequestIds,
+    metrics: Arc<Metrics>,
+    /// Explained requests are recorded here.
+    decisions: Arc<DecisionLog>,
+}
+
+impl BallastProxy {
+    pub fn new(
+        routing: Arc<ArcSwap<RoutingState>>,
+        metrics: Arc<Metrics>,
+        decisions: Arc<DecisionLog>,
+    ) -> Self {
+        Self {
+            routing,
+            request_ids: RequestIds::new(),
+            metrics,
+            decisions,
+        }
+    }
+
+    /// Whether `ctx` may try another backend: the picker finds one it may
+    /// go to (within its fence or write region) and has not tried.
+    fn other_backend_available(session: &Session, ctx: &RequestCtx) -> bool {
+        let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) else {
+            return false;
+        };
+        another_backend_remains(routing, &route_input(session, ctx, pool))
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for BallastProxy {
+    type CTX = RequestCtx;
+
+    /// No downstream modules: Ballast compresses nothing, and Pingora's
+    /// default (a disabled compression module) costs a setup per request.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(&self.metrics.in_flight)
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        ctx.request_id = self.request_ids.keep_or_make(req);
+        let routing = self.routing.load_full();
+        if let Some((status, message)) = over_limit(req, &routing.snapshot.server.limits) {
+            let id = ctx.request_id.clone();
+            ctx.routing = Some(routing);
+            respond_plain(session, status, &id, message, None, None).await;
+            return Ok(true);
+        }
+        let view = RequestView {
+            host: request_host(req),
+            path: req.uri.path(),
+            method: &req.method,
+            headers: &req.headers,
+        };
+        let found = routing
+            .snapshot
+            .routes
+            .find(&view)
+            .map(|(index, route)| (index, route.pool));
+        if let Some(split) = found.and_then(|(_, pool)| routing.snapshot.pool(pool).write.as_ref())
+        {
+            let kind = classify(
+                split,
+                &req.method,
+                req.uri.path(),
+                &req.headers,
+                clock::unix_ms(),
+            );
+            ctx.rw = Some(kind);
+        }
+        ctx.routing = Some(routing);
+        match found {
+            Some((index, pool)) => {
+                ctx.route = Some(index);
+                ctx.pool = Some(pool);
+                Ok(false)
+            }
+            None => {
+                let id = ctx.request_id.clone();
+                respond_plain(
+                    session,
+                    404,
+                    &id,
+                    "not found: no route matches this request",
+                    None,
+                    None,
+                )
+                .await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let (Some(routing), Some(pool_id)) = (ctx.routing.clone(), ctx.pool) else {
+            return Error::e_explain(ErrorType::InternalError, "no route selected");
+        };
+        let routed = route_request(&routing, &route_input(session, ctx, pool_id));
+        self.record_routed(&routing, pool_id, &routed);
+        ctx.rw = routed.rw;
+        let chosen = match routed.outcome {
+            Ok(chosen) => chosen,
+            Err(refused) => return refuse(ctx, refused, routed.placed, &routing),
+        };
+        let backend = chosen.backend;
+        ctx.tried.push(backend);
+        let pool = routing.snapshot.pool(pool_id);
+        if let Some(explain) = &routing.snapshot.explain {
+            if wants_explanation(explain, session) {
+                let share = routing.weights[pool_id.0]
+                    .as_ref()
+                    .map(|w| w.shares[backend]);
+                let attempt = ctx.tried.len();
+                let text = explain_pick(pool, &chosen, routed.placed, share, attempt, ctx.rw);
+                ctx.explanation = Some(text);
+            }
+        }
+        let stats = &routing.stats.pools[pool_id.0];
+        ctx.attempt = Some(Attempt::start(stats[backend].clone()));
+        let mut peer = HttpPeer::new(pool.backends[backend].addr, false, String::new());
+        peer.options.connection_timeout = Some(pool.timeouts.connect);
+        peer.options.read_timeout = Some(pool.timeouts.read);
+        peer.options.write_timeout = Some(pool.timeouts.write);
+        peer.options.idle_timeout = Some(pool.timeouts.idle);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        add_forwarding(session, upstream_request, &ctx.request_id)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let (Some(routing), Some(pool_id)) = (ctx.routing.clone(), ctx.pool) else {
+            return Ok(());
+        };
+        let policy = &routing.snapshot.pool(pool_id).policy.server_load;
+        let now_ms = clock::now_ms();
+        if let Some(attempt) = ctx.attempt.as_mut() {
+            record::record_response(attempt, upstream_response.status.is_server_error(), now_ms);
+        }
+        let report = load_report::take_report(upstream_response, policy, |error| {
+            self.count_report_error(ctx, error)
+        });
+        if let (Some(report), Some(attempt)) = (report, ctx.attempt.as_ref()) {
+            attempt.stats.record_report(now_ms, &report);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        upstream_response.insert_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        if ctx.rw == Some(RequestKind::Write) {
+            hand_back_pin(upstream_response, ctx)?;
+        }
+        if let Some(explanation) = &ctx.explanation {
+            upstream_response.insert_header(X_BALLAST_DECISION, explanation.as_str())?;
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(mut attempt) = ctx.attempt.take() {
+            attempt.record_failure(None);
+        }
+        if ctx.connect_retries < MAX_CONNECT_RETRIES && Self::other_backend_available(session, ctx)
+        {
+            ctx.connect_retries += 1;
+            self.count_retry(ctx, "connect");
+            e.set_retry(true);
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let timed_out = matches!(
+            e.etype(),
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        );
+        if let Some(attempt) = ctx.attempt.as_mut() {
+            let latency = timed_out.then(|| attempt.latency_us());
+            attempt.record_failure(latency);
+        }
+        let req = session.req_header();
+        let replay_safe = req.method.is_idempotent() || req.headers.contains_key(IDEMPOTENCY_KEY);
+        let attempts_left = match (&ctx.routing, ctx.pool) {
+            (Some(routing), Some(pool)) => {
+                let allowed = routing.snapshot.pool(pool).policy.attempts as usize;
+                ctx.tried.len().saturating_sub(ctx.connect_retries) < allowed
+            }
+            _ => false,
+        };
+        let retry = replay_safe
+            && attempts_left
+            && session.response_written().is_none()
+            && !session.as_ref().retry_buffer_truncated()
+            && Self::other_backend_available(session, ctx);
+        if retry {
+            self.count_retry(ctx, "error");
+        }
+        e.set_retry(retry);
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let (status, message) = status_for(e);
+        if status != 0 {
+            let id = if ctx.request_id.is_empty() {
+                self.request_ids.next()
+            } else {
+                ctx.request_id.clone()
+            };
+            respond_failure(session, status, &id, message, ctx).await;
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        self.record_done(session, e, ctx);
+    }
+}

@@ -1,0 +1,166 @@
+//! Recording what happened to a request: its attempt's outcome in the
+//! backend's live stats; spills, budget sheds, residency refusals, retries
+//! and load-report errors in the metrics (and the budgets' counters); and
+//! once it is done the request series (or the unrouted counters), the
+//! decision log for an explained request, and the access log line.
+
+use super::context::{Attempt, RequestCtx};
+use super::load_report::parse_error_label;
+use super::BallastProxy;
+use crate::config::PoolId;
+use crate::routing::picker::Unavailable;
+use crate::routing::route::{Chosen, Refused, Routed};
+use crate::routing::state::RoutingState;
+use crate::stats::clock;
+use crate::stats::server_load::ParseError;
+use crate::telemetry::decisions::{DecisionKind, RoutingDecision};
+use crate::telemetry::metrics::status_class;
+use pingora::prelude::Session;
+use pingora::Error;
+use std::sync::atomic::Ordering;
+
+/// Count the backend's response in its stats (once per attempt): a server
+/// error as a failure, anything else as a success with its latency.
+pub(super) fn record_response(attempt: &mut Attempt, server_error: bool, now_ms: u64) {
+    if !attempt.recorded {
+        attempt.recorded = true;
+        let latency_us = attempt.latency_us();
+        if server_error {
+            attempt.stats.record_failure(now_ms, Some(latency_us));
+        } else {
+            attempt.stats.record_success(now_ms, latency_us);
+        }
+    }
+}
+
+impl BallastProxy {
+    /// Count what routing did with a request: a spill past its budget or a
+    /// spilling region, a budget shed, a residency refusal.
+    pub(super) fn record_routed(&self, routing: &RoutingState, pool: PoolId, routed: &Routed<'_>) {
+        let client = routed.placed.map_or("-", |(region, _)| region);
+        let budget_region = |route: usize, over: usize| {
+            let budget = routing.budgets.route(route)?;
+            let name = routing.snapshot.routes.routes()[route].name.as_str();
+            Some((name, &budget.regions[over]))
+        };
+        match &routed.outcome {
+            Ok(Chosen {
+                over_budget: Some((route, over)),
+                ..
+            }) => {
+                if let Some((route, region)) = budget_region(*route, *over) {
+                    region.spilled.fetch_add(1, Ordering::Relaxed);
+                    let name = region.region.as_deref().unwrap_or("-");
+                    self.metrics
+                        .budget_spilled
+                        .with_label_values(&[route, name])
+                        .inc();
+                }
+            }
+            Ok(Chosen {
+                backend,
+                spilled: true,
+                ..
+            }) => {
+                let pool = routing.snapshot.pool(pool);
+                let region = pool.backends[*backend].region.as_deref().unwrap_or("-");
+                self.metrics
+                    .spilled_requests
+                    .with_label_values(&[pool.name.as_str(), client, region])
+                    .inc();
+            }
+            Ok(_) => {}
+            Err(Refused::OverBudget { route, over }) => {
+                if let Some((route, region)) = budget_region(*route, *over) {
+                    region.rejected.fetch_add(1, Ordering::Relaxed);
+                    let name = region.region.as_deref().unwrap_or("-");
+                    self.metrics
+                        .budget_rejections
+                        .with_label_values(&[route, name])
+                        .inc();
+                }
+            }
+            Err(Refused::Unavailable(Unavailable::Residency)) => {
+                self.metrics
+                    .residency_rejections
+                    .with_label_values(&[client])
+                    .inc();
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Count a retry of a routed request, by `cause`.
+    pub(super) fn count_retry(&self, ctx: &RequestCtx, cause: &str) {
+        if let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) {
+            let pool = routing.snapshot.pool(pool).name.as_str();
+            self.metrics.retries.with_label_values(&[pool, cause]).inc();
+        }
+    }
+
+    /// Count a load report a backend of the request's pool got wrong.
+    pub(super) fn count_report_error(&self, ctx: &RequestCtx, error: ParseError) {
+        if let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) {
+            let pool = routing.snapshot.pool(pool).name.as_str();
+            self.metrics
+                .server_load_errors
+                .with_label_values(&[pool, parse_error_label(error)])
+                .inc();
+        }
+    }
+
+    /// Record a finished request: series or unrouted counters, the decision
+    /// log when explained, and the access log line.
+    pub(super) fn record_done(&self, session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        let route = ctx.route_name();
+        let pool = ctx.pool_name();
+        let elapsed = ctx.started.elapsed();
+        if let (Some(routing), Some(pool), Some(kind)) = (&ctx.routing, ctx.pool, ctx.rw) {
+            routing.series.count_rw(pool, kind.index(), kind.as_str());
+        }
+        if let Some(explanation) = &ctx.explanation {
+            self.decisions.record(RoutingDecision {
+                at: std::time::SystemTime::now(),
+                at_ms: clock::now_ms(),
+                pool: pool.to_string(),
+                backend: ctx.backend_id().to_string(),
+                kind: DecisionKind::Request,
+                old_share: 0.0,
+                new_share: 0.0,
+                reason: format!("{explanation}; status={status}"),
+            });
+        }
+        match (&ctx.routing, ctx.route) {
+            (Some(routing), Some(route)) => {
+                let backend = ctx.tried.last().copied();
+                routing
+                    .series
+                    .observe(route, backend, status, elapsed.as_secs_f64());
+            }
+            _ => {
+                self.metrics
+                    .requests
+                    .with_label_values(&[route, pool, "-", status_class(status)])
+                    .inc();
+                self.metrics
+                    .request_duration
+                    .with_label_values(&[route])
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
+        tracing::info!(
+            target: "ballast::access",
+            request_id = ctx.request_id.to_str().unwrap_or("-"),
+            method = %req.method,
+            path = %req.uri.path(),
+            status,
+            route,
+            backend = ctx.backend_id(),
+            attempts = ctx.tried.len(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            error = e.map(|e| e.to_string()),
+        );
+    }
+}

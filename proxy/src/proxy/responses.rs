@@ -1,0 +1,166 @@
+//! Local responses: short plain-text errors (with `X-Request-Id`, and an
+//! `X-Ballast-Reason` when a refusal has one), the status a proxy error
+//! maps to, and the wording of refused writes, residency and budget refusals.
+
+use super::context::RequestCtx;
+use super::headers::{X_BALLAST_REASON, X_REQUEST_ID};
+use crate::config::RegionPlan;
+use crate::routing::picker::Unavailable;
+use crate::routing::route::Refused;
+use crate::routing::state::RoutingState;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use pingora::http::ResponseHeader;
+use pingora::prelude::Session;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+/// The reason given when a route's event budget sheds a request.
+pub(super) const BUDGET_EXCEEDED: &str = "event budget exceeded";
+
+/// Write a short plain-text error response (if nothing was sent yet), with
+/// an optional `X-Ballast-Reason`.
+pub(super) async fn respond_plain(
+    session: &mut Session,
+    status: u16,
+    request_id: &HeaderValue,
+    message: &str,
+    reason: Option<&str>,
+    retry_after: Option<u64>,
+) {
+    let body = Bytes::from(format!("{message}\n"));
+    let resp = ResponseHeader::build(status, Some(5)).and_then(|mut resp| {
+        resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+        resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header(X_REQUEST_ID, request_id.clone())?;
+        if let Some(reason) = reason {
+            resp.insert_header(X_BALLAST_REASON, reason)?;
+        }
+        if let Some(seconds) = retry_after {
+            resp.insert_header(header::RETRY_AFTER, seconds.to_string())?;
+        }
+        Ok(resp)
+    });
+    let result = match resp {
+        Ok(resp) => {
+            session
+                .as_downstream_mut()
+                .write_error_response(resp, body)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "could not write error response to client");
+    }
+}
+
+/// Answer a failed request with `status`: the refusal recorded in `ctx`
+/// (refused write, residency fence, event budget) or else `message`.
+pub(super) async fn respond_failure(
+    session: &mut Session,
+    status: u16,
+    id: &HeaderValue,
+    message: &str,
+    ctx: &RequestCtx,
+) {
+    match (
+        &ctx.write_refusal,
+        &ctx.fenced_region,
+        ctx.budget_retry_after,
+    ) {
+        (Some((message, reason)), _, _) => {
+            respond_plain(session, status, id, message, Some(reason), None).await;
+        }
+        (None, Some(region), _) => {
+            let message = format!(
+                "service unavailable: no backend allowed to serve region {region} is available (residency fence)"
+            );
+            let reason = format!("residency; client region {region}");
+            respond_plain(session, status, id, &message, Some(&reason), None).await;
+        }
+        (None, None, Some(seconds)) => {
+            let message = "service unavailable: this event is over its share of capacity";
+            let reason = Some(BUDGET_EXCEEDED);
+            respond_plain(session, status, id, message, reason, Some(seconds)).await;
+        }
+        (None, None, None) => respond_plain(session, status, id, message, None, None).await,
+    }
+}
+
+/// Map a proxy error to the status the client should see (0 = connection is gone).
+pub(super) fn status_for(error: &Error) -> (u16, &'static str) {
+    match error.etype() {
+        ErrorType::HTTPStatus(503) => {
+            (503, "service unavailable: no backend can take this request")
+        }
+        ErrorType::HTTPStatus(code) => (*code, "request failed"),
+        _ => match error.esource() {
+            ErrorSource::Upstream => match error.etype() {
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                    (504, "gateway timeout: the backend did not answer in time")
+                }
+                ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
+                    (502, "bad gateway: could not connect to the backend")
+                }
+                _ => (502, "bad gateway: the backend failed"),
+            },
+            ErrorSource::Downstream => match error.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                    (0, "client went away")
+                }
+                ErrorType::ReadTimedout => (408, "request timeout"),
+                _ => (400, "bad request"),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => (500, "internal error"),
+        },
+    }
+}
+
+/// The message and `X-Ballast-Reason` of a refused write: the write region
+/// had no backend to take it, or the client's residency fence keeps it out.
+fn write_refusal(write_region: &str, client_region: &str, fence_allows: bool) -> (String, String) {
+    if fence_allows {
+        (
+            format!("service unavailable: no backend of the write region {write_region} is available, and writes go nowhere else"),
+            format!("write-region; {write_region} has no available backend"),
+        )
+    } else {
+        (
+            format!("service unavailable: writes go to region {write_region}, which the residency fence of client region {client_region} does not allow"),
+            format!("residency; writes go to {write_region}, not allowed for client region {client_region}"),
+        )
+    }
+}
+
+/// Note in `ctx` why routing found no backend (so [`respond_failure`] can
+/// say it), and fail the request with a 503.
+pub(super) fn refuse<T>(
+    ctx: &mut RequestCtx,
+    refused: Refused<'_>,
+    placed: Option<(&str, &RegionPlan)>,
+    routing: &RoutingState,
+) -> Result<T> {
+    let client = placed.map_or("-", |(region, _)| region);
+    let why = match refused {
+        Refused::Write {
+            write_region,
+            fence_allows,
+        } => {
+            ctx.write_refusal = Some(write_refusal(write_region, client, fence_allows));
+            "write refused"
+        }
+        Refused::OverBudget { route, .. } => {
+            ctx.budget_retry_after = routing
+                .budgets
+                .route(route)
+                .map(|budget| budget.policy.retry_after.as_secs());
+            BUDGET_EXCEEDED
+        }
+        Refused::Unavailable(Unavailable::Residency) => {
+            ctx.fenced_region = Some(client.to_string());
+            Unavailable::Residency.as_str()
+        }
+        Refused::Unavailable(why) => why.as_str(),
+    };
+    Error::e_explain(ErrorType::HTTPStatus(503), why)
+}
