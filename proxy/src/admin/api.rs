@@ -5,9 +5,9 @@ use super::{json, json_error};
 use crate::config::{
     BackendId, HealthCheckKind, PinCarrier, Pool, ScheduleTemplate, Snapshot, WriteSplit,
 };
+use crate::control::engine::{Engine, ShadowInspection};
+use crate::control::schedule;
 use crate::reload::{ReloadOutcome, Reloader};
-use crate::routing::engine::{Engine, ShadowInspection};
-use crate::routing::schedule;
 use crate::routing::shadow::PolicyOutcome;
 use crate::routing::table::HostMatch;
 use crate::stats::clock;

@@ -27,15 +27,15 @@
 //! a switch between templates is a decision, and
 //! `ballast_schedule_active{pool,template}` shows which one is active.
 //!
-//! Shadow mode ([`super::shadow`]): a pool's candidate policy gets its
+//! Shadow mode ([`crate::routing::shadow`]): a pool's candidate policy gets its
 //! shares computed from the same inputs right after the live ones, with its
 //! own smoothing memory (forgotten when its parameters change), published
 //! beside the live weights with the predicted effect of switching.
 //!
-//! Consistent hashing ([`super::ring`]): in a pool with `consistent_hash`,
+//! Consistent hashing ([`crate::routing::ring`]): in a pool with `consistent_hash`,
 //! each recompute steps the ring's vnode counts toward the new shares within
 //! `max_key_moves` and publishes the ring with the weights; keys moving is a
-//! `key_move` decision. Event budgets ([`super::budget`]): the engine turns
+//! `key_move` decision. Event budgets ([`crate::routing::budget`]): the engine turns
 //! each route and region's counters into rates for the admin API, and a
 //! route going over its budget (or back under) is a `budget` decision.
 //!
@@ -43,19 +43,19 @@
 //! survives configuration reloads for backends that remain; spill state is
 //! keyed by pool and region name.
 
-use super::budget::Budgets;
-use super::picker::PoolWeights;
-use super::ring;
 use super::schedule;
-use super::shadow::{predict, Prediction, ShadowCounters, ShadowWeights};
 use super::spillover::{region_signals, Pressure, RegionSignals, SpillState, Thresholds};
-use super::state::RoutingState;
 use super::tiers::{split_tiers, TierLoad};
 use super::weights::{BackendInput, Computed, Factors};
 use crate::config::{
     BackendId, BalanceMode, BudgetPolicy, Geo, Pool, PoolPolicy, ScheduleTemplate, ShadowPolicy,
     Snapshot, DEFAULT_SPILLOVER,
 };
+use crate::routing::budget::Budgets;
+use crate::routing::picker::PoolWeights;
+use crate::routing::ring;
+use crate::routing::shadow::{predict, Prediction, ShadowCounters, ShadowWeights};
+use crate::routing::state::RoutingState;
 use crate::stats::backend::{BackendStats, Observation, PollRecord};
 use crate::stats::clock::WallClock;
 use crate::stats::live::LiveState;
