@@ -95,3 +95,60 @@ pub fn eject<'a>(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Snapshot;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn snapshot() -> Snapshot {
+        let yaml = "listeners: [{address: \"127.0.0.1:1\"}]\npools:\n  p:\n    outlier: {consecutive_failures: 3, base_ejection: 1s, max_ejection: 10s, max_ejected: 0.5}\n    backends: [{addr: \"127.0.0.1:9000\"}, {addr: \"127.0.0.1:9001\"}, {addr: \"127.0.0.1:9002\"}, {addr: \"127.0.0.1:9003\"}]\nroutes: [{pool: p}]\n";
+        crate::config::load_str(yaml, Path::new(".")).unwrap()
+    }
+
+    fn kinds(events: &[Event]) -> Vec<(String, DecisionKind)> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::Ejected { backend, .. } => (backend.0.clone(), DecisionKind::Ejected),
+                Event::Backend { backend, kind, .. } => (backend.0.clone(), *kind),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn failures_eject_within_max_ejected_and_ejections_end_and_grow() {
+        let snapshot = snapshot();
+        let pool = &snapshot.pools[0];
+        let mut memory = BackendMemories::default();
+        let mut events = Vec::new();
+        eject(pool, &[3, 5, 3, 0], &mut memory, 1_000, &mut events);
+        let ejected = kinds(&events);
+        assert_eq!(ejected.len(), 2, "half of the pool at most: {ejected:?}");
+        assert!(matches!(
+            events[0],
+            Event::Ejected { duration, failures: 3, .. } if duration == Duration::from_secs(1)
+        ));
+
+        events.clear();
+        assert!(end_expired(pool, &mut memory, 1_999, &mut events).is_empty());
+        assert_eq!(
+            end_expired(pool, &mut memory, 2_000, &mut events),
+            vec![0, 1]
+        );
+        let readmitted = kinds(&events);
+        assert!(readmitted
+            .iter()
+            .all(|(_, k)| *k == DecisionKind::Readmitted));
+
+        events.clear();
+        eject(pool, &[3, 0, 0, 0], &mut memory, 2_100, &mut events);
+        assert!(matches!(
+            events[0],
+            Event::Ejected { duration, .. } if duration == Duration::from_secs(2)
+        ));
+    }
+}

@@ -425,3 +425,34 @@ impl EventSink {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn a_decision_is_stamped_by_the_injected_clock_and_counted() {
+        let decisions = Arc::new(DecisionLog::default());
+        let metrics = Arc::new(Metrics::new());
+        let clock = WallClock::fixed(1_000_000);
+        let sink = EventSink::new(decisions.clone(), metrics.clone(), clock);
+        let id = BackendId("p/127.0.0.1:9000".into());
+        sink.emit(
+            42,
+            Event::Ejected {
+                pool: "p",
+                backend: &id,
+                old: 0.5,
+                failures: 3,
+                duration: Duration::from_secs(1),
+                reason: "3 consecutive failures".into(),
+            },
+        );
+        let d = &decisions.recent(1, |_| true)[0];
+        assert_eq!(d.at, UNIX_EPOCH + Duration::from_secs(1_000_000));
+        assert_eq!((d.at_ms, d.kind), (42, DecisionKind::Ejected));
+        assert_eq!((d.old_share, d.new_share), (0.5, 0.0));
+        assert_eq!(metrics.ejections.with_label_values(&["p"]).get(), 1);
+    }
+}

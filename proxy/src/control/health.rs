@@ -40,3 +40,31 @@ pub fn note_changes<'a>(
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn verdict_changes_are_noted_once_and_a_return_starts_slow() {
+        let yaml = "listeners: [{address: \"127.0.0.1:1\"}]\npools:\n  p:\n    backends: [{addr: \"127.0.0.1:9000\"}, {addr: \"127.0.0.1:9001\"}]\nroutes: [{pool: p}]\n";
+        let snapshot = crate::config::load_str(yaml, Path::new(".")).unwrap();
+        let pool = &snapshot.pools[0];
+        let mut memory = BackendMemories::default();
+        let mut events = Vec::new();
+        note_changes(pool, &[true, false], &mut memory, 1_000, &mut events);
+        note_changes(pool, &[true, false], &mut memory, 1_100, &mut events);
+        note_changes(pool, &[true, true], &mut memory, 1_200, &mut events);
+        let kinds: Vec<DecisionKind> = events
+            .iter()
+            .map(|e| match e {
+                Event::Backend { kind, .. } => *kind,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, vec![DecisionKind::Unhealthy, DecisionKind::Healthy]);
+        let back = &memory[&pool.backends[1].id];
+        assert_eq!(back.admitted_at_ms, Some(1_200));
+    }
+}

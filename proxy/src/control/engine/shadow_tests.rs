@@ -1,4 +1,3 @@
-
 use super::tests::Views;
 use super::*;
 use crate::config::PoolId;

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::control::inspect::{BackendInspection, RegionInspection, ShadowInspection};
 use crate::routing::ring;
