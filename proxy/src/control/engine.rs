@@ -60,14 +60,14 @@ pub struct Engine {
 
 /// Everything the controllers remember between recomputes.
 #[derive(Default)]
-pub struct EngineMemory {
-    pub backends: BackendMemories,
-    pub regions: spillover::Regions,
-    pub tiers: tiers::Tiers,
-    pub schedules: schedule::Active,
-    pub shadows: shadow::Shadows,
-    pub rings: ring_steps::Rings,
-    pub budgets: BudgetMemories,
+pub(super) struct EngineMemory {
+    pub(super) backends: BackendMemories,
+    pub(super) regions: spillover::Regions,
+    pub(super) tiers: tiers::Tiers,
+    pub(super) schedules: schedule::Active,
+    pub(super) shadows: shadow::Shadows,
+    pub(super) rings: ring_steps::Rings,
+    pub(super) budgets: BudgetMemories,
     next_due_ms: HashMap<String, u64>,
 }
 

@@ -120,7 +120,7 @@ pub struct RegionBudgetInspection {
 }
 
 /// Read `current` and the memory behind it (both from the same recompute).
-pub fn read(
+pub(super) fn read(
     current: &Arc<RoutingState>,
     memory: &EngineMemory,
     now_ms: u64,

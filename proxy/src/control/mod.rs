@@ -31,19 +31,19 @@
 //! [`events::EventSink`] turns those into log lines, metrics and decisions.
 //! [`inspect`] is what the admin API sees, read at one moment.
 
-mod backends;
-mod budgets;
-mod canary;
-mod ejection;
+pub mod backends;
+pub mod budgets;
+pub mod canary;
+pub mod ejection;
 pub mod engine;
-mod events;
-mod health;
+pub mod events;
+pub mod health;
 pub mod inspect;
-mod overrides;
-mod ring_steps;
+pub mod overrides;
+pub mod ring_steps;
 pub mod schedule;
 pub mod shadow;
-mod shares;
+pub mod shares;
 pub mod spillover;
 pub mod tiers;
 pub mod weights;
