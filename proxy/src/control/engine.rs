@@ -156,6 +156,9 @@ impl Engine {
         self.recompute_due(&mut memory, now_ms);
     }
 
+    /// Recompute each pool that is due (each on its own interval), hand the
+    /// events to the sink and publish the pools together; then observe the
+    /// budgets.
     fn recompute_due(&self, memory: &mut EngineMemory, now_ms: u64) {
         let current = self.state.load_full();
         let mut weights = current.weights.clone();
