@@ -10,13 +10,13 @@
 //! `cargo bench -p ballast --bench brain`
 
 use ballast::config::{load_str, PoolId, Snapshot};
-use ballast::routing::engine::Engine;
+use ballast::control::engine::Engine;
+use ballast::control::weights::{compute_shares, BackendInput};
 use ballast::routing::picker::{pick, PoolWeights, RequestFacts};
 use ballast::routing::ring::{
     dead_band, moved_fraction, rescaled_targets, step_counts, target_counts, HashRing,
 };
 use ballast::routing::shadow::{ShadowCounters, ShadowWeights};
-use ballast::routing::weights::{compute_shares, BackendInput};
 use ballast::stats::backend::BackendStats;
 use ballast::stats::live::LiveState;
 use ballast::stats::server_load::{parse_orca, parse_server_load};

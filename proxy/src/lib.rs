@@ -2,12 +2,14 @@
 //!
 //! Configuration is compiled into an immutable [`config::Snapshot`]; each
 //! request is matched to a route ([`routing::table`]), a backend is chosen by
-//! the pure picker ([`routing::picker`]), and [`proxy`] glues that into
-//! Pingora. [`server`] assembles listeners, TLS and the admin endpoint.
+//! the pure picker ([`routing::picker`]) from the weights the control loop
+//! ([`control`]) publishes, and [`proxy`] glues that into Pingora.
+//! [`server`] assembles listeners, TLS and the admin endpoint.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
+pub mod control;
 pub mod probes;
 pub mod proxy;
 pub mod reload;

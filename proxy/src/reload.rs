@@ -13,7 +13,7 @@
 //! take effect on restart or graceful upgrade.
 
 use crate::config::{self, ConfigErrors, Snapshot};
-use crate::routing::engine::{Engine, InstallReport};
+use crate::control::engine::{Engine, InstallReport};
 use crate::stats::clock;
 use crate::telemetry::metrics::Metrics;
 use notify::{RecursiveMode, Watcher};

@@ -11,11 +11,11 @@
 
 use crate::admin::AdminApp;
 use crate::config::Snapshot;
+use crate::control::engine::Engine;
 use crate::probes::health::HealthLoop;
 use crate::probes::load_poll::LoadPollLoop;
 use crate::proxy::BallastProxy;
 use crate::reload::Reloader;
-use crate::routing::engine::Engine;
 use crate::stats::clock;
 use crate::stats::live::LiveState;
 use crate::telemetry::decisions::DecisionLog;

@@ -5,10 +5,11 @@ use super::{json, json_error};
 use crate::config::{
     BackendId, HealthCheckKind, PinCarrier, Pool, ScheduleTemplate, Snapshot, WriteSplit,
 };
+use crate::control::engine::Engine;
+use crate::control::inspect::{Inspection, PoolInspection, ShadowInspection};
+use crate::control::schedule;
+use crate::control::shadow::PolicyOutcome;
 use crate::reload::{ReloadOutcome, Reloader};
-use crate::routing::engine::{Engine, ShadowInspection};
-use crate::routing::schedule;
-use crate::routing::shadow::PolicyOutcome;
 use crate::routing::table::HostMatch;
 use crate::stats::clock;
 use crate::telemetry::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
@@ -94,21 +95,24 @@ fn write_split(split: Option<&WriteSplit>) -> Value {
 
 pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
     let now_ms = clock::now_ms();
-    let routing = engine.state().load_full();
-    let inspections = engine.inspect(now_ms);
-    let region_inspections = engine.inspect_regions(now_ms);
-    let tier_inspections = engine.inspect_tiers();
-    let wall_now = engine.wall_clock().now_unix_s();
-    let shadow_inspections = engine.inspect_shadows();
-    let pools: Vec<Value> = routing
-        .snapshot
+    // One reading: every part of the answer comes from the same recompute.
+    let Inspection {
+        snapshot,
+        wall_now_s: wall_now,
+        pools: inspected,
+        budgets,
+    } = engine.inspection(now_ms);
+    let pools: Vec<Value> = snapshot
         .pools
         .iter()
-        .zip(inspections)
-        .zip(region_inspections)
-        .zip(tier_inspections)
-        .zip(shadow_inspections)
-        .map(|((((pool, backends), regions), tiers), shadow)| {
+        .zip(inspected)
+        .map(|(pool, inspected)| {
+            let PoolInspection {
+                backends,
+                regions,
+                tiers,
+                shadow,
+            } = inspected;
             let prewarm = pool.policy.prewarm_share;
             let tiers: Vec<Value> = tiers
                 .iter()
@@ -247,8 +251,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
             "last_warnings": status.last_warnings,
         })
     });
-    let budgets: Vec<Value> = engine
-        .inspect_budgets()
+    let budgets: Vec<Value> = budgets
         .into_iter()
         .map(|b| {
             let regions: Vec<Value> = b

@@ -18,8 +18,8 @@
 
 mod api;
 
+use crate::control::engine::Engine;
 use crate::reload::Reloader;
-use crate::routing::engine::Engine;
 use crate::telemetry::metrics::Metrics;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};

@@ -8,8 +8,8 @@
 use super::error::{ConfigError, ConfigErrors};
 use super::raw::*;
 use super::snapshot::*;
+use crate::control::schedule::days_from_civil;
 use crate::routing::picker::smooth_wrr_schedule;
-use crate::routing::schedule::days_from_civil;
 use crate::routing::table::{HostMatch, Route, RouteTable};
 use crate::tls::certs::{cert_covers_name, load_certified_key};
 use http::{HeaderName, HeaderValue, Method};

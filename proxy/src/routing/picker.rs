@@ -26,11 +26,11 @@
 //! unhealthy), are skipped while any other remains.
 //!
 //! With a regional plan, regions are tried in the plan's order. A region
-//! that is spilling (see [`super::spillover`]) passes a request on to the
+//! that is spilling (see [`crate::control::spillover`]) passes a request on to the
 //! next region with probability equal to its spill fraction, when a later
 //! region of the plan can serve; the answer is then [`Decision::Spilled`].
 //!
-//! Priority tiers (see [`super::tiers`]): the engine's shares already split
+//! Priority tiers (see [`crate::control::tiers`]): the engine's shares already split
 //! the pool between tiers, so a draw over the whole pool follows the tier
 //! loads. With a regional plan, a request first draws its tier by the
 //! tiers' total shares, then walks its plan among that tier's backends; when

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn origin() -> Instant {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
@@ -60,6 +60,23 @@ impl WallClock {
     pub fn set(&self, unix_s: i64) {
         if let Some(fixed) = &self.fixed {
             fixed.store(unix_s, Ordering::Relaxed);
+        }
+    }
+
+    /// The time now (a fixed clock: its whole second), e.g. to stamp a
+    /// decision with.
+    pub fn now(&self) -> SystemTime {
+        match &self.fixed {
+            Some(fixed) => {
+                let unix_s = fixed.load(Ordering::Relaxed);
+                let offset = Duration::from_secs(unix_s.unsigned_abs());
+                if unix_s >= 0 {
+                    UNIX_EPOCH + offset
+                } else {
+                    UNIX_EPOCH - offset
+                }
+            }
+            None => SystemTime::now(),
         }
     }
 

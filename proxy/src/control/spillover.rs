@@ -21,10 +21,21 @@
 //! is spilling moves on to the following region of its plan with probability
 //! `s` (only when a later region can serve, and never outside a residency
 //! fence, since fenced plans list only allowed regions).
+//!
+//! The controller keeps each region's spill state by pool and region name
+//! and publishes its fraction with the weights; every change is a decision.
+//! Without client regions (no geo rules), `region_max_share` caps each
+//! region's total share directly instead ([`cap_region_shares`]).
 
-use super::weights::MIN_LATENCY_SAMPLES;
-use crate::config::{LatencySignal, SpilloverPolicy};
+use super::events::Event;
+use super::shares::fix_shares;
+use super::weights::{Computed, MIN_LATENCY_SAMPLES};
+use crate::config::{
+    BalanceMode, Geo, LatencySignal, Pool, Snapshot, SpilloverPolicy, DEFAULT_SPILLOVER,
+};
+use crate::routing::picker::PoolWeights;
 use crate::stats::backend::Observation;
+use std::collections::{HashMap, HashSet};
 
 /// Fewer requests than this in the pool's recent window: traffic shares are
 /// too noisy to act on.
@@ -192,6 +203,189 @@ fn show(value: f64) -> String {
         format!("{value:.0}")
     } else {
         format!("{value:.2}")
+    }
+}
+
+/// The engine's memory of one region of a pool.
+#[derive(Debug, Clone, Default)]
+pub struct RegionMemory {
+    pub state: SpillState,
+    pub signals: RegionSignals,
+    pub pressure: String,
+    /// The least spill the active schedule asks for (client regions only).
+    pub scheduled_floor: f64,
+}
+
+/// Every pool region's memory, by (pool name, region name).
+pub type Regions = HashMap<(String, String), RegionMemory>;
+
+/// Forget the regions `snapshot` no longer has.
+pub fn retain(regions: &mut Regions, snapshot: &Snapshot) {
+    let spilling: HashSet<(String, String)> = snapshot
+        .pools
+        .iter()
+        .flat_map(|p| {
+            p.regions
+                .iter()
+                .flatten()
+                .map(|r| (p.name.clone(), r.clone()))
+        })
+        .collect();
+    regions.retain(|key, _| spilling.contains(key));
+}
+
+/// With client regions: judge each region's pressure, move its spill
+/// fraction one step, and publish it with the weights; changes are
+/// decisions.
+pub fn apply<'a>(
+    pool: &'a Pool,
+    geo: &Geo,
+    observations: &[Observation],
+    weights: &mut PoolWeights,
+    regions: &mut Regions,
+    now_ms: u64,
+    events: &mut Vec<Event<'a>>,
+) {
+    let policy = &pool.policy;
+    let thresholds = match (&policy.spillover, policy.region_max_share < 1.0) {
+        _ if policy.mode == BalanceMode::RoundRobin => return,
+        (Some(spillover), _) => Thresholds {
+            policy: spillover,
+            region_max_share: policy.region_max_share,
+        },
+        (None, true) => Thresholds {
+            policy: &DEFAULT_SPILLOVER,
+            region_max_share: policy.region_max_share,
+        },
+        (None, false) => return,
+    };
+    let stale_after = policy.server_load.stale_after.as_millis() as u64;
+    let pool_requests: u64 = observations.iter().map(|o| o.recent_outcomes.total).sum();
+    for region in pool.regions.iter().flatten() {
+        let members: Vec<(&Observation, Option<f64>)> = pool
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| b.region.as_ref() == Some(region) && weights.shares[*i] > 0.0)
+            .map(|(i, _)| {
+                let o = &observations[i];
+                let fresh_utilization = o
+                    .report
+                    .filter(|r| now_ms.saturating_sub(r.received_at_ms) <= stale_after)
+                    .and_then(|r| r.utilization);
+                (o, fresh_utilization)
+            })
+            .collect();
+        let region_requests: u64 = pool
+            .backends
+            .iter()
+            .zip(observations)
+            .filter(|(b, _)| b.region.as_ref() == Some(region))
+            .map(|(_, o)| o.recent_outcomes.total)
+            .sum();
+        let mem = regions
+            .entry((pool.name.clone(), region.clone()))
+            .or_default();
+        if members.is_empty() {
+            // Nothing to measure (or to spill from): hold still.
+            mem.pressure = "no eligible backend".into();
+        } else {
+            mem.signals = region_signals(
+                thresholds.policy.latency_signal,
+                &members,
+                region_requests,
+                pool_requests,
+            );
+            let pressure = thresholds.pressure(&mem.signals);
+            mem.pressure = match &pressure {
+                Pressure::High(why) => format!("high: {why}"),
+                Pressure::Between => "between".into(),
+                Pressure::Clear => "clear".into(),
+            };
+            if let Some(change) = thresholds.advance(&mut mem.state, &pressure, now_ms) {
+                events.push(Event::Spill {
+                    pool: &pool.name,
+                    region,
+                    to: next_region(geo, pool, region),
+                    old: change.old,
+                    new: change.new,
+                    reason: change.reason,
+                });
+            }
+        }
+        weights.set_spill(region, mem.state.fraction);
+        events.push(Event::RegionSpill {
+            pool: &pool.name,
+            region,
+            spill: mem.state.fraction,
+        });
+    }
+}
+
+/// Where `region`'s clients of `pool` go next: the first later region of
+/// their plan with backends in the pool.
+fn next_region(geo: &Geo, pool: &Pool, region: &str) -> String {
+    geo.plans
+        .get(region)
+        .and_then(|plan| {
+            plan.order
+                .iter()
+                .skip(1)
+                .find(|r| pool.regions.iter().flatten().any(|p| p == *r))
+        })
+        .cloned()
+        .unwrap_or_else(|| "next".to_string())
+}
+
+/// Without client regions: scale regions whose backends' shares sum above
+/// `cap` down to it, and the others up into the rest (water-filling); a
+/// no-op when `cap` cannot be met (too few regions serving).
+pub fn cap_region_shares(pool: &Pool, computed: &mut [Computed], cap: f64) {
+    if cap >= 1.0 {
+        return;
+    }
+    let mut capped: Vec<&str> = Vec::new();
+    for _ in 0..pool.regions.len() {
+        let total = |region: &str, computed: &[Computed]| -> f64 {
+            pool.backends
+                .iter()
+                .zip(computed)
+                .filter(|(b, _)| b.region.as_deref() == Some(region))
+                .map(|(_, c)| c.share)
+                .sum()
+        };
+        let over: Vec<&str> = pool
+            .regions
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|r| !capped.contains(r) && total(r, computed) > cap + 1e-9)
+            .collect();
+        if over.is_empty() {
+            return;
+        }
+        capped.extend(over);
+        let free = pool.backends.iter().zip(computed.iter()).any(|(b, c)| {
+            c.share > 0.0 && b.region.as_deref().is_none_or(|r| !capped.contains(&r))
+        });
+        if !free {
+            return;
+        }
+        let fixed: Vec<Option<f64>> = pool
+            .backends
+            .iter()
+            .zip(computed.iter())
+            .map(|(b, c)| {
+                let region = b.region.as_deref().filter(|r| capped.contains(r))?;
+                let region_total = total(region, computed);
+                Some(if region_total > 0.0 {
+                    c.share * cap.min(region_total) / region_total
+                } else {
+                    0.0
+                })
+            })
+            .collect();
+        fix_shares(computed, &fixed);
     }
 }
 

@@ -20,9 +20,15 @@
 //! Within a tier the weight engine works as in a pool of its own (bounds,
 //! smoothing against the tier's previous shares); a backend's published
 //! share is its share within its tier times the tier's load.
+//!
+//! A standby tier starting to serve (failover) or going back to standby
+//! (failback) is a decision, logged, and `ballast_priority_tier_load` shows
+//! every tier's load.
 
+use super::events::Event;
 use super::weights::{compute_shares, BackendInput, Computed};
-use crate::config::{Pool, PoolPolicy};
+use crate::config::{Pool, PoolPolicy, Snapshot};
+use std::collections::HashMap;
 
 /// Loads below this are treated as zero.
 const EPSILON: f64 = 1e-9;
@@ -175,6 +181,66 @@ fn prewarm(loads: &mut [f64], capacity: &[f64], share: f64) {
             *load -= wanted * (*load - floor(u)) / spare;
         }
         loads[t] = share;
+    }
+}
+
+/// Each pool's tiers as last computed, by pool name.
+pub type Tiers = HashMap<String, Vec<TierLoad>>;
+
+/// Forget the pools `snapshot` no longer has.
+pub fn retain(memory: &mut Tiers, snapshot: &Snapshot) {
+    memory.retain(|pool, _| snapshot.pool_by_name(pool).is_some());
+}
+
+/// Remember the pool's new tier loads and publish them; a tier below the
+/// first that starts taking more than its pre-warm trickle is a failover,
+/// one going back is a failback.
+pub fn note<'a>(
+    pool: &'a Pool,
+    memory: &mut Tiers,
+    tiers: Vec<TierLoad>,
+    events: &mut Vec<Event<'a>>,
+) {
+    let prewarm = pool.policy.prewarm_share;
+    let previous = memory.insert(pool.name.clone(), tiers);
+    let tiers = &memory[&pool.name];
+    for (t, tier) in tiers.iter().enumerate() {
+        events.push(Event::TierLoad {
+            pool: &pool.name,
+            priority: tier.priority,
+            load: tier.load,
+        });
+        if t == 0 {
+            continue;
+        }
+        let before = previous
+            .as_deref()
+            .and_then(|p| p.iter().find(|b| b.priority == tier.priority));
+        let was_serving = before.is_some_and(|b| b.serving(prewarm));
+        if was_serving == tier.serving(prewarm) {
+            continue;
+        }
+        let name = format!("tier {}", tier.priority);
+        let old = before.map_or(0.0, |b| b.load);
+        let above: Vec<String> = tiers[..t]
+            .iter()
+            .map(|a| format!("tier {} health {:.2}", a.priority, a.health))
+            .collect();
+        let failover = tier.serving(prewarm);
+        let verb = if failover { "failover" } else { "failback" };
+        let reason = format!(
+            "{verb}: {name} load {old:.3} -> {:.3} ({})",
+            tier.load,
+            above.join(", ")
+        );
+        events.push(Event::TierSwitched {
+            pool: &pool.name,
+            tier: name,
+            failover,
+            old,
+            new: tier.load,
+            reason,
+        });
     }
 }
 

@@ -17,8 +17,16 @@
 //! and pins all still hold. With client regions, where a request stays in
 //! its plan's first region, the engine also turns them into a least spill
 //! per region (each keeps `m / m_max` of its clients).
+//!
+//! A switch between templates is a decision, and
+//! `ballast_schedule_active{pool,template}` shows which one is active.
 
-use crate::config::ScheduleTemplate;
+use super::events::Event;
+use super::spillover::Regions;
+use crate::config::{Pool, ScheduleTemplate, Snapshot, DEFAULT_SPILLOVER};
+use crate::routing::picker::PoolWeights;
+use crate::stats::clock::WallClock;
+use std::collections::HashMap;
 
 const SECONDS_PER_DAY: i64 = 86_400;
 /// How far ahead the next switch is looked for.
@@ -105,6 +113,115 @@ pub fn next_switch(templates: &[ScheduleTemplate], unix_s: i64) -> Option<i64> {
     (0..LOOKAHEAD_S / 60)
         .map(|m| first_minute + m * 60)
         .find(|&at| active(templates, at) != current)
+}
+
+/// The active template's name, by pool name.
+pub type Active = HashMap<String, Option<String>>;
+
+/// Forget the pools `snapshot` no longer has.
+pub fn retain(active: &mut Active, snapshot: &Snapshot) {
+    active.retain(|pool, _| snapshot.pool_by_name(pool).is_some());
+}
+
+/// The pool's template that applies at `clock`'s time, if any; a switch
+/// from the one before is a decision, and every template's
+/// `schedule_active` gauge follows.
+pub fn note<'a>(
+    pool: &'a Pool,
+    active: &mut Active,
+    clock: &WallClock,
+    events: &mut Vec<Event<'a>>,
+) -> Option<&'a ScheduleTemplate> {
+    let templates = &pool.policy.schedules;
+    let had_one = active.get(&pool.name).is_some_and(Option::is_some);
+    if templates.is_empty() && !had_one {
+        return None;
+    }
+    let template = self::active(templates, clock.now_unix_s()).map(|i| &templates[i]);
+    for t in templates {
+        events.push(Event::ScheduleActive {
+            pool: &pool.name,
+            template: &t.name,
+            on: template.is_some_and(|a| a.name == t.name),
+        });
+    }
+    let name = template.map(|t| t.name.clone());
+    let before = active.insert(pool.name.clone(), name.clone()).flatten();
+    if before != name {
+        let describe = |n: &Option<String>| n.clone().unwrap_or_else(|| "none".into());
+        let multipliers = template.map_or_else(
+            || "no multipliers".to_string(),
+            |t| {
+                let list: Vec<String> = t
+                    .multipliers
+                    .iter()
+                    .map(|(region, m)| format!("{region} x{m:.2}"))
+                    .collect();
+                list.join(", ")
+            },
+        );
+        let reason = format!(
+            "schedule {} -> {} ({multipliers})",
+            describe(&before),
+            describe(&name)
+        );
+        events.push(Event::ScheduleSwitched {
+            pool: &pool.name,
+            from: before,
+            to: name,
+            reason,
+        });
+    }
+    template
+}
+
+/// With client regions a request stays in its plan's first region, so a
+/// schedule moves clients rather than weights: region `R` keeps
+/// `m_R / m_max` of its clients and sends the rest on to the next region
+/// of their plan (as spillover does, never across a fence), at most
+/// the spillover `max`; the larger of this and the spillover
+/// controller's fraction is published.
+pub fn apply_spill<'a>(
+    pool: &'a Pool,
+    template: Option<&ScheduleTemplate>,
+    weights: &mut PoolWeights,
+    regions: &mut Regions,
+    events: &mut Vec<Event<'a>>,
+) {
+    let Some(template) = template else {
+        for region in pool.regions.iter().flatten() {
+            if let Some(mem) = regions.get_mut(&(pool.name.clone(), region.clone())) {
+                mem.scheduled_floor = 0.0;
+            }
+        }
+        return;
+    };
+    let multiplier = |region: &str| template.multipliers.get(region).copied().unwrap_or(1.0);
+    let strongest = pool
+        .regions
+        .iter()
+        .flatten()
+        .map(|r| multiplier(r))
+        .fold(0.0, f64::max);
+    let most = pool
+        .policy
+        .spillover
+        .as_ref()
+        .map_or(DEFAULT_SPILLOVER.max, |s| s.max);
+    for region in pool.regions.iter().flatten() {
+        let floor = (1.0 - multiplier(region) / strongest).clamp(0.0, most);
+        let mem = regions
+            .entry((pool.name.clone(), region.clone()))
+            .or_default();
+        mem.scheduled_floor = floor;
+        let spill = weights.spill(region).max(floor);
+        weights.set_spill(region, spill);
+        events.push(Event::RegionSpill {
+            pool: &pool.name,
+            region,
+            spill,
+        });
+    }
 }
 
 #[cfg(test)]
