@@ -5,7 +5,7 @@
 //! a stable [`BackendId`] (pool name + address) under which live state that
 //! outlives a reload is kept.
 
-use crate::routing::table::RouteTable;
+use super::routes::RouteTable;
 use rustls::sign::CertifiedKey;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -97,8 +97,8 @@ impl Snapshot {
         for route in self.routes.routes() {
             let host = match &route.host {
                 None => "*".to_string(),
-                Some(crate::routing::table::HostMatch::Exact(h)) => h.clone(),
-                Some(crate::routing::table::HostMatch::Subdomain(s)) => format!("*{s}"),
+                Some(super::routes::HostMatch::Exact(h)) => h.clone(),
+                Some(super::routes::HostMatch::Subdomain(s)) => format!("*{s}"),
             };
             let methods = route
                 .methods

@@ -2,9 +2,9 @@
 //! by SNI), each checked to cover the names it is served for.
 
 use super::fields::Checker;
+use crate::config::certs::{cert_covers_name, load_certified_key};
 use crate::config::raw::*;
 use crate::config::snapshot::*;
-use crate::tls::certs::{cert_covers_name, load_certified_key};
 use std::collections::HashSet;
 
 pub(super) fn compile_listeners(c: &mut Checker, raw: &[RawListener]) -> Vec<Listener> {

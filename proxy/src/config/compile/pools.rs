@@ -9,8 +9,8 @@ use super::schedules::compile_schedules;
 use super::shadow::compile_shadow;
 use super::write::compile_write;
 use crate::config::raw::*;
+use crate::config::round_robin::smooth_wrr_schedule;
 use crate::config::snapshot::*;
-use crate::routing::picker::smooth_wrr_schedule;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -3,8 +3,8 @@
 use super::fields::fraction;
 use super::fields::Checker;
 use crate::config::raw::*;
+use crate::config::routes::{HostMatch, Route, RouteTable};
 use crate::config::snapshot::*;
-use crate::routing::table::{HostMatch, Route, RouteTable};
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;

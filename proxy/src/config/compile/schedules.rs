@@ -2,9 +2,9 @@
 //! range and UTC offset.
 
 use super::fields::Checker;
+use crate::config::days_from_civil;
 use crate::config::raw::*;
 use crate::config::snapshot::*;
-use crate::routing::schedule::days_from_civil;
 use std::collections::HashSet;
 
 const MAX_SCHEDULE_MULTIPLIER: f64 = 100.0;
