@@ -18,7 +18,7 @@ mod snapshot;
 mod summary;
 
 pub use calendar::days_from_civil;
-pub use compile::{compile, DEFAULT_ADMIN_ADDRESS, DEFAULT_SPILLOVER};
+pub use compile::compile;
 pub use error::{ConfigError, ConfigErrors};
 pub use snapshot::*;
 

@@ -6,8 +6,6 @@ use super::fields::{header_name, parse_net};
 use crate::config::raw::*;
 use crate::config::snapshot::*;
 
-pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
-
 pub(super) fn compile_admin(c: &mut Checker, raw: Option<&RawAdmin>) -> Option<Admin> {
     let Some(raw) = raw else {
         return Some(Admin {
@@ -44,7 +42,7 @@ pub(super) fn compile_explain(c: &mut Checker, raw: &RawExplain) -> Explain {
         c,
         "explain.debug_header".into(),
         raw.debug_header.as_deref(),
-        "x-ballast-debug",
+        DEFAULT_DEBUG_HEADER,
     );
     let trusted_peers = raw
         .trusted_peers

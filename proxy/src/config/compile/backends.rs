@@ -7,15 +7,6 @@ use crate::config::raw::*;
 use crate::config::snapshot::*;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
-
-pub const DEFAULT_CANARY: CanaryPolicy = CanaryPolicy {
-    floor: 0.01,
-    max: 0.25,
-    max_error_rate: 0.05,
-    min_requests: 20,
-    cooldown: Duration::from_secs(30),
-};
 
 fn compile_canary(c: &mut Checker, path: &str, raw: &RawCanaryPolicy) -> CanaryPolicy {
     let floor = fraction(

@@ -8,9 +8,7 @@ use crate::config::snapshot::*;
 use http::HeaderName;
 use std::str::FromStr;
 
-const DEFAULT_VNODES: u32 = 100;
 const MAX_VNODES: u32 = 1000;
-const DEFAULT_MAX_KEY_MOVES: f64 = 0.05;
 
 pub(super) fn compile_sticky_key(
     c: &mut Checker,

@@ -21,9 +21,6 @@ mod shadow;
 mod spillover;
 mod write;
 
-pub use admin::DEFAULT_ADMIN_ADDRESS;
-pub use spillover::DEFAULT_SPILLOVER;
-
 use super::error::ConfigErrors;
 use super::raw::RawConfig;
 use super::snapshot::Snapshot;

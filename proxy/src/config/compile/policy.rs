@@ -11,21 +11,8 @@ use crate::config::snapshot::*;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-pub const DEFAULT_MIN_SHARE: f64 = 0.02;
-pub const DEFAULT_MAX_SHARE: f64 = 0.8;
-pub const DEFAULT_SMOOTHING: f64 = 0.3;
-pub const DEFAULT_TARGET_LATENCY: Duration = Duration::from_millis(100);
-pub const DEFAULT_RECOMPUTE_INTERVAL: Duration = Duration::from_millis(500);
 const MIN_RECOMPUTE_INTERVAL: Duration = Duration::from_millis(50);
 const MAX_RECOMPUTE_INTERVAL: Duration = Duration::from_secs(10);
-pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(30);
-pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(3);
-pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
-pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
-pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
-pub const DEFAULT_MAX_EJECTED: f64 = 0.5;
-pub const DEFAULT_ATTEMPTS: u32 = 2;
-pub const DEFAULT_OVERPROVISIONING_FACTOR: f64 = 1.4;
 
 pub(super) const MIN_SHARE_RANGE: RangeInclusive<f64> = 0.0..=0.5;
 pub(super) const MAX_SHARE_RANGE: RangeInclusive<f64> = 0.01..=1.0;
@@ -255,13 +242,13 @@ fn compile_server_load(
             c,
             format!("{path}.server_load.header"),
             server_load.and_then(|s| s.header.as_deref()),
-            "server-load",
+            DEFAULT_SERVER_LOAD_HEADER,
         ),
         orca_header: header_name(
             c,
             format!("{path}.server_load.orca_header"),
             server_load.and_then(|s| s.orca_header.as_deref()),
-            "endpoint-load-metrics",
+            DEFAULT_ORCA_HEADER,
         ),
         strip: server_load.and_then(|s| s.strip).unwrap_or(true),
         stale_after: c.duration(

@@ -12,14 +12,6 @@ use crate::config::raw::*;
 use crate::config::round_robin::smooth_wrr_schedule;
 use crate::config::snapshot::*;
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-pub const DEFAULT_TIMEOUTS: UpstreamTimeouts = UpstreamTimeouts {
-    connect: Duration::from_secs(2),
-    read: Duration::from_secs(30),
-    write: Duration::from_secs(30),
-    idle: Duration::from_secs(60),
-};
 
 pub(super) fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> {
     if raw.is_empty() {

@@ -8,18 +8,9 @@ use http::HeaderValue;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
-pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
-pub const DEFAULT_LOAD_POLL_PATH: &str = "/load";
-pub const DEFAULT_LOAD_POLL_INTERVAL: Duration = Duration::from_secs(2);
-pub const DEFAULT_LOAD_POLL_TIMEOUT: Duration = Duration::from_millis(500);
-/// 1 request/s is 10 in the 10 s window: the fewest that are measured.
-pub const DEFAULT_QUIET_BELOW: f64 = 1.0;
 const MAX_QUIET_BELOW: f64 = 1e6;
 const MIN_LOAD_POLL_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_LOAD_POLL_INTERVAL: Duration = Duration::from_secs(3600);
-pub const DEFAULT_HEALTHY_AFTER: u32 = 2;
-pub const DEFAULT_UNHEALTHY_AFTER: u32 = 2;
 
 pub(super) fn compile_load_poll(
     c: &mut Checker,

@@ -149,7 +149,7 @@ fn compile_budget(
     let retry_after = c.duration(
         &retry_after_path,
         raw.retry_after.as_deref(),
-        Duration::from_secs(1),
+        DEFAULT_RETRY_AFTER,
     );
     if retry_after.subsec_nanos() != 0 || retry_after > Duration::from_secs(3600) {
         c.error(

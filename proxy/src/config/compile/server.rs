@@ -5,18 +5,9 @@ use super::fields::Checker;
 use crate::config::raw::*;
 use crate::config::snapshot::*;
 use std::path::PathBuf;
-use std::time::Duration;
 
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
-pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/ballast_upgrade.sock";
 /// The most headers Pingora parses; a request with more is refused by it.
 const PARSER_MAX_HEADERS: usize = 256;
-pub const DEFAULT_LIMITS: RequestLimits = RequestLimits {
-    max_uri_bytes: 8192,
-    max_headers: 100,
-    max_header_bytes: 32 * 1024,
-};
 
 pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> ServerSettings {
     let default_threads = std::thread::available_parallelism().map_or(1, |n| n.get());

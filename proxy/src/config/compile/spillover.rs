@@ -7,16 +7,6 @@ use crate::config::raw::*;
 use crate::config::snapshot::*;
 use std::time::Duration;
 
-pub const DEFAULT_SPILLOVER: SpilloverPolicy = SpilloverPolicy {
-    latency_above: None,
-    latency_signal: LatencySignal::Ewma,
-    utilization_above: None,
-    step: 0.05,
-    max: 0.9,
-    hysteresis: 0.8,
-    hold: Duration::from_secs(5),
-};
-
 pub(super) fn compile_spillover(
     c: &mut Checker,
     path: &str,

@@ -8,13 +8,8 @@ use http::{HeaderName, Method};
 use std::str::FromStr;
 use std::time::Duration;
 
-/// What a read/write split counts as a write unless told otherwise.
-pub const DEFAULT_WRITE_METHODS: [Method; 4] =
-    [Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
-pub const DEFAULT_PIN_TTL: Duration = Duration::from_secs(5);
 const MIN_PIN_TTL: Duration = Duration::from_millis(10);
 const MAX_PIN_TTL: Duration = Duration::from_secs(3600);
-pub const DEFAULT_PIN_COOKIE: &str = "ballast_ryw";
 
 /// The read/write split of a pool whose backends are in `regions`.
 pub(super) fn compile_write(
