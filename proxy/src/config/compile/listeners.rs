@@ -5,7 +5,9 @@ use super::fields::Checker;
 use crate::config::certs::{cert_covers_name, load_certified_key};
 use crate::config::raw::*;
 use crate::config::snapshot::*;
+use rustls::sign::CertifiedKey;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 pub(super) fn compile_listeners(c: &mut Checker, raw: &[RawListener]) -> Vec<Listener> {
     if raw.is_empty() {
@@ -48,53 +50,9 @@ fn compile_tls(c: &mut Checker, path: &str, raw: &RawTls) -> Option<Tls> {
     let mut sni = Vec::new();
     let mut names_seen = HashSet::new();
     for (i, entry) in raw.sni.iter().enumerate() {
-        let entry_path = format!("{path}.sni[{i}]");
         cert_files.push(c.resolve(&entry.cert));
-        let cert = match load_certified_key(&c.resolve(&entry.cert), &c.resolve(&entry.key)) {
-            Ok(cert) => cert,
-            Err(message) => {
-                c.error(format!("{entry_path}.cert"), message);
-                continue;
-            }
-        };
-        if entry.server_names.is_empty() {
-            c.error(
-                format!("{entry_path}.server_names"),
-                "at least one server name is required",
-            );
-        }
-        for (j, name) in entry.server_names.iter().enumerate() {
-            let name_path = format!("{entry_path}.server_names[{j}]");
-            let name = name.trim().to_ascii_lowercase();
-            let bare = name.strip_prefix("*.").unwrap_or(&name);
-            if bare.is_empty()
-                || bare.contains('*')
-                || rustls::pki_types::ServerName::try_from(bare).is_err()
-            {
-                c.error(name_path, format!("invalid server name \"{name}\""));
-                continue;
-            }
-            if !names_seen.insert(name.clone()) {
-                c.error(name_path, format!("server name \"{name}\" is listed twice"));
-                continue;
-            }
-            let probe = match name.strip_prefix('*') {
-                Some(suffix) => format!("sni-check{suffix}"),
-                None => name.clone(),
-            };
-            if !cert_covers_name(&cert, &probe) {
-                c.error(
-                    name_path,
-                    format!("certificate {} is not valid for \"{name}\"", entry.cert),
-                );
-                continue;
-            }
-            let key = match name.strip_prefix('*') {
-                Some(suffix) => format!("*{suffix}"),
-                None => name,
-            };
-            sni.push((key, cert.clone()));
-        }
+        let entry_path = format!("{path}.sni[{i}]");
+        compile_sni_entry(c, &entry_path, entry, &mut names_seen, &mut sni);
     }
     Some(Tls {
         default_cert: default_cert?,
@@ -102,4 +60,60 @@ fn compile_tls(c: &mut Checker, path: &str, raw: &RawTls) -> Option<Tls> {
         http2: raw.http2.unwrap_or(true),
         cert_files,
     })
+}
+
+/// One `sni` entry: its certificate and the server names it is served for,
+/// each valid, listed once across the listener, and covered by it.
+fn compile_sni_entry(
+    c: &mut Checker,
+    entry_path: &str,
+    entry: &RawSniCert,
+    names_seen: &mut HashSet<String>,
+    sni: &mut Vec<(String, Arc<CertifiedKey>)>,
+) {
+    let cert = match load_certified_key(&c.resolve(&entry.cert), &c.resolve(&entry.key)) {
+        Ok(cert) => cert,
+        Err(message) => {
+            c.error(format!("{entry_path}.cert"), message);
+            return;
+        }
+    };
+    if entry.server_names.is_empty() {
+        c.error(
+            format!("{entry_path}.server_names"),
+            "at least one server name is required",
+        );
+    }
+    for (j, name) in entry.server_names.iter().enumerate() {
+        let name_path = format!("{entry_path}.server_names[{j}]");
+        let name = name.trim().to_ascii_lowercase();
+        let bare = name.strip_prefix("*.").unwrap_or(&name);
+        if bare.is_empty()
+            || bare.contains('*')
+            || rustls::pki_types::ServerName::try_from(bare).is_err()
+        {
+            c.error(name_path, format!("invalid server name \"{name}\""));
+            continue;
+        }
+        if !names_seen.insert(name.clone()) {
+            c.error(name_path, format!("server name \"{name}\" is listed twice"));
+            continue;
+        }
+        let probe = match name.strip_prefix('*') {
+            Some(suffix) => format!("sni-check{suffix}"),
+            None => name.clone(),
+        };
+        if !cert_covers_name(&cert, &probe) {
+            c.error(
+                name_path,
+                format!("certificate {} is not valid for \"{name}\"", entry.cert),
+            );
+            continue;
+        }
+        let key = match name.strip_prefix('*') {
+            Some(suffix) => format!("*{suffix}"),
+            None => name,
+        };
+        sni.push((key, cert.clone()));
+    }
 }

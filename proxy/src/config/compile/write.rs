@@ -34,30 +34,7 @@ pub(super) fn compile_write(
             ),
         );
     }
-    let methods = match &raw.methods {
-        None => DEFAULT_WRITE_METHODS.to_vec(),
-        Some(list) if list.is_empty() => {
-            c.error(
-                format!("{path}.methods"),
-                "must not be empty (omit it for POST, PUT, PATCH, DELETE)",
-            );
-            Vec::new()
-        }
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .filter_map(|(i, text)| {
-                let method = Method::from_bytes(text.trim().to_ascii_uppercase().as_bytes());
-                if method.is_err() {
-                    c.error(
-                        format!("{path}.methods[{i}]"),
-                        format!("invalid HTTP method \"{text}\""),
-                    );
-                }
-                method.ok()
-            })
-            .collect(),
-    };
+    let methods = compile_write_methods(c, path, raw.methods.as_deref());
     for (i, prefix) in raw.path_prefixes.iter().enumerate() {
         if !prefix.starts_with('/') {
             c.error(
@@ -91,6 +68,34 @@ pub(super) fn compile_write(
         header,
         read_your_writes,
     })
+}
+
+/// The methods that count as writes; omitted: POST, PUT, PATCH, DELETE.
+fn compile_write_methods(c: &mut Checker, path: &str, methods: Option<&[String]>) -> Vec<Method> {
+    match methods {
+        None => DEFAULT_WRITE_METHODS.to_vec(),
+        Some([]) => {
+            c.error(
+                format!("{path}.methods"),
+                "must not be empty (omit it for POST, PUT, PATCH, DELETE)",
+            );
+            Vec::new()
+        }
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, text)| {
+                let method = Method::from_bytes(text.trim().to_ascii_uppercase().as_bytes());
+                if method.is_err() {
+                    c.error(
+                        format!("{path}.methods[{i}]"),
+                        format!("invalid HTTP method \"{text}\""),
+                    );
+                }
+                method.ok()
+            })
+            .collect(),
+    }
 }
 
 fn compile_read_your_writes(
