@@ -15,6 +15,7 @@ mod dashboard;
 mod docs;
 mod drills;
 mod hostile;
+mod layout;
 mod polls_and_schedules;
 mod proxy;
 mod read_write;

@@ -3,14 +3,13 @@
 
 use super::{json, json_error};
 use crate::config::{
-    BackendId, HealthCheckKind, PinCarrier, Pool, ScheduleTemplate, Snapshot, WriteSplit,
+    BackendId, ConfigView, PinCarrier, Pool, ScheduleTemplate, Snapshot, WriteSplit,
 };
 use crate::control::engine::Engine;
 use crate::control::inspect::{Inspection, PoolInspection, ShadowInspection};
 use crate::control::schedule;
 use crate::control::shadow::PolicyOutcome;
 use crate::reload::{ReloadOutcome, Reloader};
-use crate::routing::table::HostMatch;
 use crate::stats::clock;
 use crate::telemetry::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
 use http::{Method, Response, StatusCode};
@@ -400,132 +399,7 @@ pub fn decisions(engine: &Engine, query: &str) -> Reply {
 }
 
 fn config_value(snapshot: &Snapshot) -> Value {
-    let listeners: Vec<Value> = snapshot
-        .listeners
-        .iter()
-        .map(|l| {
-            json!({
-                "address": l.address.to_string(),
-                "tls": l.tls.as_ref().map(|tls| json!({
-                    "cert_files": tls.cert_files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
-                    "sni": tls.sni.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>(),
-                    "http2": tls.http2,
-                })),
-            })
-        })
-        .collect();
-    let pools: Vec<Value> = snapshot
-        .pools
-        .iter()
-        .map(|p| {
-            let policy = &p.policy;
-            json!({
-                "name": p.name,
-                "mode": policy.mode.as_str(),
-                "target_latency_ms": policy.target_latency.as_millis() as u64,
-                "min_share": policy.min_share,
-                "max_share": policy.max_share,
-                "smoothing": policy.smoothing,
-                "recompute_interval_ms": policy.recompute_interval.as_millis() as u64,
-                "slow_start_ms": policy.slow_start.as_millis() as u64,
-                "server_load": {
-                    "header": policy.server_load.header.as_str(),
-                    "orca_header": policy.server_load.orca_header.as_str(),
-                    "strip": policy.server_load.strip,
-                    "stale_after_ms": policy.server_load.stale_after.as_millis() as u64,
-                },
-                "outlier": {
-                    "consecutive_failures": policy.outlier.consecutive_failures,
-                    "base_ejection_ms": policy.outlier.base_ejection.as_millis() as u64,
-                    "max_ejection_ms": policy.outlier.max_ejection.as_millis() as u64,
-                    "max_ejected": policy.outlier.max_ejected,
-                },
-                "health": policy.health.as_ref().map(|h| json!({
-                    "check": match &h.kind { HealthCheckKind::Http { .. } => "http", HealthCheckKind::Tcp => "tcp" },
-                    "path": match &h.kind { HealthCheckKind::Http { path, .. } => Some(path.clone()), HealthCheckKind::Tcp => None },
-                    "interval_ms": h.interval.as_millis() as u64,
-                    "timeout_ms": h.timeout.as_millis() as u64,
-                    "healthy_after": h.healthy_after,
-                    "unhealthy_after": h.unhealthy_after,
-                })),
-                "load_poll": policy.load_poll.as_ref().map(|l| json!({
-                    "path": l.path,
-                    "host": l.host,
-                    "interval_ms": l.interval.as_millis() as u64,
-                    "timeout_ms": l.timeout.as_millis() as u64,
-                    "quiet_below": l.quiet_below,
-                })),
-                "schedules": policy.schedules.iter().map(|t| json!({
-                    "name": t.name,
-                    "regions": t.multipliers,
-                    "days": t.days,
-                    "window_minutes": t.window,
-                    "dates_days_since_epoch": t.dates,
-                    "utc_offset_s": t.utc_offset_s,
-                })).collect::<Vec<_>>(),
-                "retries": {"attempts": policy.attempts},
-                "overprovisioning_factor": policy.overprovisioning_factor,
-                "prewarm_share": policy.prewarm_share,
-                "write": write_split(p.write.as_ref()),
-                "shadow": p.shadow.as_ref().map(|s| json!({
-                    "mode": s.policy.mode.as_str(),
-                    "target_latency_ms": s.policy.target_latency.as_millis() as u64,
-                    "min_share": s.policy.min_share,
-                    "max_share": s.policy.max_share,
-                    "smoothing": s.policy.smoothing,
-                    "slow_start_ms": s.policy.slow_start.as_millis() as u64,
-                    "region_max_share": s.policy.region_max_share,
-                    "overprovisioning_factor": s.policy.overprovisioning_factor,
-                    "prewarm_share": s.policy.prewarm_share,
-                    "sample": s.sample,
-                })),
-                "timeouts_ms": {
-                    "connect": p.timeouts.connect.as_millis() as u64,
-                    "read": p.timeouts.read.as_millis() as u64,
-                    "write": p.timeouts.write.as_millis() as u64,
-                    "idle": p.timeouts.idle.as_millis() as u64,
-                },
-                "backends": p.backends.iter().map(|b| json!({
-                    "id": b.id.0, "addr": b.addr.to_string(), "region": b.region, "capacity": b.capacity,
-                    "weight": b.weight, "priority": b.priority, "labels": b.labels,
-                    "canary": b.canary.as_ref().map(|p| json!({
-                        "floor": p.floor, "max": p.max, "max_error_rate": p.max_error_rate,
-                        "min_requests": p.min_requests, "cooldown_ms": p.cooldown.as_millis() as u64,
-                    })),
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let routes: Vec<Value> = snapshot
-        .routes
-        .routes()
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "host": r.host.as_ref().map(|h| match h { HostMatch::Exact(h) => h.clone(), HostMatch::Subdomain(s) => format!("*{s}") }),
-                "path_prefix": r.path_prefix,
-                "methods": r.methods.as_ref().map(|m| m.iter().map(|m| m.as_str().to_string()).collect::<Vec<_>>()),
-                "headers": r.headers.iter().map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect::<std::collections::BTreeMap<_, _>>(),
-                "pool": snapshot.pool(r.pool).name,
-            })
-        })
-        .collect();
-    json!({
-        "listeners": listeners,
-        "admin": {
-            "address": snapshot.admin.address.to_string(),
-            "token_env": snapshot.admin.token_env,
-            "token": snapshot.admin.token_env.as_ref().map(|_| "<redacted>"),
-        },
-        "server": {
-            "threads": snapshot.server.threads,
-            "drain_timeout_ms": snapshot.server.drain_timeout.as_millis() as u64,
-            "upstream_keepalive_pool_size": snapshot.server.upstream_keepalive_pool_size,
-        },
-        "pools": pools,
-        "routes": routes,
-    })
+    serde_json::to_value(ConfigView::new(snapshot)).expect("the configuration view serializes")
 }
 
 /// `GET /api/v1/config`: the running configuration as compiled.

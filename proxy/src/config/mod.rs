@@ -1,16 +1,29 @@
 //! Configuration: YAML text → raw serde types (`raw`) → validated, immutable
 //! [`Snapshot`] (`compile`). Every entry point reports all problems at once,
 //! each with its YAML path.
+//!
+//! Beside the snapshot live the data it is made of and needs no other part of
+//! the proxy for: the route table (`routes`), round-robin cycles
+//! (`round_robin`), certificate loading (`certs`) and calendar dates
+//! (`calendar`). [`ConfigView`] (`view`) is the one serializable view of a
+//! snapshot, behind both the admin API's configuration and `ballast check`.
 
+mod calendar;
+pub mod certs;
 mod compile;
 mod error;
 pub mod raw;
+pub mod round_robin;
+pub mod routes;
 mod snapshot;
 mod summary;
+pub mod view;
 
-pub use compile::{compile, DEFAULT_ADMIN_ADDRESS, DEFAULT_SPILLOVER};
+pub use calendar::days_from_civil;
+pub use compile::compile;
 pub use error::{ConfigError, ConfigErrors};
 pub use snapshot::*;
+pub use view::ConfigView;
 
 use std::path::Path;
 

@@ -1,11 +1,14 @@
 //! The compiled, immutable runtime configuration.
 //!
-//! A [`Snapshot`] is built once per load or reload by `compile.rs` and then
+//! A [`Snapshot`] is built once per load or reload by `compile/` and then
 //! only read. Pools and backends are addressed by index; each backend also has
 //! a stable [`BackendId`] (pool name + address) under which live state that
 //! outlives a reload is kept.
+//!
+//! Each type's defaults (`DEFAULT_*`, what an omitted key means) follow it;
+//! the bounds a value must lie in are checked in `compile/`.
 
-use crate::routing::table::RouteTable;
+use super::routes::RouteTable;
 use rustls::sign::CertifiedKey;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -55,6 +58,8 @@ pub struct Explain {
     pub debug_header: http::HeaderName,
     pub trusted_peers: Vec<ipnet::IpNet>,
 }
+
+pub const DEFAULT_DEBUG_HEADER: &str = "x-ballast-debug";
 
 /// How a client's region is found.
 #[derive(Debug, Clone)]
@@ -122,6 +127,8 @@ pub struct Admin {
     pub token_env: Option<String>,
 }
 
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
+
 /// Process-wide settings handed to Pingora.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -136,6 +143,10 @@ pub struct ServerSettings {
     pub limits: RequestLimits,
 }
 
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
+pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/ballast_upgrade.sock";
+
 /// What a client request may carry; over a limit it is refused (414 / 431).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestLimits {
@@ -143,6 +154,12 @@ pub struct RequestLimits {
     pub max_headers: usize,
     pub max_header_bytes: usize,
 }
+
+pub const DEFAULT_LIMITS: RequestLimits = RequestLimits {
+    max_uri_bytes: 8192,
+    max_headers: 100,
+    max_header_bytes: 32 * 1024,
+};
 
 /// How a pool spreads requests over its backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +223,15 @@ pub struct PoolPolicy {
     /// Weight templates, in order: the first that applies wins.
     pub schedules: Vec<ScheduleTemplate>,
 }
+
+pub const DEFAULT_TARGET_LATENCY: Duration = Duration::from_millis(100);
+pub const DEFAULT_MIN_SHARE: f64 = 0.02;
+pub const DEFAULT_MAX_SHARE: f64 = 0.8;
+pub const DEFAULT_SMOOTHING: f64 = 0.3;
+pub const DEFAULT_RECOMPUTE_INTERVAL: Duration = Duration::from_millis(500);
+pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(30);
+pub const DEFAULT_ATTEMPTS: u32 = 2;
+pub const DEFAULT_OVERPROVISIONING_FACTOR: f64 = 1.4;
 
 /// Region weight multipliers that apply at certain local times
 /// (see `routing::schedule` for how they are matched).
@@ -273,6 +299,16 @@ pub struct SpilloverPolicy {
     pub hold: Duration,
 }
 
+pub const DEFAULT_SPILLOVER: SpilloverPolicy = SpilloverPolicy {
+    latency_above: None,
+    latency_signal: LatencySignal::Ewma,
+    utilization_above: None,
+    step: 0.05,
+    max: 0.9,
+    hysteresis: 0.8,
+    hold: Duration::from_secs(5),
+};
+
 /// Where a request's key is read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StickyKey {
@@ -310,6 +346,8 @@ pub struct BudgetPolicy {
     pub retry_after: Duration,
 }
 
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// Consistent hashing: the key, the ring's size and how fast keys move.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsistentHash {
@@ -319,6 +357,9 @@ pub struct ConsistentHash {
     /// Most of the key space that changes owner per recompute interval.
     pub max_key_moves: f64,
 }
+
+pub const DEFAULT_VNODES: u32 = 100;
+pub const DEFAULT_MAX_KEY_MOVES: f64 = 0.05;
 
 /// Where backends' load reports are read and whether they are passed on.
 #[derive(Debug, Clone)]
@@ -330,6 +371,11 @@ pub struct ServerLoadPolicy {
     /// A backend that reported and then went quiet this long is degraded.
     pub stale_after: Duration,
 }
+
+pub const DEFAULT_SERVER_LOAD_HEADER: &str = "server-load";
+pub const DEFAULT_ORCA_HEADER: &str = "endpoint-load-metrics";
+
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(3);
 
 /// How a backend is probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,6 +398,11 @@ pub struct HealthPolicy {
     pub unhealthy_after: u32,
 }
 
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_HEALTHY_AFTER: u32 = 2;
+pub const DEFAULT_UNHEALTHY_AFTER: u32 = 2;
+
 /// Polling backends' load endpoints.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadPollPolicy {
@@ -365,6 +416,12 @@ pub struct LoadPollPolicy {
     pub quiet_below: f64,
 }
 
+pub const DEFAULT_LOAD_POLL_PATH: &str = "/load";
+pub const DEFAULT_LOAD_POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_LOAD_POLL_TIMEOUT: Duration = Duration::from_millis(500);
+/// 1 request/s is 10 in the 10 s window: the fewest that are measured.
+pub const DEFAULT_QUIET_BELOW: f64 = 1.0;
+
 /// A canary's bounds and breaker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CanaryPolicy {
@@ -374,6 +431,14 @@ pub struct CanaryPolicy {
     pub min_requests: u64,
     pub cooldown: Duration,
 }
+
+pub const DEFAULT_CANARY: CanaryPolicy = CanaryPolicy {
+    floor: 0.01,
+    max: 0.25,
+    max_error_rate: 0.05,
+    min_requests: 20,
+    cooldown: Duration::from_secs(30),
+};
 
 /// Passive outlier ejection.
 #[derive(Debug, Clone)]
@@ -385,6 +450,11 @@ pub struct OutlierPolicy {
     pub max_ejected: f64,
 }
 
+pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
+pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
+pub const DEFAULT_MAX_EJECTED: f64 = 0.5;
+
 /// Upstream timeouts for one pool.
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamTimeouts {
@@ -393,6 +463,13 @@ pub struct UpstreamTimeouts {
     pub write: Duration,
     pub idle: Duration,
 }
+
+pub const DEFAULT_TIMEOUTS: UpstreamTimeouts = UpstreamTimeouts {
+    connect: Duration::from_secs(2),
+    read: Duration::from_secs(30),
+    write: Duration::from_secs(30),
+    idle: Duration::from_secs(60),
+};
 
 /// A set of backends a route sends traffic to.
 #[derive(Debug)]
@@ -429,12 +506,23 @@ pub struct WriteSplit {
     pub read_your_writes: Option<ReadYourWrites>,
 }
 
+/// What a read/write split counts as a write unless told otherwise.
+pub const DEFAULT_WRITE_METHODS: [http::Method; 4] = [
+    http::Method::POST,
+    http::Method::PUT,
+    http::Method::PATCH,
+    http::Method::DELETE,
+];
+
 /// How long a client's reads stay on the write region after its write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadYourWrites {
     pub ttl: Duration,
     pub carrier: PinCarrier,
 }
+
+pub const DEFAULT_PIN_TTL: Duration = Duration::from_secs(5);
+pub const DEFAULT_PIN_COOKIE: &str = "ballast_ryw";
 
 /// What carries a client's pin (the expiry, in Unix milliseconds).
 #[derive(Debug, Clone, PartialEq)]

@@ -5,17 +5,8 @@
 //! port ignored), path prefix (segment-aware: `/v1` matches `/v1` and `/v1/x`
 //! but not `/v10`), methods, and exact header values. Matching allocates nothing.
 
-use crate::config::{BudgetPolicy, PoolId};
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
-
-/// How a route matches the request's host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostMatch {
-    /// The whole host, lower-case.
-    Exact(String),
-    /// Any subdomain of this suffix; stored with its leading dot (`.example.com`).
-    Subdomain(String),
-}
+pub use crate::config::routes::{HostMatch, Route, RouteTable};
+use http::{HeaderMap, Method};
 
 impl HostMatch {
     fn matches(&self, host: &str) -> bool {
@@ -28,19 +19,6 @@ impl HostMatch {
             }
         }
     }
-}
-
-/// One compiled route.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub name: String,
-    pub host: Option<HostMatch>,
-    pub path_prefix: Option<String>,
-    pub methods: Option<Vec<Method>>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub pool: PoolId,
-    /// The route's event budget, if it has one.
-    pub budget: Option<BudgetPolicy>,
 }
 
 /// What a route looks at in a request.
@@ -102,24 +80,10 @@ pub fn host_without_port(host: &str) -> &str {
     name.strip_suffix('.').unwrap_or(name)
 }
 
-/// The routes of a snapshot, in configuration order.
-#[derive(Debug, Clone, Default)]
-pub struct RouteTable {
-    routes: Vec<Route>,
-}
-
 impl RouteTable {
-    pub fn new(routes: Vec<Route>) -> Self {
-        Self { routes }
-    }
-
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
-    }
-
     /// The first route that matches, with its index, if any.
     pub fn find(&self, req: &RequestView<'_>) -> Option<(usize, &Route)> {
-        self.routes
+        self.routes()
             .iter()
             .enumerate()
             .find(|(_, route)| route.matches(req))
@@ -129,6 +93,8 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PoolId;
+    use http::{HeaderName, HeaderValue};
 
     fn route(name: &str, host: Option<HostMatch>, prefix: Option<&str>, pool: usize) -> Route {
         Route {

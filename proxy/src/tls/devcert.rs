@@ -83,3 +83,47 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     options.mode(0o600);
     options.open(path)?.write_all(contents.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::certs::{cert_covers_name, load_certified_key};
+
+    fn write(dir: &Path, name: &str, contents: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn loads_a_matching_pair_and_rejects_mismatch_and_garbage() {
+        crate::tls::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let a = DevCerts::generate(&["a.test".to_string()]).unwrap();
+        let b = DevCerts::generate(&["b.test".to_string()]).unwrap();
+        let cert_a = write(dir.path(), "a.crt", &a.leaf_cert_pem);
+        let key_a = write(dir.path(), "a.key", &a.leaf_key_pem);
+        let key_b = write(dir.path(), "b.key", &b.leaf_key_pem);
+        let junk = write(dir.path(), "junk.pem", "hello\n");
+        let broken = write(
+            dir.path(),
+            "broken.pem",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        );
+
+        let ok = load_certified_key(&cert_a, &key_a).unwrap();
+        assert!(cert_covers_name(&ok, "a.test"));
+        assert!(!cert_covers_name(&ok, "b.test"));
+
+        let err = load_certified_key(&cert_a, &key_b).unwrap_err();
+        assert!(err.contains("does not match"), "{err}");
+        let err = load_certified_key(&junk, &key_a).unwrap_err();
+        assert!(err.contains("contains no PEM certificate"), "{err}");
+        let err = load_certified_key(&broken, &key_a).unwrap_err();
+        assert!(err.contains("not a valid X.509 certificate"), "{err}");
+        let err = load_certified_key(&cert_a, &junk).unwrap_err();
+        assert!(err.contains("contains no PEM private key"), "{err}");
+        let err = load_certified_key(&dir.path().join("missing.crt"), &key_a).unwrap_err();
+        assert!(err.contains("cannot read certificate file"), "{err}");
+    }
+}

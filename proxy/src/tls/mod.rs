@@ -1,7 +1,7 @@
-//! TLS termination: certificate loading and checking, SNI selection, and dev
-//! certificate generation.
+//! TLS termination: SNI selection and dev certificate generation; certificate
+//! loading and checking live in `config::certs` (re-exported as `certs`).
 
-pub mod certs;
+pub use crate::config::certs;
 pub mod devcert;
 pub mod sni;
 

@@ -156,7 +156,7 @@ fn a_standby_tier_gets_its_trickle_then_fails_over_and_back() {
 
 /// Unix seconds of 2026-11-30 (a Monday) at `hour`:00 UTC.
 fn monday_at(hour: i64) -> i64 {
-    schedule::days_from_civil(2026, 11, 30).unwrap() * 86_400 + hour * 3600
+    crate::config::days_from_civil(2026, 11, 30).unwrap() * 86_400 + hour * 3600
 }
 
 #[test]

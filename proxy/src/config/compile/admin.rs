@@ -1,0 +1,66 @@
+//! `admin` (the API's address and token) and `explain` (when responses carry
+//! the routing decision).
+
+use super::fields::Checker;
+use super::fields::{header_name, parse_net};
+use crate::config::raw::*;
+use crate::config::snapshot::*;
+
+pub(super) fn compile_admin(c: &mut Checker, raw: Option<&RawAdmin>) -> Option<Admin> {
+    let Some(raw) = raw else {
+        return Some(Admin {
+            address: DEFAULT_ADMIN_ADDRESS.parse().expect("valid default"),
+            token_env: None,
+        });
+    };
+    let address = c.socket_addr("admin.address", &raw.address)?;
+    if let Some(env) = &raw.token_env {
+        if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            c.error(
+                "admin.token_env",
+                format!("invalid environment variable name \"{env}\""),
+            );
+        }
+    }
+    if !address.ip().is_loopback() && raw.token_env.is_none() {
+        c.error(
+            "admin.address",
+            format!(
+                "{address} is reachable from other hosts: set admin.token_env so the API \
+                 (which can drain and pin backends) requires a token"
+            ),
+        );
+    }
+    Some(Admin {
+        address,
+        token_env: raw.token_env.clone(),
+    })
+}
+
+pub(super) fn compile_explain(c: &mut Checker, raw: &RawExplain) -> Explain {
+    let debug_header = header_name(
+        c,
+        "explain.debug_header".into(),
+        raw.debug_header.as_deref(),
+        DEFAULT_DEBUG_HEADER,
+    );
+    let trusted_peers = raw
+        .trusted_peers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, net)| {
+            parse_net(net).or_else(|| {
+                c.error(
+                    format!("explain.trusted_peers[{i}]"),
+                    format!("invalid CIDR \"{net}\""),
+                );
+                None
+            })
+        })
+        .collect();
+    Explain {
+        always: raw.always.unwrap_or(false),
+        debug_header,
+        trusted_peers,
+    }
+}

@@ -1,0 +1,69 @@
+//! Validation and compilation: raw serde types in, an immutable [`Snapshot`]
+//! out, or every problem found, each with its YAML path.
+//!
+//! Startup, `ballast check` and (later) reload all go through [`compile`], so
+//! they accept and reject exactly the same files. Relative certificate paths
+//! are resolved against the configuration file's directory.
+
+mod admin;
+mod backends;
+mod fields;
+mod geo;
+mod keys;
+mod listeners;
+mod policy;
+mod pools;
+mod probes;
+mod routes;
+mod schedules;
+mod server;
+mod shadow;
+mod spillover;
+mod write;
+
+use super::error::ConfigErrors;
+use super::raw::RawConfig;
+use super::snapshot::Snapshot;
+use fields::Checker;
+use std::path::Path;
+
+/// Validate `raw` and build the runtime snapshot. `base_dir` anchors relative
+/// file paths (the directory of the configuration file).
+pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors> {
+    let mut c = Checker {
+        errors: Vec::new(),
+        base_dir: base_dir.to_path_buf(),
+    };
+    let listeners = listeners::compile_listeners(&mut c, &raw.listeners);
+    let admin = admin::compile_admin(&mut c, raw.admin.as_ref());
+    let server = server::compile_server(&mut c, raw.server.as_ref());
+    let pools = pools::compile_pools(&mut c, &raw.pools);
+    let routes = routes::compile_routes(&mut c, &raw.routes, &pools);
+    let geo = geo::compile_geo(&mut c, &raw.regions, raw.geo.as_ref(), &pools);
+    let explain = raw
+        .explain
+        .as_ref()
+        .map(|e| admin::compile_explain(&mut c, e));
+
+    if let Some(admin) = &admin {
+        if listeners.iter().any(|l| l.address == admin.address) {
+            c.error(
+                "admin.address",
+                format!("{} is also a proxy listener", admin.address),
+            );
+        }
+    }
+
+    match (admin, c.errors.is_empty()) {
+        (Some(admin), true) => Ok(Snapshot {
+            listeners,
+            admin,
+            server,
+            routes,
+            pools,
+            geo,
+            explain,
+        }),
+        _ => Err(ConfigErrors(c.errors)),
+    }
+}

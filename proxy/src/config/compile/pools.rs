@@ -1,0 +1,206 @@
+//! `pools.<name>`: one pool at a time — its policy, timeouts, backends,
+//! regions, tiers, schedules, shadow and read/write split — and the checks
+//! that span them.
+
+use super::backends::compile_backends;
+use super::fields::Checker;
+use super::policy::compile_policy;
+use super::schedules::compile_schedules;
+use super::shadow::compile_shadow;
+use super::write::compile_write;
+use crate::config::raw::*;
+use crate::config::round_robin::smooth_wrr_schedule;
+use crate::config::snapshot::*;
+use std::collections::BTreeMap;
+
+pub(super) fn compile_pools(c: &mut Checker, raw: &BTreeMap<String, RawPool>) -> Vec<Pool> {
+    if raw.is_empty() {
+        c.error("pools", "at least one pool is required");
+    }
+    let mut pools = Vec::new();
+    for (name, pool) in raw {
+        let compiled = compile_pool(c, PoolId(pools.len()), name, pool);
+        pools.push(compiled);
+    }
+    pools
+}
+
+/// One pool; the checks that span its sections are made here, in order.
+fn compile_pool(c: &mut Checker, id: PoolId, name: &str, pool: &RawPool) -> Pool {
+    let path = format!("pools.{name}");
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        c.error(
+            &path,
+            format!("invalid pool name \"{name}\" (use letters, digits, '-', '_', '.')"),
+        );
+    }
+    let mut policy = compile_policy(c, &path, pool);
+    let timeouts = compile_timeouts(c, &path, pool);
+    let backends = compile_backends(c, &path, name, pool);
+    let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+    if !backends.is_empty() && weights.iter().all(|&w| w == 0) {
+        c.error(
+            format!("{path}.backends"),
+            "every backend has weight 0; at least one must be positive",
+        );
+    }
+    let regions = distinct_regions(&backends);
+    let spread = check_regions(c, &path, pool, &policy, &regions);
+    policy.schedules = compile_schedules(c, &path, pool, &regions);
+    let tiers = priority_tiers(c, &path, &backends, &policy);
+    let shadow = compile_pool_shadow(c, &path, pool, &policy, tiers.len(), spread);
+    let canaries = backends.iter().any(|b| b.canary.is_some());
+    if pool.canary_sticky.is_some() && !canaries {
+        c.error(
+            format!("{path}.canary_sticky"),
+            "the pool has no canary backend",
+        );
+    }
+    let write = pool
+        .write
+        .as_ref()
+        .and_then(|w| compile_write(c, &format!("{path}.write"), w, &regions));
+    if pool.consistent_hash.is_some() && pool.canary_sticky.is_some() {
+        c.error(
+            format!("{path}.consistent_hash"),
+            "cannot be combined with canary_sticky (the ring already gives a canary its share of keys)",
+        );
+    }
+    Pool {
+        id,
+        name: name.to_string(),
+        policy,
+        timeouts,
+        schedule: smooth_wrr_schedule(&weights),
+        regions,
+        tiers,
+        write,
+        shadow,
+        backends,
+    }
+}
+
+fn compile_timeouts(c: &mut Checker, path: &str, pool: &RawPool) -> UpstreamTimeouts {
+    UpstreamTimeouts {
+        connect: c.duration(
+            &format!("{path}.connect_timeout"),
+            pool.connect_timeout.as_deref(),
+            DEFAULT_TIMEOUTS.connect,
+        ),
+        read: c.duration(
+            &format!("{path}.read_timeout"),
+            pool.read_timeout.as_deref(),
+            DEFAULT_TIMEOUTS.read,
+        ),
+        write: c.duration(
+            &format!("{path}.write_timeout"),
+            pool.write_timeout.as_deref(),
+            DEFAULT_TIMEOUTS.write,
+        ),
+        idle: c.duration(
+            &format!("{path}.idle_timeout"),
+            pool.idle_timeout.as_deref(),
+            DEFAULT_TIMEOUTS.idle,
+        ),
+    }
+}
+
+/// How a pool's backends spread over regions, as the region checks need it.
+#[derive(Clone, Copy)]
+struct RegionSpread {
+    /// Named regions among the backends.
+    named: usize,
+    /// Whether the live policy moves traffic between regions.
+    moves_traffic: bool,
+}
+
+/// Spillover and region caps need two regions; `pools.X.regions` must name
+/// regions the backends are in.
+fn check_regions(
+    c: &mut Checker,
+    path: &str,
+    pool: &RawPool,
+    policy: &PoolPolicy,
+    regions: &[Option<String>],
+) -> RegionSpread {
+    let named = regions.iter().flatten().count();
+    let moves_traffic = policy.spillover.is_some() || policy.region_max_share < 1.0;
+    if moves_traffic && named < 2 {
+        c.error(
+            path,
+            "spillover and region_max_share need backends in at least two regions",
+        );
+    }
+    for region in pool.regions.keys() {
+        if !regions.iter().flatten().any(|r| r == region) {
+            c.error(
+                format!("{path}.regions.{region}"),
+                format!("no backend of the pool is in region \"{region}\""),
+            );
+        }
+    }
+    RegionSpread {
+        named,
+        moves_traffic,
+    }
+}
+
+/// The distinct backend priorities, lowest first; more than one needs an
+/// adaptive mode.
+fn priority_tiers(
+    c: &mut Checker,
+    path: &str,
+    backends: &[Backend],
+    policy: &PoolPolicy,
+) -> Vec<u32> {
+    let mut tiers: Vec<u32> = backends.iter().map(|b| b.priority).collect();
+    tiers.sort_unstable();
+    tiers.dedup();
+    if tiers.len() > 1 && policy.mode == BalanceMode::RoundRobin {
+        c.error(
+            format!("{path}.mode"),
+            "priority tiers need an adaptive mode (latency or capacity); round_robin ignores them",
+        );
+    }
+    tiers
+}
+
+/// The shadow policy, checked against the pool's tiers and regions. What the
+/// pool itself gets wrong is reported once, at its own path.
+fn compile_pool_shadow(
+    c: &mut Checker,
+    path: &str,
+    pool: &RawPool,
+    policy: &PoolPolicy,
+    tier_count: usize,
+    spread: RegionSpread,
+) -> Option<ShadowPolicy> {
+    let shadow_path = format!("{path}.shadow");
+    let shadow = compile_shadow(c, &shadow_path, pool.shadow.as_ref()?, policy);
+    let candidate = &shadow.policy;
+    let live_round_robin = policy.mode == BalanceMode::RoundRobin;
+    if tier_count > 1 && candidate.mode == BalanceMode::RoundRobin && !live_round_robin {
+        c.error(
+            format!("{shadow_path}.mode"),
+            "priority tiers need an adaptive mode (latency or capacity); round_robin ignores them",
+        );
+    }
+    if candidate.region_max_share < 1.0 && !spread.moves_traffic && spread.named < 2 {
+        c.error(
+            format!("{shadow_path}.region_max_share"),
+            "region_max_share needs backends in at least two regions",
+        );
+    }
+    Some(shadow)
+}
+
+fn distinct_regions(backends: &[Backend]) -> Vec<Option<String>> {
+    let mut regions: Vec<Option<String>> = backends.iter().map(|b| b.region.clone()).collect();
+    regions.sort();
+    regions.dedup();
+    regions
+}

@@ -1,0 +1,87 @@
+//! `server`: threads, drain timeout, keepalive pool, upgrade socket and the
+//! request size limits.
+
+use super::fields::Checker;
+use crate::config::raw::*;
+use crate::config::snapshot::*;
+use std::path::PathBuf;
+
+/// The most headers Pingora parses; a request with more is refused by it.
+const PARSER_MAX_HEADERS: usize = 256;
+
+pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> ServerSettings {
+    let default_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Some(raw) = raw else {
+        return ServerSettings {
+            threads: default_threads,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            upstream_keepalive_pool_size: DEFAULT_KEEPALIVE_POOL_SIZE,
+            upgrade_sock: PathBuf::from(DEFAULT_UPGRADE_SOCK),
+            limits: DEFAULT_LIMITS,
+        };
+    };
+    let threads = raw.threads.unwrap_or(default_threads);
+    if threads == 0 || threads > 1024 {
+        c.error("server.threads", "must be between 1 and 1024");
+    }
+    ServerSettings {
+        threads,
+        drain_timeout: c.duration_or_zero(
+            "server.drain_timeout",
+            raw.drain_timeout.as_deref(),
+            DEFAULT_DRAIN_TIMEOUT,
+        ),
+        upstream_keepalive_pool_size: raw
+            .upstream_keepalive_pool_size
+            .unwrap_or(DEFAULT_KEEPALIVE_POOL_SIZE),
+        upgrade_sock: match raw.upgrade_sock.as_deref() {
+            None => PathBuf::from(DEFAULT_UPGRADE_SOCK),
+            Some("") => {
+                c.error("server.upgrade_sock", "must not be empty");
+                PathBuf::from(DEFAULT_UPGRADE_SOCK)
+            }
+            Some(path) => c.resolve(path),
+        },
+        limits: compile_limits(c, raw.limits.as_ref()),
+    }
+}
+
+fn compile_limits(c: &mut Checker, raw: Option<&RawLimits>) -> RequestLimits {
+    let d = DEFAULT_LIMITS;
+    let Some(raw) = raw else { return d };
+    let mut bounded =
+        |key: &str, value: Option<usize>, default: usize, min: usize, max: usize| match value {
+            None => default,
+            Some(v) if (min..=max).contains(&v) => v,
+            Some(v) => {
+                c.error(
+                    format!("server.limits.{key}"),
+                    format!("{v} is out of range (allowed {min} to {max})"),
+                );
+                default
+            }
+        };
+    RequestLimits {
+        max_uri_bytes: bounded(
+            "max_uri_bytes",
+            raw.max_uri_bytes,
+            d.max_uri_bytes,
+            256,
+            1 << 20,
+        ),
+        max_headers: bounded(
+            "max_headers",
+            raw.max_headers,
+            d.max_headers,
+            8,
+            PARSER_MAX_HEADERS,
+        ),
+        max_header_bytes: bounded(
+            "max_header_bytes",
+            raw.max_header_bytes,
+            d.max_header_bytes,
+            1024,
+            1 << 20,
+        ),
+    }
+}

@@ -1,0 +1,423 @@
+//! One serializable view of a compiled [`Snapshot`]: what the admin API's
+//! `GET /api/v1/config` returns and what `ballast check` summarises.
+//!
+//! Durations are whole milliseconds (`*_ms`), header names lower-case, a
+//! subdomain host `*.example.com`; secrets are never included (the admin
+//! token shows as `<redacted>`).
+
+use super::routes::HostMatch;
+use super::snapshot::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The whole running configuration.
+#[derive(Debug, Serialize)]
+pub struct ConfigView {
+    pub listeners: Vec<ListenerView>,
+    pub admin: AdminView,
+    pub server: ServerView,
+    pub pools: Vec<PoolView>,
+    pub routes: Vec<RouteView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListenerView {
+    pub address: String,
+    pub tls: Option<TlsView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TlsView {
+    pub cert_files: Vec<String>,
+    /// The server names certificates are chosen by.
+    pub sni: Vec<String>,
+    pub http2: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdminView {
+    pub address: String,
+    pub token_env: Option<String>,
+    /// `<redacted>` when a token is required.
+    pub token: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerView {
+    pub threads: usize,
+    pub drain_timeout_ms: u64,
+    pub upstream_keepalive_pool_size: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolView {
+    pub name: String,
+    pub mode: &'static str,
+    pub target_latency_ms: u64,
+    pub min_share: f64,
+    pub max_share: f64,
+    pub smoothing: f64,
+    pub recompute_interval_ms: u64,
+    pub slow_start_ms: u64,
+    pub server_load: ServerLoadView,
+    pub outlier: OutlierView,
+    pub health: Option<HealthView>,
+    pub load_poll: Option<LoadPollView>,
+    pub schedules: Vec<ScheduleView>,
+    pub retries: RetriesView,
+    pub overprovisioning_factor: f64,
+    pub prewarm_share: f64,
+    pub write: Option<WriteView>,
+    pub shadow: Option<ShadowView>,
+    pub timeouts_ms: TimeoutsView,
+    pub backends: Vec<BackendView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerLoadView {
+    pub header: String,
+    pub orca_header: String,
+    pub strip: bool,
+    pub stale_after_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutlierView {
+    pub consecutive_failures: u32,
+    pub base_ejection_ms: u64,
+    pub max_ejection_ms: u64,
+    pub max_ejected: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HealthView {
+    /// `http` or `tcp`.
+    pub check: &'static str,
+    /// The path of an `http` check.
+    pub path: Option<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub healthy_after: u32,
+    pub unhealthy_after: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoadPollView {
+    pub path: String,
+    pub host: Option<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub quiet_below: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScheduleView {
+    pub name: String,
+    /// Region → weight multiplier.
+    pub regions: BTreeMap<String, f64>,
+    /// Monday first.
+    pub days: Option<[bool; 7]>,
+    pub window_minutes: Option<(u32, u32)>,
+    pub dates_days_since_epoch: Option<(i64, i64)>,
+    pub utc_offset_s: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RetriesView {
+    pub attempts: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WriteView {
+    pub region: String,
+    pub methods: Vec<String>,
+    pub path_prefixes: Vec<String>,
+    pub header: Option<String>,
+    pub read_your_writes: Option<ReadYourWritesView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReadYourWritesView {
+    pub ttl_ms: u64,
+    pub cookie: Option<String>,
+    pub header: Option<String>,
+    /// The exact pin lifetime, for display (the JSON carries `ttl_ms`).
+    #[serde(skip)]
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShadowView {
+    pub mode: &'static str,
+    pub target_latency_ms: u64,
+    pub min_share: f64,
+    pub max_share: f64,
+    pub smoothing: f64,
+    pub slow_start_ms: u64,
+    pub region_max_share: f64,
+    pub overprovisioning_factor: f64,
+    pub prewarm_share: f64,
+    pub sample: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TimeoutsView {
+    pub connect: u64,
+    pub read: u64,
+    pub write: u64,
+    pub idle: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackendView {
+    pub id: String,
+    pub addr: String,
+    pub region: Option<String>,
+    pub capacity: Option<u32>,
+    pub weight: u32,
+    pub priority: u32,
+    pub labels: BTreeMap<String, String>,
+    pub canary: Option<CanaryView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CanaryView {
+    pub floor: f64,
+    pub max: f64,
+    pub max_error_rate: f64,
+    pub min_requests: u64,
+    pub cooldown_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteView {
+    pub name: String,
+    /// `None`: any host.
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub methods: Option<Vec<String>>,
+    /// Header name → exact value, in configuration order (a JSON object).
+    #[serde(serialize_with = "pairs_as_map")]
+    pub headers: Vec<(String, String)>,
+    pub pool: String,
+}
+
+fn pairs_as_map<S: serde::Serializer>(
+    pairs: &[(String, String)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl ConfigView {
+    pub fn new(snapshot: &Snapshot) -> Self {
+        Self {
+            listeners: snapshot.listeners.iter().map(ListenerView::new).collect(),
+            admin: AdminView {
+                address: snapshot.admin.address.to_string(),
+                token_env: snapshot.admin.token_env.clone(),
+                token: snapshot.admin.token_env.as_ref().map(|_| "<redacted>"),
+            },
+            server: ServerView {
+                threads: snapshot.server.threads,
+                drain_timeout_ms: ms(snapshot.server.drain_timeout),
+                upstream_keepalive_pool_size: snapshot.server.upstream_keepalive_pool_size,
+            },
+            pools: snapshot.pools.iter().map(PoolView::new).collect(),
+            routes: snapshot
+                .routes
+                .routes()
+                .iter()
+                .map(|r| RouteView {
+                    name: r.name.clone(),
+                    host: r.host.as_ref().map(|h| match h {
+                        HostMatch::Exact(h) => h.clone(),
+                        HostMatch::Subdomain(s) => format!("*{s}"),
+                    }),
+                    path_prefix: r.path_prefix.clone(),
+                    methods: r
+                        .methods
+                        .as_ref()
+                        .map(|m| m.iter().map(|m| m.as_str().to_string()).collect()),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(n, v)| {
+                            let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                            (n.as_str().to_string(), value)
+                        })
+                        .collect(),
+                    pool: snapshot.pool(r.pool).name.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl ListenerView {
+    fn new(l: &Listener) -> Self {
+        Self {
+            address: l.address.to_string(),
+            tls: l.tls.as_ref().map(|tls| TlsView {
+                cert_files: tls
+                    .cert_files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect(),
+                sni: tls.sni.iter().map(|(name, _)| name.clone()).collect(),
+                http2: tls.http2,
+            }),
+        }
+    }
+}
+
+impl PoolView {
+    fn new(p: &Pool) -> Self {
+        let policy = &p.policy;
+        Self {
+            name: p.name.clone(),
+            mode: policy.mode.as_str(),
+            target_latency_ms: ms(policy.target_latency),
+            min_share: policy.min_share,
+            max_share: policy.max_share,
+            smoothing: policy.smoothing,
+            recompute_interval_ms: ms(policy.recompute_interval),
+            slow_start_ms: ms(policy.slow_start),
+            server_load: ServerLoadView {
+                header: policy.server_load.header.as_str().to_string(),
+                orca_header: policy.server_load.orca_header.as_str().to_string(),
+                strip: policy.server_load.strip,
+                stale_after_ms: ms(policy.server_load.stale_after),
+            },
+            outlier: OutlierView {
+                consecutive_failures: policy.outlier.consecutive_failures,
+                base_ejection_ms: ms(policy.outlier.base_ejection),
+                max_ejection_ms: ms(policy.outlier.max_ejection),
+                max_ejected: policy.outlier.max_ejected,
+            },
+            health: policy.health.as_ref().map(HealthView::new),
+            load_poll: policy.load_poll.as_ref().map(|l| LoadPollView {
+                path: l.path.clone(),
+                host: l.host.clone(),
+                interval_ms: ms(l.interval),
+                timeout_ms: ms(l.timeout),
+                quiet_below: l.quiet_below,
+            }),
+            schedules: policy.schedules.iter().map(ScheduleView::new).collect(),
+            retries: RetriesView {
+                attempts: policy.attempts,
+            },
+            overprovisioning_factor: policy.overprovisioning_factor,
+            prewarm_share: policy.prewarm_share,
+            write: p.write.as_ref().map(WriteView::new),
+            shadow: p.shadow.as_ref().map(ShadowView::new),
+            timeouts_ms: TimeoutsView {
+                connect: ms(p.timeouts.connect),
+                read: ms(p.timeouts.read),
+                write: ms(p.timeouts.write),
+                idle: ms(p.timeouts.idle),
+            },
+            backends: p.backends.iter().map(BackendView::new).collect(),
+        }
+    }
+}
+
+impl HealthView {
+    fn new(h: &HealthPolicy) -> Self {
+        let (check, path) = match &h.kind {
+            HealthCheckKind::Http { path, .. } => ("http", Some(path.clone())),
+            HealthCheckKind::Tcp => ("tcp", None),
+        };
+        Self {
+            check,
+            path,
+            interval_ms: ms(h.interval),
+            timeout_ms: ms(h.timeout),
+            healthy_after: h.healthy_after,
+            unhealthy_after: h.unhealthy_after,
+        }
+    }
+}
+
+impl ScheduleView {
+    fn new(t: &ScheduleTemplate) -> Self {
+        Self {
+            name: t.name.clone(),
+            regions: t.multipliers.clone(),
+            days: t.days,
+            window_minutes: t.window,
+            dates_days_since_epoch: t.dates,
+            utc_offset_s: t.utc_offset_s,
+        }
+    }
+}
+
+impl WriteView {
+    fn new(split: &WriteSplit) -> Self {
+        Self {
+            region: split.region.clone(),
+            methods: split
+                .methods
+                .iter()
+                .map(|m| m.as_str().to_string())
+                .collect(),
+            path_prefixes: split.path_prefixes.clone(),
+            header: split.header.as_ref().map(|h| h.as_str().to_string()),
+            read_your_writes: split.read_your_writes.as_ref().map(|ryw| {
+                let (cookie, header) = match &ryw.carrier {
+                    PinCarrier::Cookie(name) => (Some(name.clone()), None),
+                    PinCarrier::Header(name) => (None, Some(name.as_str().to_string())),
+                };
+                ReadYourWritesView {
+                    ttl_ms: ms(ryw.ttl),
+                    cookie,
+                    header,
+                    ttl: ryw.ttl,
+                }
+            }),
+        }
+    }
+}
+
+impl ShadowView {
+    fn new(s: &ShadowPolicy) -> Self {
+        Self {
+            mode: s.policy.mode.as_str(),
+            target_latency_ms: ms(s.policy.target_latency),
+            min_share: s.policy.min_share,
+            max_share: s.policy.max_share,
+            smoothing: s.policy.smoothing,
+            slow_start_ms: ms(s.policy.slow_start),
+            region_max_share: s.policy.region_max_share,
+            overprovisioning_factor: s.policy.overprovisioning_factor,
+            prewarm_share: s.policy.prewarm_share,
+            sample: s.sample,
+        }
+    }
+}
+
+impl BackendView {
+    fn new(b: &Backend) -> Self {
+        Self {
+            id: b.id.0.clone(),
+            addr: b.addr.to_string(),
+            region: b.region.clone(),
+            capacity: b.capacity,
+            weight: b.weight,
+            priority: b.priority,
+            labels: b.labels.clone(),
+            canary: b.canary.as_ref().map(|p| CanaryView {
+                floor: p.floor,
+                max: p.max,
+                max_error_rate: p.max_error_rate,
+                min_requests: p.min_requests,
+                cooldown_ms: ms(p.cooldown),
+            }),
+        }
+    }
+}
