@@ -64,7 +64,8 @@ fn numbered_post(
     }
 }
 
-/// Eight clients for `run_ms`; `victim` is stopped after `kill_after_ms`.
+/// Eight clients for `run_ms`; `victim` is stopped after `kill_after_ms`,
+/// at a moment it has a request in flight.
 /// Returns what the clients saw and how many requests the victim had taken.
 async fn load_and_kill<F>(
     listen: SocketAddr,
@@ -84,6 +85,12 @@ where
         make,
     ));
     tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+    // Kill it while it holds a request (within a bounded wait), so that
+    // requests in flight on it fail, whatever share it has by then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while victim.in_flight() == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let served_before_kill = victim.stats.total();
     victim.stop();
     (load.await.unwrap(), served_before_kill)
