@@ -93,7 +93,7 @@ routes:
             "listeners[2].address: duplicate listener address 127.0.0.1:8080",
             r#"server.threads: must be between 1 and 1024"#,
             r#"server.drain_timeout: invalid duration "soon" (expected e.g. "250ms", "2s", "1m")"#,
-            r#"pools.api.mode: unknown mode "fastest" (supported: latency, capacity, round_robin)"#,
+            r#"pools.api.mode: unknown mode "fastest" (supported: latency, capacity, round_robin, peak_ewma)"#,
             "pools.api.connect_timeout: must be greater than zero",
             "pools.api.backends[0].capacity: must be greater than zero",
             "pools.api.backends[1].region: must not be empty",
@@ -848,7 +848,7 @@ fn schedules_compile_and_bad_ones_name_their_path() {
         errors(&regional_pool(
             "    mode: round_robin\n    schedules: [{name: x, regions: {eu: 2}, days: [mon]}]\n"
         )),
-        vec!["pools.api.schedules: schedules need an adaptive mode (latency or capacity); round_robin weights are fixed"]
+        vec!["pools.api.schedules: schedules need an adaptive mode (latency or capacity); round_robin ignores weights"]
     );
 }
 
@@ -876,7 +876,7 @@ routes: [{pool: api}, {pool: web}]
     assert_eq!(
         errors(yaml),
         vec![
-            r#"pools.api.shadow.mode: unknown mode "fastest" (supported: latency, capacity, round_robin)"#,
+            r#"pools.api.shadow.mode: unknown mode "fastest" (supported: latency, capacity, round_robin, peak_ewma)"#,
             r#"pools.api.shadow.target_latency: invalid duration "soon" (expected e.g. "250ms", "2s", "1m")"#,
             "pools.api.shadow.min_share: 0.6 is out of range (allowed 0 to 0.5)",
             "pools.api.shadow.smoothing: 0 is out of range (allowed 0.01 to 1)",
@@ -1047,4 +1047,28 @@ routes:
     assert_eq!(budget.over, ballast::config::OverBudget::Shed, "default");
     assert_eq!(budget.retry_after, Duration::from_secs(1), "default");
     assert!(routes[1].budget.is_none());
+}
+
+#[test]
+fn peak_ewma_is_a_mode_and_refuses_what_needs_weights() {
+    let snap = load_str(&regional_pool("    mode: peak_ewma\n"), Path::new(".")).unwrap();
+    assert_eq!(snap.pools[0].policy.mode, BalanceMode::PeakEwma);
+    assert_eq!(
+        errors(&regional_pool(
+            "    mode: peak_ewma\n    schedules: [{name: x, regions: {eu: 2}, days: [mon]}]\n    shadow: {mode: latency}\n"
+        )),
+        vec![
+            "pools.api.schedules: schedules need an adaptive mode (latency or capacity); peak_ewma ignores weights",
+            "pools.api.shadow: shadow mode compares weight policies (latency, capacity, round_robin); peak_ewma chooses per request and has no weights to compare",
+        ]
+    );
+    assert_eq!(
+        errors(&regional_pool("    shadow: {mode: peak_ewma}\n")),
+        vec!["pools.api.shadow.mode: shadow mode compares weight policies (latency, capacity, round_robin); peak_ewma chooses per request and has no weights to compare"]
+    );
+    let tiers = "listeners: [{address: \"127.0.0.1:8080\"}]\npools:\n  api:\n    mode: peak_ewma\n    backends: [{addr: \"10.0.0.1:80\"}, {addr: \"10.0.0.2:80\", priority: 1}]\nroutes: [{pool: api}]\n";
+    assert_eq!(
+        errors(tiers),
+        vec!["pools.api.mode: priority tiers need an adaptive mode (latency or capacity); peak_ewma ignores them"]
+    );
 }

@@ -189,6 +189,37 @@ async fn an_origin_made_four_times_slower_gets_a_clearly_smaller_share() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peak_ewma_sends_little_to_a_slower_origin_and_every_request_succeeds() {
+    let _serial = LOAD_LOCK.lock().await;
+    let fast = origin_with_latency("fast", Duration::from_millis(5)).await;
+    let slow = origin_with_latency("slow", Duration::from_millis(40)).await;
+    let proxy = start(&format!(
+        "    mode: peak_ewma\n{}",
+        backends(&[&fast, &slow])
+    ))
+    .await;
+    let run = drive(
+        proxy.listen,
+        6,
+        Duration::from_millis(2000),
+        10_000,
+        get_request,
+    )
+    .await;
+    assert_eq!(run.count(200), run.total(), "{run:?}");
+    let (fast_n, slow_n) = (fast.stats.total(), slow.stats.total());
+    let slow_share = slow_n as f64 / (fast_n + slow_n) as f64;
+    eprintln!("peak_ewma: slow origin got {slow_n} of {}", fast_n + slow_n);
+    // Six clients on a 5 ms origin: the 8x slower one only wins a draw when
+    // the fast one holds 7 or more requests, which six clients cannot make.
+    assert!(
+        slow_share < 0.1,
+        "traffic to the 8x slower origin: {slow_share:.3} ({slow_n} of {})",
+        fast_n + slow_n
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_origin_killed_mid_load_costs_no_get_errors() {
     let _serial = LOAD_LOCK.lock().await;
     let a = origin_with_latency("a", Duration::from_millis(3)).await;

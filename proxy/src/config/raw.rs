@@ -180,7 +180,7 @@ pub struct RawLimits {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
-    /// latency (default), capacity or round_robin.
+    /// latency (default), capacity, round_robin or peak_ewma.
     pub mode: Option<String>,
     /// Capacity mode: the latency a backend should stay under (default 100ms).
     pub target_latency: Option<String>,

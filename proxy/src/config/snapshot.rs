@@ -172,6 +172,11 @@ pub enum BalanceMode {
     /// Smooth weighted round robin over the configured weights: the static
     /// baseline, ignoring everything measured.
     RoundRobin,
+    /// Linkerd's power of two choices over peak-EWMA round trips: per
+    /// request, two eligible backends drawn at random, the one with the
+    /// lower `round-trip estimate × (in flight + 1)` wins. The engine only
+    /// decides which backends are eligible.
+    PeakEwma,
 }
 
 impl BalanceMode {
@@ -180,7 +185,15 @@ impl BalanceMode {
             BalanceMode::Latency => "latency",
             BalanceMode::Capacity => "capacity",
             BalanceMode::RoundRobin => "round_robin",
+            BalanceMode::PeakEwma => "peak_ewma",
         }
+    }
+
+    /// Whether the weight engine sets the shares from what it measures
+    /// (latency, capacity); otherwise shares are the configured weights and
+    /// only eligibility changes.
+    pub fn is_adaptive(self) -> bool {
+        matches!(self, BalanceMode::Latency | BalanceMode::Capacity)
     }
 }
 

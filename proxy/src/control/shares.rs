@@ -15,7 +15,7 @@ use super::events::Event;
 use super::tiers::{split_tiers, TierLoad};
 use super::weights::{BackendInput, Computed, Factors};
 use super::{canary, overrides, spillover};
-use crate::config::{BackendId, BalanceMode, Pool, PoolPolicy};
+use crate::config::{BackendId, Pool, PoolPolicy};
 use crate::stats::backend::Observation;
 use crate::telemetry::decisions::DecisionKind;
 
@@ -38,7 +38,7 @@ pub fn policy_shares(
 ) -> (Vec<Computed>, Vec<TierLoad>) {
     let (mut computed, tiers) = split_tiers(pool, policy, inputs, now_ms);
     canary::bound(pool, &mut computed);
-    if !with_geo && policy.mode != BalanceMode::RoundRobin {
+    if !with_geo && policy.mode.is_adaptive() {
         spillover::cap_region_shares(pool, &mut computed, policy.region_max_share);
     }
     fix_shares(&mut computed, &overrides::pinned_shares(pool, memory));

@@ -30,9 +30,7 @@
 use super::events::Event;
 use super::shares::fix_shares;
 use super::weights::{Computed, MIN_LATENCY_SAMPLES};
-use crate::config::{
-    BalanceMode, Geo, LatencySignal, Pool, Snapshot, SpilloverPolicy, DEFAULT_SPILLOVER,
-};
+use crate::config::{Geo, LatencySignal, Pool, Snapshot, SpilloverPolicy, DEFAULT_SPILLOVER};
 use crate::routing::picker::PoolWeights;
 use crate::stats::backend::Observation;
 use std::collections::{HashMap, HashSet};
@@ -248,7 +246,7 @@ pub fn apply<'a>(
 ) {
     let policy = &pool.policy;
     let thresholds = match (&policy.spillover, policy.region_max_share < 1.0) {
-        _ if policy.mode == BalanceMode::RoundRobin => return,
+        _ if !policy.mode.is_adaptive() => return,
         (Some(spillover), _) => Thresholds {
             policy: spillover,
             region_max_share: policy.region_max_share,

@@ -14,7 +14,9 @@
 //!   requests/s, and scaled by `target/lat_i` when `lat_i > target`), else the estimate
 //!   `max(rps_i · target / lat_i, 1)`; then `b_i = max(0.8·cap_i − rps_i, 0.05·cap_i)`:
 //!   spare capacity, never planning past 80% of a backend's capacity.
-//! - `round_robin`: `b_i` = configured weight, and nothing below applies.
+//! - `round_robin` and `peak_ewma`: `b_i` = configured weight, and nothing
+//!   below applies (a `peak_ewma` pool only uses its shares to know which
+//!   backends are eligible).
 //!
 //! Then multiplicative factors: errors `exp(−10 · error_rate)` (with at least
 //! 10 outcomes in the window, else a fresh polled error rate), reported utilization `clamp(1 − u, 0.05, 1)`,
@@ -145,7 +147,7 @@ pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64)
         f.ramp = 1.0;
         f.schedule = 1.0;
         base[i] = match policy.mode {
-            BalanceMode::RoundRobin => Some(input.weight),
+            BalanceMode::RoundRobin | BalanceMode::PeakEwma => Some(input.weight),
             BalanceMode::Latency => lat.map(|ms| 1.0 / ms),
             BalanceMode::Capacity => {
                 let rps = obs.outcomes.per_second();
@@ -170,7 +172,7 @@ pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64)
                 capacity.map(|cap| (CAPACITY_SAFETY * cap - rps).max(MIN_HEADROOM * cap))
             }
         };
-        if policy.mode == BalanceMode::RoundRobin {
+        if !policy.mode.is_adaptive() {
             continue;
         }
         if obs.outcomes.total >= MIN_ERROR_SAMPLES {
@@ -207,7 +209,7 @@ pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64)
     let eligible: Vec<bool> = inputs.iter().map(|i| i.eligible).collect();
     let mut shares = normalize(&raw, &eligible);
 
-    if policy.mode != BalanceMode::RoundRobin {
+    if policy.mode.is_adaptive() {
         let alpha = policy.smoothing;
         for (i, input) in inputs.iter().enumerate() {
             if let (true, Some(old)) = (input.eligible, input.previous_share) {

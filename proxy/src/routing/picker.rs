@@ -22,6 +22,11 @@
 //!   shares hold exactly, while a burst that piles onto one backend between
 //!   recomputes spills to another.
 //!
+//! - `peak_ewma` pools use Linkerd's choice instead: two distinct eligible
+//!   members of the group drawn uniformly, the one with the lower
+//!   `round-trip estimate × (in_flight + 1)` wins (see
+//!   [`crate::stats::peak_ewma`]); shares only say who is eligible.
+//!
 //! Backends a request already tried, and backends with share 0 (ejected,
 //! unhealthy), are skipped while any other remains.
 //!
@@ -79,6 +84,8 @@ struct Group {
     cumulative: Vec<f64>,
     /// The pool's round-robin cycle restricted to eligible members.
     cycle: Vec<u32>,
+    /// The eligible members (share above 0), for the `peak_ewma` draw.
+    eligible: Vec<u32>,
     /// Fraction of requests reaching this region that move on to the next.
     spill: f64,
 }
@@ -110,8 +117,15 @@ impl Group {
             canaries,
             cumulative,
             cycle: Vec::new(),
+            eligible: Vec::new(),
             spill: 0.0,
         };
+        group.eligible = group
+            .members
+            .iter()
+            .filter(|&&b| shares[b] > 0.0)
+            .map(|&b| b as u32)
+            .collect();
         group.cycle = pool
             .schedule
             .iter()
@@ -397,7 +411,7 @@ const MAX_SPILL_HOPS: usize = 64;
 pub fn pick<R: Rng + ?Sized>(
     snapshot: &Snapshot,
     facts: &RequestFacts<'_>,
-    _now_ms: u64,
+    now_ms: u64,
     rng: &mut R,
 ) -> Decision {
     let pool = snapshot.pool(facts.pool);
@@ -410,6 +424,16 @@ pub fn pick<R: Rng + ?Sized>(
             }
         }
         match (pool.policy.mode, facts.weights) {
+            (BalanceMode::PeakEwma, Some(weights)) => {
+                peak_ewma(&weights.group(scope)?.eligible, facts, now_ms, rng)
+            }
+            (BalanceMode::PeakEwma, None) => {
+                let in_scope: Vec<u32> = (0..pool.backends.len() as u32)
+                    .filter(|&b| pool.backends[b as usize].weight > 0)
+                    .filter(|&b| scope.contains(pool, b as usize))
+                    .collect();
+                peak_ewma(&in_scope, facts, now_ms, rng)
+            }
             (BalanceMode::RoundRobin, Some(weights)) => {
                 let ticket = facts.sticky.unwrap_or(facts.ticket);
                 round_robin(&weights.group(scope)?.cycle, ticket, facts.tried, |_| true)
@@ -594,6 +618,45 @@ fn weighted<R: Rng + ?Sized>(
     }
 }
 
+/// Linkerd's power of two choices over peak-EWMA costs: two distinct
+/// candidates (not yet tried) drawn uniformly at random; the cheaper wins,
+/// the first on a tie. One candidate is taken as it is.
+fn peak_ewma<R: Rng + ?Sized>(
+    candidates: &[u32],
+    facts: &RequestFacts<'_>,
+    now_ms: u64,
+    rng: &mut R,
+) -> Option<usize> {
+    let untried: Vec<u32>;
+    let candidates = if facts.tried.is_empty() {
+        candidates
+    } else {
+        untried = candidates
+            .iter()
+            .copied()
+            .filter(|&b| !facts.tried.contains(&(b as usize)))
+            .collect();
+        &untried
+    };
+    let (a, b) = match candidates.len() {
+        0 => return None,
+        1 => return Some(candidates[0] as usize),
+        len => {
+            let a = rng.random_range(0..len);
+            let b = rng.random_range(0..len - 1);
+            (a, if b >= a { b + 1 } else { b })
+        }
+    };
+    let (a, b) = (candidates[a] as usize, candidates[b] as usize);
+    let cost = |backend: usize| {
+        facts
+            .stats
+            .get(backend)
+            .map_or(f64::INFINITY, |s| s.peak_ewma_cost(now_ms))
+    };
+    Some(if cost(a) <= cost(b) { a } else { b })
+}
+
 /// Salts that make a key's tier and spill draws independent of its ring
 /// position and of each other.
 const TIER_SALT: u64 = 0x7469_6572;
@@ -624,6 +687,9 @@ fn best_untried(weights: &PoolWeights, group: &Group, facts: &RequestFacts<'_>) 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod peak_ewma_tests;
 
 #[cfg(test)]
 mod regional_tests;

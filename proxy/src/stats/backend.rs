@@ -12,6 +12,8 @@
 //!   for the admin API;
 //! - the verdict of active health checks (healthy until proven otherwise).
 
+use super::clock;
+use super::peak_ewma::PeakEwmaEstimate;
 use super::server_load::LoadReport;
 use super::window::{LatencyEwma, LatencySummary, LatencyWindow, OutcomeSummary, OutcomeWindow};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -109,6 +111,8 @@ pub struct BackendStats {
     in_flight: AtomicI64,
     latency: LatencyWindow,
     ewma: LatencyEwma,
+    /// Linkerd's round-trip estimate, for the `peak_ewma` mode's choice.
+    peak_ewma: PeakEwmaEstimate,
     outcomes: OutcomeWindow,
     recent_outcomes: OutcomeWindow,
     consecutive_failures: AtomicU32,
@@ -156,6 +160,7 @@ impl BackendStats {
             in_flight: AtomicI64::new(0),
             latency: LatencyWindow::new(WINDOW_SLOTS, WINDOW_SLOT_MS),
             ewma: LatencyEwma::new(EWMA_TAU_MS),
+            peak_ewma: PeakEwmaEstimate::new(clock::now_ms()),
             outcomes: OutcomeWindow::new(WINDOW_SLOTS, WINDOW_SLOT_MS),
             recent_outcomes: OutcomeWindow::new(RECENT_SLOTS, RECENT_SLOT_MS),
             consecutive_failures: AtomicU32::new(0),
@@ -208,10 +213,17 @@ impl BackendStats {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// The `peak_ewma` cost of sending this backend one more request now:
+    /// Linkerd's round-trip estimate times (in flight + 1).
+    pub fn peak_ewma_cost(&self, now_ms: u64) -> f64 {
+        self.peak_ewma.cost(now_ms, self.in_flight())
+    }
+
     /// The backend answered (status below 500): count a success and its latency.
     pub fn record_success(&self, now_ms: u64, latency_us: u64) {
         self.latency.record(now_ms, latency_us);
         self.ewma.record(now_ms, latency_us);
+        self.peak_ewma.observe(now_ms, latency_us);
         self.outcomes.record(now_ms, true);
         self.recent_outcomes.record(now_ms, true);
         self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -223,6 +235,7 @@ impl BackendStats {
         if let Some(latency_us) = latency_us {
             self.latency.record(now_ms, latency_us);
             self.ewma.record(now_ms, latency_us);
+            self.peak_ewma.observe(now_ms, latency_us);
         }
         self.outcomes.record(now_ms, false);
         self.recent_outcomes.record(now_ms, false);

@@ -5,5 +5,6 @@
 pub mod backend;
 pub mod clock;
 pub mod live;
+pub mod peak_ewma;
 pub mod server_load;
 pub mod window;

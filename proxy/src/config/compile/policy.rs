@@ -35,10 +35,13 @@ pub(super) fn compile_mode(
         Some("latency") => BalanceMode::Latency,
         Some("capacity") => BalanceMode::Capacity,
         Some("round_robin") => BalanceMode::RoundRobin,
+        Some("peak_ewma") => BalanceMode::PeakEwma,
         Some(other) => {
             c.error(
                 format!("{path}.mode"),
-                format!("unknown mode \"{other}\" (supported: latency, capacity, round_robin)"),
+                format!(
+                    "unknown mode \"{other}\" (supported: latency, capacity, round_robin, peak_ewma)"
+                ),
             );
             default
         }

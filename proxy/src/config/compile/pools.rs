@@ -160,10 +160,13 @@ fn priority_tiers(
     let mut tiers: Vec<u32> = backends.iter().map(|b| b.priority).collect();
     tiers.sort_unstable();
     tiers.dedup();
-    if tiers.len() > 1 && policy.mode == BalanceMode::RoundRobin {
+    if tiers.len() > 1 && !policy.mode.is_adaptive() {
         c.error(
             format!("{path}.mode"),
-            "priority tiers need an adaptive mode (latency or capacity); round_robin ignores them",
+            format!(
+                "priority tiers need an adaptive mode (latency or capacity); {} ignores them",
+                policy.mode.as_str()
+            ),
         );
     }
     tiers

@@ -16,10 +16,16 @@ pub(super) fn compile_schedules(
     pool: &RawPool,
     regions: &[Option<String>],
 ) -> Vec<ScheduleTemplate> {
-    if !pool.schedules.is_empty() && pool.mode.as_deref() == Some("round_robin") {
+    let fixed = pool
+        .mode
+        .as_deref()
+        .filter(|m| ["round_robin", "peak_ewma"].contains(m));
+    if let (false, Some(mode)) = (pool.schedules.is_empty(), fixed) {
         c.error(
             format!("{path}.schedules"),
-            "schedules need an adaptive mode (latency or capacity); round_robin weights are fixed",
+            format!(
+                "schedules need an adaptive mode (latency or capacity); {mode} ignores weights"
+            ),
         );
     }
     let mut names = HashSet::new();

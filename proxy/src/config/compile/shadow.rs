@@ -22,6 +22,17 @@ pub(super) fn compile_shadow(
 ) -> ShadowPolicy {
     let mut policy = live.clone();
     policy.mode = compile_mode(c, path, raw.mode.as_deref(), live.mode);
+    if live.mode == BalanceMode::PeakEwma || policy.mode == BalanceMode::PeakEwma {
+        let at = match live.mode {
+            BalanceMode::PeakEwma => path.to_string(),
+            _ => format!("{path}.mode"),
+        };
+        c.error(
+            at,
+            "shadow mode compares weight policies (latency, capacity, round_robin); \
+             peak_ewma chooses per request and has no weights to compare",
+        );
+    }
     policy.target_latency = c.duration(
         &format!("{path}.target_latency"),
         raw.target_latency.as_deref(),

@@ -3,7 +3,7 @@
 use super::*;
 use rand::SeedableRng;
 
-fn snapshot(mode: &str, weights: &[u32]) -> Snapshot {
+pub(super) fn snapshot(mode: &str, weights: &[u32]) -> Snapshot {
     let backends: Vec<String> = weights
         .iter()
         .enumerate()
@@ -21,11 +21,11 @@ fn snapshot(mode: &str, weights: &[u32]) -> Snapshot {
     crate::config::load_str(&yaml, std::path::Path::new(".")).unwrap()
 }
 
-fn stats(n: usize) -> Vec<Arc<BackendStats>> {
+pub(super) fn stats(n: usize) -> Vec<Arc<BackendStats>> {
     (0..n).map(|_| Arc::new(BackendStats::new())).collect()
 }
 
-fn facts<'a>(
+pub(super) fn facts<'a>(
     ticket: u64,
     tried: &'a [usize],
     weights: Option<&'a PoolWeights>,
