@@ -265,11 +265,13 @@ impl Engine {
             let mem = memory_of(&mut memory.backends, &backend.id);
             shares::note_change(pool, &backend.id, mem, result, now_ms, events);
         }
+        let (priors, held) = shares::steering(pool, &computed, &memory.backends);
         let weights = PoolWeights::new(
             pool,
             computed.iter().map(|c| c.share).collect(),
             shares::expected_in_flight(&computed, observations),
-        );
+        )
+        .with_steering(&priors, &held);
         (weights, tier_loads, shadow)
     }
 

@@ -68,6 +68,23 @@ pub fn fix_shares(computed: &mut [Computed], fixed: &[Option<f64>]) {
     }
 }
 
+/// The latency mode's per-request priors (the product of the engine's
+/// factors other than the base: errors, reported utilization, a silent
+/// reporter, slow start, schedule) and which backends are held to their
+/// share because an operator pinned them.
+pub fn steering(
+    pool: &Pool,
+    computed: &[Computed],
+    memory: &BackendMemories,
+) -> (Vec<f64>, Vec<bool>) {
+    let priors = computed.iter().map(|c| c.factors.prior()).collect();
+    let held = overrides::pinned_shares(pool, memory)
+        .iter()
+        .map(Option::is_some)
+        .collect();
+    (priors, held)
+}
+
 /// In-flight requests each backend is expected to carry at its share: pool
 /// rate × share × latency.
 pub fn expected_in_flight(computed: &[Computed], observations: &[Observation]) -> Vec<f64> {

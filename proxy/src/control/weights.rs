@@ -77,6 +77,15 @@ pub struct Factors {
     pub schedule: f64,
 }
 
+impl Factors {
+    /// Every factor but the base, multiplied: how much the engine trusts
+    /// what is measured of the backend (1 when all is well).
+    pub fn prior(&self) -> f64 {
+        let stale = if self.stale { STALE_FACTOR } else { 1.0 };
+        self.error * self.utilization * stale * self.ramp * self.schedule
+    }
+}
+
 /// A backend's new share and the factors behind it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Computed {
@@ -203,8 +212,7 @@ pub fn compute_shares(policy: &PoolPolicy, inputs: &[BackendInput], now_ms: u64)
         }
         let f = &mut factors[i];
         f.base = base[i].unwrap_or(neutral);
-        let stale = if f.stale { STALE_FACTOR } else { 1.0 };
-        raw[i] = f.base * f.error * f.utilization * stale * f.ramp * f.schedule;
+        raw[i] = f.base * f.prior();
     }
     let eligible: Vec<bool> = inputs.iter().map(|i| i.eligible).collect();
     let mut shares = normalize(&raw, &eligible);

@@ -33,14 +33,14 @@ pub(super) struct Attempt {
     started: Instant,
     /// Whether the outcome has been counted in the backend's stats.
     pub(super) recorded: bool,
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl Attempt {
     /// Start a try against the backend with these `stats`.
     pub(super) fn start(stats: Arc<BackendStats>) -> Self {
         Self {
-            _in_flight: stats.start(),
+            in_flight: stats.start(),
             stats,
             started: Instant::now(),
             recorded: false,
@@ -51,10 +51,21 @@ impl Attempt {
         self.started.elapsed().as_micros() as u64
     }
 
+    /// File this attempt's latency under the load it joined (answers and
+    /// timeouts: a fast error says nothing of how fast the backend serves).
+    pub(super) fn record_load_latency(&self, now_ms: u64, latency_us: u64) {
+        let joined = self.in_flight.joined();
+        self.stats.record_load_latency(now_ms, joined, latency_us);
+    }
+
     pub(super) fn record_failure(&mut self, latency_us: Option<u64>) {
         if !self.recorded {
             self.recorded = true;
-            self.stats.record_failure(clock::now_ms(), latency_us);
+            let now_ms = clock::now_ms();
+            self.stats.record_failure(now_ms, latency_us);
+            if let Some(latency_us) = latency_us {
+                self.record_load_latency(now_ms, latency_us);
+            }
         }
     }
 }

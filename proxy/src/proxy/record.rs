@@ -29,6 +29,7 @@ pub(super) fn record_response(attempt: &mut Attempt, server_error: bool, now_ms:
             attempt.stats.record_failure(now_ms, Some(latency_us));
         } else {
             attempt.stats.record_success(now_ms, latency_us);
+            attempt.record_load_latency(now_ms, latency_us);
         }
     }
 }

@@ -13,7 +13,13 @@
 //!   that cycle filtered to its eligible members, so a backend taken out
 //!   hands its turns to the others in proportion to their weights rather
 //!   than to whichever follows it in the cycle.
-//! - adaptive pools draw two candidates by published share (binary search
+//! - `latency` pools (the default) choose per request by least predicted
+//!   latency within the shares' bounds: a first candidate drawn by share
+//!   (kept for canaries, pinned backends and a small exploration
+//!   fraction), then the backend of its tier whose latency at its current
+//!   in-flight count, divided by the engine's prior, is lowest (see
+//!   [`cost`]).
+//! - `capacity` pools draw two candidates by published share (binary search
 //!   over cumulative shares: O(log n)) and keep the first unless it is
 //!   overloaded: power of two choices on load *relative to expectation*,
 //!   `r = (in_flight + 1) / (expected_in_flight + 1)` where the engine's
@@ -21,7 +27,6 @@
 //!   only when `r_first > 2` and `r_second < r_first`, so in steady state the
 //!   shares hold exactly, while a burst that piles onto one backend between
 //!   recomputes spills to another.
-//!
 //! - `peak_ewma` pools use Linkerd's choice instead: two distinct eligible
 //!   members of the group drawn uniformly, the one with the lower
 //!   `round-trip estimate × (in_flight + 1)` wins (see
@@ -162,11 +167,25 @@ impl Group {
     }
 }
 
+/// How the latency mode's per-request choice treats one backend.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Steering {
+    /// The engine's multiplier of what is measured (errors, reported
+    /// utilization, a silent reporter, slow start, schedule); a backend's
+    /// predicted latency is divided by it. 1 when all is well.
+    pub prior: f64,
+    /// Held to its share (a canary, a pinned backend): only the share draw
+    /// sends it requests.
+    pub by_share: bool,
+}
+
 /// A pool's published routing weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolWeights {
     /// Share of traffic per backend (0 = not eligible); sums to 1 or to 0.
     pub shares: Vec<f64>,
+    /// Per backend, how the latency mode's choice treats it.
+    pub steering: Vec<Steering>,
     /// In-flight requests each backend is expected to carry at its share.
     pub expected_in_flight: Vec<f64>,
     all: Group,
@@ -210,14 +229,33 @@ impl PoolWeights {
                 Some(*sum)
             })
             .collect();
+        let steering = pool
+            .backends
+            .iter()
+            .map(|b| Steering {
+                prior: 1.0,
+                by_share: b.canary.is_some(),
+            })
+            .collect();
         Self {
             shares,
+            steering,
             expected_in_flight,
             all,
             regions,
             tier_cumulative,
             ring: None,
         }
+    }
+
+    /// The same weights with these priors (see [`Steering::prior`]), and
+    /// these backends held to their share beside the canaries.
+    pub fn with_steering(mut self, priors: &[f64], held: &[bool]) -> Self {
+        for ((steering, &prior), &held) in self.steering.iter_mut().zip(priors).zip(held) {
+            steering.prior = prior;
+            steering.by_share |= held;
+        }
+        self
     }
 
     /// The same weights with this consistent-hash ring.
@@ -425,14 +463,21 @@ pub fn pick<R: Rng + ?Sized>(
         }
         match (pool.policy.mode, facts.weights) {
             (BalanceMode::PeakEwma, Some(weights)) => {
-                peak_ewma(&weights.group(scope)?.eligible, facts, now_ms, rng)
+                cost::peak_ewma(&weights.group(scope)?.eligible, facts, now_ms, rng)
+            }
+            (BalanceMode::Latency, Some(weights)) => {
+                let group = weights.group(scope)?;
+                if let Some(placed) = sticky_placement(group, facts) {
+                    return Some(placed);
+                }
+                cost::least_predicted_latency(pool, weights, group, facts, now_ms, rng)
             }
             (BalanceMode::PeakEwma, None) => {
                 let in_scope: Vec<u32> = (0..pool.backends.len() as u32)
                     .filter(|&b| pool.backends[b as usize].weight > 0)
                     .filter(|&b| scope.contains(pool, b as usize))
                     .collect();
-                peak_ewma(&in_scope, facts, now_ms, rng)
+                cost::peak_ewma(&in_scope, facts, now_ms, rng)
             }
             (BalanceMode::RoundRobin, Some(weights)) => {
                 let ticket = facts.sticky.unwrap_or(facts.ticket);
@@ -587,11 +632,8 @@ fn weighted<R: Rng + ?Sized>(
     if total <= 0.0 {
         return None;
     }
-    if let Some(key) = facts.sticky {
-        let placed = group.member_at(unit_interval(key) * total);
-        if !facts.tried.contains(&placed) {
-            return Some(placed);
-        }
+    if let Some(placed) = sticky_placement(group, facts) {
+        return Some(placed);
     }
     let mut draw = || -> Option<usize> {
         (0..DRAW_ATTEMPTS)
@@ -618,43 +660,13 @@ fn weighted<R: Rng + ?Sized>(
     }
 }
 
-/// Linkerd's power of two choices over peak-EWMA costs: two distinct
-/// candidates (not yet tried) drawn uniformly at random; the cheaper wins,
-/// the first on a tie. One candidate is taken as it is.
-fn peak_ewma<R: Rng + ?Sized>(
-    candidates: &[u32],
-    facts: &RequestFacts<'_>,
-    now_ms: u64,
-    rng: &mut R,
-) -> Option<usize> {
-    let untried: Vec<u32>;
-    let candidates = if facts.tried.is_empty() {
-        candidates
-    } else {
-        untried = candidates
-            .iter()
-            .copied()
-            .filter(|&b| !facts.tried.contains(&(b as usize)))
-            .collect();
-        &untried
-    };
-    let (a, b) = match candidates.len() {
-        0 => return None,
-        1 => return Some(candidates[0] as usize),
-        len => {
-            let a = rng.random_range(0..len);
-            let b = rng.random_range(0..len - 1);
-            (a, if b >= a { b + 1 } else { b })
-        }
-    };
-    let (a, b) = (candidates[a] as usize, candidates[b] as usize);
-    let cost = |backend: usize| {
-        facts
-            .stats
-            .get(backend)
-            .map_or(f64::INFINITY, |s| s.peak_ewma_cost(now_ms))
-    };
-    Some(if cost(a) <= cost(b) { a } else { b })
+/// A request with a user key, placed at its key on the group's cumulative
+/// shares (canaries first), unless it already tried that backend.
+fn sticky_placement(group: &Group, facts: &RequestFacts<'_>) -> Option<usize> {
+    let total = group.total();
+    let key = facts.sticky.filter(|_| total > 0.0)?;
+    let placed = group.member_at(unit_interval(key) * total);
+    (!facts.tried.contains(&placed)).then_some(placed)
 }
 
 /// Salts that make a key's tier and spill draws independent of its ring
@@ -685,8 +697,13 @@ fn best_untried(weights: &PoolWeights, group: &Group, facts: &RequestFacts<'_>) 
         .max_by(|&a, &b| weights.shares[a].total_cmp(&weights.shares[b]))
 }
 
+mod cost;
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod latency_tests;
 
 #[cfg(test)]
 mod peak_ewma_tests;

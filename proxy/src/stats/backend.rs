@@ -13,6 +13,7 @@
 //! - the verdict of active health checks (healthy until proven otherwise).
 
 use super::clock;
+use super::load_latency::LoadLatency;
 use super::peak_ewma::PeakEwmaEstimate;
 use super::server_load::LoadReport;
 use super::window::{LatencyEwma, LatencySummary, LatencyWindow, OutcomeSummary, OutcomeWindow};
@@ -113,6 +114,9 @@ pub struct BackendStats {
     ewma: LatencyEwma,
     /// Linkerd's round-trip estimate, for the `peak_ewma` mode's choice.
     peak_ewma: PeakEwmaEstimate,
+    /// Latency by the in-flight count a request joined, for the latency
+    /// mode's choice.
+    load_latency: LoadLatency,
     outcomes: OutcomeWindow,
     recent_outcomes: OutcomeWindow,
     consecutive_failures: AtomicU32,
@@ -136,11 +140,22 @@ impl Default for BackendStats {
 }
 
 /// Counts one request as in flight on a backend until dropped.
-pub struct InFlight(Arc<BackendStats>);
+pub struct InFlight {
+    stats: Arc<BackendStats>,
+    /// The in-flight count the request joined, itself included.
+    joined: u64,
+}
+
+impl InFlight {
+    /// The in-flight count the request joined, itself included.
+    pub fn joined(&self) -> u64 {
+        self.joined
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -161,6 +176,7 @@ impl BackendStats {
             latency: LatencyWindow::new(WINDOW_SLOTS, WINDOW_SLOT_MS),
             ewma: LatencyEwma::new(EWMA_TAU_MS),
             peak_ewma: PeakEwmaEstimate::new(clock::now_ms()),
+            load_latency: LoadLatency::default(),
             outcomes: OutcomeWindow::new(WINDOW_SLOTS, WINDOW_SLOT_MS),
             recent_outcomes: OutcomeWindow::new(RECENT_SLOTS, RECENT_SLOT_MS),
             consecutive_failures: AtomicU32::new(0),
@@ -205,12 +221,29 @@ impl BackendStats {
 
     /// Mark a request as sent to this backend; in flight until the guard drops.
     pub fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            stats: self.clone(),
+            joined: before.max(0) as u64 + 1,
+        }
     }
 
     pub fn in_flight(&self) -> i64 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// A request that joined `joined` in flight (itself included) was
+    /// answered in `latency_us`: file it for [`Self::predicted_latency_us`].
+    pub fn record_load_latency(&self, now_ms: u64, joined: u64, latency_us: u64) {
+        self.load_latency.record(now_ms, joined, latency_us);
+    }
+
+    /// The latency one more request sent now should expect, in µs, from
+    /// what requests at this load saw (see [`super::load_latency`]); `None`
+    /// until measured.
+    pub fn predicted_latency_us(&self, now_ms: u64) -> Option<f64> {
+        let joining = self.in_flight().max(0) as u64 + 1;
+        self.load_latency.predict(now_ms, joining)
     }
 
     /// The `peak_ewma` cost of sending this backend one more request now:

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod clock;
 pub mod live;
+pub mod load_latency;
 pub mod peak_ewma;
 pub mod server_load;
 pub mod window;

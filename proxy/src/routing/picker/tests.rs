@@ -123,8 +123,8 @@ fn weighted_choice_matches_shares_and_is_deterministic() {
 }
 
 #[test]
-fn shares_hold_under_steady_load_and_bursts_spill_over() {
-    let snap = snapshot("latency", &[1, 1]);
+fn capacity_shares_hold_under_steady_load_and_bursts_spill_over() {
+    let snap = snapshot("capacity", &[1, 1]);
     let live = stats(2);
     let weights = PoolWeights::new(&snap.pools[0], vec![0.8, 0.2], vec![8.0, 2.0]);
     // Both carry what they are expected to: the shares hold.
