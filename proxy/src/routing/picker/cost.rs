@@ -15,9 +15,9 @@
 //! reporter, slow start, the region's schedule; 1 when all is well). Groups
 //! of up to [`FULL_SCAN`] members are scanned whole, from a random member so
 //! ties are broken at random; larger ones compare the first candidate with
-//! [`EXTRA_DRAWS`] more drawn by share. A backend not measured yet costs
-//! nothing while it has no request in flight: it is probed one request at
-//! a time until its first answer.
+//! [`EXTRA_DRAWS`] more drawn by share. A backend not measured yet, or
+//! whose measurements are all stale, costs nothing while it has no request
+//! in flight: it is probed one request at a time until its next answer.
 
 use super::{best_untried, Group, PoolWeights, RequestFacts, DRAW_ATTEMPTS};
 use crate::config::Pool;
@@ -25,7 +25,7 @@ use rand::Rng;
 
 /// Share of requests that keep their share-drawn candidate, to keep every
 /// backend measured.
-pub const EXPLORE_FRACTION: f64 = 0.05;
+pub const EXPLORE_FRACTION: f64 = 0.01;
 /// Groups up to this size are scanned whole.
 pub const FULL_SCAN: usize = 16;
 /// Candidates drawn by share beside the first in larger groups.

@@ -56,8 +56,8 @@ fn a_share_cap_does_not_force_traffic_onto_a_clearly_slower_backend() {
     // The engine's bounds keep 20% on the slow one; the choice does not.
     let w = PoolWeights::new(&snap.pools[0], vec![0.8, 0.2, 0.0, 0.0], vec![0.0; 4]);
     let got = fractions(&snap, &w, &live, 20_000);
-    // Only the exploration fraction of its share reaches it: 5% × 20%.
-    assert!(got[1] < 0.02, "{got:?}");
+    // Only the exploration fraction of its share reaches it: 1% × 20%.
+    assert!(got[1] < 0.006, "{got:?}");
     assert!(got[1] > 0.0, "still explored: {got:?}");
 }
 
