@@ -63,6 +63,12 @@ fn bench_pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick");
     for n in [3usize, 10, 100, 1000, 10_000] {
         let stats: Vec<Arc<BackendStats>> = (0..n).map(|_| Arc::new(BackendStats::new())).collect();
+        // Measured at a few loads, as a pool under traffic is.
+        for (i, s) in stats.iter().enumerate() {
+            for joined in 1..=4 {
+                s.record_load_latency(1, joined, 1_000 * (1 + i as u64 % 10) * joined);
+            }
+        }
         let adaptive = snapshot("latency", n);
         let published = weights(&adaptive, n);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
@@ -80,7 +86,7 @@ fn bench_pick(c: &mut Criterion) {
                     sticky: None,
                     hash_key: None,
                 };
-                black_box(pick(&adaptive, &facts, 0, &mut rng))
+                black_box(pick(&adaptive, &facts, 1, &mut rng))
             })
         });
         let ids: Vec<&str> = adaptive.pools[0]

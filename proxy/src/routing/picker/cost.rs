@@ -13,9 +13,9 @@
 //! joined as many in flight saw, see [`crate::stats::load_latency`] —
 //! divided by the engine's prior (errors, reported utilization, a silent
 //! reporter, slow start, the region's schedule; 1 when all is well). Groups
-//! of up to [`FULL_SCAN`] members are scanned whole, from a random member so
-//! ties are broken at random; larger ones compare the first candidate with
-//! [`EXTRA_DRAWS`] more drawn by share. A backend not measured yet, or
+//! of up to [`FULL_SCAN`] eligible members are scanned whole, from a random
+//! member so ties are broken at random; larger ones compare the first
+//! candidate with [`EXTRA_DRAWS`] more drawn uniformly among the eligible. A backend not measured yet, or
 //! whose measurements are all stale, costs nothing while it has no request
 //! in flight: it is probed one request at a time until its next answer.
 
@@ -26,9 +26,9 @@ use rand::Rng;
 /// Share of requests that keep their share-drawn candidate, to keep every
 /// backend measured.
 pub const EXPLORE_FRACTION: f64 = 0.01;
-/// Groups up to this size are scanned whole.
-pub const FULL_SCAN: usize = 16;
-/// Candidates drawn by share beside the first in larger groups.
+/// Groups with up to this many eligible members are scanned whole.
+pub const FULL_SCAN: usize = 8;
+/// Candidates drawn uniformly beside the first in larger groups.
 const EXTRA_DRAWS: usize = 3;
 
 /// The latency mode's choice in `group`; see the module header.
@@ -87,9 +87,7 @@ pub(super) fn least_predicted_latency<R: Rng + ?Sized>(
         tail.iter().chain(head).for_each(|&b| consider(b));
     } else {
         for _ in 0..EXTRA_DRAWS {
-            if let Some(b) = draw(rng) {
-                consider(b);
-            }
+            consider(group.eligible[rng.random_range(0..group.eligible.len())] as usize);
         }
     }
     Some(best.0)
