@@ -13,3 +13,4 @@ pub mod origin;
 mod reset;
 pub mod scenario;
 mod stats;
+mod workers;
