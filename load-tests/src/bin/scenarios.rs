@@ -14,7 +14,7 @@ use ballast_load_tests::scenario::analysis::{analyse, Analysis};
 use ballast_load_tests::scenario::chart;
 use ballast_load_tests::scenario::checks::{quick_checks, Check};
 use ballast_load_tests::scenario::contender::{self, Contender};
-use ballast_load_tests::scenario::plan::{catalogue, Pace, Scenario};
+use ballast_load_tests::scenario::plan::{catalogue, Load, Pace, Scenario};
 use ballast_load_tests::scenario::report::{self, RunInfo, ScenarioResults};
 use ballast_load_tests::scenario::runner::{self, Settings};
 use clap::Parser;
@@ -47,9 +47,12 @@ struct Cli {
     /// read-your-writes.
     #[arg(long = "scenario", value_name = "KEY")]
     scenarios: Vec<String>,
-    /// Requests per second offered to the proxy.
-    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(10..=5000))]
-    rate: u32,
+    /// Requests per second of every open-loop scenario, instead of each
+    /// one's own (400 for those with origins of unlimited capacity; the
+    /// finite-capacity scenarios' rates give their stated utilization,
+    /// which another rate changes).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(10..=5000))]
+    rate: Option<u32>,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,7 +74,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<bool, String> {
     let began = Instant::now();
     let pace = if cli.quick { Pace::Quick } else { Pace::Full };
-    let scenarios = select(catalogue(pace), &cli.scenarios)?;
+    let mut scenarios = select(catalogue(pace), &cli.scenarios)?;
+    if let Some(rate) = cli.rate {
+        for scenario in &mut scenarios {
+            if let Load::Open { .. } = scenario.load {
+                scenario.load = Load::Open { rate };
+            }
+        }
+    }
     let ballast = ballast_binary(cli.ballast)?;
     chart::load_font()?;
     let date = today();
@@ -91,7 +101,6 @@ fn run(cli: Cli) -> Result<bool, String> {
     }
     let settings = Settings {
         ballast: ballast.clone(),
-        rate: cli.rate,
         timeout: REQUEST_TIMEOUT,
         max_in_flight: MAX_IN_FLIGHT,
     };
@@ -124,7 +133,6 @@ fn run(cli: Cli) -> Result<bool, String> {
     let info = RunInfo {
         date,
         pace,
-        rate: cli.rate,
         timeout: REQUEST_TIMEOUT,
         max_in_flight: MAX_IN_FLIGHT,
         cpus: std::thread::available_parallelism().map_or(1, usize::from),

@@ -16,6 +16,30 @@ pub enum Pace {
     Quick,
 }
 
+/// The load a scenario offers (see [`super::load`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Requests started `rate` times a second whatever the answers.
+    Open { rate: u32 },
+    /// `clients` clients, each sending its next request when the last one
+    /// is answered.
+    Closed { clients: u32 },
+}
+
+impl Load {
+    /// How the report states it.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Open { rate } => format!("open loop, {rate} requests/s"),
+            Self::Closed { clients } => format!("closed loop, {clients} clients"),
+        }
+    }
+}
+
+/// The open-loop rate of the scenarios whose origins have unlimited
+/// capacity (requests per second).
+pub const DEFAULT_OPEN_RATE: u32 = 400;
+
 /// One simulated origin behind the proxy.
 #[derive(Debug, Clone)]
 pub struct BackendSpec {
@@ -59,6 +83,7 @@ pub struct Scenario {
     pub story: String,
     pub backends: Vec<BackendSpec>,
     pub duration: Duration,
+    pub load: Load,
     pub changes: Vec<Change>,
     /// At least one; the first opens the "after the change" window.
     pub marks: Vec<Mark>,
@@ -184,6 +209,9 @@ fn steady_baseline(pace: Pace) -> Scenario {
             .into(),
         backends: vec![backend("big", 5.0, 1000), backend("small", 40.0, 200)],
         duration: by_pace(pace, 12.0, 10.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![],
         marks: vec![mark(Duration::ZERO, "start")],
         focus: 1,
@@ -202,6 +230,9 @@ fn latency_spike(pace: Pace) -> Scenario {
         ),
         backends: vec![backend("a", 10.0, 500), backend("b", 10.0, 500)],
         duration: by_pace(pace, 25.0, 18.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![set_latency(at, 1, 80.0)],
         marks: vec![mark(at, "spike")],
         focus: 1,
@@ -249,6 +280,9 @@ fn path_failure(pace: Pace) -> Scenario {
             backend("c", 10.0, 400),
         ],
         duration: by_pace(pace, 40.0, 18.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes,
         marks,
         focus: 1,
@@ -276,6 +310,9 @@ fn slow_degradation() -> Scenario {
         ),
         backends: vec![backend("a", 10.0, 500), backend("b", 10.0, 500)],
         duration: start + ramp + seconds(5.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes,
         marks: vec![mark(start, "ramp")],
         focus: 1,
@@ -305,6 +342,9 @@ fn flapping() -> Scenario {
         ),
         backends: vec![backend("a", 10.0, 500), backend("b", 10.0, 500)],
         duration,
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes,
         marks: vec![mark(start, "flapping")],
         focus: 1,
@@ -333,6 +373,9 @@ fn canary_going_bad(pace: Pace) -> Scenario {
             canary,
         ],
         duration: by_pace(pace, 20.0, 18.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![Change {
             at,
             backend: 2,
@@ -365,6 +408,9 @@ fn reporter_goes_silent() -> Scenario {
         ),
         backends: vec![reporting("a"), reporting("b")],
         duration: seconds(22.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![Change {
             at,
             backend: 1,
@@ -408,6 +454,9 @@ fn regional_spillover(pace: Pace) -> Scenario {
             in_region("far", backend("far", 40.0, 1000)),
         ],
         duration: by_pace(pace, 25.0, 16.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![Change {
             at,
             backend: 0,
@@ -456,6 +505,7 @@ fn standby_failover(pace: Pace) -> Scenario {
             standby,
         ],
         duration: by_pace(pace, 40.0, 18.0),
+        load: Load::Open { rate: DEFAULT_OPEN_RATE },
         changes: vec![
             failure(down, 0, FailureMode::Refuse),
             failure(down, 1, FailureMode::Refuse),
@@ -505,6 +555,9 @@ fn read_your_writes(pace: Pace) -> Scenario {
             in_region(plan.write_region, backend("primary", 40.0, 1000)),
         ],
         duration: by_pace(pace, 15.0, 10.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![],
         marks: vec![mark(Duration::ZERO, "start")],
         focus: 1,

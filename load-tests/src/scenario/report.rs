@@ -23,7 +23,6 @@ pub struct ScenarioResults {
 pub struct RunInfo {
     pub date: String,
     pub pace: Pace,
-    pub rate: u32,
     pub timeout: Duration,
     pub max_in_flight: usize,
     pub cpus: usize,
@@ -62,14 +61,19 @@ pub fn markdown(info: &RunInfo, results: &[ScenarioResults], checks: &[Check]) -
     let _ = write!(
         out,
         "{skipped_gap}## Method\n\n\
-         - **Load**: open loop, {rate} requests/s of `GET /work`, started on a fixed schedule \
-         whatever the answers (so every contender faces the same offered load), over keep-alive \
-         connections from one pooled client; a request is given up after {timeout} s; at most \
-         {max} are outstanding (a request due beyond that is not sent and counts as an error). \
-         Latency runs from sending to the end of the response body.\n\
+         - **Load** (each scenario states its own): *open loop*, `GET /work` started at a fixed \
+         rate on a fixed schedule whatever the answers (so every contender faces the same offered \
+         load), at most {max} outstanding (a request due beyond that is not sent and counts as an \
+         error); or *closed loop*, N clients each sending the next request as soon as the last \
+         one is answered. Both over keep-alive connections from one pooled client; a request is \
+         given up after {timeout} s. Latency runs from sending to the end of the response body.\n\
          - **Origins**: in-process simulators on loopback; each request waits a delay drawn from a \
-         normal distribution (standard deviation a tenth of the mean). Every response names its \
-         origin in `x-origin`, which tells who served it.\n\
+         normal distribution (standard deviation a tenth of the mean) unless the scenario says \
+         otherwise. Origins with finite capacity have N workers, each serving one request for its \
+         delay, and a FIFO queue for the others (beyond a queue limit, 503 at once); a backend's \
+         capacity is workers ÷ mean latency, and a scenario's utilization is its open-loop rate \
+         ÷ the fleet's capacity, or for a closed loop its clients ÷ the fleet's workers. Every \
+         response names its origin in `x-origin`, which tells who served it.\n\
          - **Proxy**: a child process on loopback with a configuration generated per run \
          (`load-tests/src/scenario/configs.rs`), chosen to make the contenders comparable (table \
          below). Ballast runs with `max_share: 0.95` instead of the default 0.8, which with two \
@@ -88,7 +92,6 @@ pub fn markdown(info: &RunInfo, results: &[ScenarioResults], checks: &[Check]) -
          change. Anything but a complete 2xx/3xx response is an error. Latency percentiles are \
          nearest-rank over every request sent, errors included.\n\n{EQUIVALENCES}\n",
         skipped_gap = if info.skipped.is_empty() { "" } else { "\n" },
-        rate = info.rate,
         timeout = info.timeout.as_secs_f64(),
         max = info.max_in_flight,
         settle = SETTLE_SECONDS,
@@ -139,10 +142,11 @@ fn scenario_section(out: &mut String, number: usize, result: &ScenarioResults, d
         .collect();
     let _ = write!(
         out,
-        "Tracked backend: `{focus}`; measured phases start at: {}; {} s in all.\n\n\
+        "Load: {}. Tracked backend: `{focus}`; measured phases start at: {}; {} s in all.\n\n\
          ![{key}]({key}.png)\n\n\
          | contender | served | errors % run / after | run p50 / p99 / p99.9 ms | after p50 / p95 / p99 / p99.9 / mean ms | `{focus}` share % before → after (sd) | published % | convergence |\n\
          |---|---:|---:|---:|---:|---:|---:|---|\n",
+        scenario.load.describe(),
         marks.join(", "),
         scenario.duration.as_secs(),
         key = scenario.key,
@@ -361,7 +365,6 @@ mod tests {
         let info = RunInfo {
             date: "2026-01-02".into(),
             pace: Pace::Quick,
-            rate: 10,
             timeout: Duration::from_secs(5),
             max_in_flight: 64,
             cpus: 2,

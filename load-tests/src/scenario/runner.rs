@@ -30,8 +30,6 @@ const SCRIPT_GRACE: Duration = Duration::from_secs(5);
 pub struct Settings {
     /// The `ballast` binary.
     pub ballast: PathBuf,
-    /// Requests per second offered to the proxy.
-    pub rate: u32,
     /// How long a request may take before the client gives up.
     pub timeout: Duration,
     pub max_in_flight: usize,
@@ -97,7 +95,7 @@ pub async fn run(
     let mut script = tokio::spawn(play(scenario.changes.clone(), origins.clone(), start));
     let plan = LoadPlan {
         target: listen,
-        rate: settings.rate,
+        load: scenario.load,
         duration: scenario.duration,
         timeout: settings.timeout,
         max_in_flight: settings.max_in_flight,
