@@ -180,8 +180,11 @@ fn prepare(
                 .map_err(|e| format!("readiness URI: {e}"))?;
             Ok((command, Readiness::Http(ready), Some(admin)))
         }
-        Contender::Nginx => {
-            let config = write("nginx.conf", configs::nginx_conf(dir, listen, upstreams))?;
+        Contender::Nginx(balance) => {
+            let config = write(
+                "nginx.conf",
+                configs::nginx_conf(balance, dir, listen, upstreams),
+            )?;
             let mut command = Command::new("nginx");
             command
                 .arg("-p")
