@@ -30,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 )]
 struct Cli {
     /// Short subset (baseline, spike, failure, canary, spillover, failover,
-    /// read-your-writes), phases of at most 12 s, Ballast only, with
-    /// quality checks.
+    /// read-your-writes, small-fast-vs-roomy-slow, errors-503), phases of
+    /// at most 12 s, Ballast only, with quality checks.
     #[arg(long)]
     quick: bool,
     /// The ballast binary (default: $CARGO_TARGET_DIR/release/ballast,
@@ -44,7 +44,10 @@ struct Cli {
     out: Option<PathBuf>,
     /// Run only these scenarios (repeatable): baseline, spike, failure,
     /// degradation, flapping, canary, silent, spillover, failover,
-    /// read-your-writes.
+    /// read-your-writes; with finite-capacity origins: flapping-1s,
+    /// small-fast-vs-roomy-slow, errors-503, ten-one-slow,
+    /// capacities-1-2-4-8-70, capacities-1-2-4-8-90, half-workers-lost,
+    /// heavy-tail, fifty-mixed.
     #[arg(long = "scenario", value_name = "KEY")]
     scenarios: Vec<String>,
     /// Requests per second of every open-loop scenario, instead of each

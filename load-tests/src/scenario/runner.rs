@@ -6,10 +6,10 @@
 use super::configs::{self, Upstream};
 use super::contender::Contender;
 use super::load::{self, LoadPlan, Outcome};
-use super::plan::{latency_around, Change, ReadYourWritesPlan, Scenario};
+use super::plan::{Change, ReadYourWritesPlan, Scenario};
 use super::process::{ProxyProcess, Readiness};
 use super::published::{self, Sample};
-use crate::behaviour::BehaviourUpdate;
+use crate::behaviour::{BehaviourUpdate, Limit};
 use crate::origin::{self, OriginConfig, OriginHandle};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -135,8 +135,10 @@ async fn start_origins(scenario: &Scenario) -> Result<Vec<Arc<OriginHandle>>, St
             .await
             .map_err(|e| format!("cannot start origin {}: {e}", spec.name))?;
         let initial = BehaviourUpdate {
-            latency: Some(latency_around(spec.latency_ms)),
+            latency: Some(spec.latency()),
             server_load: Some(spec.server_load.clone()),
+            workers: Some(spec.workers.map_or(Limit::Unlimited, Limit::At)),
+            queue: Some(spec.queue.map_or(Limit::Unlimited, Limit::At)),
             ..BehaviourUpdate::default()
         };
         origin
