@@ -209,10 +209,12 @@ async fn run_scenario(
 fn progress_line(analysis: &Analysis) -> String {
     match &analysis.after {
         Some(after) => format!(
-            "{:<20} {} requests, {:.2}% errors after the change, p99 after {:.1} ms",
+            "{:<20} {} requests, {} errors ({:.2}%) after the change, mean / p99 after {:.1} / {:.1} ms",
             analysis.contender.label(),
             after.requests,
+            after.errors,
             after.error_rate() * 100.0,
+            after.mean,
             after.p99
         ),
         None => format!("{:<20} no requests", analysis.contender.label()),
