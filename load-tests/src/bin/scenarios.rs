@@ -127,10 +127,12 @@ fn run(cli: Cli) -> Result<bool, String> {
         Pace::Full => Vec::new(),
     };
     let mut versions = vec![contender::version(&ballast)];
+    let mut programs: Vec<&str> = contenders.iter().filter_map(|c| c.program()).collect();
+    // nginx runs as two contenders.
+    programs.dedup();
     versions.extend(
-        contenders
-            .iter()
-            .filter_map(|c| c.program())
+        programs
+            .into_iter()
             .map(|program| contender::version(Path::new(program))),
     );
     let info = RunInfo {
