@@ -17,7 +17,7 @@ pub const EQUIVALENCES: &str = "\
 |---|---|---|---|
 | balancing | the run's `mode` (`max_share: 0.95`, other policy defaults) | weighted round robin, or `least_conn` (weighted) | `balance leastconn` (weighted) |
 | weights | `capacity` (also the round-robin weight) | capacities ÷ their gcd | the same, at most 256 |
-| retries | `attempts: 2` (default; connect failures retried up to 3 times) | `proxy_next_upstream error timeout http_502 http_503 http_504` (idempotent requests only), `proxy_next_upstream_tries 2`: one retry, on another server | `retries 1`, `option redispatch 1` (the retry goes to another server), `retry-on conn-failure empty-response response-timeout 503 502 504` |
+| retries | `attempts: 2` (default): connect failures retried up to 3 times, resets and timeouts of idempotent requests once, on another backend; a 5xx answer is passed to the client, not retried | `proxy_next_upstream error timeout http_502 http_503 http_504` (idempotent requests only), `proxy_next_upstream_tries 2`: one retry, on another server | `retries 1`, `option redispatch 1` (the retry goes to another server), `retry-on conn-failure empty-response response-timeout 503 502 504` |
 | passive failure handling | 5 consecutive failures (5xx included) → ejected 30 s × n (default) | `max_fails=5 fail_timeout=30s` (errors, timeouts and the 502/503/504 answers it retries, within 30 s) | `observe layer7 error-limit 5 on-error mark-down` |
 | active health checks | `GET /healthz` every 2 s, 2 to fall, 2 to rise | none (not in open-source nginx) | `option httpchk GET /healthz`, `inter 2s fall 2 rise 2` |
 | upstream keep-alive | default pool (128 idle) | `keepalive 128`, HTTP/1.1 | `http-reuse always` |

@@ -405,7 +405,9 @@ mod tests {
         let capacities: Vec<u64> = tiers.backends.iter().map(|b| b.capacity).collect();
         assert_eq!(capacities, [50, 100, 200, 400]);
         assert_eq!(tiers.load, Load::Closed { clients: 27 });
-        let pausing = &find("heavy-tail").backends[2];
+        let heavy = find("heavy-tail");
+        assert_eq!(heavy.load, Load::Open { rate: 399 });
+        let pausing = &heavy.backends[2];
         assert_eq!(pausing.capacity, 169);
         assert_eq!(pausing.latency().mean(), Duration::from_micros(23_600));
     }
