@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Run the load-test scenarios (load-tests/src/scenario/): Ballast in each
-# routing mode, and nginx and HAProxy when they are installed, under bounded
-# load on loopback. Writes a Markdown report with a CSV and a PNG per
-# scenario, and exits non-zero when a run fails or, with --quick, when a
-# routing-quality check fails.
+# routing mode, and nginx (round robin, least_conn) and HAProxy (leastconn)
+# when they are installed, under bounded open- or closed-loop load on
+# loopback, some with finite-capacity origins (workers and a FIFO queue).
+# Writes a Markdown report with a CSV and a PNG per scenario, and exits
+# non-zero when a run fails or, with --quick, when a routing-quality check
+# fails.
 #
-#   load-tests/scenarios.sh           full run (about 17.5 min with nginx and HAProxy,
-#                                     11 min without); report in load-tests/results/DATE/
-#   load-tests/scenarios.sh --quick   CI subset (about 6 min): Ballast only, with checks;
+#   load-tests/scenarios.sh           full run (about 50 min with nginx and HAProxy,
+#                                     25 min without); report in load-tests/results/DATE/
+#   load-tests/scenarios.sh --quick   CI subset (about 7.5 min): Ballast only, with checks;
 #                                     report in load-tests/results/DATE-quick/ (not committed)
 #
 # Any other option goes to ballast-scenarios (--out DIR, --scenario KEY, --rate N;

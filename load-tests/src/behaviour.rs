@@ -6,6 +6,12 @@
 //! fields to change (absent or `null` fields stay as they are). An update is
 //! validated as a whole before any of it applies, so a rejected update
 //! changes nothing.
+//!
+//! `workers` and `queue` give the origin a finite capacity (see
+//! [`crate::workers`]): at most `workers` requests are served at once, the
+//! others wait in a FIFO queue of at most `queue` requests, and a request
+//! beyond that is answered 503 at once. In an update, a number sets a limit
+//! and `"unlimited"` removes it.
 
 use crate::latency::LatencyDistribution;
 use http::HeaderValue;
@@ -27,6 +33,12 @@ pub struct Behaviour {
     pub server_load: ServerLoadMode,
     /// What `/healthz` answers: 200 when true, 503 when false.
     pub healthy: bool,
+    /// Requests served at once (each holds a worker for its delay);
+    /// `None`: unlimited.
+    pub workers: Option<u32>,
+    /// Requests that may wait for a worker; beyond them a request is
+    /// answered 503 `queue full` at once. `None`: unlimited.
+    pub queue: Option<u32>,
 }
 
 impl Default for Behaviour {
@@ -38,6 +50,48 @@ impl Default for Behaviour {
             failure: FailureMode::Healthy,
             server_load: ServerLoadMode::Off,
             healthy: true,
+            workers: None,
+            queue: None,
+        }
+    }
+}
+
+/// A limit set by an update: a number, or the JSON string `"unlimited"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "LimitForm")]
+pub enum Limit {
+    Unlimited,
+    At(u32),
+}
+
+impl Limit {
+    /// The limit as a behaviour holds it (`None`: unlimited).
+    pub fn value(self) -> Option<u32> {
+        match self {
+            Self::Unlimited => None,
+            Self::At(count) => Some(count),
+        }
+    }
+}
+
+/// The JSON forms of a [`Limit`].
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LimitForm {
+    Count(u32),
+    Word(String),
+}
+
+impl TryFrom<LimitForm> for Limit {
+    type Error = String;
+
+    fn try_from(form: LimitForm) -> Result<Self, String> {
+        match form {
+            LimitForm::Count(count) => Ok(Self::At(count)),
+            LimitForm::Word(word) if word == "unlimited" => Ok(Self::Unlimited),
+            LimitForm::Word(word) => {
+                Err(format!("expected a number or \"unlimited\", got {word:?}"))
+            }
         }
     }
 }
@@ -106,6 +160,8 @@ pub struct BehaviourUpdate {
     pub failure: Option<FailureMode>,
     pub server_load: Option<ServerLoadMode>,
     pub healthy: Option<bool>,
+    pub workers: Option<Limit>,
+    pub queue: Option<Limit>,
 }
 
 impl BehaviourUpdate {
@@ -129,6 +185,9 @@ impl BehaviourUpdate {
         }
         if let Some(server_load) = &self.server_load {
             server_load.validate()?;
+        }
+        if self.workers == Some(Limit::At(0)) {
+            return Err("workers must be at least 1 (or \"unlimited\")".to_string());
         }
         Ok(())
     }
@@ -155,6 +214,12 @@ impl Behaviour {
         if let Some(healthy) = update.healthy {
             self.healthy = healthy;
         }
+        if let Some(workers) = update.workers {
+            self.workers = workers.value();
+        }
+        if let Some(queue) = update.queue {
+            self.queue = queue.value();
+        }
     }
 }
 
@@ -178,7 +243,9 @@ mod tests {
                 "error_status": 502,
                 "failure": "hang",
                 "server_load": {"mode": "honest", "slots": 8},
-                "healthy": false
+                "healthy": false,
+                "workers": 4,
+                "queue": 16
             }"#,
         )
         .unwrap();
@@ -197,8 +264,12 @@ mod tests {
                 failure: FailureMode::Hang,
                 server_load: ServerLoadMode::Honest { slots: 8 },
                 healthy: false,
+                workers: Some(4),
+                queue: Some(16),
             }
         );
+        behaviour.apply(&parse(r#"{"workers": "unlimited", "queue": 0}"#).unwrap());
+        assert_eq!((behaviour.workers, behaviour.queue), (None, Some(0)));
     }
 
     #[test]
@@ -247,6 +318,9 @@ mod tests {
             ),
             (r#"{"latency": {"kind": "fixed", "ms": -5}}"#, "0 or more"),
             ("42", "invalid type: integer"),
+            (r#"{"workers": 0}"#, "workers must be at least 1"),
+            (r#"{"workers": "many"}"#, "expected a number or"),
+            (r#"{"queue": -1}"#, "did not match any variant"),
         ] {
             let error = parse(json).unwrap_err();
             assert!(error.contains(expected), "{json}: {error}");
@@ -270,7 +344,9 @@ mod tests {
                 "error_status": 503,
                 "failure": "healthy",
                 "server_load": {"mode": "fixed", "value": "0.9"},
-                "healthy": true
+                "healthy": true,
+                "workers": null,
+                "queue": null
             })
         );
     }

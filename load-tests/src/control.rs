@@ -9,7 +9,7 @@
 //! | `POST /origins/{name}/reset-counters`   | `STATUS` with the counters at zero       |
 //!
 //! `STATUS` is an [`OriginStatus`]: `name`, `addr`, `in_flight`,
-//! `behaviour` (a [`Behaviour`](crate::behaviour::Behaviour)) and
+//! `busy_workers`, `queued`, `behaviour` (a [`Behaviour`](crate::behaviour::Behaviour)) and
 //! `counters`. The body of a `PUT` is a
 //! [`BehaviourUpdate`]: any subset of the fields of `behaviour`, e.g.
 //!
@@ -17,6 +17,8 @@
 //! curl -X PUT localhost:9100/origins/api-1 -d '{"latency": {"kind": "normal",
 //!   "mean_ms": 40, "stddev_ms": 10}, "error_rate": 0.05, "failure": "healthy",
 //!   "server_load": {"mode": "honest", "slots": 100}}'
+//! curl -X PUT localhost:9100/origins/api-1 -d '{"workers": 4, "queue": 64}'
+//! curl -X PUT localhost:9100/origins/api-1 -d '{"workers": "unlimited"}'
 //! ```
 //!
 //! Errors are `{"error": "<message>"}`: 400 for a body that is not a valid

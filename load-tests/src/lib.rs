@@ -1,7 +1,8 @@
 //! Tooling to exercise Ballast: an origin simulator that serves HTTP on
-//! loopback ports, with latency, errors, failures and load reports that can
-//! change while it runs (in process, or through a JSON control API), used by
-//! the demo, the integration tests and load tests.
+//! loopback ports, with latency, errors, failures, load reports and finite
+//! capacity (workers and a queue) that can change while it runs (in
+//! process, or through a JSON control API), used by the demo, the
+//! integration tests and load tests.
 #![forbid(unsafe_code)]
 
 pub mod bare_pingora;
@@ -13,3 +14,4 @@ pub mod origin;
 mod reset;
 pub mod scenario;
 mod stats;
+mod workers;

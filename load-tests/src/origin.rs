@@ -20,11 +20,17 @@
 //! 2. under [`FailureMode::Hang`] it waits until the mode changes, then
 //!    carries on under the new mode; under [`FailureMode::Reset`] its body
 //!    is read, then its connection is closed with a TCP reset (RST);
-//! 3. it waits a delay drawn from the latency distribution;
-//! 4. with probability `error_rate` (never for `/healthz` or `/load`) it is answered
+//! 3. unless it is for `/healthz` or `/load`, it takes one of the origin's
+//!    workers, waiting for one in FIFO order when all are busy; when
+//!    `queue` requests already wait, it is answered 503 with the body
+//!    `queue full\n` at once (see [`crate::workers`]; no `workers` set:
+//!    unlimited);
+//! 4. it waits a delay drawn from the latency distribution, holding its
+//!    worker (if any) until it is answered;
+//! 5. with probability `error_rate` (never for `/healthz` or `/load`) it is answered
 //!    with `error_status` and the body `injected error\n`; otherwise the
 //!    path decides the answer as above;
-//! 5. the load report of the `server_load` mode is added to the response.
+//! 6. the load report of the `server_load` mode is added to the response.
 //!
 //! # Refusing connections
 //!
@@ -44,6 +50,7 @@ use crate::behaviour::{Behaviour, BehaviourUpdate, FailureMode, ServerLoadMode};
 use crate::latency::LatencyDistribution;
 use crate::load_report::LoadGauges;
 use crate::reset::{ResetSwitch, ResettableStream};
+use crate::workers::{Admission, Workers};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
@@ -94,6 +101,10 @@ pub struct OriginStatus {
     pub name: String,
     pub addr: SocketAddr,
     pub in_flight: u64,
+    /// Requests holding a worker.
+    pub busy_workers: u64,
+    /// Requests waiting for a worker.
+    pub queued: u64,
     pub behaviour: Behaviour,
     pub counters: StatsSnapshot,
 }
@@ -126,6 +137,7 @@ struct Origin {
     stats: Arc<OriginStats>,
     behaviour: watch::Sender<Arc<Behaviour>>,
     gauges: LoadGauges,
+    workers: Workers,
     /// The body `.../load` answers; `None`: 404.
     load_body: std::sync::RwLock<Option<Bytes>>,
 }
@@ -135,9 +147,13 @@ impl Origin {
         self.behaviour.borrow().clone()
     }
 
+    /// Changes the behaviour, and sizes the workers to match it.
     fn modify(&self, change: impl FnOnce(&mut Behaviour)) {
-        self.behaviour
-            .send_modify(|behaviour| change(Arc::make_mut(behaviour)));
+        self.behaviour.send_modify(|behaviour| {
+            let behaviour = Arc::make_mut(behaviour);
+            change(behaviour);
+            self.workers.resize(behaviour.workers);
+        });
     }
 
     /// Waits until the failure mode is no longer `Hang`, and returns the
@@ -184,12 +200,24 @@ impl OriginHandle {
         self.origin.gauges.in_flight()
     }
 
+    /// Requests holding a worker.
+    pub fn busy_workers(&self) -> u64 {
+        self.origin.workers.busy()
+    }
+
+    /// Requests waiting for a worker.
+    pub fn queued(&self) -> u64 {
+        self.origin.workers.waiting()
+    }
+
     /// Name, address, behaviour and counters.
     pub fn status(&self) -> OriginStatus {
         OriginStatus {
             name: self.origin.name.clone(),
             addr: self.addr,
             in_flight: self.in_flight(),
+            busy_workers: self.origin.workers.busy(),
+            queued: self.origin.workers.waiting(),
             behaviour: self.behaviour(),
             counters: self.stats.snapshot(),
         }
@@ -298,6 +326,7 @@ pub async fn spawn(listen: SocketAddr, config: OriginConfig) -> io::Result<Origi
         stats: stats.clone(),
         behaviour: watch::Sender::new(Arc::new(behaviour)),
         gauges: LoadGauges::default(),
+        workers: Workers::new(None),
         load_body: std::sync::RwLock::new(None),
     });
     let (failure_changes, failure_change_queue) = mpsc::channel(1);
@@ -408,13 +437,29 @@ async fn handle(
     }
     // `Refuse` closes the listener and the connections; a request released
     // from a hang by the switch to it is answered on a closing connection.
+    let route = Route::of(req.uri().path());
+    let served_by_workers = !matches!(route, Route::Healthz | Route::Load);
+    let _worker = match served_by_workers {
+        true => match origin.workers.admit(behaviour.queue).await {
+            Admission::Admitted(worker) => Some(worker),
+            Admission::QueueFull => {
+                origin.stats.record_queue_full();
+                origin.gauges.errors.record();
+                let mut response = Response::new(full("queue full\n"));
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                response
+                    .headers_mut()
+                    .insert("x-origin", origin.name_header.clone());
+                return Ok(response);
+            }
+        },
+        false => None,
+    };
     let delay = behaviour.latency.sample(&mut rand::rng());
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let route = Route::of(req.uri().path());
-    let injectable = !matches!(route, Route::Healthz | Route::Load);
-    let (status, body) = match injectable && injects_error(behaviour.error_rate) {
+    let (status, body) = match served_by_workers && injects_error(behaviour.error_rate) {
         true => {
             origin.stats.record_injected_error();
             let status = StatusCode::from_u16(behaviour.error_status)

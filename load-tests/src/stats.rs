@@ -1,6 +1,7 @@
 //! Request counters of an origin: the total, per method, per path, per
 //! `x-request-id` (to catch a request that arrived more than once), and the
-//! outcomes the origin forced (injected errors, resets, hangs).
+//! outcomes the origin forced (injected errors, resets, hangs, requests
+//! refused because its queue was full).
 //!
 //! Memory stays bounded. Each per-key table remembers at most a fixed number
 //! of distinct keys ([`MAX_TRACKED_METHODS`], [`MAX_TRACKED_PATHS`],
@@ -32,6 +33,7 @@ pub struct OriginStats {
     injected_errors: AtomicU64,
     resets: AtomicU64,
     hung: AtomicU64,
+    queue_full: AtomicU64,
     keyed: Mutex<KeyedCounts>,
 }
 
@@ -46,6 +48,8 @@ pub struct StatsSnapshot {
     pub injected_errors: u64,
     pub resets: u64,
     pub hung: u64,
+    /// Requests answered 503 because the queue for a worker was full.
+    pub queue_full: u64,
 }
 
 impl OriginStats {
@@ -87,6 +91,11 @@ impl OriginStats {
         self.hung.load(Ordering::SeqCst)
     }
 
+    /// Requests refused because the queue for a worker was full.
+    pub fn queue_full(&self) -> u64 {
+        self.queue_full.load(Ordering::SeqCst)
+    }
+
     /// Every counter now.
     pub fn snapshot(&self) -> StatsSnapshot {
         let keyed = self.keyed();
@@ -98,6 +107,7 @@ impl OriginStats {
             injected_errors: self.injected_errors(),
             resets: self.resets(),
             hung: self.hung(),
+            queue_full: self.queue_full(),
         }
     }
 
@@ -105,7 +115,13 @@ impl OriginStats {
     /// arriving meanwhile may be counted before or after the reset.
     pub fn reset(&self) {
         *self.keyed() = KeyedCounts::default();
-        for counter in [&self.total, &self.injected_errors, &self.resets, &self.hung] {
+        for counter in [
+            &self.total,
+            &self.injected_errors,
+            &self.resets,
+            &self.hung,
+            &self.queue_full,
+        ] {
             counter.store(0, Ordering::SeqCst);
         }
     }
@@ -134,6 +150,10 @@ impl OriginStats {
 
     pub(crate) fn record_hang(&self) {
         self.hung.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn record_queue_full(&self) {
+        self.queue_full.fetch_add(1, Ordering::SeqCst);
     }
 
     fn keyed(&self) -> std::sync::MutexGuard<'_, KeyedCounts> {
@@ -255,6 +275,7 @@ mod tests {
                 injected_errors: 0,
                 resets: 0,
                 hung: 0,
+                queue_full: 0,
             }
         );
         assert_eq!(stats.seen_request_id("x"), 0);

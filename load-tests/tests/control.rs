@@ -66,6 +66,7 @@ async fn get_lists_every_origin_with_behaviour_and_counters() {
     assert_eq!(a["name"], "a");
     assert_eq!(a["addr"], fixture.a.addr.to_string());
     assert_eq!(a["in_flight"], 0);
+    assert_eq!((&a["busy_workers"], &a["queued"]), (&json!(0), &json!(0)));
     assert_eq!(
         a["behaviour"],
         json!({
@@ -74,7 +75,9 @@ async fn get_lists_every_origin_with_behaviour_and_counters() {
             "error_status": 503,
             "failure": "healthy",
             "server_load": {"mode": "off"},
-            "healthy": true
+            "healthy": true,
+            "workers": null,
+            "queue": null
         })
     );
     assert_eq!(a["counters"]["total"], 2);

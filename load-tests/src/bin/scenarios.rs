@@ -14,7 +14,7 @@ use ballast_load_tests::scenario::analysis::{analyse, Analysis};
 use ballast_load_tests::scenario::chart;
 use ballast_load_tests::scenario::checks::{quick_checks, Check};
 use ballast_load_tests::scenario::contender::{self, Contender};
-use ballast_load_tests::scenario::plan::{catalogue, Pace, Scenario};
+use ballast_load_tests::scenario::plan::{catalogue, Load, Pace, Scenario};
 use ballast_load_tests::scenario::report::{self, RunInfo, ScenarioResults};
 use ballast_load_tests::scenario::runner::{self, Settings};
 use clap::Parser;
@@ -30,8 +30,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 )]
 struct Cli {
     /// Short subset (baseline, spike, failure, canary, spillover, failover,
-    /// read-your-writes), phases of at most 12 s, Ballast only, with
-    /// quality checks.
+    /// read-your-writes, small-fast-vs-roomy-slow, errors-503), phases of
+    /// at most 12 s, Ballast only, with quality checks.
     #[arg(long)]
     quick: bool,
     /// The ballast binary (default: $CARGO_TARGET_DIR/release/ballast,
@@ -44,12 +44,18 @@ struct Cli {
     out: Option<PathBuf>,
     /// Run only these scenarios (repeatable): baseline, spike, failure,
     /// degradation, flapping, canary, silent, spillover, failover,
-    /// read-your-writes.
+    /// read-your-writes; with finite-capacity origins: flapping-1s,
+    /// small-fast-vs-roomy-slow, errors-503, ten-one-slow,
+    /// capacities-1-2-4-8-70, capacities-1-2-4-8-90, half-workers-lost,
+    /// heavy-tail, fifty-mixed.
     #[arg(long = "scenario", value_name = "KEY")]
     scenarios: Vec<String>,
-    /// Requests per second offered to the proxy.
-    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(10..=5000))]
-    rate: u32,
+    /// Requests per second of every open-loop scenario, instead of each
+    /// one's own (400 for those with origins of unlimited capacity; the
+    /// finite-capacity scenarios' rates give their stated utilization,
+    /// which another rate changes).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(10..=5000))]
+    rate: Option<u32>,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,7 +77,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<bool, String> {
     let began = Instant::now();
     let pace = if cli.quick { Pace::Quick } else { Pace::Full };
-    let scenarios = select(catalogue(pace), &cli.scenarios)?;
+    let mut scenarios = select(catalogue(pace), &cli.scenarios)?;
+    if let Some(rate) = cli.rate {
+        for scenario in &mut scenarios {
+            if let Load::Open { .. } = scenario.load {
+                scenario.load = Load::Open { rate };
+            }
+        }
+    }
     let ballast = ballast_binary(cli.ballast)?;
     chart::load_font()?;
     let date = today();
@@ -91,7 +104,6 @@ fn run(cli: Cli) -> Result<bool, String> {
     }
     let settings = Settings {
         ballast: ballast.clone(),
-        rate: cli.rate,
         timeout: REQUEST_TIMEOUT,
         max_in_flight: MAX_IN_FLIGHT,
     };
@@ -115,16 +127,17 @@ fn run(cli: Cli) -> Result<bool, String> {
         Pace::Full => Vec::new(),
     };
     let mut versions = vec![contender::version(&ballast)];
+    let mut programs: Vec<&str> = contenders.iter().filter_map(|c| c.program()).collect();
+    // nginx runs as two contenders.
+    programs.dedup();
     versions.extend(
-        contenders
-            .iter()
-            .filter_map(|c| c.program())
+        programs
+            .into_iter()
             .map(|program| contender::version(Path::new(program))),
     );
     let info = RunInfo {
         date,
         pace,
-        rate: cli.rate,
         timeout: REQUEST_TIMEOUT,
         max_in_flight: MAX_IN_FLIGHT,
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
@@ -198,10 +211,12 @@ async fn run_scenario(
 fn progress_line(analysis: &Analysis) -> String {
     match &analysis.after {
         Some(after) => format!(
-            "{:<20} {} requests, {:.2}% errors after the change, p99 after {:.1} ms",
+            "{:<20} {} requests, {} errors ({:.2}%) after the change, mean / p99 after {:.1} / {:.1} ms",
             analysis.contender.label(),
             after.requests,
+            after.errors,
             after.error_rate() * 100.0,
+            after.mean,
             after.p99
         ),
         None => format!("{:<20} no requests", analysis.contender.label()),

@@ -34,6 +34,10 @@ pub struct Analysis {
     pub focus_after: Option<f64>,
     /// Standard deviation of its 1-s share over the first phase.
     pub focus_spread: Option<f64>,
+    /// Standard deviation of its 1-s share in the first phase's steady
+    /// state: from its convergence to the phase's end, or over the phase's
+    /// last 5 s when it did not converge.
+    pub focus_steady_spread: Option<f64>,
     /// Ballast's published share of it, averaged over the last 5 s of the
     /// first phase.
     pub published_after: Option<f64>,
@@ -58,6 +62,14 @@ pub fn analyse(scenario: &Scenario, run: &Run) -> Analysis {
             whole_seconds(start)..whole_seconds(end)
         })
         .collect();
+    let convergence: Vec<Option<usize>> = phases
+        .iter()
+        .map(|phase| timeline::convergence(&focus, phase.clone()))
+        .collect();
+    let steady = match convergence[0] {
+        Some(after) => first_phase.start + after..first_phase.end,
+        None => last_stretch.clone(),
+    };
     Analysis {
         contender: run.contender,
         whole: Summary::of(&run.outcomes),
@@ -66,10 +78,7 @@ pub fn analyse(scenario: &Scenario, run: &Run) -> Analysis {
                 .iter()
                 .filter(|o| o.sent_at >= after_start && o.sent_at < after_end),
         ),
-        convergence: phases
-            .iter()
-            .map(|phase| timeline::convergence(&focus, phase.clone()))
-            .collect(),
+        convergence,
         settled_shares: phases
             .iter()
             .map(|phase| {
@@ -81,6 +90,7 @@ pub fn analyse(scenario: &Scenario, run: &Run) -> Analysis {
             .flatten(),
         focus_after: timeline::mean(&focus, last_stretch.clone()),
         focus_spread: timeline::spread(&focus, first_phase),
+        focus_steady_spread: timeline::spread(&focus, steady),
         published_after: timeline::mean(&published_focus, last_stretch),
         published,
         consistency: consistency::measure(scenario, &run.outcomes),
@@ -173,6 +183,9 @@ mod tests {
         assert!((analysis.focus_after.unwrap() - 0.1).abs() < 1e-12);
         // 6 s: 0.3 is out of the band around 0.1; from 8 s on it is in.
         assert_eq!(analysis.convergence, [Some(2)]);
+        // Converged at 8 s: the tenth share holds from there on.
+        assert!(analysis.focus_steady_spread.unwrap() < 1e-12);
+        assert!(analysis.focus_spread.unwrap() > 0.05);
         assert_eq!(analysis.settled_shares, [analysis.focus_after]);
         assert_eq!(analysis.published_after, Some(0.1));
         assert_eq!(analysis.published[0], [Some(0.9), Some(0.1)]);

@@ -29,11 +29,12 @@ const BACKEND_COLOURS: [RGBColor; 4] = [
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
 ];
-const CONTENDER_COLOURS: [RGBColor; 5] = [
+const CONTENDER_COLOURS: [RGBColor; 6] = [
     RGBColor(214, 39, 40),
     RGBColor(31, 119, 180),
     RGBColor(110, 110, 110),
     RGBColor(44, 160, 44),
+    RGBColor(140, 86, 75),
     RGBColor(255, 127, 14),
 ];
 

@@ -4,7 +4,7 @@
 //! How each concern is configured for each proxy is [`EQUIVALENCES`],
 //! which the report quotes.
 
-use super::contender::BallastMode;
+use super::contender::{BallastMode, NginxBalance};
 use super::plan::ReadYourWritesPlan;
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -15,10 +15,10 @@ use std::path::Path;
 pub const EQUIVALENCES: &str = "\
 | concern | Ballast | nginx | HAProxy |
 |---|---|---|---|
-| balancing | the run's `mode` (`max_share: 0.95`, other policy defaults) | weighted round robin | `balance leastconn` (weighted) |
+| balancing | the run's `mode` (`max_share: 0.95`, other policy defaults) | weighted round robin, or `least_conn` (weighted) | `balance leastconn` (weighted) |
 | weights | `capacity` (also the round-robin weight) | capacities ÷ their gcd | the same, at most 256 |
-| retries | `attempts: 2` (default; connect failures retried up to 3 times) | `proxy_next_upstream error timeout`, `proxy_next_upstream_tries 2` | `retries 1`, `option redispatch 1`, `retry-on conn-failure empty-response response-timeout` |
-| passive failure handling | 5 consecutive failures (5xx included) → ejected 30 s × n (default) | `max_fails=5 fail_timeout=30s` (errors and timeouts, not 5xx answers) | `observe layer7 error-limit 5 on-error mark-down` |
+| retries | `attempts: 2` (default): connect failures retried up to 3 times, resets and timeouts of idempotent requests once, on another backend; a 5xx answer is passed to the client, not retried | `proxy_next_upstream error timeout http_502 http_503 http_504` (idempotent requests only), `proxy_next_upstream_tries 2`: one retry, on another server | `retries 1`, `option redispatch 1` (the retry goes to another server), `retry-on conn-failure empty-response response-timeout 503 502 504` |
+| passive failure handling | 5 consecutive failures (5xx included) → ejected 30 s × n (default) | `max_fails=5 fail_timeout=30s` (errors, timeouts and the 502/503/504 answers it retries, within 30 s) | `observe layer7 error-limit 5 on-error mark-down` |
 | active health checks | `GET /healthz` every 2 s, 2 to fall, 2 to rise | none (not in open-source nginx) | `option httpchk GET /healthz`, `inter 2s fall 2 rise 2` |
 | upstream keep-alive | default pool (128 idle) | `keepalive 128`, HTTP/1.1 | `http-reuse always` |
 | timeouts | connect 1 s, read 5 s | connect 1 s, read 5 s | connect 1 s, server 5 s |
@@ -154,8 +154,17 @@ server:
 
 /// nginx's configuration, with every file it writes inside `dir` so that
 /// it runs without root (start it with `-p dir -e dir/error.log`).
-pub fn nginx_conf(dir: &Path, listen: SocketAddr, upstreams: &[Upstream]) -> String {
+pub fn nginx_conf(
+    balance: NginxBalance,
+    dir: &Path,
+    listen: SocketAddr,
+    upstreams: &[Upstream],
+) -> String {
     let dir = dir.display();
+    let method = match balance {
+        NginxBalance::RoundRobin => "",
+        NginxBalance::LeastConn => "        least_conn;\n",
+    };
     let weights = small_weights(&capacities(upstreams), u64::MAX);
     let mut servers = String::new();
     for (upstream, weight) in upstreams.iter().zip(weights) {
@@ -181,7 +190,7 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     upstream scenario {{
-{servers}        keepalive 128;
+{method}{servers}        keepalive 128;
     }}
     server {{
         listen {listen};
@@ -191,7 +200,7 @@ http {{
             proxy_set_header Connection "";
             proxy_connect_timeout 1s;
             proxy_read_timeout 5s;
-            proxy_next_upstream error timeout;
+            proxy_next_upstream error timeout http_502 http_503 http_504;
             proxy_next_upstream_tries 2;
         }}
     }}
@@ -224,7 +233,7 @@ defaults
     timeout check 1s
     retries 1
     option redispatch 1
-    retry-on conn-failure empty-response response-timeout
+    retry-on conn-failure empty-response response-timeout 503 502 504
     http-reuse always
 frontend scenario
     bind {listen}
@@ -348,7 +357,12 @@ mod tests {
         assert!(yaml.contains(r#"capacity: 200, canary: true, priority: 1}"#));
         let plain = ballast_yaml(BallastMode::RoundRobin, listen(), admin, &tiered, None);
         assert!(!plain.contains("priority") && !plain.contains("prewarm"));
-        let nginx = nginx_conf(Path::new("/tmp/run"), listen(), &tiered);
+        let nginx = nginx_conf(
+            NginxBalance::RoundRobin,
+            Path::new("/tmp/run"),
+            listen(),
+            &tiered,
+        );
         assert!(
             nginx.contains("server 127.0.0.1:9102 weight=1 max_fails=5 fail_timeout=30s backup;")
         );
@@ -387,7 +401,13 @@ mod tests {
 
     #[test]
     fn nginx_config_keeps_every_path_in_its_directory() {
-        let conf = nginx_conf(Path::new("/tmp/run"), listen(), &upstreams());
+        let conf = nginx_conf(
+            NginxBalance::RoundRobin,
+            Path::new("/tmp/run"),
+            listen(),
+            &upstreams(),
+        );
+        assert!(!conf.contains("least_conn"));
         for line in [
             "pid /tmp/run/nginx.pid;",
             "error_log /tmp/run/error.log warn;",
@@ -397,11 +417,21 @@ mod tests {
             "keepalive 128;",
             "listen 127.0.0.1:8080;",
             "proxy_set_header Connection \"\";",
+            "proxy_next_upstream error timeout http_502 http_503 http_504;",
             "proxy_next_upstream_tries 2;",
         ] {
             assert!(conf.contains(line), "missing {line:?} in\n{conf}");
         }
         assert_eq!(conf.matches('{').count(), conf.matches('}').count());
+    }
+
+    #[test]
+    fn nginx_least_conn_is_the_same_config_with_the_method_in_its_upstream() {
+        let dir = Path::new("/tmp/run");
+        let least = nginx_conf(NginxBalance::LeastConn, dir, listen(), &upstreams());
+        assert!(least.contains("    upstream scenario {\n        least_conn;\n        server "));
+        let plain = nginx_conf(NginxBalance::RoundRobin, dir, listen(), &upstreams());
+        assert_eq!(least.replace("        least_conn;\n", ""), plain);
     }
 
     #[test]
@@ -412,6 +442,8 @@ mod tests {
             "    balance leastconn\n",
             "    option httpchk GET /healthz\n",
             "    retries 1\n",
+            "    option redispatch 1\n",
+            "    retry-on conn-failure empty-response response-timeout 503 502 504\n",
             "    server b0 127.0.0.1:9101 weight 5\n",
             "    server b1 127.0.0.1:9102 weight 1\n",
         ] {

@@ -1,5 +1,6 @@
 //! The contenders a scenario runs against: Ballast in each routing mode,
-//! and nginx and HAProxy when they are installed.
+//! and, when they are installed, nginx (weighted round robin and
+//! `least_conn`) and HAProxy (`leastconn`).
 
 use super::plan::Pace;
 use std::path::{Path, PathBuf};
@@ -23,11 +24,20 @@ impl BallastMode {
     }
 }
 
+/// nginx's balancing methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NginxBalance {
+    /// The default: weighted round robin.
+    RoundRobin,
+    /// `least_conn`: the fewest active connections, weighted.
+    LeastConn,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contender {
     Ballast(BallastMode),
-    /// nginx, weighted round robin.
-    Nginx,
+    /// nginx with one of its balancing methods.
+    Nginx(NginxBalance),
     /// HAProxy, `balance leastconn` (weighted).
     Haproxy,
 }
@@ -39,7 +49,8 @@ impl Contender {
             Self::Ballast(BallastMode::Latency) => "ballast latency",
             Self::Ballast(BallastMode::Capacity) => "ballast capacity",
             Self::Ballast(BallastMode::RoundRobin) => "ballast round_robin",
-            Self::Nginx => "nginx round robin",
+            Self::Nginx(NginxBalance::RoundRobin) => "nginx round robin",
+            Self::Nginx(NginxBalance::LeastConn) => "nginx least_conn",
             Self::Haproxy => "haproxy leastconn",
         }
     }
@@ -48,7 +59,7 @@ impl Contender {
     pub fn program(self) -> Option<&'static str> {
         match self {
             Self::Ballast(_) => None,
-            Self::Nginx => Some("nginx"),
+            Self::Nginx(_) => Some("nginx"),
             Self::Haproxy => Some("haproxy"),
         }
     }
@@ -66,7 +77,11 @@ pub fn contenders(pace: Pace) -> (Vec<Contender>, Vec<String>) {
     if pace == Pace::Quick {
         return (chosen, skipped);
     }
-    for contender in [Contender::Nginx, Contender::Haproxy] {
+    for contender in [
+        Contender::Nginx(NginxBalance::RoundRobin),
+        Contender::Nginx(NginxBalance::LeastConn),
+        Contender::Haproxy,
+    ] {
         let program = contender
             .program()
             .expect("third-party contenders name a program");

@@ -1,5 +1,7 @@
-//! The load generator: an open loop at a fixed rate over keep-alive
-//! connections, recording every request.
+//! The load generator: an open loop at a fixed rate, or a closed loop of
+//! clients, over keep-alive connections, recording every request.
+//!
+//! # Open loop
 //!
 //! Requests are started on a fixed schedule (`rate` per second) whatever
 //! the answers, so a slow contender faces the same offered load as a fast
@@ -18,8 +20,23 @@
 //! successful write got back (as a browser would). Each outcome records
 //! whether it was a write, and how long after its user's last write a read
 //! was sent.
+//!
+//! # Closed loop
+//!
+//! `clients` clients each send a `GET /work`, wait for its answer (or its
+//! timeout), and send the next one at once, until the scenario's duration
+//! is over: the offered load follows the answers, as with real users or
+//! a connection-pooled caller, so a slow contender serves fewer requests.
+//! They share one pooled client, so each finds a kept-alive connection.
+//! After a broken exchange a client pauses [`BROKEN_PAUSE`] so that a
+//! proxy that refuses connections is not spun on; each sends at most
+//! [`MAX_CLOSED_LOOP_RATE`] requests per second of the duration. The loop
+//! ends by itself within `duration + timeout`. Outcomes are the same as the
+//! open loop's (`sent_at` is when the request was sent), so reports and
+//! analyses treat both alike. The read-your-writes workload is open-loop
+//! only.
 
-use super::plan::ReadYourWritesPlan;
+use super::plan::{Load, ReadYourWritesPlan};
 use bytes::Bytes;
 use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Uri};
@@ -30,16 +47,23 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// The header origins name themselves in.
 const ORIGIN_HEADER: &str = "x-origin";
 
+/// How long a closed-loop client waits after a broken exchange.
+pub const BROKEN_PAUSE: Duration = Duration::from_millis(10);
+
+/// The most requests a closed-loop client sends per second of the run.
+pub const MAX_CLOSED_LOOP_RATE: u64 = 10_000;
+
 /// What to send, where, and for how long.
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
     pub target: SocketAddr,
-    pub rate: u32,
+    pub load: Load,
     pub duration: Duration,
     pub timeout: Duration,
     pub max_in_flight: usize,
@@ -116,6 +140,75 @@ pub async fn drive(plan: &LoadPlan, start: Instant, origin_names: &[&str]) -> Ve
         .parse()
         .expect("a socket address makes a valid URI");
     let names: Arc<Vec<String>> = Arc::new(origin_names.iter().map(|n| n.to_string()).collect());
+    match plan.load {
+        Load::Open { rate } => open_loop(plan, rate, start, client, uri, names).await,
+        Load::Closed { clients } => closed_loop(plan, clients, start, client, uri, names).await,
+    }
+}
+
+/// `clients` clients, each sending its next request when the last one is
+/// answered, from `start` for the plan's duration.
+async fn closed_loop(
+    plan: &LoadPlan,
+    clients: u32,
+    start: Instant,
+    client: PooledClient,
+    uri: Uri,
+    names: Arc<Vec<String>>,
+) -> Vec<Outcome> {
+    let end = start + plan.duration;
+    let most = MAX_CLOSED_LOOP_RATE * plan.duration.as_secs().max(1);
+    let mut running = JoinSet::new();
+    for _ in 0..clients {
+        let (client, uri, names, timeout) =
+            (client.clone(), uri.clone(), names.clone(), plan.timeout);
+        running.spawn(async move {
+            tokio::time::sleep_until(start).await;
+            let mut outcomes = Vec::new();
+            while (outcomes.len() as u64) < most {
+                let began = Instant::now();
+                if began >= end {
+                    break;
+                }
+                let exchange = send(&client, Method::GET, uri.clone(), None);
+                let answer = match tokio::time::timeout(timeout, exchange).await {
+                    Ok(Ok(answered)) => (Answer::Status(answered.status), answered.origin),
+                    Ok(Err(())) => (Answer::Broken, None),
+                    Err(_elapsed) => (Answer::TimedOut, None),
+                };
+                outcomes.push(Outcome {
+                    sent_at: began - start,
+                    latency: began.elapsed(),
+                    answer: answer.0,
+                    origin: answer
+                        .1
+                        .and_then(|name| names.iter().position(|n| *n == name)),
+                    traffic: Traffic::Read,
+                });
+                if answer.0 == Answer::Broken {
+                    tokio::time::sleep(BROKEN_PAUSE).await;
+                }
+            }
+            outcomes
+        });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(finished) = running.join_next().await {
+        outcomes.extend(finished.unwrap_or_default());
+    }
+    outcomes
+}
+
+/// Requests started `rate` times a second from `start`, whatever the
+/// answers.
+async fn open_loop(
+    plan: &LoadPlan,
+    rate: u32,
+    start: Instant,
+    client: PooledClient,
+    uri: Uri,
+    names: Arc<Vec<String>>,
+) -> Vec<Outcome> {
     let in_flight = Arc::new(Semaphore::new(plan.max_in_flight));
     let users: Arc<Vec<Mutex<User>>> = Arc::new(
         (0..plan.read_your_writes.map_or(0, |p| p.users))
@@ -123,8 +216,8 @@ pub async fn drive(plan: &LoadPlan, start: Instant, origin_names: &[&str]) -> Ve
             .collect(),
     );
     let (record, mut recorded) = mpsc::unbounded_channel();
-    let period = Duration::from_secs(1) / plan.rate;
-    let total = u64::from(plan.rate) * plan.duration.as_secs();
+    let period = Duration::from_secs(1) / rate;
+    let total = u64::from(rate) * plan.duration.as_secs();
     let mut schedule = tokio::time::interval_at(start, period);
     schedule.set_missed_tick_behavior(MissedTickBehavior::Burst);
     for sequence in 0..total {
@@ -299,5 +392,53 @@ mod tests {
             assert!(outcome(answer).is_error(), "{answer:?}");
         }
         assert!(!outcome(Answer::NotSent).was_sent());
+    }
+
+    /// The most intervals `[sent_at, sent_at + latency)` open at once.
+    fn most_at_once(outcomes: &[Outcome]) -> usize {
+        let mut edges: Vec<(Duration, i32)> = outcomes
+            .iter()
+            .flat_map(|o| [(o.sent_at, 1), (o.sent_at + o.latency, -1)])
+            .collect();
+        edges.sort_by_key(|&(at, step)| (at, step));
+        let (mut open, mut most) = (0i32, 0i32);
+        for (_, step) in edges {
+            open += step;
+            most = most.max(open);
+        }
+        most as usize
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_loop_keeps_each_client_to_one_request_at_a_time() {
+        use crate::behaviour::{BehaviourUpdate, Limit};
+        use crate::origin::{spawn, OriginConfig};
+        let origin = spawn("127.0.0.1:0".parse().unwrap(), OriginConfig::new("o"))
+            .await
+            .unwrap();
+        origin.set_latency(Duration::from_millis(20));
+        let two_workers = BehaviourUpdate {
+            workers: Some(Limit::At(2)),
+            ..BehaviourUpdate::default()
+        };
+        origin.update(two_workers).await.unwrap();
+        let plan = LoadPlan {
+            target: origin.addr,
+            load: Load::Closed { clients: 4 },
+            duration: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            max_in_flight: 1,
+            read_your_writes: None,
+        };
+        let outcomes = drive(&plan, Instant::now(), &["o"]).await;
+        assert!(outcomes.len() >= 8, "{} requests", outcomes.len());
+        // Two workers of 20 ms serve at most 100 requests a second.
+        assert!(outcomes.len() <= 110, "{} requests", outcomes.len());
+        assert!(outcomes
+            .iter()
+            .all(|o| o.answer == Answer::Status(200) && o.origin == Some(0)));
+        assert!(outcomes.iter().all(|o| o.sent_at < plan.duration));
+        assert!(most_at_once(&outcomes) <= 4);
+        assert_eq!(origin.stats.total(), outcomes.len() as u64);
     }
 }

@@ -3,10 +3,12 @@
 //! bounded load through it on loopback, changes the origins' behaviour at
 //! scripted moments, and measures what clients saw.
 //!
-//! - [`plan`]: the scenarios (backends, scripted changes, tracked backend);
+//! - [`plan`]: the scenarios (backends, load, scripted changes, tracked
+//!   backend); [`queueing`]: those whose origins have finite capacity;
 //! - [`contender`]: the proxies compared; [`configs`]: their configurations;
 //! - [`runner`]: one scenario against one contender, using [`process`]
-//!   (the proxy as a child process), [`load`] (the open-loop client) and
+//!   (the proxy as a child process), [`load`] (the open- or closed-loop
+//!   client) and
 //!   [`published`] (Ballast's published shares, through [`fetch`]);
 //! - [`stats`], [`timeline`], [`analysis`]: percentiles, 1-s buckets,
 //!   convergence; [`consistency`]: stale reads of the read-your-writes
@@ -25,6 +27,7 @@ pub mod load;
 pub mod plan;
 pub mod process;
 pub mod published;
+pub mod queueing;
 pub mod report;
 pub mod runner;
 pub mod stats;

@@ -3,8 +3,10 @@
 //!
 //! Times are offsets from the start of the load. A scenario is plain data;
 //! [`catalogue`] builds every scenario for a [`Pace`], and the quick pace
-//! keeps a subset with phases of at most 12 s.
+//! keeps a subset with phases of at most 12 s. The scenarios whose origins
+//! have finite capacity are in [`super::queueing`].
 
+use super::queueing;
 use crate::behaviour::{BehaviourUpdate, FailureMode, ServerLoadMode};
 use crate::latency::LatencyDistribution;
 use std::time::Duration;
@@ -15,6 +17,30 @@ pub enum Pace {
     Full,
     Quick,
 }
+
+/// The load a scenario offers (see [`super::load`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Requests started `rate` times a second whatever the answers.
+    Open { rate: u32 },
+    /// `clients` clients, each sending its next request when the last one
+    /// is answered.
+    Closed { clients: u32 },
+}
+
+impl Load {
+    /// How the report states it.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Open { rate } => format!("open loop, {rate} requests/s"),
+            Self::Closed { clients } => format!("closed loop, {clients} clients"),
+        }
+    }
+}
+
+/// The open-loop rate of the scenarios whose origins have unlimited
+/// capacity (requests per second).
+pub const DEFAULT_OPEN_RATE: u32 = 400;
 
 /// One simulated origin behind the proxy.
 #[derive(Debug, Clone)]
@@ -33,6 +59,35 @@ pub struct BackendSpec {
     /// A standby: served only when the others fail (see
     /// `configs::Upstream::standby`).
     pub standby: bool,
+    /// Requests it serves at once (`None`: unlimited); see
+    /// [`crate::workers`].
+    pub workers: Option<u32>,
+    /// Requests that may wait for a worker (`None`: unlimited).
+    pub queue: Option<u32>,
+    /// Rare pauses: this fraction of its requests takes this many ms
+    /// instead of `latency_ms` (a long-tail mixture; `None`: none).
+    pub pauses: Option<(f64, f64)>,
+}
+
+impl BackendSpec {
+    /// The distribution its delays are drawn from.
+    pub fn latency(&self) -> LatencyDistribution {
+        match self.pauses {
+            None => latency_around(self.latency_ms),
+            Some((fraction, pause_ms)) => LatencyDistribution::LongTail {
+                base: seconds(self.latency_ms / 1000.0),
+                tail: seconds(pause_ms / 1000.0),
+                tail_fraction: fraction,
+            },
+        }
+    }
+
+    /// Requests per second its workers sustain (workers ÷ mean latency),
+    /// or `None` when they are unlimited.
+    pub fn sustainable_rate(&self) -> Option<f64> {
+        let mean = self.latency().mean().as_secs_f64();
+        self.workers.map(|workers| f64::from(workers) / mean)
+    }
 }
 
 /// A behaviour change applied to one backend at a moment of the run.
@@ -59,6 +114,7 @@ pub struct Scenario {
     pub story: String,
     pub backends: Vec<BackendSpec>,
     pub duration: Duration,
+    pub load: Load,
     pub changes: Vec<Change>,
     /// At least one; the first opens the "after the change" window.
     pub marks: Vec<Mark>,
@@ -102,7 +158,9 @@ impl Scenario {
 }
 
 /// Every scenario at `pace` (the quick pace keeps baseline, latency spike,
-/// failure, canary, spillover, failover and read-your-writes).
+/// failure, canary, spillover, failover, read-your-writes, and of the
+/// finite-capacity scenarios of [`queueing`] the small fast backend beside
+/// a roomy slow one and the 30% of 503s).
 pub fn catalogue(pace: Pace) -> Vec<Scenario> {
     match pace {
         Pace::Full => vec![
@@ -116,6 +174,15 @@ pub fn catalogue(pace: Pace) -> Vec<Scenario> {
             regional_spillover(pace),
             standby_failover(pace),
             read_your_writes(pace),
+            queueing::flapping_1s(),
+            queueing::small_fast_vs_roomy_slow(pace),
+            queueing::errors_503(pace),
+            queueing::ten_one_slow(),
+            queueing::capacities_1_2_4_8(0.7),
+            queueing::capacities_1_2_4_8(0.9),
+            queueing::half_workers_lost(),
+            queueing::heavy_tail(),
+            queueing::fifty_mixed(),
         ],
         Pace::Quick => vec![
             steady_baseline(pace),
@@ -125,15 +192,17 @@ pub fn catalogue(pace: Pace) -> Vec<Scenario> {
             regional_spillover(pace),
             standby_failover(pace),
             read_your_writes(pace),
+            queueing::small_fast_vs_roomy_slow(pace),
+            queueing::errors_503(pace),
         ],
     }
 }
 
-fn seconds(value: f64) -> Duration {
+pub(super) fn seconds(value: f64) -> Duration {
     Duration::from_secs_f64(value)
 }
 
-fn by_pace(pace: Pace, full: f64, quick: f64) -> Duration {
+pub(super) fn by_pace(pace: Pace, full: f64, quick: f64) -> Duration {
     match pace {
         Pace::Full => seconds(full),
         Pace::Quick => seconds(quick),
@@ -148,7 +217,7 @@ pub fn latency_around(ms: f64) -> LatencyDistribution {
     }
 }
 
-fn backend(name: &'static str, latency_ms: f64, capacity: u64) -> BackendSpec {
+pub(super) fn backend(name: &'static str, latency_ms: f64, capacity: u64) -> BackendSpec {
     BackendSpec {
         name,
         latency_ms,
@@ -157,10 +226,13 @@ fn backend(name: &'static str, latency_ms: f64, capacity: u64) -> BackendSpec {
         server_load: ServerLoadMode::Off,
         region: None,
         standby: false,
+        workers: None,
+        queue: None,
+        pauses: None,
     }
 }
 
-fn set_latency(at: Duration, backend: usize, ms: f64) -> Change {
+pub(super) fn set_latency(at: Duration, backend: usize, ms: f64) -> Change {
     Change {
         at,
         backend,
@@ -171,7 +243,7 @@ fn set_latency(at: Duration, backend: usize, ms: f64) -> Change {
     }
 }
 
-fn mark(at: Duration, label: &'static str) -> Mark {
+pub(super) fn mark(at: Duration, label: &'static str) -> Mark {
     Mark { at, label }
 }
 
@@ -184,6 +256,9 @@ fn steady_baseline(pace: Pace) -> Scenario {
             .into(),
         backends: vec![backend("big", 5.0, 1000), backend("small", 40.0, 200)],
         duration: by_pace(pace, 12.0, 10.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![],
         marks: vec![mark(Duration::ZERO, "start")],
         focus: 1,
@@ -202,6 +277,9 @@ fn latency_spike(pace: Pace) -> Scenario {
         ),
         backends: vec![backend("a", 10.0, 500), backend("b", 10.0, 500)],
         duration: by_pace(pace, 25.0, 18.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![set_latency(at, 1, 80.0)],
         marks: vec![mark(at, "spike")],
         focus: 1,
@@ -249,6 +327,9 @@ fn path_failure(pace: Pace) -> Scenario {
             backend("c", 10.0, 400),
         ],
         duration: by_pace(pace, 40.0, 18.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes,
         marks,
         focus: 1,
@@ -276,6 +357,9 @@ fn slow_degradation() -> Scenario {
         ),
         backends: vec![backend("a", 10.0, 500), backend("b", 10.0, 500)],
         duration: start + ramp + seconds(5.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes,
         marks: vec![mark(start, "ramp")],
         focus: 1,
@@ -305,6 +389,9 @@ fn flapping() -> Scenario {
         ),
         backends: vec![backend("a", 10.0, 500), backend("b", 10.0, 500)],
         duration,
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes,
         marks: vec![mark(start, "flapping")],
         focus: 1,
@@ -333,6 +420,9 @@ fn canary_going_bad(pace: Pace) -> Scenario {
             canary,
         ],
         duration: by_pace(pace, 20.0, 18.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![Change {
             at,
             backend: 2,
@@ -365,6 +455,9 @@ fn reporter_goes_silent() -> Scenario {
         ),
         backends: vec![reporting("a"), reporting("b")],
         duration: seconds(22.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![Change {
             at,
             backend: 1,
@@ -408,6 +501,9 @@ fn regional_spillover(pace: Pace) -> Scenario {
             in_region("far", backend("far", 40.0, 1000)),
         ],
         duration: by_pace(pace, 25.0, 16.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![Change {
             at,
             backend: 0,
@@ -456,6 +552,7 @@ fn standby_failover(pace: Pace) -> Scenario {
             standby,
         ],
         duration: by_pace(pace, 40.0, 18.0),
+        load: Load::Open { rate: DEFAULT_OPEN_RATE },
         changes: vec![
             failure(down, 0, FailureMode::Refuse),
             failure(down, 1, FailureMode::Refuse),
@@ -505,6 +602,9 @@ fn read_your_writes(pace: Pace) -> Scenario {
             in_region(plan.write_region, backend("primary", 40.0, 1000)),
         ],
         duration: by_pace(pace, 15.0, 10.0),
+        load: Load::Open {
+            rate: DEFAULT_OPEN_RATE,
+        },
         changes: vec![],
         marks: vec![mark(Duration::ZERO, "start")],
         focus: 1,
@@ -517,7 +617,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quick_pace_keeps_seven_scenarios_with_short_phases() {
+    fn quick_pace_keeps_nine_scenarios_with_short_phases() {
         let quick = catalogue(Pace::Quick);
         let keys: Vec<_> = quick.iter().map(|s| s.key).collect();
         assert_eq!(
@@ -529,9 +629,15 @@ mod tests {
                 "canary",
                 "spillover",
                 "failover",
-                "read-your-writes"
+                "read-your-writes",
+                "small-fast-vs-roomy-slow",
+                "errors-503"
             ]
         );
+        // Each runs once per Ballast mode: 134 s × 3 of load in all, of
+        // which the two finite-capacity scenarios take 26 s × 3.
+        let total: Duration = quick.iter().map(|s| s.duration).sum();
+        assert_eq!(total, seconds(134.0));
         for scenario in &quick {
             let mut bounds = vec![Duration::ZERO];
             bounds.extend(scenario.marks.iter().map(|m| m.at));
@@ -544,8 +650,16 @@ mod tests {
 
     #[test]
     fn full_scenarios_fit_in_a_minute_and_stay_consistent() {
-        for scenario in catalogue(Pace::Full) {
+        let full = catalogue(Pace::Full);
+        assert_eq!(full.len(), 19);
+        for scenario in full {
             assert!(scenario.duration <= seconds(60.0), "{}", scenario.key);
+            if scenario.backends.iter().any(|b| b.workers.is_some()) {
+                assert!(scenario.duration <= seconds(40.0), "{}", scenario.key);
+            }
+            if scenario.read_your_writes.is_some() {
+                assert!(matches!(scenario.load, Load::Open { .. }));
+            }
             assert!(scenario.focus < scenario.backends.len());
             for change in &scenario.changes {
                 assert!(change.at < scenario.duration, "{}", scenario.key);

@@ -23,7 +23,6 @@ pub struct ScenarioResults {
 pub struct RunInfo {
     pub date: String,
     pub pace: Pace,
-    pub rate: u32,
     pub timeout: Duration,
     pub max_in_flight: usize,
     pub cpus: usize,
@@ -62,14 +61,19 @@ pub fn markdown(info: &RunInfo, results: &[ScenarioResults], checks: &[Check]) -
     let _ = write!(
         out,
         "{skipped_gap}## Method\n\n\
-         - **Load**: open loop, {rate} requests/s of `GET /work`, started on a fixed schedule \
-         whatever the answers (so every contender faces the same offered load), over keep-alive \
-         connections from one pooled client; a request is given up after {timeout} s; at most \
-         {max} are outstanding (a request due beyond that is not sent and counts as an error). \
-         Latency runs from sending to the end of the response body.\n\
+         - **Load** (each scenario states its own): *open loop*, `GET /work` started at a fixed \
+         rate on a fixed schedule whatever the answers (so every contender faces the same offered \
+         load), at most {max} outstanding (a request due beyond that is not sent and counts as an \
+         error); or *closed loop*, N clients each sending the next request as soon as the last \
+         one is answered. Both over keep-alive connections from one pooled client; a request is \
+         given up after {timeout} s. Latency runs from sending to the end of the response body.\n\
          - **Origins**: in-process simulators on loopback; each request waits a delay drawn from a \
-         normal distribution (standard deviation a tenth of the mean). Every response names its \
-         origin in `x-origin`, which tells who served it.\n\
+         normal distribution (standard deviation a tenth of the mean) unless the scenario says \
+         otherwise. Origins with finite capacity have N workers, each serving one request for its \
+         delay, and a FIFO queue for the others (beyond a queue limit, 503 at once); a backend's \
+         capacity is workers ÷ mean latency, and a scenario's utilization is its open-loop rate \
+         ÷ the fleet's capacity, or for a closed loop its clients ÷ the fleet's workers. Every \
+         response names its origin in `x-origin`, which tells who served it.\n\
          - **Proxy**: a child process on loopback with a configuration generated per run \
          (`load-tests/src/scenario/configs.rs`), chosen to make the contenders comparable (table \
          below). Ballast runs with `max_share: 0.95` instead of the default 0.8, which with two \
@@ -77,7 +81,9 @@ pub fn markdown(info: &RunInfo, results: &[ScenarioResults], checks: &[Check]) -
          - **Share**: the fraction of the requests due in a second that each backend answered \
          (1-s buckets). *before → after* is the tracked backend's mean share over the {settle} s \
          before the change and over the last {settle} s of the phase after it; *sd* is the \
-         standard deviation of its 1-s share over that phase.\n\
+         standard deviation of its 1-s share over that phase, and *steady sd* over its steady \
+         state (from convergence to the end of the phase, or its last {settle} s when it never \
+         settles), in points.\n\
          - **Convergence**: for the phase after a change, the first second from which the tracked \
          backend's 1-s share stays within ±{band:.0} points of its mean over the last {settle} s of \
          the phase, for at least {settle} s; counted from the change, and followed by that mean \
@@ -85,10 +91,10 @@ pub fn markdown(info: &RunInfo, results: &[ScenarioResults], checks: &[Check]) -
          - **Published**: Ballast's own share of the tracked backend (`GET /api/v1/state`, sampled \
          every {sample} ms), mean over the last {settle} s of the phase.\n\
          - **Errors** and **latency**: for the whole run and for the phase after the (first) \
-         change. Anything but a complete 2xx/3xx response is an error. Latency percentiles are \
+         change; errors are what clients saw (after the proxy's retries), as counts and \
+         percentages. Anything but a complete 2xx/3xx response is an error. Latency percentiles are \
          nearest-rank over every request sent, errors included.\n\n{EQUIVALENCES}\n",
         skipped_gap = if info.skipped.is_empty() { "" } else { "\n" },
-        rate = info.rate,
         timeout = info.timeout.as_secs_f64(),
         max = info.max_in_flight,
         settle = SETTLE_SECONDS,
@@ -139,10 +145,11 @@ fn scenario_section(out: &mut String, number: usize, result: &ScenarioResults, d
         .collect();
     let _ = write!(
         out,
-        "Tracked backend: `{focus}`; measured phases start at: {}; {} s in all.\n\n\
+        "Load: {}. Tracked backend: `{focus}`; measured phases start at: {}; {} s in all.\n\n\
          ![{key}]({key}.png)\n\n\
-         | contender | served | errors % run / after | run p50 / p99 / p99.9 ms | after p50 / p95 / p99 / p99.9 / mean ms | `{focus}` share % before → after (sd) | published % | convergence |\n\
-         |---|---:|---:|---:|---:|---:|---:|---|\n",
+         | contender | served | errors run / after (% run / after) | run p50 / p99 / p99.9 ms | after p50 / p95 / p99 / p99.9 / mean ms | `{focus}` share % before → after (sd) | steady sd | published % | convergence |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        scenario.load.describe(),
         marks.join(", "),
         scenario.duration.as_secs(),
         key = scenario.key,
@@ -174,14 +181,14 @@ fn table_row(scenario: &Scenario, analysis: &Analysis) -> String {
     let (served, errors, run_latency) = match &analysis.whole {
         Some(whole) => (
             format!("{} / {}", whole.served(), whole.requests),
-            percent(Some(whole.error_rate())),
+            (whole.errors.to_string(), percent(Some(whole.error_rate()))),
             format!("{} / {} / {}", ms(whole.p50), ms(whole.p99), ms(whole.p999)),
         ),
-        None => ("0".into(), "–".into(), "–".into()),
+        None => ("0".into(), ("–".into(), "–".into()), "–".into()),
     };
     let (after_errors, after_latency) = match &analysis.after {
         Some(after) => (
-            percent(Some(after.error_rate())),
+            (after.errors.to_string(), percent(Some(after.error_rate()))),
             format!(
                 "{} / {} / {} / {} / {}",
                 ms(after.p50),
@@ -191,8 +198,12 @@ fn table_row(scenario: &Scenario, analysis: &Analysis) -> String {
                 ms(after.mean)
             ),
         ),
-        None => ("–".into(), "–".into()),
+        None => (("–".into(), "–".into()), "–".into()),
     };
+    let errors = format!(
+        "{} / {} ({} / {})",
+        errors.0, after_errors.0, errors.1, after_errors.1
+    );
     let share = match analysis.focus_before {
         Some(_) => format!(
             "{} → {}",
@@ -202,9 +213,10 @@ fn table_row(scenario: &Scenario, analysis: &Analysis) -> String {
         None => percent(analysis.focus_after),
     };
     format!(
-        "| {} | {served} | {errors} / {after_errors} | {run_latency} | {after_latency} | {share} ({}) | {} | {} |",
+        "| {} | {served} | {errors} | {run_latency} | {after_latency} | {share} ({}) | {} | {} | {} |",
         analysis.contender.label(),
         percent(analysis.focus_spread),
+        percent(analysis.focus_steady_spread),
         percent(analysis.published_after),
         convergence.join(", "),
     )
@@ -361,7 +373,6 @@ mod tests {
         let info = RunInfo {
             date: "2026-01-02".into(),
             pace: Pace::Quick,
-            rate: 10,
             timeout: Duration::from_secs(5),
             max_in_flight: 64,
             cpus: 2,
@@ -384,11 +395,13 @@ mod tests {
         assert!(text.contains("| baseline: a check | 1 < 2 | PASS |"));
         assert!(text.contains("![baseline](baseline.png)"));
         assert!(
-            text.contains("| ballast latency | 100 / 100 | 0.0 / 0.0 | 5.0 / 40.0 / 40.0 |"),
+            text.contains(
+                "| ballast latency | 100 / 100 | 0 / 0 (0.0 / 0.0) | 5.0 / 40.0 / 40.0 |"
+            ),
             "{text}"
         );
         assert!(
-            text.contains("| 20.0 (0.0) | – | start: 0 s (→ 20.0) |"),
+            text.contains("| 20.0 (0.0) | 0.0 | – | start: 0 s (→ 20.0) |"),
             "{text}"
         );
         assert!(text.contains("| 0 | 80 / 20 |"));

@@ -6,10 +6,10 @@
 use super::configs::{self, Upstream};
 use super::contender::Contender;
 use super::load::{self, LoadPlan, Outcome};
-use super::plan::{latency_around, Change, ReadYourWritesPlan, Scenario};
+use super::plan::{Change, ReadYourWritesPlan, Scenario};
 use super::process::{ProxyProcess, Readiness};
 use super::published::{self, Sample};
-use crate::behaviour::BehaviourUpdate;
+use crate::behaviour::{BehaviourUpdate, Limit};
 use crate::origin::{self, OriginConfig, OriginHandle};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -30,8 +30,6 @@ const SCRIPT_GRACE: Duration = Duration::from_secs(5);
 pub struct Settings {
     /// The `ballast` binary.
     pub ballast: PathBuf,
-    /// Requests per second offered to the proxy.
-    pub rate: u32,
     /// How long a request may take before the client gives up.
     pub timeout: Duration,
     pub max_in_flight: usize,
@@ -97,7 +95,7 @@ pub async fn run(
     let mut script = tokio::spawn(play(scenario.changes.clone(), origins.clone(), start));
     let plan = LoadPlan {
         target: listen,
-        rate: settings.rate,
+        load: scenario.load,
         duration: scenario.duration,
         timeout: settings.timeout,
         max_in_flight: settings.max_in_flight,
@@ -137,8 +135,10 @@ async fn start_origins(scenario: &Scenario) -> Result<Vec<Arc<OriginHandle>>, St
             .await
             .map_err(|e| format!("cannot start origin {}: {e}", spec.name))?;
         let initial = BehaviourUpdate {
-            latency: Some(latency_around(spec.latency_ms)),
+            latency: Some(spec.latency()),
             server_load: Some(spec.server_load.clone()),
+            workers: Some(spec.workers.map_or(Limit::Unlimited, Limit::At)),
+            queue: Some(spec.queue.map_or(Limit::Unlimited, Limit::At)),
             ..BehaviourUpdate::default()
         };
         origin
@@ -182,8 +182,11 @@ fn prepare(
                 .map_err(|e| format!("readiness URI: {e}"))?;
             Ok((command, Readiness::Http(ready), Some(admin)))
         }
-        Contender::Nginx => {
-            let config = write("nginx.conf", configs::nginx_conf(dir, listen, upstreams))?;
+        Contender::Nginx(balance) => {
+            let config = write(
+                "nginx.conf",
+                configs::nginx_conf(balance, dir, listen, upstreams),
+            )?;
             let mut command = Command::new("nginx");
             command
                 .arg("-p")
