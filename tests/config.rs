@@ -40,7 +40,7 @@ fn minimal_config_compiles_with_defaults() {
     let pool = snap.pool_by_name("api").unwrap();
     assert_eq!(pool.policy.mode, BalanceMode::Latency);
     assert_eq!(pool.policy.min_share, 0.02);
-    assert_eq!(pool.policy.attempts, 2);
+    assert_eq!(pool.policy.retries.attempts, 2);
     let weights: Vec<u32> = pool.backends.iter().map(|b| b.weight).collect();
     assert_eq!(
         weights,

@@ -427,7 +427,7 @@ async fn a_post_with_an_idempotency_key_is_retried_elsewhere() {
     assert_eq!(outcome.count(200), outcome.total(), "{outcome:?}");
     let metrics = get(proxy.admin, "x", "/metrics").await.text();
     assert!(
-        metrics.contains("ballast_retries_total{cause=\"error\",pool=\"p\"}"),
+        metrics.contains("ballast_retries_total{cause=\"reset\",pool=\"p\"}"),
         "POSTs in flight on the dead origin were retried:\n{metrics}"
     );
 }

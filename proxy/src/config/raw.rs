@@ -487,6 +487,34 @@ pub struct RawLoadPoll {
 pub struct RawRetries {
     /// Total tries per request, 1..5 (default 2).
     pub attempts: Option<u32>,
+    /// What is retried: `connect_failure`, `reset`, `timeout` and 5xx status
+    /// codes (default `[connect_failure, reset, timeout, 502, 503, 504]`);
+    /// all but `connect_failure` only for replay-safe requests.
+    pub on: Option<Vec<RawRetryCondition>>,
+    /// Bounds retries in flight per pool to
+    /// `max(min_concurrency, percent% of its requests in flight)`.
+    pub budget: Option<RawRetryBudget>,
+}
+
+/// One condition a request is retried on: a name, or a 5xx status code.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawRetryCondition {
+    /// A response status, 500..599.
+    Status(u16),
+    /// `connect_failure`, `reset` or `timeout`.
+    Name(String),
+}
+
+/// The retry budget of a pool (Envoy's `retry_budget`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryBudget {
+    /// Retries in flight as a percentage of the pool's requests in flight,
+    /// 0..100 (default 20).
+    pub percent: Option<f64>,
+    /// Retries in flight always allowed, whatever the load (default 3).
+    pub min_concurrency: Option<u32>,
 }
 
 /// One upstream server.
