@@ -111,8 +111,13 @@ async fn gets_all_succeed_when_one_backend_answers_30_percent_503() {
         "ballast_retries_total{cause=\"status\",pool=\"p\"}",
     )
     .await;
+    let over_budget = metric(
+        proxy.admin,
+        "ballast_retries_budget_exhausted_total{cause=\"status\",pool=\"p\"}",
+    )
+    .await;
     eprintln!(
-        "GETs with one backend answering 30% 503: {gets:?}; {} injected, {retried} retried",
+        "GETs with one backend answering 30% 503: {gets:?}; {} injected, {retried} retried, {over_budget} over budget",
         flaky.stats.injected_errors()
     );
     assert!(
@@ -185,7 +190,11 @@ async fn the_retry_budget_bounds_the_load_of_a_fleet_failing_half_its_requests()
     let a = failing_origin("a", 0.5).await;
     let b = failing_origin("b", 0.5).await;
     // No ejection: the budget alone bounds the retries.
-    let proxy = start("    outlier: {consecutive_failures: 1000}\n", &[&a, &b]).await;
+    let proxy = start(
+        "    outlier: {consecutive_failures: 1000, failure_rate: false}\n",
+        &[&a, &b],
+    )
+    .await;
 
     let gets = drive(
         proxy.listen,

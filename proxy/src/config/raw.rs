@@ -437,6 +437,28 @@ pub struct RawOutlier {
     pub max_ejection: Option<String>,
     /// Largest fraction of the pool ejected at once (default 0.5).
     pub max_ejected: Option<f64>,
+    /// Ejection by failure rate over the last 10 s (on by default;
+    /// `false` turns it off).
+    pub failure_rate: Option<RawFailureRate>,
+}
+
+/// `failure_rate: false`, or its settings.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawFailureRate {
+    Flag(bool),
+    Settings(RawFailureRateSettings),
+}
+
+/// Ejection by failure rate.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailureRateSettings {
+    /// Failure rate above which a backend is ejected, 0.05..1 (default 0.5).
+    pub threshold: Option<f64>,
+    /// Requests in the window before the rate is judged, at least 1
+    /// (default 20).
+    pub min_requests: Option<u64>,
 }
 
 /// Active health checks.

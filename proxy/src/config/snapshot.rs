@@ -507,12 +507,25 @@ pub struct OutlierPolicy {
     pub max_ejection: Duration,
     /// At most this fraction of a pool is ejected at once.
     pub max_ejected: f64,
+    /// Ejection by failure rate over the outcome window; `None`: off.
+    pub failure_rate: Option<FailureRateEjection>,
+}
+
+/// Eject a backend that failed more than `threshold` of at least
+/// `min_requests` requests over the last 10 s (since it came back, if it
+/// came back within them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailureRateEjection {
+    pub threshold: f64,
+    pub min_requests: u64,
 }
 
 pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
 pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_EJECTED: f64 = 0.5;
+pub const DEFAULT_FAILURE_RATE_THRESHOLD: f64 = 0.5;
+pub const DEFAULT_FAILURE_RATE_MIN_REQUESTS: u64 = 20;
 
 /// Upstream timeouts for one pool.
 #[derive(Debug, Clone, Copy)]

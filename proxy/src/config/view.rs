@@ -88,6 +88,8 @@ pub struct OutlierView {
     pub base_ejection_ms: u64,
     pub max_ejection_ms: u64,
     pub max_ejected: f64,
+    /// `(threshold, min_requests)`; `None`: off.
+    pub failure_rate: Option<(f64, u64)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -303,6 +305,10 @@ impl PoolView {
                 base_ejection_ms: ms(policy.outlier.base_ejection),
                 max_ejection_ms: ms(policy.outlier.max_ejection),
                 max_ejected: policy.outlier.max_ejected,
+                failure_rate: policy
+                    .outlier
+                    .failure_rate
+                    .map(|f| (f.threshold, f.min_requests)),
             },
             health: policy.health.as_ref().map(HealthView::new),
             load_poll: policy.load_poll.as_ref().map(|l| LoadPollView {

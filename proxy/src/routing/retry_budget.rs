@@ -2,8 +2,8 @@
 //! flight in a pool stay within `max(min_concurrency, percent / 100 ×
 //! requests in flight)`, where requests in flight are the pool's attempts at
 //! its backends; a burst beyond that is still allowed while the pool's
-//! retries stay within `percent`% of its requests over the last seconds
-//! (both counts decay by half every second). A retry over both is not made:
+//! recent retries stay within `max(min_concurrency, percent / 100 × recent
+//! requests)` (both counts decay by half every second). A retry over both is not made:
 //! the client gets the failure. With every backend failing half its
 //! requests, retries then add about `percent`% to the load instead of
 //! doubling it, while a few failures bunched together are still retried.
@@ -53,11 +53,13 @@ impl PoolRetries {
     }
 
     /// Whether one more retry keeps recent retries within `percent`% of
-    /// recent requests.
-    fn within_recent_share(&self, percent: f64) -> bool {
+    /// recent requests (or within `min_concurrency`, for a pool that has
+    /// only just started to be busy).
+    fn within_recent_share(&self, budget: &RetryBudget) -> bool {
         let requests = self.recent_requests.load(Ordering::Relaxed) as f64;
         let retries = self.recent_retries.load(Ordering::Relaxed) as f64;
-        retries + 1.0 <= percent / 100.0 * requests
+        let share = budget.percent / 100.0 * requests;
+        retries + 1.0 <= share.max(budget.min_concurrency as f64)
     }
 }
 
@@ -114,7 +116,7 @@ impl RetryBudgets {
         counts.decay(now_ms);
         let requests: i64 = backends.iter().map(|b| b.in_flight().max(0)).sum();
         let allowed = budget.allowed(requests as u64);
-        let burst_allowed = counts.within_recent_share(budget.percent);
+        let burst_allowed = counts.within_recent_share(budget);
         counts
             .in_flight
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {

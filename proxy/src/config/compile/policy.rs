@@ -296,7 +296,40 @@ fn compile_ejection(c: &mut Checker, path: &str, outlier: Option<&RawOutlier>) -
         base_ejection,
         max_ejection,
         max_ejected: DEFAULT_MAX_EJECTED,
+        failure_rate: compile_failure_rate(c, path, outlier.and_then(|o| o.failure_rate.as_ref())),
     }
+}
+
+/// `outlier.failure_rate`: on with the defaults unless `false`.
+fn compile_failure_rate(
+    c: &mut Checker,
+    path: &str,
+    raw: Option<&RawFailureRate>,
+) -> Option<FailureRateEjection> {
+    let settings = match raw {
+        Some(RawFailureRate::Flag(false)) => return None,
+        Some(RawFailureRate::Flag(true)) | None => None,
+        Some(RawFailureRate::Settings(settings)) => Some(settings),
+    };
+    let min_requests = settings
+        .and_then(|s| s.min_requests)
+        .unwrap_or(DEFAULT_FAILURE_RATE_MIN_REQUESTS);
+    if min_requests == 0 {
+        c.error(
+            format!("{path}.outlier.failure_rate.min_requests"),
+            "must be at least 1",
+        );
+    }
+    Some(FailureRateEjection {
+        threshold: fraction(
+            c,
+            format!("{path}.outlier.failure_rate.threshold"),
+            settings.and_then(|s| s.threshold),
+            DEFAULT_FAILURE_RATE_THRESHOLD,
+            0.05..=1.0,
+        ),
+        min_requests,
+    })
 }
 
 /// `server_load`: the headers backends report their load in.

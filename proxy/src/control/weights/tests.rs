@@ -24,6 +24,7 @@ fn policy(mode: BalanceMode) -> PoolPolicy {
             base_ejection: Duration::from_secs(30),
             max_ejection: Duration::from_secs(300),
             max_ejected: 0.5,
+            failure_rate: None,
         },
         health: None,
         load_poll: None,
