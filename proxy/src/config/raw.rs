@@ -192,7 +192,8 @@ pub struct RawPool {
     pub smoothing: Option<f64>,
     /// How often shares are recomputed, 50ms..10s (default 500ms).
     pub recompute_interval: Option<String>,
-    /// Ramp of a returning backend from ~10% of its fair share (default 30s).
+    /// Ramp of a returning backend from ~10% of its fair share (default 2s:
+    /// with smoothing, at 90% of its fair share within 5 s).
     pub slow_start: Option<String>,
     /// Reading backends' Server-Load / ORCA reports.
     pub server_load: Option<RawServerLoad>,

@@ -648,6 +648,33 @@ fn unhealthy_backends_leave_and_return_through_slow_start() {
 }
 
 #[test]
+fn a_returning_backend_ramps_to_its_fair_share_within_5_s_by_default() {
+    // Default slow start, smoothing and recompute interval.
+    let e = engine_from(
+        "listeners: [{address: \"127.0.0.1:1\"}]\npools:\n  p:\n    backends: [{addr: \"127.0.0.1:9000\"}, {addr: \"127.0.0.1:9001\"}, {addr: \"127.0.0.1:9002\"}]\nroutes: [{pool: p}]\n",
+    );
+    traffic(&e, 3, 1_000, 1_000);
+    e.tick(1_000);
+    stats(&e, 1).record_health_check(false, 1, 1);
+    e.tick(1_500);
+    assert_eq!(shares(&e)[1], 0.0, "out while unhealthy");
+    stats(&e, 1).record_health_check(true, 1, 1);
+    let mut ramp = Vec::new();
+    for now in (2_000..=7_000).step_by(500) {
+        traffic(&e, 3, now, 1_000);
+        e.tick(now);
+        ramp.push(shares(&e)[1]);
+    }
+    eprintln!("a returning backend's share every 500 ms: {ramp:.3?}");
+    // Fair share is a third: it starts low and rises step by step ...
+    assert!(ramp[0] < 0.05, "no herd on return: {ramp:?}");
+    assert!(ramp[1] < 0.15, "still ramping after 500 ms: {ramp:?}");
+    assert!(ramp.windows(2).take(6).all(|w| w[1] > w[0]), "{ramp:?}");
+    // ... and holds 90% of it 5 s after its return.
+    assert!(ramp[10] >= 0.3, "fair share within 5 s: {ramp:?}");
+}
+
+#[test]
 fn share_changes_are_decisions_with_reasons_and_big_swings_are_counted() {
     let e = engine(
         "    smoothing: 1.0\n    max_share: 1.0\n    min_share: 0.0\n",
