@@ -3,6 +3,8 @@
 //! the clients and the origins see.
 
 use crate::common::*;
+// One at a time, and never beside the routing tests' latency measurements.
+use crate::routing::LOAD_LOCK;
 use ballast_load_tests::behaviour::BehaviourUpdate;
 use ballast_load_tests::origin::OriginHandle;
 use bytes::Bytes;
@@ -11,9 +13,6 @@ use http_body_util::Full;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-
-/// These tests put real load on a small machine: one at a time.
-static LOAD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Proxy {
     listen: SocketAddr,

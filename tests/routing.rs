@@ -41,8 +41,9 @@ fn backends(origins: &[&OriginHandle]) -> String {
 }
 
 /// These tests put real load on a small machine; run them one at a time so
-/// their latency measurements do not include each other's CPU contention.
-static LOAD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// their latency measurements do not include each other's CPU contention
+/// (the `retries` tests, whose load is heavy, take the same lock).
+pub(crate) static LOAD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn get_request(_: usize, _: usize) -> Request<Full<Bytes>> {
     request(Method::GET, "x", "/work", Bytes::new())
