@@ -111,8 +111,9 @@ async fn reloads_under_load_lose_nothing_and_keep_what_was_learned() {
 
     // 2: a backend added (it starts in slow start) and one removed, by POST /reload.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // A long slow start, so the new backend is still ramping when looked at.
     write(&format!(
-        "pools: {{web: {{backends: [{{addr: \"{}\"}}, {{addr: \"{}\"}}]}}}}\nroutes: [{{pool: web}}]\n",
+        "pools: {{web: {{slow_start: 30s, backends: [{{addr: \"{}\"}}, {{addr: \"{}\"}}]}}}}\nroutes: [{{pool: web}}]\n",
         a.addr, c.addr
     ));
     let reply = post(p.admin, "/reload").await;

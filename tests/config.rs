@@ -40,7 +40,7 @@ fn minimal_config_compiles_with_defaults() {
     let pool = snap.pool_by_name("api").unwrap();
     assert_eq!(pool.policy.mode, BalanceMode::Latency);
     assert_eq!(pool.policy.min_share, 0.02);
-    assert_eq!(pool.policy.attempts, 2);
+    assert_eq!(pool.policy.retries.attempts, 2);
     let weights: Vec<u32> = pool.backends.iter().map(|b| b.weight).collect();
     assert_eq!(
         weights,
@@ -276,6 +276,52 @@ fn unreadable_file_is_a_clear_error() {
         err.to_string(),
         "1 configuration error:\n  cannot read /nonexistent/ballast.yaml: No such file or directory (os error 2)\n"
     );
+}
+
+#[test]
+fn retry_and_failure_rate_policies_are_validated() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}]
+pools:
+  api:
+    outlier: {failure_rate: {threshold: 0.01, min_requests: 0}}
+    retries: {on: [reset, 404, gateway_error, 503, reset], budget: {percent: 150}}
+    backends: [{addr: "10.0.0.1:80"}]
+routes: [{pool: api}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "pools.api.retries.on[1]: status 404 is not a 5xx status (500 to 599)",
+            r#"pools.api.retries.on[2]: unknown condition "gateway_error" (supported: connect_failure, reset, timeout, or a status 500..599)"#,
+            "pools.api.retries.on[4]: listed twice",
+            "pools.api.retries.budget.percent: must be between 0 and 100, got 150",
+            "pools.api.outlier.failure_rate.min_requests: must be at least 1",
+            "pools.api.outlier.failure_rate.threshold: 0.01 is out of range (allowed 0.05 to 1)",
+        ]
+    );
+    let defaults = load_str(
+        "listeners: [{address: \"127.0.0.1:8080\"}]\npools: {api: {backends: [{addr: \"10.0.0.1:80\"}]}}\nroutes: [{pool: api}]\n",
+        Path::new("."),
+    )
+    .unwrap();
+    let policy = &defaults.pools[0].policy;
+    assert_eq!(policy.retries.on, ballast::config::RetryOn::default());
+    assert!(policy.retries.on.connect_failure && policy.retries.on.status(503));
+    assert!(!policy.retries.on.status(500));
+    assert_eq!(policy.retries.budget.percent, 20.0);
+    assert_eq!(policy.retries.budget.min_concurrency, 3);
+    let rate = policy.outlier.failure_rate.expect("on by default");
+    assert_eq!((rate.threshold, rate.min_requests), (0.5, 20));
+    let off = load_str(
+        "listeners: [{address: \"127.0.0.1:8080\"}]\npools: {api: {outlier: {failure_rate: false}, retries: {on: [connect_failure, 500]}, backends: [{addr: \"10.0.0.1:80\"}]}}\nroutes: [{pool: api}]\n",
+        Path::new("."),
+    )
+    .unwrap();
+    let policy = &off.pools[0].policy;
+    assert!(policy.outlier.failure_rate.is_none());
+    assert!(!policy.retries.on.reset && !policy.retries.on.status(503));
+    assert!(policy.retries.on.status(500));
 }
 
 #[test]

@@ -19,4 +19,5 @@ mod layout;
 mod polls_and_schedules;
 mod proxy;
 mod read_write;
+mod retries;
 mod routing;

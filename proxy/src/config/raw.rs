@@ -192,7 +192,8 @@ pub struct RawPool {
     pub smoothing: Option<f64>,
     /// How often shares are recomputed, 50ms..10s (default 500ms).
     pub recompute_interval: Option<String>,
-    /// Ramp of a returning backend from ~10% of its fair share (default 30s).
+    /// Ramp of a returning backend from ~10% of its fair share (default 2s:
+    /// with smoothing, at 90% of its fair share within 5 s).
     pub slow_start: Option<String>,
     /// Reading backends' Server-Load / ORCA reports.
     pub server_load: Option<RawServerLoad>,
@@ -437,6 +438,28 @@ pub struct RawOutlier {
     pub max_ejection: Option<String>,
     /// Largest fraction of the pool ejected at once (default 0.5).
     pub max_ejected: Option<f64>,
+    /// Ejection by failure rate over the last 10 s (on by default;
+    /// `false` turns it off).
+    pub failure_rate: Option<RawFailureRate>,
+}
+
+/// `failure_rate: false`, or its settings.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawFailureRate {
+    Flag(bool),
+    Settings(RawFailureRateSettings),
+}
+
+/// Ejection by failure rate.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailureRateSettings {
+    /// Failure rate above which a backend is ejected, 0.05..1 (default 0.5).
+    pub threshold: Option<f64>,
+    /// Requests in the window before the rate is judged, at least 1
+    /// (default 20).
+    pub min_requests: Option<u64>,
 }
 
 /// Active health checks.
@@ -487,6 +510,34 @@ pub struct RawLoadPoll {
 pub struct RawRetries {
     /// Total tries per request, 1..5 (default 2).
     pub attempts: Option<u32>,
+    /// What is retried: `connect_failure`, `reset`, `timeout` and 5xx status
+    /// codes (default `[connect_failure, reset, timeout, 502, 503, 504]`);
+    /// all but `connect_failure` only for replay-safe requests.
+    pub on: Option<Vec<RawRetryCondition>>,
+    /// Bounds retries in flight per pool to
+    /// `max(min_concurrency, percent% of its requests in flight)`.
+    pub budget: Option<RawRetryBudget>,
+}
+
+/// One condition a request is retried on: a name, or a 5xx status code.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawRetryCondition {
+    /// A response status, 500..599.
+    Status(u16),
+    /// `connect_failure`, `reset` or `timeout`.
+    Name(String),
+}
+
+/// The retry budget of a pool (Envoy's `retry_budget`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryBudget {
+    /// Retries in flight as a percentage of the pool's requests in flight,
+    /// 0..100 (default 20).
+    pub percent: Option<f64>,
+    /// Retries in flight always allowed, whatever the load (default 3).
+    pub min_concurrency: Option<u32>,
 }
 
 /// One upstream server.

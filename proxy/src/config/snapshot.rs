@@ -218,8 +218,8 @@ pub struct PoolPolicy {
     pub health: Option<HealthPolicy>,
     /// Polling backends' load endpoints, when configured.
     pub load_poll: Option<LoadPollPolicy>,
-    /// Total tries per request (1 = no retry).
-    pub attempts: u32,
+    /// What is retried, how many times, within what budget.
+    pub retries: RetryPolicy,
     /// No region takes more than this fraction of the pool's traffic (1 = no cap).
     pub region_max_share: f64,
     /// Load-driven spillover; `None`: only `region_max_share` moves traffic.
@@ -242,8 +242,67 @@ pub const DEFAULT_MIN_SHARE: f64 = 0.02;
 pub const DEFAULT_MAX_SHARE: f64 = 0.8;
 pub const DEFAULT_SMOOTHING: f64 = 0.3;
 pub const DEFAULT_RECOMPUTE_INTERVAL: Duration = Duration::from_millis(500);
-pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(30);
+pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(2);
 pub const DEFAULT_ATTEMPTS: u32 = 2;
+pub const DEFAULT_RETRY_BUDGET_PERCENT: f64 = 20.0;
+pub const DEFAULT_RETRY_MIN_CONCURRENCY: u32 = 3;
+
+/// A pool's retry policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Total tries per request (1 = no retry); connect failures aside.
+    pub attempts: u32,
+    pub on: RetryOn,
+    pub budget: RetryBudget,
+}
+
+/// The failures a request is retried on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryOn {
+    /// The connection could not be made: the request never left.
+    pub connect_failure: bool,
+    /// The connection failed (reset, closed, garbled) after the request may
+    /// have reached the backend.
+    pub reset: bool,
+    /// The backend did not answer (or take the request) in time.
+    pub timeout: bool,
+    /// Response statuses (5xx) retried, ascending.
+    pub statuses: Vec<u16>,
+}
+
+impl Default for RetryOn {
+    fn default() -> Self {
+        Self {
+            connect_failure: true,
+            reset: true,
+            timeout: true,
+            statuses: vec![502, 503, 504],
+        }
+    }
+}
+
+impl RetryOn {
+    /// Whether a response with this status is retried.
+    pub fn status(&self, status: u16) -> bool {
+        self.statuses.binary_search(&status).is_ok()
+    }
+}
+
+/// Retries in flight in a pool stay within
+/// `max(min_concurrency, percent / 100 × requests in flight)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudget {
+    pub percent: f64,
+    pub min_concurrency: u32,
+}
+
+impl RetryBudget {
+    /// How many retries may be in flight while `in_flight` requests are.
+    pub fn allowed(&self, in_flight: u64) -> u64 {
+        let share = (self.percent / 100.0 * in_flight as f64).floor() as u64;
+        share.max(self.min_concurrency as u64)
+    }
+}
 pub const DEFAULT_OVERPROVISIONING_FACTOR: f64 = 1.4;
 
 /// Region weight multipliers that apply at certain local times
@@ -461,12 +520,25 @@ pub struct OutlierPolicy {
     pub max_ejection: Duration,
     /// At most this fraction of a pool is ejected at once.
     pub max_ejected: f64,
+    /// Ejection by failure rate over the outcome window; `None`: off.
+    pub failure_rate: Option<FailureRateEjection>,
+}
+
+/// Eject a backend that failed more than `threshold` of at least
+/// `min_requests` requests over the last 10 s (since it came back, if it
+/// came back within them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailureRateEjection {
+    pub threshold: f64,
+    pub min_requests: u64,
 }
 
 pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
 pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_EJECTED: f64 = 0.5;
+pub const DEFAULT_FAILURE_RATE_THRESHOLD: f64 = 0.5;
+pub const DEFAULT_FAILURE_RATE_MIN_REQUESTS: u64 = 20;
 
 /// Upstream timeouts for one pool.
 #[derive(Debug, Clone, Copy)]

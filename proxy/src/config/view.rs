@@ -88,6 +88,8 @@ pub struct OutlierView {
     pub base_ejection_ms: u64,
     pub max_ejection_ms: u64,
     pub max_ejected: f64,
+    /// `(threshold, min_requests)`; `None`: off.
+    pub failure_rate: Option<(f64, u64)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,6 +128,10 @@ pub struct ScheduleView {
 #[derive(Debug, Serialize)]
 pub struct RetriesView {
     pub attempts: u32,
+    /// `connect_failure`, `reset`, `timeout` and status codes.
+    pub on: Vec<String>,
+    pub budget_percent: f64,
+    pub budget_min_concurrency: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -299,6 +305,10 @@ impl PoolView {
                 base_ejection_ms: ms(policy.outlier.base_ejection),
                 max_ejection_ms: ms(policy.outlier.max_ejection),
                 max_ejected: policy.outlier.max_ejected,
+                failure_rate: policy
+                    .outlier
+                    .failure_rate
+                    .map(|f| (f.threshold, f.min_requests)),
             },
             health: policy.health.as_ref().map(HealthView::new),
             load_poll: policy.load_poll.as_ref().map(|l| LoadPollView {
@@ -309,9 +319,7 @@ impl PoolView {
                 quiet_below: l.quiet_below,
             }),
             schedules: policy.schedules.iter().map(ScheduleView::new).collect(),
-            retries: RetriesView {
-                attempts: policy.attempts,
-            },
+            retries: RetriesView::new(&policy.retries),
             overprovisioning_factor: policy.overprovisioning_factor,
             prewarm_share: policy.prewarm_share,
             write: p.write.as_ref().map(WriteView::new),
@@ -323,6 +331,29 @@ impl PoolView {
                 idle: ms(p.timeouts.idle),
             },
             backends: p.backends.iter().map(BackendView::new).collect(),
+        }
+    }
+}
+
+impl RetriesView {
+    fn new(retries: &RetryPolicy) -> Self {
+        let on = &retries.on;
+        let names = [
+            (on.connect_failure, "connect_failure"),
+            (on.reset, "reset"),
+            (on.timeout, "timeout"),
+        ];
+        let named = names
+            .into_iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, name)| name.to_string());
+        Self {
+            attempts: retries.attempts,
+            on: named
+                .chain(on.statuses.iter().map(u16::to_string))
+                .collect(),
+            budget_percent: retries.budget.percent,
+            budget_min_concurrency: retries.budget.min_concurrency,
         }
     }
 }

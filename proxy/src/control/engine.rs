@@ -235,7 +235,10 @@ impl Engine {
             stats[i].reset_consecutive_failures();
         }
         let failures: Vec<u32> = stats.iter().map(|s| s.consecutive_failures()).collect();
-        ejection::eject(pool, &failures, backends, now_ms, events);
+        let held_back = ejection::eject(pool, &failures, observations, backends, now_ms, events);
+        for i in held_back {
+            stats[i].reset_consecutive_failures();
+        }
         let healthy: Vec<bool> = stats.iter().map(|s| s.is_healthy()).collect();
         health::note_changes(pool, &healthy, backends, now_ms, events);
         canary::breakers(pool, observations, backends, now_ms, events);

@@ -4,6 +4,7 @@
 
 use crate::config::PoolId;
 use crate::routing::read_write::RequestKind;
+use crate::routing::retry_budget::RetryToken;
 use crate::routing::state::RoutingState;
 use crate::stats::backend::{BackendStats, InFlight};
 use crate::stats::clock;
@@ -81,6 +82,11 @@ pub struct RequestCtx {
     pub(super) tried: Vec<usize>,
     pub(super) connect_retries: usize,
     pub(super) attempt: Option<Attempt>,
+    /// Set when the attempt's 5xx response is dropped for a retry, until
+    /// `error_while_proxy` passes the retry on.
+    pub(super) status_retry: bool,
+    /// The pool's retry budget this request holds while it is retried.
+    pub(super) retry_token: Option<RetryToken>,
     /// Set when a residency fence left no backend: the client's region.
     pub(super) fenced_region: Option<String>,
     /// What the request is to a pool with a read/write split.
@@ -106,6 +112,8 @@ impl RequestCtx {
             tried: Vec::new(),
             connect_retries: 0,
             attempt: None,
+            status_retry: false,
+            retry_token: None,
             fenced_region: None,
             rw: None,
             write_refusal: None,

@@ -4,17 +4,13 @@
 //! and turn failures into short, honest error responses (404 no route, 502
 //! backend failed, 503 no backend available, 504 backend timed out).
 //!
-//! Retries never reuse a backend the request already tried, and happen only
-//! while another eligible one remains that the request may go to (within the
-//! client's residency fence; within the write region for a write), so a
-//! fenced client whose allowed backends failed gets that 502 or 504:
-//! - a connection failure (the request never left) is retried whatever the
-//!   method, up to `MAX_CONNECT_RETRIES` times;
-//! - after the request may have reached a backend, only idempotent methods
-//!   (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or requests carrying an
-//!   `Idempotency-Key` are retried, within `retries.attempts` tries in total,
-//!   and never once the response has started or the request body was too
-//!   large to keep for a replay.
+//! Retries never reuse a backend the request already tried; what is
+//! retried, and when, is in [`retries`]: connection failures, and for
+//! replay-safe requests resets, timeouts and listed 5xx responses (dropped
+//! unsent), within the pool's attempts and retry budget, while another
+//! backend remains that the request may go to (within the client's
+//! residency fence; within the write region for a write), so a fenced
+//! client whose allowed backends failed gets that 502, 503 or 504.
 //!
 //! With a read/write split, a write only ever goes to (and is only ever
 //! retried within) the write region; a read pinned by the client's recent
@@ -27,6 +23,7 @@ mod headers;
 mod load_report;
 mod record;
 mod responses;
+mod retries;
 
 pub use context::RequestCtx;
 
@@ -45,7 +42,7 @@ use async_trait::async_trait;
 use context::Attempt;
 use headers::{
     add_forwarding, client_ip, hand_back_pin, over_limit, request_host, wants_explanation,
-    RequestIds, IDEMPOTENCY_KEY, X_BALLAST_DECISION, X_REQUEST_ID,
+    RequestIds, X_BALLAST_DECISION, X_REQUEST_ID,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
@@ -53,10 +50,8 @@ use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorType, Result};
 use responses::{refuse, respond_failure, respond_plain, status_for};
+use retries::Failure;
 use std::sync::Arc;
-
-/// Connection failures retried on another backend per request.
-const MAX_CONNECT_RETRIES: usize = 3;
 
 /// What routing reads of the request in `session` (to `pool`, so far).
 fn route_input<'a>(session: &'a Session, ctx: &'a RequestCtx, pool: PoolId) -> RouteInput<'a> {
@@ -188,6 +183,11 @@ impl ProxyHttp for BallastProxy {
             Err(refused) => return refuse(ctx, refused, routed.placed, &routing),
         };
         let backend = chosen.backend;
+        if ctx.tried.is_empty() {
+            routing
+                .retry_budgets
+                .count_request(pool_id, clock::now_ms());
+        }
         ctx.tried.push(backend);
         let pool = routing.snapshot.pool(pool_id);
         if let Some(explain) = &routing.snapshot.explain {
@@ -221,7 +221,7 @@ impl ProxyHttp for BallastProxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -230,14 +230,26 @@ impl ProxyHttp for BallastProxy {
         };
         let policy = &routing.snapshot.pool(pool_id).policy.server_load;
         let now_ms = clock::now_ms();
+        let status = upstream_response.status;
         if let Some(attempt) = ctx.attempt.as_mut() {
-            record::record_response(attempt, upstream_response.status.is_server_error(), now_ms);
+            record::record_response(attempt, status.is_server_error(), now_ms);
         }
         let report = load_report::take_report(upstream_response, policy, |error| {
             self.count_report_error(ctx, error)
         });
         if let (Some(report), Some(attempt)) = (report, ctx.attempt.as_ref()) {
             attempt.stats.record_report(now_ms, &report);
+        }
+        if status.is_server_error()
+            && self.decide_retry(session, ctx, Failure::Status(status.as_u16()))
+        {
+            // Pingora drops this response and its connection unsent, and
+            // `error_while_proxy` passes the retry on.
+            ctx.status_retry = true;
+            return Error::e_explain(
+                ErrorType::HTTPStatus(status.as_u16()),
+                "backend answered a retried status",
+            );
         }
         Ok(())
     }
@@ -268,14 +280,8 @@ impl ProxyHttp for BallastProxy {
         if let Some(mut attempt) = ctx.attempt.take() {
             attempt.record_failure(None);
         }
-        if ctx.connect_retries < MAX_CONNECT_RETRIES && Self::other_backend_available(session, ctx)
-        {
-            ctx.connect_retries += 1;
-            self.count_retry(ctx, "connect");
-            e.set_retry(true);
-        } else {
-            e.set_retry(false);
-        }
+        let retry = self.decide_retry(session, ctx, Failure::Connect);
+        e.set_retry(retry);
         e
     }
 
@@ -288,6 +294,10 @@ impl ProxyHttp for BallastProxy {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if std::mem::take(&mut ctx.status_retry) {
+            e.set_retry(true);
+            return e;
+        }
         let timed_out = matches!(
             e.etype(),
             ErrorType::ReadTimedout | ErrorType::WriteTimedout
@@ -296,23 +306,12 @@ impl ProxyHttp for BallastProxy {
             let latency = timed_out.then(|| attempt.latency_us());
             attempt.record_failure(latency);
         }
-        let req = session.req_header();
-        let replay_safe = req.method.is_idempotent() || req.headers.contains_key(IDEMPOTENCY_KEY);
-        let attempts_left = match (&ctx.routing, ctx.pool) {
-            (Some(routing), Some(pool)) => {
-                let allowed = routing.snapshot.pool(pool).policy.attempts as usize;
-                ctx.tried.len().saturating_sub(ctx.connect_retries) < allowed
-            }
-            _ => false,
+        let failure = if timed_out {
+            Failure::Timeout
+        } else {
+            Failure::Reset
         };
-        let retry = replay_safe
-            && attempts_left
-            && session.response_written().is_none()
-            && !session.as_ref().retry_buffer_truncated()
-            && Self::other_backend_available(session, ctx);
-        if retry {
-            self.count_retry(ctx, "error");
-        }
+        let retry = self.decide_retry(session, ctx, failure);
         e.set_retry(retry);
         e
     }

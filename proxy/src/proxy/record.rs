@@ -99,6 +99,17 @@ impl BallastProxy {
         }
     }
 
+    /// Count a retry the pool's retry budget did not allow, by `cause`.
+    pub(super) fn count_retry_over_budget(&self, ctx: &RequestCtx, cause: &str) {
+        if let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) {
+            let pool = routing.snapshot.pool(pool).name.as_str();
+            self.metrics
+                .retries_budget_exhausted
+                .with_label_values(&[pool, cause])
+                .inc();
+        }
+    }
+
     /// Count a load report a backend of the request's pool got wrong.
     pub(super) fn count_report_error(&self, ctx: &RequestCtx, error: ParseError) {
         if let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) {

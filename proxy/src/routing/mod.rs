@@ -5,7 +5,8 @@
 //! consistent-hash ring (`ring`), the read/write split (`read_write`) and
 //! the shadow candidate's per-request comparison (`shadow`). Per request,
 //! `route` puts these together (`route_request`), `retry` says whether a
-//! failed request may try another backend, and `explain` words the
+//! failed request may try another backend, `retry_budget` bounds the
+//! retries in flight per pool, and `explain` words the
 //! decision.
 
 pub mod budget;
@@ -14,6 +15,7 @@ pub mod geo;
 pub mod picker;
 pub mod read_write;
 pub mod retry;
+pub mod retry_budget;
 pub mod ring;
 pub mod route;
 pub mod shadow;

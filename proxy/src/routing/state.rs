@@ -4,6 +4,7 @@
 
 use super::budget::Budgets;
 use super::picker::PoolWeights;
+use super::retry_budget::RetryBudgets;
 use super::shadow::ShadowWeights;
 use crate::config::{PoolId, Snapshot};
 use crate::stats::live::ResolvedStats;
@@ -25,6 +26,8 @@ pub struct RoutingState {
     pub series: Arc<RequestSeries>,
     /// The routes' event budgets, kept as long as the snapshot is.
     pub budgets: Arc<Budgets>,
+    /// Per-pool retries in flight, kept as long as the snapshot is.
+    pub retry_budgets: Arc<RetryBudgets>,
 }
 
 impl RoutingState {
@@ -43,6 +46,7 @@ impl RoutingState {
             tickets: snapshot.pools.iter().map(|_| AtomicU64::new(0)).collect(),
             series,
             budgets,
+            retry_budgets: Arc::new(RetryBudgets::new(snapshot.pools.len())),
             snapshot,
         }
     }
@@ -61,6 +65,7 @@ impl RoutingState {
             tickets: self.tickets.clone(),
             series: self.series.clone(),
             budgets: self.budgets.clone(),
+            retry_budgets: self.retry_budgets.clone(),
         }
     }
 

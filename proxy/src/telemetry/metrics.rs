@@ -32,6 +32,8 @@ pub struct Metrics {
     pub server_load_errors: IntCounterVec,
     /// Requests retried on another backend, by pool and cause.
     pub retries: IntCounterVec,
+    /// Retries not made because the pool's retry budget was spent, by pool and cause.
+    pub retries_budget_exhausted: IntCounterVec,
     /// Configuration reloads, by result (`ok`, `failed`).
     pub reloads: IntCounterVec,
     /// Requests refused because a residency fence left no allowed backend.
@@ -142,6 +144,11 @@ impl Metrics {
             "Requests retried on another backend",
             &["pool", "cause"],
         );
+        let retries_budget_exhausted = counter(
+            "retries_budget_exhausted_total",
+            "Retries not made because the pool's retry budget was spent",
+            &["pool", "cause"],
+        );
         let reloads = counter(
             "reloads_total",
             "Configuration reloads, by result",
@@ -247,7 +254,7 @@ impl Metrics {
             "Requests served in a later region because their route was over its event budget in this one",
             &["route", "region"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 26] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 27] = [
             Box::new(rw_requests.clone()),
             Box::new(schedule_active.clone()),
             Box::new(load_polls.clone()),
@@ -274,6 +281,7 @@ impl Metrics {
             Box::new(share_swings.clone()),
             Box::new(server_load_errors.clone()),
             Box::new(retries.clone()),
+            Box::new(retries_budget_exhausted.clone()),
         ];
         for collector in collectors {
             registry.register(collector).expect("unique metric");
@@ -288,6 +296,7 @@ impl Metrics {
             share_swings,
             server_load_errors,
             retries,
+            retries_budget_exhausted,
             reloads,
             residency_rejections,
             canary_trips,

@@ -62,7 +62,7 @@ pub(super) fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> Poo
     let mode = compile_mode(c, path, pool.mode.as_deref(), BalanceMode::Latency);
     let (min_share, max_share) = compile_shares(c, path, pool);
     let recompute_interval = compile_recompute_interval(c, path, pool);
-    let attempts = compile_attempts(c, path, pool);
+    let retries = compile_retries(c, path, pool.retries.as_ref());
     let ejection = compile_ejection(c, path, pool.outlier.as_ref());
     let mut policy = PoolPolicy {
         mode,
@@ -102,7 +102,7 @@ pub(super) fn compile_policy(c: &mut Checker, path: &str, pool: &RawPool) -> Poo
             .as_ref()
             .map(|h| compile_health(c, &format!("{path}.health"), h)),
         load_poll: None,
-        attempts,
+        retries,
         region_max_share: fraction(
             c,
             format!("{path}.region_max_share"),
@@ -181,20 +181,88 @@ fn compile_recompute_interval(c: &mut Checker, path: &str, pool: &RawPool) -> Du
     recompute_interval
 }
 
-/// `retries.attempts`: tries per request, the first included.
-fn compile_attempts(c: &mut Checker, path: &str, pool: &RawPool) -> u32 {
-    let attempts = pool
-        .retries
-        .as_ref()
-        .and_then(|r| r.attempts)
-        .unwrap_or(DEFAULT_ATTEMPTS);
+/// `retries`: how many tries, on what, within what budget.
+fn compile_retries(c: &mut Checker, path: &str, retries: Option<&RawRetries>) -> RetryPolicy {
+    let attempts = retries.and_then(|r| r.attempts).unwrap_or(DEFAULT_ATTEMPTS);
     if !(1..=MAX_ATTEMPTS).contains(&attempts) {
         c.error(
             format!("{path}.retries.attempts"),
             format!("must be between 1 and {MAX_ATTEMPTS}"),
         );
     }
-    attempts
+    let on = match retries.and_then(|r| r.on.as_deref()) {
+        Some(conditions) => compile_retry_on(c, &format!("{path}.retries.on"), conditions),
+        None => RetryOn::default(),
+    };
+    let budget = retries.and_then(|r| r.budget.as_ref());
+    let percent = budget
+        .and_then(|b| b.percent)
+        .unwrap_or(DEFAULT_RETRY_BUDGET_PERCENT);
+    if !(0.0..=100.0).contains(&percent) {
+        c.error(
+            format!("{path}.retries.budget.percent"),
+            format!("must be between 0 and 100, got {percent}"),
+        );
+    }
+    RetryPolicy {
+        attempts,
+        on,
+        budget: RetryBudget {
+            percent,
+            min_concurrency: budget
+                .and_then(|b| b.min_concurrency)
+                .unwrap_or(DEFAULT_RETRY_MIN_CONCURRENCY),
+        },
+    }
+}
+
+/// `retries.on`: named failures and 5xx statuses, each at most once.
+fn compile_retry_on(c: &mut Checker, path: &str, conditions: &[RawRetryCondition]) -> RetryOn {
+    let mut on = RetryOn {
+        connect_failure: false,
+        reset: false,
+        timeout: false,
+        statuses: Vec::new(),
+    };
+    for (i, condition) in conditions.iter().enumerate() {
+        let seen = match condition {
+            RawRetryCondition::Status(status) if (500..=599).contains(status) => {
+                let seen = on.statuses.contains(status);
+                on.statuses.push(*status);
+                seen
+            }
+            RawRetryCondition::Status(status) => {
+                c.error(
+                    format!("{path}[{i}]"),
+                    format!("status {status} is not a 5xx status (500 to 599)"),
+                );
+                false
+            }
+            RawRetryCondition::Name(name) => {
+                let flag = match name.as_str() {
+                    "connect_failure" => &mut on.connect_failure,
+                    "reset" => &mut on.reset,
+                    "timeout" => &mut on.timeout,
+                    other => {
+                        c.error(
+                            format!("{path}[{i}]"),
+                            format!(
+                                "unknown condition \"{other}\" (supported: connect_failure, reset, timeout, or a status 500..599)"
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                std::mem::replace(flag, true)
+            }
+        };
+        if seen {
+            c.error(format!("{path}[{i}]"), "listed twice");
+        }
+    }
+    on.statuses.sort_unstable();
+    on.statuses.dedup();
+    on
 }
 
 /// `outlier`: when a backend is ejected and for how long. `max_ejected` is
@@ -231,7 +299,40 @@ fn compile_ejection(c: &mut Checker, path: &str, outlier: Option<&RawOutlier>) -
         base_ejection,
         max_ejection,
         max_ejected: DEFAULT_MAX_EJECTED,
+        failure_rate: compile_failure_rate(c, path, outlier.and_then(|o| o.failure_rate.as_ref())),
     }
+}
+
+/// `outlier.failure_rate`: on with the defaults unless `false`.
+fn compile_failure_rate(
+    c: &mut Checker,
+    path: &str,
+    raw: Option<&RawFailureRate>,
+) -> Option<FailureRateEjection> {
+    let settings = match raw {
+        Some(RawFailureRate::Flag(false)) => return None,
+        Some(RawFailureRate::Flag(true)) | None => None,
+        Some(RawFailureRate::Settings(settings)) => Some(settings),
+    };
+    let min_requests = settings
+        .and_then(|s| s.min_requests)
+        .unwrap_or(DEFAULT_FAILURE_RATE_MIN_REQUESTS);
+    if min_requests == 0 {
+        c.error(
+            format!("{path}.outlier.failure_rate.min_requests"),
+            "must be at least 1",
+        );
+    }
+    Some(FailureRateEjection {
+        threshold: fraction(
+            c,
+            format!("{path}.outlier.failure_rate.threshold"),
+            settings.and_then(|s| s.threshold),
+            DEFAULT_FAILURE_RATE_THRESHOLD,
+            0.05..=1.0,
+        ),
+        min_requests,
+    })
 }
 
 /// `server_load`: the headers backends report their load in.

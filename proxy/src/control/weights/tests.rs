@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::{OutlierPolicy, ServerLoadPolicy};
+use crate::config::{OutlierPolicy, RetryBudget, RetryOn, RetryPolicy, ServerLoadPolicy};
 use crate::stats::backend::LastReport;
 use crate::stats::window::{LatencySummary, OutcomeSummary};
 use std::time::Duration;
@@ -24,10 +24,18 @@ fn policy(mode: BalanceMode) -> PoolPolicy {
             base_ejection: Duration::from_secs(30),
             max_ejection: Duration::from_secs(300),
             max_ejected: 0.5,
+            failure_rate: None,
         },
         health: None,
         load_poll: None,
-        attempts: 2,
+        retries: RetryPolicy {
+            attempts: 2,
+            on: RetryOn::default(),
+            budget: RetryBudget {
+                percent: 20.0,
+                min_concurrency: 3,
+            },
+        },
         region_max_share: 1.0,
         spillover: None,
         canary_sticky: None,
