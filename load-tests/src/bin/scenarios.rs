@@ -56,6 +56,10 @@ struct Cli {
     /// which another rate changes).
     #[arg(long, value_parser = clap::value_parser!(u32).range(10..=5000))]
     rate: Option<u32>,
+    /// Run only the contenders whose label contains this (repeatable), e.g.
+    /// `--contender latency --contender haproxy`.
+    #[arg(long = "contender", value_name = "TEXT")]
+    contenders: Vec<String>,
 }
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,6 +103,7 @@ fn run(cli: Cli) -> Result<bool, String> {
     });
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let (contenders, skipped) = contender::contenders(pace);
+    let contenders = contender::filter(contenders, &cli.contenders)?;
     for note in &skipped {
         println!("note: {note}");
     }

@@ -94,7 +94,7 @@ pub fn ballast_yaml(
     upstreams: &[Upstream],
     read_your_writes: Option<&ReadYourWritesPlan>,
 ) -> String {
-    let tiers = mode != BallastMode::RoundRobin && upstreams.iter().any(|u| u.standby);
+    let tiers = mode.is_adaptive() && upstreams.iter().any(|u| u.standby);
     let mut backends = String::new();
     for upstream in upstreams {
         let region = upstream

@@ -11,6 +11,8 @@ pub enum BallastMode {
     Latency,
     Capacity,
     RoundRobin,
+    /// Linkerd's P2C over peak-EWMA round trips: the in-house reference.
+    PeakEwma,
 }
 
 impl BallastMode {
@@ -20,7 +22,13 @@ impl BallastMode {
             Self::Latency => "latency",
             Self::Capacity => "capacity",
             Self::RoundRobin => "round_robin",
+            Self::PeakEwma => "peak_ewma",
         }
+    }
+
+    /// Whether the weight engine adapts the shares (tiers need it).
+    pub fn is_adaptive(self) -> bool {
+        matches!(self, Self::Latency | Self::Capacity)
     }
 }
 
@@ -49,6 +57,7 @@ impl Contender {
             Self::Ballast(BallastMode::Latency) => "ballast latency",
             Self::Ballast(BallastMode::Capacity) => "ballast capacity",
             Self::Ballast(BallastMode::RoundRobin) => "ballast round_robin",
+            Self::Ballast(BallastMode::PeakEwma) => "ballast peak_ewma",
             Self::Nginx(NginxBalance::RoundRobin) => "nginx round robin",
             Self::Nginx(NginxBalance::LeastConn) => "nginx least_conn",
             Self::Haproxy => "haproxy leastconn",
@@ -77,6 +86,7 @@ pub fn contenders(pace: Pace) -> (Vec<Contender>, Vec<String>) {
     if pace == Pace::Quick {
         return (chosen, skipped);
     }
+    chosen.push(Contender::Ballast(BallastMode::PeakEwma));
     for contender in [
         Contender::Nginx(NginxBalance::RoundRobin),
         Contender::Nginx(NginxBalance::LeastConn),
@@ -94,6 +104,25 @@ pub fn contenders(pace: Pace) -> (Vec<Contender>, Vec<String>) {
         }
     }
     (chosen, skipped)
+}
+
+/// `contenders` restricted to those whose label contains one of `wanted`
+/// (all when `wanted` is empty); an error names a filter that matches none.
+pub fn filter(contenders: Vec<Contender>, wanted: &[String]) -> Result<Vec<Contender>, String> {
+    if let Some(unknown) = wanted
+        .iter()
+        .find(|w| !contenders.iter().any(|c| c.label().contains(w.as_str())))
+    {
+        let labels: Vec<&str> = contenders.iter().map(|c| c.label()).collect();
+        return Err(format!(
+            "no contender matches \"{unknown}\" (available: {})",
+            labels.join(", ")
+        ));
+    }
+    Ok(contenders
+        .into_iter()
+        .filter(|c| wanted.is_empty() || wanted.iter().any(|w| c.label().contains(w.as_str())))
+        .collect())
 }
 
 /// The first executable file named `program` in `$PATH`.
@@ -138,6 +167,23 @@ fn tidy_version(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contenders_are_filtered_by_label() {
+        let all = vec![
+            Contender::Ballast(BallastMode::Latency),
+            Contender::Ballast(BallastMode::PeakEwma),
+            Contender::Haproxy,
+        ];
+        let wanted = vec!["latency".to_string(), "haproxy".to_string()];
+        assert_eq!(
+            filter(all.clone(), &wanted).unwrap(),
+            vec![Contender::Ballast(BallastMode::Latency), Contender::Haproxy]
+        );
+        assert_eq!(filter(all.clone(), &[]).unwrap(), all);
+        let error = filter(all, &["envoy".to_string()]).unwrap_err();
+        assert!(error.contains("no contender matches \"envoy\""), "{error}");
+    }
 
     #[test]
     fn versions_lose_their_decorations() {
