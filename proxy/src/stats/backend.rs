@@ -94,6 +94,15 @@ pub struct PollRecord {
     pub report: Option<LoadReport>,
 }
 
+/// What a request sent to a backend now should expect.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LatencyOutlook {
+    /// At the backend's current load plus this request, in µs.
+    pub now_us: f64,
+    /// With no other request in flight, in µs.
+    pub alone_us: f64,
+}
+
 /// A point-in-time reading of everything measured about one backend.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Observation {
@@ -238,12 +247,15 @@ impl BackendStats {
         self.load_latency.record(now_ms, joined, latency_us);
     }
 
-    /// The latency one more request sent now should expect, in µs, from
-    /// what requests at this load saw (see [`super::load_latency`]); `None`
-    /// until measured.
-    pub fn predicted_latency_us(&self, now_ms: u64) -> Option<f64> {
+    /// The latency one more request sent now should expect, and the one a
+    /// request alone would, in µs, from what requests at each load saw (see
+    /// [`super::load_latency`]); `None` until measured.
+    pub fn latency_outlook(&self, now_ms: u64) -> Option<LatencyOutlook> {
         let joining = self.in_flight().max(0) as u64 + 1;
-        self.load_latency.predict(now_ms, joining)
+        Some(LatencyOutlook {
+            now_us: self.load_latency.predict(now_ms, joining)?,
+            alone_us: self.load_latency.predict(now_ms, 1)?,
+        })
     }
 
     /// The `peak_ewma` cost of sending this backend one more request now:

@@ -9,10 +9,14 @@
 //! [`EXPLORE_FRACTION`] of requests, to keep every backend measured at the
 //! rate its share gives. Otherwise the request goes to the backend of the
 //! first candidate's priority tier (eligible, not yet tried, not held) with
-//! the lowest cost: the latency it should see there now — what requests that
-//! joined as many in flight saw, see [`crate::stats::load_latency`] —
-//! divided by the engine's prior (errors, reported utilization, a silent
-//! reporter, slow start, the region's schedule; 1 when all is well). Groups
+//! the lowest cost: the latency `T` it should see there now — what requests
+//! that joined as many in flight saw, see [`crate::stats::load_latency`] —
+//! stretched by how much load stretches that backend's latency (`T² /
+//! T_alone`, see [`marginal_cost`]), divided by the engine's prior (errors,
+//! reported utilization, a silent reporter, slow start, the region's
+//! schedule; 1 when all is well). Costs within [`COST_TOLERANCE`] of each
+//! other are a tie, won by the backend with fewer requests in flight per
+//! unit of weight, so near-equal backends share the load steadily. Groups
 //! of up to [`FULL_SCAN`] eligible members are scanned whole, from a random
 //! member so ties are broken at random; larger ones compare the first
 //! candidate with [`EXTRA_DRAWS`] more drawn uniformly among the eligible. A backend not measured yet, or
@@ -21,6 +25,7 @@
 
 use super::{best_untried, Group, PoolWeights, RequestFacts, DRAW_ATTEMPTS};
 use crate::config::Pool;
+use crate::stats::backend::LatencyOutlook;
 use rand::Rng;
 
 /// Share of requests that keep their share-drawn candidate, to keep every
@@ -62,22 +67,27 @@ pub(super) fn least_predicted_latency<R: Rng + ?Sized>(
             && pool.backends[b].priority == tier
             && !facts.tried.contains(&b)
     };
-    let cost = |b: usize| -> f64 {
+    let assess = |b: usize| -> Assessed {
         let Some(stats) = facts.stats.get(b) else {
-            return f64::INFINITY;
+            return Assessed::UNUSABLE;
         };
-        match stats.predicted_latency_us(now_ms) {
-            Some(latency) => latency / weights.steering[b].prior.max(f64::MIN_POSITIVE),
-            None if stats.in_flight() <= 0 => 0.0,
+        let in_flight = stats.in_flight().max(0) as f64;
+        let load = (in_flight + 1.0) / f64::from(pool.backends[b].weight.max(1));
+        let cost = match stats.latency_outlook(now_ms) {
+            Some(outlook) => {
+                marginal_cost(outlook) / weights.steering[b].prior.max(f64::MIN_POSITIVE)
+            }
+            None if in_flight == 0.0 => 0.0,
             None => f64::INFINITY,
-        }
+        };
+        Assessed { cost, load }
     };
-    let mut best = (first, cost(first));
+    let mut best = (first, assess(first));
     let mut consider = |b: usize| {
         if b != best.0 && candidate(b) {
-            let c = cost(b);
-            if c < best.1 {
-                best = (b, c);
+            let assessed = assess(b);
+            if assessed.beats(&best.1) {
+                best = (b, assessed);
             }
         }
     };
@@ -91,6 +101,43 @@ pub(super) fn least_predicted_latency<R: Rng + ?Sized>(
         }
     }
     Some(best.0)
+}
+
+/// Costs within this fraction of each other are a tie, broken by load.
+const COST_TOLERANCE: f64 = 0.1;
+
+/// A candidate's cost and its load (in flight + 1, per unit of weight).
+#[derive(Debug, Clone, Copy)]
+struct Assessed {
+    cost: f64,
+    load: f64,
+}
+
+impl Assessed {
+    const UNUSABLE: Assessed = Assessed {
+        cost: f64::INFINITY,
+        load: f64::INFINITY,
+    };
+
+    /// Clearly cheaper, or as cheap (within [`COST_TOLERANCE`]) and less loaded.
+    fn beats(&self, other: &Assessed) -> bool {
+        if self.cost < other.cost * (1.0 - COST_TOLERANCE) {
+            return true;
+        }
+        let tied = self.cost <= other.cost / (1.0 - COST_TOLERANCE);
+        tied && self.load < other.load
+    }
+}
+
+/// What sending one more request costs the pool: for a queue, the latency
+/// it will see times how much queueing stretches the backend's latency
+/// (`T² / T_alone`, the marginal cost of load on an M/M/1 queue). On a
+/// backend with room to spare it is just the latency; on one that queues, a
+/// request also delays those behind it, so a queue stops growing well
+/// before it is as slow as an idle slower backend.
+fn marginal_cost(outlook: LatencyOutlook) -> f64 {
+    let stretch = (outlook.now_us / outlook.alone_us.max(1.0)).max(1.0);
+    outlook.now_us * stretch
 }
 
 /// Linkerd's power of two choices over peak-EWMA costs: two distinct

@@ -148,3 +148,30 @@ fn retries_skip_tried_backends_and_unavailable_is_reported() {
         Decision::Unavailable(Unavailable::AllTried)
     );
 }
+
+#[test]
+fn a_queue_stops_growing_before_it_is_as_slow_as_an_idle_slower_backend() {
+    let snap = snapshot();
+    let live = stats(4);
+    // Backend 0: 10 ms alone, 30 ms once 8 are in flight (a small, fast
+    // backend queueing); backend 1: 50 ms at any load (a roomy, slow one).
+    measured(&live, &[(0, 1, 10), (0, 8, 30), (1, 1, 50), (1, 8, 50)]);
+    let w = PoolWeights::new(&snap.pools[0], vec![0.5, 0.5, 0.0, 0.0], vec![0.0; 4]);
+    let _queued: Vec<_> = (0..7).map(|_| live[0].start()).collect();
+    // 30 ms beats 50 ms for this request, but it stretches backend 0's
+    // latency 3×: 30 × 3 = 90 > 50.
+    let got = fractions(&snap, &w, &live, 2_000);
+    assert!(got[1] > 0.95, "{got:?}");
+}
+
+#[test]
+fn near_equal_costs_go_to_the_backend_with_fewer_in_flight_per_weight() {
+    let snap = snapshot();
+    let live = stats(4);
+    // 20 and 21 ms: within the tolerance, a tie.
+    measured(&live, &[(0, 1, 20), (0, 4, 20), (1, 1, 21), (1, 4, 21)]);
+    let w = PoolWeights::new(&snap.pools[0], vec![0.5, 0.5, 0.0, 0.0], vec![0.0; 4]);
+    let _busy: Vec<_> = (0..3).map(|_| live[0].start()).collect();
+    let got = fractions(&snap, &w, &live, 2_000);
+    assert!(got[1] > 0.95, "the less loaded one: {got:?}");
+}
