@@ -9,7 +9,7 @@
 #
 #   load-tests/scenarios.sh           full run (about 50 min with nginx and HAProxy,
 #                                     25 min without); report in load-tests/results/DATE/
-#   load-tests/scenarios.sh --quick   CI subset (about 7.5 min): Ballast only, with checks;
+#   load-tests/scenarios.sh --quick   CI subset (about 9.5 min): Ballast and HAProxy, with checks;
 #                                     report in load-tests/results/DATE-quick/ (not committed)
 #
 # Any other option goes to ballast-scenarios (--out DIR, --scenario KEY, --rate N;

@@ -4,7 +4,8 @@
 # the dashboard in headless Chromium, smoke runs of the demo and of the
 # three-region demo, the deployment assets' validation (docker/validate.sh;
 # its linters are skipped with a message when PyPI cannot be reached), and
-# the quick routing scenarios. Installs cmake and Chromium when missing.
+# the quick routing scenarios. Installs cmake, Chromium and HAProxy when
+# missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . load-tests/prereqs.sh
@@ -35,7 +36,8 @@ step "three-region demo smoke run (spillover, canary breaker)"
 load-tests/demo-regions.sh --smoke
 step "deployment assets (docker/validate.sh)"
 docker/validate.sh
-step "routing-quality scenarios (quick pace)"
+step "routing-quality scenarios (quick pace, against HAProxy leastconn)"
+ballast_require haproxy haproxy
 scenario_out="$(mktemp -d)"
 load-tests/scenarios.sh --quick --out "$scenario_out"
 rm -rf "$scenario_out"

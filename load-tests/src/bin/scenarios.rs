@@ -1,10 +1,12 @@
 //! `ballast-scenarios`: run the load-test scenarios against Ballast (in each
 //! routing mode) and, when installed, nginx and HAProxy; write a Markdown
 //! report, a CSV and a PNG per scenario; with `--quick`, run a short subset
-//! against Ballast only and exit non-zero when a quality check fails.
+//! against Ballast and HAProxy `leastconn` and exit non-zero when a quality
+//! check fails.
 //!
 //! ```text
 //! ballast-scenarios [--quick] [--ballast PATH] [--out DIR] [--scenario KEY]... [--rate N]
+//!                   [--contender TEXT]...
 //! ```
 //!
 //! Exit status: 0 when every run completed (and, with `--quick`, every
@@ -31,7 +33,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 struct Cli {
     /// Short subset (baseline, spike, failure, canary, spillover, failover,
     /// read-your-writes, small-fast-vs-roomy-slow, errors-503), phases of
-    /// at most 12 s, Ballast only, with quality checks.
+    /// at most 12 s, Ballast's weight modes and HAProxy leastconn, with
+    /// quality checks.
     #[arg(long)]
     quick: bool,
     /// The ballast binary (default: $CARGO_TARGET_DIR/release/ballast,

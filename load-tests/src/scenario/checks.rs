@@ -8,6 +8,19 @@ use super::report::ScenarioResults;
 const LATENCY: Contender = Contender::Ballast(BallastMode::Latency);
 const CAPACITY: Contender = Contender::Ballast(BallastMode::Capacity);
 const ROUND_ROBIN: Contender = Contender::Ballast(BallastMode::RoundRobin);
+const LEASTCONN: Contender = Contender::Haproxy;
+/// The quick scenarios in which the default mode's mean must not be above
+/// HAProxy `leastconn`'s (plain balancing: no canary, region or write rule
+/// that HAProxy's configuration does not have).
+const AGAINST_LEASTCONN: [&str; 5] = [
+    "baseline",
+    "spike",
+    "failure",
+    "small-fast-vs-roomy-slow",
+    "errors-503",
+];
+/// Slack for a loaded machine in the comparison with `leastconn`.
+const LEASTCONN_MARGIN: f64 = 1.05;
 
 /// One assertion and what was measured for it.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +50,29 @@ pub fn quick_checks(results: &[ScenarioResults]) -> Vec<Check> {
             .map(percent)
     };
     let mut checks = Vec::new();
+
+    // The default mode is no worse than least connections on mean latency,
+    // and a backend answering 30% 503 costs GETs nothing.
+    for key in AGAINST_LEASTCONN {
+        checks.push(below(
+            key,
+            &format!(
+                "ballast latency mean after the change ≤ {LEASTCONN_MARGIN} × haproxy leastconn's"
+            ),
+            "ms",
+            after(key, LATENCY).map(|s| s.mean),
+            after(key, LEASTCONN).map(|s| LEASTCONN_MARGIN * s.mean),
+        ));
+    }
+    checks.push(below(
+        "errors-503",
+        "ballast latency client errors with one backend answering 30% 503 = 0",
+        "errors",
+        find("errors-503", LATENCY)
+            .and_then(|a| a.whole)
+            .map(|s| s.errors as f64),
+        Some(1.0),
+    ));
 
     // Capacity mode follows the configured capacities (1000 : 200).
     let capacity_share = 100.0 * 200.0 / 1200.0;

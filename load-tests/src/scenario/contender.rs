@@ -75,7 +75,8 @@ impl Contender {
 }
 
 /// The contenders to run at `pace`, and a note for each one skipped. The
-/// quick pace runs Ballast only.
+/// quick pace runs Ballast's three weight modes and HAProxy, the policy its
+/// checks compare the default with.
 pub fn contenders(pace: Pace) -> (Vec<Contender>, Vec<String>) {
     let mut chosen = vec![
         Contender::Ballast(BallastMode::Latency),
@@ -83,15 +84,18 @@ pub fn contenders(pace: Pace) -> (Vec<Contender>, Vec<String>) {
         Contender::Ballast(BallastMode::RoundRobin),
     ];
     let mut skipped = Vec::new();
-    if pace == Pace::Quick {
-        return (chosen, skipped);
-    }
-    chosen.push(Contender::Ballast(BallastMode::PeakEwma));
-    for contender in [
-        Contender::Nginx(NginxBalance::RoundRobin),
-        Contender::Nginx(NginxBalance::LeastConn),
-        Contender::Haproxy,
-    ] {
+    let others: &[Contender] = match pace {
+        Pace::Quick => &[Contender::Haproxy],
+        Pace::Full => {
+            chosen.push(Contender::Ballast(BallastMode::PeakEwma));
+            &[
+                Contender::Nginx(NginxBalance::RoundRobin),
+                Contender::Nginx(NginxBalance::LeastConn),
+                Contender::Haproxy,
+            ]
+        }
+    };
+    for &contender in others {
         let program = contender
             .program()
             .expect("third-party contenders name a program");

@@ -7,7 +7,7 @@
 //! included), in buckets of powers of two: 1, 2, 3–4, 5–8, …, 257+. Each
 //! bucket keeps a moving average of the latencies filed under it: a new
 //! sample gets weight `1 − exp(−Δt / 1 s)` (Δt since the bucket last
-//! changed), and at least 10%, so a busy bucket follows a change within a
+//! changed), and at least 5%, so a busy bucket follows a change within a
 //! few dozen requests and a quiet one takes its next sample as it is.
 //!
 //! The prediction for a request that would join `n` in flight is the
@@ -27,7 +27,7 @@ const BUCKETS: usize = 10;
 /// Time constant of each bucket's average.
 const TAU_MS: f64 = 1_000.0;
 /// The old average keeps at most this weight per sample.
-const MAX_KEPT_WEIGHT: f64 = 0.9;
+const MAX_KEPT_WEIGHT: f64 = 0.95;
 /// A bucket not updated for this long is not used.
 const FRESH_MS: u64 = 3_000;
 /// An empty bucket.
@@ -82,10 +82,12 @@ impl LoadLatency {
                 NO_VALUE => sample,
                 bits => f64::from_bits(bits) * kept + sample * (1.0 - kept),
             };
-            match bucket
-                .average_bits
-                .compare_exchange_weak(current, next.to_bits(), Relaxed, Relaxed)
-            {
+            match bucket.average_bits.compare_exchange_weak(
+                current,
+                next.to_bits(),
+                Relaxed,
+                Relaxed,
+            ) {
                 Ok(_) => return,
                 Err(actual) => current = actual,
             }
@@ -150,11 +152,11 @@ mod tests {
     }
 
     #[test]
-    fn a_busy_bucket_moves_a_tenth_per_sample_and_a_quiet_one_takes_the_sample() {
+    fn a_busy_bucket_moves_a_twentieth_per_sample_and_a_quiet_one_takes_the_sample() {
         let l = LoadLatency::default();
         l.record(1_000, 1, 10_000);
         l.record(1_000, 1, 20_000);
-        assert!((l.predict(1_000, 1).unwrap() - 11_000.0).abs() < 1e-6);
+        assert!((l.predict(1_000, 1).unwrap() - 10_500.0).abs() < 1e-6);
         l.record(60_000, 1, 30_000);
         assert!((l.predict(60_000, 1).unwrap() - 30_000.0).abs() < 1.0);
     }

@@ -104,7 +104,7 @@ pub(super) fn least_predicted_latency<R: Rng + ?Sized>(
 }
 
 /// Costs within this fraction of each other are a tie, broken by load.
-const COST_TOLERANCE: f64 = 0.1;
+const COST_TOLERANCE: f64 = 0.2;
 
 /// A candidate's cost and its load (in flight + 1, per unit of weight).
 #[derive(Debug, Clone, Copy)]
@@ -178,4 +178,3 @@ pub(super) fn peak_ewma<R: Rng + ?Sized>(
     };
     Some(if cost(a) <= cost(b) { a } else { b })
 }
-

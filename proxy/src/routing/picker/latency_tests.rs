@@ -33,7 +33,12 @@ fn fractions(
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let mut counts = vec![0usize; live.len()];
     for t in 0..n {
-        match pick(snap, &facts(t as u64, &[], Some(weights), live), NOW_MS, &mut rng) {
+        match pick(
+            snap,
+            &facts(t as u64, &[], Some(weights), live),
+            NOW_MS,
+            &mut rng,
+        ) {
             Decision::Backend(b) => counts[b] += 1,
             other => panic!("{other:?}"),
         }
