@@ -2,8 +2,8 @@
 //! flight in a pool stay within `max(min_concurrency, percent / 100 ×
 //! requests in flight)`, where requests in flight are the pool's attempts at
 //! its backends; a burst beyond that is still allowed while the pool's
-//! recent retries stay within `max(min_concurrency, percent / 100 × recent
-//! requests)` (both counts decay by half every second). A retry over both is not made:
+//! recent retries stay within `min_concurrency + percent / 100 × recent
+//! requests` (both counts decay by half every second). A retry over both is not made:
 //! the client gets the failure. With every backend failing half its
 //! requests, retries then add about `percent`% to the load instead of
 //! doubling it, while a few failures bunched together are still retried.
@@ -53,13 +53,14 @@ impl PoolRetries {
     }
 
     /// Whether one more retry keeps recent retries within `percent`% of
-    /// recent requests (or within `min_concurrency`, for a pool that has
-    /// only just started to be busy).
+    /// recent requests plus `min_concurrency` (a reserve, like Finagle's
+    /// minimum retries per second, so a few failures bunched together in a
+    /// pool that has only just started to be busy are still retried).
     fn within_recent_share(&self, budget: &RetryBudget) -> bool {
         let requests = self.recent_requests.load(Ordering::Relaxed) as f64;
         let retries = self.recent_retries.load(Ordering::Relaxed) as f64;
         let share = budget.percent / 100.0 * requests;
-        retries + 1.0 <= share.max(budget.min_concurrency as f64)
+        retries + 1.0 <= share + budget.min_concurrency as f64
     }
 }
 
@@ -202,11 +203,12 @@ mod tests {
         for _ in 0..20 {
             budgets.count_request(pool, 0);
         }
-        // 20 recent requests: 4 retries (20%) may be in flight at once.
-        let tokens: Vec<_> = (0..6)
+        // 20 recent requests: 4 retries (20%) plus the reserve of 1 may be
+        // in flight at once.
+        let tokens: Vec<_> = (0..7)
             .filter_map(|_| budgets.try_acquire(pool, &policy, &idle, 0))
             .collect();
-        assert_eq!(tokens.len(), 4);
+        assert_eq!(tokens.len(), 5);
         drop(tokens);
         // The recent retries weigh on the share until they decay.
         let _first = budgets.try_acquire(pool, &policy, &idle, 500);
