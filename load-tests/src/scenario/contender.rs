@@ -200,10 +200,30 @@ mod tests {
     }
 
     #[test]
-    fn the_quick_pace_runs_ballast_only() {
+    fn the_quick_pace_runs_ballasts_weight_modes_and_haproxy() {
         let (chosen, skipped) = contenders(Pace::Quick);
-        assert_eq!(chosen.len(), 3);
-        assert!(chosen.iter().all(|c| c.program().is_none()));
-        assert!(skipped.is_empty());
+        let ballast: Vec<Contender> = chosen
+            .iter()
+            .copied()
+            .filter(|c| c.program().is_none())
+            .collect();
+        assert_eq!(
+            ballast,
+            vec![
+                Contender::Ballast(BallastMode::Latency),
+                Contender::Ballast(BallastMode::Capacity),
+                Contender::Ballast(BallastMode::RoundRobin),
+            ]
+        );
+        let others: Vec<Contender> = chosen
+            .into_iter()
+            .filter(|c| c.program().is_some())
+            .collect();
+        // HAProxy runs when installed, and is named as skipped otherwise.
+        assert_eq!(others.len() + skipped.len(), 1);
+        assert!(others.iter().all(|&c| c == Contender::Haproxy));
+        assert!(skipped
+            .iter()
+            .all(|note| note.starts_with("haproxy leastconn: skipped")));
     }
 }
