@@ -2,8 +2,9 @@
 //! flight in a pool stay within `max(min_concurrency, percent / 100 ×
 //! requests in flight)`, where requests in flight are the pool's attempts at
 //! its backends; a burst beyond that is still allowed while the pool's
-//! recent retries stay within `min_concurrency + percent / 100 × recent
-//! requests` (both counts decay by half every second). A retry over both is not made:
+//! recent retries stay within `10 + percent / 100 × recent requests` (both
+//! counts decay by half every second; 10 is Finagle's minimum of retries
+//! per second, or `min_concurrency` if larger, and none when it is 0). A retry over both is not made:
 //! the client gets the failure. With every backend failing half its
 //! requests, retries then add about `percent`% to the load instead of
 //! doubling it, while a few failures bunched together are still retried.
@@ -18,6 +19,10 @@ use std::sync::Arc;
 
 /// How often the recent counts halve.
 const HALF_LIFE_MS: u64 = 1000;
+/// Recent retries always allowed beside the share: Finagle's default
+/// minimum of 10 retries per second, so chance bunching in a pool that
+/// has only just started to be busy is still retried.
+const RECENT_RESERVE: f64 = 10.0;
 
 /// One pool's retries in flight and recent requests and retries.
 #[derive(Default)]
@@ -53,14 +58,17 @@ impl PoolRetries {
     }
 
     /// Whether one more retry keeps recent retries within `percent`% of
-    /// recent requests plus `min_concurrency` (a reserve, like Finagle's
-    /// minimum retries per second, so a few failures bunched together in a
-    /// pool that has only just started to be busy are still retried).
+    /// recent requests plus a reserve: [`RECENT_RESERVE`] or
+    /// `min_concurrency` if larger, none when `min_concurrency` is 0.
     fn within_recent_share(&self, budget: &RetryBudget) -> bool {
         let requests = self.recent_requests.load(Ordering::Relaxed) as f64;
         let retries = self.recent_retries.load(Ordering::Relaxed) as f64;
         let share = budget.percent / 100.0 * requests;
-        retries + 1.0 <= share + budget.min_concurrency as f64
+        let reserve = match budget.min_concurrency {
+            0 => 0.0,
+            n => RECENT_RESERVE.max(n as f64),
+        };
+        retries + 1.0 <= share + reserve
     }
 }
 
@@ -156,18 +164,20 @@ mod tests {
     }
 
     #[test]
-    fn min_concurrency_is_allowed_whatever_the_load() {
+    fn the_reserve_is_allowed_whatever_the_load() {
         let budgets = Arc::new(RetryBudgets::new(1));
         let (idle, _guards) = busy(2, 0);
         let pool = PoolId(0);
-        let tokens: Vec<_> = (0..3)
+        // No request in flight or recent: min_concurrency (3) in flight, and
+        // the recent reserve (10) beyond it.
+        let tokens: Vec<_> = (0..10)
             .map(|_| budgets.try_acquire(pool, &budget(20.0, 3), &idle, 0))
             .collect();
         assert!(tokens.iter().all(Option::is_some));
         assert!(budgets
             .try_acquire(pool, &budget(20.0, 3), &idle, 0)
             .is_none());
-        assert_eq!(budgets.in_flight(pool), 3);
+        assert_eq!(budgets.in_flight(pool), 10);
         drop(tokens);
         assert_eq!(budgets.in_flight(pool), 0, "tokens give their retry back");
     }
@@ -203,12 +213,12 @@ mod tests {
         for _ in 0..20 {
             budgets.count_request(pool, 0);
         }
-        // 20 recent requests: 4 retries (20%) plus the reserve of 1 may be
+        // 20 recent requests: 4 retries (20%) plus the reserve of 10 may be
         // in flight at once.
-        let tokens: Vec<_> = (0..7)
+        let tokens: Vec<_> = (0..20)
             .filter_map(|_| budgets.try_acquire(pool, &policy, &idle, 0))
             .collect();
-        assert_eq!(tokens.len(), 5);
+        assert_eq!(tokens.len(), 14);
         drop(tokens);
         // The recent retries weigh on the share until they decay.
         let _first = budgets.try_acquire(pool, &policy, &idle, 500);
