@@ -34,6 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[cfg(test)]
+mod ejection_tests;
+#[cfg(test)]
 mod shadow_tests;
 #[cfg(test)]
 mod tests;

@@ -579,3 +579,6 @@ fn parse_count_in(text: &[u8], min: u64) -> Result<u64, ParseError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod decimal_tests;
