@@ -14,30 +14,15 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Proxy {
-    listen: SocketAddr,
-    admin: SocketAddr,
-    _ballast: RunningBallast,
-}
+type Proxy = LoopbackProxy;
 
 /// Ballast on loopback with one pool `p` of `backends`, plus `extra` YAML.
 async fn start(backends: &[&OriginHandle], extra: &str) -> Proxy {
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let list: Vec<String> = backends
-        .iter()
-        .map(|o| format!("{{addr: \"{}\"}}", o.addr))
-        .collect();
-    let yaml = format!(
-        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\n{extra}pools: {{p: {{backends: [{}]}}}}\nroutes: [{{pool: p}}]\n",
-        list.join(", ")
-    );
-    let ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
-    Proxy {
-        listen,
-        admin,
-        _ballast: ballast,
-    }
+    let list = backend_entries(backends);
+    LoopbackProxy::start(|listen, admin| format!(
+        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\n{extra}pools: {{p: {{backends: [{list}]}}}}\nroutes: [{{pool: p}}]\n"
+    ))
+    .await
 }
 
 /// Write `bytes` on a fresh connection and read until the server closes it

@@ -11,33 +11,17 @@ use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
-struct Proxy {
-    listen: SocketAddr,
-    admin: SocketAddr,
-    _ballast: RunningBallast,
-}
+type Proxy = LoopbackProxy;
 
 /// A Ballast with one pool `p` over `origins`, configured by `pool` lines.
 async fn start(pool: &str, origins: &[&OriginHandle]) -> Proxy {
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let list: Vec<String> = origins
-        .iter()
-        .map(|o| format!("{{addr: \"{}\"}}", o.addr))
-        .collect();
-    let yaml = format!(
-        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\nserver: {{threads: 2, drain_timeout: 2s}}\npools:\n  p:\n{pool}    backends: [{}]\nroutes: [{{pool: p}}]\n",
-        list.join(", ")
-    );
-    let ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
-    Proxy {
-        listen,
-        admin,
-        _ballast: ballast,
-    }
+    let list = backend_entries(origins);
+    LoopbackProxy::start(|listen, admin| format!(
+        "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\nserver: {{threads: 2, drain_timeout: 2s}}\npools:\n  p:\n{pool}    backends: [{list}]\nroutes: [{{pool: p}}]\n"
+    ))
+    .await
 }
 
 /// An origin answering after 5 ms, `error_rate` of its requests with `503`.

@@ -12,32 +12,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-struct Proxy {
-    listen: SocketAddr,
-    admin: SocketAddr,
-    _ballast: RunningBallast,
-}
+type Proxy = LoopbackProxy;
 
 async fn start(pool: &str) -> Proxy {
-    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let yaml = format!(
+    LoopbackProxy::start(|listen, admin| format!(
         "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\nserver: {{threads: 2, drain_timeout: 2s}}\npools:\n  p:\n{pool}routes: [{{pool: p}}]\n"
-    );
-    let ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
-    Proxy {
-        listen,
-        admin,
-        _ballast: ballast,
-    }
+    ))
+    .await
 }
 
 fn backends(origins: &[&OriginHandle]) -> String {
-    let list: Vec<String> = origins
-        .iter()
-        .map(|o| format!("{{addr: \"{}\"}}", o.addr))
-        .collect();
-    format!("    backends: [{}]\n", list.join(", "))
+    format!("    backends: [{}]\n", backend_entries(origins))
 }
 
 /// These tests put real load on a small machine; run them one at a time so

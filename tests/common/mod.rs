@@ -271,3 +271,34 @@ pub async fn origin_with_latency(name: &str, latency: Duration) -> OriginHandle 
         .await
         .unwrap()
 }
+
+/// A Ballast on two free loopback ports, stopped when dropped.
+pub struct LoopbackProxy {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    _ballast: RunningBallast,
+}
+
+impl LoopbackProxy {
+    /// Start a Ballast whose configuration `config(listen, admin)` writes.
+    pub async fn start(config: impl FnOnce(SocketAddr, SocketAddr) -> String) -> Self {
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let yaml = config(listen, admin);
+        let ballast = RunningBallast::start(&yaml, Path::new("."), &[listen, admin]).await;
+        Self {
+            listen,
+            admin,
+            _ballast: ballast,
+        }
+    }
+}
+
+/// `{addr: "..."}, ...`: the flow-mapping entries of `origins` as backends.
+pub fn backend_entries(origins: &[&OriginHandle]) -> String {
+    let list: Vec<String> = origins
+        .iter()
+        .map(|o| format!("{{addr: \"{}\"}}", o.addr))
+        .collect();
+    list.join(", ")
+}
