@@ -144,10 +144,12 @@ async fn an_origin_made_four_times_slower_gets_a_clearly_smaller_share() {
     )
     .await;
     let (fast_mark, slowed_mark) = (fast.stats.total(), slowed.stats.total());
+    // Longer than a latency sample stays fresh (3 s): whatever exploration
+    // draws, the slowed origin is probed again within this window.
     let measured = drive(
         proxy.listen,
         6,
-        Duration::from_millis(1500),
+        Duration::from_millis(3500),
         10_000,
         get_request,
     )
@@ -1151,10 +1153,12 @@ async fn a_round_robin_shadow_beside_latency_routing_disagrees_and_predicts_slow
     .await;
     let (fast_mark, slow_mark) = (fast.stats.total(), slow.stats.total());
     let (same_mark, different_mark) = shadow_counts().await;
+    // Longer than a latency sample stays fresh (3 s): whatever exploration
+    // draws, the slowed origin is probed again within this window.
     let measured = drive(
         proxy.listen,
         6,
-        Duration::from_millis(1500),
+        Duration::from_millis(3500),
         10_000,
         get_request,
     )
