@@ -8,7 +8,13 @@
 //! bucket keeps a moving average of the latencies filed under it: a new
 //! sample gets weight `1 − exp(−Δt / 1 s)` (Δt since the bucket last
 //! changed), and at least 5%, so a busy bucket follows a change within a
-//! few dozen requests and a quiet one takes its next sample as it is.
+//! few dozen requests and a quiet one takes its next sample as it is. A
+//! sample counts for at most three times the average it joins: a rare
+//! pause (a request held 10× longer) moves the average a little instead of
+//! making the backend look slow for a second, while a backend that really
+//! turned slower is still followed within a few dozen requests (10% more
+//! per sample at least). The request a pause holds still counts where it
+//! matters, in the backend's in-flight.
 //!
 //! The prediction for a request that would join `n` in flight is the
 //! largest fresh average (updated within the last 3 s) among the buckets up
@@ -28,6 +34,8 @@ const BUCKETS: usize = 10;
 const TAU_MS: f64 = 1_000.0;
 /// The old average keeps at most this weight per sample.
 const MAX_KEPT_WEIGHT: f64 = 0.95;
+/// A sample counts for at most this multiple of the average it joins.
+const MAX_SAMPLE_RATIO: f64 = 3.0;
 /// A bucket not updated for this long is not used.
 const FRESH_MS: u64 = 3_000;
 /// An empty bucket.
@@ -80,7 +88,10 @@ impl LoadLatency {
         loop {
             let next = match current {
                 NO_VALUE => sample,
-                bits => f64::from_bits(bits) * kept + sample * (1.0 - kept),
+                bits => {
+                    let average = f64::from_bits(bits);
+                    average * kept + sample.min(average * MAX_SAMPLE_RATIO) * (1.0 - kept)
+                }
             };
             match bucket.average_bits.compare_exchange_weak(
                 current,
@@ -159,6 +170,25 @@ mod tests {
         assert!((l.predict(1_000, 1).unwrap() - 10_500.0).abs() < 1e-6);
         l.record(60_000, 1, 30_000);
         assert!((l.predict(60_000, 1).unwrap() - 30_000.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn a_rare_long_sample_counts_for_three_times_the_average_at_most() {
+        let l = LoadLatency::default();
+        l.record(1_000, 1, 20_000);
+        l.record(1_000, 1, 200_000);
+        assert!((l.predict(1_000, 1).unwrap() - 22_000.0).abs() < 1e-6);
+        // A quiet bucket takes the sample nearly whole, capped all the same.
+        l.record(60_000, 1, 200_000);
+        assert!((l.predict(60_000, 1).unwrap() - 66_000.0).abs() < 1.0);
+        // A busy bucket of a backend that really slowed down 10x is past
+        // half of it within a few dozen samples.
+        let slowed = LoadLatency::default();
+        slowed.record(1_000, 1, 20_000);
+        for _ in 0..25 {
+            slowed.record(1_000, 1, 200_000);
+        }
+        assert!(slowed.predict(1_000, 1).unwrap() > 100_000.0);
     }
 
     #[test]
