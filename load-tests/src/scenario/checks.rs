@@ -19,8 +19,13 @@ const AGAINST_LEASTCONN: [&str; 5] = [
     "small-fast-vs-roomy-slow",
     "errors-503",
 ];
-/// Slack for a loaded machine in the comparison with `leastconn`.
+/// Slack for a loaded machine in the comparison with `leastconn`: 5%, and
+/// 1 ms beside it, the spread of a 12 ms mean between two runs of the same
+/// contender where every policy sits at the same floor (two equal backends
+/// left in `failure`) on a 2-core machine that also runs the origins and
+/// the load.
 const LEASTCONN_MARGIN: f64 = 1.05;
+const LEASTCONN_SLACK_MS: f64 = 1.0;
 
 /// One assertion and what was measured for it.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,11 +62,11 @@ pub fn quick_checks(results: &[ScenarioResults]) -> Vec<Check> {
         checks.push(below(
             key,
             &format!(
-                "ballast latency mean after the change ≤ {LEASTCONN_MARGIN} × haproxy leastconn's"
+                "ballast latency mean after the change ≤ {LEASTCONN_MARGIN} × haproxy leastconn's + {LEASTCONN_SLACK_MS} ms"
             ),
             "ms",
             after(key, LATENCY).map(|s| s.mean),
-            after(key, LEASTCONN).map(|s| LEASTCONN_MARGIN * s.mean),
+            after(key, LEASTCONN).map(|s| LEASTCONN_MARGIN * s.mean + LEASTCONN_SLACK_MS),
         ));
     }
     checks.push(below(

@@ -14,7 +14,9 @@
 //!   convergence; [`consistency`]: stale reads of the read-your-writes
 //!   workload;
 //! - [`report`], [`chart`]: Markdown, CSV and PNG; [`checks`]: the quality
-//!   assertions of the quick pace; [`targets`]: the reported targets.
+//!   assertions of the quick pace; [`targets`]: the reported targets
+//!   against round robin; [`versus`]: the default against the best
+//!   contenders.
 
 pub mod analysis;
 pub mod chart;
@@ -33,3 +35,4 @@ pub mod runner;
 pub mod stats;
 pub mod targets;
 pub mod timeline;
+pub mod versus;

@@ -113,6 +113,7 @@ pub fn markdown(info: &RunInfo, results: &[ScenarioResults], checks: &[Check]) -
         }
         out.push('\n');
     }
+    out.push_str(&super::versus::section(results));
     out.push_str(&super::targets::section(results));
     for (number, result) in results.iter().enumerate() {
         scenario_section(&mut out, number + 1, result, true);

@@ -99,7 +99,8 @@ pub struct PollRecord {
 pub struct LatencyOutlook {
     /// At the backend's current load plus this request, in µs.
     pub now_us: f64,
-    /// With no other request in flight, in µs.
+    /// With no other request in flight, in µs (remembered for a while when
+    /// the backend stays busy, see [`super::load_latency::LoadLatency::alone`]).
     pub alone_us: f64,
 }
 
@@ -254,7 +255,7 @@ impl BackendStats {
         let joining = self.in_flight().max(0) as u64 + 1;
         Some(LatencyOutlook {
             now_us: self.load_latency.predict(now_ms, joining)?,
-            alone_us: self.load_latency.predict(now_ms, 1)?,
+            alone_us: self.load_latency.alone(now_ms)?,
         })
     }
 

@@ -24,6 +24,13 @@
 //! bucket's top (the backend is assumed to run out of concurrency there).
 //! When only buckets above `n`'s are fresh, the lowest of them is used.
 //!
+//! What a request alone would see ([`LoadLatency::alone`]) comes from the
+//! lowest bucket measured within the last minute, fresh or not: a backend
+//! kept busy never answers a request alone, and its latency at the lowest
+//! load it shows already includes queueing. Remembering it errs on the
+//! safe side: a backend that turned slower while busy looks more stretched
+//! than it is, sheds load, and its low buckets fill again.
+//!
 //! Lock-free: each bucket is two relaxed atomics, as in [`super::window`].
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -38,6 +45,8 @@ const MAX_KEPT_WEIGHT: f64 = 0.95;
 const MAX_SAMPLE_RATIO: f64 = 3.0;
 /// A bucket not updated for this long is not used.
 const FRESH_MS: u64 = 3_000;
+/// How long the lowest bucket is remembered as the latency alone.
+const ALONE_MEMORY_MS: u64 = 60_000;
 /// An empty bucket.
 const NO_VALUE: u64 = u64::MAX;
 
@@ -109,11 +118,7 @@ impl LoadLatency {
     /// expect, in µs; `None` when no bucket is fresh.
     pub fn predict(&self, now_ms: u64, in_flight: u64) -> Option<f64> {
         let want = bucket_of(in_flight);
-        let fresh = |b: &Bucket| -> Option<f64> {
-            let bits = b.average_bits.load(Relaxed);
-            let age = now_ms.saturating_sub(b.updated_ms.load(Relaxed));
-            (bits != NO_VALUE && age <= FRESH_MS).then(|| f64::from_bits(bits))
-        };
+        let fresh = |b: &Bucket| b.average_within(now_ms, FRESH_MS);
         let mut highest: Option<(usize, f64)> = None;
         for (index, bucket) in self.buckets[..=want].iter().enumerate() {
             if let Some(average) = fresh(bucket) {
@@ -126,6 +131,23 @@ impl LoadLatency {
             Some((index, largest)) => Some(largest * (in_flight as f64 / top_of(index)).max(1.0)),
             None => self.buckets[want + 1..].iter().find_map(fresh),
         }
+    }
+
+    /// The latency of a request alone, in µs: the lowest bucket measured
+    /// within the last minute (see the module header); `None` when none was.
+    pub fn alone(&self, now_ms: u64) -> Option<f64> {
+        self.buckets
+            .iter()
+            .find_map(|b| b.average_within(now_ms, ALONE_MEMORY_MS))
+    }
+}
+
+impl Bucket {
+    /// The average, when it was updated within `max_age_ms` of `now_ms`.
+    fn average_within(&self, now_ms: u64, max_age_ms: u64) -> Option<f64> {
+        let bits = self.average_bits.load(Relaxed);
+        let age = now_ms.saturating_sub(self.updated_ms.load(Relaxed));
+        (bits != NO_VALUE && age <= max_age_ms).then(|| f64::from_bits(bits))
     }
 }
 
@@ -189,6 +211,19 @@ mod tests {
             slowed.record(1_000, 1, 200_000);
         }
         assert!(slowed.predict(1_000, 1).unwrap() > 100_000.0);
+    }
+
+    #[test]
+    fn the_latency_alone_is_remembered_for_a_minute_while_the_backend_stays_busy() {
+        let l = LoadLatency::default();
+        assert_eq!(l.alone(1_000), None);
+        l.record(1_000, 1, 10_000);
+        l.record(1_000, 12, 30_000);
+        // Busy since: only the queueing bucket is fresh.
+        l.record(20_000, 12, 30_000);
+        assert_eq!(l.predict(20_000, 1), Some(30_000.0));
+        assert_eq!(l.alone(20_000), Some(10_000.0));
+        assert_eq!(l.alone(1_000 + ALONE_MEMORY_MS + 1), Some(30_000.0));
     }
 
     #[test]
