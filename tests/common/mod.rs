@@ -156,7 +156,7 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
 pub struct LoadOutcome {
     /// Responses by status code.
     pub statuses: std::collections::BTreeMap<u16, usize>,
-    /// Requests that got no HTTP response at all.
+    /// Requests sent that got no HTTP response at all.
     pub transport_errors: usize,
 }
 
@@ -204,8 +204,10 @@ where
                 }
                 let s = sender.as_mut().expect("connected");
                 if s.ready().await.is_err() {
+                    // Closed before this request was sent (the last answer
+                    // said `Connection: close` and the close raced
+                    // `is_closed`): nothing was lost, connect again.
                     sender = None;
-                    outcome.transport_errors += 1;
                     continue;
                 }
                 match s.send_request(make(worker, n)).await {
