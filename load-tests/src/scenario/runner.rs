@@ -44,6 +44,33 @@ pub struct Run {
     pub published: Vec<Sample>,
 }
 
+#[cfg(test)]
+impl Run {
+    /// A made-up run for the report's tests: 100 reads sent 100 ms apart;
+    /// `request(n)` gives the n-th one's latency in ms, status and origin.
+    pub fn synthetic(contender: Contender, request: impl Fn(u64) -> (u64, u16, usize)) -> Run {
+        use super::load::{Answer, Traffic};
+        use std::time::Duration;
+        let outcomes = (0..100u64)
+            .map(|n| {
+                let (latency_ms, status, origin) = request(n);
+                Outcome {
+                    sent_at: Duration::from_millis(n * 100),
+                    latency: Duration::from_millis(latency_ms),
+                    answer: Answer::Status(status),
+                    origin: Some(origin),
+                    traffic: Traffic::Read,
+                }
+            })
+            .collect();
+        Run {
+            contender,
+            outcomes,
+            published: vec![],
+        }
+    }
+}
+
 /// Runs `scenario` against `contender`.
 pub async fn run(
     scenario: &Scenario,

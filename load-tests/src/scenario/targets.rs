@@ -86,27 +86,18 @@ fn row(scenario: &str, adaptive: &Analysis, baseline: &Analysis) -> String {
 mod tests {
     use super::*;
     use crate::scenario::analysis::analyse;
-    use crate::scenario::load::{Answer, Outcome, Traffic};
     use crate::scenario::plan::{catalogue, Pace};
     use crate::scenario::runner::Run;
-    use std::time::Duration;
 
     /// A run where every request takes `slow_ms` once in five, else 5 ms.
     fn run(contender: Contender, slow_ms: u64) -> Run {
-        let outcomes = (0..100u64)
-            .map(|n| Outcome {
-                sent_at: Duration::from_millis(n * 100),
-                latency: Duration::from_millis(if n % 5 == 0 { slow_ms } else { 5 }),
-                answer: Answer::Status(200),
-                origin: Some(usize::from(n % 5 == 0)),
-                traffic: Traffic::Read,
-            })
-            .collect();
-        Run {
-            contender,
-            outcomes,
-            published: vec![],
-        }
+        Run::synthetic(contender, |n| {
+            if n % 5 == 0 {
+                (slow_ms, 200, 1)
+            } else {
+                (5, 200, 0)
+            }
+        })
     }
 
     #[test]

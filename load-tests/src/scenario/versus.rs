@@ -117,28 +117,16 @@ mod tests {
     use super::*;
     use crate::scenario::analysis::analyse;
     use crate::scenario::contender::NginxBalance;
-    use crate::scenario::load::{Answer, Outcome, Traffic};
     use crate::scenario::plan::{catalogue, Pace};
     use crate::scenario::runner::Run;
-    use std::time::Duration;
 
     /// A run whose every request takes `ms`, one in ten failing with 503
     /// when `failing`.
     fn run(contender: Contender, ms: u64, failing: bool) -> Run {
-        let outcomes = (0..100u64)
-            .map(|n| Outcome {
-                sent_at: Duration::from_millis(n * 100),
-                latency: Duration::from_millis(ms),
-                answer: Answer::Status(if failing && n % 10 == 0 { 503 } else { 200 }),
-                origin: Some(0),
-                traffic: Traffic::Read,
-            })
-            .collect();
-        Run {
-            contender,
-            outcomes,
-            published: vec![],
-        }
+        Run::synthetic(contender, |n| {
+            let status = if failing && n % 10 == 0 { 503 } else { 200 };
+            (ms, status, 0)
+        })
     }
 
     fn results(key: &str, runs: &[Run]) -> ScenarioResults {

@@ -4,10 +4,11 @@
 //! its backends; a burst beyond that is still allowed while the pool's
 //! recent retries stay within `10 + percent / 100 × recent requests` (both
 //! counts decay by half every second; 10 is Finagle's minimum of retries
-//! per second, or `min_concurrency` if larger, and none when it is 0). A retry over both is not made:
-//! the client gets the failure. With every backend failing half its
-//! requests, retries then add about `percent`% to the load instead of
-//! doubling it, while a few failures bunched together are still retried.
+//! per second, or `min_concurrency` if larger, and none when it is 0). A
+//! retry over both is not made: the client gets the failure. With every
+//! backend failing half its requests, retries then add about `percent`% to
+//! the load instead of doubling it, while a few failures bunched together
+//! are still retried.
 //!
 //! A [`RetryToken`] holds one retry in flight from the moment the retry is
 //! decided until the request ends.

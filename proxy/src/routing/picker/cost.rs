@@ -83,8 +83,9 @@ pub(super) fn least_predicted_latency<R: Rng + ?Sized>(
         Assessed { cost, load }
     };
     let mut best = (first, assess(first));
+    // `first` is assessed once, above, whichever backend the scan meets.
     let mut consider = |b: usize| {
-        if b != best.0 && candidate(b) {
+        if b != first && b != best.0 && candidate(b) {
             let assessed = assess(b);
             if assessed.beats(&best.1) {
                 best = (b, assessed);
