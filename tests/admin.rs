@@ -594,8 +594,14 @@ async fn a_shadow_is_added_changed_and_removed_by_reload_without_touching_live_s
         state["pools"][0]["shadow"].is_null(),
         "no shadow configured"
     );
-    let learned = backend(&state, "web", a.addr)["requests"].as_u64().unwrap();
-    assert!(learned > 0);
+    let served = |state: &Value| {
+        [a.addr, b.addr]
+            .map(|addr| backend(state, "web", addr)["requests"].as_u64().unwrap())
+            .iter()
+            .sum::<u64>()
+    };
+    let learned = served(&state);
+    assert!(learned >= 40, "{state:#}");
 
     // Added.
     std::fs::write(&file, with("shadow: {mode: round_robin}, ")).unwrap();
@@ -610,9 +616,10 @@ async fn a_shadow_is_added_changed_and_removed_by_reload_without_touching_live_s
     let shadow = &state["pools"][0]["shadow"];
     assert_eq!(shadow["mode"], "round_robin", "{state:#}");
     assert_eq!(shadow["compared"], 40, "{shadow:#}");
+    // Either backend may have taken all 40: the counts only add up.
     assert!(
-        backend(&state, "web", a.addr)["requests"].as_u64().unwrap() > learned,
-        "live stats kept across the reload"
+        served(&state) >= learned + 40,
+        "live stats kept across the reload: {state:#}"
     );
 
     // Only the sample changes: the candidate and its counts are kept.
