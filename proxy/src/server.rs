@@ -22,6 +22,7 @@ use crate::telemetry::decisions::DecisionLog;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::sni::SniResolver;
 use async_trait::async_trait;
+use pingora::connectors::TransportConnector;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
@@ -262,6 +263,7 @@ impl ProxyServer {
             LoadPollLoop {
                 routing: engine.state(),
                 metrics: metrics.clone(),
+                connector: Arc::new(TransportConnector::new(None)),
             },
         ));
         server.add_service(background_service(

@@ -1,7 +1,7 @@
-//! Loading a certificate chain and private key from PEM files, with every
-//! failure turned into a clear message instead of a panic later in the TLS
-//! stack (Pingora's `TlsSettings` panics on bad input, so nothing unchecked
-//! reaches it).
+//! Loading a certificate chain and private key from PEM files, and a bundle
+//! of CA certificates, with every failure turned into a clear message
+//! instead of a panic later in the TLS stack (Pingora's `TlsSettings` and
+//! `CertKey` panic on bad input, so nothing unchecked reaches them).
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -14,6 +14,31 @@ use std::sync::Arc;
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
     let chain = load_chain(cert)?;
     let key_der = load_key(key)?;
+    certify(chain, key_der, cert, key)
+}
+
+/// Check that `chain` (from the file `cert`) and `key_der` (from `key`)
+/// belong together, as [`load_certified_key`] does.
+pub fn check_pair(
+    chain: &[CertificateDer<'static>],
+    key_der: &PrivateKeyDer<'static>,
+    cert: &Path,
+    key: &Path,
+) -> Result<(), String> {
+    certify(chain.to_vec(), key_der.clone_key(), cert, key).map(|_| ())
+}
+
+/// Read a PEM bundle of CA certificates (at least one).
+pub fn load_ca_bundle(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    load_chain(path)
+}
+
+fn certify(
+    chain: Vec<CertificateDer<'static>>,
+    key_der: PrivateKeyDer<'static>,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<CertifiedKey>, String> {
     let provider = rustls::crypto::ring::default_provider();
     let certified = CertifiedKey::from_der(chain, key_der, &provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => format!(
@@ -34,7 +59,8 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))
 }
 
-fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// Read a PEM certificate chain (leaf first), each one valid X.509.
+pub fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = read(path, "certificate")?;
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -57,7 +83,8 @@ fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(chain)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+/// Read a PEM private key.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let pem = read(path, "private key")?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => format!(

@@ -244,9 +244,32 @@ pub struct RawPool {
     pub write_timeout: Option<String>,
     /// Idle upstream keep-alive timeout (default 60s).
     pub idle_timeout: Option<String>,
+    /// Connect to the backends over TLS (absent: plain HTTP).
+    pub tls: Option<RawUpstreamTls>,
     /// The pool's backends (at least one).
     #[serde(default)]
     pub backends: Vec<RawBackend>,
+}
+
+/// TLS from Ballast to a pool's backends.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    /// Server name sent (SNI) and checked against the backend's certificate
+    /// (default: none sent; the certificate must name the backend's IP address).
+    pub sni: Option<String>,
+    /// PEM bundle of the CAs trusted for the backends' certificates
+    /// (default: the system's roots).
+    pub ca: Option<String>,
+    /// Check the backend's certificate (default true; false accepts any).
+    pub verify: Option<bool>,
+    /// PEM certificate chain presented to backends that ask for one (mTLS;
+    /// with `client_key`).
+    pub client_cert: Option<String>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<String>,
+    /// Protocol offered by ALPN: http1 (default), h2 or h2_or_http1.
+    pub alpn: Option<String>,
 }
 
 /// A weight template: region multipliers that apply at certain local times.

@@ -9,6 +9,8 @@
 //! the bounds a value must lie in are checked in `compile/`.
 
 use super::routes::RouteTable;
+use pingora::protocols::tls::CaType;
+use pingora::utils::tls::CertKey;
 use rustls::sign::CertifiedKey;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -556,6 +558,45 @@ pub const DEFAULT_TIMEOUTS: UpstreamTimeouts = UpstreamTimeouts {
     idle: Duration::from_secs(60),
 };
 
+/// How a pool reaches its backends over TLS: loaded and checked when the
+/// configuration is compiled, so connecting reads no file.
+#[derive(Debug)]
+pub struct UpstreamTls {
+    /// Sent by SNI and checked against the certificate; `None`: no SNI is
+    /// sent and the certificate must name the backend's IP address.
+    pub sni: Option<String>,
+    /// Whether the backend's certificate is checked at all.
+    pub verify: bool,
+    pub alpn: UpstreamAlpn,
+    /// The CAs trusted for the backends' certificates; `None`: the system's.
+    pub ca: Option<Arc<CaType>>,
+    pub ca_file: Option<PathBuf>,
+    /// The certificate and key presented to a backend that asks (mTLS).
+    pub client_cert: Option<Arc<CertKey>>,
+    pub client_cert_file: Option<PathBuf>,
+    /// Keeps the pool's pooled connections apart from other pools' (which
+    /// may trust other CAs) and from those made under earlier settings.
+    pub connection_group: u64,
+}
+
+/// The protocols a pool offers its backends by ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamAlpn {
+    Http1,
+    H2,
+    H2OrHttp1,
+}
+
+impl UpstreamAlpn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamAlpn::Http1 => "http1",
+            UpstreamAlpn::H2 => "h2",
+            UpstreamAlpn::H2OrHttp1 => "h2_or_http1",
+        }
+    }
+}
+
 /// A set of backends a route sends traffic to.
 #[derive(Debug)]
 pub struct Pool {
@@ -574,6 +615,8 @@ pub struct Pool {
     pub write: Option<WriteSplit>,
     /// A candidate policy evaluated in shadow, when configured.
     pub shadow: Option<ShadowPolicy>,
+    /// TLS to the backends; `None`: plain HTTP.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// Which requests are writes and where they go.

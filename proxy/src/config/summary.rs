@@ -2,7 +2,7 @@
 //! `ballast check` and at startup; written from the [`ConfigView`].
 
 use super::snapshot::Snapshot;
-use super::view::{ConfigView, ListenerView, PoolView, RouteView, WriteView};
+use super::view::{ConfigView, ListenerView, PoolView, RouteView, UpstreamTlsView, WriteView};
 use std::fmt::Write;
 
 impl Snapshot {
@@ -68,9 +68,10 @@ fn write_pool(out: &mut String, pool: &PoolView) {
         .as_ref()
         .map(|s| format!(", shadow {} sample {}", s.mode, s.sample))
         .unwrap_or_default();
+    let tls = pool.tls.as_ref().map(tls_summary).unwrap_or_default();
     let _ = writeln!(
         out,
-        "  {} ({}, {} backends{shadow})",
+        "  {} ({}, {} backends{shadow}{tls})",
         pool.name,
         pool.mode,
         pool.backends.len()
@@ -94,6 +95,23 @@ fn write_pool(out: &mut String, pool: &PoolView) {
     if let Some(split) = &pool.write {
         write_split(out, split);
     }
+}
+
+/// `, tls sni=NAME ca=FILE alpn=h2 mtls`, or `verify off` in place of the
+/// name and CAs when certificates are not checked.
+fn tls_summary(tls: &UpstreamTlsView) -> String {
+    let checked = match (tls.verify, &tls.sni) {
+        (false, _) => "verify off".to_string(),
+        (true, Some(name)) => format!("sni={name}"),
+        (true, None) => "name=backend IP".to_string(),
+    };
+    let ca = match (tls.verify, &tls.ca) {
+        (true, Some(file)) => format!(" ca={file}"),
+        (true, None) => " ca=system".to_string(),
+        (false, _) => String::new(),
+    };
+    let mtls = if tls.mtls { " mtls" } else { "" };
+    format!(", tls {checked}{ca} alpn={}{mtls}", tls.alpn)
 }
 
 fn write_split(out: &mut String, split: &WriteView) {

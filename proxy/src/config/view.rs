@@ -71,6 +71,8 @@ pub struct PoolView {
     pub write: Option<WriteView>,
     pub shadow: Option<ShadowView>,
     pub timeouts_ms: TimeoutsView,
+    /// TLS to the backends; `None`: plain HTTP.
+    pub tls: Option<UpstreamTlsView>,
     pub backends: Vec<BackendView>,
 }
 
@@ -165,6 +167,35 @@ pub struct ShadowView {
     pub overprovisioning_factor: f64,
     pub prewarm_share: f64,
     pub sample: f64,
+}
+
+/// A pool's TLS to its backends, without key material.
+#[derive(Debug, Serialize)]
+pub struct UpstreamTlsView {
+    /// The name sent and checked; `None`: the backend's IP address is checked.
+    pub sni: Option<String>,
+    pub verify: bool,
+    pub alpn: &'static str,
+    /// The CA bundle trusted; `None`: the system's roots.
+    pub ca: Option<String>,
+    /// Whether a client certificate is presented (mTLS), and its file.
+    pub mtls: bool,
+    pub client_cert: Option<String>,
+}
+
+impl UpstreamTlsView {
+    fn new(tls: &UpstreamTls) -> Self {
+        let display =
+            |file: &Option<std::path::PathBuf>| file.as_ref().map(|f| f.display().to_string());
+        Self {
+            sni: tls.sni.clone(),
+            verify: tls.verify,
+            alpn: tls.alpn.as_str(),
+            ca: display(&tls.ca_file),
+            mtls: tls.client_cert.is_some(),
+            client_cert: display(&tls.client_cert_file),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -330,6 +361,7 @@ impl PoolView {
                 write: ms(p.timeouts.write),
                 idle: ms(p.timeouts.idle),
             },
+            tls: p.tls.as_ref().map(UpstreamTlsView::new),
             backends: p.backends.iter().map(BackendView::new).collect(),
         }
     }

@@ -7,11 +7,17 @@
 //! `healthy_after` passes; the verdict lives in its live stats, where the
 //! weight engine reads it (unhealthy = share 0; recovered = slow start).
 //!
+//! An HTTP check of a pool with `tls` connects as requests do (the same
+//! peer: server name, CAs, verification, client certificate, ALPN), so a
+//! certificate the proxy would refuse fails the check too. A TCP check
+//! only connects, with or without TLS.
+//!
 //! Passive outlier ejection, driven by real traffic, lives in the engine.
 
 use crate::config::{HealthCheckKind, HealthPolicy, Pool};
 use crate::routing::state::RoutingState;
 use crate::stats::backend::BackendStats;
+use crate::tls::upstream::backend_peer;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
@@ -29,8 +35,12 @@ const TICK: Duration = Duration::from_millis(100);
 
 type Checker = Arc<dyn HealthCheck + Send + Sync>;
 
-/// A Pingora checker for one pool's policy.
-fn checker(policy: &HealthPolicy, pool_name: &str) -> Option<Checker> {
+/// A Pingora checker for one pool's policy. An HTTP check goes over the
+/// pool's TLS when it has one; `backend` is the address whose IP the
+/// certificate must name when the pool sets no `sni` (the checker then
+/// serves that backend alone).
+fn checker(policy: &HealthPolicy, pool: &Pool, backend: Option<SocketAddr>) -> Option<Checker> {
+    let pool_name = pool.name.as_str();
     match &policy.kind {
         HealthCheckKind::Http { path, host } => {
             let host = host.as_deref().unwrap_or(pool_name);
@@ -46,6 +56,9 @@ fn checker(policy: &HealthPolicy, pool_name: &str) -> Option<Checker> {
                 }
             };
             check.req.set_uri(uri);
+            if let (Some(tls), Some(addr)) = (&pool.tls, backend) {
+                check.peer_template = backend_peer(addr, Some(tls));
+            }
             check.peer_template.options.connection_timeout = Some(policy.timeout);
             check.peer_template.options.read_timeout = Some(policy.timeout);
             check.peer_template.options.write_timeout = Some(policy.timeout);
@@ -76,12 +89,26 @@ pub async fn check_pool(pool: &Pool, stats: &[Arc<BackendStats>]) {
     let Some(policy) = &pool.policy.health else {
         return;
     };
-    let Some(check) = checker(policy, &pool.name) else {
-        return;
+    // One checker serves the pool unless each backend's certificate is
+    // checked against its own address.
+    let per_backend = matches!(policy.kind, HealthCheckKind::Http { .. })
+        && pool.tls.as_ref().is_some_and(|tls| tls.sni.is_none());
+    let shared = match per_backend {
+        true => None,
+        false => match checker(policy, pool, pool.backends.first().map(|b| b.addr)) {
+            Some(check) => Some(check),
+            None => return,
+        },
     };
     let mut probes = JoinSet::new();
     for (index, backend) in pool.backends.iter().enumerate() {
-        let check = check.clone();
+        let check = match &shared {
+            Some(check) => check.clone(),
+            None => match checker(policy, pool, Some(backend.addr)) {
+                Some(check) => check,
+                None => return,
+            },
+        };
         let (addr, timeout) = (backend.addr, policy.timeout);
         probes.spawn(async move { (index, probe(check, addr, timeout).await) });
     }

@@ -12,7 +12,10 @@
 //!   enough to be skipped forgets its polled report, so the silence is not
 //!   read as a stale reporter.
 //! - A poll is not traffic: no request, latency sample or outcome is counted.
-//! - A failed poll (unreachable, timeout, a status other than 2xx, a body
+//! - A pool with `tls` is polled over TLS with its own settings (server
+//!   name, CAs, verification, client certificate), offering HTTP/1.1 by
+//!   ALPN: a backend that speaks only h2 cannot be polled.
+//! - A failed poll (unreachable, a TLS failure, timeout, a status other than 2xx, a body
 //!   over [`MAX_BODY`] bytes or not the schema) is counted in
 //!   `ballast_load_polls_total{pool,result}` and records nothing: it never
 //!   ejects a backend (health checks do that), but once the last good
@@ -28,8 +31,12 @@ use crate::stats::backend::{BackendStats, WINDOW_MS};
 use crate::stats::clock;
 use crate::stats::server_load::LoadReport;
 use crate::telemetry::metrics::Metrics;
+use crate::tls::upstream::{backend_peer, tls_failure};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::connectors::TransportConnector;
+use pingora::prelude::HttpPeer;
+use pingora::protocols::ALPN;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde::Deserialize;
@@ -38,7 +45,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 /// Largest response body read; a longer one is refused (`too_large`).
@@ -57,6 +63,8 @@ const MAX_COUNT: f64 = 1e9;
 pub enum PollError {
     /// No connection could be made, or it broke.
     Unreachable,
+    /// The TLS handshake failed (the certificate was refused, or ours).
+    Tls,
     /// No full answer within the timeout.
     Timeout,
     /// The answer was not HTTP, or had a status other than 2xx.
@@ -71,6 +79,7 @@ impl PollError {
     pub fn as_str(self) -> &'static str {
         match self {
             PollError::Unreachable => "unreachable",
+            PollError::Tls => "tls",
             PollError::Timeout => "timeout",
             PollError::Status => "status",
             PollError::TooLarge => "too_large",
@@ -126,23 +135,34 @@ pub fn parse_load(body: &[u8]) -> Result<LoadReport, PollError> {
     Ok(report)
 }
 
-/// `GET path` from `addr` over plain HTTP/1.1 (`Connection: close`) and
-/// return the body of a 2xx answer, all within `timeout`.
+/// `GET path` from `peer` over HTTP/1.1 (`Connection: close`), plain or
+/// TLS as the peer says, and return the body of a 2xx answer, all within
+/// `timeout`.
 pub async fn fetch(
-    addr: SocketAddr,
+    connector: &TransportConnector,
+    peer: &HttpPeer,
     host: &str,
     path: &str,
     timeout: Duration,
 ) -> Result<Vec<u8>, PollError> {
-    tokio::time::timeout(timeout, fetch_unbounded(addr, host, path))
+    tokio::time::timeout(timeout, fetch_unbounded(connector, peer, host, path))
         .await
         .map_err(|_| PollError::Timeout)?
 }
 
-async fn fetch_unbounded(addr: SocketAddr, host: &str, path: &str) -> Result<Vec<u8>, PollError> {
-    let mut stream = TcpStream::connect(addr)
+async fn fetch_unbounded(
+    connector: &TransportConnector,
+    peer: &HttpPeer,
+    host: &str,
+    path: &str,
+) -> Result<Vec<u8>, PollError> {
+    let mut stream = connector
+        .new_stream(peer)
         .await
-        .map_err(|_| PollError::Unreachable)?;
+        .map_err(|e| match tls_failure(&e) {
+            Some(_) => PollError::Tls,
+            None => PollError::Unreachable,
+        })?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ballast-load-poll\r\n\
          Accept: application/json\r\nConnection: close\r\n\r\n"
@@ -260,17 +280,33 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, PollError> {
 
 /// Poll one backend once.
 async fn poll_backend(
-    addr: SocketAddr,
+    connector: &TransportConnector,
+    peer: &HttpPeer,
     host: &str,
     policy: &LoadPollPolicy,
 ) -> Result<LoadReport, PollError> {
-    let body = fetch(addr, host, &policy.path, policy.timeout).await?;
+    let body = fetch(connector, peer, host, &policy.path, policy.timeout).await?;
     parse_load(&body)
+}
+
+/// The peer a poll of the backend at `addr` connects to: the pool's own,
+/// offering only HTTP/1.1 by ALPN (the one protocol a poll speaks).
+fn poll_peer(pool: &Pool, addr: SocketAddr) -> HttpPeer {
+    let mut peer = backend_peer(addr, pool.tls.as_ref());
+    if pool.tls.is_some() {
+        peer.options.alpn = ALPN::H1;
+    }
+    peer
 }
 
 /// Poll the backends of `pool` that are due (all, or the quiet ones) and
 /// record the results.
-pub async fn poll_pool(pool: &Pool, stats: &[Arc<BackendStats>], metrics: &Metrics) {
+pub async fn poll_pool(
+    pool: &Pool,
+    stats: &[Arc<BackendStats>],
+    metrics: &Metrics,
+    connector: &Arc<TransportConnector>,
+) {
     let Some(policy) = &pool.policy.load_poll else {
         return;
     };
@@ -285,8 +321,12 @@ pub async fn poll_pool(pool: &Pool, stats: &[Arc<BackendStats>], metrics: &Metri
             stats[index].forget_polled_report();
             continue;
         }
-        let (addr, host, policy) = (backend.addr, host.clone(), policy.clone());
-        polls.spawn(async move { (index, poll_backend(addr, &host, &policy).await) });
+        let peer = poll_peer(pool, backend.addr);
+        let (connector, host, policy) = (connector.clone(), host.clone(), policy.clone());
+        polls.spawn(async move {
+            let result = poll_backend(&connector, &peer, &host, &policy).await;
+            (index, result)
+        });
     }
     while let Some(joined) = polls.join_next().await {
         let Ok((index, result)) = joined else {
@@ -312,6 +352,8 @@ pub async fn poll_pool(pool: &Pool, stats: &[Arc<BackendStats>], metrics: &Metri
 pub struct LoadPollLoop {
     pub routing: Arc<ArcSwap<RoutingState>>,
     pub metrics: Arc<Metrics>,
+    /// Makes the polls' connections (TLS included), one for every pool.
+    pub connector: Arc<TransportConnector>,
 }
 
 #[async_trait]
@@ -336,9 +378,10 @@ impl BackgroundService for LoadPollLoop {
                 }
                 next_due.insert(pool.name.clone(), (now + policy.interval, policy.clone()));
                 let (routing, metrics, id) = (routing.clone(), self.metrics.clone(), pool.id);
+                let connector = self.connector.clone();
                 rounds.spawn(async move {
                     let pool = routing.snapshot.pool(id);
-                    poll_pool(pool, &routing.stats.pools[id.0], &metrics).await;
+                    poll_pool(pool, &routing.stats.pools[id.0], &metrics, &connector).await;
                 });
             }
             tokio::select! {
@@ -353,6 +396,18 @@ impl BackgroundService for LoadPollLoop {
 mod tests {
     use super::*;
     use tokio::net::TcpListener;
+
+    /// `fetch` over plain HTTP from `addr`.
+    async fn fetch_plain(
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, PollError> {
+        let connector = TransportConnector::new(None);
+        let peer = backend_peer(addr, None);
+        fetch(&connector, &peer, host, path, timeout).await
+    }
 
     #[test]
     fn every_field_is_read_and_unknown_ones_ignored() {
@@ -469,7 +524,7 @@ mod tests {
     async fn fetch_reads_a_body_and_refuses_what_it_should() {
         let timeout = Duration::from_secs(5);
         let ok = serve(http("200 OK", r#"{"latency_ms": 7}"#)).await;
-        let body = fetch(ok, "pool", "/load", timeout).await.unwrap();
+        let body = fetch_plain(ok, "pool", "/load", timeout).await.unwrap();
         assert_eq!(parse_load(&body).unwrap().latency_ms, Some(7.0));
 
         let chunked = serve(
@@ -477,22 +532,24 @@ mod tests {
                 .to_vec(),
         )
         .await;
-        let body = fetch(chunked, "pool", "/load", timeout).await.unwrap();
+        let body = fetch_plain(chunked, "pool", "/load", timeout)
+            .await
+            .unwrap();
         assert_eq!(parse_load(&body).unwrap().utilization, Some(0.25));
 
         let failing = serve(http("503 Service Unavailable", r#"{"load": 1}"#)).await;
         assert_eq!(
-            fetch(failing, "pool", "/load", timeout).await,
+            fetch_plain(failing, "pool", "/load", timeout).await,
             Err(PollError::Status)
         );
         let not_http = serve(b"SSH-2.0-OpenSSH\r\n\r\n".to_vec()).await;
         assert_eq!(
-            fetch(not_http, "pool", "/load", timeout).await,
+            fetch_plain(not_http, "pool", "/load", timeout).await,
             Err(PollError::Status)
         );
         let huge = serve(http("200 OK", &"x".repeat(MAX_BODY + 1))).await;
         assert_eq!(
-            fetch(huge, "pool", "/load", timeout).await,
+            fetch_plain(huge, "pool", "/load", timeout).await,
             Err(PollError::TooLarge)
         );
         let endless = serve(
@@ -504,7 +561,7 @@ mod tests {
         )
         .await;
         assert_eq!(
-            fetch(endless, "pool", "/load", timeout).await,
+            fetch_plain(endless, "pool", "/load", timeout).await,
             Err(PollError::TooLarge)
         );
 
@@ -514,7 +571,7 @@ mod tests {
             .local_addr()
             .unwrap();
         assert_eq!(
-            fetch(closed, "pool", "/load", timeout).await,
+            fetch_plain(closed, "pool", "/load", timeout).await,
             Err(PollError::Unreachable)
         );
     }
@@ -531,6 +588,7 @@ mod tests {
         let pool = &snapshot.pools[0];
         let stats = [Arc::new(BackendStats::new()), Arc::new(BackendStats::new())];
         let metrics = Metrics::new();
+        let connector = Arc::new(TransportConnector::new(None));
 
         // 49 requests are 4.9/s over the window: still quiet.
         let now_ms = clock::now_ms();
@@ -538,7 +596,7 @@ mod tests {
             stats[1].record_success(now_ms, 1_000);
         }
         // Both quiet: both polled.
-        poll_pool(pool, &stats, &metrics).await;
+        poll_pool(pool, &stats, &metrics, &connector).await;
         assert!(stats
             .iter()
             .all(|s| s.last_report().is_some_and(|r| r.polled)));
@@ -549,7 +607,7 @@ mod tests {
         for _ in 0..51 {
             stats[1].record_success(now_ms, 1_000);
         }
-        poll_pool(pool, &stats, &metrics).await;
+        poll_pool(pool, &stats, &metrics, &connector).await;
         assert_eq!(metrics.load_polls.with_label_values(&["p", "ok"]).get(), 3);
         assert!(stats[0].last_report().is_some());
         assert_eq!(
@@ -569,7 +627,7 @@ mod tests {
         });
         let started = std::time::Instant::now();
         assert_eq!(
-            fetch(addr, "pool", "/load", Duration::from_millis(200)).await,
+            fetch_plain(addr, "pool", "/load", Duration::from_millis(200)).await,
             Err(PollError::Timeout)
         );
         assert!(started.elapsed() < Duration::from_secs(3));

@@ -3,6 +3,9 @@
 //! happened in the backend's live stats, read (and strip) its load report,
 //! and turn failures into short, honest error responses (404 no route, 502
 //! backend failed, 503 no backend available, 504 backend timed out).
+//! A pool with `tls` reaches its backends over TLS ([`backend_peer`]); a
+//! failed handshake is a failed connection like any other, and counted
+//! by its reason.
 //!
 //! Retries never reuse a backend the request already tried; what is
 //! retried, and when, is in [`retries`]: connection failures, and for
@@ -37,6 +40,7 @@ use crate::routing::table::RequestView;
 use crate::stats::clock;
 use crate::telemetry::decisions::DecisionLog;
 use crate::telemetry::metrics::Metrics;
+use crate::tls::upstream::backend_peer;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use context::Attempt;
@@ -202,7 +206,7 @@ impl ProxyHttp for BallastProxy {
         }
         let stats = &routing.stats.pools[pool_id.0];
         ctx.attempt = Some(Attempt::start(stats[backend].clone()));
-        let mut peer = HttpPeer::new(pool.backends[backend].addr, false, String::new());
+        let mut peer = backend_peer(pool.backends[backend].addr, pool.tls.as_ref());
         peer.options.connection_timeout = Some(pool.timeouts.connect);
         peer.options.read_timeout = Some(pool.timeouts.read);
         peer.options.write_timeout = Some(pool.timeouts.write);
@@ -280,6 +284,7 @@ impl ProxyHttp for BallastProxy {
         if let Some(mut attempt) = ctx.attempt.take() {
             attempt.record_failure(None);
         }
+        self.count_tls_failure(ctx, &e);
         let retry = self.decide_retry(session, ctx, Failure::Connect);
         e.set_retry(retry);
         e
@@ -306,6 +311,7 @@ impl ProxyHttp for BallastProxy {
             let latency = timed_out.then(|| attempt.latency_us());
             attempt.record_failure(latency);
         }
+        self.count_tls_failure(ctx, &e);
         let failure = if timed_out {
             Failure::Timeout
         } else {

@@ -1,6 +1,6 @@
 //! Recording what happened to a request: its attempt's outcome in the
-//! backend's live stats; spills, budget sheds, residency refusals, retries
-//! and load-report errors in the metrics (and the budgets' counters); and
+//! backend's live stats; spills, budget sheds, residency refusals, retries,
+//! TLS failures and load-report errors in the metrics (and the budgets' counters); and
 //! once it is done the request series (or the unrouted counters), the
 //! decision log for an explained request, and the access log line.
 
@@ -15,6 +15,7 @@ use crate::stats::clock;
 use crate::stats::server_load::ParseError;
 use crate::telemetry::decisions::{DecisionKind, RoutingDecision};
 use crate::telemetry::metrics::status_class;
+use crate::tls::upstream::tls_failure;
 use pingora::prelude::Session;
 use pingora::Error;
 use std::sync::atomic::Ordering;
@@ -108,6 +109,31 @@ impl BallastProxy {
                 .with_label_values(&[pool, cause])
                 .inc();
         }
+    }
+
+    /// Count and log a connection to the request's backend that failed in
+    /// TLS (nothing for other failures).
+    pub(super) fn count_tls_failure(&self, ctx: &RequestCtx, error: &Error) {
+        let Some(reason) = tls_failure(error) else {
+            return;
+        };
+        let (Some(routing), Some(pool), Some(&backend)) =
+            (&ctx.routing, ctx.pool, ctx.tried.last())
+        else {
+            return;
+        };
+        let pool = routing.snapshot.pool(pool);
+        let backend = &pool.backends[backend].id;
+        tracing::warn!(
+            pool = %pool.name,
+            %backend,
+            reason,
+            "TLS to the backend failed: {error}"
+        );
+        self.metrics
+            .upstream_tls_errors
+            .with_label_values(&[pool.name.as_str(), backend.0.as_str(), reason])
+            .inc();
     }
 
     /// Count a load report a backend of the request's pool got wrong.

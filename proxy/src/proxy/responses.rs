@@ -102,6 +102,9 @@ pub(super) fn status_for(error: &Error) -> (u16, &'static str) {
                 ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError => {
                     (502, "bad gateway: could not connect to the backend")
                 }
+                ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => {
+                    (502, "bad gateway: TLS to the backend failed")
+                }
                 _ => (502, "bad gateway: the backend failed"),
             },
             ErrorSource::Downstream => match error.etype() {

@@ -52,6 +52,9 @@ pub struct Metrics {
     /// Load polls of backends, by pool and result (`ok`, `unreachable`,
     /// `timeout`, `status`, `too_large`, `invalid`).
     pub load_polls: IntCounterVec,
+    /// Connections to backends that failed in their TLS handshake, by pool,
+    /// backend and reason.
+    pub upstream_tls_errors: IntCounterVec,
     /// 1 for each pool's active schedule template, 0 for its others.
     pub schedule_active: GaugeVec,
     /// Sampled requests a shadow candidate would have sent to the same
@@ -192,8 +195,13 @@ impl Metrics {
         );
         let load_polls = counter(
             "load_polls_total",
-            "Polls of backends' load endpoints, by result (ok, unreachable, timeout, status, too_large, invalid)",
+            "Polls of backends' load endpoints, by result (ok, unreachable, tls, timeout, status, too_large, invalid)",
             &["pool", "result"],
+        );
+        let upstream_tls_errors = counter(
+            "upstream_tls_errors_total",
+            "Connections to backends that failed in TLS, by reason (unknown_issuer, wrong_name, expired, not_yet_valid, client_cert_refused, alpn, handshake)",
+            &["pool", "backend", "reason"],
         );
         let schedule_active = GaugeVec::new(
             Opts::new(
@@ -254,8 +262,9 @@ impl Metrics {
             "Requests served in a later region because their route was over its event budget in this one",
             &["route", "region"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 27] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 28] = [
             Box::new(rw_requests.clone()),
+            Box::new(upstream_tls_errors.clone()),
             Box::new(schedule_active.clone()),
             Box::new(load_polls.clone()),
             Box::new(shadow_decisions.clone()),
@@ -305,6 +314,7 @@ impl Metrics {
             tier_load,
             rw_requests,
             load_polls,
+            upstream_tls_errors,
             schedule_active,
             shadow_decisions,
             shadow_share,

@@ -1,9 +1,11 @@
-//! Development certificates: a throwaway CA and a leaf certificate it signs,
-//! made with rcgen. For local testing only; `ballast gen-cert` writes them.
+//! Development certificates: a throwaway CA and leaf certificates it signs,
+//! made with rcgen. For local testing only; `ballast gen-cert` writes a CA
+//! and one server certificate; a [`DevCa`] also signs client certificates
+//! (for mutual TLS to backends) and expired ones (to see them refused).
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use std::path::{Path, PathBuf};
 
@@ -15,10 +17,33 @@ pub struct DevCerts {
     pub leaf_key_pem: String,
 }
 
-impl DevCerts {
-    /// Make a fresh CA and a leaf valid for `names` (DNS names, `*.` wildcards
-    /// or IP addresses).
-    pub fn generate(names: &[String]) -> Result<Self, rcgen::Error> {
+/// What a leaf certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafUse {
+    /// A server's certificate (TLS server authentication).
+    Server,
+    /// A client's certificate (TLS client authentication, mTLS).
+    Client,
+    /// A server's certificate that expired long ago (valid during 2000).
+    ExpiredServer,
+}
+
+/// A leaf certificate and its key, PEM-encoded.
+pub struct DevLeaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A development CA that can sign more leaf certificates.
+pub struct DevCa {
+    pub cert_pem: String,
+    pub key_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl DevCa {
+    /// Make a fresh self-signed CA.
+    pub fn generate() -> Result<Self, rcgen::Error> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
@@ -31,23 +56,49 @@ impl DevCerts {
         ];
         let ca_key = KeyPair::generate()?;
         let ca_cert = ca_params.self_signed(&ca_key)?;
-        let ca_key_pem = ca_key.serialize_pem();
-        let issuer = Issuer::new(ca_params, ca_key);
+        Ok(Self {
+            cert_pem: ca_cert.pem(),
+            key_pem: ca_key.serialize_pem(),
+            issuer: Issuer::new(ca_params, ca_key),
+        })
+    }
 
-        let mut leaf_params = CertificateParams::new(names.to_vec())?;
+    /// Sign a leaf for `names` (DNS names, `*.` wildcards or IP addresses;
+    /// the first is also its common name).
+    pub fn issue(&self, names: &[String], usage: LeafUse) -> Result<DevLeaf, rcgen::Error> {
+        let mut params = CertificateParams::new(names.to_vec())?;
         let common_name = names.first().map(String::as_str).unwrap_or("localhost");
-        leaf_params
+        params
             .distinguished_name
             .push(DnType::CommonName, common_name);
-        leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf_key = KeyPair::generate()?;
-        let leaf_cert = leaf_params.signed_by(&leaf_key, &issuer)?;
+        params.extended_key_usages = vec![match usage {
+            LeafUse::Server | LeafUse::ExpiredServer => ExtendedKeyUsagePurpose::ServerAuth,
+            LeafUse::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        }];
+        if usage == LeafUse::ExpiredServer {
+            params.not_before = date_time_ymd(2000, 1, 1);
+            params.not_after = date_time_ymd(2001, 1, 1);
+        }
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(DevLeaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
 
+impl DevCerts {
+    /// Make a fresh CA and a leaf valid for `names` (DNS names, `*.` wildcards
+    /// or IP addresses).
+    pub fn generate(names: &[String]) -> Result<Self, rcgen::Error> {
+        let ca = DevCa::generate()?;
+        let leaf = ca.issue(names, LeafUse::Server)?;
         Ok(Self {
-            ca_cert_pem: ca_cert.pem(),
-            ca_key_pem,
-            leaf_cert_pem: leaf_cert.pem(),
-            leaf_key_pem: leaf_key.serialize_pem(),
+            ca_cert_pem: ca.cert_pem,
+            ca_key_pem: ca.key_pem,
+            leaf_cert_pem: leaf.cert_pem,
+            leaf_key_pem: leaf.key_pem,
         })
     }
 

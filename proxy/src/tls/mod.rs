@@ -1,9 +1,12 @@
-//! TLS termination: SNI selection and dev certificate generation; certificate
-//! loading and checking live in `config::certs` (re-exported as `certs`).
+//! TLS: termination (SNI selection), origination to backends (`upstream`:
+//! the peer a pool's `tls` settings make) and dev certificate generation;
+//! certificate loading and checking live in `config::certs` (re-exported
+//! as `certs`).
 
 pub use crate::config::certs;
 pub mod devcert;
 pub mod sni;
+pub mod upstream;
 
 /// Install rustls's `ring` crypto provider as the process default. Safe to call
 /// more than once; the first call wins.

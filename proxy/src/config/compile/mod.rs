@@ -19,6 +19,7 @@ mod schedules;
 mod server;
 mod shadow;
 mod spillover;
+mod upstream_tls;
 mod write;
 
 use super::error::ConfigErrors;

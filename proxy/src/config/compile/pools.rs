@@ -1,4 +1,4 @@
-//! `pools.<name>`: one pool at a time — its policy, timeouts, backends,
+//! `pools.<name>`: one pool at a time — its policy, timeouts, TLS, backends,
 //! regions, tiers, schedules, shadow and read/write split — and the checks
 //! that span them.
 
@@ -7,6 +7,7 @@ use super::fields::Checker;
 use super::policy::compile_policy;
 use super::schedules::compile_schedules;
 use super::shadow::compile_shadow;
+use super::upstream_tls::compile_upstream_tls;
 use super::write::compile_write;
 use crate::config::raw::*;
 use crate::config::round_robin::smooth_wrr_schedule;
@@ -40,6 +41,10 @@ fn compile_pool(c: &mut Checker, id: PoolId, name: &str, pool: &RawPool) -> Pool
     }
     let mut policy = compile_policy(c, &path, pool);
     let timeouts = compile_timeouts(c, &path, pool);
+    let tls = pool
+        .tls
+        .as_ref()
+        .and_then(|tls| compile_upstream_tls(c, &path, name, tls));
     let backends = compile_backends(c, &path, name, pool);
     let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
     if !backends.is_empty() && weights.iter().all(|&w| w == 0) {
@@ -80,6 +85,7 @@ fn compile_pool(c: &mut Checker, id: PoolId, name: &str, pool: &RawPool) -> Pool
         tiers,
         write,
         shadow,
+        tls,
         backends,
     }
 }

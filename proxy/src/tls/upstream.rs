@@ -1,0 +1,72 @@
+//! TLS to backends: the Pingora peer for one backend of a pool, plain or
+//! with the pool's `tls` settings (server name, trusted CAs, verification,
+//! client certificate, ALPN), built from material the configuration
+//! already loaded. The proxy, the health checks and the load polls all
+//! connect through it, so they reach a backend alike.
+
+use crate::config::{UpstreamAlpn, UpstreamTls};
+use pingora::prelude::HttpPeer;
+use pingora::protocols::ALPN;
+use pingora::{Error, ErrorType};
+use std::net::SocketAddr;
+
+/// A peer for the backend at `addr`, over TLS when `tls` is set.
+pub fn backend_peer(addr: SocketAddr, tls: Option<&UpstreamTls>) -> HttpPeer {
+    let Some(tls) = tls else {
+        return HttpPeer::new(addr, false, String::new());
+    };
+    // Without a configured name the certificate must name the IP address
+    // (rustls sends no SNI for an address).
+    let server_name = match &tls.sni {
+        Some(name) => name.clone(),
+        None => addr.ip().to_string(),
+    };
+    let mut peer = HttpPeer::new(addr, true, server_name);
+    peer.options.verify_cert = tls.verify;
+    peer.options.verify_hostname = tls.verify;
+    peer.options.ca = tls.ca.clone();
+    peer.client_cert_key = tls.client_cert.clone();
+    peer.options.alpn = alpn(tls.alpn);
+    peer.group_key = tls.connection_group;
+    peer
+}
+
+fn alpn(offered: UpstreamAlpn) -> ALPN {
+    match offered {
+        UpstreamAlpn::Http1 => ALPN::H1,
+        UpstreamAlpn::H2 => ALPN::H2,
+        UpstreamAlpn::H2OrHttp1 => ALPN::H2H1,
+    }
+}
+
+/// Why connecting to a backend failed in its TLS handshake, as a short
+/// label; `None` when the failure was not TLS (a refused connection, a
+/// timeout). The backend refusing Ballast's client certificate shows up
+/// as an alert, which TLS 1.3 delivers after the handshake, on the first
+/// read.
+pub fn tls_failure(error: &Error) -> Option<&'static str> {
+    let text = error.to_string();
+    let tls_type = matches!(
+        error.etype(),
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert | ErrorType::TLSWantX509Lookup
+    );
+    if !tls_type && !text.contains("received fatal alert") {
+        return None;
+    }
+    let reasons = [
+        ("UnknownIssuer", "unknown_issuer"),
+        ("NotValidForName", "wrong_name"),
+        ("Expired", "expired"),
+        ("NotValidYet", "not_yet_valid"),
+        ("CertificateRequired", "client_cert_refused"),
+        ("BadCertificate", "client_cert_refused"),
+        ("UnknownCA", "client_cert_refused"),
+        ("NoApplicationProtocol", "alpn"),
+    ];
+    Some(
+        reasons
+            .iter()
+            .find(|(needle, _)| text.contains(needle))
+            .map_or("handshake", |(_, reason)| reason),
+    )
+}
