@@ -21,3 +21,4 @@ mod proxy;
 mod read_write;
 mod retries;
 mod routing;
+mod upstream_tls;

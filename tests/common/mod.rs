@@ -1,5 +1,8 @@
 //! Shared helpers for the integration tests: free loopback ports, an
-//! in-process Ballast server on its own thread, and a small HTTP client.
+//! in-process Ballast server on its own thread, and a small HTTP client;
+//! `tls_origin` is a TLS origin for the upstream TLS tests.
+
+pub mod tls_origin;
 
 use ballast::server::{ProxyServer, StartOptions, Stopper};
 use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};

@@ -231,6 +231,13 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                     "max_key_moves": h.max_key_moves,
                 })),
                 "tiers": tiers,
+                "tls": pool.tls.as_ref().map(|t| json!({
+                    "sni": t.sni,
+                    "verify": t.verify,
+                    "alpn": t.alpn.as_str(),
+                    "ca": t.ca_file.as_ref().map(|f| f.display().to_string()),
+                    "mtls": t.client_cert.is_some(),
+                })),
                 "write": write_split(pool.write.as_ref()),
                 "regions": regions,
                 "shadow": shadow.map(|s| shadow_state(pool, &s)),

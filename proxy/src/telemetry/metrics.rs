@@ -200,7 +200,7 @@ impl Metrics {
         );
         let upstream_tls_errors = counter(
             "upstream_tls_errors_total",
-            "Connections to backends that failed in TLS, by reason (unknown_issuer, wrong_name, expired, not_yet_valid, client_cert_refused, alpn, handshake)",
+            "Connections to backends that failed in TLS, by reason (untrusted, wrong_name, expired, not_yet_valid, client_cert_refused, alpn, handshake)",
             &["pool", "backend", "reason"],
         );
         let schedule_active = GaugeVec::new(

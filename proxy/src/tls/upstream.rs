@@ -53,20 +53,67 @@ pub fn tls_failure(error: &Error) -> Option<&'static str> {
     if !tls_type && !text.contains("received fatal alert") {
         return None;
     }
+    // rustls names a certificate error in prose or by its variant,
+    // depending on the error; both are looked for.
     let reasons = [
-        ("UnknownIssuer", "unknown_issuer"),
-        ("NotValidForName", "wrong_name"),
-        ("Expired", "expired"),
-        ("NotValidYet", "not_yet_valid"),
-        ("CertificateRequired", "client_cert_refused"),
-        ("BadCertificate", "client_cert_refused"),
-        ("UnknownCA", "client_cert_refused"),
-        ("NoApplicationProtocol", "alpn"),
+        ("unknownissuer", "untrusted"),
+        // Signed by a CA of the same name as a trusted one, but not by it.
+        ("badsignature", "untrusted"),
+        ("notvalidforname", "wrong_name"),
+        ("not valid for name", "wrong_name"),
+        ("notvalidyet", "not_yet_valid"),
+        ("not valid yet", "not_yet_valid"),
+        ("expired", "expired"),
+        ("certificaterequired", "client_cert_refused"),
+        ("badcertificate", "client_cert_refused"),
+        ("unknownca", "client_cert_refused"),
+        ("noapplicationprotocol", "alpn"),
     ];
+    let text = text.to_ascii_lowercase();
     Some(
         reasons
             .iter()
             .find(|(needle, _)| text.contains(needle))
             .map_or("handshake", |(_, reason)| reason),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(etype: ErrorType, text: &str) -> Option<&'static str> {
+        tls_failure(&Error::explain(etype, text.to_string()))
+    }
+
+    #[test]
+    fn tls_failures_are_told_apart_by_reason() {
+        let handshake = ErrorType::TLSHandshakeFailure;
+        let cases = [
+            ("invalid peer certificate: UnknownIssuer", "untrusted"),
+            ("invalid peer certificate: BadSignature", "untrusted"),
+            (
+                "invalid peer certificate: certificate not valid for name \"a.test\"",
+                "wrong_name",
+            ),
+            (
+                "invalid peer certificate: certificate expired: verification time 1, but certificate is not valid after 0",
+                "expired",
+            ),
+            ("invalid peer certificate: NotValidYet", "not_yet_valid"),
+            ("peer is incompatible", "handshake"),
+        ];
+        for (text, reason) in cases {
+            assert_eq!(failure(handshake.clone(), text), Some(reason), "{text}");
+        }
+        assert_eq!(
+            failure(
+                ErrorType::ReadError,
+                "received fatal alert: CertificateRequired"
+            ),
+            Some("client_cert_refused")
+        );
+        assert_eq!(failure(ErrorType::ConnectRefused, "refused"), None);
+        assert_eq!(failure(ErrorType::ReadError, "connection reset"), None);
+    }
 }
