@@ -361,3 +361,64 @@ fn check_names_a_missing_ca_file() {
         "{lines:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_certificate_is_retried_on_another_backend_and_ejects_its_own() {
+    let pki = Pki::new();
+    let stranger = Pki::new();
+    let good = origin_with(&pki.leaf("backend.test", LeafUse::Server)).await;
+    let bad = origin_with(&stranger.leaf("backend.test", LeafUse::Server)).await;
+    let tls = format!("{{sni: backend.test, ca: \"{}\"}}", pki.ca_file());
+    let (good_addr, bad_addr) = (good.addr, bad.addr);
+    let p = LoopbackProxy::start(|listen, admin| {
+        format!(
+            "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\n\
+             server: {{threads: 2, drain_timeout: 1s}}\npools:\n  api:\n    mode: round_robin\n\
+             \x20   tls: {tls}\n    outlier: {{consecutive_failures: 3}}\n\
+             \x20   backends: [{{addr: \"{good_addr}\"}}, {{addr: \"{bad_addr}\"}}]\n\
+             routes: [{{pool: api}}]\n"
+        )
+    })
+    .await;
+
+    for i in 0..20 {
+        let reply = get(p.listen, "api.test", "/").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "request {i}: {}",
+            reply.text()
+        );
+    }
+    assert_eq!(good.requests.load(Ordering::SeqCst), 20);
+    assert_eq!(bad.requests.load(Ordering::SeqCst), 0);
+    let text = metrics(&p).await;
+    let retried = metric(
+        &text,
+        "ballast_retries_total",
+        &["pool=\"api\"", "cause=\"connect\""],
+    );
+    assert!(
+        retried >= 3.0,
+        "refused certificates retried as connect failures:\n{text}"
+    );
+    let bad_backend = format!("backend=\"api/{bad_addr}\"");
+    let counted = metric(
+        &text,
+        "ballast_upstream_tls_errors_total",
+        &[&bad_backend, "reason=\"untrusted\""],
+    );
+    assert_eq!(counted, retried, "{text}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = admin_json(p.admin, "/api/v1/state").await;
+        let bad_state = &state["pools"][0]["backends"][1];
+        assert_eq!(bad_state["addr"], bad_addr.to_string());
+        if bad_state["times_ejected"].as_u64().unwrap() >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ejected: {bad_state:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
