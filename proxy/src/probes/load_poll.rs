@@ -15,8 +15,8 @@
 //! - A pool with `tls` is polled over TLS with its own settings (server
 //!   name, CAs, verification, client certificate), offering HTTP/1.1 by
 //!   ALPN: a backend that speaks only h2 cannot be polled.
-//! - A failed poll (unreachable, a TLS failure, timeout, a status other than 2xx, a body
-//!   over [`MAX_BODY`] bytes or not the schema) is counted in
+//! - A failed poll (unreachable, a TLS failure, timeout, a status other
+//!   than 2xx, a body over [`MAX_BODY`] bytes or not the schema) is counted in
 //!   `ballast_load_polls_total{pool,result}` and records nothing: it never
 //!   ejects a backend (health checks do that), but once the last good
 //!   report is older than `server_load.stale_after` the backend is degraded
