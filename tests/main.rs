@@ -22,3 +22,4 @@ mod read_write;
 mod retries;
 mod routing;
 mod upstream_tls;
+mod websocket;

@@ -3,7 +3,8 @@
 //! offered by ALPN), and the admin service.
 //!
 //! Shutdown: SIGTERM and SIGINT drain gracefully: the listeners close, and
-//! [`ProxyServer::run`] returns as soon as no request is in flight, or when
+//! [`ProxyServer::run`] returns as soon as no request is in flight and no
+//! upgraded connection (WebSocket) is open, or when
 //! `server.drain_timeout` has passed, whichever comes first. SIGQUIT hands the
 //! listening sockets to a new process (Pingora's graceful upgrade) and then
 //! drains the same way. A [`Stopper`] does what SIGTERM does, from inside the
@@ -340,23 +341,29 @@ impl ProxyServer {
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             }
         }
-        drain(&self.metrics.in_flight, self.drain_timeout);
+        drain(&self.metrics, self.drain_timeout);
     }
 }
 
-/// Wait until no request is in flight, or `timeout` passes.
-fn drain(in_flight: &prometheus::IntGauge, timeout: Duration) {
+/// Wait until no request is in flight and no upgraded connection is open,
+/// or `timeout` passes.
+fn drain(metrics: &Metrics, timeout: Duration) {
     let started = Instant::now();
     let deadline = started + timeout;
+    let open = || (metrics.in_flight.get(), metrics.upgraded_connections.get());
+    let (requests, upgraded) = open();
     tracing::info!(
-        in_flight = in_flight.get(),
-        "listeners closed; draining in-flight requests (at most {timeout:?})"
+        in_flight = requests,
+        upgraded,
+        "listeners closed; draining in-flight requests and upgraded connections (at most {timeout:?})"
     );
-    while in_flight.get() > 0 && Instant::now() < deadline {
+    while open() != (0, 0) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    match in_flight.get() {
-        0 => tracing::info!("drained in {:?}", started.elapsed()),
-        left => tracing::warn!("drain timeout: {left} request(s) still in flight are abandoned"),
+    match open() {
+        (0, 0) => tracing::info!("drained in {:?}", started.elapsed()),
+        (requests, upgraded) => tracing::warn!(
+            "drain timeout: {requests} request(s) in flight and {upgraded} upgraded connection(s) are abandoned"
+        ),
     }
 }

@@ -1,6 +1,12 @@
 //! The per-request state the hooks share: the routing state the request was
 //! matched against, its route and pool, the backends it tried, the attempt in
 //! flight, and what a refusal or explanation needs to say.
+//!
+//! A request whose backend switches protocols (a WebSocket's 101) stops
+//! being a request in flight there: the connection may stay open for hours
+//! and says nothing of how busy the backend is, so it leaves the backend's
+//! in-flight count and the `in_flight_requests` gauge for the
+//! `upgraded_connections` one ([`RequestCtx::upgraded`]).
 
 use crate::config::PoolId;
 use crate::routing::read_write::RequestKind;
@@ -12,17 +18,17 @@ use http::header::HeaderValue;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Counts a request as in flight from context creation until it is dropped.
-struct InFlightGuard(prometheus::IntGauge);
+/// Counts a request in a gauge from its creation until it is dropped.
+struct GaugeGuard(prometheus::IntGauge);
 
-impl InFlightGuard {
+impl GaugeGuard {
     fn new(gauge: &prometheus::IntGauge) -> Self {
         gauge.inc();
         Self(gauge.clone())
     }
 }
 
-impl Drop for InFlightGuard {
+impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -34,14 +40,19 @@ pub(super) struct Attempt {
     started: Instant,
     /// Whether the outcome has been counted in the backend's stats.
     pub(super) recorded: bool,
-    in_flight: InFlight,
+    /// The in-flight count the try joined, itself included.
+    joined: u64,
+    /// Held until the try ends, or its connection is upgraded.
+    in_flight: Option<InFlight>,
 }
 
 impl Attempt {
     /// Start a try against the backend with these `stats`.
     pub(super) fn start(stats: Arc<BackendStats>) -> Self {
+        let in_flight = stats.start();
         Self {
-            in_flight: stats.start(),
+            joined: in_flight.joined(),
+            in_flight: Some(in_flight),
             stats,
             started: Instant::now(),
             recorded: false,
@@ -55,8 +66,8 @@ impl Attempt {
     /// File this attempt's latency under the load it joined (answers and
     /// timeouts: a fast error says nothing of how fast the backend serves).
     pub(super) fn record_load_latency(&self, now_ms: u64, latency_us: u64) {
-        let joined = self.in_flight.joined();
-        self.stats.record_load_latency(now_ms, joined, latency_us);
+        self.stats
+            .record_load_latency(now_ms, self.joined, latency_us);
     }
 
     pub(super) fn record_failure(&mut self, latency_us: Option<u64>) {
@@ -97,7 +108,10 @@ pub struct RequestCtx {
     pub(super) budget_retry_after: Option<u64>,
     /// The `X-Ballast-Decision` text, when this request is explained.
     pub(super) explanation: Option<String>,
-    _in_flight: InFlightGuard,
+    /// Set when the backend switched protocols: how long that took.
+    pub(super) upgraded_after: Option<std::time::Duration>,
+    /// `in_flight_requests`, or `upgraded_connections` once upgraded.
+    _counted: GaugeGuard,
 }
 
 impl RequestCtx {
@@ -119,8 +133,25 @@ impl RequestCtx {
             write_refusal: None,
             budget_retry_after: None,
             explanation: None,
-            _in_flight: InFlightGuard::new(in_flight),
+            upgraded_after: None,
+            _counted: GaugeGuard::new(in_flight),
         }
+    }
+
+    /// The backend switched protocols: from now on the connection is counted
+    /// in `upgraded` only (see the module header).
+    pub(super) fn upgraded(&mut self, upgraded: &prometheus::IntGauge) {
+        self.upgraded_after = Some(self.started.elapsed());
+        if let Some(attempt) = self.attempt.as_mut() {
+            attempt.in_flight = None;
+        }
+        self._counted = GaugeGuard::new(upgraded);
+    }
+
+    /// How long the request took: until its upgrade, for an upgraded one.
+    pub(super) fn duration(&self) -> std::time::Duration {
+        self.upgraded_after
+            .unwrap_or_else(|| self.started.elapsed())
     }
 
     /// The id of the backend tried last, or `-`.

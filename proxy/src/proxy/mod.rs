@@ -48,6 +48,7 @@ use headers::{
     add_forwarding, client_ip, hand_back_pin, over_limit, request_host, wants_explanation,
     RequestIds, X_BALLAST_DECISION, X_REQUEST_ID,
 };
+use http::StatusCode;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
@@ -237,6 +238,9 @@ impl ProxyHttp for BallastProxy {
         let status = upstream_response.status;
         if let Some(attempt) = ctx.attempt.as_mut() {
             record::record_response(attempt, status.is_server_error(), now_ms);
+        }
+        if status == StatusCode::SWITCHING_PROTOCOLS && session.is_upgrade_req() {
+            ctx.upgraded(&self.metrics.upgraded_connections);
         }
         let report = load_report::take_report(upstream_response, policy, |error| {
             self.count_report_error(ctx, error)

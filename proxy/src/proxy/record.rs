@@ -154,7 +154,7 @@ impl BallastProxy {
         let req = session.req_header();
         let route = ctx.route_name();
         let pool = ctx.pool_name();
-        let elapsed = ctx.started.elapsed();
+        let elapsed = ctx.duration();
         if let (Some(routing), Some(pool), Some(kind)) = (&ctx.routing, ctx.pool, ctx.rw) {
             routing.series.count_rw(pool, kind.index(), kind.as_str());
         }
@@ -198,6 +198,9 @@ impl BallastProxy {
             backend = ctx.backend_id(),
             attempts = ctx.tried.len(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
+            upgraded_for_ms = ctx
+                .upgraded_after
+                .map(|at| (ctx.started.elapsed() - at).as_secs_f64() * 1000.0),
             error = e.map(|e| e.to_string()),
         );
     }

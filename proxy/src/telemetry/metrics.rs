@@ -22,6 +22,8 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     /// Requests being handled right now.
     pub in_flight: IntGauge,
+    /// Upgraded (WebSocket) connections open right now.
+    pub upgraded_connections: IntGauge,
     /// Each backend's current traffic share.
     pub backend_share: GaugeVec,
     /// Outlier ejections, by pool.
@@ -113,6 +115,11 @@ impl Metrics {
         .expect("valid metric");
         let in_flight = IntGauge::new("in_flight_requests", "Requests being handled right now")
             .expect("valid metric");
+        let upgraded_connections = IntGauge::new(
+            "upgraded_connections",
+            "Upgraded (WebSocket) connections open right now",
+        )
+        .expect("valid metric");
         let backend_share = GaugeVec::new(
             Opts::new(
                 "backend_share",
@@ -262,7 +269,7 @@ impl Metrics {
             "Requests served in a later region because their route was over its event budget in this one",
             &["route", "region"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 28] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 29] = [
             Box::new(rw_requests.clone()),
             Box::new(upstream_tls_errors.clone()),
             Box::new(schedule_active.clone()),
@@ -285,6 +292,7 @@ impl Metrics {
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(in_flight.clone()),
+            Box::new(upgraded_connections.clone()),
             Box::new(backend_share.clone()),
             Box::new(ejections.clone()),
             Box::new(share_swings.clone()),
@@ -300,6 +308,7 @@ impl Metrics {
             requests,
             request_duration,
             in_flight,
+            upgraded_connections,
             backend_share,
             ejections,
             share_swings,
