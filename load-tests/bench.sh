@@ -15,6 +15,12 @@
 #   --out DIR         where bench.md goes (default load-tests/results/DATE)
 #   --profile NAME    cargo profile of every Rust contender (default production:
 #                     fat LTO, one codegen unit, as shipped; release builds faster)
+#   --upstream-tls    the origin serves HTTPS (a development CA from `ballast gen-cert`)
+#                     and every proxy verifies it: Ballast with a pool `tls`, nginx with
+#                     `proxy_ssl_verify on`, HAProxy with `ssl verify required`; the
+#                     report is bench-upstream-tls.md. Needs nginx. The direct and bare
+#                     Pingora contenders are left out (the load tools and the bare proxy
+#                     speak plain HTTP).
 #
 # The origin is nginx (`worker_processes 1`, access log off) returning a
 # small fixed body with a `Server-Load` header. Contenders: the origin
@@ -33,7 +39,7 @@ cd "$(dirname "$0")/.."
 . load-tests/prereqs.sh
 
 duration="" warmup="" connections="" rounds="" out="" profile="production"
-quick=false
+quick=false upstream_tls=false
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,6 +50,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds="${2:?--rounds needs a value}"; shift ;;
     --out) out="${2:?--out needs a value}"; shift ;;
     --profile) profile="${2:?--profile needs a value}"; shift ;;
+    --upstream-tls) upstream_tls=true ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -69,6 +76,10 @@ haproxy_bin="${HAPROXY-$(find_tool haproxy)}"
 wrk_bin="${WRK-$(find_tool wrk)}"
 oha_bin="${OHA-$(find_tool oha)}"
 skipped=()
+if $upstream_tls && [ -z "$nginx_bin" ]; then
+  echo "error: --upstream-tls needs nginx for the HTTPS origin" >&2
+  exit 1
+fi
 [ -n "$nginx_bin" ] || skipped+=("nginx is not installed: no nginx contender, and the origin is ballast-origin instead (install nginx for comparable figures)")
 [ -n "$haproxy_bin" ] || skipped+=("HAProxy is not installed: no HAProxy contender")
 [ -n "$wrk_bin" ] || skipped+=("wrk is not installed (apt-get install wrk): no wrk runs")
@@ -130,16 +141,18 @@ start() {
 }
 
 
-# wait_ready NAME URL PID: poll URL until it answers 200 (at most 15 s).
+# wait_ready NAME [CURL_ARGS...] URL PID: poll URL until it answers 200 (at most 15 s).
 wait_ready() {
-  local name="$1" url="$2" pid="$3" try
+  local name="$1" pid="${*: -1}" try
+  local curl_args=("${@:2:$#-2}")
+  local url="${curl_args[-1]}"
   for try in $(seq 150); do
     if ! alive "$pid"; then
       echo "error: $name exited during startup; its log:" >&2
       tail -n 20 "$tmp/${name// /-}.log" >&2
       exit 1
     fi
-    if [ "$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" || true)" = 200 ]; then
+    if [ "$(curl -s -o /dev/null -m 1 -w '%{http_code}' "${curl_args[@]}" || true)" = 200 ]; then
       return 0
     fi
     [ "$try" -lt 150 ] && sleep 0.1
@@ -168,6 +181,15 @@ server_load="util=0.40, inflight=2"
 origin_port="" nginx_port="" haproxy_port="" # set by free_port
 free_port origin_port
 origin_url="http://127.0.0.1:$origin_port/"
+# With --upstream-tls: the origin's certificate, for this name, from a development CA.
+origin_name="origin.bench.test"
+origin_check=("$origin_url") # how curl asks the origin itself
+if $upstream_tls; then
+  origin_url="https://127.0.0.1:$origin_port/"
+  "$bin/ballast" gen-cert --out "$tmp/certs" --stem origin --name "$origin_name" >/dev/null
+  origin_check=(--cacert "$tmp/certs/ca.crt" --resolve "$origin_name:$origin_port:127.0.0.1"
+    "https://$origin_name:$origin_port/")
+fi
 
 # nginx_prelude DIR: the settings every nginx here shares (files inside DIR,
 # one worker, no access log, long-lived keep-alive connections).
@@ -205,7 +227,13 @@ if [ -n "$nginx_bin" ]; then
     nginx_paths "$tmp/origin"
     cat <<EOF
     server {
-        listen 127.0.0.1:$origin_port;
+$(if $upstream_tls; then
+  echo "        listen 127.0.0.1:$origin_port ssl;"
+  echo "        ssl_certificate $tmp/certs/origin.crt;"
+  echo "        ssl_certificate_key $tmp/certs/origin.key;"
+else
+  echo "        listen 127.0.0.1:$origin_port;"
+fi)
         location / {
             default_type text/plain;
             add_header Server-Load "$server_load";
@@ -217,13 +245,14 @@ EOF
   } >"$tmp/origin/nginx.conf"
   origin_cmd=("$nginx_bin" -p "$tmp/origin" -e "$tmp/origin/error.log" -c "$tmp/origin/nginx.conf")
   origin_desc="nginx, \`worker_processes 1\`, access log off, \`return 200\` of a $((${#body} + 1))-byte body with \`Server-Load: $server_load\`"
+  ! $upstream_tls || origin_desc="$origin_desc, over HTTPS (TLS 1.3 by default) with a certificate for $origin_name from a development CA (\`ballast gen-cert\`)"
 else
   origin_cmd=("$bin/ballast-origin" --origin "origin@127.0.0.1:$origin_port")
   origin_desc="ballast-origin (nginx is not installed; these figures are not comparable with an nginx origin)"
 fi
 start origin "${origin_cmd[@]}"
 origin_pid=$started
-wait_ready origin "$origin_url" "$origin_pid"
+wait_ready origin "${origin_check[@]}" "$origin_pid"
 
 # ------------------------------------------------------------ contenders
 
@@ -234,9 +263,27 @@ add_contender() {
 }
 quote() { local out="" arg; for arg in "$@"; do out+="$(printf '%q' "$arg") "; done; echo "${out% }"; }
 
-add_contender "direct" "$origin_url" "" "$(quote "${origin_cmd[@]}")" \
-  "$([ -n "$nginx_bin" ] && echo "$tmp/origin/nginx.conf")" \
-  "no proxy: the load tool talks to the origin itself (the ceiling)"
+if $upstream_tls; then
+  skipped+=("--upstream-tls: no direct and no bare Pingora contenders (the load tools and the bare proxy speak plain HTTP)")
+else
+  add_contender "direct" "$origin_url" "" "$(quote "${origin_cmd[@]}")" \
+    "$([ -n "$nginx_bin" ] && echo "$tmp/origin/nginx.conf")" \
+    "no proxy: the load tool talks to the origin itself (the ceiling)"
+fi
+# The pool settings, nginx and HAProxy server options that verify the origin.
+ballast_tls="" nginx_tls="" haproxy_tls="" upstream_scheme=http
+if $upstream_tls; then
+  ballast_tls="    tls: {sni: $origin_name, ca: \"$tmp/certs/ca.crt\"}
+"
+  upstream_scheme=https
+  nginx_tls="
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $tmp/certs/ca.crt;
+            proxy_ssl_name $origin_name;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;"
+  haproxy_tls=" ssl verify required ca-file $tmp/certs/ca.crt sni str($origin_name) verifyhost $origin_name"
+fi
 
 # ballast_contender NAME MODE EXTRA_POOL_YAML DESCRIPTION
 ballast_contender() {
@@ -270,9 +317,9 @@ EOF
   add_contender "$name" "http://127.0.0.1:$port/" "$started" "$(quote "${cmd[@]}")" "$file" "$description"
 }
 
-ballast_contender "ballast latency" latency "" \
+ballast_contender "ballast latency" latency "$ballast_tls" \
   "Ballast's default adaptive mode (\`latency\`): weight engine, live statistics, Prometheus metrics, \`Server-Load\` parsed and stripped, X-Forwarded-*/X-Request-Id headers; access log off (\`--log-level warn\`)"
-ballast_contender "ballast round_robin" round_robin "    retries: {attempts: 1}
+ballast_contender "ballast round_robin" round_robin "$ballast_tls    retries: {attempts: 1}
 " "Ballast with everything optional off: \`round_robin\`, one attempt per request, no health checks, no explanations; metrics and the header handling are always on; access log off"
 
 # bare_contender NAME BINARY DESCRIPTION
@@ -284,10 +331,12 @@ bare_contender() {
   wait_ready "$name" "http://127.0.0.1:$port/" "$started"
   add_contender "$name" "http://127.0.0.1:$port/" "$started" "$(quote "${cmd[@]}")" "" "$description"
 }
-bare_contender "bare pingora" ballast-bare-pingora \
-  "\`ballast-bare-pingora\`: Pingora 0.9 with one listener and \`upstream_peer\` returning one fixed keep-alive peer, nothing else; one thread; the system allocator (glibc)"
-bare_contender "bare pingora mimalloc" ballast-bare-pingora-mimalloc \
-  "\`ballast-bare-pingora-mimalloc\`: the same bare proxy built with mimalloc, Ballast's allocator"
+if ! $upstream_tls; then
+  bare_contender "bare pingora" ballast-bare-pingora \
+    "\`ballast-bare-pingora\`: Pingora 0.9 with one listener and \`upstream_peer\` returning one fixed keep-alive peer, nothing else; one thread; the system allocator (glibc)"
+  bare_contender "bare pingora mimalloc" ballast-bare-pingora-mimalloc \
+    "\`ballast-bare-pingora-mimalloc\`: the same bare proxy built with mimalloc, Ballast's allocator"
+fi
 
 if [ -n "$nginx_bin" ]; then
   free_port nginx_port
@@ -305,9 +354,9 @@ if [ -n "$nginx_bin" ]; then
     server {
         listen 127.0.0.1:$nginx_port;
         location / {
-            proxy_pass http://origin;
+            proxy_pass $upstream_scheme://origin;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection "";$nginx_tls
         }
     }
 }
@@ -336,7 +385,7 @@ frontend bench
     bind 127.0.0.1:$haproxy_port
     default_backend origin
 backend origin
-    server origin 127.0.0.1:$origin_port
+    server origin 127.0.0.1:$origin_port$haproxy_tls
 EOF
   "$haproxy_bin" -c -q -f "$tmp/haproxy.cfg"
   haproxy_cmd=("$haproxy_bin" -db -f "$tmp/haproxy.cfg")
@@ -347,7 +396,7 @@ EOF
 fi
 
 # Every contender must return the origin's body.
-expected="$(curl -s -m 2 "$origin_url")"
+expected="$(curl -s -m 2 "${origin_check[@]}")"
 for i in "${!names[@]}"; do
   got="$(curl -s -m 2 "${urls[$i]}")"
   [ "$got" = "$expected" ] || { echo "error: ${names[$i]} answered \"$got\", not the origin's body" >&2; exit 1; }
@@ -481,7 +530,7 @@ table="$tmp/table.md"
 # Ballast against the bare Pingora proxies: what its routing, statistics,
 # metrics and header handling cost on top of Pingora's own path.
 versus_bare="$tmp/versus-bare.md"
-{
+$upstream_tls || {
   echo "| contender | tool | req/s ÷ bare (glibc) | req/s ÷ bare (mimalloc) | CPU µs/req ÷ bare (glibc) | CPU µs/req ÷ bare (mimalloc) |"
   echo "|---|---|---:|---:|---:|---:|"
   for tool in "${tools[@]}"; do
@@ -504,11 +553,12 @@ echo
 echo "medians over $rounds round(s):"
 sed 's/^| //; s/ |$//; /^|---/d' "$table" | column -t -s '|'
 echo
-sed 's/^| //; s/ |$//; /^|---/d' "$versus_bare" | column -t -s '|'
+[ ! -f "$versus_bare" ] || sed 's/^| //; s/ |$//; /^|---/d' "$versus_bare" | column -t -s '|'
 for message in "${skipped[@]}"; do echo "note: $message"; done
 
 mkdir -p "$out"
 report="$out/bench.md"
+! $upstream_tls || report="$out/bench-upstream-tls.md"
 version_of() { "$@" 2>&1 | head -n 1 || true; }
 pingora_version="$(awk '/^name = "pingora"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -528,9 +578,9 @@ display() {
   done
 }
 {
-  echo "# Throughput benchmark, $(date +%F)"
+  echo "# Throughput benchmark$($upstream_tls && echo ", upstream over TLS"), $(date +%F)"
   echo
-  echo "Produced by \`load-tests/bench.sh$($quick && echo " --quick") --duration $duration --warmup $warmup --connections $connections --rounds $rounds --profile $profile\`"
+  echo "Produced by \`load-tests/bench.sh$($quick && echo " --quick")$($upstream_tls && echo " --upstream-tls") --duration $duration --warmup $warmup --connections $connections --rounds $rounds --profile $profile\`"
   echo "at commit $commit, in ${elapsed} s of measuring."
   echo
   echo "Closed-loop load on loopback: each tool keeps $connections keep-alive connections"
@@ -544,10 +594,12 @@ display() {
   echo
   cat "$table"
   echo
-  echo "Ballast against the bare Pingora proxy (same tool, medians):"
-  echo
-  cat "$versus_bare"
-  echo
+  if [ -f "$versus_bare" ]; then
+    echo "Ballast against the bare Pingora proxy (same tool, medians):"
+    echo
+    cat "$versus_bare"
+    echo
+  fi
   for message in "${skipped[@]}"; do echo "Note: $message."; echo; done
   echo "## Machine"
   echo
