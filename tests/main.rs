@@ -10,6 +10,7 @@ mod common;
 
 mod admin;
 mod cli;
+mod client_faults;
 mod config;
 mod dashboard;
 mod docs;

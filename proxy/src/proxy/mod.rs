@@ -53,7 +53,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 use responses::{refuse, respond_failure, respond_plain, status_for};
 use retries::Failure;
 use std::sync::Arc;
@@ -305,6 +305,13 @@ impl ProxyHttp for BallastProxy {
         let mut e = e.more_context(format!("Peer: {peer}"));
         if std::mem::take(&mut ctx.status_retry) {
             e.set_retry(true);
+            return e;
+        }
+        if *e.esource() == ErrorSource::Downstream {
+            // The client's fault (a malformed body, a header it may not
+            // name, leaving early): not the backend's, and not retried.
+            ctx.attempt = None;
+            e.set_retry(false);
             return e;
         }
         let timed_out = matches!(
