@@ -16,6 +16,7 @@ mod dashboard;
 mod docs;
 mod drills;
 mod hostile;
+mod hostile_config;
 mod layout;
 mod polls_and_schedules;
 mod proxy;

@@ -86,7 +86,7 @@ impl Reloader {
         engine: Arc<Engine>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let running_hash = std::fs::read_to_string(path)
+        let running_hash = config::read_config(path)
             .map(|t| hash_text(&t))
             .unwrap_or(0);
         Self {
@@ -112,7 +112,7 @@ impl Reloader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .running_hash;
-        std::fs::read_to_string(&self.path).is_ok_and(|text| hash_text(&text) != running)
+        config::read_config(&self.path).is_ok_and(|text| hash_text(&text) != running)
     }
 
     pub fn path(&self) -> &Path {
@@ -132,13 +132,9 @@ impl Reloader {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.status.last_attempt = Some(SystemTime::now());
         state.status.last_trigger = Some(trigger.to_string());
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match config::read_config(&self.path) {
             Ok(text) => text,
-            Err(e) => {
-                let errors =
-                    ConfigErrors::single("", format!("cannot read {}: {e}", self.path.display()));
-                return self.reject(&mut state, trigger, errors);
-            }
+            Err(errors) => return self.reject(&mut state, trigger, errors),
         };
         let hash = hash_text(&text);
         if hash == state.running_hash {

@@ -14,6 +14,7 @@ use crate::stats::clock;
 use crate::telemetry::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const BACKENDS_PREFIX: &str = "/api/v1/backends/";
@@ -417,16 +418,28 @@ pub fn config(engine: &Engine) -> Reply {
     )
 }
 
-/// `POST /reload`.
-pub fn reload(reloader: Option<&Reloader>) -> Reply {
+/// `POST /reload`: the file is read and compiled on a blocking thread, so
+/// the admin endpoint keeps answering meanwhile.
+pub async fn reload(reloader: Option<Arc<Reloader>>) -> Reply {
     let Some(reloader) = reloader else {
         return json_error(
             StatusCode::CONFLICT,
             "reload is not available: started without a configuration file",
         );
     };
+    let reloading = reloader.clone();
+    let outcome =
+        match tokio::task::spawn_blocking(move || reloading.reload("admin POST /reload")).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                return json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("the reload failed: {e}"),
+                )
+            }
+        };
     let generation = || reloader.status().generation;
-    match reloader.reload("admin POST /reload") {
+    match outcome {
         ReloadOutcome::Applied { report, warnings } => json(
             StatusCode::OK,
             &json!({

@@ -124,7 +124,7 @@ impl ServeHttp for AdminApp {
             (Method::GET, "/api/v1/state") => api::state(&self.engine, self.reloader.as_deref()),
             (Method::GET, "/api/v1/decisions") => api::decisions(&self.engine, &query),
             (Method::GET, "/api/v1/config") => api::config(&self.engine),
-            (Method::POST, "/reload") => api::reload(self.reloader.as_deref()),
+            (Method::POST, "/reload") => api::reload(self.reloader.clone()).await,
             (method, path) if path.starts_with(api::BACKENDS_PREFIX) => {
                 api::backend_override(&self.engine, &method, path, &query)
             }

@@ -4,8 +4,8 @@
 //!
 //! Beside the snapshot live the data it is made of and needs no other part of
 //! the proxy for: the route table (`routes`), round-robin cycles
-//! (`round_robin`), certificate loading (`certs`) and calendar dates
-//! (`calendar`). [`ConfigView`] (`view`) is the one serializable view of a
+//! (`round_robin`), certificate loading (`certs`), calendar dates
+//! (`calendar`) and reading a file's text safely (`source`). [`ConfigView`] (`view`) is the one serializable view of a
 //! snapshot, behind both the admin API's configuration and `ballast check`.
 
 mod calendar;
@@ -16,6 +16,7 @@ pub mod raw;
 pub mod round_robin;
 pub mod routes;
 mod snapshot;
+mod source;
 mod summary;
 pub mod view;
 
@@ -23,6 +24,7 @@ pub use calendar::days_from_civil;
 pub use compile::compile;
 pub use error::{ConfigError, ConfigErrors};
 pub use snapshot::*;
+pub use source::{read_config, MAX_CONFIG_BYTES, MAX_NESTING};
 pub use view::ConfigView;
 
 use std::path::Path;
@@ -33,6 +35,7 @@ pub fn parse(text: &str) -> Result<raw::RawConfig, ConfigErrors> {
     if text.trim().is_empty() {
         return Err(ConfigErrors::single("", "configuration is empty"));
     }
+    source::check_nesting(text)?;
     let deserializer = serde_yaml_ng::Deserializer::from_str(text);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -57,10 +60,9 @@ pub fn load_str(text: &str, base_dir: &Path) -> Result<Snapshot, ConfigErrors> {
     compile(parse(text)?, base_dir)
 }
 
-/// Read, parse and compile a configuration file.
+/// Read (see [`read_config`]), parse and compile a configuration file.
 pub fn load_file(path: &Path) -> Result<Snapshot, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
+    let text = read_config(path)?;
     let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
     load_str(&text, base_dir)
 }

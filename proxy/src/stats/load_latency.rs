@@ -9,20 +9,21 @@
 //! sample gets weight `1 − exp(−Δt / 1 s)` (Δt since the bucket last
 //! changed), and at least 5%, so a busy bucket follows a change within a
 //! few dozen requests and a quiet one takes its next sample as it is. A
-//! sample more than twice the average it joins is taken as a busy bucket
-//! takes any (weight 5%), and counts for at most three times that average:
-//! a rare pause (a request held 10× longer) moves the average by 10% at
-//! most, even in a bucket that sees a request a second, instead of making
-//! the backend look slow until that bucket's next sample — which a backend
-//! that looks slow is not sent, so it would starve for seconds. A backend
-//! that really turned slower is still followed within a few dozen requests
-//! (10% more per sample at least). The request a pause holds still counts
-//! where it matters, in the backend's in-flight.
+//! sample counts for at most three times the average it joins: a rare
+//! pause (a request held 10× longer) moves the average a little instead of
+//! making the backend look slow for a second, while a backend that really
+//! turned slower is still followed within a few dozen requests (10% more
+//! per sample at least). The request a pause holds still counts where it
+//! matters, in the backend's in-flight.
 //!
 //! The prediction for a request that would join `n` in flight is the
-//! largest fresh average (updated within the last 3 s) among the buckets up
-//! to `n`'s — latency does not fall as load rises, and a backend that turned
-//! slow at low load stays slow at higher load. When the highest fresh bucket
+//! average of the highest fresh bucket (updated within the last 3 s) up to
+//! `n`'s, or the largest recent one (updated within the last second) below
+//! it if larger — latency does not fall as load rises, and a backend that
+//! turned slow at low load stays slow at higher load. A lower bucket that
+//! is no longer recent does not count: one inflated by a rare pause, in a
+//! bucket a busy backend seldom visits, would otherwise make it look slow
+//! until its next visit — which a backend that looks slow is not sent. When the highest fresh bucket
 //! is below `n`'s, the prediction grows in proportion to `n` beyond that
 //! bucket's top (the backend is assumed to run out of concurrency there).
 //! When only buckets above `n`'s are fresh, the lowest of them is used.
@@ -46,11 +47,11 @@ const TAU_MS: f64 = 1_000.0;
 const MAX_KEPT_WEIGHT: f64 = 0.95;
 /// A sample counts for at most this multiple of the average it joins.
 const MAX_SAMPLE_RATIO: f64 = 3.0;
-/// A sample beyond this multiple of the average it joins moves it as a
-/// busy bucket's would, however long the bucket was quiet.
-const OUTLIER_RATIO: f64 = 2.0;
 /// A bucket not updated for this long is not used.
 const FRESH_MS: u64 = 3_000;
+/// A lower bucket raises the prediction for a higher load only when it was
+/// updated this recently.
+const RECENT_MS: u64 = 1_000;
 /// How long the lowest bucket is remembered as the latency alone.
 const ALONE_MEMORY_MS: u64 = 60_000;
 /// An empty bucket.
@@ -105,11 +106,6 @@ impl LoadLatency {
                 NO_VALUE => sample,
                 bits => {
                     let average = f64::from_bits(bits);
-                    let kept = if sample > average * OUTLIER_RATIO {
-                        MAX_KEPT_WEIGHT
-                    } else {
-                        kept
-                    };
                     average * kept + sample.min(average * MAX_SAMPLE_RATIO) * (1.0 - kept)
                 }
             };
@@ -131,16 +127,24 @@ impl LoadLatency {
         let want = bucket_of(in_flight);
         let fresh = |b: &Bucket| b.average_within(now_ms, FRESH_MS);
         let mut highest: Option<(usize, f64)> = None;
+        let mut largest_recent = 0.0f64;
         for (index, bucket) in self.buckets[..=want].iter().enumerate() {
             if let Some(average) = fresh(bucket) {
-                let largest = highest.map_or(average, |(_, h)| h.max(average));
-                highest = Some((index, largest));
+                highest = Some((index, average));
+                if bucket.average_within(now_ms, RECENT_MS).is_some() {
+                    largest_recent = largest_recent.max(average);
+                }
             }
         }
-        match highest {
-            Some((index, largest)) if index == want => Some(largest),
-            Some((index, largest)) => Some(largest * (in_flight as f64 / top_of(index)).max(1.0)),
-            None => self.buckets[want + 1..].iter().find_map(fresh),
+        let (index, average) = match highest {
+            Some(found) => found,
+            None => return self.buckets[want + 1..].iter().find_map(fresh),
+        };
+        let largest = average.max(largest_recent);
+        if index == want {
+            Some(largest)
+        } else {
+            Some(largest * (in_flight as f64 / top_of(index)).max(1.0))
         }
     }
 
@@ -201,22 +205,19 @@ mod tests {
         l.record(1_000, 1, 10_000);
         l.record(1_000, 1, 20_000);
         assert!((l.predict(1_000, 1).unwrap() - 10_500.0).abs() < 1e-6);
-        l.record(60_000, 1, 20_000);
-        assert!((l.predict(60_000, 1).unwrap() - 20_000.0).abs() < 1.0);
+        l.record(60_000, 1, 30_000);
+        assert!((l.predict(60_000, 1).unwrap() - 30_000.0).abs() < 1.0);
     }
 
     #[test]
-    fn a_rare_long_sample_moves_the_average_a_tenth_at_most() {
+    fn a_rare_long_sample_counts_for_three_times_the_average_at_most() {
         let l = LoadLatency::default();
         l.record(1_000, 1, 20_000);
         l.record(1_000, 1, 200_000);
         assert!((l.predict(1_000, 1).unwrap() - 22_000.0).abs() < 1e-6);
-        // A quiet bucket too: a pause moves it by a tenth at most.
+        // A quiet bucket takes the sample nearly whole, capped all the same.
         l.record(60_000, 1, 200_000);
-        assert!((l.predict(60_000, 1).unwrap() - 24_200.0).abs() < 1e-6);
-        // Whereas a sample within twice the average is taken nearly whole.
-        l.record(120_000, 1, 40_000);
-        assert!((l.predict(120_000, 1).unwrap() - 40_000.0).abs() < 1.0);
+        assert!((l.predict(60_000, 1).unwrap() - 66_000.0).abs() < 1.0);
         // A busy bucket of a backend that really slowed down 10x is past
         // half of it within a few dozen samples.
         let slowed = LoadLatency::default();
@@ -244,9 +245,10 @@ mod tests {
     fn stale_buckets_are_not_used() {
         let l = LoadLatency::default();
         l.record(1_000, 1, 80_000);
-        l.record(3_500, 8, 5_000);
-        assert_eq!(l.predict(3_500, 8), Some(80_000.0));
-        assert_eq!(l.predict(1_000 + FRESH_MS + 1, 8), Some(5_000.0));
-        assert_eq!(l.predict(3_500 + FRESH_MS + 1, 8), None);
+        l.record(1_500, 8, 5_000);
+        assert_eq!(l.predict(1_500, 8), Some(80_000.0));
+        // A lower bucket no longer recent does not raise the prediction.
+        assert_eq!(l.predict(1_000 + RECENT_MS + 1, 8), Some(5_000.0));
+        assert_eq!(l.predict(1_500 + FRESH_MS + 1, 8), None);
     }
 }
