@@ -90,7 +90,7 @@ routes:
         errors(yaml),
         vec![
             r#"listeners[1].address: invalid socket address "localhost:8080" (expected IP:port, e.g. "127.0.0.1:8080")"#,
-            "listeners[2].address: duplicate listener address 127.0.0.1:8080",
+            "listeners[2].address: 127.0.0.1:8080 overlaps listener address 127.0.0.1:8080",
             r#"server.threads: must be between 1 and 1024"#,
             r#"server.drain_timeout: invalid duration "soon" (expected e.g. "250ms", "2s", "1m")"#,
             r#"pools.api.mode: unknown mode "fastest" (supported: latency, capacity, round_robin, peak_ewma)"#,
@@ -108,7 +108,25 @@ routes:
             r#"routes[1].name: duplicate route name "a""#,
             r#"routes[1].pool: unknown pool "missing" (defined pools: api, bad name, empty, zero)"#,
             r#"routes[1].match.host: invalid host "exa mple.com" (expected a name like api.example.com or *.example.com, without port)"#,
-            "admin.address: 127.0.0.1:8080 is also a proxy listener",
+            "admin.address: 127.0.0.1:8080 overlaps proxy listener 127.0.0.1:8080",
+        ]
+    );
+}
+
+#[test]
+fn wildcard_addresses_overlap_every_address_on_their_port() {
+    let yaml = r#"
+listeners: [{address: "127.0.0.1:8080"}, {address: "0.0.0.0:8080"}, {address: "[::]:8081"}, {address: "127.0.0.2:8081"}, {address: "127.0.0.2:8082"}]
+admin: {address: "127.0.0.1:8081"}
+pools: {p: {backends: [{addr: "10.0.0.1:80"}]}}
+routes: [{pool: p}]
+"#;
+    assert_eq!(
+        errors(yaml),
+        vec![
+            "listeners[1].address: 0.0.0.0:8080 overlaps listener address 127.0.0.1:8080",
+            "listeners[3].address: 127.0.0.2:8081 overlaps listener address [::]:8081",
+            "admin.address: 127.0.0.1:8081 overlaps proxy listener [::]:8081",
         ]
     );
 }

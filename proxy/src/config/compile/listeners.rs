@@ -13,18 +13,19 @@ pub(super) fn compile_listeners(c: &mut Checker, raw: &[RawListener]) -> Vec<Lis
     if raw.is_empty() {
         c.error("listeners", "at least one listener is required");
     }
-    let mut seen = HashSet::new();
+    let mut seen: Vec<std::net::SocketAddr> = Vec::new();
     let mut listeners = Vec::new();
     for (i, listener) in raw.iter().enumerate() {
         let path = format!("listeners[{i}]");
         let address = c.socket_addr(&format!("{path}.address"), &listener.address);
         if let Some(addr) = address {
-            if !seen.insert(addr) {
+            if let Some(other) = seen.iter().find(|&&other| binds_overlap(addr, other)) {
                 c.error(
                     format!("{path}.address"),
-                    format!("duplicate listener address {addr}"),
+                    format!("{addr} overlaps listener address {other}"),
                 );
             }
+            seen.push(addr);
         }
         let tls = listener
             .tls
@@ -36,6 +37,13 @@ pub(super) fn compile_listeners(c: &mut Checker, raw: &[RawListener]) -> Vec<Lis
         }
     }
     listeners
+}
+
+/// Whether binding both addresses would clash: the same port on the same
+/// address, or on any address when either is a wildcard (`0.0.0.0`, `[::]`,
+/// which on Linux also takes IPv4).
+pub(super) fn binds_overlap(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn compile_tls(c: &mut Checker, path: &str, raw: &RawTls) -> Option<Tls> {

@@ -47,10 +47,16 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
         .map(|e| admin::compile_explain(&mut c, e));
 
     if let Some(admin) = &admin {
-        if listeners.iter().any(|l| l.address == admin.address) {
+        if let Some(listener) = listeners
+            .iter()
+            .find(|l| listeners::binds_overlap(l.address, admin.address))
+        {
             c.error(
                 "admin.address",
-                format!("{} is also a proxy listener", admin.address),
+                format!(
+                    "{} overlaps proxy listener {}",
+                    admin.address, listener.address
+                ),
             );
         }
     }
