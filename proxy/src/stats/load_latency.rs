@@ -17,13 +17,9 @@
 //! matters, in the backend's in-flight.
 //!
 //! The prediction for a request that would join `n` in flight is the
-//! average of the highest fresh bucket (updated within the last 3 s) up to
-//! `n`'s, or the largest recent one (updated within the last second) below
-//! it if larger — latency does not fall as load rises, and a backend that
-//! turned slow at low load stays slow at higher load. A lower bucket that
-//! is no longer recent does not count: one inflated by a rare pause, in a
-//! bucket a busy backend seldom visits, would otherwise make it look slow
-//! until its next visit — which a backend that looks slow is not sent. When the highest fresh bucket
+//! largest fresh average (updated within the last 3 s) among the buckets up
+//! to `n`'s — latency does not fall as load rises, and a backend that turned
+//! slow at low load stays slow at higher load. When the highest fresh bucket
 //! is below `n`'s, the prediction grows in proportion to `n` beyond that
 //! bucket's top (the backend is assumed to run out of concurrency there).
 //! When only buckets above `n`'s are fresh, the lowest of them is used.
@@ -49,9 +45,6 @@ const MAX_KEPT_WEIGHT: f64 = 0.95;
 const MAX_SAMPLE_RATIO: f64 = 3.0;
 /// A bucket not updated for this long is not used.
 const FRESH_MS: u64 = 3_000;
-/// A lower bucket raises the prediction for a higher load only when it was
-/// updated this recently.
-const RECENT_MS: u64 = 1_000;
 /// How long the lowest bucket is remembered as the latency alone.
 const ALONE_MEMORY_MS: u64 = 60_000;
 /// An empty bucket.
@@ -127,24 +120,16 @@ impl LoadLatency {
         let want = bucket_of(in_flight);
         let fresh = |b: &Bucket| b.average_within(now_ms, FRESH_MS);
         let mut highest: Option<(usize, f64)> = None;
-        let mut largest_recent = 0.0f64;
         for (index, bucket) in self.buckets[..=want].iter().enumerate() {
             if let Some(average) = fresh(bucket) {
-                highest = Some((index, average));
-                if bucket.average_within(now_ms, RECENT_MS).is_some() {
-                    largest_recent = largest_recent.max(average);
-                }
+                let largest = highest.map_or(average, |(_, h)| h.max(average));
+                highest = Some((index, largest));
             }
         }
-        let (index, average) = match highest {
-            Some(found) => found,
-            None => return self.buckets[want + 1..].iter().find_map(fresh),
-        };
-        let largest = average.max(largest_recent);
-        if index == want {
-            Some(largest)
-        } else {
-            Some(largest * (in_flight as f64 / top_of(index)).max(1.0))
+        match highest {
+            Some((index, largest)) if index == want => Some(largest),
+            Some((index, largest)) => Some(largest * (in_flight as f64 / top_of(index)).max(1.0)),
+            None => self.buckets[want + 1..].iter().find_map(fresh),
         }
     }
 
@@ -245,10 +230,9 @@ mod tests {
     fn stale_buckets_are_not_used() {
         let l = LoadLatency::default();
         l.record(1_000, 1, 80_000);
-        l.record(1_500, 8, 5_000);
-        assert_eq!(l.predict(1_500, 8), Some(80_000.0));
-        // A lower bucket no longer recent does not raise the prediction.
-        assert_eq!(l.predict(1_000 + RECENT_MS + 1, 8), Some(5_000.0));
-        assert_eq!(l.predict(1_500 + FRESH_MS + 1, 8), None);
+        l.record(3_500, 8, 5_000);
+        assert_eq!(l.predict(3_500, 8), Some(80_000.0));
+        assert_eq!(l.predict(1_000 + FRESH_MS + 1, 8), Some(5_000.0));
+        assert_eq!(l.predict(3_500 + FRESH_MS + 1, 8), None);
     }
 }
