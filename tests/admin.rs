@@ -234,7 +234,7 @@ async fn a_bad_reload_is_rejected_reported_and_counted() {
         "{:#}",
         state["reload"]
     );
-    let metrics = get(p.admin, "x", "/metrics").await.text();
+    let metrics = get(p.admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains("ballast_reloads_total{result=\"failed\"} "),
         "{metrics}"
@@ -536,7 +536,7 @@ async fn every_admin_endpoint_answers_in_shape_and_overrides_are_decisions() {
         assert!(body["error"].is_string(), "{body}");
     }
 
-    let metrics = get(p.admin, "x", "/metrics").await.text();
+    let metrics = get(p.admin, "localhost", "/metrics").await.text();
     // Summed over backends.
     let count = |text: &str| -> u64 {
         text.lines()
@@ -551,7 +551,7 @@ async fn every_admin_endpoint_answers_in_shape_and_overrides_are_decisions() {
     get(p.listen, "x", "/").await;
     // A request is counted as its handling ends, just after the response.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while count(&get(p.admin, "x", "/metrics").await.text()) != before + 1 {
+    while count(&get(p.admin, "localhost", "/metrics").await.text()) != before + 1 {
         assert!(Instant::now() < deadline, "metrics never moved");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -642,7 +642,65 @@ async fn a_shadow_is_added_changed_and_removed_by_reload_without_touching_live_s
     traffic(10).await;
     let state = admin_json(p.admin, "/api/v1/state").await;
     assert!(state["pools"][0]["shadow"].is_null());
-    let metrics = get(p.admin, "x", "/metrics").await.text();
+    let metrics = get(p.admin, "localhost", "/metrics").await.text();
     assert!(!metrics.contains("ballast_shadow_"), "{metrics}");
     assert!(metrics.contains("ballast_backend_share{"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_mutations_and_unknown_hosts_are_refused_without_a_token() {
+    let a = origin_named("a").await;
+    let p = ports();
+    let yaml = config(
+        &p,
+        ", allowed_hosts: [ballast-admin.internal]",
+        &format!(
+            "pools: {{web: {{backends: [{{addr: \"{}\"}}]}}}}\nroutes: [{{pool: web}}]\n",
+            a.addr
+        ),
+    );
+    let _ballast = RunningBallast::start(&yaml, Path::new("."), &[p.listen, p.admin]).await;
+    let drain = format!("/api/v1/backends/web/{}/drain", a.addr);
+    let with = |pairs: &[(&'static str, &str)], method: Method, path: &str| {
+        let mut req = admin_request(method, path, None);
+        for (name, value) in pairs {
+            req.headers_mut().insert(*name, value.parse().unwrap());
+        }
+        req
+    };
+
+    // A form posted from another site's page.
+    let cross = with(&[("origin", "http://evil.example")], Method::POST, &drain);
+    let reply = send(p.admin, cross).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
+    assert!(reply.text().contains("cross-origin"), "{}", reply.text());
+    // A page on a name rebound to 127.0.0.1 reading the state.
+    let rebound = with(
+        &[("host", "evil.example:9901")],
+        Method::GET,
+        "/api/v1/state",
+    );
+    let reply = send(p.admin, rebound).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text());
+    assert!(reply.text().contains("unknown Host"), "{}", reply.text());
+    let state = admin_json(p.admin, "/api/v1/state").await;
+    assert_eq!(
+        backend(&state, "web", a.addr)["drained"],
+        false,
+        "nothing drained"
+    );
+
+    // Probes answer whatever the Host; an allowed name and curl's own requests work.
+    let probe = with(&[("host", "evil.example")], Method::GET, "/healthz");
+    assert_eq!(send(p.admin, probe).await.status, StatusCode::OK);
+    let named = with(
+        &[("host", "ballast-admin.internal:9901")],
+        Method::GET,
+        "/metrics",
+    );
+    assert_eq!(send(p.admin, named).await.status, StatusCode::OK);
+    let reply = send(p.admin, admin_request(Method::POST, &drain, None)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let state = admin_json(p.admin, "/api/v1/state").await;
+    assert_eq!(backend(&state, "web", a.addr)["drained"], true);
 }

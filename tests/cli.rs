@@ -231,9 +231,9 @@ async fn run_serves_then_exits_cleanly_on_sigterm() {
     let mut child = running.child;
 
     assert_eq!(get(listen, "x", "/hello").await.text(), "o GET /hello\n");
-    let health = get(admin, "x", "/healthz").await;
+    let health = get(admin, "localhost", "/healthz").await;
     assert_eq!(health.status, http::StatusCode::OK);
-    let metrics = get(admin, "x", "/metrics").await.text();
+    let metrics = get(admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains(&format!(
             "ballast_requests_total{{backend=\"p/{}\",pool=\"p\",route=\"route-0\",status_class=\"2xx\"}} 1",
@@ -243,7 +243,7 @@ async fn run_serves_then_exits_cleanly_on_sigterm() {
     );
     // The request's bookkeeping ends just after its response is written.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !get(admin, "x", "/metrics")
+    while !get(admin, "localhost", "/metrics")
         .await
         .text()
         .contains("ballast_in_flight_requests 0")
@@ -255,7 +255,7 @@ async fn run_serves_then_exits_cleanly_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        get(admin, "x", "/nope").await.status,
+        get(admin, "localhost", "/nope").await.status,
         http::StatusCode::NOT_FOUND
     );
 
@@ -323,7 +323,7 @@ async fn sighup_and_file_changes_reload_a_running_binary() {
     let mut child = running.child;
     let reload_status = || async move {
         let state: serde_json::Value =
-            serde_json::from_slice(&get(admin, "x", "/api/v1/state").await.body).unwrap();
+            serde_json::from_slice(&get(admin, "localhost", "/api/v1/state").await.body).unwrap();
         state["reload"].clone()
     };
     let wait_for = |what: &'static str, check: Box<dyn Fn(&serde_json::Value) -> bool + Send>| async move {

@@ -67,7 +67,7 @@ async fn malformed_requests_never_count_against_or_eject_a_backend() {
         assert_eq!(backend["consecutive_failures"], 0, "{backend:#}");
         assert_eq!(backend["healthy"], true, "{backend:#}");
     }
-    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    let metrics = get(proxy.admin, "localhost", "/metrics").await.text();
     assert!(
         !metrics
             .lines()

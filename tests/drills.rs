@@ -183,7 +183,7 @@ async fn a_reset_mid_body_is_a_clean_error_never_a_truncated_success() {
             "{outcome}"
         );
     }
-    assert_eq!(get(proxy.admin, "x", "/healthz").await.status, 200);
+    assert_eq!(get(proxy.admin, "localhost", "/healthz").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +209,7 @@ async fn hammering_the_admin_endpoint_does_not_disturb_proxying() {
                 "/api/v1/decisions",
                 "/dashboard",
             ][n % 4];
-            request(Method::GET, "x", path, Bytes::new())
+            request(Method::GET, "localhost", path, Bytes::new())
         },
     ));
     let traffic = drive(

@@ -188,7 +188,7 @@ async fn slow_and_vanishing_clients_do_not_hold_up_others() {
     // Every abandoned request is eventually let go.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let metrics = get(p.admin, "x", "/metrics").await.text();
+        let metrics = get(p.admin, "localhost", "/metrics").await.text();
         if metrics.contains("ballast_in_flight_requests 0") {
             break;
         }
@@ -222,7 +222,7 @@ async fn absurd_load_reports_are_ignored_counted_and_never_forwarded() {
             "stripped: {value:.20}"
         );
     }
-    let metrics = get(p.admin, "x", "/metrics").await.text();
+    let metrics = get(p.admin, "localhost", "/metrics").await.text();
     let ignored: u64 = metrics
         .lines()
         .filter(|l| l.starts_with("ballast_server_load_errors_total{"))
@@ -527,7 +527,7 @@ async fn a_client_leaving_mid_response_releases_the_request_and_its_upstream() {
     assert!(left.elapsed() < Duration::from_secs(5));
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let metrics = get(admin, "x", "/metrics").await.text();
+        let metrics = get(admin, "localhost", "/metrics").await.text();
         if metrics.contains("ballast_in_flight_requests 0") {
             break;
         }

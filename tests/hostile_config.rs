@@ -30,7 +30,12 @@ async fn refused_reload(admin: SocketAddr) -> String {
     )
     .await
     .expect("the reload answers within 10 s");
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text());
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text()
+    );
     let body: Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(body["status"], "rejected");
     body["errors"].to_string()

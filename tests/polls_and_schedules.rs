@@ -73,7 +73,7 @@ impl Proxy {
 
     /// `ballast_load_polls_total{pool="p",result}`, 0 when absent.
     async fn polls(&self, result: &str) -> u64 {
-        let metrics = get(self.admin, "x", "/metrics").await.text();
+        let metrics = get(self.admin, "localhost", "/metrics").await.text();
         let series = format!("ballast_load_polls_total{{pool=\"p\",result=\"{result}\"}} ");
         metrics
             .lines()
@@ -352,7 +352,7 @@ async fn a_schedule_active_now_shifts_traffic_and_a_reload_without_it_restores_t
         (now_s + 3600..=now_s + 2 * 3600 + 60).contains(&next),
         "the window ends in about 2 h: {next} vs now {now_s}"
     );
-    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    let metrics = get(proxy.admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains("ballast_schedule_active{pool=\"p\",template=\"eu-peak\"} 1"),
         "{metrics}"

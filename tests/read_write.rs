@@ -118,7 +118,7 @@ async fn rw_count(admin: SocketAddr, kind: &str, expected: impl Fn(u64) -> bool)
     let needle = format!("ballast_rw_requests_total{{kind=\"{kind}\",pool=\"p\"}} ");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let metrics = get(admin, "x", "/metrics").await.text();
+        let metrics = get(admin, "localhost", "/metrics").await.text();
         let count = metrics
             .lines()
             .find_map(|l| l.strip_prefix(&needle))

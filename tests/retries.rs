@@ -67,7 +67,7 @@ fn numbered_post(
 /// The value of the metric line starting with `series` (labels included),
 /// 0 when absent.
 async fn metric(admin: SocketAddr, series: &str) -> f64 {
-    let metrics = get(admin, "x", "/metrics").await.text();
+    let metrics = get(admin, "localhost", "/metrics").await.text();
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())

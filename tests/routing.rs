@@ -96,7 +96,7 @@ fn from(region: &'static str) -> impl Fn(usize, usize) -> Request<Full<Bytes>> +
 
 /// The `ballast_backend_share` gauge of the backend at `addr`.
 async fn published_share(admin: SocketAddr, addr: SocketAddr) -> f64 {
-    let metrics = get(admin, "x", "/metrics").await.text();
+    let metrics = get(admin, "localhost", "/metrics").await.text();
     let needle = format!("backend=\"p/{addr}\",pool=\"p\"}} ");
     metrics
         .lines()
@@ -235,7 +235,7 @@ async fn an_origin_killed_mid_load_costs_no_get_errors() {
         outcome.total(),
         "every GET succeeded: {outcome:?}"
     );
-    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    let metrics = get(proxy.admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains("ballast_retries_total{"),
         "retries happened:\n{metrics}"
@@ -328,7 +328,7 @@ async fn server_load_reports_steer_traffic_and_never_reach_the_client() {
         busy_share < idle_share / 5.0,
         "busy {busy_share} vs idle {idle_share}"
     );
-    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    let metrics = get(proxy.admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains("ballast_server_load_errors_total{pool=\"p\",reason=\"out_of_range\"}")
             || metrics
@@ -446,7 +446,7 @@ async fn a_post_with_an_idempotency_key_is_retried_elsewhere() {
         "the victim took keyed POSTs before it died"
     );
     assert_eq!(outcome.count(200), outcome.total(), "{outcome:?}");
-    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    let metrics = get(proxy.admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains("ballast_retries_total{cause=\"reset\",pool=\"p\"}"),
         "POSTs in flight on the dead origin were retried:\n{metrics}"
@@ -574,7 +574,7 @@ routes: [{{pool: p}}]
         west_before,
         "nothing leaked to us-west"
     );
-    let metrics = get(admin, "x", "/metrics").await.text();
+    let metrics = get(admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains("ballast_residency_rejections_total{client_region=\"eu-west\"}"),
         "{metrics}"
@@ -653,7 +653,7 @@ routes:
     );
     assert_eq!(reply.header("x-ballast-reason"), None);
 
-    let metrics = get(admin, "x", "/metrics").await.text();
+    let metrics = get(admin, "localhost", "/metrics").await.text();
     assert!(
         !metrics.contains("ballast_residency_rejections_total{"),
         "no request was refused by its fence:\n{metrics}"
@@ -732,7 +732,7 @@ async fn a_canary_going_bad_is_cut_off_within_two_seconds() {
     );
     let tripped = admin_decisions(proxy.admin, "canary_tripped").await;
     assert_eq!(tripped.len(), 1, "{tripped:?}");
-    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    let metrics = get(proxy.admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains("ballast_canary_breaker_trips_total{pool=\"p\"} 1"),
         "{metrics}"
@@ -887,7 +887,7 @@ routes: [{{pool: p}}]
             .any(|r| r.contains("rule=spill:us-east->us-west")),
         "{rules:?}"
     );
-    let metrics = get(admin, "x", "/metrics").await.text();
+    let metrics = get(admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains(
             "ballast_spilled_requests_total{client_region=\"us-east\",pool=\"p\",region=\"us-west\"}"
@@ -1227,7 +1227,7 @@ async fn a_round_robin_shadow_beside_latency_routing_disagrees_and_predicts_slow
     assert_eq!(config["pools"][0]["shadow"]["mode"], "round_robin");
     assert_eq!(config["pools"][0]["shadow"]["sample"], 1.0);
 
-    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    let metrics = get(proxy.admin, "localhost", "/metrics").await.text();
     let different = metrics
         .lines()
         .find_map(|l| {
@@ -1547,7 +1547,7 @@ routes:
     assert_eq!(other.count(200), other.total(), "{other:?}");
 
     // Visible: metrics, admin state, decisions; backends' health untouched.
-    let metrics = get(admin, "x", "/metrics").await.text();
+    let metrics = get(admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains("ballast_budget_rejections_total{region=\"-\",route=\"keynote\"}"),
         "{metrics}"
@@ -1644,7 +1644,7 @@ routes:
     assert!(fenced.count(503) > fenced.count(200), "{fenced:?}");
     assert_eq!((served(&east), served(&west)), (before_east, before_west));
 
-    let metrics = get(admin, "x", "/metrics").await.text();
+    let metrics = get(admin, "localhost", "/metrics").await.text();
     assert!(
         metrics.contains("ballast_budget_spilled_total{region=\"us-east\",route=\"keynote\"}"),
         "{metrics}"

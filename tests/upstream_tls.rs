@@ -81,7 +81,7 @@ fn metric(metrics: &str, name: &str, labels: &[&str]) -> f64 {
 }
 
 async fn metrics(p: &LoopbackProxy) -> String {
-    get(p.admin, "x", "/metrics").await.text()
+    get(p.admin, "localhost", "/metrics").await.text()
 }
 
 /// The state of pool `api`'s only backend.

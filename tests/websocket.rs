@@ -94,7 +94,7 @@ async fn a_websocket_is_proxied_without_counting_as_a_request_in_flight() {
     assert_eq!(echo(&mut socket, "still there").await, "a: still there");
     let state = admin_json(proxy.admin, "/api/v1/state").await;
     assert_eq!(the_backend(&state)["in_flight"], 0, "{state:#}");
-    let metrics = get(proxy.admin, "x", "/metrics").await.text();
+    let metrics = get(proxy.admin, "localhost", "/metrics").await.text();
     assert_eq!(metric(&metrics, "ballast_in_flight_requests "), 0.0);
     assert_eq!(metric(&metrics, "ballast_upgraded_connections "), 1.0);
 
@@ -104,7 +104,7 @@ async fn a_websocket_is_proxied_without_counting_as_a_request_in_flight() {
     // handshake, not the 1.2 s it stayed open.
     let deadline = Instant::now() + Duration::from_secs(10);
     let metrics = loop {
-        let metrics = get(proxy.admin, "x", "/metrics").await.text();
+        let metrics = get(proxy.admin, "localhost", "/metrics").await.text();
         if metric(&metrics, "ballast_upgraded_connections ") == 0.0 {
             break metrics;
         }

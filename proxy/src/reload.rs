@@ -265,7 +265,9 @@ fn restart_only_changes(running: &Snapshot, new: &Snapshot) -> Vec<String> {
             after.join(" ")
         ));
     }
-    if running.admin.address != new.admin.address || running.admin.token_env != new.admin.token_env
+    if running.admin.address != new.admin.address
+        || running.admin.token_env != new.admin.token_env
+        || running.admin.allowed_hosts != new.admin.allowed_hosts
     {
         warnings
             .push("admin settings changed; restart or perform a graceful upgrade to apply".into());

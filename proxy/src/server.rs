@@ -10,7 +10,7 @@
 //! drains the same way. A [`Stopper`] does what SIGTERM does, from inside the
 //! process.
 
-use crate::admin::AdminApp;
+use crate::admin::{AdminApp, Guard};
 use crate::config::Snapshot;
 use crate::control::engine::Engine;
 use crate::probes::health::HealthLoop;
@@ -292,6 +292,10 @@ impl ProxyServer {
                 engine: engine.clone(),
                 metrics: metrics.clone(),
                 reloader: reloader.clone(),
+                guard: Guard {
+                    allowed_hosts: snapshot.admin.allowed_hosts.clone(),
+                    token_required: token.is_some(),
+                },
                 token,
             },
         );

@@ -249,7 +249,7 @@ pub fn admin_request(method: Method, path: &str, token: Option<&str>) -> Request
     let mut builder = Request::builder()
         .method(method)
         .uri(path)
-        .header(http::header::HOST, "admin");
+        .header(http::header::HOST, "localhost");
     if let Some(token) = token {
         builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     }

@@ -14,9 +14,14 @@
 //!
 //! When `admin.token_env` names an environment variable, every other request
 //! must carry `Authorization: Bearer <token>` (compared in constant time);
-//! without it the answer is 401.
+//! without it the answer is 401. Every request but the probes also passes
+//! the [`Guard`]: no cross-site mutations, and without a token no Host
+//! but an IP address, `localhost` or `admin.allowed_hosts` (403).
 
 mod api;
+mod guard;
+
+pub use guard::Guard;
 
 use crate::control::engine::Engine;
 use crate::reload::Reloader;
@@ -36,6 +41,8 @@ pub struct AdminApp {
     pub reloader: Option<Arc<Reloader>>,
     /// The bearer token every API request must carry, if one is configured.
     pub token: Option<String>,
+    /// Refuses cross-site mutations and, without a token, unknown Hosts.
+    pub guard: Guard,
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -100,11 +107,16 @@ impl ServeHttp for AdminApp {
         match (&method, path.as_str()) {
             (&Method::GET | &Method::HEAD, "/healthz") => return plain(StatusCode::OK, "ok\n"),
             (&Method::GET | &Method::HEAD, "/readyz") => return plain(StatusCode::OK, "ready\n"),
-            (&Method::GET | &Method::HEAD, "/" | "/dashboard") => {
-                // The page holds no data; its API calls carry the token.
-                return respond(StatusCode::OK, HTML, DASHBOARD.as_bytes().to_vec());
-            }
             _ => {}
+        }
+        if let Some(reason) = self.guard.refusal(&method, &req.headers) {
+            return json_error(StatusCode::FORBIDDEN, &reason);
+        }
+        if matches!(method, Method::GET | Method::HEAD)
+            && matches!(path.as_str(), "/" | "/dashboard")
+        {
+            // The page holds no data; its API calls carry the token.
+            return respond(StatusCode::OK, HTML, DASHBOARD.as_bytes().to_vec());
         }
         if !self.authorized(session) {
             let mut response =

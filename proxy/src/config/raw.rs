@@ -144,6 +144,10 @@ pub struct RawAdmin {
     pub address: String,
     /// Environment variable holding the bearer token the API requires.
     pub token_env: Option<String>,
+    /// Host names the API answers to without a token, besides IP addresses
+    /// and localhost (e.g. a DNS name pointing at the admin address).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Process-wide server settings.

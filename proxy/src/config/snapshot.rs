@@ -127,6 +127,8 @@ pub struct Tls {
 pub struct Admin {
     pub address: SocketAddr,
     pub token_env: Option<String>,
+    /// Host names accepted besides IP addresses and localhost, lowercase.
+    pub allowed_hosts: Vec<String>,
 }
 
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";

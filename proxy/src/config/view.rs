@@ -41,6 +41,7 @@ pub struct AdminView {
     pub token_env: Option<String>,
     /// `<redacted>` when a token is required.
     pub token: Option<&'static str>,
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -259,6 +260,7 @@ impl ConfigView {
                 address: snapshot.admin.address.to_string(),
                 token_env: snapshot.admin.token_env.clone(),
                 token: snapshot.admin.token_env.as_ref().map(|_| "<redacted>"),
+                allowed_hosts: snapshot.admin.allowed_hosts.clone(),
             },
             server: ServerView {
                 threads: snapshot.server.threads,

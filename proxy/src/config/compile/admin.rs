@@ -11,6 +11,7 @@ pub(super) fn compile_admin(c: &mut Checker, raw: Option<&RawAdmin>) -> Option<A
         return Some(Admin {
             address: DEFAULT_ADMIN_ADDRESS.parse().expect("valid default"),
             token_env: None,
+            allowed_hosts: Vec::new(),
         });
     };
     let address = c.socket_addr("admin.address", &raw.address)?;
@@ -31,9 +32,29 @@ pub(super) fn compile_admin(c: &mut Checker, raw: Option<&RawAdmin>) -> Option<A
             ),
         );
     }
+    let allowed_hosts = raw
+        .allowed_hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, host)| {
+            let valid = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if !valid {
+                c.error(
+                    format!("admin.allowed_hosts[{i}]"),
+                    format!("invalid host name \"{host}\" (a DNS name without port, e.g. ballast-admin.internal)"),
+                );
+            }
+            valid.then(|| host.to_ascii_lowercase())
+        })
+        .collect();
     Some(Admin {
         address,
         token_env: raw.token_env.clone(),
+        allowed_hosts,
     })
 }
 
