@@ -34,6 +34,9 @@ pub(super) struct Attempt {
     started: Instant,
     /// Whether the outcome has been counted in the backend's stats.
     pub(super) recorded: bool,
+    /// A gRPC call whose status is still to come in the trailers: the
+    /// latency to its response headers, recorded with that status.
+    pub(super) grpc_pending: Option<u64>,
     in_flight: InFlight,
 }
 
@@ -45,6 +48,7 @@ impl Attempt {
             stats,
             started: Instant::now(),
             recorded: false,
+            grpc_pending: None,
         }
     }
 

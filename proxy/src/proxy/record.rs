@@ -1,5 +1,5 @@
 //! Recording what happened to a request: its attempt's outcome in the
-//! backend's live stats; spills, budget sheds, residency refusals, retries,
+//! backend's live stats (a gRPC call's by its status, see [`super::grpc`]); spills, budget sheds, residency refusals, retries,
 //! TLS failures and load-report errors in the metrics (and the budgets' counters); and
 //! once it is done the request series (or the unrouted counters), the
 //! decision log for an explained request, and the access log line.
@@ -23,9 +23,22 @@ use std::sync::atomic::Ordering;
 /// Count the backend's response in its stats (once per attempt): a server
 /// error as a failure, anything else as a success with its latency.
 pub(super) fn record_response(attempt: &mut Attempt, server_error: bool, now_ms: u64) {
+    let latency_us = attempt.latency_us();
+    record_outcome(attempt, server_error, now_ms, latency_us);
+}
+
+/// Count a gRPC call whose status came in the trailers, with the latency
+/// to its response headers (a streaming call's length is not the
+/// backend's speed).
+pub(super) fn record_grpc_trailers(attempt: &mut Attempt, failed: bool, now_ms: u64) {
+    if let Some(latency_us) = attempt.grpc_pending.take() {
+        record_outcome(attempt, failed, now_ms, latency_us);
+    }
+}
+
+fn record_outcome(attempt: &mut Attempt, server_error: bool, now_ms: u64, latency_us: u64) {
     if !attempt.recorded {
         attempt.recorded = true;
-        let latency_us = attempt.latency_us();
         if server_error {
             attempt.stats.record_failure(now_ms, Some(latency_us));
         } else {
@@ -149,7 +162,13 @@ impl BallastProxy {
 
     /// Record a finished request: series or unrouted counters, the decision
     /// log when explained, and the access log line.
-    pub(super) fn record_done(&self, session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
+    pub(super) fn record_done(&self, session: &Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        // A gRPC call that ended cleanly without a status failed (its client
+        // reads UNKNOWN); one cut short was counted where it failed, or the
+        // client left.
+        if let (Some(attempt), None) = (ctx.attempt.as_mut(), e) {
+            record_grpc_trailers(attempt, true, clock::now_ms());
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         let route = ctx.route_name();
