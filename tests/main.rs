@@ -14,6 +14,7 @@ mod config;
 mod dashboard;
 mod docs;
 mod drills;
+mod grpc;
 mod hostile;
 mod layout;
 mod polls_and_schedules;
