@@ -138,7 +138,10 @@ async fn a_unary_call_reaches_an_h2_backend_over_tls() {
     .await;
     let mut client = grpc_client(p.listen);
     let reply = unary(&mut client, "over tls").await.unwrap();
-    assert_eq!((reply.text.as_str(), reply.origin.as_str()), ("over tls", "tls"));
+    assert_eq!(
+        (reply.text.as_str(), reply.origin.as_str()),
+        ("over tls", "tls")
+    );
     let mut replies = stream(&mut client, "tls stream", 3).await.unwrap();
     for seq in 1..=3 {
         assert_eq!(replies.message().await.unwrap().unwrap().seq, seq);
@@ -327,7 +330,15 @@ routes: [{pool: web}]
     let snapshot = load_str(yaml, Path::new(".")).unwrap();
     assert_eq!(snapshot.pool_by_name("grpc").unwrap().protocol(), "h2c");
     assert_eq!(snapshot.pool_by_name("web").unwrap().protocol(), "http1");
-    assert!(snapshot.pool_by_name("grpc").unwrap().policy.retries.on.grpc_unavailable);
+    assert!(
+        snapshot
+            .pool_by_name("grpc")
+            .unwrap()
+            .policy
+            .retries
+            .on
+            .grpc_unavailable
+    );
     let summary = snapshot.summary();
     assert!(
         summary.contains("127.0.0.1:8080 http h2c\n")

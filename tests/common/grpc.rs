@@ -172,7 +172,11 @@ async fn serve_call(
 /// Start a gRPC origin named `name` on a free loopback port: h2c, or h2 over
 /// TLS with `tls` (certificate and key PEM); answering every call with
 /// `refuse` when set.
-pub async fn grpc_origin(name: &str, refuse: Option<Code>, tls: Option<(&str, &str)>) -> GrpcOrigin {
+pub async fn grpc_origin(
+    name: &str,
+    refuse: Option<Code>,
+    tls: Option<(&str, &str)>,
+) -> GrpcOrigin {
     ballast::tls::install_crypto_provider();
     let acceptor = tls.map(|(cert_pem, key_pem)| {
         let config = server_config(&TlsOriginConfig {

@@ -109,7 +109,10 @@ mod tests {
             GrpcHead::TrailersOnly(2)
         );
         assert_eq!(
-            read_head(&headers(&[("content-type", "text/plain"), ("grpc-status", "14")])),
+            read_head(&headers(&[
+                ("content-type", "text/plain"),
+                ("grpc-status", "14")
+            ])),
             GrpcHead::NotGrpc
         );
         assert_eq!(read_head(&headers(&[])), GrpcHead::NotGrpc);
