@@ -3,8 +3,10 @@
 //! and to h2 backends over TLS, trailers intact; HTTP/1.1 clients beside
 //! them on the same listener; server-side failure codes counted against
 //! the backend and call outcomes not; UNAVAILABLE answered trailers-only
-//! retried on another backend with `retries.on: [grpc_unavailable]`; and a
-//! stream that outlives a reload.
+//! retried on another backend with `retries.on: [grpc_unavailable]` (and
+//! the last one passed on when every backend refuses); health checks of an
+//! h2c pool over h2c; a stream that outlives a reload; and the
+//! configuration's checks and summary.
 
 use crate::common::grpc::{grpc_client, grpc_origin, stream, unary, GrpcOrigin};
 use crate::common::*;
@@ -347,4 +349,42 @@ routes: [{pool: web}]
             && summary.contains("web (latency, 1 backends)\n"),
         "{summary}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_backend_refuses_the_client_gets_the_last_unavailable() {
+    let first = grpc_origin("first", Some(Code::Unavailable), None).await;
+    let second = grpc_origin("second", Some(Code::Unavailable), None).await;
+    let pool = "    retries: {attempts: 2, on: [grpc_unavailable]}\n    outlier: {consecutive_failures: 100}\n";
+    let p = proxy_for(&[&first, &second], pool).await;
+    let mut client = grpc_client(p.listen);
+    let status = unary(&mut client, "anyone").await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().ends_with(" refuses"), "{status:?}");
+    assert_eq!(
+        (first.calls(), second.calls()),
+        (1, 1),
+        "tried once on each backend"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_health_check_of_an_h2c_pool_speaks_h2c() {
+    let origin = grpc_origin("a", None, None).await;
+    let health = "    health: {check: http, path: /, interval: 100ms, timeout: 1s}\n";
+    let p = proxy_for(&[&origin], health).await;
+    // The origin speaks HTTP/2 only: a check reaches it only over h2c (its
+    // answer to `/` is HTTP 200 with UNIMPLEMENTED, a pass).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while origin.calls() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no health check reached the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let backend = backend_state(p.admin, origin.addr).await;
+    assert_eq!(backend["healthy"], true, "{backend:#}");
+    let state = admin_json(p.admin, "/api/v1/state").await;
+    assert_eq!(state["pools"][0]["protocol"], "h2c");
 }
