@@ -178,6 +178,11 @@ async fn a_server_stream_keeps_its_messages_and_trailers() {
     assert_eq!(status.code(), Code::Internal, "{status:?}");
     assert_eq!(status.message(), "stream broke");
     assert_eq!(counted(p.admin, origin.addr, 2).await, (2, 1));
+    for code in ["ok", "internal"] {
+        let labels = ["pool=\"g\"", &format!("code=\"{code}\"")];
+        let calls = metric(p.admin, "ballast_grpc_calls_total", &labels).await;
+        assert_eq!(calls, 1.0, "{code}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,6 +209,12 @@ async fn unavailable_trailers_only_counts_against_the_backend_and_is_not_retried
     assert_eq!(down.calls() + up.calls(), 20, "nothing was retried");
     let calls = refused as u64;
     assert_eq!(counted(p.admin, down.addr, calls).await, (calls, calls));
+    let unavailable = [
+        "code=\"unavailable\"",
+        &format!("backend=\"g/{}\"", down.addr),
+    ];
+    let counted_calls = metric(p.admin, "ballast_grpc_calls_total", &unavailable).await;
+    assert_eq!(counted_calls, calls as f64);
     let up_calls = up.calls() as u64;
     assert_eq!(counted(p.admin, up.addr, up_calls).await, (up_calls, 0));
 }
@@ -244,6 +255,9 @@ async fn a_client_error_status_is_not_counted_against_the_backend() {
     }
     assert_eq!(origin.calls(), 3, "NOT_FOUND is not retried");
     assert_eq!(counted(p.admin, origin.addr, 3).await, (3, 0));
+    let not_found = ["pool=\"g\"", "code=\"not_found\""];
+    let calls = metric(p.admin, "ballast_grpc_calls_total", &not_found).await;
+    assert_eq!(calls, 3.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,31 @@ pub(super) fn is_backend_failure(code: u32) -> bool {
     BACKEND_FAILURES.contains(&code)
 }
 
+/// The name of a gRPC status code, as the `code` label of
+/// `ballast_grpc_calls_total`.
+pub(super) fn code_name(code: u32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "ok",
+        "cancelled",
+        "unknown",
+        "invalid_argument",
+        "deadline_exceeded",
+        "not_found",
+        "already_exists",
+        "permission_denied",
+        "resource_exhausted",
+        "failed_precondition",
+        "aborted",
+        "out_of_range",
+        "unimplemented",
+        "internal",
+        "unavailable",
+        "data_loss",
+        "unauthenticated",
+    ];
+    NAMES.get(code as usize).copied().unwrap_or("other")
+}
+
 /// What a backend's response headers say of a gRPC call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum GrpcHead {
@@ -94,6 +119,15 @@ mod tests {
         for code in [0, 1, 3, 5, 6, 7, 9, 10, 11, 12, 16] {
             assert!(!is_backend_failure(code), "{code}");
         }
+    }
+
+    #[test]
+    fn codes_are_named() {
+        assert_eq!(code_name(0), "ok");
+        assert_eq!(code_name(5), "not_found");
+        assert_eq!(code_name(UNAVAILABLE), "unavailable");
+        assert_eq!(code_name(16), "unauthenticated");
+        assert_eq!(code_name(17), "other");
     }
 
     #[test]

@@ -257,6 +257,9 @@ impl ProxyHttp for BallastProxy {
                 GrpcHead::Streaming => attempt.grpc_pending = Some(attempt.latency_us()),
             }
         }
+        if let GrpcHead::TrailersOnly(code) = grpc {
+            self.count_grpc_call(ctx, Some(code));
+        }
         let report = load_report::take_report(upstream_response, policy, |error| {
             self.count_report_error(ctx, error)
         });
@@ -292,11 +295,16 @@ impl ProxyHttp for BallastProxy {
         upstream_trailers: &mut http::HeaderMap,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(attempt) = ctx.attempt.as_mut() {
+        let Some(attempt) = ctx.attempt.as_mut() else {
+            return Ok(());
+        };
+        if attempt.grpc_pending.is_some() {
             // A call whose trailers carry no status failed (its client reads
             // UNKNOWN).
-            let failed = grpc::status(upstream_trailers).is_none_or(grpc::is_backend_failure);
+            let code = grpc::status(upstream_trailers);
+            let failed = code.is_none_or(grpc::is_backend_failure);
             record::record_grpc_trailers(attempt, failed, clock::now_ms());
+            self.count_grpc_call(ctx, code);
         }
         Ok(())
     }

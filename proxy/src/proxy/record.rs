@@ -1,10 +1,11 @@
 //! Recording what happened to a request: its attempt's outcome in the
 //! backend's live stats (a gRPC call's by its status, see [`super::grpc`]); spills, budget sheds, residency refusals, retries,
-//! TLS failures and load-report errors in the metrics (and the budgets' counters); and
+//! TLS failures, gRPC statuses and load-report errors in the metrics (and the budgets' counters); and
 //! once it is done the request series (or the unrouted counters), the
 //! decision log for an explained request, and the access log line.
 
 use super::context::{Attempt, RequestCtx};
+use super::grpc;
 use super::load_report::parse_error_label;
 use super::BallastProxy;
 use crate::config::PoolId;
@@ -149,6 +150,26 @@ impl BallastProxy {
             .inc();
     }
 
+    /// Count a gRPC call of the request's backend by the status it ended
+    /// with (`None`: it ended without one).
+    pub(super) fn count_grpc_call(&self, ctx: &RequestCtx, code: Option<u32>) {
+        let (Some(routing), Some(pool), Some(&backend)) =
+            (&ctx.routing, ctx.pool, ctx.tried.last())
+        else {
+            return;
+        };
+        let pool = routing.snapshot.pool(pool);
+        let code = code.map_or("missing", grpc::code_name);
+        self.metrics
+            .grpc_calls
+            .with_label_values(&[
+                pool.name.as_str(),
+                pool.backends[backend].id.0.as_str(),
+                code,
+            ])
+            .inc();
+    }
+
     /// Count a load report a backend of the request's pool got wrong.
     pub(super) fn count_report_error(&self, ctx: &RequestCtx, error: ParseError) {
         if let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) {
@@ -167,7 +188,10 @@ impl BallastProxy {
         // reads UNKNOWN); one cut short was counted where it failed, or the
         // client left.
         if let (Some(attempt), None) = (ctx.attempt.as_mut(), e) {
-            record_grpc_trailers(attempt, true, clock::now_ms());
+            if attempt.grpc_pending.is_some() {
+                record_grpc_trailers(attempt, true, clock::now_ms());
+                self.count_grpc_call(ctx, None);
+            }
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
