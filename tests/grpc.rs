@@ -191,7 +191,9 @@ async fn unavailable_trailers_only_counts_against_the_backend_and_is_not_retried
     let up = grpc_origin("up", None, None).await;
     // The default retries.on does not list grpc_unavailable: a gRPC call is
     // a POST, and nothing else makes it replay-safe.
-    let p = proxy_for(&[&down, &up], "    outlier: {consecutive_failures: 100}\n").await;
+    // Round robin, no ejection: half the calls go to the refusing backend.
+    let pool = "    mode: round_robin\n    outlier: {consecutive_failures: 100}\n";
+    let p = proxy_for(&[&down, &up], pool).await;
     let mut client = grpc_client(p.listen);
     let mut refused = 0;
     for i in 0..20 {
@@ -204,7 +206,7 @@ async fn unavailable_trailers_only_counts_against_the_backend_and_is_not_retried
             }
         }
     }
-    assert!(refused > 0, "no call went to the refusing backend");
+    assert_eq!(refused, 10, "every other call went to the refusing backend");
     assert_eq!(down.calls(), refused);
     assert_eq!(down.calls() + up.calls(), 20, "nothing was retried");
     let calls = refused as u64;
@@ -223,14 +225,17 @@ async fn unavailable_trailers_only_counts_against_the_backend_and_is_not_retried
 async fn unavailable_is_retried_on_another_backend_with_grpc_unavailable() {
     let down = grpc_origin("down", Some(Code::Unavailable), None).await;
     let up = grpc_origin("up", None, None).await;
-    let pool = "    retries: {on: [connect_failure, grpc_unavailable]}\n    outlier: {consecutive_failures: 100}\n";
+    let pool = "    mode: round_robin\n    retries: {on: [connect_failure, grpc_unavailable]}\n    outlier: {consecutive_failures: 100}\n";
     let p = proxy_for(&[&down, &up], pool).await;
     let mut client = grpc_client(p.listen);
     for i in 0..20 {
         let reply = unary(&mut client, &format!("call {i}")).await.unwrap();
         assert_eq!(reply.origin, "up");
     }
-    assert!(down.calls() > 0, "no call went to the refusing backend");
+    assert!(
+        down.calls() >= 5,
+        "round robin sends the refusing backend its turns"
+    );
     assert_eq!(up.calls(), 20);
     let retried = metric(
         p.admin,
@@ -241,6 +246,26 @@ async fn unavailable_is_retried_on_another_backend_with_grpc_unavailable() {
     assert_eq!(retried, down.calls() as f64);
     let calls = down.calls() as u64;
     assert_eq!(counted(p.admin, down.addr, calls).await, (calls, calls));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_after_replies_is_passed_on_not_retried() {
+    let a = grpc_origin("a", None, None).await;
+    let b = grpc_origin("b", None, None).await;
+    let p = proxy_for(&[&a, &b], "    retries: {on: [grpc_unavailable]}\n").await;
+    let mut client = grpc_client(p.listen);
+    let mut replies = stream(&mut client, "going away", 2).await.unwrap();
+    for seq in 1..=2 {
+        assert_eq!(replies.message().await.unwrap().unwrap().seq, seq);
+    }
+    let status = replies.message().await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::Unavailable, "going away")
+    );
+    assert_eq!(a.calls() + b.calls(), 1, "the call was sent once");
+    let served = if a.calls() == 1 { &a } else { &b };
+    assert_eq!(counted(p.admin, served.addr, 1).await, (1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,8 @@
 //! numbered from 1). An origin may answer every call with one status
 //! instead (trailers-only); a stream asked with the text `gated` waits after
 //! its first reply until the test opens the gate; one asked with `fail`
-//! ends with INTERNAL in its trailers after its replies.
+//! ends with INTERNAL in its trailers after its replies, one asked with
+//! `going away` with UNAVAILABLE.
 
 use super::tls_origin::{server_config, OriginAlpn, TlsOriginConfig};
 use http::uri::PathAndQuery;
@@ -145,8 +146,13 @@ impl ServerStreamingService<EchoRequest> for Streaming {
                         return;
                     }
                 }
-                if request.text == "fail" {
-                    let _ = tx.send(Err(Status::internal("stream broke"))).await;
+                let end = match request.text.as_str() {
+                    "fail" => Some(Status::internal("stream broke")),
+                    "going away" => Some(Status::unavailable("going away")),
+                    _ => None,
+                };
+                if let Some(status) = end {
+                    let _ = tx.send(Err(status)).await;
                 }
             });
             Ok(tonic::Response::new(ReceiverStream::new(rx)))
