@@ -101,6 +101,9 @@ pub struct RequestCtx {
     pub(super) budget_retry_after: Option<u64>,
     /// The `X-Ballast-Decision` text, when this request is explained.
     pub(super) explanation: Option<String>,
+    /// The status a gRPC call ended with (the last attempt's), for the
+    /// access log.
+    pub(super) grpc_status: Option<u32>,
     _in_flight: InFlightGuard,
 }
 
@@ -123,6 +126,7 @@ impl RequestCtx {
             write_refusal: None,
             budget_retry_after: None,
             explanation: None,
+            grpc_status: None,
             _in_flight: InFlightGuard::new(in_flight),
         }
     }

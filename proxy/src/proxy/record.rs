@@ -151,8 +151,9 @@ impl BallastProxy {
     }
 
     /// Count a gRPC call of the request's backend by the status it ended
-    /// with (`None`: it ended without one).
-    pub(super) fn count_grpc_call(&self, ctx: &RequestCtx, code: Option<u32>) {
+    /// with (`None`: it ended without one), and keep it for the access log.
+    pub(super) fn count_grpc_call(&self, ctx: &mut RequestCtx, code: Option<u32>) {
+        ctx.grpc_status = code;
         let (Some(routing), Some(pool), Some(&backend)) =
             (&ctx.routing, ctx.pool, ctx.tried.last())
         else {
@@ -240,6 +241,7 @@ impl BallastProxy {
             route,
             backend = ctx.backend_id(),
             attempts = ctx.tried.len(),
+            grpc_status = ctx.grpc_status.map(grpc::code_name),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             error = e.map(|e| e.to_string()),
         );
