@@ -1,6 +1,6 @@
 //! gRPC through Ballast, end to end, with a real gRPC client and origins:
-//! unary and server-streaming calls through an h2c listener to h2c backends
-//! and to h2 backends over TLS, trailers intact; HTTP/1.1 clients beside
+//! unary, server-streaming and bidirectional calls through an h2c listener
+//! to h2c backends and to h2 backends over TLS, trailers intact; HTTP/1.1 clients beside
 //! them on the same listener; server-side failure codes counted against
 //! the backend and call outcomes not; UNAVAILABLE answered trailers-only
 //! retried on another backend with `retries.on: [grpc_unavailable]` (and
@@ -8,7 +8,7 @@
 //! h2c pool over h2c; a stream that outlives a reload; and the
 //! configuration's checks and summary.
 
-use crate::common::grpc::{grpc_client, grpc_origin, stream, unary, GrpcOrigin};
+use crate::common::grpc::{chat, grpc_client, grpc_origin, stream, unary, EchoRequest, GrpcOrigin};
 use crate::common::*;
 use ballast::config::{load_str, ConfigErrors};
 use ballast::tls::devcert::{DevCa, LeafUse};
@@ -183,6 +183,34 @@ async fn a_server_stream_keeps_its_messages_and_trailers() {
         let calls = metric(p.admin, "ballast_grpc_calls_total", &labels).await;
         assert_eq!(calls, 1.0, "{code}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bidirectional_stream_answers_each_message_as_it_comes() {
+    let origin = grpc_origin("a", None, None).await;
+    let p = proxy_for(&[&origin], "").await;
+    let mut client = grpc_client(p.listen);
+    let (tx, mut replies) = chat(&mut client).await.unwrap();
+    // Each reply comes before the next message is sent: both directions
+    // stay open through Ballast at once.
+    for seq in 1..=3 {
+        let text = format!("message {seq}");
+        tx.send(EchoRequest {
+            text: text.clone(),
+            count: 0,
+        })
+        .await
+        .unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), replies.message())
+            .await
+            .expect("a reply before the client's stream ends")
+            .unwrap()
+            .unwrap();
+        assert_eq!((reply.seq, reply.text), (seq, text));
+    }
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none());
+    assert_eq!(counted(p.admin, origin.addr, 1).await, (1, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

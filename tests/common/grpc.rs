@@ -4,8 +4,9 @@
 //! client is tonic's generic client over a hyper HTTP/2 client.
 //!
 //! The origin's service `test.Echo` has a unary `Unary` (echoes the text,
-//! names the origin) and a server-streaming `Stream` (`count` replies
-//! numbered from 1). An origin may answer every call with one status
+//! names the origin), a server-streaming `Stream` (`count` replies
+//! numbered from 1) and a bidirectional `Chat` (a numbered reply to each
+//! message, as it comes). An origin may answer every call with one status
 //! instead (trailers-only); a stream asked with the text `gated` waits after
 //! its first reply until the test opens the gate; one asked with `fail`
 //! ends with INTERNAL in its trailers after its replies, one asked with
@@ -29,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::server::{ServerStreamingService, UnaryService};
+use tonic::server::{ServerStreamingService, StreamingService, UnaryService};
 use tonic::{Code, Status};
 use tonic_prost::ProstCodec;
 
@@ -56,6 +57,7 @@ pub struct EchoReply {
 
 pub const UNARY: &str = "/test.Echo/Unary";
 pub const STREAM: &str = "/test.Echo/Stream";
+pub const CHAT: &str = "/test.Echo/Chat";
 
 /// What the origin's calls meet.
 struct Shared {
@@ -160,6 +162,37 @@ impl ServerStreamingService<EchoRequest> for Streaming {
     }
 }
 
+struct Chat(Arc<Shared>);
+
+impl StreamingService<EchoRequest> for Chat {
+    type Response = EchoReply;
+    type ResponseStream = ReplyStream;
+    type Future = Reply<ReplyStream>;
+
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<EchoRequest>>) -> Self::Future {
+        let shared = self.0.clone();
+        Box::pin(async move {
+            let mut inbound = request.into_inner();
+            let (tx, rx) = mpsc::channel(4);
+            tokio::spawn(async move {
+                let mut seq = 0;
+                while let Ok(Some(message)) = inbound.message().await {
+                    seq += 1;
+                    let reply = EchoReply {
+                        text: message.text,
+                        origin: shared.name.clone(),
+                        seq,
+                    };
+                    if tx.send(Ok(reply)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Ok(tonic::Response::new(ReceiverStream::new(rx)))
+        })
+    }
+}
+
 /// Answer one HTTP/2 request as the `test.Echo` service.
 async fn serve_call(
     shared: Arc<Shared>,
@@ -170,6 +203,7 @@ async fn serve_call(
     let response = match req.uri().path() {
         UNARY => grpc.unary(Unary(shared), req).await,
         STREAM => grpc.server_streaming(Streaming(shared), req).await,
+        CHAT => grpc.streaming(Chat(shared), req).await,
         _ => Status::unimplemented("no such method").into_http(),
     };
     Ok(response)
@@ -276,4 +310,26 @@ pub async fn stream(
         .server_streaming(request, PathAndQuery::from_static(STREAM), codec)
         .await
         .map(tonic::Response::into_inner)
+}
+
+/// Open a `Chat`: messages sent on the returned sender are answered, one
+/// reply each, on the returned stream.
+pub async fn chat(
+    client: &mut GrpcClient,
+) -> Result<(mpsc::Sender<EchoRequest>, tonic::Streaming<EchoReply>), Status> {
+    client
+        .ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let (tx, rx) = mpsc::channel(4);
+    let codec = ProstCodec::<EchoRequest, EchoReply>::default();
+    let replies = client
+        .streaming(
+            tonic::Request::new(ReceiverStream::new(rx)),
+            PathAndQuery::from_static(CHAT),
+            codec,
+        )
+        .await?
+        .into_inner();
+    Ok((tx, replies))
 }
