@@ -10,6 +10,9 @@
 
 use crate::common::grpc::{chat, grpc_client, grpc_origin, stream, unary, EchoRequest, GrpcOrigin};
 use crate::common::*;
+// One at a time, and never beside the load tests' measurements (retry
+// ratios, latencies), which a burst of proxies starting would disturb.
+use crate::routing::LOAD_LOCK;
 use ballast::config::{load_str, ConfigErrors};
 use ballast::tls::devcert::{DevCa, LeafUse};
 use http::{Method, StatusCode};
@@ -82,6 +85,7 @@ async fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unary_call_goes_through_an_h2c_listener_to_an_h2c_backend() {
+    let _serial = LOAD_LOCK.lock().await;
     let origin = grpc_origin("a", None, None).await;
     let p = proxy_for(&[&origin], "").await;
     let mut client = grpc_client(p.listen);
@@ -96,6 +100,7 @@ async fn a_unary_call_goes_through_an_h2c_listener_to_an_h2c_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_clients_still_work_on_an_h2c_listener() {
+    let _serial = LOAD_LOCK.lock().await;
     let origin = grpc_origin("a", None, None).await;
     let web = origin_named("web").await;
     let (g, w) = (origin.addr, web.addr);
@@ -120,6 +125,7 @@ async fn http1_clients_still_work_on_an_h2c_listener() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unary_call_reaches_an_h2_backend_over_tls() {
+    let _serial = LOAD_LOCK.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let ca = DevCa::generate().unwrap();
     let leaf = ca
@@ -154,6 +160,7 @@ async fn a_unary_call_reaches_an_h2_backend_over_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_stream_keeps_its_messages_and_trailers() {
+    let _serial = LOAD_LOCK.lock().await;
     let origin = grpc_origin("a", None, None).await;
     let p = proxy_for(&[&origin], "").await;
     let mut client = grpc_client(p.listen);
@@ -187,6 +194,7 @@ async fn a_server_stream_keeps_its_messages_and_trailers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bidirectional_stream_answers_each_message_as_it_comes() {
+    let _serial = LOAD_LOCK.lock().await;
     let origin = grpc_origin("a", None, None).await;
     let p = proxy_for(&[&origin], "").await;
     let mut client = grpc_client(p.listen);
@@ -215,6 +223,7 @@ async fn a_bidirectional_stream_answers_each_message_as_it_comes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_trailers_only_counts_against_the_backend_and_is_not_retried_unlisted() {
+    let _serial = LOAD_LOCK.lock().await;
     let down = grpc_origin("down", Some(Code::Unavailable), None).await;
     let up = grpc_origin("up", None, None).await;
     // The default retries.on does not list grpc_unavailable: a gRPC call is
@@ -251,6 +260,7 @@ async fn unavailable_trailers_only_counts_against_the_backend_and_is_not_retried
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_is_retried_on_another_backend_with_grpc_unavailable() {
+    let _serial = LOAD_LOCK.lock().await;
     let down = grpc_origin("down", Some(Code::Unavailable), None).await;
     let up = grpc_origin("up", None, None).await;
     let pool = "    mode: round_robin\n    retries: {on: [connect_failure, grpc_unavailable]}\n    outlier: {consecutive_failures: 100}\n";
@@ -278,6 +288,7 @@ async fn unavailable_is_retried_on_another_backend_with_grpc_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_after_replies_is_passed_on_not_retried() {
+    let _serial = LOAD_LOCK.lock().await;
     let a = grpc_origin("a", None, None).await;
     let b = grpc_origin("b", None, None).await;
     let p = proxy_for(&[&a, &b], "    retries: {on: [grpc_unavailable]}\n").await;
@@ -298,6 +309,7 @@ async fn unavailable_after_replies_is_passed_on_not_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_error_status_is_not_counted_against_the_backend() {
+    let _serial = LOAD_LOCK.lock().await;
     let origin = grpc_origin("a", Some(Code::NotFound), None).await;
     let p = proxy_for(&[&origin], "    retries: {on: [grpc_unavailable]}\n").await;
     let mut client = grpc_client(p.listen);
@@ -315,6 +327,7 @@ async fn a_client_error_status_is_not_counted_against_the_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_stream_outlives_a_reload() {
+    let _serial = LOAD_LOCK.lock().await;
     let origin = grpc_origin("a", None, None).await;
     let other = grpc_origin("b", None, None).await;
     let dir = tempfile::tempdir().unwrap();
@@ -420,6 +433,7 @@ routes: [{pool: web}]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_backend_refuses_the_client_gets_the_last_unavailable() {
+    let _serial = LOAD_LOCK.lock().await;
     let first = grpc_origin("first", Some(Code::Unavailable), None).await;
     let second = grpc_origin("second", Some(Code::Unavailable), None).await;
     let pool = "    retries: {attempts: 2, on: [grpc_unavailable]}\n    outlier: {consecutive_failures: 100}\n";
@@ -437,6 +451,7 @@ async fn when_every_backend_refuses_the_client_gets_the_last_unavailable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_health_check_of_an_h2c_pool_speaks_h2c() {
+    let _serial = LOAD_LOCK.lock().await;
     let origin = grpc_origin("a", None, None).await;
     let health = "    health: {check: http, path: /, interval: 100ms, timeout: 1s}\n";
     let p = proxy_for(&[&origin], health).await;
