@@ -1,7 +1,7 @@
 //! gRPC through Ballast, end to end, with a real gRPC client and origins:
 //! unary, server-streaming and bidirectional calls through an h2c listener
-//! to h2c backends and to h2 backends over TLS, trailers intact; HTTP/1.1 clients beside
-//! them on the same listener; server-side failure codes counted against
+//! to h2c backends and to h2 backends over TLS, trailers intact; HTTP/1.1
+//! clients beside them on the same listener; server-side failure codes counted against
 //! the backend and call outcomes not; UNAVAILABLE answered trailers-only
 //! retried on another backend with `retries.on: [grpc_unavailable]` (and
 //! the last one passed on when every backend refuses); health checks of an
