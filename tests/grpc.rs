@@ -1,14 +1,17 @@
 //! gRPC through Ballast, end to end, with a real gRPC client and origins:
 //! unary, server-streaming and bidirectional calls through an h2c listener
 //! to h2c backends and to h2 backends over TLS, trailers intact; HTTP/1.1
-//! clients beside them on the same listener; server-side failure codes counted against
-//! the backend and call outcomes not; UNAVAILABLE answered trailers-only
-//! retried on another backend with `retries.on: [grpc_unavailable]` (and
-//! the last one passed on when every backend refuses); health checks of an
-//! h2c pool over h2c; a stream that outlives a reload; and the
+//! clients beside them on the same listener; server-side failure codes
+//! counted against the backend and call outcomes not; UNAVAILABLE answered
+//! trailers-only retried on another backend with `retries.on:
+//! [grpc_unavailable]` (and the last one passed on when every backend
+//! refuses); a call ending without a status counted as failed; health
+//! checks of an h2c pool over h2c; a stream that outlives a reload; and the
 //! configuration's checks and summary.
 
-use crate::common::grpc::{chat, grpc_client, grpc_origin, stream, unary, EchoRequest, GrpcOrigin};
+use crate::common::grpc::{
+    chat, grpc_client, grpc_origin, stream, unary, unary_at, EchoRequest, GrpcOrigin, NO_STATUS,
+};
 use crate::common::*;
 // One at a time, and never beside the load tests' measurements (retry
 // ratios, latencies), which a burst of proxies starting would disturb.
@@ -469,4 +472,21 @@ async fn an_http_health_check_of_an_h2c_pool_speaks_h2c() {
     assert_eq!(backend["healthy"], true, "{backend:#}");
     let state = admin_json(p.admin, "/api/v1/state").await;
     assert_eq!(state["pools"][0]["protocol"], "h2c");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_ends_without_a_status_counts_against_the_backend() {
+    let _serial = LOAD_LOCK.lock().await;
+    let origin = grpc_origin("a", None, None).await;
+    let p = proxy_for(&[&origin], "").await;
+    let mut client = grpc_client(p.listen);
+    // The client reads UNKNOWN; so does the backend's record.
+    let status = unary_at(&mut client, NO_STATUS, "anything")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unknown, "{status:?}");
+    assert_eq!(counted(p.admin, origin.addr, 1).await, (1, 1));
+    let missing = ["pool=\"g\"", "code=\"missing\""];
+    let calls = metric(p.admin, "ballast_grpc_calls_total", &missing).await;
+    assert_eq!(calls, 1.0);
 }

@@ -10,7 +10,7 @@
 //! instead (trailers-only); a stream asked with the text `gated` waits after
 //! its first reply until the test opens the gate; one asked with `fail`
 //! ends with INTERNAL in its trailers after its replies, one asked with
-//! `going away` with UNAVAILABLE.
+//! `going away` with UNAVAILABLE. `NoStatus` answers a reply and no status.
 
 use super::tls_origin::{server_config, OriginAlpn, TlsOriginConfig};
 use http::uri::PathAndQuery;
@@ -58,6 +58,8 @@ pub struct EchoReply {
 pub const UNARY: &str = "/test.Echo/Unary";
 pub const STREAM: &str = "/test.Echo/Stream";
 pub const CHAT: &str = "/test.Echo/Chat";
+/// A unary call answered with its reply and no status at all (no trailers).
+pub const NO_STATUS: &str = "/test.Echo/NoStatus";
 
 /// What the origin's calls meet.
 struct Shared {
@@ -193,6 +195,25 @@ impl StreamingService<EchoRequest> for Chat {
     }
 }
 
+/// One reply, framed as gRPC frames a message (uncompressed, its length),
+/// and then nothing: no trailers, no status.
+fn reply_without_status(origin: &str) -> http::Response<tonic::body::Body> {
+    let message = prost::Message::encode_to_vec(&EchoReply {
+        text: "no status".to_string(),
+        origin: origin.to_string(),
+        seq: 1,
+    });
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    http::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(tonic::body::Body::new(http_body_util::Full::new(
+            bytes::Bytes::from(frame),
+        )))
+        .unwrap()
+}
+
 /// Answer one HTTP/2 request as the `test.Echo` service.
 async fn serve_call(
     shared: Arc<Shared>,
@@ -204,6 +225,7 @@ async fn serve_call(
         UNARY => grpc.unary(Unary(shared), req).await,
         STREAM => grpc.server_streaming(Streaming(shared), req).await,
         CHAT => grpc.streaming(Chat(shared), req).await,
+        NO_STATUS => reply_without_status(&shared.name),
         _ => Status::unimplemented("no such method").into_http(),
     };
     Ok(response)
@@ -281,6 +303,15 @@ pub fn grpc_client(addr: SocketAddr) -> GrpcClient {
 
 /// Call `Unary` with `text`.
 pub async fn unary(client: &mut GrpcClient, text: &str) -> Result<EchoReply, Status> {
+    unary_at(client, UNARY, text).await
+}
+
+/// Call the unary method at `path` with `text`.
+pub async fn unary_at(
+    client: &mut GrpcClient,
+    path: &'static str,
+    text: &str,
+) -> Result<EchoReply, Status> {
     client
         .ready()
         .await
@@ -291,7 +322,7 @@ pub async fn unary(client: &mut GrpcClient, text: &str) -> Result<EchoReply, Sta
     });
     let codec = ProstCodec::<EchoRequest, EchoReply>::default();
     client
-        .unary(request, PathAndQuery::from_static(UNARY), codec)
+        .unary(request, PathAndQuery::from_static(path), codec)
         .await
         .map(tonic::Response::into_inner)
 }
