@@ -311,7 +311,7 @@ routes: [{pool: api}]
         errors(yaml),
         vec![
             "pools.api.retries.on[1]: status 404 is not a 5xx status (500 to 599)",
-            r#"pools.api.retries.on[2]: unknown condition "gateway_error" (supported: connect_failure, reset, timeout, or a status 500..599)"#,
+            r#"pools.api.retries.on[2]: unknown condition "gateway_error" (supported: connect_failure, reset, timeout, grpc_unavailable, or a status 500..599)"#,
             "pools.api.retries.on[4]: listed twice",
             "pools.api.retries.budget.percent: must be between 0 and 100, got 150",
             "pools.api.outlier.failure_rate.min_requests: must be at least 1",

@@ -15,6 +15,7 @@ mod config;
 mod dashboard;
 mod docs;
 mod drills;
+mod grpc;
 mod hostile;
 mod hostile_config;
 mod layout;

@@ -1,6 +1,8 @@
 //! Assembling and running the Pingora server from a [`Snapshot`]: the proxy
 //! service with its plain and TLS listeners (certificates chosen by SNI, h2
-//! offered by ALPN), and the admin service.
+//! offered by ALPN; plain listeners with `h2c` served by a second proxy
+//! service that also takes HTTP/2 with prior knowledge), and the admin
+//! service.
 //!
 //! Shutdown: SIGTERM and SIGINT drain gracefully: the listeners close, and
 //! [`ProxyServer::run`] returns as soon as no request is in flight and no
@@ -23,8 +25,10 @@ use crate::telemetry::decisions::DecisionLog;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::sni::SniResolver;
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
 use pingora::connectors::TransportConnector;
 use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -229,14 +233,24 @@ impl ProxyServer {
             decisions.clone(),
             metrics.clone(),
         ));
-        let mut proxy = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            BallastProxy::new(engine.state(), metrics.clone(), decisions),
-            "ballast proxy",
-        );
+        let proxy_service = |name: &str, h2c: bool| {
+            let app = BallastProxy::new(engine.state(), metrics.clone(), decisions.clone());
+            let mut builder = ProxyServiceBuilder::new(&server.configuration, app).name(name);
+            if h2c {
+                let mut options = HttpServerOptions::default();
+                options.h2c = true;
+                builder = builder.server_options(options);
+            }
+            builder.build()
+        };
+        // Pingora's h2c switch is per service: the listeners that take h2c
+        // are served by a second service of the same proxy.
+        let mut proxy = proxy_service("ballast proxy", false);
+        let mut h2c_proxy = proxy_service("ballast proxy h2c", true);
         for listener in &snapshot.listeners {
             let addr = listener.address.to_string();
             match &listener.tls {
+                None if listener.h2c => h2c_proxy.add_tcp(&addr),
                 None => proxy.add_tcp(&addr),
                 Some(tls) => {
                     let mut settings =
@@ -253,6 +267,9 @@ impl ProxyServer {
             }
         }
         server.add_service(proxy);
+        if snapshot.listeners.iter().any(|l| l.h2c) {
+            server.add_service(h2c_proxy);
+        }
         server.add_service(background_service(
             "ballast health checks",
             HealthLoop {

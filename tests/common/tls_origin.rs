@@ -52,7 +52,9 @@ impl Drop for TlsOrigin {
     }
 }
 
-fn server_config(config: &TlsOriginConfig<'_>) -> rustls::ServerConfig {
+/// The rustls configuration of an origin: its certificate, the client CA
+/// it requires, its ALPN.
+pub fn server_config(config: &TlsOriginConfig<'_>) -> rustls::ServerConfig {
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(config.cert_pem.as_bytes())
             .map(Result::unwrap)

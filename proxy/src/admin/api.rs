@@ -232,6 +232,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                     "max_key_moves": h.max_key_moves,
                 })),
                 "tiers": tiers,
+                "protocol": pool.protocol(),
                 "tls": pool.tls.as_ref().map(|t| json!({
                     "sni": t.sni,
                     "verify": t.verify,

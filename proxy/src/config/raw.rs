@@ -106,6 +106,10 @@ pub struct RawListener {
     pub address: String,
     /// Terminate TLS on this listener.
     pub tls: Option<RawTls>,
+    /// Also accept HTTP/2 over cleartext with prior knowledge (h2c) on this
+    /// plain listener, beside HTTP/1.1 (default false; a TLS listener offers
+    /// h2 by ALPN instead).
+    pub h2c: Option<bool>,
 }
 
 /// TLS termination for one listener: a default certificate plus optional
@@ -250,6 +254,10 @@ pub struct RawPool {
     pub idle_timeout: Option<String>,
     /// Connect to the backends over TLS (absent: plain HTTP).
     pub tls: Option<RawUpstreamTls>,
+    /// The protocol spoken to plain (non-TLS) backends: http1 (default) or
+    /// h2c (HTTP/2 over cleartext with prior knowledge). Over TLS the
+    /// protocol is `tls.alpn`.
+    pub protocol: Option<String>,
     /// The pool's backends (at least one).
     #[serde(default)]
     pub backends: Vec<RawBackend>,
@@ -537,9 +545,10 @@ pub struct RawLoadPoll {
 pub struct RawRetries {
     /// Total tries per request, 1..5 (default 2).
     pub attempts: Option<u32>,
-    /// What is retried: `connect_failure`, `reset`, `timeout` and 5xx status
-    /// codes (default `[connect_failure, reset, timeout, 502, 503, 504]`);
-    /// all but `connect_failure` only for replay-safe requests.
+    /// What is retried: `connect_failure`, `reset`, `timeout`, 5xx status
+    /// codes (default `[connect_failure, reset, timeout, 502, 503, 504]`)
+    /// and `grpc_unavailable` (a gRPC UNAVAILABLE answered trailers-only);
+    /// `reset`, `timeout` and statuses only for replay-safe requests.
     pub on: Option<Vec<RawRetryCondition>>,
     /// Bounds retries in flight per pool to
     /// `max(min_concurrency, percent% of its requests in flight)`.
@@ -552,7 +561,7 @@ pub struct RawRetries {
 pub enum RawRetryCondition {
     /// A response status, 500..599.
     Status(u16),
-    /// `connect_failure`, `reset` or `timeout`.
+    /// `connect_failure`, `reset`, `timeout` or `grpc_unavailable`.
     Name(String),
 }
 

@@ -107,6 +107,8 @@ impl Snapshot {
 pub struct Listener {
     pub address: SocketAddr,
     pub tls: Option<Tls>,
+    /// A plain listener that also takes HTTP/2 with prior knowledge (h2c).
+    pub h2c: bool,
 }
 
 /// Loaded and checked TLS material for one listener.
@@ -272,6 +274,10 @@ pub struct RetryOn {
     pub timeout: bool,
     /// Response statuses (5xx) retried, ascending.
     pub statuses: Vec<u16>,
+    /// A gRPC call the backend answered UNAVAILABLE trailers-only: it
+    /// refused the call before processing it, so even a POST may go to
+    /// another backend.
+    pub grpc_unavailable: bool,
 }
 
 impl Default for RetryOn {
@@ -281,6 +287,7 @@ impl Default for RetryOn {
             reset: true,
             timeout: true,
             statuses: vec![502, 503, 504],
+            grpc_unavailable: false,
         }
     }
 }
@@ -619,6 +626,21 @@ pub struct Pool {
     pub shadow: Option<ShadowPolicy>,
     /// TLS to the backends; `None`: plain HTTP.
     pub tls: Option<UpstreamTls>,
+    /// Plain backends are spoken HTTP/2 with prior knowledge (h2c); never
+    /// set with `tls`, whose ALPN chooses the protocol.
+    pub h2c: bool,
+}
+
+impl Pool {
+    /// The protocol spoken to the backends: `http1` or `h2c` in the clear,
+    /// or the ALPN offer over TLS (`http1`, `h2`, `h2_or_http1`).
+    pub fn protocol(&self) -> &'static str {
+        match (&self.tls, self.h2c) {
+            (Some(tls), _) => tls.alpn.as_str(),
+            (None, true) => "h2c",
+            (None, false) => "http1",
+        }
+    }
 }
 
 /// Which requests are writes and where they go.

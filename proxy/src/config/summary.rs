@@ -45,7 +45,8 @@ impl ConfigView {
 fn write_listener(out: &mut String, l: &ListenerView) {
     match &l.tls {
         None => {
-            let _ = writeln!(out, "  {} http", l.address);
+            let h2c = if l.h2c { " h2c" } else { "" };
+            let _ = writeln!(out, "  {} http{h2c}", l.address);
         }
         Some(tls) => {
             let _ = writeln!(
@@ -69,9 +70,11 @@ fn write_pool(out: &mut String, pool: &PoolView) {
         .map(|s| format!(", shadow {} sample {}", s.mode, s.sample))
         .unwrap_or_default();
     let tls = pool.tls.as_ref().map(tls_summary).unwrap_or_default();
+    // Over TLS the ALPN offer is in `tls`; plain HTTP/1.1 goes unsaid.
+    let h2c = if pool.protocol == "h2c" { ", h2c" } else { "" };
     let _ = writeln!(
         out,
-        "  {} ({}, {} backends{shadow}{tls})",
+        "  {} ({}, {} backends{h2c}{shadow}{tls})",
         pool.name,
         pool.mode,
         pool.backends.len()

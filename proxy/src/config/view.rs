@@ -25,6 +25,8 @@ pub struct ConfigView {
 pub struct ListenerView {
     pub address: String,
     pub tls: Option<TlsView>,
+    /// A plain listener that also takes HTTP/2 with prior knowledge.
+    pub h2c: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,6 +74,9 @@ pub struct PoolView {
     pub write: Option<WriteView>,
     pub shadow: Option<ShadowView>,
     pub timeouts_ms: TimeoutsView,
+    /// The protocol spoken to the backends: `http1` or `h2c` in the clear,
+    /// or the ALPN offer over TLS.
+    pub protocol: &'static str,
     /// TLS to the backends; `None`: plain HTTP.
     pub tls: Option<UpstreamTlsView>,
     pub backends: Vec<BackendView>,
@@ -131,7 +136,8 @@ pub struct ScheduleView {
 #[derive(Debug, Serialize)]
 pub struct RetriesView {
     pub attempts: u32,
-    /// `connect_failure`, `reset`, `timeout` and status codes.
+    /// `connect_failure`, `reset`, `timeout`, status codes and
+    /// `grpc_unavailable`.
     pub on: Vec<String>,
     pub budget_percent: f64,
     pub budget_min_concurrency: u32,
@@ -311,6 +317,7 @@ impl ListenerView {
                 sni: tls.sni.iter().map(|(name, _)| name.clone()).collect(),
                 http2: tls.http2,
             }),
+            h2c: l.h2c,
         }
     }
 }
@@ -363,6 +370,7 @@ impl PoolView {
                 write: ms(p.timeouts.write),
                 idle: ms(p.timeouts.idle),
             },
+            protocol: p.protocol(),
             tls: p.tls.as_ref().map(UpstreamTlsView::new),
             backends: p.backends.iter().map(BackendView::new).collect(),
         }
@@ -385,6 +393,7 @@ impl RetriesView {
             attempts: retries.attempts,
             on: named
                 .chain(on.statuses.iter().map(u16::to_string))
+                .chain(on.grpc_unavailable.then(|| "grpc_unavailable".to_string()))
                 .collect(),
             budget_percent: retries.budget.percent,
             budget_min_concurrency: retries.budget.min_concurrency,

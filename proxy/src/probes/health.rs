@@ -9,8 +9,8 @@
 //!
 //! An HTTP check of a pool with `tls` connects as requests do (the same
 //! peer: server name, CAs, verification, client certificate, ALPN), so a
-//! certificate the proxy would refuse fails the check too. A TCP check
-//! only connects, with or without TLS.
+//! certificate the proxy would refuse fails the check too. An HTTP check of
+//! an h2c pool speaks h2c. A TCP check only connects, with or without TLS.
 //!
 //! Passive outlier ejection, driven by real traffic, lives in the engine.
 
@@ -22,6 +22,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::Backend;
+use pingora::protocols::ALPN;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
@@ -57,7 +58,10 @@ fn checker(policy: &HealthPolicy, pool: &Pool, backend: Option<SocketAddr>) -> O
             };
             check.req.set_uri(uri);
             if let (Some(tls), Some(addr)) = (&pool.tls, backend) {
-                check.peer_template = backend_peer(addr, Some(tls));
+                check.peer_template = backend_peer(addr, Some(tls), false);
+            }
+            if pool.h2c {
+                check.peer_template.options.alpn = ALPN::H2;
             }
             check.peer_template.options.connection_timeout = Some(policy.timeout);
             check.peer_template.options.read_timeout = Some(policy.timeout);

@@ -290,9 +290,10 @@ async fn poll_backend(
 }
 
 /// The peer a poll of the backend at `addr` connects to: the pool's own,
-/// offering only HTTP/1.1 by ALPN (the one protocol a poll speaks).
+/// offering only HTTP/1.1 by ALPN (the one protocol a poll speaks; an h2c
+/// pool's backends are polled in HTTP/1.1 too).
 fn poll_peer(pool: &Pool, addr: SocketAddr) -> HttpPeer {
-    let mut peer = backend_peer(addr, pool.tls.as_ref());
+    let mut peer = backend_peer(addr, pool.tls.as_ref(), false);
     if pool.tls.is_some() {
         peer.options.alpn = ALPN::H1;
     }
@@ -405,7 +406,7 @@ mod tests {
         timeout: Duration,
     ) -> Result<Vec<u8>, PollError> {
         let connector = TransportConnector::new(None);
-        let peer = backend_peer(addr, None);
+        let peer = backend_peer(addr, None, false);
         fetch(&connector, &peer, host, path, timeout).await
     }
 

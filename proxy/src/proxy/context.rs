@@ -40,6 +40,9 @@ pub(super) struct Attempt {
     started: Instant,
     /// Whether the outcome has been counted in the backend's stats.
     pub(super) recorded: bool,
+    /// A gRPC call whose status is still to come in the trailers: the
+    /// latency to its response headers, recorded with that status.
+    pub(super) grpc_pending: Option<u64>,
     /// The in-flight count the try joined, itself included.
     joined: u64,
     /// Held until the try ends, or its connection is upgraded.
@@ -56,6 +59,7 @@ impl Attempt {
             stats,
             started: Instant::now(),
             recorded: false,
+            grpc_pending: None,
         }
     }
 
@@ -108,6 +112,9 @@ pub struct RequestCtx {
     pub(super) budget_retry_after: Option<u64>,
     /// The `X-Ballast-Decision` text, when this request is explained.
     pub(super) explanation: Option<String>,
+    /// The status a gRPC call ended with (the last attempt's), for the
+    /// access log.
+    pub(super) grpc_status: Option<u32>,
     /// Set when the backend switched protocols: how long that took.
     pub(super) upgraded_after: Option<std::time::Duration>,
     /// `in_flight_requests`, or `upgraded_connections` once upgraded.
@@ -133,6 +140,7 @@ impl RequestCtx {
             write_refusal: None,
             budget_retry_after: None,
             explanation: None,
+            grpc_status: None,
             upgraded_after: None,
             _counted: GaugeGuard::new(in_flight),
         }

@@ -19,9 +19,15 @@
 //! retried within) the write region; a read pinned by the client's recent
 //! write goes there too while it can serve, then falls back to normal routing.
 //!
+//! gRPC passes through like any HTTP/2 exchange, trailers included (h2c or
+//! h2 to the backends, h2c or h2 from clients); a call's `grpc-status`
+//! decides whether it counts against the backend ([`grpc`]), and a call
+//! answered UNAVAILABLE trailers-only may be retried (`grpc_unavailable`).
+//!
 //! Bodies stream through Pingora untouched.
 
 mod context;
+mod grpc;
 mod headers;
 mod load_report;
 mod record;
@@ -44,6 +50,7 @@ use crate::tls::upstream::backend_peer;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use context::Attempt;
+use grpc::GrpcHead;
 use headers::{
     add_forwarding, client_ip, hand_back_pin, over_limit, request_host, wants_explanation,
     RequestIds, X_BALLAST_DECISION, X_REQUEST_ID,
@@ -207,7 +214,7 @@ impl ProxyHttp for BallastProxy {
         }
         let stats = &routing.stats.pools[pool_id.0];
         ctx.attempt = Some(Attempt::start(stats[backend].clone()));
-        let mut peer = backend_peer(pool.backends[backend].addr, pool.tls.as_ref());
+        let mut peer = backend_peer(pool.backends[backend].addr, pool.tls.as_ref(), pool.h2c);
         peer.options.connection_timeout = Some(pool.timeouts.connect);
         peer.options.read_timeout = Some(pool.timeouts.read);
         peer.options.write_timeout = Some(pool.timeouts.write);
@@ -236,8 +243,23 @@ impl ProxyHttp for BallastProxy {
         let policy = &routing.snapshot.pool(pool_id).policy.server_load;
         let now_ms = clock::now_ms();
         let status = upstream_response.status;
+        let grpc = match status.as_u16() {
+            200 => grpc::read_head(&upstream_response.headers),
+            _ => GrpcHead::NotGrpc,
+        };
         if let Some(attempt) = ctx.attempt.as_mut() {
-            record::record_response(attempt, status.is_server_error(), now_ms);
+            match grpc {
+                GrpcHead::NotGrpc => {
+                    record::record_response(attempt, status.is_server_error(), now_ms)
+                }
+                GrpcHead::TrailersOnly(code) => {
+                    record::record_response(attempt, grpc::is_backend_failure(code), now_ms)
+                }
+                GrpcHead::Streaming => attempt.grpc_pending = Some(attempt.latency_us()),
+            }
+        }
+        if let GrpcHead::TrailersOnly(code) = grpc {
+            self.count_grpc_call(ctx, Some(code));
         }
         if status == StatusCode::SWITCHING_PROTOCOLS && session.is_upgrade_req() {
             ctx.upgraded(&self.metrics.upgraded_connections);
@@ -258,6 +280,35 @@ impl ProxyHttp for BallastProxy {
                 ErrorType::HTTPStatus(status.as_u16()),
                 "backend answered a retried status",
             );
+        }
+        if grpc == GrpcHead::TrailersOnly(grpc::UNAVAILABLE)
+            && self.decide_retry(session, ctx, Failure::GrpcUnavailable)
+        {
+            ctx.status_retry = true;
+            return Error::e_explain(
+                ErrorType::HTTPStatus(status.as_u16()),
+                "backend answered a gRPC call UNAVAILABLE, retried",
+            );
+        }
+        Ok(())
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(attempt) = ctx.attempt.as_mut() else {
+            return Ok(());
+        };
+        if attempt.grpc_pending.is_some() {
+            // A call whose trailers carry no status failed (its client reads
+            // UNKNOWN).
+            let code = grpc::status(upstream_trailers);
+            let failed = code.is_none_or(grpc::is_backend_failure);
+            record::record_grpc_trailers(attempt, failed, clock::now_ms());
+            self.count_grpc_call(ctx, code);
         }
         Ok(())
     }

@@ -1,10 +1,11 @@
 //! Recording what happened to a request: its attempt's outcome in the
-//! backend's live stats; spills, budget sheds, residency refusals, retries,
-//! TLS failures and load-report errors in the metrics (and the budgets' counters); and
+//! backend's live stats (a gRPC call's by its status, see [`super::grpc`]); spills, budget sheds, residency refusals, retries,
+//! TLS failures, gRPC statuses and load-report errors in the metrics (and the budgets' counters); and
 //! once it is done the request series (or the unrouted counters), the
 //! decision log for an explained request, and the access log line.
 
 use super::context::{Attempt, RequestCtx};
+use super::grpc;
 use super::load_report::parse_error_label;
 use super::BallastProxy;
 use crate::config::PoolId;
@@ -23,9 +24,22 @@ use std::sync::atomic::Ordering;
 /// Count the backend's response in its stats (once per attempt): a server
 /// error as a failure, anything else as a success with its latency.
 pub(super) fn record_response(attempt: &mut Attempt, server_error: bool, now_ms: u64) {
+    let latency_us = attempt.latency_us();
+    record_outcome(attempt, server_error, now_ms, latency_us);
+}
+
+/// Count a gRPC call whose status came in the trailers, with the latency
+/// to its response headers (a streaming call's length is not the
+/// backend's speed).
+pub(super) fn record_grpc_trailers(attempt: &mut Attempt, failed: bool, now_ms: u64) {
+    if let Some(latency_us) = attempt.grpc_pending.take() {
+        record_outcome(attempt, failed, now_ms, latency_us);
+    }
+}
+
+fn record_outcome(attempt: &mut Attempt, server_error: bool, now_ms: u64, latency_us: u64) {
     if !attempt.recorded {
         attempt.recorded = true;
-        let latency_us = attempt.latency_us();
         if server_error {
             attempt.stats.record_failure(now_ms, Some(latency_us));
         } else {
@@ -136,6 +150,27 @@ impl BallastProxy {
             .inc();
     }
 
+    /// Count a gRPC call of the request's backend by the status it ended
+    /// with (`None`: it ended without one), and keep it for the access log.
+    pub(super) fn count_grpc_call(&self, ctx: &mut RequestCtx, code: Option<u32>) {
+        ctx.grpc_status = code;
+        let (Some(routing), Some(pool), Some(&backend)) =
+            (&ctx.routing, ctx.pool, ctx.tried.last())
+        else {
+            return;
+        };
+        let pool = routing.snapshot.pool(pool);
+        let code = code.map_or("missing", grpc::code_name);
+        self.metrics
+            .grpc_calls
+            .with_label_values(&[
+                pool.name.as_str(),
+                pool.backends[backend].id.0.as_str(),
+                code,
+            ])
+            .inc();
+    }
+
     /// Count a load report a backend of the request's pool got wrong.
     pub(super) fn count_report_error(&self, ctx: &RequestCtx, error: ParseError) {
         if let (Some(routing), Some(pool)) = (&ctx.routing, ctx.pool) {
@@ -149,7 +184,16 @@ impl BallastProxy {
 
     /// Record a finished request: series or unrouted counters, the decision
     /// log when explained, and the access log line.
-    pub(super) fn record_done(&self, session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
+    pub(super) fn record_done(&self, session: &Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        // A gRPC call that ended cleanly without a status failed (its client
+        // reads UNKNOWN); one cut short was counted where it failed, or the
+        // client left.
+        if let (Some(attempt), None) = (ctx.attempt.as_mut(), e) {
+            if attempt.grpc_pending.is_some() {
+                record_grpc_trailers(attempt, true, clock::now_ms());
+                self.count_grpc_call(ctx, None);
+            }
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
         let route = ctx.route_name();
@@ -197,6 +241,7 @@ impl BallastProxy {
             route,
             backend = ctx.backend_id(),
             attempts = ctx.tried.len(),
+            grpc_status = ctx.grpc_status.map(grpc::code_name),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             upgraded_for_ms = ctx
                 .upgraded_after

@@ -1,7 +1,7 @@
 //! Whether a failed attempt is retried on another backend, per the pool's
 //! `retries` policy:
 //! - the failure must be one `retries.on` lists (`connect_failure`,
-//!   `reset`, `timeout`, a 5xx status);
+//!   `reset`, `timeout`, a 5xx status, `grpc_unavailable`);
 //! - a connection failure (the request never left) is retried whatever the
 //!   method, up to `MAX_CONNECT_RETRIES` times, outside the retry budget (it
 //!   adds no load to any backend);
@@ -9,6 +9,11 @@
 //!   (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) or an `Idempotency-Key`, whose
 //!   body is whole in the retry buffer, nothing of whose response has been
 //!   sent, within `retries.attempts` tries and the pool's retry budget;
+//! - a gRPC call (a POST) answered UNAVAILABLE trailers-only is replay-safe
+//!   by that answer: the backend refused the call with no message sent, the
+//!   uncommitted state in which gRPC's own retry policy retries, and a pool
+//!   lists `grpc_unavailable` only when its services answer UNAVAILABLE for
+//!   calls they did not process. The other conditions above still hold;
 //! - and always only while the picker finds another backend the request may
 //!   go to and has not tried (its residency fence, the write region).
 //!
@@ -35,6 +40,8 @@ pub(super) enum Failure {
     Timeout,
     /// The backend answered with this 5xx status.
     Status(u16),
+    /// The backend answered a gRPC call UNAVAILABLE, trailers-only.
+    GrpcUnavailable,
 }
 
 impl Failure {
@@ -45,6 +52,7 @@ impl Failure {
             Failure::Reset => "reset",
             Failure::Timeout => "timeout",
             Failure::Status(_) => "status",
+            Failure::GrpcUnavailable => "grpc_unavailable",
         }
     }
 }
@@ -67,6 +75,7 @@ impl BallastProxy {
             Failure::Reset => policy.on.reset,
             Failure::Timeout => policy.on.timeout,
             Failure::Status(status) => policy.on.status(status),
+            Failure::GrpcUnavailable => policy.on.grpc_unavailable,
         };
         if !listed {
             return false;
@@ -82,7 +91,9 @@ impl BallastProxy {
             return true;
         }
         let req = session.req_header();
-        let replay_safe = req.method.is_idempotent() || req.headers.contains_key(IDEMPOTENCY_KEY);
+        let replay_safe = failure == Failure::GrpcUnavailable
+            || req.method.is_idempotent()
+            || req.headers.contains_key(IDEMPOTENCY_KEY);
         let attempts_left =
             ctx.tried.len().saturating_sub(ctx.connect_retries) < policy.attempts as usize;
         let possible = replay_safe

@@ -57,6 +57,8 @@ pub struct Metrics {
     /// Connections to backends that failed in their TLS handshake, by pool,
     /// backend and reason.
     pub upstream_tls_errors: IntCounterVec,
+    /// gRPC calls by pool, backend and the status they ended with.
+    pub grpc_calls: IntCounterVec,
     /// 1 for each pool's active schedule template, 0 for its others.
     pub schedule_active: GaugeVec,
     /// Sampled requests a shadow candidate would have sent to the same
@@ -210,6 +212,11 @@ impl Metrics {
             "Connections to backends that failed in TLS, by reason (untrusted, wrong_name, expired, not_yet_valid, client_cert_refused, alpn, handshake)",
             &["pool", "backend", "reason"],
         );
+        let grpc_calls = counter(
+            "grpc_calls_total",
+            "gRPC calls answered by backends, by the status they ended with (ok, unavailable, not_found, ...; missing: no grpc-status)",
+            &["pool", "backend", "code"],
+        );
         let schedule_active = GaugeVec::new(
             Opts::new(
                 "schedule_active",
@@ -269,9 +276,10 @@ impl Metrics {
             "Requests served in a later region because their route was over its event budget in this one",
             &["route", "region"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 29] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 30] = [
             Box::new(rw_requests.clone()),
             Box::new(upstream_tls_errors.clone()),
+            Box::new(grpc_calls.clone()),
             Box::new(schedule_active.clone()),
             Box::new(load_polls.clone()),
             Box::new(shadow_decisions.clone()),
@@ -324,6 +332,7 @@ impl Metrics {
             rw_requests,
             load_polls,
             upstream_tls_errors,
+            grpc_calls,
             schedule_active,
             shadow_decisions,
             shadow_share,

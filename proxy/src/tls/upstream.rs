@@ -1,8 +1,9 @@
-//! TLS to backends: the Pingora peer for one backend of a pool, plain or
-//! with the pool's `tls` settings (server name, trusted CAs, verification,
-//! client certificate, ALPN), built from material the configuration
-//! already loaded. The proxy, the health checks and the load polls all
-//! connect through it, so they reach a backend alike.
+//! TLS to backends: the Pingora peer for one backend of a pool, plain
+//! (HTTP/1.1, or h2c: HTTP/2 with prior knowledge) or with the pool's `tls`
+//! settings (server name, trusted CAs, verification, client certificate,
+//! ALPN), built from material the configuration already loaded. The proxy,
+//! the health checks and the load polls all connect through it, so they
+//! reach a backend alike.
 
 use crate::config::{UpstreamAlpn, UpstreamTls};
 use pingora::prelude::HttpPeer;
@@ -10,10 +11,16 @@ use pingora::protocols::ALPN;
 use pingora::{Error, ErrorType};
 use std::net::SocketAddr;
 
-/// A peer for the backend at `addr`, over TLS when `tls` is set.
-pub fn backend_peer(addr: SocketAddr, tls: Option<&UpstreamTls>) -> HttpPeer {
+/// A peer for the backend at `addr`, over TLS when `tls` is set; in the
+/// clear, speaking h2c when `h2c` is set (Pingora speaks HTTP/2 without
+/// TLS to a peer whose only offer is h2).
+pub fn backend_peer(addr: SocketAddr, tls: Option<&UpstreamTls>, h2c: bool) -> HttpPeer {
     let Some(tls) = tls else {
-        return HttpPeer::new(addr, false, String::new());
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        if h2c {
+            peer.options.alpn = ALPN::H2;
+        }
+        return peer;
     };
     // Without a configured name the certificate must name the IP address
     // (rustls sends no SNI for an address).

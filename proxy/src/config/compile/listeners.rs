@@ -32,8 +32,15 @@ pub(super) fn compile_listeners(c: &mut Checker, raw: &[RawListener]) -> Vec<Lis
             .as_ref()
             .and_then(|tls| compile_tls(c, &format!("{path}.tls"), tls));
         let tls_failed = listener.tls.is_some() && tls.is_none();
+        let h2c = listener.h2c.unwrap_or(false);
+        if h2c && listener.tls.is_some() {
+            c.error(
+                format!("{path}.h2c"),
+                "h2c is HTTP/2 over plain TCP; a TLS listener offers h2 by ALPN (tls.http2)",
+            );
+        }
         if let (Some(address), false) = (address, tls_failed) {
-            listeners.push(Listener { address, tls });
+            listeners.push(Listener { address, tls, h2c });
         }
     }
     listeners

@@ -223,6 +223,7 @@ fn compile_retry_on(c: &mut Checker, path: &str, conditions: &[RawRetryCondition
         reset: false,
         timeout: false,
         statuses: Vec::new(),
+        grpc_unavailable: false,
     };
     for (i, condition) in conditions.iter().enumerate() {
         let seen = match condition {
@@ -243,11 +244,12 @@ fn compile_retry_on(c: &mut Checker, path: &str, conditions: &[RawRetryCondition
                     "connect_failure" => &mut on.connect_failure,
                     "reset" => &mut on.reset,
                     "timeout" => &mut on.timeout,
+                    "grpc_unavailable" => &mut on.grpc_unavailable,
                     other => {
                         c.error(
                             format!("{path}[{i}]"),
                             format!(
-                                "unknown condition \"{other}\" (supported: connect_failure, reset, timeout, or a status 500..599)"
+                                "unknown condition \"{other}\" (supported: connect_failure, reset, timeout, grpc_unavailable, or a status 500..599)"
                             ),
                         );
                         continue;

@@ -45,6 +45,7 @@ fn compile_pool(c: &mut Checker, id: PoolId, name: &str, pool: &RawPool) -> Pool
         .tls
         .as_ref()
         .and_then(|tls| compile_upstream_tls(c, &path, name, tls));
+    let h2c = compile_protocol(c, &path, pool);
     let backends = compile_backends(c, &path, name, pool);
     let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
     if !backends.is_empty() && weights.iter().all(|&w| w == 0) {
@@ -86,8 +87,33 @@ fn compile_pool(c: &mut Checker, id: PoolId, name: &str, pool: &RawPool) -> Pool
         write,
         shadow,
         tls,
+        h2c,
         backends,
     }
+}
+
+/// `protocol`: `http1` or `h2c` to plain backends; over TLS, `tls.alpn`
+/// says it, so `h2c` beside `tls` is refused.
+fn compile_protocol(c: &mut Checker, path: &str, pool: &RawPool) -> bool {
+    let h2c = match pool.protocol.as_deref().map(str::trim) {
+        None | Some("http1") => false,
+        Some("h2c") => true,
+        Some(other) => {
+            c.error(
+                format!("{path}.protocol"),
+                format!("unknown protocol \"{other}\" (expected http1 or h2c)"),
+            );
+            return false;
+        }
+    };
+    if h2c && pool.tls.is_some() {
+        c.error(
+            format!("{path}.protocol"),
+            "h2c is HTTP/2 over plain TCP; for HTTP/2 over TLS set tls.alpn: h2",
+        );
+        return false;
+    }
+    h2c
 }
 
 fn compile_timeouts(c: &mut Checker, path: &str, pool: &RawPool) -> UpstreamTimeouts {
