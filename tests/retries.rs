@@ -198,7 +198,11 @@ async fn the_retry_budget_bounds_the_load_of_a_fleet_failing_half_its_requests()
         "16 clients, both origins failing half: {gets:?}; {upstream} upstream requests ({ratio:.3}x), {exhausted} retries over budget"
     );
     assert!(ratio > 1.05, "retries were made: {ratio}");
-    assert!(ratio <= 1.25, "retries stayed within budget: {ratio}");
+    // The budget bounds retries in flight (3 beside 16 first attempts) and
+    // recent retries (10 a second plus 20% of requests), so the ratio of
+    // counts is about 1.2: 1.23 on an idle machine, up to 1.27 when a loaded
+    // one halves the throughput and the fixed allowances weigh more.
+    assert!(ratio <= 1.3, "retries stayed within budget: {ratio}");
     assert!(exhausted > 0.0, "the budget refused retries");
     assert_eq!(gets.count(200) + gets.count(503), gets.total(), "{gets:?}");
 }
