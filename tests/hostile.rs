@@ -539,3 +539,36 @@ async fn a_client_leaving_mid_response_releases_the_request_and_its_upstream() {
     }
     still_serves(listen).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout() {
+    let o = origin_named("o").await;
+    let p = start(
+        &[&o],
+        "server: {threads: 1, drain_timeout: 1s, keepalive_timeout: 1s}\n",
+    )
+    .await;
+    let mut stream = TcpStream::connect(p.listen).await.unwrap();
+    let request = b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Two requests on the connection: it is kept alive between them.
+    for _ in 0..2 {
+        stream.write_all(request).await.unwrap();
+        let mut head = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut head))
+            .await
+            .expect("an answer")
+            .unwrap();
+        let text = String::from_utf8_lossy(&head[..n]).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+    // Then idle: closed by the proxy within the timeout (and a margin).
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was closed within 10 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before the timeout: {:?}",
+        started.elapsed()
+    );
+}

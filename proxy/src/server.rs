@@ -234,7 +234,12 @@ impl ProxyServer {
             metrics.clone(),
         ));
         let proxy_service = |name: &str, h2c: bool| {
-            let app = BallastProxy::new(engine.state(), metrics.clone(), decisions.clone());
+            let app = BallastProxy::new(
+                engine.state(),
+                metrics.clone(),
+                decisions.clone(),
+                snapshot.server.keepalive_timeout,
+            );
             let mut builder = ProxyServiceBuilder::new(&server.configuration, app).name(name);
             if h2c {
                 let mut options = HttpServerOptions::default();

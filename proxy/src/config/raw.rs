@@ -162,6 +162,9 @@ pub struct RawServer {
     pub threads: Option<usize>,
     /// On shutdown, how long in-flight requests get (default 10s).
     pub drain_timeout: Option<String>,
+    /// How long a client's idle HTTP/1.1 connection is kept open for its
+    /// next request (default 60s, at least 1s).
+    pub keepalive_timeout: Option<String>,
     /// Idle upstream connections kept for reuse (default 128).
     pub upstream_keepalive_pool_size: Option<usize>,
     /// Unix socket for graceful upgrades (default /tmp/ballast_upgrade.sock).

@@ -143,6 +143,8 @@ pub struct ServerSettings {
     /// On shutdown, how long in-flight requests get to finish after the
     /// listeners close; the process exits as soon as none are left.
     pub drain_timeout: Duration,
+    /// How long an idle client connection waits for its next request.
+    pub keepalive_timeout: Duration,
     pub upstream_keepalive_pool_size: usize,
     /// Unix socket over which a graceful upgrade hands over the listeners.
     pub upgrade_sock: PathBuf,
@@ -150,6 +152,7 @@ pub struct ServerSettings {
 }
 
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/ballast_upgrade.sock";
 

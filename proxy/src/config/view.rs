@@ -50,6 +50,7 @@ pub struct AdminView {
 pub struct ServerView {
     pub threads: usize,
     pub drain_timeout_ms: u64,
+    pub keepalive_timeout_ms: u64,
     pub upstream_keepalive_pool_size: usize,
 }
 
@@ -271,6 +272,7 @@ impl ConfigView {
             server: ServerView {
                 threads: snapshot.server.threads,
                 drain_timeout_ms: ms(snapshot.server.drain_timeout),
+                keepalive_timeout_ms: ms(snapshot.server.keepalive_timeout),
                 upstream_keepalive_pool_size: snapshot.server.upstream_keepalive_pool_size,
             },
             pools: snapshot.pools.iter().map(PoolView::new).collect(),

@@ -86,6 +86,9 @@ pub struct BallastProxy {
     metrics: Arc<Metrics>,
     /// Explained requests are recorded here.
     decisions: Arc<DecisionLog>,
+    /// How long an idle client connection waits for its next request, in
+    /// whole seconds (fixed at start, like the other server settings).
+    keepalive_secs: u64,
 }
 
 impl BallastProxy {
@@ -93,8 +96,10 @@ impl BallastProxy {
         routing: Arc<ArcSwap<RoutingState>>,
         metrics: Arc<Metrics>,
         decisions: Arc<DecisionLog>,
+        keepalive_timeout: std::time::Duration,
     ) -> Self {
         Self {
+            keepalive_secs: keepalive_timeout.as_secs().max(1),
             routing,
             request_ids: RequestIds::new(),
             metrics,
@@ -125,6 +130,12 @@ impl ProxyHttp for BallastProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // Pingora keeps a reused HTTP/1.1 connection open for the next
+        // request indefinitely; bound it (a connection the client asked to
+        // close stays so).
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.keepalive_secs));
+        }
         let req = session.req_header();
         ctx.request_id = self.request_ids.keep_or_make(req);
         let routing = self.routing.load_full();

@@ -1,5 +1,5 @@
-//! `server`: threads, drain timeout, keepalive pool, upgrade socket and the
-//! request size limits.
+//! `server`: threads, drain timeout, client keep-alive timeout, keepalive
+//! pool, upgrade socket and the request size limits.
 
 use super::fields::Checker;
 use crate::config::raw::*;
@@ -15,6 +15,7 @@ pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> Server
         return ServerSettings {
             threads: default_threads,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             upstream_keepalive_pool_size: DEFAULT_KEEPALIVE_POOL_SIZE,
             upgrade_sock: PathBuf::from(DEFAULT_UPGRADE_SOCK),
             limits: DEFAULT_LIMITS,
@@ -31,6 +32,7 @@ pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> Server
             raw.drain_timeout.as_deref(),
             DEFAULT_DRAIN_TIMEOUT,
         ),
+        keepalive_timeout: compile_keepalive_timeout(c, raw.keepalive_timeout.as_deref()),
         upstream_keepalive_pool_size: raw
             .upstream_keepalive_pool_size
             .unwrap_or(DEFAULT_KEEPALIVE_POOL_SIZE),
@@ -44,6 +46,18 @@ pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> Server
         },
         limits: compile_limits(c, raw.limits.as_ref()),
     }
+}
+
+/// At least a second, and whole seconds (Pingora counts them so): a
+/// fraction is rounded up.
+fn compile_keepalive_timeout(c: &mut Checker, raw: Option<&str>) -> std::time::Duration {
+    let path = "server.keepalive_timeout";
+    let timeout = c.duration(path, raw, DEFAULT_KEEPALIVE_TIMEOUT);
+    if timeout < std::time::Duration::from_secs(1) {
+        c.error(path, "must be at least 1s");
+        return DEFAULT_KEEPALIVE_TIMEOUT;
+    }
+    std::time::Duration::from_secs(timeout.as_secs_f64().ceil() as u64)
 }
 
 fn compile_limits(c: &mut Checker, raw: Option<&RawLimits>) -> RequestLimits {
