@@ -12,6 +12,7 @@ mod admin;
 mod cli;
 mod config;
 mod dashboard;
+mod discovery;
 mod docs;
 mod drills;
 mod hostile;

@@ -12,6 +12,7 @@
 use crate::admin::AdminApp;
 use crate::config::Snapshot;
 use crate::control::engine::Engine;
+use crate::discovery::Discovery;
 use crate::probes::health::HealthLoop;
 use crate::probes::load_poll::LoadPollLoop;
 use crate::proxy::BallastProxy;
@@ -156,6 +157,19 @@ impl BackgroundService for EngineLoop {
     }
 }
 
+/// Keeps the backends named by DNS resolved until shutdown.
+struct DiscoveryLoop(Arc<Discovery>);
+
+#[async_trait]
+impl BackgroundService for DiscoveryLoop {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        tokio::select! {
+            () = self.0.clone().run() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 /// How to start a [`ProxyServer`].
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
@@ -223,10 +237,16 @@ impl ProxyServer {
         let metrics = Arc::new(Metrics::new());
         let decisions = Arc::new(DecisionLog::default());
         let engine = Arc::new(Engine::new(
-            snapshot.clone(),
+            Arc::new(Discovery::running(&snapshot)),
             Arc::new(LiveState::new()),
             decisions.clone(),
             metrics.clone(),
+        ));
+        let discovery = Arc::new(Discovery::new(
+            snapshot.clone(),
+            engine.clone(),
+            metrics.clone(),
+            decisions.clone(),
         ));
         let mut proxy = pingora::proxy::http_proxy_service_with_name(
             &server.configuration,
@@ -270,11 +290,15 @@ impl ProxyServer {
             "ballast weight engine",
             EngineLoop(engine.clone()),
         ));
+        server.add_service(background_service(
+            "ballast discovery",
+            DiscoveryLoop(discovery.clone()),
+        ));
         let reloader = config_file.map(|path| {
             Arc::new(Reloader::new(
                 path,
                 snapshot.clone(),
-                engine.clone(),
+                discovery.clone(),
                 metrics.clone(),
             ))
         });
@@ -289,6 +313,7 @@ impl ProxyServer {
             "ballast admin".to_string(),
             AdminApp {
                 engine: engine.clone(),
+                discovery,
                 metrics: metrics.clone(),
                 reloader: reloader.clone(),
                 token,

@@ -1,7 +1,9 @@
 //! Shared helpers for the integration tests: free loopback ports, an
 //! in-process Ballast server on its own thread, and a small HTTP client;
-//! `tls_origin` is a TLS origin for the upstream TLS tests.
+//! `tls_origin` is a TLS origin for the upstream TLS tests, `dns_server` a
+//! DNS server whose records a test changes.
 
+pub mod dns_server;
 pub mod tls_origin;
 
 use ballast::server::{ProxyServer, StartOptions, Stopper};

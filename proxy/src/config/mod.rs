@@ -4,13 +4,15 @@
 //!
 //! Beside the snapshot live the data it is made of and needs no other part of
 //! the proxy for: the route table (`routes`), round-robin cycles
-//! (`round_robin`), certificate loading (`certs`) and calendar dates
-//! (`calendar`). [`ConfigView`] (`view`) is the one serializable view of a
-//! snapshot, behind both the admin API's configuration and `ballast check`.
+//! (`round_robin`), certificate loading (`certs`), calendar dates
+//! (`calendar`) and backends named by DNS (`discovery`). [`ConfigView`]
+//! (`view`) is the one serializable view of a snapshot, behind both the
+//! admin API's configuration and `ballast check`.
 
 mod calendar;
 pub mod certs;
 mod compile;
+mod discovery;
 mod error;
 pub mod raw;
 pub mod round_robin;
@@ -21,6 +23,7 @@ pub mod view;
 
 pub use calendar::days_from_civil;
 pub use compile::compile;
+pub use discovery::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use snapshot::*;
 pub use view::ConfigView;

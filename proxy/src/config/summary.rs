@@ -69,9 +69,13 @@ fn write_pool(out: &mut String, pool: &PoolView) {
         .map(|s| format!(", shadow {} sample {}", s.mode, s.sample))
         .unwrap_or_default();
     let tls = pool.tls.as_ref().map(tls_summary).unwrap_or_default();
+    let named = match pool.named.len() {
+        0 => String::new(),
+        n => format!(", {n} named by DNS"),
+    };
     let _ = writeln!(
         out,
-        "  {} ({}, {} backends{shadow}{tls})",
+        "  {} ({}, {} backends{named}{shadow}{tls})",
         pool.name,
         pool.mode,
         pool.backends.len()
@@ -90,6 +94,27 @@ fn write_pool(out: &mut String, pool: &PoolView) {
                 .map(|c| format!(" capacity={c}"))
                 .unwrap_or_default(),
             if b.canary.is_some() { " canary" } else { "" },
+        );
+    }
+    for e in &pool.named {
+        let _ = writeln!(
+            out,
+            "    {} ({}, resolved at run time) weight={}{}{}{}",
+            e.name,
+            if e.kind == "srv" {
+                "DNS SRV"
+            } else {
+                "DNS A/AAAA"
+            },
+            e.weight,
+            e.region
+                .as_ref()
+                .map(|r| format!(" region={r}"))
+                .unwrap_or_default(),
+            e.capacity
+                .map(|c| format!(" capacity={c}"))
+                .unwrap_or_default(),
+            if e.canary { " canary" } else { "" },
         );
     }
     if let Some(split) = &pool.write {

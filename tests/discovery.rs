@@ -1,0 +1,401 @@
+//! Backends named by DNS, against a real DNS server on loopback whose records
+//! change during each test: every address serves with its own statistics, a
+//! new one joins in slow start, a vanished one drains, a failing name keeps
+//! its last good addresses and says so, SRV records give the ports, the TTL
+//! floor holds back re-queries, and an unresolvable name neither stops the
+//! proxy nor fails `ballast check`.
+
+use crate::common::dns_server::{DnsServer, Mode};
+use crate::common::*;
+use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};
+use http::StatusCode;
+use serde_json::Value;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Origins on 127.0.0.2, 127.0.0.3, ... sharing one port, as the pods behind
+/// one DNS name serving on the same port.
+async fn origins_on_one_port(count: u8) -> (u16, Vec<OriginHandle>) {
+    for _ in 0..20 {
+        let port = free_port();
+        let mut origins = Vec::new();
+        for i in 0..count {
+            let addr = SocketAddr::from(([127, 0, 0, 2 + i], port));
+            match origin::spawn(addr, OriginConfig::new(format!("pod-{}", 2 + i))).await {
+                Ok(origin) => origins.push(origin),
+                Err(_) => break,
+            }
+        }
+        if origins.len() == usize::from(count) {
+            return (port, origins);
+        }
+    }
+    panic!("no port free on every loopback address");
+}
+
+fn ip(origin: &OriginHandle) -> IpAddr {
+    origin.addr.ip()
+}
+
+fn served(origin: &OriginHandle) -> u64 {
+    origin.status().counters.total
+}
+
+/// The state API's `discovery` entry for `name`.
+fn named<'a>(state: &'a Value, name: &str) -> &'a Value {
+    state["discovery"]
+        .as_array()
+        .and_then(|names| names.iter().find(|n| n["name"] == name))
+        .unwrap_or_else(|| panic!("no discovery entry {name} in {state:#}"))
+}
+
+/// The backends of pool `pool` in the state API.
+fn backends<'a>(state: &'a Value, pool: &str) -> &'a Vec<Value> {
+    state["pools"]
+        .as_array()
+        .and_then(|pools| pools.iter().find(|p| p["name"] == pool))
+        .and_then(|p| p["backends"].as_array())
+        .unwrap_or_else(|| panic!("no pool {pool} in {state:#}"))
+}
+
+fn backend_addrs(state: &Value, pool: &str) -> Vec<String> {
+    let mut addrs: Vec<String> = backends(state, pool)
+        .iter()
+        .map(|b| b["addr"].as_str().unwrap().to_string())
+        .collect();
+    addrs.sort();
+    addrs
+}
+
+/// Poll the state API until `ready` holds (at most 20 s).
+async fn state_until(admin: SocketAddr, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = admin_json(admin, "/api/v1/state").await;
+        if ready(&state) {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "never: {what}\n{state:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn metrics(admin: SocketAddr) -> String {
+    send(admin, admin_request(http::Method::GET, "/metrics", None))
+        .await
+        .text()
+}
+
+/// A proxy whose pool `api` is `entry` (a flow mapping), resolved by `dns`.
+async fn proxy(dns: &DnsServer, pool_extra: &str, entries: &str) -> LoopbackProxy {
+    let nameserver = dns.addr;
+    let (pool_extra, entries) = (pool_extra.to_string(), entries.to_string());
+    LoopbackProxy::start(move |listen, admin| {
+        format!(
+            "listeners: [{{address: \"{listen}\"}}]\n\
+             admin: {{address: \"{admin}\"}}\n\
+             discovery: {{nameservers: [\"{nameserver}\"], ttl_floor: 100ms, timeout: 300ms}}\n\
+             pools:\n  api: {{mode: round_robin, {pool_extra} backends: [{entries}]}}\n\
+             routes: [{{pool: api}}]\n"
+        )
+    })
+    .await
+}
+
+async fn get_ok(listen: SocketAddr) {
+    let reply = get(listen, "api.test", "/").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_a_records_both_serve_with_their_own_stats() {
+    let dns = DnsServer::start(0).await;
+    let (port, origins) = origins_on_one_port(2).await;
+    dns.set_host("api.test", &[ip(&origins[0]), ip(&origins[1])]);
+    let entry = format!("{{addr: \"api.test:{port}\", region: r1, labels: {{app: api}}}}");
+    let proxy = proxy(&dns, "", &entry).await;
+    let name = format!("api.test:{port}");
+    state_until(proxy.admin, "two backends", |s| {
+        backends(s, "api").len() == 2
+    })
+    .await;
+
+    for _ in 0..20 {
+        get_ok(proxy.listen).await;
+    }
+    assert!(served(&origins[0]) > 0 && served(&origins[1]) > 0);
+    let state = admin_json(proxy.admin, "/api/v1/state").await;
+    for backend in backends(&state, "api") {
+        assert_eq!(backend["discovered_from"], name.as_str(), "{backend:#}");
+        assert_eq!(backend["region"], "r1");
+        assert_eq!(backend["labels"]["app"], "api");
+        assert!(backend["requests"].as_u64().unwrap() > 0, "{backend:#}");
+    }
+    let entry = named(&state, &name);
+    assert_eq!(entry["status"], "ok");
+    assert_eq!(entry["kind"], "host");
+    assert_eq!(entry["addresses"].as_array().unwrap().len(), 2);
+    assert!(entry["last_success"].is_number() && entry["next_refresh"].is_number());
+    let text = metrics(proxy.admin).await;
+    let gauge = format!("ballast_discovery_addresses{{name=\"{name}\",pool=\"api\"}} 2");
+    assert!(text.contains(&gauge), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_record_joins_in_slow_start_and_a_removed_one_drains() {
+    let dns = DnsServer::start(0).await;
+    let (port, origins) = origins_on_one_port(3).await;
+    let (first, second, third) = (&origins[0], &origins[1], &origins[2]);
+    dns.set_host("api.test", &[ip(first), ip(second)]);
+    let entry = format!("{{addr: \"api.test:{port}\"}}");
+    let proxy = proxy(&dns, "slow_start: 30s,", &entry).await;
+    state_until(proxy.admin, "two backends", |s| {
+        backends(s, "api").len() == 2
+    })
+    .await;
+
+    // Added: a third backend appears, in slow start, and gets traffic.
+    dns.set_host("api.test", &[ip(first), ip(second), ip(third)]);
+    let state = state_until(proxy.admin, "three backends", |s| {
+        backends(s, "api").len() == 3
+    })
+    .await;
+    let added = backends(&state, "api")
+        .iter()
+        .find(|b| b["addr"] == third.addr.to_string())
+        .unwrap();
+    let progress = added["slow_start_progress"].as_f64().unwrap_or(1.0);
+    assert!(progress < 1.0, "a new backend starts slowly: {added:#}");
+    for _ in 0..60 {
+        if served(third) > 0 {
+            break;
+        }
+        get_ok(proxy.listen).await;
+    }
+    assert!(served(third) > 0, "the added backend got no request");
+
+    // Removed while a slow request is on it: that request completes, no
+    // new one goes there.
+    first.set_latency(Duration::from_secs(2));
+    let mut slow = Vec::new();
+    for _ in 0..6 {
+        let listen = proxy.listen;
+        slow.push(tokio::spawn(
+            async move { get(listen, "api.test", "/").await },
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first.in_flight() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no request reached the first backend"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    dns.set_host("api.test", &[ip(second), ip(third)]);
+    let state = state_until(proxy.admin, "the first backend gone", |s| {
+        !backend_addrs(s, "api").contains(&first.addr.to_string())
+    })
+    .await;
+    assert_eq!(backends(&state, "api").len(), 2);
+    let before = served(first);
+    for _ in 0..20 {
+        get_ok(proxy.listen).await;
+    }
+    assert_eq!(served(first), before, "a removed backend got new requests");
+    for request in slow {
+        let reply = request.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    let decisions = admin_json(proxy.admin, "/api/v1/decisions?kind=discovery").await;
+    let text = decisions.to_string();
+    assert!(text.contains(&format!("+{}", third.addr)), "{decisions:#}");
+    assert!(text.contains(&format!("-{}", first.addr)), "{decisions:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_name_keeps_its_last_good_addresses_and_says_so() {
+    let dns = DnsServer::start(0).await;
+    let (port, origins) = origins_on_one_port(2).await;
+    dns.set_host("api.test", &[ip(&origins[0]), ip(&origins[1])]);
+    let proxy = proxy(&dns, "", &format!("{{addr: \"api.test:{port}\"}}")).await;
+    let name = format!("api.test:{port}");
+    state_until(proxy.admin, "two backends", |s| {
+        backends(s, "api").len() == 2
+    })
+    .await;
+
+    for (mode, result) in [
+        (Mode::NxDomain, "nxdomain"),
+        (Mode::Silent, "error"),
+        (Mode::Records, "empty"),
+    ] {
+        dns.set_mode(mode);
+        if mode == Mode::Records {
+            dns.set_host("api.test", &[]);
+        }
+        let state = state_until(proxy.admin, result, |s| {
+            named(s, &name)["last_error"]["result"] == result
+        })
+        .await;
+        let entry = named(&state, &name);
+        assert_eq!(entry["status"], "failing", "{entry:#}");
+        assert_eq!(entry["addresses"].as_array().unwrap().len(), 2);
+        assert_eq!(backends(&state, "api").len(), 2, "the last good set stays");
+        get_ok(proxy.listen).await;
+        let text = metrics(proxy.admin).await;
+        let counter =
+            format!("ballast_discovery_resolutions_total{{name=\"{name}\",pool=\"api\",result=\"{result}\"}}");
+        assert!(text.contains(&counter), "{counter} missing:\n{text}");
+    }
+    let decisions = admin_json(proxy.admin, "/api/v1/decisions?kind=discovery").await;
+    assert!(
+        decisions.to_string().contains("keeping 2 address"),
+        "{decisions:#}"
+    );
+
+    // Answers again: back to ok.
+    dns.set_host("api.test", &[ip(&origins[0])]);
+    let state = state_until(proxy.admin, "one backend", |s| {
+        backends(s, "api").len() == 1
+    })
+    .await;
+    assert_eq!(named(&state, &name)["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_records_give_each_backend_its_port() {
+    let dns = DnsServer::start(0).await;
+    let (a, b) = (origin_named("a").await, origin_named("b").await);
+    let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    dns.set_host("a.api.test", &[localhost]);
+    dns.set_host("b.api.test", &[localhost]);
+    dns.set_srv(
+        "_http._tcp.api.test",
+        &[(a.addr.port(), "a.api.test"), (b.addr.port(), "b.api.test")],
+    );
+    let proxy = proxy(&dns, "", "{srv: _http._tcp.api.test, weight: 3}").await;
+    let state = state_until(proxy.admin, "two backends", |s| {
+        backends(s, "api").len() == 2
+    })
+    .await;
+    let mut expected = vec![a.addr.to_string(), b.addr.to_string()];
+    expected.sort();
+    assert_eq!(backend_addrs(&state, "api"), expected);
+    assert!(backends(&state, "api").iter().all(|b| b["weight"] == 3));
+    assert_eq!(named(&state, "_http._tcp.api.test")["kind"], "srv");
+    for _ in 0..10 {
+        get_ok(proxy.listen).await;
+    }
+    assert!(served(&a) > 0 && served(&b) > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ttl_floor_holds_back_requeries() {
+    // Records with TTL 0 would be asked for again at once; the floor (1s)
+    // spaces the queries.
+    let dns = DnsServer::start(0).await;
+    let origin = origin_named("only").await;
+    dns.set_host("api.test", &[origin.addr.ip()]);
+    let nameserver = dns.addr;
+    let port = origin.addr.port();
+    let proxy = LoopbackProxy::start(move |listen, admin| {
+        format!(
+            "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\n\
+             discovery: {{nameservers: [\"{nameserver}\"], ttl_floor: 1s}}\n\
+             pools: {{api: {{backends: [{{addr: \"api.test:{port}\"}}]}}}}\nroutes: [{{pool: api}}]\n"
+        )
+    })
+    .await;
+    state_until(proxy.admin, "one backend", |s| {
+        backends(s, "api").len() == 1
+    })
+    .await;
+    let started = Instant::now();
+    let at_start = dns.queries("api.test");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let queries = dns.queries("api.test") - at_start;
+    let elapsed = started.elapsed().as_secs_f64();
+    // At most one query per floor (A, and AAAA should A be empty: ×2), plus one.
+    let most = 2 * (elapsed.ceil() as usize + 1);
+    assert!(queries >= 1, "the name was never asked again");
+    assert!(
+        queries <= most,
+        "{queries} queries in {elapsed:.1}s with a 1s floor"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_does_not_resolve_yet_does_not_stop_the_proxy() {
+    let dns = DnsServer::start(0).await;
+    let fixed = origin_named("fixed").await;
+    let late = origin_named("late").await;
+    let nameserver = dns.addr;
+    let (fixed_addr, late_port) = (fixed.addr, late.addr.port());
+    let proxy = LoopbackProxy::start(move |listen, admin| {
+        format!(
+            "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\n\
+             discovery: {{nameservers: [\"{nameserver}\"], ttl_floor: 100ms, ttl_ceiling: 200ms}}\n\
+             pools:\n  fixed: {{backends: [{{addr: \"{fixed_addr}\"}}]}}\n  \
+             late: {{backends: [{{addr: \"late.test:{late_port}\"}}]}}\n\
+             routes: [{{match: {{host: late.test}}, pool: late}}, {{pool: fixed}}]\n"
+        )
+    })
+    .await;
+    let name = format!("late.test:{late_port}");
+    let state = state_until(proxy.admin, "a failed resolution", |s| {
+        named(s, &name)["failures"].as_u64() >= Some(2)
+    })
+    .await;
+    assert_eq!(named(&state, &name)["status"], "failing");
+    assert!(backends(&state, "late").is_empty());
+    assert_eq!(
+        get(proxy.listen, "fixed.test", "/").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(proxy.listen, "late.test", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    dns.set_host("late.test", &[late.addr.ip()]);
+    state_until(proxy.admin, "the late backend", |s| {
+        backends(s, "late").len() == 1
+    })
+    .await;
+    assert_eq!(
+        get(proxy.listen, "late.test", "/").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_about_a_name_that_does_not_resolve_and_passes() {
+    let dns = DnsServer::start(0).await;
+    dns.set_host("up.test", &[IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ballast.yaml");
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:8080\"}}]\n\
+         discovery: {{nameservers: [\"{}\"], timeout: 500ms}}\n\
+         pools: {{api: {{backends: [{{addr: \"up.test:80\"}}, {{addr: \"down.test:80\"}}]}}}}\n\
+         routes: [{{pool: api}}]\n",
+        dns.addr
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ballast"))
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("2 named by DNS"), "{stdout}");
+    assert!(stdout.contains("up.test:80 -> 127.0.0.2:80"), "{stdout}");
+    assert!(
+        stdout.contains("warning: pools.api.backends[1]: down.test:80 does not resolve"),
+        "{stdout}"
+    );
+}
