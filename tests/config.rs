@@ -390,8 +390,9 @@ fn the_shipped_json_schema_is_current() {
         "unknown keys are errors in the schema too"
     );
     assert_eq!(
-        schema["$defs"]["RawBackend"]["required"],
-        serde_json::json!(["addr"])
+        schema["$defs"]["RawBackend"]["oneOf"],
+        serde_json::json!([{"required": ["addr"]}, {"required": ["srv"]}]),
+        "a backend gives addr or srv"
     );
 }
 

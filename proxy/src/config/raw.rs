@@ -580,9 +580,10 @@ pub struct RawRetryBudget {
     pub min_concurrency: Option<u32>,
 }
 
-/// One upstream server.
+/// One upstream server, or every address a DNS name stands for.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["addr"]}, {"required": ["srv"]}]))]
 pub struct RawBackend {
     /// IP:port, or host:port resolved by DNS (A/AAAA; every address becomes
     /// a backend). Unique within the pool. Give `addr` or `srv`, not both.

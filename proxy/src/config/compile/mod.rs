@@ -43,7 +43,7 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
     let pools = pools::compile_pools(&mut c, &raw.pools);
     let discovery = discovery::compile_discovery(&mut c, raw.discovery.as_ref());
     let routes = routes::compile_routes(&mut c, &raw.routes, &pools);
-    let geo = geo::compile_geo(&mut c, &raw.regions, raw.geo.as_ref(), &pools);
+    let geo = geo::compile_geo(&mut c, &raw.regions, raw.geo.as_ref(), (&raw.pools, &pools));
     let explain = raw
         .explain
         .as_ref()

@@ -153,3 +153,21 @@ fn resolved_addresses_become_backends_like_their_entry() {
     let none = configured.with_resolved(|_, _| None);
     assert_eq!(none.pools[0].backends.len(), 1);
 }
+
+#[test]
+fn regions_of_named_entries_count_for_fallbacks_and_must_be_declared() {
+    let regions =
+        "regions: {eu: {fallback: [us]}, us: {}}\ngeo: {client_region: [{default: eu}]}\n";
+    compile(
+        "{api: {backends: [{addr: \"10.0.0.1:80\", region: eu}, {srv: _h._tcp.us.test, region: us}]}}",
+        regions,
+    )
+    .expect("a fallback to a region only a name serves is possible");
+    assert_eq!(
+        errors(
+            "{api: {backends: [{addr: \"10.0.0.1:80\", region: eu}, {addr: \"x.test:80\", region: us}, {addr: \"y.test:80\", region: mars}]}}",
+            regions,
+        ),
+        ["pools.api.backends[2].region: unknown region \"mars\" (declare it under regions)"]
+    );
+}
