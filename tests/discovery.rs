@@ -490,3 +490,17 @@ async fn a_reload_keeps_the_resolved_backends_and_what_was_learned() {
         "a reload asks no name again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_and_aaaa_records_both_become_backends() {
+    let dns = DnsServer::start(0).await;
+    let v4 = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let v6: IpAddr = "::1".parse().unwrap();
+    dns.set_host("api.test", &[v4, v6]);
+    let proxy = proxy(&dns, "", "{addr: \"api.test:9\"}").await;
+    let state = state_until(proxy.admin, "two backends", |s| {
+        backends(s, "api").len() == 2
+    })
+    .await;
+    assert_eq!(backend_addrs(&state, "api"), ["127.0.0.2:9", "[::1]:9"]);
+}

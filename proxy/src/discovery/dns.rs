@@ -7,7 +7,8 @@
 
 use crate::config::{DiscoverySettings, DnsName};
 use hickory_resolver::config::{
-    NameServerConfig, NameServerConfigGroup, ResolveHosts, ResolverConfig, ResolverOpts,
+    LookupIpStrategy, NameServerConfig, NameServerConfigGroup, ResolveHosts, ResolverConfig,
+    ResolverOpts,
 };
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
@@ -105,6 +106,8 @@ impl Dns {
             options.timeout = settings.timeout;
             options.attempts = 1;
             options.cache_size = 0;
+            // Both families, every address: each one is a backend.
+            options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
             builder.build()
         });
         Self { resolver }

@@ -130,9 +130,13 @@ impl Discovery {
             .collect()
     }
 
-    /// The names due now and the resolver to ask, or when the next is due.
-    fn due(&self, now: Instant) -> (Vec<NameKey>, Arc<Dns>, Option<Instant>) {
+    /// The names due now and the resolver to ask, or when the next is due
+    /// (`None`: no name to resolve; no resolver is built then).
+    fn due(&self, now: Instant) -> (Vec<NameKey>, Option<Arc<Dns>>, Option<Instant>) {
         let mut inner = self.lock();
+        if inner.names.is_empty() {
+            return (Vec::new(), None, None);
+        }
         let dns = match &inner.dns {
             Some(dns) => dns.clone(),
             None => {
@@ -148,14 +152,14 @@ impl Discovery {
             .map(|(key, _)| key.clone())
             .collect();
         let next = inner.names.values().map(|state| state.next_due).min();
-        (due, dns, next)
+        (due, Some(dns), next)
     }
 
     /// Resolve names as they fall due, until the task is dropped.
     pub async fn run(self: Arc<Self>) {
         loop {
             let (due, dns, next) = self.due(Instant::now());
-            if due.is_empty() {
+            let Some(dns) = dns.filter(|_| !due.is_empty()) else {
                 let sleep = async {
                     match next {
                         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -167,7 +171,7 @@ impl Discovery {
                     () = self.wake.notified() => {}
                 }
                 continue;
-            }
+            };
             let mut resolutions = tokio::task::JoinSet::new();
             for key in due {
                 let dns = dns.clone();
