@@ -139,7 +139,11 @@ fn check_pool(pool: &ballast::config::Pool) {
     let named_weights = pool.named.iter().map(|entry| entry.template.weight);
     assert!(weights.chain(named_weights).any(|weight| weight > 0));
     let positive = pool.backends.iter().any(|backend| backend.weight > 0);
-    assert_eq!(!pool.schedule.is_empty(), positive, "schedule of the positive weights");
+    assert_eq!(
+        !pool.schedule.is_empty(),
+        positive,
+        "schedule of the positive weights"
+    );
     for &index in &pool.schedule {
         let backend = pool.backends.get(index as usize).expect("scheduled index");
         assert!(backend.weight > 0, "a backend of weight 0 is scheduled");
