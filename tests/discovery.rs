@@ -356,7 +356,7 @@ async fn the_ttl_floor_holds_back_requeries() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let queries = dns.queries("api.test") - at_start;
     let elapsed = started.elapsed().as_secs_f64();
-    // At most one query per floor (A, and AAAA should A be empty: ×2), plus one.
+    // At most one resolution (an A and an AAAA query) per floor, plus one.
     let most = 2 * (elapsed.ceil() as usize + 1);
     assert!(queries >= 1, "the name was never asked again");
     assert!(
@@ -423,13 +423,12 @@ async fn check_warns_about_a_name_that_does_not_resolve_and_passes() {
         dns.addr
     );
     std::fs::write(&path, yaml).unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ballast"))
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .await
-        .unwrap();
+    let check = |extra: Option<&str>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ballast"));
+        command.arg("check").arg("--config").arg(&path).args(extra);
+        command.output()
+    };
+    let output = check(None).await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("2 named by DNS"), "{stdout}");
@@ -438,6 +437,21 @@ async fn check_warns_about_a_name_that_does_not_resolve_and_passes() {
         stdout.contains("warning: pools.api.backends[1]: down.test:80 does not resolve"),
         "{stdout}"
     );
+    assert_eq!(
+        dns.queries("up.test"),
+        2,
+        "each name is asked once (A and AAAA)"
+    );
+
+    // --no-resolve: the file alone, no query.
+    let output = check(Some("--no-resolve")).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("2 named by DNS") && !stdout.contains("warning"),
+        "{stdout}"
+    );
+    assert_eq!(dns.queries("up.test"), 2, "--no-resolve asks nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

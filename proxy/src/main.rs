@@ -65,6 +65,10 @@ enum Command {
             env = "BALLAST_CONFIG"
         )]
         config: PathBuf,
+        /// Do not resolve the backends named by DNS (check the file only, as
+        /// where those names mean nothing, e.g. outside their cluster).
+        #[arg(long)]
+        no_resolve: bool,
     },
     /// Print the configuration's JSON Schema (for editors validating the YAML).
     Schema,
@@ -98,7 +102,7 @@ fn main() -> ExitCode {
     ballast::tls::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, no_resolve } => check(&config, !no_resolve),
         Command::Schema => {
             print!("{}", config::json_schema());
             ExitCode::SUCCESS
@@ -129,12 +133,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, resolve: bool) -> ExitCode {
     match config::load_file(path) {
         Ok(snapshot) => {
             println!("{}: configuration OK", path.display());
             print!("{}", snapshot.summary());
-            resolve_names(&snapshot);
+            if resolve {
+                resolve_names(&snapshot);
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
