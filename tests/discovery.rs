@@ -184,8 +184,13 @@ async fn an_added_record_joins_in_slow_start_and_gets_traffic() {
     };
     let (added_share, progress) = share(third.addr);
     assert!(progress.is_some_and(|p| p < 0.5), "{state:#}");
-    assert!(added_share < share(first.addr).0, "{state:#}");
-    assert!(added_share < share(second.addr).0, "{state:#}");
+    // Ramping from about a tenth of its fair share (a third): below it, and
+    // below the larger of the two it joins.
+    let largest = share(first.addr).0.max(share(second.addr).0);
+    assert!(
+        added_share < 1.0 / 3.0 && added_share < largest,
+        "{state:#}"
+    );
     // Its share grows: it gets traffic within a bounded number of requests.
     for _ in 0..400 {
         if served(third) > 0 {
@@ -213,7 +218,7 @@ async fn a_removed_record_drains_its_backend() {
 
     // A slow request on the first backend when its record goes: it
     // completes; no new request goes there.
-    first.set_latency(Duration::from_secs(2));
+    first.set_latency(Duration::from_secs(4));
     let mut slow = Vec::new();
     for _ in 0..6 {
         let listen = proxy.listen;
