@@ -6,7 +6,7 @@ use super::fields::Checker;
 use crate::config::discovery::{BackendTemplate, DnsName, NamedEntry};
 use crate::config::raw::*;
 use crate::config::snapshot::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 fn compile_canary(c: &mut Checker, path: &str, raw: &RawCanaryPolicy) -> CanaryPolicy {
@@ -70,7 +70,7 @@ impl CompiledBackends {
             weight: b.weight,
             canary: b.canary.clone(),
             priority: b.priority,
-            labels: BTreeMap::new(),
+            labels: b.labels.clone(),
         });
         fixed
             .chain(self.named.iter().map(|e| e.template.clone()))
