@@ -180,92 +180,80 @@ impl Discovery {
                     (key, result)
                 });
             }
-            let mut results = Vec::new();
+            // Each answer is taken as it comes: a name that times out does
+            // not hold back the others'.
             while let Some(joined) = resolutions.join_next().await {
-                if let Ok(result) = joined {
-                    results.push(result);
+                if let Ok((key, result)) = joined {
+                    self.apply(key, result);
                 }
             }
-            self.apply(results);
         }
     }
 
-    /// Record each resolution; install the new addresses if any changed.
-    fn apply(&self, results: Vec<(NameKey, Result<Resolved, Failure>)>) {
+    /// Record a resolution; install the new addresses if they changed.
+    fn apply(&self, key: NameKey, result: Result<Resolved, Failure>) {
         let mut inner = self.lock();
         let (now, wall, now_ms) = (Instant::now(), SystemTime::now(), clock::now_ms());
-        let floor_ceiling = (inner.settings().ttl_floor, inner.settings().ttl_ceiling);
-        let mut changed = false;
-        for (key, result) in results {
-            // A reload may have dropped the name while it was being resolved.
-            let Some(state) = inner.names.get_mut(&key) else {
-                continue;
-            };
-            let (pool, name) = (&key.0, key.1.to_string());
-            let result_label = match &result {
-                Ok(_) => "ok",
-                Err(failure) => failure.kind.as_str(),
-            };
-            self.metrics
-                .discovery_resolutions
-                .with_label_values(&[pool.as_str(), &name, result_label])
-                .inc();
-            let decision = match result {
-                Ok(resolved) => {
-                    let before = state.succeeded(resolved, now, wall, floor_ceiling);
-                    let after = state.addrs.as_deref().unwrap_or_default();
-                    self.metrics
-                        .discovery_addresses
-                        .with_label_values(&[pool.as_str(), &name])
-                        .set(after.len() as f64);
-                    (before.as_deref() != Some(after)).then(|| {
-                        changed = true;
-                        let decision =
-                            change_decision(before.as_deref().unwrap_or_default(), after);
-                        tracing::info!(
-                            pool = pool.as_str(),
-                            name,
-                            "backend name resolved: {}",
-                            decision.2
-                        );
-                        decision
-                    })
-                }
-                Err(failure) => {
-                    state.failed(&failure, now, wall, floor_ceiling);
-                    let kept = state.addrs.as_ref().map_or(0, Vec::len);
-                    tracing::warn!(
-                        pool = pool.as_str(),
-                        name,
-                        result = failure.kind.as_str(),
-                        kept,
-                        "resolving a backend name failed; its last good addresses stay: {}",
-                        failure.message
-                    );
-                    let reason = format!(
-                        "{}: {}; keeping {kept} address(es)",
-                        failure.kind.as_str(),
-                        failure.message
-                    );
-                    Some((kept, kept, reason))
-                }
-            };
-            if let Some((old, new, reason)) = decision {
-                self.decisions.record(RoutingDecision {
-                    at: wall,
-                    at_ms: now_ms,
-                    pool: pool.clone(),
-                    backend: name,
-                    kind: DecisionKind::Discovery,
-                    old_share: old as f64,
-                    new_share: new as f64,
-                    reason,
-                });
+        let bounds = (inner.settings().ttl_floor, inner.settings().ttl_ceiling);
+        // A reload may have dropped the name while it was being resolved.
+        let Some(state) = inner.names.get_mut(&key) else {
+            return;
+        };
+        let (pool, name) = (key.0.as_str(), key.1.to_string());
+        let result_label = match &result {
+            Ok(_) => "ok",
+            Err(failure) => failure.kind.as_str(),
+        };
+        self.metrics
+            .discovery_resolutions
+            .with_label_values(&[pool, &name, result_label])
+            .inc();
+        let change = match result {
+            Ok(resolved) => {
+                let before = state.succeeded(resolved, now, wall, bounds);
+                let after = state.addrs.as_deref().unwrap_or_default();
+                self.metrics
+                    .discovery_addresses
+                    .with_label_values(&[pool, &name])
+                    .set(after.len() as f64);
+                (before.as_deref() != Some(after))
+                    .then(|| Change::of(before.as_deref().unwrap_or_default(), after))
             }
+            Err(failure) => {
+                state.failed(&failure, now, wall, bounds);
+                Some(Change::failed(
+                    &failure,
+                    state.addrs.as_ref().map_or(0, Vec::len),
+                ))
+            }
+        };
+        let Some(change) = change else {
+            return;
+        };
+        if change.failed {
+            tracing::warn!(
+                pool,
+                name,
+                "resolving a backend name failed: {}",
+                change.reason
+            );
+        } else {
+            tracing::info!(pool, name, "backend name resolved: {}", change.reason);
         }
-        if changed {
-            let running = Arc::new(inner.running_snapshot());
-            let report = self.engine.install(running, now_ms);
+        self.decisions.record(RoutingDecision {
+            at: wall,
+            at_ms: now_ms,
+            pool: pool.to_string(),
+            backend: name,
+            kind: DecisionKind::Discovery,
+            old_share: change.before as f64,
+            new_share: change.after as f64,
+            reason: change.reason,
+        });
+        if !change.failed {
+            let report = self
+                .engine
+                .install(Arc::new(inner.running_snapshot()), now_ms);
             tracing::info!(
                 added = ?report.added,
                 removed = ?report.removed,
@@ -276,28 +264,52 @@ impl Discovery {
     }
 }
 
-/// The decision for a change from `before` to `after`: the counts and
-/// which addresses came and went.
-fn change_decision(before: &[SocketAddr], after: &[SocketAddr]) -> (usize, usize, String) {
-    let added: Vec<String> = after
-        .iter()
-        .filter(|a| !before.contains(a))
-        .map(|a| format!("+{a}"))
-        .collect();
-    let removed: Vec<String> = before
-        .iter()
-        .filter(|a| !after.contains(a))
-        .map(|a| format!("-{a}"))
-        .collect();
-    let reason = format!(
-        "addresses {} -> {}: {}",
-        before.len(),
-        after.len(),
-        added
-            .into_iter()
-            .chain(removed)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    (before.len(), after.len(), reason)
+/// What a resolution changed, for the decision log: the address counts
+/// before and after, and why.
+struct Change {
+    before: usize,
+    after: usize,
+    reason: String,
+    /// The resolution failed: the addresses stay.
+    failed: bool,
+}
+
+impl Change {
+    /// From `before` to `after`: which addresses came and went.
+    fn of(before: &[SocketAddr], after: &[SocketAddr]) -> Self {
+        let added = after
+            .iter()
+            .filter(|a| !before.contains(a))
+            .map(|a| format!("+{a}"));
+        let removed = before
+            .iter()
+            .filter(|a| !after.contains(a))
+            .map(|a| format!("-{a}"));
+        let moves: Vec<String> = added.chain(removed).collect();
+        Self {
+            before: before.len(),
+            after: after.len(),
+            reason: format!(
+                "addresses {} -> {}: {}",
+                before.len(),
+                after.len(),
+                moves.join(" ")
+            ),
+            failed: false,
+        }
+    }
+
+    /// A failure, with the `kept` addresses that stay.
+    fn failed(failure: &Failure, kept: usize) -> Self {
+        Self {
+            before: kept,
+            after: kept,
+            reason: format!(
+                "{}: {}; keeping {kept} address(es)",
+                failure.kind.as_str(),
+                failure.message
+            ),
+            failed: true,
+        }
+    }
 }
