@@ -381,8 +381,9 @@ async fn a_name_that_does_not_resolve_yet_does_not_stop_the_proxy() {
         format!(
             "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\n\
              discovery: {{nameservers: [\"{nameserver}\"], ttl_floor: 100ms, ttl_ceiling: 200ms}}\n\
-             pools:\n  fixed: {{backends: [{{addr: \"{fixed_addr}\"}}]}}\n  \
-             late: {{backends: [{{addr: \"late.test:{late_port}\"}}]}}\n\
+             regions: {{r1: {{}}}}\ngeo: {{client_region: [{{default: r1}}]}}\n\
+             pools:\n  fixed: {{backends: [{{addr: \"{fixed_addr}\", region: r1}}]}}\n  \
+             late: {{backends: [{{addr: \"late.test:{late_port}\", region: r1}}]}}\n\
              routes: [{{match: {{host: late.test}}, pool: late}}, {{pool: fixed}}]\n"
         )
     })
@@ -522,4 +523,136 @@ async fn a_and_aaaa_records_both_become_backends() {
     })
     .await;
     assert_eq!(backend_addrs(&state, "api"), ["127.0.0.2:9", "[::1]:9"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_with_no_resolved_backend_answer_503_whatever_their_features() {
+    // Every pool's backends are named by DNS, and no name resolves: each
+    // feature meets a pool without a backend, on requests and in the engine.
+    let dns = DnsServer::start(0).await;
+    let nameserver = dns.addr;
+    let proxy = LoopbackProxy::start(move |listen, admin| {
+        let entry = |region: &str, extra: &str| {
+            format!("{{addr: \"missing.test:80\", region: {region}{extra}}}")
+        };
+        let pool = |settings: &str, entries: &[String]| {
+            format!(
+                "{{recompute_interval: 50ms, {settings} backends: [{}]}}",
+                entries.join(", ")
+            )
+        };
+        let pools = [
+            ("latency", pool("mode: latency,", &[entry("east", "")])),
+            (
+                "capacity",
+                pool("mode: capacity,", &[entry("east", ", capacity: 10")]),
+            ),
+            ("ewma", pool("mode: peak_ewma,", &[entry("east", "")])),
+            ("rr", pool("mode: round_robin,", &[entry("east", "")])),
+            (
+                "ring",
+                pool(
+                    "consistent_hash: {key: {header: x-session}},",
+                    &[entry("east", "")],
+                ),
+            ),
+            (
+                "sticky",
+                pool(
+                    "canary_sticky: {header: x-user},",
+                    &[entry("east", ", canary: true")],
+                ),
+            ),
+            (
+                "shadow",
+                pool("shadow: {mode: capacity},", &[entry("east", "")]),
+            ),
+            (
+                "tiers",
+                pool(
+                    "",
+                    &[
+                        entry("east", ""),
+                        entry("west", ", priority: 1").replace("missing", "other"),
+                    ],
+                ),
+            ),
+            (
+                "spill",
+                pool(
+                    "spillover: {latency_above: 100ms},",
+                    &[
+                        entry("east", ""),
+                        entry("west", "").replace("missing", "other"),
+                    ],
+                ),
+            ),
+            (
+                "split",
+                pool(
+                    "write: {region: east, read_your_writes: {ttl: 1s}},",
+                    &[
+                        entry("east", ""),
+                        entry("west", "").replace("missing", "other"),
+                    ],
+                ),
+            ),
+        ];
+        let pools: Vec<String> = pools
+            .iter()
+            .map(|(name, pool)| format!("  {name}: {pool}"))
+            .collect();
+        let routes: Vec<String> = [
+            "latency", "capacity", "ewma", "rr", "ring", "sticky", "shadow", "tiers", "spill",
+            "split",
+        ]
+        .iter()
+        .map(|name| {
+            let budget = if *name == "capacity" {
+                ", budget: {region_share: 0.5}"
+            } else {
+                ""
+            };
+            format!("  - {{match: {{host: {name}.test}}, pool: {name}{budget}}}")
+        })
+        .collect();
+        format!(
+            "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\n\
+             discovery: {{nameservers: [\"{nameserver}\"], ttl_floor: 50ms, ttl_ceiling: 100ms}}\n\
+             regions: {{east: {{fallback: [west]}}, west: {{fallback: [east]}}}}\n\
+             geo: {{client_region: [{{default: east}}]}}\n\
+             pools:\n{}\nroutes:\n{}\n",
+            pools.join("\n"),
+            routes.join("\n")
+        )
+    })
+    .await;
+    state_until(proxy.admin, "failed resolutions", |s| {
+        s["discovery"]
+            .as_array()
+            .is_some_and(|names| names.iter().all(|n| n["failures"].as_u64() >= Some(2)))
+    })
+    .await;
+    for name in [
+        "latency", "capacity", "ewma", "rr", "ring", "sticky", "shadow", "tiers", "spill", "split",
+    ] {
+        for method in [http::Method::GET, http::Method::POST] {
+            let req = request(
+                method.clone(),
+                &format!("{name}.test"),
+                "/",
+                bytes::Bytes::new(),
+            );
+            let reply = send(proxy.listen, req).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{name} {method}: {}",
+                reply.text()
+            );
+        }
+    }
+    for path in ["/api/v1/state", "/api/v1/config", "/api/v1/decisions"] {
+        admin_json(proxy.admin, path).await;
+    }
 }
