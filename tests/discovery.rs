@@ -526,14 +526,18 @@ async fn a_and_aaaa_records_both_become_backends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pools_with_no_resolved_backend_answer_503_whatever_their_features() {
+async fn every_feature_copes_with_names_that_do_not_resolve_or_resolve_in_part() {
     // Every pool's backends are named by DNS, and no name resolves: each
     // feature meets a pool without a backend, on requests and in the engine.
     let dns = DnsServer::start(0).await;
     let nameserver = dns.addr;
+    let west = origin::spawn("127.0.0.2:0".parse().unwrap(), OriginConfig::new("west"))
+        .await
+        .unwrap();
+    let port = west.addr.port();
     let proxy = LoopbackProxy::start(move |listen, admin| {
         let entry = |region: &str, extra: &str| {
-            format!("{{addr: \"missing.test:80\", region: {region}{extra}}}")
+            format!("{{addr: \"missing.test:{port}\", region: {region}{extra}}}")
         };
         let pool = |settings: &str, entries: &[String]| {
             format!(
@@ -655,4 +659,25 @@ async fn pools_with_no_resolved_backend_answer_503_whatever_their_features() {
     for path in ["/api/v1/state", "/api/v1/config", "/api/v1/decisions"] {
         admin_json(proxy.admin, path).await;
     }
+
+    // Only the west names resolve: the pools with a west entry serve from
+    // there (a lower tier, a fallback region); writes, bound to the east,
+    // are refused.
+    dns.set_host("other.test", &[west.addr.ip()]);
+    state_until(proxy.admin, "the west backends", |s| {
+        ["tiers", "spill", "split"]
+            .iter()
+            .all(|pool| backends(s, pool).len() == 1)
+    })
+    .await;
+    for name in ["tiers", "spill", "split"] {
+        let reply = get(proxy.listen, &format!("{name}.test"), "/").await;
+        assert_eq!(reply.status, StatusCode::OK, "{name}: {}", reply.text());
+        assert_eq!(reply.header("x-origin"), Some("west"));
+    }
+    let write = request(http::Method::POST, "split.test", "/", bytes::Bytes::new());
+    assert_eq!(
+        send(proxy.listen, write).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
