@@ -1,9 +1,11 @@
 //! Backends named by DNS, against a real DNS server on loopback whose records
-//! change during each test: every address serves with its own statistics, a
-//! new one joins in slow start, a vanished one drains, a failing name keeps
-//! its last good addresses and says so, SRV records give the ports, the TTL
-//! floor holds back re-queries, and an unresolvable name neither stops the
-//! proxy nor fails `ballast check`.
+//! change during each test: every address (A and AAAA) serves with its own
+//! statistics, a new one joins in slow start, a vanished one drains, a
+//! failing name keeps its last good addresses and says so, SRV records give
+//! the ports, the TTL floor holds back re-queries, a reload keeps what was
+//! resolved, an unresolvable name neither stops the proxy nor fails `ballast
+//! check`, and every mode and feature copes with a pool whose names do not
+//! resolve (or resolve only in part).
 
 use crate::common::dns_server::{DnsServer, Mode};
 use crate::common::*;
