@@ -171,3 +171,16 @@ fn regions_of_named_entries_count_for_fallbacks_and_must_be_declared() {
         ["pools.api.backends[2].region: unknown region \"mars\" (declare it under regions)"]
     );
 }
+
+#[test]
+fn a_full_name_keeps_its_final_dot() {
+    let snapshot = compile(
+        "{api: {backends: [{addr: \"api.shop.svc.cluster.local.:8080\"}]}}",
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        snapshot.pools[0].named[0].name.to_string(),
+        "api.shop.svc.cluster.local.:8080"
+    );
+}
