@@ -44,8 +44,8 @@ trap 'rm -rf "$tmp"' EXIT
 step "Ballast configurations (ballast check)"
 cargo build --release --locked -q -p ballast -p ballast-load-tests # as demo.sh does: warm
 ballast="$CARGO_TARGET_DIR/release/ballast"
-check_config() {
-  BALLAST_ADMIN_TOKEN=validate "$ballast" check -c "$1" >"$tmp/check.out" 2>&1 || {
+check_config() { # the names of backends mean nothing outside their cluster: not resolved
+  BALLAST_ADMIN_TOKEN=validate "$ballast" check --no-resolve -c "$1" >"$tmp/check.out" 2>&1 || {
     cat "$tmp/check.out" >&2
     return 1
   }

@@ -87,7 +87,7 @@ fn check_reports_ok_or_every_error() {
         "{err}"
     );
     assert!(
-        err.contains("pools.p.backends[0].addr: invalid socket address \"10.0.0.1\""),
+        err.contains("pools.p.backends[0].addr: invalid address \"10.0.0.1\""),
         "{err}"
     );
     assert!(err.contains("routes[0].pool: unknown pool \"q\""), "{err}");

@@ -97,7 +97,7 @@ routes:
             "pools.api.connect_timeout: must be greater than zero",
             "pools.api.backends[0].capacity: must be greater than zero",
             "pools.api.backends[1].region: must not be empty",
-            r#"pools.api.backends[2].addr: invalid socket address "10.0.0.1" (expected IP:port, e.g. "127.0.0.1:8080")"#,
+            r#"pools.api.backends[2].addr: invalid address "10.0.0.1" (expected IP:port or host:port, e.g. "127.0.0.1:8080" or "api.internal:8080")"#,
             "pools.api.backends[3].addr: duplicate backend 10.0.0.1:80 (also pools.api.backends[0])",
             r#"pools.bad name: invalid pool name "bad name" (use letters, digits, '-', '_', '.')"#,
             "pools.empty.backends: a pool needs at least one backend",
@@ -408,8 +408,9 @@ fn the_shipped_json_schema_is_current() {
         "unknown keys are errors in the schema too"
     );
     assert_eq!(
-        schema["$defs"]["RawBackend"]["required"],
-        serde_json::json!(["addr"])
+        schema["$defs"]["RawBackend"]["oneOf"],
+        serde_json::json!([{"required": ["addr"]}, {"required": ["srv"]}]),
+        "a backend gives addr or srv"
     );
 }
 

@@ -13,6 +13,7 @@ mod cli;
 mod client_faults;
 mod config;
 mod dashboard;
+mod discovery;
 mod docs;
 mod drills;
 mod grpc;

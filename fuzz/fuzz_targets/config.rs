@@ -8,8 +8,9 @@
 //! * a failed load names at least one problem, each with a message;
 //! * a loaded snapshot is consistent: at least one listener, pool and route;
 //!   every route names an existing pool; pool, route, listener and backend
-//!   names or addresses are unique; every pool has a backend of positive
-//!   weight and a schedule that only names such backends; validated numbers
+//!   names or addresses are unique; every pool has a backend (or a backend
+//!   entry named by DNS) of positive weight and a schedule that only names
+//!   such backends; validated numbers
 //!   (shares, smoothing, attempts, canary bounds, threads) are in range; an
 //!   HTTP health check's host is a valid header value and its path a valid
 //!   URI; and every duration can be added to the proxy's clocks (an

@@ -114,10 +114,16 @@ pub fn check_snapshot(snapshot: &Snapshot) {
 
 fn check_pool(pool: &ballast::config::Pool) {
     assert!(
-        !pool.backends.is_empty(),
+        !pool.backends.is_empty() || !pool.named.is_empty(),
         "pool {} has no backend",
         pool.name
     );
+    let mut names = HashSet::new();
+    for entry in &pool.named {
+        assert!(names.insert(&entry.name), "duplicate named entry");
+        assert!(entry.template.weight <= 1_000_000);
+        assert_ne!(entry.template.capacity, Some(0));
+    }
     let mut addresses = HashSet::new();
     for backend in &pool.backends {
         assert!(addresses.insert(backend.addr), "duplicate backend");
@@ -128,8 +134,16 @@ fn check_pool(pool: &ballast::config::Pool) {
             assert!(canary.min_requests >= 1);
         }
     }
-    assert!(pool.backends.iter().any(|backend| backend.weight > 0));
-    assert!(!pool.schedule.is_empty(), "empty schedule");
+    // Named entries have no backend until they resolve.
+    let weights = pool.backends.iter().map(|backend| backend.weight);
+    let named_weights = pool.named.iter().map(|entry| entry.template.weight);
+    assert!(weights.chain(named_weights).any(|weight| weight > 0));
+    let positive = pool.backends.iter().any(|backend| backend.weight > 0);
+    assert_eq!(
+        !pool.schedule.is_empty(),
+        positive,
+        "schedule of the positive weights"
+    );
     for &index in &pool.schedule {
         let backend = pool.backends.get(index as usize).expect("scheduled index");
         assert!(backend.weight > 0, "a backend of weight 0 is scheduled");
@@ -139,7 +153,7 @@ fn check_pool(pool: &ballast::config::Pool) {
     assert!(policy.max_share <= 1.0);
     assert!(policy.smoothing > 0.0 && policy.smoothing <= 1.0);
     assert!(policy.region_max_share > 0.0 && policy.region_max_share <= 1.0);
-    assert!((1..=5).contains(&policy.attempts));
+    assert!((1..=5).contains(&policy.retries.attempts));
     assert!(policy.outlier.consecutive_failures >= 1);
     assert!(policy.outlier.base_ejection <= policy.outlier.max_ejection);
 

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod config;
 pub mod control;
+pub mod discovery;
 pub mod probes;
 pub mod proxy;
 pub mod reload;

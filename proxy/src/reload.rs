@@ -8,12 +8,16 @@
 //! and the failure is logged, kept for the admin API and counted in
 //! `ballast_reloads_total{result="failed"}`. Routes, pools, backends and
 //! their policies apply at once (see [`Engine::install`] for what happens to
-//! learned state). Listeners, the admin address and server settings cannot
+//! learned state); the new configuration goes through [`Discovery::install`],
+//! so backends named by DNS keep the addresses they resolved to.
+//!
+//! [`Engine::install`]: crate::control::engine::Engine::install Listeners, the admin address and server settings cannot
 //! change in a running process: such changes are reported as warnings and
 //! take effect on restart or graceful upgrade.
 
 use crate::config::{self, ConfigErrors, Snapshot};
-use crate::control::engine::{Engine, InstallReport};
+use crate::control::engine::InstallReport;
+use crate::discovery::Discovery;
 use crate::stats::clock;
 use crate::telemetry::metrics::Metrics;
 use notify::{RecursiveMode, Watcher};
@@ -57,7 +61,7 @@ pub struct ReloadStatus {
 
 pub struct Reloader {
     path: PathBuf,
-    engine: Arc<Engine>,
+    discovery: Arc<Discovery>,
     metrics: Arc<Metrics>,
     /// Held for a whole reload so two triggers never interleave.
     state: Mutex<ReloaderState>,
@@ -83,7 +87,7 @@ impl Reloader {
     pub fn new(
         path: &Path,
         running: Arc<Snapshot>,
-        engine: Arc<Engine>,
+        discovery: Arc<Discovery>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let running_hash = config::read_config(path)
@@ -91,7 +95,7 @@ impl Reloader {
             .unwrap_or(0);
         Self {
             path: path.to_path_buf(),
-            engine,
+            discovery,
             metrics,
             state: Mutex::new(ReloaderState {
                 status: ReloadStatus {
@@ -148,7 +152,7 @@ impl Reloader {
             Err(errors) => return self.reject(&mut state, trigger, errors),
         };
         let warnings = restart_only_changes(&state.started_with, &snapshot);
-        let report = self.engine.install(snapshot, clock::now_ms());
+        let report = self.discovery.install(snapshot, clock::now_ms());
         state.running_hash = hash;
         state.status.generation += 1;
         state.status.last_success = Some(SystemTime::now());
@@ -283,6 +287,7 @@ fn restart_only_changes(running: &Snapshot, new: &Snapshot) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::engine::Engine;
     use crate::stats::live::LiveState;
     use crate::telemetry::decisions::DecisionLog;
 
@@ -295,13 +300,20 @@ mod tests {
         std::fs::write(&path, CONFIG).unwrap();
         let snapshot = Arc::new(crate::config::load_file(&path).unwrap());
         let metrics = Arc::new(Metrics::new());
+        let decisions = Arc::new(DecisionLog::default());
         let engine = Arc::new(Engine::new(
-            snapshot.clone(),
+            Arc::new(Discovery::running(&snapshot)),
             Arc::new(LiveState::new()),
-            Arc::new(DecisionLog::default()),
+            decisions.clone(),
             metrics.clone(),
         ));
-        let reloader = Arc::new(Reloader::new(&path, snapshot, engine, metrics));
+        let discovery = Arc::new(Discovery::new(
+            snapshot.clone(),
+            engine,
+            metrics.clone(),
+            decisions,
+        ));
+        let reloader = Arc::new(Reloader::new(&path, snapshot, discovery, metrics));
         assert!(!reloader.changed_on_disk());
 
         // Changed after loading, before anything watches the file.

@@ -15,6 +15,7 @@
 use crate::admin::{AdminApp, Guard};
 use crate::config::Snapshot;
 use crate::control::engine::Engine;
+use crate::discovery::Discovery;
 use crate::probes::health::HealthLoop;
 use crate::probes::load_poll::LoadPollLoop;
 use crate::proxy::BallastProxy;
@@ -161,6 +162,19 @@ impl BackgroundService for EngineLoop {
     }
 }
 
+/// Keeps the backends named by DNS resolved until shutdown.
+struct DiscoveryLoop(Arc<Discovery>);
+
+#[async_trait]
+impl BackgroundService for DiscoveryLoop {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        tokio::select! {
+            () = self.0.clone().run() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 /// How to start a [`ProxyServer`].
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
@@ -228,10 +242,16 @@ impl ProxyServer {
         let metrics = Arc::new(Metrics::new());
         let decisions = Arc::new(DecisionLog::default());
         let engine = Arc::new(Engine::new(
-            snapshot.clone(),
+            Arc::new(Discovery::running(&snapshot)),
             Arc::new(LiveState::new()),
             decisions.clone(),
             metrics.clone(),
+        ));
+        let discovery = Arc::new(Discovery::new(
+            snapshot.clone(),
+            engine.clone(),
+            metrics.clone(),
+            decisions.clone(),
         ));
         let proxy_service = |name: &str, h2c: bool| {
             let app = BallastProxy::new(
@@ -293,11 +313,15 @@ impl ProxyServer {
             "ballast weight engine",
             EngineLoop(engine.clone()),
         ));
+        server.add_service(background_service(
+            "ballast discovery",
+            DiscoveryLoop(discovery.clone()),
+        ));
         let reloader = config_file.map(|path| {
             Arc::new(Reloader::new(
                 path,
                 snapshot.clone(),
-                engine.clone(),
+                discovery.clone(),
                 metrics.clone(),
             ))
         });
@@ -312,6 +336,7 @@ impl ProxyServer {
             "ballast admin".to_string(),
             AdminApp {
                 engine: engine.clone(),
+                discovery,
                 metrics: metrics.clone(),
                 reloader: reloader.clone(),
                 guard: Guard {

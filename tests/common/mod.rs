@@ -1,8 +1,10 @@
 //! Shared helpers for the integration tests: free loopback ports, an
 //! in-process Ballast server on its own thread, and a small HTTP client;
 //! `tls_origin` is a TLS origin for the upstream TLS tests; `grpc` a gRPC
-//! origin and client.
+//! origin and client; `dns_server` a DNS server whose records a test
+//! changes.
 
+pub mod dns_server;
 pub mod grpc;
 pub mod tls_origin;
 

@@ -9,6 +9,7 @@ use crate::control::engine::Engine;
 use crate::control::inspect::{Inspection, PoolInspection, ShadowInspection};
 use crate::control::schedule;
 use crate::control::shadow::PolicyOutcome;
+use crate::discovery::{Discovery, NameStatus};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::stats::clock;
 use crate::telemetry::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
@@ -93,7 +94,7 @@ fn write_split(split: Option<&WriteSplit>) -> Value {
     })
 }
 
-pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
+pub fn state(engine: &Engine, discovery: &Discovery, reloader: Option<&Reloader>) -> Reply {
     let now_ms = clock::now_ms();
     // One reading: every part of the answer comes from the same recompute.
     let Inspection {
@@ -150,6 +151,7 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
                     json!({
                         "id": backend.id.0,
                         "addr": backend.addr.to_string(),
+                        "discovered_from": backend.discovered_from.as_ref().map(ToString::to_string),
                         "region": backend.region,
                         "capacity": backend.capacity,
                         "weight": backend.weight,
@@ -291,8 +293,39 @@ pub fn state(engine: &Engine, reloader: Option<&Reloader>) -> Reply {
         .collect();
     json(
         StatusCode::OK,
-        &json!({ "pools": pools, "budgets": budgets, "reload": reload }),
+        &json!({
+            "pools": pools,
+            "budgets": budgets,
+            "discovery": discovery_state(&discovery.status()),
+            "reload": reload,
+        }),
     )
+}
+
+/// Each backend entry named by DNS: its last good addresses and how its
+/// resolutions went.
+fn discovery_state(names: &[NameStatus]) -> Value {
+    names
+        .iter()
+        .map(|n| {
+            json!({
+                "pool": n.pool,
+                "name": n.name,
+                "kind": n.kind,
+                "path": n.path,
+                "status": n.status,
+                "addresses": n.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "last_success": n.last_success.map(unix_seconds),
+                "last_error": n.last_error.as_ref().map(|(at, result, message)| json!({
+                    "at": unix_seconds(*at),
+                    "result": result,
+                    "message": message,
+                })),
+                "failures": n.failures,
+                "next_refresh": unix_seconds(n.next_refresh),
+            })
+        })
+        .collect()
 }
 
 /// A pool's schedules: the active template (the first that applies now),

@@ -24,6 +24,7 @@ mod guard;
 pub use guard::Guard;
 
 use crate::control::engine::Engine;
+use crate::discovery::Discovery;
 use crate::reload::Reloader;
 use crate::telemetry::metrics::Metrics;
 use async_trait::async_trait;
@@ -36,6 +37,8 @@ use subtle::ConstantTimeEq;
 /// The admin HTTP application.
 pub struct AdminApp {
     pub engine: Arc<Engine>,
+    /// The backends named by DNS, for the state API.
+    pub discovery: Arc<Discovery>,
     pub metrics: Arc<Metrics>,
     /// Present when the proxy was started from a configuration file.
     pub reloader: Option<Arc<Reloader>>,
@@ -133,7 +136,9 @@ impl ServeHttp for AdminApp {
                 PROMETHEUS_TEXT,
                 self.metrics.render().into_bytes(),
             ),
-            (Method::GET, "/api/v1/state") => api::state(&self.engine, self.reloader.as_deref()),
+            (Method::GET, "/api/v1/state") => {
+                api::state(&self.engine, &self.discovery, self.reloader.as_deref())
+            }
             (Method::GET, "/api/v1/decisions") => api::decisions(&self.engine, &query),
             (Method::GET, "/api/v1/config") => api::config(&self.engine),
             (Method::POST, "/reload") => api::reload(self.reloader.clone()).await,

@@ -5,12 +5,15 @@
 //! Beside the snapshot live the data it is made of and needs no other part of
 //! the proxy for: the route table (`routes`), round-robin cycles
 //! (`round_robin`), certificate loading (`certs`), calendar dates
-//! (`calendar`) and reading a file's text safely (`source`). [`ConfigView`] (`view`) is the one serializable view of a
-//! snapshot, behind both the admin API's configuration and `ballast check`.
+//! (`calendar`), reading a file's text safely (`source`) and backends named
+//! by DNS (`discovery`). [`ConfigView`] (`view`) is the one serializable
+//! view of a snapshot, behind both the admin API's configuration and
+//! `ballast check`.
 
 mod calendar;
 pub mod certs;
 mod compile;
+mod discovery;
 mod error;
 pub mod raw;
 pub mod round_robin;
@@ -22,6 +25,7 @@ pub mod view;
 
 pub use calendar::days_from_civil;
 pub use compile::compile;
+pub use discovery::*;
 pub use error::{ConfigError, ConfigErrors};
 pub use snapshot::*;
 pub use source::{read_config, MAX_CONFIG_BYTES, MAX_NESTING};

@@ -38,6 +38,23 @@ pub struct RawConfig {
     pub geo: Option<RawGeo>,
     /// Explaining routing decisions in a response header.
     pub explain: Option<RawExplain>,
+    /// How backends named by DNS are resolved.
+    pub discovery: Option<RawDiscovery>,
+}
+
+/// How backends named by DNS (`addr: host:port`, `srv:`) are resolved.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    /// DNS servers to ask, as ip:port (default: the system's, from /etc/resolv.conf).
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// Shortest time between two resolutions of a name, whatever its TTL (default 1s).
+    pub ttl_floor: Option<String>,
+    /// Longest time between two resolutions of a name, whatever its TTL (default 5m).
+    pub ttl_ceiling: Option<String>,
+    /// How long one DNS query may take (default 2s).
+    pub timeout: Option<String>,
 }
 
 /// When responses carry `X-Ballast-Decision`.
@@ -579,12 +596,17 @@ pub struct RawRetryBudget {
     pub min_concurrency: Option<u32>,
 }
 
-/// One upstream server.
+/// One upstream server, or every address a DNS name stands for.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["addr"]}, {"required": ["srv"]}]))]
 pub struct RawBackend {
-    /// IP:port, unique within the pool.
-    pub addr: String,
+    /// IP:port, or host:port resolved by DNS (A/AAAA; every address becomes
+    /// a backend). Unique within the pool. Give `addr` or `srv`, not both.
+    pub addr: Option<String>,
+    /// A DNS SRV name (e.g. _http._tcp.api.internal): every target and port
+    /// it lists becomes a backend. Give `addr` or `srv`, not both.
+    pub srv: Option<String>,
     /// The backend's region.
     pub region: Option<String>,
     /// Requests per second it can sustain (capacity mode; the default weight).

@@ -8,6 +8,7 @@
 //! Each type's defaults (`DEFAULT_*`, what an omitted key means) follow it;
 //! the bounds a value must lie in are checked in `compile/`.
 
+use super::discovery::{DiscoverySettings, DnsName, NamedEntry};
 use super::routes::RouteTable;
 use pingora::protocols::tls::CaType;
 use pingora::utils::tls::CertKey;
@@ -39,8 +40,9 @@ impl fmt::Display for BackendId {
     }
 }
 
-/// Everything the running proxy needs, validated.
-#[derive(Debug)]
+/// Everything the running proxy needs, validated. Cloning shares the loaded
+/// certificates.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     pub listeners: Vec<Listener>,
     pub admin: Admin,
@@ -51,6 +53,8 @@ pub struct Snapshot {
     pub geo: Option<Geo>,
     /// When to explain routing decisions; `None`: never.
     pub explain: Option<Explain>,
+    /// How backends named by DNS are resolved.
+    pub discovery: DiscoverySettings,
 }
 
 /// When responses carry `X-Ballast-Decision`.
@@ -103,7 +107,7 @@ impl Snapshot {
 }
 
 /// A downstream listening socket.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Listener {
     pub address: SocketAddr,
     pub tls: Option<Tls>,
@@ -112,7 +116,7 @@ pub struct Listener {
 }
 
 /// Loaded and checked TLS material for one listener.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tls {
     /// Served when the client sends no SNI or an unknown name.
     pub default_cert: Arc<CertifiedKey>,
@@ -572,7 +576,7 @@ pub const DEFAULT_TIMEOUTS: UpstreamTimeouts = UpstreamTimeouts {
 
 /// How a pool reaches its backends over TLS: loaded and checked when the
 /// configuration is compiled, so connecting reads no file.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct UpstreamTls {
     /// Sent by SNI and checked against the certificate; `None`: no SNI is
     /// sent and the certificate must name the backend's IP address.
@@ -610,13 +614,17 @@ impl UpstreamAlpn {
 }
 
 /// A set of backends a route sends traffic to.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Pool {
     pub id: PoolId,
     pub name: String,
     pub policy: PoolPolicy,
     pub timeouts: UpstreamTimeouts,
+    /// The backends written as addresses, then those resolved from the
+    /// named entries (see [`Snapshot::with_resolved`]).
     pub backends: Vec<Backend>,
+    /// Entries that name a host or an SRV record, resolved by DNS.
+    pub named: Vec<NamedEntry>,
     /// Backend indices in smooth weighted round-robin order; one full cycle.
     pub schedule: Vec<u32>,
     /// The distinct regions of the backends, sorted (`None`: no region).
@@ -698,7 +706,7 @@ pub struct ShadowPolicy {
 }
 
 /// One upstream server.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Backend {
     pub id: BackendId,
     pub addr: SocketAddr,
@@ -709,4 +717,6 @@ pub struct Backend {
     /// Priority tier: 0 is served first.
     pub priority: u32,
     pub labels: BTreeMap<String, String>,
+    /// The named entry it was resolved from; `None`: written as an address.
+    pub discovered_from: Option<DnsName>,
 }

@@ -72,9 +72,13 @@ fn write_pool(out: &mut String, pool: &PoolView) {
     let tls = pool.tls.as_ref().map(tls_summary).unwrap_or_default();
     // Over TLS the ALPN offer is in `tls`; plain HTTP/1.1 goes unsaid.
     let h2c = if pool.protocol == "h2c" { ", h2c" } else { "" };
+    let named = match pool.named.len() {
+        0 => String::new(),
+        n => format!(", {n} named by DNS"),
+    };
     let _ = writeln!(
         out,
-        "  {} ({}, {} backends{h2c}{shadow}{tls})",
+        "  {} ({}, {} backends{named}{h2c}{shadow}{tls})",
         pool.name,
         pool.mode,
         pool.backends.len()
@@ -93,6 +97,27 @@ fn write_pool(out: &mut String, pool: &PoolView) {
                 .map(|c| format!(" capacity={c}"))
                 .unwrap_or_default(),
             if b.canary.is_some() { " canary" } else { "" },
+        );
+    }
+    for e in &pool.named {
+        let _ = writeln!(
+            out,
+            "    {} ({}, resolved at run time) weight={}{}{}{}",
+            e.name,
+            if e.kind == "srv" {
+                "DNS SRV"
+            } else {
+                "DNS A/AAAA"
+            },
+            e.weight,
+            e.region
+                .as_ref()
+                .map(|r| format!(" region={r}"))
+                .unwrap_or_default(),
+            e.capacity
+                .map(|c| format!(" capacity={c}"))
+                .unwrap_or_default(),
+            if e.canary { " canary" } else { "" },
         );
     }
     if let Some(split) = &pool.write {

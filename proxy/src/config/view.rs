@@ -80,7 +80,24 @@ pub struct PoolView {
     pub protocol: &'static str,
     /// TLS to the backends; `None`: plain HTTP.
     pub tls: Option<UpstreamTlsView>,
+    /// The backends written as addresses, then those resolved from `named`.
     pub backends: Vec<BackendView>,
+    /// Entries that name a host or an SRV record, resolved at run time.
+    pub named: Vec<NamedEntryView>,
+}
+
+/// A backend entry named by DNS; its addresses become backends like it.
+#[derive(Debug, Serialize)]
+pub struct NamedEntryView {
+    pub name: String,
+    /// `host` (A/AAAA) or `srv`.
+    pub kind: &'static str,
+    pub path: String,
+    pub region: Option<String>,
+    pub capacity: Option<u32>,
+    pub weight: u32,
+    pub priority: u32,
+    pub canary: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -218,6 +235,8 @@ pub struct TimeoutsView {
 pub struct BackendView {
     pub id: String,
     pub addr: String,
+    /// The named entry it was resolved from; `None`: written as an address.
+    pub discovered_from: Option<String>,
     pub region: Option<String>,
     pub capacity: Option<u32>,
     pub weight: u32,
@@ -375,6 +394,20 @@ impl PoolView {
             protocol: p.protocol(),
             tls: p.tls.as_ref().map(UpstreamTlsView::new),
             backends: p.backends.iter().map(BackendView::new).collect(),
+            named: p
+                .named
+                .iter()
+                .map(|e| NamedEntryView {
+                    name: e.name.to_string(),
+                    kind: e.name.kind(),
+                    path: e.path.clone(),
+                    region: e.template.region.clone(),
+                    capacity: e.template.capacity,
+                    weight: e.template.weight,
+                    priority: e.template.priority,
+                    canary: e.template.canary.is_some(),
+                })
+                .collect(),
         }
     }
 }
@@ -482,6 +515,7 @@ impl BackendView {
         Self {
             id: b.id.0.clone(),
             addr: b.addr.to_string(),
+            discovered_from: b.discovered_from.as_ref().map(ToString::to_string),
             region: b.region.clone(),
             capacity: b.capacity,
             weight: b.weight,

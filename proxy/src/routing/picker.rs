@@ -507,7 +507,12 @@ pub fn pick<R: Rng + ?Sized>(
     };
     let others = (0..pool.tiers.len()).filter(|&t| t != drawn);
     for t in std::iter::once(drawn).chain(others) {
-        if let Some(found) = pick_in_tier(pool, plan, pool.tiers[t], facts, rng, &choose) {
+        // A pool whose backends are all named by DNS has no tier until a
+        // name resolves.
+        let Some(&tier) = pool.tiers.get(t) else {
+            continue;
+        };
+        if let Some(found) = pick_in_tier(pool, plan, tier, facts, rng, &choose) {
             return found;
         }
     }

@@ -48,10 +48,14 @@ pub enum DecisionKind {
     /// A route went over (or back under) its event budget in a region
     /// (`backend` names `route@region`; the shares are the old and new usage).
     Budget,
+    /// The addresses a backend entry named by DNS stands for changed, or
+    /// resolving it failed (`backend` is the name; the shares are the old
+    /// and new address counts).
+    Discovery,
 }
 
 impl DecisionKind {
-    pub const ALL: [DecisionKind; 15] = [
+    pub const ALL: [DecisionKind; 16] = [
         DecisionKind::Share,
         DecisionKind::Ejected,
         DecisionKind::Readmitted,
@@ -67,6 +71,7 @@ impl DecisionKind {
         DecisionKind::Schedule,
         DecisionKind::KeyMove,
         DecisionKind::Budget,
+        DecisionKind::Discovery,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +91,7 @@ impl DecisionKind {
             DecisionKind::Schedule => "schedule",
             DecisionKind::KeyMove => "key_move",
             DecisionKind::Budget => "budget",
+            DecisionKind::Discovery => "discovery",
         }
     }
 }

@@ -81,6 +81,11 @@ pub struct Metrics {
     pub budget_rejections: IntCounterVec,
     /// Requests sent to a later region because their route was over budget in an earlier one.
     pub budget_spilled: IntCounterVec,
+    /// Resolutions of backends named by DNS, by pool, name and result (`ok`,
+    /// `nxdomain`, `empty`, `error`).
+    pub discovery_resolutions: IntCounterVec,
+    /// The addresses each named entry stands for now (its last good set).
+    pub discovery_addresses: GaugeVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -276,7 +281,19 @@ impl Metrics {
             "Requests served in a later region because their route was over its event budget in this one",
             &["route", "region"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 30] = [
+        let discovery_resolutions = counter(
+            "discovery_resolutions_total",
+            "Resolutions of backends named by DNS, by result (ok, nxdomain, empty, error); a failed or empty one keeps the last good addresses",
+            &["pool", "name", "result"],
+        );
+        let discovery_addresses = gauge(
+            "discovery_addresses",
+            "Addresses a backend entry named by DNS stands for now (its last good resolution)",
+            &["pool", "name"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 32] = [
+            Box::new(discovery_resolutions.clone()),
+            Box::new(discovery_addresses.clone()),
             Box::new(rw_requests.clone()),
             Box::new(upstream_tls_errors.clone()),
             Box::new(grpc_calls.clone()),
@@ -343,6 +360,8 @@ impl Metrics {
             hash_key_space,
             budget_rejections,
             budget_spilled,
+            discovery_resolutions,
+            discovery_addresses,
         }
     }
 

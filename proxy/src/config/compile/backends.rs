@@ -1,8 +1,9 @@
-//! `pools.<name>.backends`: addresses, regions, capacities, weights,
-//! priorities and canary policies.
+//! `pools.<name>.backends`: addresses or DNS names, regions, capacities,
+//! weights, priorities and canary policies.
 
 use super::fields::fraction;
 use super::fields::Checker;
+use crate::config::discovery::{BackendTemplate, DnsName, NamedEntry};
 use crate::config::raw::*;
 use crate::config::snapshot::*;
 use std::collections::HashMap;
@@ -52,12 +53,112 @@ fn compile_canary(c: &mut Checker, path: &str, raw: &RawCanaryPolicy) -> CanaryP
     }
 }
 
+/// A pool's backends: those written as addresses, and the entries that name
+/// a host or an SRV record (resolved at run time).
+pub(super) struct CompiledBackends {
+    pub(super) fixed: Vec<Backend>,
+    pub(super) named: Vec<NamedEntry>,
+}
+
+impl CompiledBackends {
+    /// Every entry's template, fixed or named, for the checks that span the
+    /// pool (regions, tiers, weights) whatever the names resolve to.
+    pub(super) fn templates(&self) -> Vec<BackendTemplate> {
+        let fixed = self.fixed.iter().map(|b| BackendTemplate {
+            region: b.region.clone(),
+            capacity: b.capacity,
+            weight: b.weight,
+            canary: b.canary.clone(),
+            priority: b.priority,
+            labels: b.labels.clone(),
+        });
+        fixed
+            .chain(self.named.iter().map(|e| e.template.clone()))
+            .collect()
+    }
+}
+
+/// What an entry's `addr` or `srv` says to reach.
+enum Target {
+    Address(SocketAddr),
+    Named(DnsName),
+}
+
+/// Whether `name` is a DNS name: dot-separated labels of letters, digits,
+/// '-' and '_' (as in SRV names), each 1–63 long, 253 at most in all.
+fn valid_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// `addr` (IP:port or host:port) or `srv`, exactly one of them.
+fn compile_target(c: &mut Checker, path: &str, backend: &RawBackend) -> Option<Target> {
+    match (&backend.addr, &backend.srv) {
+        (Some(_), Some(_)) => {
+            c.error(path, "give either addr or srv, not both");
+            None
+        }
+        (None, None) => {
+            c.error(
+                format!("{path}.addr"),
+                "missing (give addr: IP:port or host:port, or srv: an SRV name)",
+            );
+            None
+        }
+        (None, Some(srv)) => {
+            let srv = srv.trim();
+            if valid_dns_name(srv) {
+                Some(Target::Named(DnsName::Srv(srv.to_string())))
+            } else {
+                c.error(
+                    format!("{path}.srv"),
+                    format!(
+                        "invalid SRV name \"{srv}\" (expected e.g. \"_http._tcp.api.internal\")"
+                    ),
+                );
+                None
+            }
+        }
+        (Some(addr), None) => {
+            let text = addr.trim();
+            if let Ok(addr) = text.parse::<SocketAddr>() {
+                return Some(Target::Address(addr));
+            }
+            let named = text.rsplit_once(':').and_then(|(host, port)| {
+                let port = port.parse::<u16>().ok().filter(|&p| p > 0)?;
+                let looks_like_ip = host.parse::<std::net::IpAddr>().is_ok()
+                    || host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+                (valid_dns_name(host) && !looks_like_ip).then(|| DnsName::Host {
+                    host: host.to_ascii_lowercase(),
+                    port,
+                })
+            });
+            if named.is_none() {
+                c.error(
+                    format!("{path}.addr"),
+                    format!("invalid address \"{text}\" (expected IP:port or host:port, e.g. \"127.0.0.1:8080\" or \"api.internal:8080\")"),
+                );
+            }
+            named.map(Target::Named)
+        }
+    }
+}
+
 pub(super) fn compile_backends(
     c: &mut Checker,
     pool_path: &str,
     pool_name: &str,
     pool: &RawPool,
-) -> Vec<Backend> {
+) -> CompiledBackends {
     let raw = &pool.backends;
     if raw.is_empty() {
         c.error(
@@ -66,10 +167,14 @@ pub(super) fn compile_backends(
         );
     }
     let mut first_index: HashMap<SocketAddr, usize> = HashMap::new();
-    let mut backends = Vec::new();
+    let mut first_name: HashMap<DnsName, usize> = HashMap::new();
+    let mut compiled = CompiledBackends {
+        fixed: Vec::new(),
+        named: Vec::new(),
+    };
     for (i, backend) in raw.iter().enumerate() {
         let path = format!("{pool_path}.backends[{i}]");
-        let addr = c.socket_addr(&format!("{path}.addr"), &backend.addr);
+        let target = compile_target(c, &path, backend);
         if let Some(region) = &backend.region {
             if region.trim().is_empty() {
                 c.error(format!("{path}.region"), "must not be empty");
@@ -87,17 +192,7 @@ pub(super) fn compile_backends(
             Some(RawCanary::Flag(true)) => Some(DEFAULT_CANARY),
             Some(RawCanary::Policy(raw)) => Some(compile_canary(c, &format!("{path}.canary"), raw)),
         };
-        let Some(addr) = addr else { continue };
-        if let Some(first) = first_index.insert(addr, i) {
-            c.error(
-                format!("{path}.addr"),
-                format!("duplicate backend {addr} (also {pool_path}.backends[{first}])"),
-            );
-            continue;
-        }
-        backends.push(Backend {
-            id: BackendId::new(pool_name, addr),
-            addr,
+        let template = BackendTemplate {
             region: backend.region.clone(),
             capacity: backend.capacity,
             weight,
@@ -110,7 +205,35 @@ pub(super) fn compile_backends(
                 })
                 .unwrap_or(0),
             labels: backend.labels.clone(),
-        });
+        };
+        match target {
+            None => {}
+            Some(Target::Address(addr)) => {
+                if let Some(first) = first_index.insert(addr, i) {
+                    c.error(
+                        format!("{path}.addr"),
+                        format!("duplicate backend {addr} (also {pool_path}.backends[{first}])"),
+                    );
+                    continue;
+                }
+                compiled.fixed.push(template.backend(pool_name, addr, None));
+            }
+            Some(Target::Named(name)) => {
+                if let Some(first) = first_name.insert(name.clone(), i) {
+                    let key = if backend.srv.is_some() { "srv" } else { "addr" };
+                    c.error(
+                        format!("{path}.{key}"),
+                        format!("duplicate backend {name} (also {pool_path}.backends[{first}])"),
+                    );
+                    continue;
+                }
+                compiled.named.push(NamedEntry {
+                    name,
+                    path,
+                    template,
+                });
+            }
+        }
     }
-    backends
+    compiled
 }

@@ -22,9 +22,9 @@ pub(super) fn compile_geo(
     c: &mut Checker,
     regions: &BTreeMap<String, RawRegion>,
     geo: Option<&RawGeo>,
-    pools: &[Pool],
+    (raw_pools, pools): (&BTreeMap<String, RawPool>, &[Pool]),
 ) -> Option<Geo> {
-    check_regions(c, regions, pools);
+    check_regions(c, regions, raw_pools);
     let geo = geo?;
     if regions.is_empty() {
         c.error(
@@ -34,9 +34,10 @@ pub(super) fn compile_geo(
         return None;
     }
     let rules = compile_client_rules(c, regions, geo);
+    // A pool's regions are those of all its entries, named by DNS or not.
     let regions_with_backends: HashSet<&str> = pools
         .iter()
-        .flat_map(|p| p.backends.iter().filter_map(|b| b.region.as_deref()))
+        .flat_map(|p| p.regions.iter().flatten().map(String::as_str))
         .collect();
     check_fallbacks_have_backends(c, regions, &regions_with_backends);
     let fences = compile_fences(c, regions, geo, &regions_with_backends);
@@ -47,7 +48,11 @@ pub(super) fn compile_geo(
 }
 
 /// Region names, their fallbacks, and the regions backends name.
-fn check_regions(c: &mut Checker, regions: &BTreeMap<String, RawRegion>, pools: &[Pool]) {
+fn check_regions(
+    c: &mut Checker,
+    regions: &BTreeMap<String, RawRegion>,
+    pools: &BTreeMap<String, RawPool>,
+) {
     for (name, region) in regions {
         let path = format!("regions.{name}");
         if !valid_region_name(name) {
@@ -71,12 +76,12 @@ fn check_regions(c: &mut Checker, regions: &BTreeMap<String, RawRegion>, pools: 
     if regions.is_empty() {
         return;
     }
-    for pool in pools {
+    for (name, pool) in pools {
         for (i, backend) in pool.backends.iter().enumerate() {
             if let Some(region) = &backend.region {
                 if !regions.contains_key(region) {
                     c.error(
-                        format!("pools.{}.backends[{i}].region", pool.name),
+                        format!("pools.{name}.backends[{i}].region"),
                         format!("unknown region \"{region}\" (declare it under regions)"),
                     );
                 }

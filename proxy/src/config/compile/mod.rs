@@ -7,6 +7,7 @@
 
 mod admin;
 mod backends;
+mod discovery;
 mod fields;
 mod geo;
 mod keys;
@@ -26,6 +27,7 @@ use super::error::ConfigErrors;
 use super::raw::RawConfig;
 use super::snapshot::Snapshot;
 use fields::Checker;
+pub(super) use pools::{distinct_regions, distinct_tiers};
 use std::path::Path;
 
 /// Validate `raw` and build the runtime snapshot. `base_dir` anchors relative
@@ -39,8 +41,9 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
     let admin = admin::compile_admin(&mut c, raw.admin.as_ref());
     let server = server::compile_server(&mut c, raw.server.as_ref());
     let pools = pools::compile_pools(&mut c, &raw.pools);
+    let discovery = discovery::compile_discovery(&mut c, raw.discovery.as_ref());
     let routes = routes::compile_routes(&mut c, &raw.routes, &pools);
-    let geo = geo::compile_geo(&mut c, &raw.regions, raw.geo.as_ref(), &pools);
+    let geo = geo::compile_geo(&mut c, &raw.regions, raw.geo.as_ref(), (&raw.pools, &pools));
     let explain = raw
         .explain
         .as_ref()
@@ -70,6 +73,7 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
             pools,
             geo,
             explain,
+            discovery,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }

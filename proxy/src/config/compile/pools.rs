@@ -9,6 +9,7 @@ use super::schedules::compile_schedules;
 use super::shadow::compile_shadow;
 use super::upstream_tls::compile_upstream_tls;
 use super::write::compile_write;
+use crate::config::discovery::BackendTemplate;
 use crate::config::raw::*;
 use crate::config::round_robin::smooth_wrr_schedule;
 use crate::config::snapshot::*;
@@ -46,20 +47,22 @@ fn compile_pool(c: &mut Checker, id: PoolId, name: &str, pool: &RawPool) -> Pool
         .as_ref()
         .and_then(|tls| compile_upstream_tls(c, &path, name, tls));
     let h2c = compile_protocol(c, &path, pool);
-    let backends = compile_backends(c, &path, name, pool);
-    let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
-    if !backends.is_empty() && weights.iter().all(|&w| w == 0) {
+    let compiled = compile_backends(c, &path, name, pool);
+    // Named entries count with what they will resolve to: the checks below
+    // hold whatever addresses a name brings.
+    let templates = compiled.templates();
+    if !templates.is_empty() && templates.iter().all(|t| t.weight == 0) {
         c.error(
             format!("{path}.backends"),
             "every backend has weight 0; at least one must be positive",
         );
     }
-    let regions = distinct_regions(&backends);
+    let regions = distinct_regions(templates.iter().map(|t| &t.region));
     let spread = check_regions(c, &path, pool, &policy, &regions);
     policy.schedules = compile_schedules(c, &path, pool, &regions);
-    let tiers = priority_tiers(c, &path, &backends, &policy);
+    let tiers = priority_tiers(c, &path, &templates, &policy);
     let shadow = compile_pool_shadow(c, &path, pool, &policy, tiers.len(), spread);
-    let canaries = backends.iter().any(|b| b.canary.is_some());
+    let canaries = templates.iter().any(|t| t.canary.is_some());
     if pool.canary_sticky.is_some() && !canaries {
         c.error(
             format!("{path}.canary_sticky"),
@@ -76,6 +79,7 @@ fn compile_pool(c: &mut Checker, id: PoolId, name: &str, pool: &RawPool) -> Pool
             "cannot be combined with canary_sticky (the ring already gives a canary its share of keys)",
         );
     }
+    let weights: Vec<u32> = compiled.fixed.iter().map(|b| b.weight).collect();
     Pool {
         id,
         name: name.to_string(),
@@ -88,7 +92,8 @@ fn compile_pool(c: &mut Checker, id: PoolId, name: &str, pool: &RawPool) -> Pool
         shadow,
         tls,
         h2c,
-        backends,
+        backends: compiled.fixed,
+        named: compiled.named,
     }
 }
 
@@ -186,12 +191,10 @@ fn check_regions(
 fn priority_tiers(
     c: &mut Checker,
     path: &str,
-    backends: &[Backend],
+    templates: &[BackendTemplate],
     policy: &PoolPolicy,
 ) -> Vec<u32> {
-    let mut tiers: Vec<u32> = backends.iter().map(|b| b.priority).collect();
-    tiers.sort_unstable();
-    tiers.dedup();
+    let tiers = distinct_tiers(templates.iter().map(|t| t.priority));
     if tiers.len() > 1 && !policy.mode.is_adaptive() {
         c.error(
             format!("{path}.mode"),
@@ -233,9 +236,20 @@ fn compile_pool_shadow(
     Some(shadow)
 }
 
-fn distinct_regions(backends: &[Backend]) -> Vec<Option<String>> {
-    let mut regions: Vec<Option<String>> = backends.iter().map(|b| b.region.clone()).collect();
+/// The distinct regions among `regions`, sorted (`None`, no region, first).
+pub(in crate::config) fn distinct_regions<'a>(
+    regions: impl IntoIterator<Item = &'a Option<String>>,
+) -> Vec<Option<String>> {
+    let mut regions: Vec<Option<String>> = regions.into_iter().cloned().collect();
     regions.sort();
     regions.dedup();
     regions
+}
+
+/// The distinct priority tiers among `priorities`, highest (0) first.
+pub(in crate::config) fn distinct_tiers(priorities: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    let mut tiers: Vec<u32> = priorities.into_iter().collect();
+    tiers.sort_unstable();
+    tiers.dedup();
+    tiers
 }
