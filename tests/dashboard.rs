@@ -101,6 +101,10 @@ async fn the_dashboard_shows_the_backends_and_updates() {
         );
     }
     assert!(dom.contains("data-pool=\"web\""));
+    assert!(
+        dom.contains("· HTTP/1.1"),
+        "how the pool reaches its backends"
+    );
     for region in ["east", "west"] {
         assert!(
             dom.contains(&format!("data-region=\"{region}\"")),

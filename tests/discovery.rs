@@ -261,6 +261,62 @@ async fn a_removed_record_drains_its_backend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_removed_under_load_follows_the_ttl_and_loses_no_request() {
+    let _serial = crate::routing::LOAD_LOCK.lock().await;
+    // Records live 1 s: the change must show within that (and a margin).
+    let dns = DnsServer::start(1).await;
+    let (port, origins) = origins_on_one_port(3).await;
+    let (first, second, third) = (&origins[0], &origins[1], &origins[2]);
+    dns.set_host("api.test", &[ip(first), ip(second), ip(third)]);
+    let proxy = proxy(&dns, "", &format!("{{addr: \"api.test:{port}\"}}")).await;
+    state_until(proxy.admin, "three backends", |s| {
+        backends(s, "api").len() == 3
+    })
+    .await;
+
+    let load = tokio::spawn(drive(
+        proxy.listen,
+        8,
+        Duration::from_millis(3000),
+        100_000,
+        |_, _| request(http::Method::GET, "api.test", "/", bytes::Bytes::new()),
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        served(first) > 0,
+        "the first backend served before its removal"
+    );
+    let removed_at = Instant::now();
+    dns.set_host("api.test", &[ip(second), ip(third)]);
+    state_until(proxy.admin, "the first backend gone", |s| {
+        !backend_addrs(s, "api").contains(&first.addr.to_string())
+    })
+    .await;
+    let followed = removed_at.elapsed();
+    let after_removal = served(first);
+    let outcome = load.await.unwrap();
+    eprintln!(
+        "record removed under load: followed in {followed:?}; {outcome:?}; the removed backend served {} after",
+        served(first) - after_removal
+    );
+    assert!(
+        followed < Duration::from_secs(3),
+        "the removal followed the 1 s TTL: {followed:?}"
+    );
+    assert!(outcome.total() > 100, "{outcome:?}");
+    assert_eq!(
+        outcome.count(200),
+        outcome.total(),
+        "no request failed: {outcome:?}"
+    );
+    assert_eq!(
+        served(first),
+        after_removal,
+        "no new request reached the removed backend"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_name_keeps_its_last_good_addresses_and_says_so() {
     let dns = DnsServer::start(0).await;
     let (port, origins) = origins_on_one_port(2).await;
