@@ -4,21 +4,6 @@
 
 use crate::common::*;
 use serde_json::Value;
-use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// Write `bytes` on a fresh connection, close its sending side, and read
-/// until the server closes it (or 3 s pass).
-async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let _ = stream.write_all(bytes).await;
-    let _ = stream.shutdown().await;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
-    String::from_utf8_lossy(&answer).into_owned()
-}
 
 fn backends(state: &Value) -> &Vec<Value> {
     state["pools"][0]["backends"].as_array().unwrap()
@@ -37,7 +22,7 @@ async fn malformed_requests_never_count_against_or_eject_a_backend() {
 
     // A Connection header naming a header Ballast itself sets.
     for _ in 0..6 {
-        raw_exchange(
+        raw_exchange_half_closed(
             proxy.listen,
             b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close, X-Forwarded-For\r\n\r\n",
         )
@@ -45,7 +30,7 @@ async fn malformed_requests_never_count_against_or_eject_a_backend() {
     }
     // A chunked body whose chunk-size line is not hexadecimal.
     for _ in 0..12 {
-        raw_exchange(
+        raw_exchange_half_closed(
             proxy.listen,
             b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
         )
@@ -53,7 +38,7 @@ async fn malformed_requests_never_count_against_or_eject_a_backend() {
     }
     // A body shorter than its Content-Length, the client gone.
     for _ in 0..6 {
-        raw_exchange(
+        raw_exchange_half_closed(
             proxy.listen,
             b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nshort",
         )

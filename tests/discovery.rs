@@ -82,12 +82,6 @@ async fn state_until(admin: SocketAddr, what: &str, ready: impl Fn(&Value) -> bo
     }
 }
 
-async fn metrics(admin: SocketAddr) -> String {
-    send(admin, admin_request(http::Method::GET, "/metrics", None))
-        .await
-        .text()
-}
-
 /// A proxy whose pool `api` is `entry` (a flow mapping), resolved by `dns`.
 async fn proxy(dns: &DnsServer, pool_extra: &str, entries: &str) -> LoopbackProxy {
     let nameserver = dns.addr;
@@ -138,7 +132,7 @@ async fn two_a_records_both_serve_with_their_own_stats() {
     assert_eq!(entry["kind"], "host");
     assert_eq!(entry["addresses"].as_array().unwrap().len(), 2);
     assert!(entry["last_success"].is_number() && entry["next_refresh"].is_number());
-    let text = metrics(proxy.admin).await;
+    let text = metrics_text(proxy.admin).await;
     let gauge = format!("ballast_discovery_addresses{{name=\"{name}\",pool=\"api\"}} 2");
     assert!(text.contains(&gauge), "{text}");
 }
@@ -346,7 +340,7 @@ async fn a_failing_name_keeps_its_last_good_addresses_and_says_so() {
         assert_eq!(entry["addresses"].as_array().unwrap().len(), 2);
         assert_eq!(backends(&state, "api").len(), 2, "the last good set stays");
         get_ok(proxy.listen).await;
-        let text = metrics(proxy.admin).await;
+        let text = metrics_text(proxy.admin).await;
         let counter =
             format!("ballast_discovery_resolutions_total{{name=\"{name}\",pool=\"api\",result=\"{result}\"}}");
         assert!(text.contains(&counter), "{counter} missing:\n{text}");

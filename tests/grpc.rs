@@ -75,17 +75,6 @@ async fn counted(admin: SocketAddr, addr: SocketAddr, calls: u64) -> (u64, u64) 
     }
 }
 
-/// The value of the first series of `name` whose labels include each of
-/// `labels` (0 when there is none).
-async fn metric(admin: SocketAddr, name: &str, labels: &[&str]) -> f64 {
-    let text = get(admin, "localhost", "/metrics").await.text();
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .find(|line| labels.iter().all(|label| line.contains(label)))
-        .and_then(|line| line.rsplit(' ').next())
-        .map_or(0.0, |value| value.parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unary_call_goes_through_an_h2c_listener_to_an_h2c_backend() {
     let _serial = LOAD_LOCK.lock().await;
@@ -190,7 +179,11 @@ async fn a_server_stream_keeps_its_messages_and_trailers() {
     assert_eq!(counted(p.admin, origin.addr, 2).await, (2, 1));
     for code in ["ok", "internal"] {
         let labels = ["pool=\"g\"", &format!("code=\"{code}\"")];
-        let calls = metric(p.admin, "ballast_grpc_calls_total", &labels).await;
+        let calls = metric(
+            &metrics_text(p.admin).await,
+            "ballast_grpc_calls_total",
+            &labels,
+        );
         assert_eq!(calls, 1.0, "{code}");
     }
 }
@@ -255,7 +248,11 @@ async fn unavailable_trailers_only_counts_against_the_backend_and_is_not_retried
         "code=\"unavailable\"",
         &format!("backend=\"g/{}\"", down.addr),
     ];
-    let counted_calls = metric(p.admin, "ballast_grpc_calls_total", &unavailable).await;
+    let counted_calls = metric(
+        &metrics_text(p.admin).await,
+        "ballast_grpc_calls_total",
+        &unavailable,
+    );
     assert_eq!(counted_calls, calls as f64);
     let up_calls = up.calls() as u64;
     assert_eq!(counted(p.admin, up.addr, up_calls).await, (up_calls, 0));
@@ -279,11 +276,10 @@ async fn unavailable_is_retried_on_another_backend_with_grpc_unavailable() {
     );
     assert_eq!(up.calls(), 20);
     let retried = metric(
-        p.admin,
+        &metrics_text(p.admin).await,
         "ballast_retries_total",
         &["pool=\"g\"", "cause=\"grpc_unavailable\""],
-    )
-    .await;
+    );
     assert_eq!(retried, down.calls() as f64);
     let calls = down.calls() as u64;
     assert_eq!(counted(p.admin, down.addr, calls).await, (calls, calls));
@@ -324,7 +320,11 @@ async fn a_client_error_status_is_not_counted_against_the_backend() {
     assert_eq!(origin.calls(), 3, "NOT_FOUND is not retried");
     assert_eq!(counted(p.admin, origin.addr, 3).await, (3, 0));
     let not_found = ["pool=\"g\"", "code=\"not_found\""];
-    let calls = metric(p.admin, "ballast_grpc_calls_total", &not_found).await;
+    let calls = metric(
+        &metrics_text(p.admin).await,
+        "ballast_grpc_calls_total",
+        &not_found,
+    );
     assert_eq!(calls, 3.0);
 }
 
@@ -487,6 +487,10 @@ async fn a_call_that_ends_without_a_status_counts_against_the_backend() {
     assert_eq!(status.code(), Code::Unknown, "{status:?}");
     assert_eq!(counted(p.admin, origin.addr, 1).await, (1, 1));
     let missing = ["pool=\"g\"", "code=\"missing\""];
-    let calls = metric(p.admin, "ballast_grpc_calls_total", &missing).await;
+    let calls = metric(
+        &metrics_text(p.admin).await,
+        "ballast_grpc_calls_total",
+        &missing,
+    );
     assert_eq!(calls, 1.0);
 }

@@ -10,7 +10,6 @@ use ballast_load_tests::origin::OriginHandle;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 type Proxy = LoopbackProxy;
@@ -64,16 +63,6 @@ fn numbered_post(
     }
 }
 
-/// The value of the metric line starting with `series` (labels included),
-/// 0 when absent.
-async fn metric(admin: SocketAddr, series: &str) -> f64 {
-    let metrics = get(admin, "localhost", "/metrics").await.text();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gets_all_succeed_when_one_backend_answers_30_percent_503() {
     let _serial = LOAD_LOCK.lock().await;
@@ -90,15 +79,15 @@ async fn gets_all_succeed_when_one_backend_answers_30_percent_503() {
     )
     .await;
     let retried = metric(
-        proxy.admin,
-        "ballast_retries_total{cause=\"status\",pool=\"p\"}",
-    )
-    .await;
+        &metrics_text(proxy.admin).await,
+        "ballast_retries_total",
+        &["cause=\"status\"", "pool=\"p\""],
+    );
     let over_budget = metric(
-        proxy.admin,
-        "ballast_retries_budget_exhausted_total{cause=\"status\",pool=\"p\"}",
-    )
-    .await;
+        &metrics_text(proxy.admin).await,
+        "ballast_retries_budget_exhausted_total",
+        &["cause=\"status\"", "pool=\"p\""],
+    );
     eprintln!(
         "GETs with one backend answering 30% 503: {gets:?}; {} injected, {retried} retried, {over_budget} over budget",
         flaky.stats.injected_errors()
@@ -190,10 +179,10 @@ async fn the_retry_budget_bounds_the_load_of_a_fleet_failing_half_its_requests()
     let upstream = a.stats.total() + b.stats.total();
     let ratio = upstream as f64 / gets.total() as f64;
     let exhausted = metric(
-        proxy.admin,
-        "ballast_retries_budget_exhausted_total{cause=\"status\",pool=\"p\"}",
-    )
-    .await;
+        &metrics_text(proxy.admin).await,
+        "ballast_retries_budget_exhausted_total",
+        &["cause=\"status\"", "pool=\"p\""],
+    );
     eprintln!(
         "16 clients, both origins failing half: {gets:?}; {upstream} upstream requests ({ratio:.3}x), {exhausted} retries over budget"
     );

@@ -69,21 +69,6 @@ async fn proxy_for(origin: &TlsOrigin, tls: &str, extra: &str) -> LoopbackProxy 
     .await
 }
 
-/// The value of the first series of `name` whose labels include each of
-/// `labels` (0 when there is none).
-fn metric(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")))
-        .find(|line| labels.iter().all(|label| line.contains(label)))
-        .and_then(|line| line.rsplit(' ').next())
-        .map_or(0.0, |value| value.parse().unwrap())
-}
-
-async fn metrics(p: &LoopbackProxy) -> String {
-    get(p.admin, "localhost", "/metrics").await.text()
-}
-
 /// The state of pool `api`'s only backend.
 async fn backend_state(p: &LoopbackProxy) -> Value {
     let state = admin_json(p.admin, "/api/v1/state").await;
@@ -100,7 +85,7 @@ async fn assert_tls_failure(p: &LoopbackProxy, origin: &TlsOrigin, reason: &str)
         0,
         "no request got through"
     );
-    let text = metrics(p).await;
+    let text = metrics_text(p.admin).await;
     let backend = format!("backend=\"api/{}\"", origin.addr);
     let counted = metric(
         &text,
@@ -215,7 +200,7 @@ async fn a_backend_that_requires_a_client_certificate_gets_one() {
     let reply = get(p.listen, "api.test", "/").await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
     assert_eq!(origin.requests.load(Ordering::SeqCst), 0);
-    let text = metrics(&p).await;
+    let text = metrics_text(p.admin).await;
     let refused = ["pool=\"api\"", "reason=\"client_cert_refused\""];
     assert_eq!(
         metric(&text, "ballast_upstream_tls_errors_total", &refused),
@@ -273,7 +258,7 @@ async fn alpn_h2_speaks_http2_to_an_h2_only_backend() {
     let reply = get(p.listen, "api.test", "/").await;
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
     assert_eq!(origin.requests.load(Ordering::SeqCst), served);
-    let text = metrics(&p).await;
+    let text = metrics_text(p.admin).await;
     let unagreed = ["pool=\"api\"", "reason=\"alpn\""];
     assert_eq!(
         metric(&text, "ballast_upstream_tls_errors_total", &unagreed),
@@ -308,7 +293,7 @@ async fn health_checks_and_load_polls_use_the_pool_tls() {
     let p = proxy_for(&origin, &tls, probes).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = metrics(&p).await;
+        let text = metrics_text(p.admin).await;
         let polled = metric(
             &text,
             "ballast_load_polls_total",
@@ -392,7 +377,7 @@ async fn a_refused_certificate_is_retried_on_another_backend_and_ejects_its_own(
     }
     assert_eq!(good.requests.load(Ordering::SeqCst), 20);
     assert_eq!(bad.requests.load(Ordering::SeqCst), 0);
-    let text = metrics(&p).await;
+    let text = metrics_text(p.admin).await;
     let retried = metric(
         &text,
         "ballast_retries_total",

@@ -79,12 +79,6 @@ fn the_backend(state: &Value) -> &Value {
     &state["pools"][0]["backends"][0]
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_is_proxied_without_counting_as_a_request_in_flight() {
     let origin = echo_origin("a").await;
@@ -98,9 +92,15 @@ async fn a_websocket_is_proxied_without_counting_as_a_request_in_flight() {
     assert_eq!(echo(&mut socket, "still there").await, "a: still there");
     let state = admin_json(proxy.admin, "/api/v1/state").await;
     assert_eq!(the_backend(&state)["in_flight"], 0, "{state:#}");
-    let metrics = get(proxy.admin, "localhost", "/metrics").await.text();
-    assert_eq!(metric(&metrics, "ballast_in_flight_requests "), 0.0);
-    assert_eq!(metric(&metrics, "ballast_upgraded_connections "), 1.0);
+    let metrics = metrics_text(proxy.admin).await;
+    assert_eq!(
+        metric_value(&metrics, "ballast_in_flight_requests", &[]).unwrap(),
+        0.0
+    );
+    assert_eq!(
+        metric_value(&metrics, "ballast_upgraded_connections", &[]).unwrap(),
+        1.0
+    );
 
     socket.close(None).await.unwrap();
     drop(socket);
@@ -108,17 +108,19 @@ async fn a_websocket_is_proxied_without_counting_as_a_request_in_flight() {
     // handshake, not the 1.2 s it stayed open.
     let deadline = Instant::now() + Duration::from_secs(10);
     let metrics = loop {
-        let metrics = get(proxy.admin, "localhost", "/metrics").await.text();
-        if metric(&metrics, "ballast_upgraded_connections ") == 0.0 {
+        let metrics = metrics_text(proxy.admin).await;
+        if metric_value(&metrics, "ballast_upgraded_connections", &[]).unwrap() == 0.0 {
             break metrics;
         }
         assert!(Instant::now() < deadline, "the upgraded connection ended");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let seconds = metric(
+    let seconds = metric_value(
         &metrics,
-        "ballast_request_duration_seconds_sum{route=\"route-0\"} ",
-    );
+        "ballast_request_duration_seconds_sum",
+        &["route=\"route-0\""],
+    )
+    .unwrap();
     assert!(
         seconds < 1.0,
         "the route's duration counts the handshake only: {seconds} s"

@@ -2,11 +2,16 @@
 //! in-process Ballast server on its own thread, and a small HTTP client;
 //! `tls_origin` is a TLS origin for the upstream TLS tests; `grpc` a gRPC
 //! origin and client; `dns_server` a DNS server whose records a test
-//! changes.
+//! changes; `raw_client` writes exact bytes; `metrics` reads `/metrics`.
 
 pub mod dns_server;
 pub mod grpc;
+pub mod metrics;
+pub mod raw_client;
 pub mod tls_origin;
+
+pub use metrics::{metric, metric_value, metrics_text};
+pub use raw_client::{raw_exchange, raw_exchange_half_closed};
 
 use ballast::server::{ProxyServer, StartOptions, Stopper};
 use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};
