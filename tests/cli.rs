@@ -53,6 +53,123 @@ fn version_and_help() {
 }
 
 #[test]
+fn check_reports_a_typo_with_its_meaning_beside_every_other_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "typos.yaml",
+        "listeners: [{address: \"127.0.0.1:18080\"}]\nserverr: {threads: 2}\npools:\n  api:\n    modee: latency\n    backends: [{addr: \"127.0.0.1:19001\", regoin: eu}]\n    tls: {ca: missing/ca.pem}\nroutes: [{pool: apii}]\n",
+    );
+    let out = ballast(&["check", "-c", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let missing = dir.path().join("missing/ca.pem");
+    for expected in [
+        "5 configuration errors:".to_string(),
+        "serverr: unknown field `serverr`; did you mean `server`?".to_string(),
+        "pools.api.modee: unknown field `modee`; did you mean `mode`?".to_string(),
+        "pools.api.backends[0].regoin: unknown field `regoin`; did you mean `region`?".to_string(),
+        format!(
+            "pools.api.tls.ca: cannot read certificate file {}",
+            missing.display()
+        ),
+        "routes[0].pool: unknown pool \"apii\" (defined pools: api); did you mean \"api\"?"
+            .to_string(),
+    ] {
+        assert!(err.contains(&expected), "{expected} missing:\n{err}");
+    }
+}
+
+#[test]
+fn check_json_reports_errors_or_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "listeners: [{address: nowhere}]\npools: {p: {backends: [{addr: \"127.0.0.1:1\"}]}}\nroutes: [{pool: p, weigth: 2}]\n",
+    );
+    let out = ballast(&["check", "--json", "-c", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["configuration"], serde_json::Value::Null);
+    let paths: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["routes[0].weigth", "listeners[0].address"],
+        "{report:#}"
+    );
+
+    let good = write(
+        dir.path(),
+        "good.yaml",
+        &config(
+            "127.0.0.1:18080".parse().unwrap(),
+            "127.0.0.1:19901".parse().unwrap(),
+            "127.0.0.1:19001".parse().unwrap(),
+        ),
+    );
+    let out = ballast(&["check", "--json", "-c", &good]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["errors"], serde_json::json!([]));
+    assert_eq!(
+        report["configuration"]["pools"][0]["name"], "p",
+        "{report:#}"
+    );
+}
+
+#[test]
+fn check_fills_in_environment_variables_and_names_the_unset_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "env.yaml",
+        "# ${NOT_EXPANDED_IN_A_COMMENT}\nlisteners: [{address: \"127.0.0.1:${BALLAST_TEST_PORT:-18080}\"}]\npools: {p: {backends: [{addr: \"${BALLAST_TEST_BACKEND}\"}]}}\nroutes: [{pool: p}]\n",
+    );
+    let run = |backend: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ballast"));
+        command.args(["check", "--json", "-c", &path]);
+        command
+            .env_remove("BALLAST_CONFIG")
+            .env_remove("BALLAST_TEST_PORT");
+        match backend {
+            Some(backend) => command.env("BALLAST_TEST_BACKEND", backend),
+            None => command.env_remove("BALLAST_TEST_BACKEND"),
+        };
+        let out = command.output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let report = run(Some("127.0.0.1:19001"));
+    assert_eq!(report["valid"], true, "{report:#}");
+    let config = &report["configuration"];
+    assert_eq!(
+        config["listeners"][0]["address"], "127.0.0.1:18080",
+        "{config:#}"
+    );
+    assert_eq!(
+        config["pools"][0]["backends"][0]["addr"], "127.0.0.1:19001",
+        "{config:#}"
+    );
+
+    let report = run(None);
+    assert_eq!(report["valid"], false);
+    assert_eq!(
+        report["errors"],
+        serde_json::json!([{
+            "path": "line 3",
+            "message": "environment variable BALLAST_TEST_BACKEND is unset or empty (write `${BALLAST_TEST_BACKEND:-default}` to give a default)"
+        }])
+    );
+}
+
+#[test]
 fn check_reports_ok_or_every_error() {
     let dir = tempfile::tempdir().unwrap();
     let good = write(

@@ -141,14 +141,13 @@ pools:
       - {adress: "10.0.0.1:80"}
 routes: [{pool: api}]
 "#;
-    let errs = errors(yaml);
-    assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(
-        errs[0].starts_with(
-            "pools.api.backends[0].adress: unknown field `adress`, expected one of `addr`"
-        ),
-        "{}",
-        errs[0]
+    // The typo is reported with its likely meaning, beside what it hides.
+    assert_eq!(
+        errors(yaml),
+        [
+            "pools.api.backends[0].adress: unknown field `adress`; did you mean `addr`?",
+            "pools.api.backends[0].addr: missing (give addr: IP:port or host:port, or srv: an SRV name)"
+        ]
     );
 
     let errs = errors("listeners: []\nroutes: []\npools: {}\nlisteners_extra: 1\n");

@@ -3,7 +3,6 @@
 //! checks).
 
 use ballast::config;
-use ballast::discovery::dns::Dns;
 use ballast::probes::http_probe::{self, ProbeUrl};
 use ballast::server::{ProxyServer, StartOptions};
 use ballast::telemetry::logging::{self, LogFormat};
@@ -69,6 +68,10 @@ enum Command {
         /// where those names mean nothing, e.g. outside their cluster).
         #[arg(long)]
         no_resolve: bool,
+        /// Print the report as JSON on stdout (errors, warnings, resolved
+        /// names and the validated configuration), for CI pipelines.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the configuration's JSON Schema (for editors validating the YAML).
     Schema,
@@ -102,7 +105,11 @@ fn main() -> ExitCode {
     ballast::tls::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config, no_resolve } => check(&config, !no_resolve),
+        Command::Check {
+            config,
+            no_resolve,
+            json,
+        } => check(&config, !no_resolve, json),
         Command::Schema => {
             print!("{}", config::json_schema());
             ExitCode::SUCCESS
@@ -133,60 +140,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path, resolve: bool) -> ExitCode {
-    match config::load_file(path) {
-        Ok(snapshot) => {
-            println!("{}: configuration OK", path.display());
-            print!("{}", snapshot.summary());
-            if resolve {
-                resolve_names(&snapshot);
-            }
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            eprintln!("{}: {errors}", path.display());
-            ExitCode::FAILURE
-        }
+fn check(path: &std::path::Path, resolve: bool, json: bool) -> ExitCode {
+    let report = ballast::check::check(path, resolve);
+    if json {
+        print!("{}", report.json());
+    } else if report.valid {
+        print!("{}", report.text());
+    } else {
+        eprint!("{}", report.text());
     }
-}
-
-/// Resolve each backend named by DNS once and say what it stands for now.
-/// A name that does not resolve is a warning, not an error: the proxy starts
-/// all the same and keeps trying (the name may not exist yet).
-fn resolve_names(snapshot: &config::Snapshot) {
-    let entries: Vec<_> = snapshot.named_entries().collect();
-    if entries.is_empty() {
-        return;
+    if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            println!("warning: cannot resolve the backends named by DNS: {e}");
-            return;
-        }
-    };
-    runtime.block_on(async {
-        let dns = Dns::new(&snapshot.discovery);
-        println!("names:");
-        for (pool, entry) in entries {
-            match dns.resolve(&entry.name).await {
-                Ok(resolved) => {
-                    let addrs: Vec<String> = resolved.addrs.iter().map(ToString::to_string).collect();
-                    println!("  {pool}: {} -> {}", entry.name, addrs.join(" "));
-                }
-                Err(failure) => println!(
-                    "warning: {}: {} does not resolve now ({}: {}); the proxy starts without its backends and keeps trying",
-                    entry.path,
-                    entry.name,
-                    failure.kind.as_str(),
-                    failure.message
-                ),
-            }
-        }
-    });
 }
 
 fn gen_cert(out: &std::path::Path, stem: &str, names: &[String], force: bool) -> ExitCode {

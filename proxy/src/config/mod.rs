@@ -6,9 +6,10 @@
 //! the proxy for: the route table (`routes`), round-robin cycles
 //! (`round_robin`), certificate loading (`certs`), calendar dates
 //! (`calendar`), reading a file's text safely (`source`) and backends named
-//! by DNS (`discovery`). [`ConfigView`] (`view`) is the one serializable
-//! view of a snapshot, behind both the admin API's configuration and
-//! `ballast check`.
+//! by DNS (`discovery`), `${VAR}` substitution (`variables`) and the
+//! unknown keys of a file with their likely meaning (`unknown_keys`).
+//! [`ConfigView`] (`view`) is the one serializable view of a snapshot,
+//! behind both the admin API's configuration and `ballast check`.
 
 mod calendar;
 pub mod certs;
@@ -21,6 +22,8 @@ pub mod routes;
 mod snapshot;
 mod source;
 mod summary;
+mod unknown_keys;
+mod variables;
 pub mod view;
 
 pub use calendar::days_from_civil;
@@ -33,19 +36,38 @@ pub use view::ConfigView;
 
 use std::path::Path;
 
-/// Parse YAML text into raw configuration. Shape errors (unknown keys, wrong
-/// types, bad YAML) carry the path and line where they were found.
-pub fn parse(text: &str) -> Result<raw::RawConfig, ConfigErrors> {
+/// Parse YAML text into raw configuration, after `${VAR}` substitution
+/// (`variables`). Shape errors (wrong types, bad YAML) carry the path and
+/// line where they were found; unknown keys do not stop the parse: each is
+/// returned beside the configuration, so the caller can report them with
+/// every other problem.
+pub fn parse(text: &str) -> Result<(raw::RawConfig, Vec<ConfigError>), ConfigErrors> {
     if text.trim().is_empty() {
         return Err(ConfigErrors::single("", "configuration is empty"));
     }
     source::check_nesting(text)?;
-    let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+    let text = variables::substitute(text, |name| std::env::var(name).ok())?;
+    let mut unknown = Vec::new();
+    let deserializer = serde_yaml_ng::Deserializer::from_str(&text);
+    let mut record_unknown =
+        |path: serde_ignored::Path| unknown.push(unknown_keys::segments(&path));
+    let tracked = serde_ignored::Deserializer::new(deserializer, &mut record_unknown);
+    let raw = serde_path_to_error::deserialize(tracked).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         ConfigErrors::single(path, strip_location_prefix(&e.into_inner().to_string()))
-    })
+    })?;
+    let schema: serde_json::Value = match unknown.is_empty() {
+        true => serde_json::Value::Null,
+        false => {
+            serde_json::to_value(schemars::schema_for!(raw::RawConfig)).expect("schemas serialize")
+        }
+    };
+    let errors = unknown
+        .iter()
+        .map(|path| unknown_keys::unknown_key_error(&schema, path))
+        .collect();
+    Ok((raw, errors))
 }
 
 /// The YAML parser prefixes its messages with its own (shorter) path, as in
@@ -59,9 +81,18 @@ fn strip_location_prefix(message: &str) -> String {
     }
 }
 
-/// Parse and compile YAML text; relative file paths resolve against `base_dir`.
+/// Parse and compile YAML text; relative file paths resolve against
+/// `base_dir`. Unknown keys and semantic problems are reported together.
 pub fn load_str(text: &str, base_dir: &Path) -> Result<Snapshot, ConfigErrors> {
-    compile(parse(text)?, base_dir)
+    let (raw, mut errors) = parse(text)?;
+    match compile(raw, base_dir) {
+        Ok(snapshot) if errors.is_empty() => Ok(snapshot),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(more)) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
 }
 
 /// Read (see [`read_config`]), parse and compile a configuration file.

@@ -1,7 +1,9 @@
 //! The configuration file as written: plain serde types that mirror the YAML.
 //!
-//! Every struct rejects unknown fields so a typo is an error, not a silently
-//! ignored setting. Values stay as strings where they need validation with a
+//! No key is silently ignored: `parse` collects every key these types do not
+//! know (serde_ignored) and reports each, with the nearest known key, so a
+//! typo is an error. The structs inside untagged enums deny unknown fields
+//! themselves (serde_ignored cannot see into an untagged enum's buffer). Values stay as strings where they need validation with a
 //! good message (addresses, durations, header names); `compile.rs` turns them
 //! into the runtime [`Snapshot`](super::Snapshot). The runtime never sees these types.
 //!
@@ -15,7 +17,7 @@ use std::collections::BTreeMap;
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 #[schemars(title = "Ballast configuration")]
 pub struct RawConfig {
     /// Downstream listening sockets (at least one).
@@ -44,7 +46,7 @@ pub struct RawConfig {
 
 /// How backends named by DNS (`addr: host:port`, `srv:`) are resolved.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawDiscovery {
     /// DNS servers to ask, as ip:port (default: the system's, from /etc/resolv.conf).
     #[serde(default)]
@@ -59,7 +61,7 @@ pub struct RawDiscovery {
 
 /// When responses carry `X-Ballast-Decision`.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawExplain {
     /// On every response (default false).
     pub always: Option<bool>,
@@ -72,7 +74,7 @@ pub struct RawExplain {
 
 /// One region.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRegion {
     /// Regions to use, in order, when this one has no eligible backend.
     #[serde(default)]
@@ -81,7 +83,7 @@ pub struct RawRegion {
 
 /// Client region resolution and residency fences.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawGeo {
     /// Rules tried in order; the first that yields a region wins.
     #[serde(default)]
@@ -93,7 +95,7 @@ pub struct RawGeo {
 
 /// One client-region rule: exactly one of `header`, `cidr`, `default`.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRegionRule {
     /// A request header naming the client's region...
     pub header: Option<String>,
@@ -107,7 +109,7 @@ pub struct RawRegionRule {
 
 /// A residency fence.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawFence {
     /// Client regions this fence applies to.
     pub clients: Vec<String>,
@@ -117,7 +119,7 @@ pub struct RawFence {
 
 /// A downstream listening socket, plain or TLS.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawListener {
     /// IP:port, e.g. "0.0.0.0:8443".
     pub address: String,
@@ -132,7 +134,7 @@ pub struct RawListener {
 /// TLS termination for one listener: a default certificate plus optional
 /// extra certificates chosen by SNI.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawTls {
     /// PEM certificate chain, leaf first; relative to the configuration file.
     pub cert: String,
@@ -147,7 +149,7 @@ pub struct RawTls {
 
 /// A certificate served when the client's SNI matches one of its names.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawSniCert {
     /// PEM certificate chain, leaf first.
     pub cert: String,
@@ -159,7 +161,7 @@ pub struct RawSniCert {
 
 /// The admin endpoint.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawAdmin {
     /// IP:port (default 127.0.0.1:9901).
     pub address: String,
@@ -173,7 +175,7 @@ pub struct RawAdmin {
 
 /// Process-wide server settings.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawServer {
     /// Proxy worker threads (default: number of CPUs).
     pub threads: Option<usize>,
@@ -192,7 +194,7 @@ pub struct RawServer {
 
 /// Limits on client requests; a request over one is refused before routing.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawLimits {
     /// Longest request target (path and query), 256..1048576 bytes (default
     /// 8192; longer: 414).
@@ -206,7 +208,7 @@ pub struct RawLimits {
 
 /// A pool of backends that a route sends traffic to.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawPool {
     /// latency (default), capacity, round_robin or peak_ewma.
     pub mode: Option<String>,
@@ -285,7 +287,7 @@ pub struct RawPool {
 
 /// TLS from Ballast to a pool's backends.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawUpstreamTls {
     /// Server name sent (SNI) and checked against the backend's certificate
     /// (default: none sent; the certificate must name the backend's IP address).
@@ -307,7 +309,7 @@ pub struct RawUpstreamTls {
 /// A weight template: region multipliers that apply at certain local times.
 /// It applies when every condition it sets holds.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawSchedule {
     /// Name shown in the admin state, decisions and metrics (unique in the pool).
     pub name: String,
@@ -330,7 +332,7 @@ pub struct RawSchedule {
 
 /// A range of dates, both included.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawDateRange {
     /// First date, YYYY-MM-DD.
     pub from: String,
@@ -344,7 +346,7 @@ pub struct RawDateRange {
 /// reports how often it would have chosen differently and the predicted
 /// effect.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawShadow {
     /// latency, capacity or round_robin (default: the pool's).
     pub mode: Option<String>,
@@ -371,7 +373,7 @@ pub struct RawShadow {
 
 /// Settings of a pool's backends in one region.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawPoolRegion {
     /// Priority tier of the region's backends (0 = highest, default 0).
     pub priority: Option<u32>,
@@ -379,7 +381,7 @@ pub struct RawPoolRegion {
 
 /// Which requests are writes, and the one region that serves them.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawWrite {
     /// The region whose backends take every write (required; never another).
     pub region: String,
@@ -398,7 +400,7 @@ pub struct RawWrite {
 /// How long and by what a client's reads stay pinned to the write region
 /// after its write. The pin is the expiry time, carried by the client.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawReadYourWrites {
     /// How long reads stay pinned after a write, 10ms..1h (default 5s).
     pub ttl: Option<String>,
@@ -411,7 +413,7 @@ pub struct RawReadYourWrites {
 
 /// How backends' `Server-Load` / ORCA reports are read.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawServerLoad {
     /// Header with the report (default Server-Load).
     pub header: Option<String>,
@@ -425,7 +427,7 @@ pub struct RawServerLoad {
 
 /// When a region is under pressure, and how fast traffic moves.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawSpillover {
     /// Pressure when the region's latency is above this (e.g. 200ms).
     pub latency_above: Option<String>,
@@ -448,7 +450,7 @@ pub struct RawSpillover {
 
 /// Where a request's user key is read.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawStickyKey {
     /// A request header (e.g. X-User-Id)...
     pub header: Option<String>,
@@ -458,7 +460,7 @@ pub struct RawStickyKey {
 
 /// Consistent hashing with virtual nodes that follow the live shares.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawConsistentHash {
     /// Where the key is read.
     pub key: RawHashKey,
@@ -471,7 +473,7 @@ pub struct RawConsistentHash {
 
 /// Where a request's hash key is read: exactly one of the three.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawHashKey {
     /// A request header (e.g. X-Session)...
     pub header: Option<String>,
@@ -483,7 +485,7 @@ pub struct RawHashKey {
 
 /// Passive outlier ejection.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawOutlier {
     /// Failures in a row that eject a backend (default 5).
     pub consecutive_failures: Option<u32>,
@@ -519,7 +521,7 @@ pub struct RawFailureRateSettings {
 
 /// Active health checks.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawHealth {
     /// http (default: GET path must answer 200) or tcp (connect).
     pub check: Option<String>,
@@ -542,7 +544,7 @@ pub struct RawHealth {
 /// `latency_ms`, `error_rate` (0..1), `capacity` and `inflight`; other
 /// fields are ignored. A good answer is used like a `Server-Load` report.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawLoadPoll {
     /// HTTP path (default /load).
     pub path: Option<String>,
@@ -561,7 +563,7 @@ pub struct RawLoadPoll {
 
 /// Retry policy.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRetries {
     /// Total tries per request, 1..5 (default 2).
     pub attempts: Option<u32>,
@@ -587,7 +589,7 @@ pub enum RawRetryCondition {
 
 /// The retry budget of a pool (Envoy's `retry_budget`).
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRetryBudget {
     /// Retries in flight as a percentage of the pool's requests in flight,
     /// 0..100 (default 20).
@@ -598,7 +600,7 @@ pub struct RawRetryBudget {
 
 /// One upstream server, or every address a DNS name stands for.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [{"required": ["addr"]}, {"required": ["srv"]}]))]
 pub struct RawBackend {
     /// IP:port, or host:port resolved by DNS (A/AAAA; every address becomes
@@ -649,7 +651,7 @@ pub struct RawCanaryPolicy {
 
 /// A route: a request matcher and the pool that serves what it matches.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRoute {
     /// Name shown in logs and metrics (default route-N).
     pub name: Option<String>,
@@ -664,7 +666,7 @@ pub struct RawRoute {
 
 /// An event budget: a route's ceiling in each region of its pool.
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawBudget {
     /// Most of a region's capacity (the sum of its backends' `capacity`,
     /// req/s) the route may use, 0.01..1.
@@ -679,7 +681,7 @@ pub struct RawBudget {
 
 /// Conditions a request must all meet for a route to apply.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct RawMatch {
     /// Exact host, or *.example.com for any subdomain (port ignored).
     pub host: Option<String>,

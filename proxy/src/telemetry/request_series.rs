@@ -123,13 +123,13 @@ fn class_index(status: u16) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{compile, parse};
+    use crate::config::load_str;
     use std::path::Path;
 
     #[test]
     fn each_series_counts_under_its_own_labels() {
         let yaml = "listeners: [{address: \"127.0.0.1:1\"}]\npools: {p: {backends: [{addr: \"127.0.0.1:2\"}, {addr: \"127.0.0.1:3\"}]}}\nroutes: [{name: r, pool: p}]\n";
-        let snapshot = compile(parse(yaml).unwrap(), Path::new(".")).unwrap();
+        let snapshot = load_str(yaml, Path::new(".")).unwrap();
         let metrics = Metrics::new();
         let series = RequestSeries::new(&metrics, &snapshot);
         series.observe(0, Some(1), 200, 0.01);

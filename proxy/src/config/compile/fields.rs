@@ -6,7 +6,7 @@ use crate::config::error::ConfigError;
 use http::HeaderName;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -81,13 +81,11 @@ impl Checker {
         parsed
     }
 
+    /// A file named in the configuration: relative to the configuration's
+    /// directory, made absolute so that errors show where it was looked for.
     pub(super) fn resolve(&self, file: &str) -> PathBuf {
-        let path = Path::new(file);
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.base_dir.join(path)
-        }
+        let joined = self.base_dir.join(file);
+        std::path::absolute(&joined).unwrap_or(joined)
     }
 }
 

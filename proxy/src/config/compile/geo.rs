@@ -5,6 +5,7 @@ use super::fields::parse_net;
 use super::fields::Checker;
 use crate::config::raw::*;
 use crate::config::snapshot::*;
+use crate::config::unknown_keys::did_you_mean;
 use http::HeaderName;
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
@@ -65,7 +66,13 @@ fn check_regions(
         for (i, fallback) in region.fallback.iter().enumerate() {
             let fallback_path = format!("{path}.fallback[{i}]");
             if !regions.contains_key(fallback) {
-                c.error(fallback_path, format!("unknown region \"{fallback}\""));
+                c.error(
+                    fallback_path,
+                    format!(
+                        "unknown region \"{fallback}\"{}",
+                        did_you_mean(fallback, regions.keys().map(String::as_str))
+                    ),
+                );
             } else if fallback == name {
                 c.error(fallback_path, "a region cannot fall back to itself");
             } else if !seen.insert(fallback) {
@@ -82,7 +89,10 @@ fn check_regions(
                 if !regions.contains_key(region) {
                     c.error(
                         format!("pools.{name}.backends[{i}].region"),
-                        format!("unknown region \"{region}\" (declare it under regions)"),
+                        format!(
+                            "unknown region \"{region}\" (declare it under regions){}",
+                            did_you_mean(region, regions.keys().map(String::as_str))
+                        ),
                     );
                 }
             }
@@ -99,7 +109,8 @@ fn known(
 ) -> bool {
     let ok = regions.contains_key(region);
     if !ok {
-        c.error(path, format!("unknown region \"{region}\""));
+        let hint = did_you_mean(region, regions.keys().map(String::as_str));
+        c.error(path, format!("unknown region \"{region}\"{hint}"));
     }
     ok
 }

@@ -5,6 +5,7 @@ use super::fields::Checker;
 use crate::config::raw::*;
 use crate::config::routes::{HostMatch, Route, RouteTable};
 use crate::config::snapshot::*;
+use crate::config::unknown_keys::did_you_mean;
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
@@ -31,9 +32,10 @@ pub(super) fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) 
             c.error(
                 format!("{path}.pool"),
                 format!(
-                    "unknown pool \"{}\" (defined pools: {})",
+                    "unknown pool \"{}\" (defined pools: {}){}",
                     route.pool,
-                    known.join(", ")
+                    known.join(", "),
+                    did_you_mean(&route.pool, known.iter().copied())
                 ),
             );
         }
