@@ -385,6 +385,25 @@ async fn run_serves_then_exits_cleanly_on_sigterm() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("status 404"), "{}", stderr(&out));
 
+    // The process describes itself beside its traffic.
+    let metrics = crate::common::metrics_text(admin).await;
+    let version = format!(
+        "ballast_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(metrics.contains(&version), "{metrics}");
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "ballast_log_lines_dropped_total",
+    ] {
+        assert!(
+            crate::common::metric_value(&metrics, name, &[]).is_some(),
+            "{name}:\n{metrics}"
+        );
+    }
+    assert!(crate::common::metric(&metrics, "process_resident_memory_bytes", &[]) > 1e6);
+
     let started = Instant::now();
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

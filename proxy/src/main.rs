@@ -131,10 +131,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, upgrade } => {
-            if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
+            let _log_writer = match logging::init(cli.log_format, cli.log_level.as_deref()) {
+                Ok(guard) => guard,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             run(&config, upgrade)
         }
     }

@@ -3,12 +3,23 @@
 //! variable (`RUST_LOG` syntax, e.g. `info,ballast::access=warn`). Pingora's
 //! own `log` records are forwarded into the same output.
 //!
+//! Lines are written by a background thread through a buffer (tracing-appender's
+//! non-blocking writer), so a request thread never waits on the terminal or
+//! pipe behind stderr, and a burst of access lines costs one write, not one
+//! per line. When the writer falls 128 000 lines behind, new lines are
+//! dropped rather than slowing requests, and counted
+//! (`ballast_log_lines_dropped_total`). The [`LogGuard`] returned by
+//! [`init`] flushes what is queued when dropped: hold it until exit.
+//!
 //! Pingora's debug and trace records print whole request and response heads,
 //! client credentials included (`Authorization`, `Cookie`). They are dropped
 //! unless the filter names a `pingora` target explicitly, so `--log-level
 //! debug` shows Ballast's own detail and never a client's secret.
 
+use std::io::BufWriter;
+use std::sync::OnceLock;
 use tracing::Level;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -21,9 +32,32 @@ pub enum LogFormat {
     Json,
 }
 
+/// Lines queued for the writer thread before new ones are dropped.
+const QUEUED_LINES_LIMIT: usize = 128_000;
+
+/// The writer's buffer: lines queued together are written in one call.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How many lines the writer dropped since start (set by [`init`]).
+static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Lines dropped because the writer thread was too far behind; 0 when
+/// logging was never initialised (as in tests that embed the proxy).
+pub fn dropped_lines() -> u64 {
+    DROPPED_LINES
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
+}
+
+/// Keeps the log writer thread; dropping it writes out what is queued.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _writer: WorkerGuard,
+}
+
 /// Install the global subscriber. `level` (from the command line) wins over
 /// `BALLAST_LOG`; the default is `info`.
-pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), String> {
+pub fn init(format: LogFormat, level: Option<&str>) -> Result<LogGuard, String> {
     let (text, source) = match level {
         Some(level) => (level.to_string(), "log level"),
         None => match std::env::var("BALLAST_LOG") {
@@ -42,9 +76,18 @@ pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), String> {
     .with_max_level_hint(LevelFilter::TRACE);
     let filter = filter.and(keep);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(QUEUED_LINES_LIMIT)
+        .lossy(true)
+        .thread_name("ballast-log")
+        .finish(BufWriter::with_capacity(
+            WRITE_BUFFER_BYTES,
+            std::io::stderr(),
+        ));
+    let _ = DROPPED_LINES.set(writer.error_counter());
     let output = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let registry = tracing_subscriber::registry();
     let result = match format {
         LogFormat::Text => registry.with(output.with_filter(filter)).try_init(),
@@ -52,7 +95,8 @@ pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), String> {
             .with(output.json().flatten_event(true).with_filter(filter))
             .try_init(),
     };
-    result.map_err(|e| format!("cannot initialise logging: {e}"))
+    result.map_err(|e| format!("cannot initialise logging: {e}"))?;
+    Ok(LogGuard { _writer: guard })
 }
 
 /// A Pingora record below `info`: these print whole message heads.

@@ -16,6 +16,8 @@ const DURATION_BUCKETS: &[f64] = &[
 
 pub struct Metrics {
     registry: Registry,
+    /// `process_*`, build info and dropped log lines (`process_metrics`).
+    process_registry: Registry,
     /// Finished requests by route, pool, backend (the last one tried) and status class.
     pub requests: IntCounterVec,
     /// Time from request start to the end of the response, by route.
@@ -330,6 +332,7 @@ impl Metrics {
         }
         Self {
             registry,
+            process_registry: super::process_metrics::registry(),
             requests,
             request_duration,
             in_flight,
@@ -370,6 +373,7 @@ impl Metrics {
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
+            .and_then(|()| TextEncoder::new().encode(&self.process_registry.gather(), &mut out))
             .expect("text encoding into memory cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
     }

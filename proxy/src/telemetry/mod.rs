@@ -1,9 +1,10 @@
 //! What Ballast tells the outside world about itself: Prometheus metrics
 //! (`metrics`), the per-request metric series of one configuration
-//! (`request_series`), the log of routing decisions (`decisions`) and
-//! structured logging (`logging`).
+//! (`request_series`), the process's own (`process_metrics`), the log of
+//! routing decisions (`decisions`) and structured logging (`logging`).
 
 pub mod decisions;
 pub mod logging;
 pub mod metrics;
+pub mod process_metrics;
 pub mod request_series;
