@@ -433,6 +433,29 @@ async fn min_version_1_3_refuses_a_tls_1_2_only_client() {
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
     assert!(answers(stream).await);
+    // A client that offers only TLS 1.2 cipher suites (as OpenSSL, curl and
+    // browsers limited to 1.2 do) is refused in the handshake.
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .retain(|suite| suite.version() == &rustls::version::TLS12);
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    let tls12_suites_only = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls12_suites_only = tokio_rustls::TlsConnector::from(Arc::new(tls12_suites_only));
+    let refused = handshake(&tls12_suites_only, strict.tls, "site.test").await;
+    let error = refused.err().expect("refused in the handshake").to_string();
+    assert!(error.contains("AccessDenied"), "{error}");
+    let stream = handshake(&tls12_suites_only, default, "site.test")
+        .await
+        .unwrap();
+    assert!(answers(stream).await);
     // The same client is welcome where 1.2 is allowed.
     let stream = handshake(&tls12, default, "site.test").await.unwrap();
     assert!(answers(stream).await);
