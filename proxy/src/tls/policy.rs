@@ -8,8 +8,9 @@
 //! and curl limited to 1.2 are refused there); and [`VersionCheck`] marks
 //! any connection that still negotiated an older version (a client that
 //! lists TLS 1.3 suites without offering the version, as rustls limited to
-//! 1.2 does) so that the proxy answers its first request with 426 and
-//! closes it: no request is ever proxied below the minimum.
+//! 1.2 does) so that the proxy answers its requests with 426 (closing an
+//! HTTP/1.1 connection after the first): no request is ever proxied below
+//! the minimum.
 
 use crate::config::TlsVersion;
 use async_trait::async_trait;

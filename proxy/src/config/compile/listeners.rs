@@ -1,5 +1,7 @@
 //! `listeners`: addresses, and per listener the TLS certificates (default and
-//! by SNI), each checked to cover the names it is served for.
+//! by SNI), each checked to cover the names it is served for, the CA bundle
+//! client certificates are checked against (`client_auth`) and the minimum
+//! TLS version.
 
 use super::fields::Checker;
 use crate::config::certs::{cert_covers_server_name, load_ca_bundle, load_certified_key};
