@@ -224,7 +224,11 @@ fn tls_material_is_checked_before_use() {
     let snap = load_str(&ok, base).unwrap();
     let tls = snap.listeners[0].tls.as_ref().unwrap();
     assert!(tls.http2);
-    let names: Vec<&str> = tls.sni.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = tls
+        .sni
+        .iter()
+        .flat_map(|c| c.server_names.iter().map(String::as_str))
+        .collect();
     assert_eq!(names, vec!["api.test", "*.apps.test"]);
 
     let bad = tls_config(

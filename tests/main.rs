@@ -9,6 +9,7 @@
 mod common;
 
 mod admin;
+mod certificates;
 mod cli;
 mod client_faults;
 mod config;

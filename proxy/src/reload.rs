@@ -9,17 +9,23 @@
 //! `ballast_reloads_total{result="failed"}`. Routes, pools, backends and
 //! their policies apply at once (see [`Engine::install`] for what happens to
 //! learned state); the new configuration goes through [`Discovery::install`],
-//! so backends named by DNS keep the addresses they resolved to.
+//! so backends named by DNS keep the addresses they resolved to. A TLS
+//! listener's certificates (its default and the SNI ones) are replaced for
+//! the next handshakes ([`ServedCertificates::install`]).
 //!
-//! [`Engine::install`]: crate::control::engine::Engine::install Listeners, the admin address and server settings cannot
-//! change in a running process: such changes are reported as warnings and
-//! take effect on restart or graceful upgrade.
+//! Listeners (addresses, TLS on or off, `client_auth`, `min_version`,
+//! `http2`), the admin address and server settings cannot change in a
+//! running process: such changes are reported as warnings and take effect
+//! on restart or graceful upgrade.
+//!
+//! [`Engine::install`]: crate::control::engine::Engine::install
 
 use crate::config::{self, ConfigErrors, Snapshot};
 use crate::control::engine::InstallReport;
 use crate::discovery::Discovery;
 use crate::stats::clock;
 use crate::telemetry::metrics::Metrics;
+use crate::tls::renewal::ServedCertificates;
 use notify::{RecursiveMode, Watcher};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -62,6 +68,7 @@ pub struct ReloadStatus {
 pub struct Reloader {
     path: PathBuf,
     discovery: Arc<Discovery>,
+    certificates: Arc<ServedCertificates>,
     metrics: Arc<Metrics>,
     /// Held for a whole reload so two triggers never interleave.
     state: Mutex<ReloaderState>,
@@ -88,6 +95,7 @@ impl Reloader {
         path: &Path,
         running: Arc<Snapshot>,
         discovery: Arc<Discovery>,
+        certificates: Arc<ServedCertificates>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let running_hash = config::read_config(path)
@@ -96,6 +104,7 @@ impl Reloader {
         Self {
             path: path.to_path_buf(),
             discovery,
+            certificates,
             metrics,
             state: Mutex::new(ReloaderState {
                 status: ReloadStatus {
@@ -152,6 +161,7 @@ impl Reloader {
             Err(errors) => return self.reject(&mut state, trigger, errors),
         };
         let warnings = restart_only_changes(&state.started_with, &snapshot);
+        self.certificates.install(&snapshot);
         let report = self.discovery.install(snapshot, clock::now_ms());
         state.running_hash = hash;
         state.status.generation += 1;
@@ -249,13 +259,17 @@ fn restart_only_changes(running: &Snapshot, new: &Snapshot) -> Vec<String> {
             .map(|l| match &l.tls {
                 None => l.address.to_string(),
                 Some(tls) => format!(
-                    "{} tls({}{})",
+                    "{} tls(min {}{}{})",
                     l.address,
-                    tls.cert_files
-                        .iter()
-                        .map(|f| f.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    tls.min_version.as_str(),
+                    match &tls.client_auth {
+                        Some(auth) => format!(
+                            ",client_auth {}{}",
+                            auth.ca_file.display(),
+                            if auth.required { "" } else { " optional" }
+                        ),
+                        None => String::new(),
+                    },
                     if tls.http2 { ",h2" } else { "" }
                 ),
             })
@@ -313,7 +327,14 @@ mod tests {
             metrics.clone(),
             decisions,
         ));
-        let reloader = Arc::new(Reloader::new(&path, snapshot, discovery, metrics));
+        let certificates = Arc::new(ServedCertificates::new(&snapshot, metrics.clone()));
+        let reloader = Arc::new(Reloader::new(
+            &path,
+            snapshot,
+            discovery,
+            certificates,
+            metrics,
+        ));
         assert!(!reloader.changed_on_disk());
 
         // Changed after loading, before anything watches the file.

@@ -1,5 +1,6 @@
 //! Assembling and running the Pingora server from a [`Snapshot`]: the proxy
-//! service with its plain and TLS listeners (certificates chosen by SNI, h2
+//! service with its plain and TLS listeners (certificates chosen by SNI and
+//! renewed in place, client certificates checked when configured, h2
 //! offered by ALPN; plain listeners with `h2c` served by a second proxy
 //! service that also takes HTTP/2 with prior knowledge), and the admin
 //! service.
@@ -13,7 +14,7 @@
 //! process.
 
 use crate::admin::{AdminApp, Guard};
-use crate::config::Snapshot;
+use crate::config::{Snapshot, TlsVersion};
 use crate::control::engine::Engine;
 use crate::discovery::Discovery;
 use crate::probes::health::HealthLoop;
@@ -24,7 +25,8 @@ use crate::stats::clock;
 use crate::stats::live::LiveState;
 use crate::telemetry::decisions::DecisionLog;
 use crate::telemetry::metrics::Metrics;
-use crate::tls::sni::SniResolver;
+use crate::tls::policy::VersionCheck;
+use crate::tls::renewal::ServedCertificates;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::connectors::TransportConnector;
@@ -175,6 +177,19 @@ impl BackgroundService for DiscoveryLoop {
     }
 }
 
+/// Keeps the TLS listeners' certificates current until shutdown.
+struct CertificateRenewalLoop(Arc<ServedCertificates>);
+
+#[async_trait]
+impl BackgroundService for CertificateRenewalLoop {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        tokio::select! {
+            () = self.0.clone().watch() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 /// How to start a [`ProxyServer`].
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
@@ -270,6 +285,7 @@ impl ProxyServer {
         };
         // Pingora's h2c switch is per service: the listeners that take h2c
         // are served by a second service of the same proxy.
+        let certificates = Arc::new(ServedCertificates::new(&snapshot, metrics.clone()));
         let mut proxy = proxy_service("ballast proxy", false);
         let mut h2c_proxy = proxy_service("ballast proxy h2c", true);
         for listener in &snapshot.listeners {
@@ -278,12 +294,24 @@ impl ProxyServer {
                 None if listener.h2c => h2c_proxy.add_tcp(&addr),
                 None => proxy.add_tcp(&addr),
                 Some(tls) => {
-                    let mut settings =
-                        TlsSettings::intermediate("", "").map_err(|e| StartError::Tls {
-                            addr: listener.address,
-                            message: e.to_string(),
-                        })?;
-                    settings.set_cert_resolver(Arc::new(SniResolver::new(tls)));
+                    let tls_error = |message: String| StartError::Tls {
+                        addr: listener.address,
+                        message,
+                    };
+                    let settings = match tls.min_version {
+                        TlsVersion::Tls12 => TlsSettings::intermediate("", ""),
+                        TlsVersion::Tls13 => TlsSettings::with_callbacks(Box::new(VersionCheck {
+                            min_version: tls.min_version,
+                        })),
+                    };
+                    let mut settings = settings.map_err(|e| tls_error(e.to_string()))?;
+                    let resolver = certificates.resolver(listener.address).ok_or_else(|| {
+                        tls_error("no certificates were loaded for it".to_string())
+                    })?;
+                    settings.set_cert_resolver(resolver);
+                    if let Some(client_auth) = &tls.client_auth {
+                        settings.set_client_cert_verifier(client_auth.verifier.clone());
+                    }
                     if tls.http2 {
                         settings.enable_h2();
                     }
@@ -295,6 +323,10 @@ impl ProxyServer {
         if snapshot.listeners.iter().any(|l| l.h2c) {
             server.add_service(h2c_proxy);
         }
+        server.add_service(background_service(
+            "ballast certificate renewal",
+            CertificateRenewalLoop(certificates.clone()),
+        ));
         server.add_service(background_service(
             "ballast health checks",
             HealthLoop {
@@ -322,6 +354,7 @@ impl ProxyServer {
                 path,
                 snapshot.clone(),
                 discovery.clone(),
+                certificates.clone(),
                 metrics.clone(),
             ))
         });

@@ -33,7 +33,9 @@ pub fn load_ca_bundle(path: &Path) -> Result<Vec<CertificateDer<'static>>, Strin
     load_chain(path)
 }
 
-fn certify(
+/// Check that `chain` and `key_der` belong together and make the pair
+/// rustls serves.
+pub fn certify(
     chain: Vec<CertificateDer<'static>>,
     key_der: PrivateKeyDer<'static>,
     cert: &Path,
@@ -93,6 +95,23 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
         ),
         other => format!("{} is not a valid PEM private key: {other}", path.display()),
     })
+}
+
+/// Check that a certificate's leaf is valid for a configured server name:
+/// an exact name, or a `*.suffix` wildcard (then the certificate must cover
+/// any one label under the suffix).
+pub fn cert_covers_server_name(certified: &CertifiedKey, server_name: &str) -> bool {
+    match server_name.strip_prefix('*') {
+        Some(suffix) => cert_covers_name(certified, &format!("sni-check{suffix}")),
+        None => cert_covers_name(certified, server_name),
+    }
+}
+
+/// The leaf certificate's `notAfter`, as Unix seconds.
+pub fn not_after(certified: &CertifiedKey) -> Option<i64> {
+    let leaf = certified.cert.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
 }
 
 /// Check that a certificate's leaf is valid for a DNS name (wildcards in the

@@ -145,6 +145,22 @@ pub struct RawTls {
     pub sni: Vec<RawSniCert>,
     /// Offer h2 by ALPN (default true).
     pub http2: Option<bool>,
+    /// Ask clients for a certificate signed by a CA in a bundle (mutual TLS).
+    pub client_auth: Option<RawClientAuth>,
+    /// The oldest TLS version accepted: "1.2" (default) or "1.3".
+    pub min_version: Option<String>,
+}
+
+/// Mutual TLS on a listener.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    /// PEM bundle of the CA certificates client certificates must chain to;
+    /// relative to the configuration file.
+    pub ca: String,
+    /// Refuse clients without a certificate (default true); when false, a
+    /// client may present none, but one it presents must be valid.
+    pub required: Option<bool>,
 }
 
 /// A certificate served when the client's SNI matches one of its names.

@@ -119,13 +119,62 @@ pub struct Listener {
 #[derive(Debug, Clone)]
 pub struct Tls {
     /// Served when the client sends no SNI or an unknown name.
-    pub default_cert: Arc<CertifiedKey>,
-    /// Lower-case server names (or `*.suffix` wildcards) and their certificates.
-    pub sni: Vec<(String, Arc<CertifiedKey>)>,
+    pub default_cert: ServedCert,
+    /// Certificates chosen by SNI, in configuration order.
+    pub sni: Vec<ServedCert>,
     /// Offer h2 by ALPN (on by default).
     pub http2: bool,
-    /// The files the certificates came from, for display.
-    pub cert_files: Vec<PathBuf>,
+    /// Client certificates asked for (mutual TLS), if configured.
+    pub client_auth: Option<ClientAuth>,
+    /// The oldest TLS version a client may use.
+    pub min_version: TlsVersion,
+}
+
+impl Tls {
+    /// Every certificate, the default first.
+    pub fn certs(&self) -> impl Iterator<Item = &ServedCert> {
+        std::iter::once(&self.default_cert).chain(&self.sni)
+    }
+}
+
+/// A certificate a listener serves: its files, the names it is chosen for
+/// and the checked pair as loaded.
+#[derive(Debug, Clone)]
+pub struct ServedCert {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Lower-case server names or `*.suffix` wildcards, each checked to be
+    /// covered by the certificate; empty for the listener's default.
+    pub server_names: Vec<String>,
+    pub key: Arc<CertifiedKey>,
+}
+
+/// Mutual TLS on a listener: client certificates are checked against a CA
+/// bundle.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    pub ca_file: PathBuf,
+    /// Refuse clients that present no certificate (a presented certificate
+    /// is always checked).
+    pub required: bool,
+    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+}
+
+/// A TLS protocol version a listener accepts at the least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        }
+    }
 }
 
 /// The admin endpoint.

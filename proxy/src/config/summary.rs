@@ -49,11 +49,17 @@ fn write_listener(out: &mut String, l: &ListenerView) {
             let _ = writeln!(out, "  {} http{h2c}", l.address);
         }
         Some(tls) => {
+            let mtls = match (&tls.client_ca, tls.client_cert_required) {
+                (None, _) => "",
+                (Some(_), true) => " mtls",
+                (Some(_), false) => " mtls-optional",
+            };
             let _ = writeln!(
                 out,
-                "  {} https{} ({} certificate file{}, {} SNI name{})",
+                "  {} https{}{mtls} min TLS {} ({} certificate file{}, {} SNI name{})",
                 l.address,
                 if tls.http2 { " h2" } else { "" },
+                tls.min_version,
                 tls.cert_files.len(),
                 plural(tls.cert_files.len()),
                 tls.sni.len(),

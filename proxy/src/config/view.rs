@@ -35,6 +35,11 @@ pub struct TlsView {
     /// The server names certificates are chosen by.
     pub sni: Vec<String>,
     pub http2: bool,
+    /// The CA bundle client certificates are checked against (mutual TLS).
+    pub client_ca: Option<String>,
+    /// Whether a client must present a certificate.
+    pub client_cert_required: bool,
+    pub min_version: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -331,12 +336,21 @@ impl ListenerView {
             address: l.address.to_string(),
             tls: l.tls.as_ref().map(|tls| TlsView {
                 cert_files: tls
-                    .cert_files
-                    .iter()
-                    .map(|f| f.display().to_string())
+                    .certs()
+                    .map(|c| c.cert_file.display().to_string())
                     .collect(),
-                sni: tls.sni.iter().map(|(name, _)| name.clone()).collect(),
+                sni: tls
+                    .sni
+                    .iter()
+                    .flat_map(|c| c.server_names.iter().cloned())
+                    .collect(),
                 http2: tls.http2,
+                client_ca: tls
+                    .client_auth
+                    .as_ref()
+                    .map(|auth| auth.ca_file.display().to_string()),
+                client_cert_required: tls.client_auth.as_ref().is_some_and(|auth| auth.required),
+                min_version: tls.min_version.as_str(),
             }),
             h2c: l.h2c,
         }

@@ -46,6 +46,7 @@ use crate::routing::table::RequestView;
 use crate::stats::clock;
 use crate::telemetry::decisions::DecisionLog;
 use crate::telemetry::metrics::Metrics;
+use crate::tls::policy::BelowMinVersion;
 use crate::tls::upstream::backend_peer;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -117,6 +118,16 @@ impl BallastProxy {
     }
 }
 
+/// The mark of a TLS connection below its listener's `min_version`.
+fn below_min_tls_version(session: &Session) -> Option<&BelowMinVersion> {
+    session
+        .digest()?
+        .ssl_digest
+        .as_ref()?
+        .extension
+        .get::<BelowMinVersion>()
+}
+
 #[async_trait]
 impl ProxyHttp for BallastProxy {
     type CTX = RequestCtx;
@@ -139,6 +150,18 @@ impl ProxyHttp for BallastProxy {
         let req = session.req_header();
         ctx.request_id = self.request_ids.keep_or_make(req);
         let routing = self.routing.load_full();
+        if let Some(below) = below_min_tls_version(session) {
+            let id = ctx.request_id.clone();
+            let message = format!(
+                "TLS {} or newer is required on this listener (the connection negotiated {})",
+                below.min_version.as_str(),
+                below.negotiated
+            );
+            ctx.routing = Some(routing);
+            session.set_keepalive(None);
+            respond_plain(session, 426, &id, &message, None, None).await;
+            return Ok(true);
+        }
         if let Some((status, message)) = over_limit(req, &routing.snapshot.server.limits) {
             let id = ctx.request_id.clone();
             ctx.routing = Some(routing);

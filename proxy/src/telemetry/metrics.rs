@@ -40,6 +40,11 @@ pub struct Metrics {
     pub retries_budget_exhausted: IntCounterVec,
     /// Configuration reloads, by result (`ok`, `failed`).
     pub reloads: IntCounterVec,
+    /// Changed certificate files on a TLS listener, by result (`ok`: now
+    /// served, `failed`: refused, the previous pair stays).
+    pub tls_certificate_reloads: IntCounterVec,
+    /// Each served certificate's `notAfter` (Unix seconds), by listener and name.
+    pub tls_certificate_expiry: GaugeVec,
     /// Requests refused because a residency fence left no allowed backend.
     pub residency_rejections: IntCounterVec,
     /// Canary breakers opened, by pool.
@@ -173,6 +178,16 @@ impl Metrics {
             "Configuration reloads, by result",
             &["result"],
         );
+        let tls_certificate_reloads = counter(
+            "tls_certificate_reloads_total",
+            "Certificate files of TLS listeners that changed on disk, by result (ok: served from the next handshake; failed: refused, the previous pair stays)",
+            &["result"],
+        );
+        let tls_certificate_expiry = gauge(
+            "tls_certificate_expiry_seconds",
+            "When each certificate a TLS listener serves expires (its notAfter, Unix seconds), by listener and name (default, or its server names)",
+            &["listener", "name"],
+        );
         let residency_rejections = counter(
             "residency_rejections_total",
             "Requests answered 503 because no backend in the client's allowed regions was available",
@@ -293,7 +308,9 @@ impl Metrics {
             "Addresses a backend entry named by DNS stands for now (its last good resolution)",
             &["pool", "name"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 32] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 34] = [
+            Box::new(tls_certificate_reloads.clone()),
+            Box::new(tls_certificate_expiry.clone()),
             Box::new(discovery_resolutions.clone()),
             Box::new(discovery_addresses.clone()),
             Box::new(rw_requests.clone()),
@@ -344,6 +361,8 @@ impl Metrics {
             retries,
             retries_budget_exhausted,
             reloads,
+            tls_certificate_reloads,
+            tls_certificate_expiry,
             residency_rejections,
             canary_trips,
             region_spill,

@@ -1,11 +1,12 @@
 //! `listeners`: addresses, and per listener the TLS certificates (default and
-//! by SNI), each checked to cover the names it is served for.
+//! by SNI), each checked to cover the names it is served for, the CA bundle
+//! client certificates are checked against (`client_auth`) and the minimum
+//! TLS version.
 
 use super::fields::Checker;
-use crate::config::certs::{cert_covers_name, load_certified_key};
+use crate::config::certs::{cert_covers_server_name, load_ca_bundle, load_certified_key};
 use crate::config::raw::*;
 use crate::config::snapshot::*;
-use rustls::sign::CertifiedKey;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -54,27 +55,58 @@ pub(super) fn binds_overlap(a: std::net::SocketAddr, b: std::net::SocketAddr) ->
 }
 
 fn compile_tls(c: &mut Checker, path: &str, raw: &RawTls) -> Option<Tls> {
-    let default_cert = match load_certified_key(&c.resolve(&raw.cert), &c.resolve(&raw.key)) {
-        Ok(cert) => Some(cert),
-        Err(message) => {
-            c.error(format!("{path}.cert"), message);
-            None
-        }
-    };
-    let mut cert_files = vec![c.resolve(&raw.cert)];
+    let errors_before = c.errors.len();
+    let default_cert = load_pair(c, path, &raw.cert, &raw.key);
     let mut sni = Vec::new();
     let mut names_seen = HashSet::new();
     for (i, entry) in raw.sni.iter().enumerate() {
-        cert_files.push(c.resolve(&entry.cert));
         let entry_path = format!("{path}.sni[{i}]");
-        compile_sni_entry(c, &entry_path, entry, &mut names_seen, &mut sni);
+        if let Some(served) = compile_sni_entry(c, &entry_path, entry, &mut names_seen) {
+            sni.push(served);
+        }
+    }
+    let client_auth = raw
+        .client_auth
+        .as_ref()
+        .and_then(|auth| compile_client_auth(c, &format!("{path}.client_auth"), auth));
+    let min_version = match raw.min_version.as_deref() {
+        None | Some("1.2") => TlsVersion::Tls12,
+        Some("1.3") => TlsVersion::Tls13,
+        Some(other) => {
+            c.error(
+                format!("{path}.min_version"),
+                format!("unknown TLS version \"{other}\" (expected \"1.2\" or \"1.3\")"),
+            );
+            TlsVersion::Tls12
+        }
+    };
+    if c.errors.len() > errors_before {
+        return None;
     }
     Some(Tls {
         default_cert: default_cert?,
         sni,
         http2: raw.http2.unwrap_or(true),
-        cert_files,
+        client_auth,
+        min_version,
     })
+}
+
+/// A certificate and its key, read and checked to belong together.
+fn load_pair(c: &mut Checker, path: &str, cert: &str, key: &str) -> Option<ServedCert> {
+    let (cert_file, key_file) = (c.resolve(cert), c.resolve(key));
+    match load_certified_key(&cert_file, &key_file) {
+        Ok(key) => Some(ServedCert {
+            cert_file,
+            key_file,
+            server_names: Vec::new(),
+            key,
+        }),
+        Err(message) => {
+            c.error(format!("{path}.cert"), message);
+            None
+        }
+    }
 }
 
 /// One `sni` entry: its certificate and the server names it is served for,
@@ -84,15 +116,8 @@ fn compile_sni_entry(
     entry_path: &str,
     entry: &RawSniCert,
     names_seen: &mut HashSet<String>,
-    sni: &mut Vec<(String, Arc<CertifiedKey>)>,
-) {
-    let cert = match load_certified_key(&c.resolve(&entry.cert), &c.resolve(&entry.key)) {
-        Ok(cert) => cert,
-        Err(message) => {
-            c.error(format!("{entry_path}.cert"), message);
-            return;
-        }
-    };
+) -> Option<ServedCert> {
+    let mut served = load_pair(c, entry_path, &entry.cert, &entry.key)?;
     if entry.server_names.is_empty() {
         c.error(
             format!("{entry_path}.server_names"),
@@ -114,21 +139,66 @@ fn compile_sni_entry(
             c.error(name_path, format!("server name \"{name}\" is listed twice"));
             continue;
         }
-        let probe = match name.strip_prefix('*') {
-            Some(suffix) => format!("sni-check{suffix}"),
-            None => name.clone(),
-        };
-        if !cert_covers_name(&cert, &probe) {
+        if !cert_covers_server_name(&served.key, &name) {
             c.error(
                 name_path,
                 format!("certificate {} is not valid for \"{name}\"", entry.cert),
             );
             continue;
         }
-        let key = match name.strip_prefix('*') {
-            Some(suffix) => format!("*{suffix}"),
-            None => name,
-        };
-        sni.push((key, cert.clone()));
+        served.server_names.push(name);
+    }
+    Some(served)
+}
+
+/// `client_auth`: the CA bundle client certificates are checked against.
+fn compile_client_auth(c: &mut Checker, path: &str, raw: &RawClientAuth) -> Option<ClientAuth> {
+    let ca_file = c.resolve(&raw.ca);
+    let roots = match load_ca_bundle(&ca_file) {
+        Ok(roots) => roots,
+        Err(message) => {
+            c.error(format!("{path}.ca"), message);
+            return None;
+        }
+    };
+    let mut store = rustls::RootCertStore::empty();
+    for (i, root) in roots.into_iter().enumerate() {
+        if let Err(e) = store.add(root) {
+            c.error(
+                format!("{path}.ca"),
+                format!(
+                    "{}: certificate #{} cannot be a trust anchor: {e}",
+                    ca_file.display(),
+                    i + 1
+                ),
+            );
+            return None;
+        }
+    }
+    let required = raw.required.unwrap_or(true);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider);
+    let builder = if required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    match builder.build() {
+        Ok(verifier) => Some(ClientAuth {
+            ca_file,
+            required,
+            verifier,
+        }),
+        Err(e) => {
+            c.error(
+                format!("{path}.ca"),
+                format!(
+                    "cannot check client certificates against {}: {e}",
+                    ca_file.display()
+                ),
+            );
+            None
+        }
     }
 }
