@@ -12,6 +12,7 @@ mod admin;
 mod cli;
 mod client_faults;
 mod config;
+mod connection_limits;
 mod dashboard;
 mod discovery;
 mod docs;

@@ -4,11 +4,13 @@
 //! request is matched to a route ([`routing::table`]), a backend is chosen by
 //! the pure picker ([`routing::picker`]) from the weights the control loop
 //! ([`control`]) publishes, and [`proxy`] glues that into Pingora.
-//! [`server`] assembles listeners, TLS and the admin endpoint.
+//! [`server`] assembles listeners, TLS and the admin endpoint;
+//! [`connections`] limits client connections and bounds their idle time.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
+pub mod connections;
 pub mod control;
 pub mod discovery;
 pub mod probes;

@@ -37,6 +37,8 @@ mod retries;
 pub use context::RequestCtx;
 
 use crate::config::PoolId;
+use crate::connections::connection_key;
+use crate::connections::first_request::FirstRequests;
 use crate::routing::explain::explain_pick;
 use crate::routing::read_write::{classify, RequestKind};
 use crate::routing::retry::another_backend_remains;
@@ -89,6 +91,8 @@ pub struct BallastProxy {
     /// How long an idle client connection waits for its next request, in
     /// whole seconds (fixed at start, like the other server settings).
     keepalive_secs: u64,
+    /// Connections still within their header deadline; told of each request.
+    first_requests: Arc<FirstRequests>,
 }
 
 impl BallastProxy {
@@ -97,9 +101,11 @@ impl BallastProxy {
         metrics: Arc<Metrics>,
         decisions: Arc<DecisionLog>,
         keepalive_timeout: std::time::Duration,
+        first_requests: Arc<FirstRequests>,
     ) -> Self {
         Self {
             keepalive_secs: keepalive_timeout.as_secs().max(1),
+            first_requests,
             routing,
             request_ids: RequestIds::new(),
             metrics,
@@ -130,6 +136,10 @@ impl ProxyHttp for BallastProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // A complete request header: its connection's header deadline is met.
+        if let Some(key) = connection_key(session.client_addr(), session.server_addr()) {
+            self.first_requests.seen(key);
+        }
         // Pingora keeps a reused HTTP/1.1 connection open for the next
         // request indefinitely; bound it (a connection the client asked to
         // close stays so).
