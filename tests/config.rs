@@ -1143,7 +1143,10 @@ fn client_connection_settings_have_defaults_and_bounds() {
     let snap = load_str(MINIMAL, Path::new(".")).unwrap();
     assert_eq!(snap.server.header_timeout, Duration::from_secs(10));
     assert_eq!(snap.server.max_connections, None, "derived at start");
-    assert_eq!(snap.server.max_client_connections, 0, "no limit per address");
+    assert_eq!(
+        snap.server.max_client_connections, 0,
+        "no limit per address"
+    );
     assert_eq!(snap.server.h2_max_concurrent_streams, 100);
 
     let set = format!(

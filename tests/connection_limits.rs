@@ -75,7 +75,10 @@ async fn start_h2(
 
 /// How long until the server closes `stream` (what it sends is read and
 /// dropped); `None` if it is still open after [`WITHIN`].
-async fn time_to_close(stream: &mut (impl AsyncRead + Unpin), started: Instant) -> Option<Duration> {
+async fn time_to_close(
+    stream: &mut (impl AsyncRead + Unpin),
+    started: Instant,
+) -> Option<Duration> {
     let mut buf = [0u8; 4096];
     let closed = tokio::time::timeout(WITHIN, async {
         while let Ok(n) = stream.read(&mut buf).await {
@@ -90,7 +93,10 @@ async fn time_to_close(stream: &mut (impl AsyncRead + Unpin), started: Instant) 
 
 fn assert_closed_by_the_deadline(closed: Option<Duration>, what: &str) {
     let after = closed.unwrap_or_else(|| panic!("{what}: still open after {WITHIN:?}"));
-    assert!(after >= NOT_BEFORE, "{what}: closed too early, after {after:?}");
+    assert!(
+        after >= NOT_BEFORE,
+        "{what}: closed too early, after {after:?}"
+    );
 }
 
 /// One HTTP/2 frame: (type, flags, stream, payload).
@@ -153,7 +159,10 @@ async fn wait_for_metric(admin: SocketAddr, series: &str, value: u64) {
         if now == value {
             return;
         }
-        assert!(Instant::now() < deadline, "{series} stays {now}, expected {value}");
+        assert!(
+            Instant::now() < deadline,
+            "{series} stays {now}, expected {value}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -321,7 +330,11 @@ async fn one_address_over_max_client_connections_is_refused_while_others_are_ser
     let again = connect_from([127, 0, 0, 1], p.listen).await;
     assert_eq!(status_of_get(again).await, "HTTP/1.1 200 OK");
     assert_eq!(metric(p.admin, &refused("max_connections")).await, 0);
-    assert_eq!(o.stats.total(), 2, "the refused connection reached no origin");
+    assert_eq!(
+        o.stats.total(),
+        2,
+        "the refused connection reached no origin"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,7 +142,11 @@ mod tests {
         let mut waiting = registry.expect(key(1000));
         waiting.overdue(Duration::from_millis(50)).await;
         drop(waiting);
-        assert_eq!(registry.len(), 0, "the overdue connection left the registry");
+        assert_eq!(
+            registry.len(),
+            0,
+            "the overdue connection left the registry"
+        );
     }
 
     #[tokio::test]
@@ -151,9 +155,11 @@ mod tests {
         let mut waiting = registry.expect(key(1000));
         let _other = registry.expect(key(1001));
         registry.seen(key(1000));
-        let lifted =
-            tokio::time::timeout(Duration::from_millis(300), waiting.overdue(Duration::from_millis(50)))
-                .await;
+        let lifted = tokio::time::timeout(
+            Duration::from_millis(300),
+            waiting.overdue(Duration::from_millis(50)),
+        )
+        .await;
         assert!(lifted.is_err(), "never overdue after its first request");
         assert_eq!(registry.len(), 1, "only the other connection still waits");
     }

@@ -141,7 +141,10 @@ mod tests {
         assert_eq!(counts.admit(ip(2)).err(), Some(Refusal::MaxConnections));
         drop(first);
         assert!(counts.admit(ip(2)).is_ok());
-        assert!(counts.per_client.is_empty(), "no per-client map without a per-client limit");
+        assert!(
+            counts.per_client.is_empty(),
+            "no per-client map without a per-client limit"
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub fn raise_open_file_limit() -> Option<u64> {
     if limit.maximum.is_some() && limit.current < limit.maximum {
         raised.current = limit.maximum;
         if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!("cannot raise the open-file limit from {before:?} to {:?}: {e}", limit.maximum);
+            tracing::warn!(
+                "cannot raise the open-file limit from {before:?} to {:?}: {e}",
+                limit.maximum
+            );
             raised.current = before;
         }
     }
