@@ -356,17 +356,46 @@ async fn connections_over_max_connections_are_refused_from_any_address() {
     assert_eq!(o.stats.total(), 1);
 }
 
+/// HEADERS for GET / on stream `id`, as [`GET_ON_STREAM_1`].
+fn get_on_stream(id: u32) -> Vec<u8> {
+    let mut frame = GET_ON_STREAM_1.to_vec();
+    frame[5..9].copy_from_slice(&id.to_be_bytes());
+    frame
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_clients_are_told_the_configured_stream_limit() {
-    let o = origin_named("o").await;
+async fn http2_clients_are_told_the_stream_limit_and_a_stream_over_it_is_refused() {
+    let o = origin_with_latency("o", Duration::from_secs(1)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (_ballast, h2c, _, _, _) = start_h2(&o, "h2_max_concurrent_streams: 7", dir.path()).await;
+    let (_ballast, h2c, _, _, _) = start_h2(&o, "h2_max_concurrent_streams: 2", dir.path()).await;
     let mut stream = TcpStream::connect(h2c).await.unwrap();
     let settings = h2_handshake(&mut stream).await;
     let max_streams = settings.chunks_exact(6).find_map(|entry| {
         (u16::from_be_bytes([entry[0], entry[1]]) == 3)
             .then(|| u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]))
     });
-    assert_eq!(max_streams, Some(7), "SETTINGS_MAX_CONCURRENT_STREAMS");
-    h2_get(&mut stream).await;
+    assert_eq!(max_streams, Some(2), "SETTINGS_MAX_CONCURRENT_STREAMS");
+    // Three streams at once to a slow origin: the third is refused, the
+    // first two are answered.
+    for id in [1, 3, 5] {
+        stream.write_all(&get_on_stream(id)).await.unwrap();
+    }
+    let (mut answered, mut refused) = (Vec::new(), Vec::new());
+    tokio::time::timeout(WITHIN, async {
+        while answered.len() + refused.len() < 3 {
+            let (kind, flags, id, payload) = read_frame(&mut stream).await.expect("a frame");
+            match kind {
+                0 | 1 if flags & 1 == 1 => answered.push(id),
+                // RST_STREAM with REFUSED_STREAM (7).
+                3 if payload == [0, 0, 0, 7] => refused.push(id),
+                3 | 7 => panic!("unexpected reset or GOAWAY on {id}: {payload:?}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("every stream answered or refused in time");
+    answered.sort_unstable();
+    assert_eq!((answered, refused), (vec![1, 3], vec![5]));
+    assert_eq!(o.stats.total(), 2, "the refused stream reached no origin");
 }
