@@ -233,14 +233,11 @@ async fn idle_http2_connections_are_closed_after_the_keepalive_timeout() {
     assert_eq!(o.stats.total(), 2, "both requests were served");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_header_dribbled_byte_by_byte_is_cut_off_at_the_header_timeout() {
-    let o = origin_named("o").await;
-    let p = start(&o, "header_timeout: 1s").await;
-    let stream = TcpStream::connect(p.listen).await.unwrap();
+/// Dribble a request header that never ends on `stream`, one byte every
+/// 200 ms (each read makes progress); how long until the server closes it.
+async fn dribble_until_closed(stream: TcpStream) -> Option<Duration> {
     let started = Instant::now();
     let (mut reader, mut writer) = stream.into_split();
-    // One byte every 200 ms: each read makes progress, the header never ends.
     let dribble = tokio::spawn(async move {
         let header = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Slow: {}", "a".repeat(100));
         for byte in header.as_bytes() {
@@ -251,16 +248,46 @@ async fn a_request_header_dribbled_byte_by_byte_is_cut_off_at_the_header_timeout
         }
     });
     let closed = time_to_close(&mut reader, started).await;
-    assert_closed_by_the_deadline(closed, "a dribbled header");
     dribble.abort();
+    closed
+}
+
+const CLOSED_BY_HEADER_TIMEOUT: &str =
+    "ballast_client_connections_closed_total{reason=\"header_timeout\"} ";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_header_dribbled_byte_by_byte_is_cut_off_at_the_header_timeout() {
+    let o = origin_named("o").await;
+    let p = start(&o, "header_timeout: 1s").await;
+    let stream = TcpStream::connect(p.listen).await.unwrap();
+    let closed = dribble_until_closed(stream).await;
+    assert_closed_by_the_deadline(closed, "a dribbled header");
     assert_eq!(o.stats.total(), 0);
-    wait_for_metric(
-        p.admin,
-        "ballast_client_connections_closed_total{reason=\"header_timeout\"} ",
-        1,
-    )
-    .await;
+    wait_for_metric(p.admin, CLOSED_BY_HEADER_TIMEOUT, 1).await;
     assert_eq!(get(p.listen, "x", "/after").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_dribbled_after_a_kept_alive_request_is_cut_off_too() {
+    let o = origin_named("o").await;
+    // The next header is due within keep-alive + header timeout (2 s).
+    let p = start(&o, "header_timeout: 1s, keepalive_timeout: 1s").await;
+    let mut stream = TcpStream::connect(p.listen).await.unwrap();
+    stream
+        .write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 4096];
+    let n = tokio::time::timeout(WITHIN, stream.read(&mut head))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&head[..n]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let closed = dribble_until_closed(stream).await;
+    assert_closed_by_the_deadline(closed, "a header dribbled after a request");
+    assert_eq!(o.stats.total(), 1);
+    wait_for_metric(p.admin, CLOSED_BY_HEADER_TIMEOUT, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,12 +303,7 @@ async fn a_silent_connection_is_closed_at_the_header_timeout_plain_and_tls() {
         let closed = time_to_close(&mut silent, started).await;
         assert_closed_by_the_deadline(closed, &format!("a silent {what} connection"));
     }
-    wait_for_metric(
-        admin,
-        "ballast_client_connections_closed_total{reason=\"header_timeout\"} ",
-        2,
-    )
-    .await;
+    wait_for_metric(admin, CLOSED_BY_HEADER_TIMEOUT, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@
 
 use crate::admin::{AdminApp, Guard};
 use crate::config::{ServerSettings, Snapshot};
-use crate::connections::first_request::{FirstByteDeadline, FirstRequests};
+use crate::connections::header_deadline::{FirstByteDeadline, HeaderDeadlines};
 use crate::connections::limits::ConnectionCounts;
 use crate::connections::{open_files, ClientConnections, Gate};
 use crate::control::engine::Engine;
@@ -214,8 +214,10 @@ fn client_connections(settings: &ServerSettings, metrics: &Arc<Metrics>) -> Arc<
             settings.max_client_connections,
             metrics.clone(),
         )),
-        first_requests: Arc::new(FirstRequests::default()),
-        header_timeout: settings.header_timeout,
+        header_deadlines: Arc::new(HeaderDeadlines::new(
+            settings.header_timeout,
+            settings.keepalive_timeout,
+        )),
         metrics: metrics.clone(),
     })
 }
@@ -305,7 +307,7 @@ impl ProxyServer {
                 metrics.clone(),
                 decisions.clone(),
                 settings.keepalive_timeout,
-                clients.first_requests.clone(),
+                clients.header_deadlines.clone(),
             );
             let mut proxy = HttpProxy::new(app, server.configuration.clone());
             let mut options = HttpServerOptions::default();

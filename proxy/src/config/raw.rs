@@ -183,7 +183,8 @@ pub struct RawServer {
     /// HTTP/2 with no open stream) is kept open (default 60s, at least 1s).
     pub keepalive_timeout: Option<String>,
     /// How long a new client connection may take to send its first
-    /// complete request header, in total (default 10s, 100ms..1h).
+    /// complete request header, in total (default 10s, 100ms..1h); a later
+    /// HTTP/1.1 request's header is due within keepalive_timeout plus this.
     pub header_timeout: Option<String>,
     /// Client connections open at once in the process, over all listeners
     /// (default: half the open-file limit less 256, at least 64).

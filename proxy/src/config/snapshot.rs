@@ -151,7 +151,8 @@ pub struct ServerSettings {
     /// (HTTP/1.1) or stream (HTTP/2).
     pub keepalive_timeout: Duration,
     /// How long a new client connection may take, in total, to deliver its
-    /// first complete request header.
+    /// first complete request header (a later HTTP/1.1 one: this plus
+    /// `keepalive_timeout`).
     pub header_timeout: Duration,
     /// Client connections open at once in the process; `None` derives it at
     /// start from the open-file limit.

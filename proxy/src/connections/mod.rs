@@ -5,30 +5,28 @@
 //! [`Gate`] wraps the proxy's Pingora application: every client connection
 //! (after its TLS handshake) passes through it. Over a limit it is closed
 //! at once, unread; otherwise it holds a [`limits::Slot`] until it closes,
-//! and is closed if its first request header is not complete within the
-//! header timeout. Idle connections after a request are Pingora's to close
-//! (`server.keepalive_timeout`, HTTP/1.1 and HTTP/2 alike).
+//! and is closed when its request header is overdue
+//! ([`header_deadline`]). Idle connections after a request are Pingora's to
+//! close (`server.keepalive_timeout`, HTTP/1.1 and HTTP/2 alike).
 
-pub mod first_request;
+pub mod header_deadline;
 pub mod limits;
 pub mod open_files;
 
 use crate::telemetry::metrics::Metrics;
 use async_trait::async_trait;
-use first_request::{ConnectionKey, FirstRequests, HEADER_TIMEOUT};
+use header_deadline::{ConnectionKey, HeaderDeadlines, HEADER_TIMEOUT};
 use limits::ConnectionCounts;
 use pingora::apps::ServerApp;
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// What every proxy service shares about client connections.
 pub struct ClientConnections {
     pub counts: Arc<ConnectionCounts>,
-    pub first_requests: Arc<FirstRequests>,
-    pub header_timeout: Duration,
+    pub header_deadlines: Arc<HeaderDeadlines>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -70,10 +68,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
         let Some(key) = key else {
             return serve.await;
         };
-        let mut first_request = self.clients.first_requests.expect(key);
+        let mut deadline = self.clients.header_deadlines.register(key);
         tokio::select! {
             served = serve => served,
-            () = first_request.overdue(self.clients.header_timeout) => {
+            () = deadline.passed() => {
                 self.clients
                     .metrics
                     .client_connections_closed
