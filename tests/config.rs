@@ -1140,3 +1140,37 @@ fn peak_ewma_is_a_mode_and_refuses_what_needs_weights() {
         vec!["pools.api.mode: priority tiers need an adaptive mode (latency or capacity); peak_ewma ignores them"]
     );
 }
+
+#[test]
+fn client_connection_settings_have_defaults_and_bounds() {
+    let snap = load_str(MINIMAL, Path::new(".")).unwrap();
+    assert_eq!(snap.server.header_timeout, Duration::from_secs(10));
+    assert_eq!(snap.server.max_connections, None, "derived at start");
+    assert_eq!(
+        snap.server.max_client_connections, 0,
+        "no limit per address"
+    );
+    assert_eq!(snap.server.h2_max_concurrent_streams, 100);
+
+    let set = format!(
+        "{MINIMAL}server: {{header_timeout: 2s, max_connections: 500, max_client_connections: 50, h2_max_concurrent_streams: 10}}\n"
+    );
+    let snap = load_str(&set, Path::new(".")).unwrap();
+    assert_eq!(snap.server.header_timeout, Duration::from_secs(2));
+    assert_eq!(snap.server.max_connections, Some(500));
+    assert_eq!(snap.server.max_client_connections, 50);
+    assert_eq!(snap.server.h2_max_concurrent_streams, 10);
+
+    let bad = format!(
+        "{MINIMAL}server: {{header_timeout: 10ms, max_connections: 0, max_client_connections: 20000000, h2_max_concurrent_streams: 0}}\n"
+    );
+    assert_eq!(
+        errors(&bad),
+        vec![
+            "server.header_timeout: must be between 100ms and 1h",
+            "server.max_connections: 0 is out of range (allowed 1 to 10000000)",
+            "server.max_client_connections: 20000000 is out of range (allowed 0, meaning no limit, to 10000000)",
+            "server.h2_max_concurrent_streams: 0 is out of range (allowed 1 to 1000)",
+        ]
+    );
+}

@@ -13,6 +13,7 @@ mod certificates;
 mod cli;
 mod client_faults;
 mod config;
+mod connection_limits;
 mod dashboard;
 mod discovery;
 mod docs;

@@ -4,13 +4,15 @@
 //! request is matched to a route ([`routing::table`]), a backend is chosen by
 //! the pure picker ([`routing::picker`]) from the weights the control loop
 //! ([`control`]) publishes, and [`proxy`] glues that into Pingora.
-//! [`server`] assembles listeners, TLS and the admin endpoint; [`check`] is
-//! the `ballast check` report.
+//! [`server`] assembles listeners, TLS and the admin endpoint;
+//! [`connections`] limits client connections and bounds their idle time;
+//! [`check`] is the `ballast check` report.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod check;
 pub mod config;
+pub mod connections;
 pub mod control;
 pub mod discovery;
 pub mod probes;

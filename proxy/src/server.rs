@@ -2,7 +2,8 @@
 //! service with its plain and TLS listeners (certificates chosen by SNI and
 //! renewed in place, client certificates checked when configured, h2
 //! offered by ALPN; plain listeners with `h2c` served by a second proxy
-//! service that also takes HTTP/2 with prior knowledge), and the admin
+//! service that also takes HTTP/2 with prior knowledge), each behind the
+//! client connection limits ([`crate::connections`]), and the admin
 //! service.
 //!
 //! Shutdown: SIGTERM and SIGINT drain gracefully: the listeners close, and
@@ -14,7 +15,10 @@
 //! process.
 
 use crate::admin::{AdminApp, Guard};
-use crate::config::{Snapshot, TlsVersion};
+use crate::config::{ServerSettings, Snapshot, TlsVersion};
+use crate::connections::header_deadline::{FirstByteDeadline, HeaderDeadlines};
+use crate::connections::limits::ConnectionCounts;
+use crate::connections::{open_files, ClientConnections, Gate};
 use crate::control::engine::Engine;
 use crate::discovery::Discovery;
 use crate::probes::health::HealthLoop;
@@ -31,7 +35,8 @@ use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::connectors::TransportConnector;
 use pingora::listeners::tls::TlsSettings;
-use pingora::proxy::ProxyServiceBuilder;
+use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -190,6 +195,48 @@ impl BackgroundService for CertificateRenewalLoop {
     }
 }
 
+/// Bytes of response an HTTP/2 stream may have buffered towards its
+/// client: with the streams limit, this bounds what a client that never
+/// opens its receive window can make Ballast hold.
+const H2_MAX_SEND_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Pingora's bounded HTTP/2 defaults (header list size), with the
+/// configured stream limit and a smaller send buffer per stream.
+fn h2_options(settings: &ServerSettings) -> H2Options {
+    let mut options = default_h2_options();
+    options.max_concurrent_streams(settings.h2_max_concurrent_streams);
+    options.max_send_buffer_size(H2_MAX_SEND_BUFFER_BYTES);
+    options
+}
+
+/// The connection limits and header deadline all proxy services share,
+/// after raising the open-file limit (which the default total limit is
+/// derived from).
+fn client_connections(settings: &ServerSettings, metrics: &Arc<Metrics>) -> Arc<ClientConnections> {
+    let open_file_limit = open_files::raise_open_file_limit();
+    let max_connections = settings
+        .max_connections
+        .unwrap_or_else(|| open_files::default_max_connections(open_file_limit));
+    tracing::info!(
+        max_connections,
+        max_client_connections = settings.max_client_connections,
+        header_timeout = ?settings.header_timeout,
+        "client connection limits"
+    );
+    Arc::new(ClientConnections {
+        counts: Arc::new(ConnectionCounts::new(
+            max_connections,
+            settings.max_client_connections,
+            metrics.clone(),
+        )),
+        header_deadlines: Arc::new(HeaderDeadlines::new(
+            settings.header_timeout,
+            settings.keepalive_timeout,
+        )),
+        metrics: metrics.clone(),
+    })
+}
+
 /// How to start a [`ProxyServer`].
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
@@ -268,26 +315,37 @@ impl ProxyServer {
             metrics.clone(),
             decisions.clone(),
         ));
+        let clients = client_connections(settings, &metrics);
         let proxy_service = |name: &str, h2c: bool| {
             let app = BallastProxy::new(
                 engine.state(),
                 metrics.clone(),
                 decisions.clone(),
-                snapshot.server.keepalive_timeout,
+                settings.keepalive_timeout,
+                clients.header_deadlines.clone(),
             );
-            let mut builder = ProxyServiceBuilder::new(&server.configuration, app).name(name);
-            if h2c {
-                let mut options = HttpServerOptions::default();
-                options.h2c = true;
-                builder = builder.server_options(options);
-            }
-            builder.build()
+            let mut proxy = HttpProxy::new(app, server.configuration.clone());
+            let mut options = HttpServerOptions::default();
+            options.h2c = h2c;
+            // An HTTP/2 connection with no open stream is idle like a
+            // kept-alive HTTP/1.1 one.
+            options.h2_idle_timeout = Some(settings.keepalive_timeout);
+            proxy.server_options = Some(options);
+            proxy.h2_options = Some(h2_options(settings));
+            proxy.handle_init_modules();
+            Service::new(name.to_string(), Gate::new(proxy, clients.clone()))
         };
         // Pingora's h2c switch is per service: the listeners that take h2c
         // are served by a second service of the same proxy.
         let certificates = Arc::new(ServedCertificates::new(&snapshot, metrics.clone()));
         let mut proxy = proxy_service("ballast proxy", false);
         let mut h2c_proxy = proxy_service("ballast proxy h2c", true);
+        proxy
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(FirstByteDeadline {
+                timeout: settings.header_timeout,
+                metrics: metrics.clone(),
+            }));
         for listener in &snapshot.listeners {
             let addr = listener.address.to_string();
             match &listener.tls {

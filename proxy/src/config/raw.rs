@@ -197,9 +197,22 @@ pub struct RawServer {
     pub threads: Option<usize>,
     /// On shutdown, how long in-flight requests get (default 10s).
     pub drain_timeout: Option<String>,
-    /// How long a client's idle HTTP/1.1 connection is kept open for its
-    /// next request (default 60s, at least 1s).
+    /// How long a client's idle connection (HTTP/1.1 between requests,
+    /// HTTP/2 with no open stream) is kept open (default 60s, at least 1s).
     pub keepalive_timeout: Option<String>,
+    /// How long a new client connection may take to send its first
+    /// complete request header, in total (default 10s, 100ms..1h); a later
+    /// HTTP/1.1 request's header is due within keepalive_timeout plus this.
+    pub header_timeout: Option<String>,
+    /// Client connections open at once in the process, over all listeners
+    /// (default: half the open-file limit less 256, at least 64).
+    pub max_connections: Option<usize>,
+    /// Client connections open at once from one IP address (default 0: no
+    /// limit).
+    pub max_client_connections: Option<usize>,
+    /// Streams a client may have open at once on one HTTP/2 connection,
+    /// 1..1000 (default 100).
+    pub h2_max_concurrent_streams: Option<u32>,
     /// Idle upstream connections kept for reuse (default 128).
     pub upstream_keepalive_pool_size: Option<usize>,
     /// Unix socket for graceful upgrades (default /tmp/ballast_upgrade.sock).

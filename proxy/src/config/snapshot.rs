@@ -196,8 +196,20 @@ pub struct ServerSettings {
     /// On shutdown, how long in-flight requests get to finish after the
     /// listeners close; the process exits as soon as none are left.
     pub drain_timeout: Duration,
-    /// How long an idle client connection waits for its next request.
+    /// How long an idle client connection waits for its next request
+    /// (HTTP/1.1) or stream (HTTP/2).
     pub keepalive_timeout: Duration,
+    /// How long a new client connection may take, in total, to deliver its
+    /// first complete request header (a later HTTP/1.1 one: this plus
+    /// `keepalive_timeout`).
+    pub header_timeout: Duration,
+    /// Client connections open at once in the process; `None` derives it at
+    /// start from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// Client connections open at once from one IP address (0: no limit).
+    pub max_client_connections: usize,
+    /// Streams open at once on one client HTTP/2 connection.
+    pub h2_max_concurrent_streams: u32,
     pub upstream_keepalive_pool_size: usize,
     /// Unix socket over which a graceful upgrade hands over the listeners.
     pub upgrade_sock: PathBuf,
@@ -206,6 +218,8 @@ pub struct ServerSettings {
 
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 pub const DEFAULT_KEEPALIVE_POOL_SIZE: usize = 128;
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/ballast_upgrade.sock";
 

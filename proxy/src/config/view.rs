@@ -56,6 +56,12 @@ pub struct ServerView {
     pub threads: usize,
     pub drain_timeout_ms: u64,
     pub keepalive_timeout_ms: u64,
+    pub header_timeout_ms: u64,
+    /// `None`: derived at start from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// 0: no limit.
+    pub max_client_connections: usize,
+    pub h2_max_concurrent_streams: u32,
     pub upstream_keepalive_pool_size: usize,
 }
 
@@ -297,6 +303,10 @@ impl ConfigView {
                 threads: snapshot.server.threads,
                 drain_timeout_ms: ms(snapshot.server.drain_timeout),
                 keepalive_timeout_ms: ms(snapshot.server.keepalive_timeout),
+                header_timeout_ms: ms(snapshot.server.header_timeout),
+                max_connections: snapshot.server.max_connections,
+                max_client_connections: snapshot.server.max_client_connections,
+                h2_max_concurrent_streams: snapshot.server.h2_max_concurrent_streams,
                 upstream_keepalive_pool_size: snapshot.server.upstream_keepalive_pool_size,
             },
             pools: snapshot.pools.iter().map(PoolView::new).collect(),

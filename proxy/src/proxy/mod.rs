@@ -37,6 +37,8 @@ mod retries;
 pub use context::RequestCtx;
 
 use crate::config::PoolId;
+use crate::connections::connection_key;
+use crate::connections::header_deadline::HeaderDeadlines;
 use crate::routing::explain::explain_pick;
 use crate::routing::read_write::{classify, RequestKind};
 use crate::routing::retry::another_backend_remains;
@@ -90,6 +92,9 @@ pub struct BallastProxy {
     /// How long an idle client connection waits for its next request, in
     /// whole seconds (fixed at start, like the other server settings).
     keepalive_secs: u64,
+    /// The client connections' header deadlines: told when each request
+    /// starts and ends.
+    header_deadlines: Arc<HeaderDeadlines>,
 }
 
 impl BallastProxy {
@@ -98,9 +103,11 @@ impl BallastProxy {
         metrics: Arc<Metrics>,
         decisions: Arc<DecisionLog>,
         keepalive_timeout: std::time::Duration,
+        header_deadlines: Arc<HeaderDeadlines>,
     ) -> Self {
         Self {
             keepalive_secs: keepalive_timeout.as_secs().max(1),
+            header_deadlines,
             routing,
             request_ids: RequestIds::new(),
             metrics,
@@ -141,6 +148,10 @@ impl ProxyHttp for BallastProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // A complete request header: its connection's header deadline is met.
+        if let Some(key) = connection_key(session.client_addr(), session.server_addr()) {
+            self.header_deadlines.request_started(key);
+        }
         // Pingora keeps a reused HTTP/1.1 connection open for the next
         // request indefinitely; bound it (a connection the client asked to
         // close stays so).
@@ -441,5 +452,12 @@ impl ProxyHttp for BallastProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         self.record_done(session, e, ctx);
+        // The next request on a kept-alive HTTP/1.1 connection is due in
+        // time too (an HTTP/2 connection's streams are independent).
+        if !session.is_http2() {
+            if let Some(key) = connection_key(session.client_addr(), session.server_addr()) {
+                self.header_deadlines.request_finished(key);
+            }
+        }
     }
 }

@@ -93,6 +93,13 @@ pub struct Metrics {
     pub discovery_resolutions: IntCounterVec,
     /// The addresses each named entry stands for now (its last good set).
     pub discovery_addresses: GaugeVec,
+    /// Client connections open right now (after their TLS handshake).
+    pub client_connections: IntGauge,
+    /// Client connections closed at once because a limit was reached, by
+    /// reason (`max_connections`, `max_client_connections`).
+    pub client_connections_refused: IntCounterVec,
+    /// Client connections closed by a deadline, by reason (`header_timeout`).
+    pub client_connections_closed: IntCounterVec,
 }
 
 /// The status class label of a response status (0 = no response was sent).
@@ -308,9 +315,27 @@ impl Metrics {
             "Addresses a backend entry named by DNS stands for now (its last good resolution)",
             &["pool", "name"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 34] = [
+        let client_connections = IntGauge::new(
+            "client_connections",
+            "Client connections open right now (after their TLS handshake)",
+        )
+        .expect("valid metric");
+        let client_connections_refused = counter(
+            "client_connections_refused_total",
+            "Client connections closed at once, unread, because a connection limit was reached, by reason (max_connections, max_client_connections)",
+            &["reason"],
+        );
+        let client_connections_closed = counter(
+            "client_connections_closed_total",
+            "Client connections closed by a deadline, by reason (header_timeout: no complete first request in time)",
+            &["reason"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 37] = [
             Box::new(tls_certificate_reloads.clone()),
             Box::new(tls_certificate_expiry.clone()),
+            Box::new(client_connections.clone()),
+            Box::new(client_connections_refused.clone()),
+            Box::new(client_connections_closed.clone()),
             Box::new(discovery_resolutions.clone()),
             Box::new(discovery_addresses.clone()),
             Box::new(rw_requests.clone()),
@@ -384,6 +409,9 @@ impl Metrics {
             budget_spilled,
             discovery_resolutions,
             discovery_addresses,
+            client_connections,
+            client_connections_refused,
+            client_connections_closed,
         }
     }
 

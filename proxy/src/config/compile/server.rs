@@ -1,5 +1,6 @@
-//! `server`: threads, drain timeout, client keep-alive timeout, keepalive
-//! pool, upgrade socket and the request size limits.
+//! `server`: threads, drain timeout, client keep-alive and header timeouts,
+//! client connection limits, HTTP/2 stream limit, keepalive pool, upgrade
+//! socket and the request size limits.
 
 use super::fields::Checker;
 use crate::config::raw::*;
@@ -9,6 +10,9 @@ use std::path::PathBuf;
 /// The most headers Pingora parses; a request with more is refused by it.
 const PARSER_MAX_HEADERS: usize = 256;
 
+/// The largest connection limit accepted (well above any open-file limit).
+const MAX_CONNECTIONS_CEILING: usize = 10_000_000;
+
 pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> ServerSettings {
     let default_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let Some(raw) = raw else {
@@ -16,6 +20,10 @@ pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> Server
             threads: default_threads,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_connections: None,
+            max_client_connections: 0,
+            h2_max_concurrent_streams: DEFAULT_H2_MAX_CONCURRENT_STREAMS,
             upstream_keepalive_pool_size: DEFAULT_KEEPALIVE_POOL_SIZE,
             upgrade_sock: PathBuf::from(DEFAULT_UPGRADE_SOCK),
             limits: DEFAULT_LIMITS,
@@ -33,6 +41,38 @@ pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> Server
             DEFAULT_DRAIN_TIMEOUT,
         ),
         keepalive_timeout: compile_keepalive_timeout(c, raw.keepalive_timeout.as_deref()),
+        header_timeout: compile_header_timeout(c, raw.header_timeout.as_deref()),
+        max_connections: match raw.max_connections {
+            Some(n) if !(1..=MAX_CONNECTIONS_CEILING).contains(&n) => {
+                c.error(
+                    "server.max_connections",
+                    format!("{n} is out of range (allowed 1 to {MAX_CONNECTIONS_CEILING})"),
+                );
+                None
+            }
+            n => n,
+        },
+        max_client_connections: match raw.max_client_connections {
+            Some(n) if n > MAX_CONNECTIONS_CEILING => {
+                c.error(
+                    "server.max_client_connections",
+                    format!("{n} is out of range (allowed 0, meaning no limit, to {MAX_CONNECTIONS_CEILING})"),
+                );
+                0
+            }
+            n => n.unwrap_or(0),
+        },
+        h2_max_concurrent_streams: match raw.h2_max_concurrent_streams {
+            None => DEFAULT_H2_MAX_CONCURRENT_STREAMS,
+            Some(n) if (1..=1000).contains(&n) => n,
+            Some(n) => {
+                c.error(
+                    "server.h2_max_concurrent_streams",
+                    format!("{n} is out of range (allowed 1 to 1000)"),
+                );
+                DEFAULT_H2_MAX_CONCURRENT_STREAMS
+            }
+        },
         upstream_keepalive_pool_size: raw
             .upstream_keepalive_pool_size
             .unwrap_or(DEFAULT_KEEPALIVE_POOL_SIZE),
@@ -58,6 +98,19 @@ fn compile_keepalive_timeout(c: &mut Checker, raw: Option<&str>) -> std::time::D
         return DEFAULT_KEEPALIVE_TIMEOUT;
     }
     std::time::Duration::from_secs(timeout.as_secs_f64().ceil() as u64)
+}
+
+/// Between 100ms and an hour: shorter cuts off any real client, longer is
+/// no defence against a client that dribbles its header.
+fn compile_header_timeout(c: &mut Checker, raw: Option<&str>) -> std::time::Duration {
+    let path = "server.header_timeout";
+    let timeout = c.duration(path, raw, DEFAULT_HEADER_TIMEOUT);
+    let allowed = std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600);
+    if !allowed.contains(&timeout) {
+        c.error(path, "must be between 100ms and 1h");
+        return DEFAULT_HEADER_TIMEOUT;
+    }
+    timeout
 }
 
 fn compile_limits(c: &mut Checker, raw: Option<&RawLimits>) -> RequestLimits {
