@@ -25,21 +25,6 @@ async fn start(backends: &[&OriginHandle], extra: &str) -> Proxy {
     .await
 }
 
-/// Write `bytes` on a fresh connection and read until the server closes it
-/// (or 3 s pass); the answer as lossy text.
-async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    // The server may answer and close before it has read everything.
-    let _ = stream.write_all(bytes).await;
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
-fn status_line(answer: &str) -> &str {
-    answer.lines().next().unwrap_or("")
-}
-
 /// A plain GET still works.
 async fn still_serves(listen: SocketAddr) {
     let reply = get(listen, "x", "/after").await;

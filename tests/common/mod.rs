@@ -19,6 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A loopback port that was free a moment ago.
@@ -310,4 +311,20 @@ pub fn backend_entries(origins: &[&OriginHandle]) -> String {
         .map(|o| format!("{{addr: \"{}\"}}", o.addr))
         .collect();
     list.join(", ")
+}
+
+/// Write `bytes` on a fresh connection and read until the server closes it
+/// (or 3 s pass); the answer as lossy text.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before it has read everything.
+    let _ = stream.write_all(bytes).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The first line of an answer read by [`raw_exchange`].
+pub fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
 }

@@ -52,8 +52,8 @@ use async_trait::async_trait;
 use context::Attempt;
 use grpc::GrpcHead;
 use headers::{
-    add_forwarding, client_ip, hand_back_pin, over_limit, request_host, wants_explanation,
-    RequestIds, X_BALLAST_DECISION, X_REQUEST_ID,
+    add_forwarding, client_ip, hand_back_pin, keep_or_make_request_id, new_request_id, over_limit,
+    request_host, wants_explanation, X_BALLAST_DECISION, X_REQUEST_ID,
 };
 use http::StatusCode;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -82,7 +82,6 @@ fn route_input<'a>(session: &'a Session, ctx: &'a RequestCtx, pool: PoolId) -> R
 /// The proxy service: reads the routing state the engine publishes.
 pub struct BallastProxy {
     routing: Arc<ArcSwap<RoutingState>>,
-    request_ids: RequestIds,
     metrics: Arc<Metrics>,
     /// Explained requests are recorded here.
     decisions: Arc<DecisionLog>,
@@ -101,7 +100,6 @@ impl BallastProxy {
         Self {
             keepalive_secs: keepalive_timeout.as_secs().max(1),
             routing,
-            request_ids: RequestIds::new(),
             metrics,
             decisions,
         }
@@ -137,7 +135,7 @@ impl ProxyHttp for BallastProxy {
             session.set_keepalive(Some(self.keepalive_secs));
         }
         let req = session.req_header();
-        ctx.request_id = self.request_ids.keep_or_make(req);
+        ctx.request_id = keep_or_make_request_id(req);
         let routing = self.routing.load_full();
         if let Some((status, message)) = over_limit(req, &routing.snapshot.server.limits) {
             let id = ctx.request_id.clone();
@@ -404,7 +402,7 @@ impl ProxyHttp for BallastProxy {
         let (status, message) = status_for(e);
         if status != 0 {
             let id = if ctx.request_id.is_empty() {
-                self.request_ids.next()
+                new_request_id()
             } else {
                 ctx.request_id.clone()
             };
