@@ -25,6 +25,104 @@ async fn two_routes(api: &OriginHandle, other: &OriginHandle, listener: &str) ->
     .await
 }
 
+/// The value of header `name` in a raw HTTP/1.1 answer.
+fn raw_header<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+    let head = answer.split("\r\n\r\n").next()?;
+    head.lines().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_form_target_routes_by_its_authority() {
+    let api = origin_named("api").await;
+    let other = origin_named("other").await;
+    let p = two_routes(&api, &other, "").await;
+    let routed: [&[u8]; 3] = [
+        b"GET http://api.example/headers HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET http://api.example/headers HTTP/1.0\r\n\r\n",
+        b"GET http://api.example/headers HTTP/1.1\r\nHost: api.example\r\nConnection: close\r\n\r\n",
+    ];
+    for request in routed {
+        let answer = raw_exchange(p.listen, request).await;
+        let shown = String::from_utf8_lossy(request);
+        assert!(status_line(&answer).contains(" 200 "), "{shown}\n{answer}");
+        assert_eq!(
+            raw_header(&answer, "x-origin"),
+            Some("api"),
+            "{shown}\n{answer}"
+        );
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        assert!(
+            body.lines().any(|line| line == "host: api.example"),
+            "{shown}: the Host sent upstream is the target's authority\n{answer}"
+        );
+    }
+    // Pingora refuses a Host that differs from the authority byte for byte
+    // (400) before any routing; such a request never reaches the catch-all.
+    let differing: [&[u8]; 2] = [
+        b"GET http://api.example/headers HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n",
+        b"GET http://api.example/headers HTTP/1.1\r\nHost: API.example\r\nConnection: close\r\n\r\n",
+    ];
+    for request in differing {
+        let answer = raw_exchange(p.listen, request).await;
+        let status = status_line(&answer);
+        assert!(
+            status.contains(" 400 ") || raw_header(&answer, "x-origin") == Some("api"),
+            "{}\n{answer}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert_eq!(other.stats.total(), 0, "nothing went to the catch-all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http11_without_host_is_refused_and_http10_without_host_is_served() {
+    let api = origin_named("api").await;
+    let other = origin_named("other").await;
+    let p = two_routes(&api, &other, "").await;
+    let answer = raw_exchange(p.listen, b"GET /no-host HTTP/1.1\r\n\r\n").await;
+    assert!(status_line(&answer).contains(" 400 "), "{answer}");
+    assert!(raw_header(&answer, "x-request-id").is_some(), "{answer}");
+    assert_eq!(other.stats.count_path("/no-host"), 0);
+
+    let answer = raw_exchange(p.listen, b"GET /old HTTP/1.0\r\n\r\n").await;
+    assert!(status_line(&answer).contains(" 200 "), "{answer}");
+    assert_eq!(other.stats.count_path("/old"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_coding_other_than_chunked_gets_501_and_never_reaches_a_backend() {
+    let api = origin_named("api").await;
+    let other = origin_named("other").await;
+    let p = two_routes(&api, &other, "").await;
+    let body = b"5\r\nhello\r\n0\r\n\r\n";
+    for coding in ["gzip, chunked", "deflate,chunked", "chunked, chunked"] {
+        let request = format!(
+            "POST /coded HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\nConnection: close\r\n\r\n"
+        );
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(body);
+        let answer = raw_exchange(p.listen, &bytes).await;
+        assert!(status_line(&answer).contains(" 501 "), "{coding}: {answer}");
+    }
+    // Two fields, the first naming gzip.
+    let split = b"POST /coded HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let answer = raw_exchange(p.listen, split).await;
+    assert!(status_line(&answer).contains(" 501 "), "{answer}");
+    assert_eq!(
+        other.stats.count_path("/coded"),
+        0,
+        "no coded request forwarded"
+    );
+
+    let chunked = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let answer = raw_exchange(p.listen, chunked).await;
+    assert!(status_line(&answer).contains(" 200 "), "{answer}");
+    assert!(answer.contains("hello"), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_request_ids_are_random_and_a_client_id_is_kept() {
     let api = origin_named("api").await;

@@ -3,6 +3,7 @@
 //! handed back on a write, and whether a request asked to be explained.
 
 use super::context::RequestCtx;
+use super::request_rules::target_authority;
 use crate::config::{Explain, PinCarrier, RequestLimits};
 use crate::routing::read_write::pin_value;
 use crate::routing::table::host_without_port;
@@ -115,10 +116,12 @@ fn forwarded_for(prior: Option<&HeaderValue>, client: IpAddr) -> HeaderValue {
     HeaderValue::from_maybe_shared(Bytes::from(value)).expect("visible ASCII and an address")
 }
 
-/// The host a request is for (from its URI or `Host`), without the port.
+/// The host a request is for, without the port: the authority of an
+/// absolute-form target (which replaces `Host`, RFC 9112 §3.2.2), else the
+/// URI's (HTTP/2 `:authority`), else `Host`.
 pub(super) fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.uri
-        .host()
+    target_authority(req)
+        .or_else(|| req.uri.host())
         .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
         .map(host_without_port)
 }

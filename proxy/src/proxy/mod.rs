@@ -31,6 +31,7 @@ mod grpc;
 mod headers;
 mod load_report;
 mod record;
+mod request_rules;
 mod responses;
 mod retries;
 
@@ -137,6 +138,14 @@ impl ProxyHttp for BallastProxy {
         let req = session.req_header();
         ctx.request_id = keep_or_make_request_id(req);
         let routing = self.routing.load_full();
+        if let Some((status, message)) = request_rules::refusal(req) {
+            // The body (if any) is left unread: the connection closes.
+            session.set_keepalive(None);
+            let id = ctx.request_id.clone();
+            ctx.routing = Some(routing);
+            respond_plain(session, status, &id, message, None, None).await;
+            return Ok(true);
+        }
         if let Some((status, message)) = over_limit(req, &routing.snapshot.server.limits) {
             let id = ctx.request_id.clone();
             ctx.routing = Some(routing);
