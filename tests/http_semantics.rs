@@ -9,6 +9,9 @@ use ballast_load_tests::origin::OriginHandle;
 use bytes::Bytes;
 use http_body_util::Full;
 use std::collections::HashSet;
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// Ballast with a host route `api.example` to origin `api` and a catch-all
 /// to origin `other`; `listener` is extra listener YAML (e.g. `, h2c: true`).
@@ -121,6 +124,55 @@ async fn a_transfer_coding_other_than_chunked_gets_501_and_never_reaches_a_backe
     let answer = raw_exchange(p.listen, chunked).await;
     assert!(status_line(&answer).contains(" 200 "), "{answer}");
     assert!(answer.contains("hello"), "{answer}");
+}
+
+/// A bare HTTP/1.1 origin answering every request with `head` (status line
+/// and fields, without the blank line) and a 2-byte body `ok`.
+async fn canned_origin(head: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!("{head}\r\nContent-Length: 2\r\n\r\nok");
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_the_origin_names_in_connection_stop_at_the_proxy() {
+    let origin = canned_origin(
+        "HTTP/1.1 200 OK\r\nConnection: X-Secret, keep-alive\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nX-Kept: yes",
+    )
+    .await;
+    let p = LoopbackProxy::start(|listen, admin| {
+        format!(
+            "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\nserver: {{threads: 1, drain_timeout: 1s}}\npools: {{p: {{backends: [{{addr: \"{origin}\"}}]}}}}\nroutes: [{{pool: p}}]\n"
+        )
+    })
+    .await;
+    let answer = raw_exchange(
+        p.listen,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(status_line(&answer).contains(" 200 "), "{answer}");
+    for hop in ["x-secret", "keep-alive", "proxy-connection", "te"] {
+        assert_eq!(raw_header(&answer, hop), None, "{hop} stripped:\n{answer}");
+    }
+    assert_eq!(raw_header(&answer, "x-kept"), Some("yes"), "{answer}");
+    assert!(answer.ends_with("ok"), "{answer}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,7 @@
 mod context;
 mod grpc;
 mod headers;
+mod hop_by_hop;
 mod load_report;
 mod record;
 mod request_rules;
@@ -255,6 +256,7 @@ impl ProxyHttp for BallastProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        hop_by_hop::strip_response(upstream_response);
         let (Some(routing), Some(pool_id)) = (ctx.routing.clone(), ctx.pool) else {
             return Ok(());
         };
