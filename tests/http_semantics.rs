@@ -7,11 +7,12 @@
 use crate::common::*;
 use ballast_load_tests::origin::OriginHandle;
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Ballast with a host route `api.example` to origin `api` and a catch-all
 /// to origin `other`; `listener` is extra listener YAML (e.g. `, h2c: true`).
@@ -173,6 +174,37 @@ async fn headers_the_origin_names_in_connection_stop_at_the_proxy() {
     }
     assert_eq!(raw_header(&answer, "x-kept"), Some("yes"), "{answer}");
     assert!(answer.ends_with("ok"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_http2_cookie_fields_reach_an_http1_backend_joined() {
+    let api = origin_named("api").await;
+    let other = origin_named("other").await;
+    let p = two_routes(&api, &other, ", h2c: true").await;
+    let tcp = TcpStream::connect(p.listen).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("http://x/headers")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let seen = String::from_utf8_lossy(&body);
+    let cookies: Vec<&str> = seen
+        .lines()
+        .filter_map(|line| line.strip_prefix("cookie: "))
+        .collect();
+    assert_eq!(cookies, ["a=1; b=2"], "{seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -247,6 +247,7 @@ impl ProxyHttp for BallastProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        request_rules::join_cookies(upstream_request)?;
         add_forwarding(session, upstream_request, &ctx.request_id)
     }
 

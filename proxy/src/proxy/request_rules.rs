@@ -1,10 +1,12 @@
-//! HTTP/1.1 request rules Pingora leaves to the proxy (RFC 9112): the
-//! authority of an absolute-form target is the request's host (§3.2.2); an
-//! HTTP/1.1 request without one needs a `Host` field (§3.2, `400`); and
-//! `chunked` is the only transfer coding Ballast forwards (§6.1, §7: any
-//! other is `501 Not Implemented`).
+//! Request rules Pingora leaves to the proxy: the authority of an
+//! absolute-form target is the request's host (RFC 9112 §3.2.2); an HTTP/1.1
+//! request without one needs a `Host` field (§3.2, `400`); `chunked` is the
+//! only transfer coding Ballast forwards (§6.1, §7: any other is `501 Not
+//! Implemented`); and the `cookie` fields of an HTTP/2 request reach the
+//! backend as one, joined with `; ` (RFC 9113 §8.2.3).
 
-use http::header;
+use bytes::{BufMut, BytesMut};
+use http::header::{self, HeaderValue};
 use http::Version;
 use pingora::http::authority::raw_target_authority;
 use pingora::http::RequestHeader;
@@ -50,6 +52,25 @@ fn only_chunked(req: &RequestHeader) -> bool {
         && codings.next().is_none()
 }
 
+/// Join the request's `cookie` fields into one, separated by `; ` (HTTP/2
+/// splits a cookie into fields; an HTTP/1.1 backend expects one line).
+pub(super) fn join_cookies(req: &mut RequestHeader) -> pingora::Result<()> {
+    let mut cookies = req.headers.get_all(header::COOKIE).iter();
+    if cookies.next().is_none() || cookies.next().is_none() {
+        return Ok(());
+    }
+    let mut joined = BytesMut::new();
+    for (i, cookie) in req.headers.get_all(header::COOKIE).iter().enumerate() {
+        if i > 0 {
+            joined.put_slice(b"; ");
+        }
+        joined.put_slice(cookie.as_bytes());
+    }
+    let joined = HeaderValue::from_maybe_shared(joined.freeze())
+        .expect("joined field values are a field value");
+    req.insert_header(header::COOKIE, joined)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +102,21 @@ mod tests {
         assert_eq!(refusal(&absolute), None);
         let hosted = request("/x", Version::HTTP_11, &[("host", "x")]);
         assert_eq!(refusal(&hosted), None);
+    }
+
+    #[test]
+    fn cookie_fields_are_joined_into_one() {
+        let mut req = request(
+            "/x",
+            Version::HTTP_2,
+            &[("cookie", "a=1"), ("x-other", "o"), ("cookie", "b=2; c=3")],
+        );
+        join_cookies(&mut req).unwrap();
+        let cookies: Vec<_> = req.headers.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3"]);
+        let mut single = request("/x", Version::HTTP_2, &[("cookie", "a=1")]);
+        join_cookies(&mut single).unwrap();
+        assert_eq!(single.headers.get_all("cookie").iter().count(), 1);
     }
 
     #[test]
