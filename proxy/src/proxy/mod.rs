@@ -46,6 +46,7 @@ use crate::routing::route::{route_request, RouteInput};
 use crate::routing::state::RoutingState;
 use crate::routing::table::RequestView;
 use crate::stats::clock;
+use crate::telemetry::client_errors::{self, ClientErrorKind};
 use crate::telemetry::decisions::DecisionLog;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::upstream::backend_peer;
@@ -63,7 +64,7 @@ use pingora::modules::http::HttpModules;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use responses::{refuse, respond_failure, respond_plain, status_for};
+use responses::{client_error_kind, refuse, respond_failure, respond_plain, status_for};
 use retries::Failure;
 use std::sync::Arc;
 
@@ -140,6 +141,7 @@ impl ProxyHttp for BallastProxy {
         ctx.request_id = keep_or_make_request_id(req);
         let routing = self.routing.load_full();
         if let Some((status, message)) = request_rules::refusal(req) {
+            client_errors::record(ClientErrorKind::BadRequest, &message);
             // The body (if any) is left unread: the connection closes.
             session.set_keepalive(None);
             let id = ctx.request_id.clone();
@@ -424,6 +426,16 @@ impl ProxyHttp for BallastProxy {
             error_code: status,
             can_reuse_downstream: false,
         }
+    }
+
+    /// A client's error is logged at debug and counted instead (see
+    /// [`client_errors`]); Pingora logs the others at ERROR.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        let Some(kind) = client_error_kind(error) else {
+            return false;
+        };
+        client_errors::record(kind, error);
+        true
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

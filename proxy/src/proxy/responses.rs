@@ -1,6 +1,6 @@
 //! Local responses: short plain-text errors (with `X-Request-Id`, and an
 //! `X-Ballast-Reason` when a refusal has one), the status a proxy error
-//! maps to, and the wording of refused writes, residency and budget refusals.
+//! maps to (and whether the client caused it), and the wording of refused writes, residency and budget refusals.
 
 use super::context::RequestCtx;
 use super::headers::{X_BALLAST_REASON, X_REQUEST_ID};
@@ -8,6 +8,7 @@ use crate::config::RegionPlan;
 use crate::routing::picker::Unavailable;
 use crate::routing::route::Refused;
 use crate::routing::state::RoutingState;
+use crate::telemetry::client_errors::ClientErrorKind;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use pingora::http::ResponseHeader;
@@ -117,6 +118,20 @@ pub(super) fn status_for(error: &Error) -> (u16, &'static str) {
             ErrorSource::Internal | ErrorSource::Unset => (500, "internal error"),
         },
     }
+}
+
+/// The kind of client error a proxy error is, if the client caused it.
+pub(super) fn client_error_kind(error: &Error) -> Option<ClientErrorKind> {
+    if *error.esource() != ErrorSource::Downstream {
+        return None;
+    }
+    Some(match error.etype() {
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => ClientErrorKind::Timeout,
+        ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
+            ClientErrorKind::Reset
+        }
+        _ => ClientErrorKind::BadRequest,
+    })
 }
 
 /// The message and `X-Ballast-Reason` of a refused write: the write region

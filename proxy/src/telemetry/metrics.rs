@@ -291,7 +291,8 @@ impl Metrics {
             "Addresses a backend entry named by DNS stands for now (its last good resolution)",
             &["pool", "name"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 32] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 33] = [
+            Box::new(super::client_errors::counter()),
             Box::new(discovery_resolutions.clone()),
             Box::new(discovery_addresses.clone()),
             Box::new(rw_requests.clone()),
