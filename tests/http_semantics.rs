@@ -110,6 +110,7 @@ async fn a_transfer_coding_other_than_chunked_gets_501_and_never_reaches_a_backe
         bytes.extend_from_slice(body);
         let answer = raw_exchange(p.listen, &bytes).await;
         assert!(status_line(&answer).contains(" 501 "), "{coding}: {answer}");
+        assert_eq!(raw_header(&answer, "connection"), Some("close"), "{answer}");
     }
     // Two fields, the first naming gzip.
     let split = b"POST /coded HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
