@@ -182,3 +182,36 @@ pub(super) fn refuse<T>(
     };
     Error::e_explain(ErrorType::HTTPStatus(503), why)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_on_the_client_side_are_client_errors() {
+        let cases = [
+            (
+                Error::new_down(ErrorType::ReadTimedout),
+                Some(ClientErrorKind::Timeout),
+            ),
+            (
+                Error::new_down(ErrorType::ConnectionClosed),
+                Some(ClientErrorKind::Reset),
+            ),
+            (
+                Error::new_down(ErrorType::WriteError),
+                Some(ClientErrorKind::Reset),
+            ),
+            (
+                Error::new_down(ErrorType::InvalidHTTPHeader),
+                Some(ClientErrorKind::BadRequest),
+            ),
+            (Error::new_up(ErrorType::ConnectionClosed), None),
+            (Error::new_up(ErrorType::ReadTimedout), None),
+            (Error::new_in(ErrorType::InternalError), None),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(client_error_kind(&e), kind, "{e}");
+        }
+    }
+}
