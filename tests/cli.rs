@@ -737,3 +737,99 @@ async fn the_admin_token_never_appears_in_logs_or_responses() {
         }
     }
 }
+
+/// SIGTERM a running binary and return its stderr once it has exited.
+async fn stop_and_read_logs(mut child: std::process::Child) -> String {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::task::spawn_blocking(move || {
+        child.wait().unwrap();
+        let mut logs = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut logs).unwrap();
+        logs
+    })
+    .await
+    .unwrap()
+}
+
+/// The value of `ballast_client_errors_total{kind}` in a metrics page.
+fn client_errors(metrics: &str, kind: &str) -> u64 {
+    let series = format!("ballast_client_errors_total{{kind=\"{kind}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {series}in\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_clients_are_counted_and_summarised_not_logged_as_errors() {
+    use tokio::io::AsyncWriteExt;
+    let running = RunningBinary::start(&["--log-format", "json"]).await;
+    let (listen, admin) = (running.listen, running.admin);
+    let started = Instant::now();
+    for _ in 0..20 {
+        // Part of a request head, then gone.
+        let mut stream = tokio::net::TcpStream::connect(listen).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        drop(stream);
+        // An HTTP/1.1 request without Host.
+        let answer = crate::common::raw_exchange(listen, b"GET / HTTP/1.1\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        // A body cut short.
+        let mut stream = tokio::net::TcpStream::connect(listen).await.unwrap();
+        stream
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        drop(stream);
+        // Not HTTP at all.
+        crate::common::raw_exchange(listen, b"HELLO THERE\r\n\r\n").await;
+    }
+    assert_eq!(
+        get(listen, "x", "/after").await.status,
+        http::StatusCode::OK
+    );
+    // The last client's error is counted just after it leaves.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = get(admin, "localhost", "/metrics").await.text();
+        if client_errors(&metrics, "reset") >= 20 || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(client_errors(&metrics, "bad_request"), 20, "{metrics}");
+    assert!(client_errors(&metrics, "reset") >= 20, "{metrics}");
+    let elapsed = started.elapsed();
+
+    let logs = stop_and_read_logs(running.child).await;
+    let errors: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("\"level\":\"ERROR\""))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} ERROR lines:\n{}",
+        errors.len(),
+        errors.join("\n")
+    );
+    let summaries = logs
+        .lines()
+        .filter(|line| {
+            line.contains("\"level\":\"WARN\"") && line.contains("client protocol errors")
+        })
+        .count();
+    let allowed = 1 + elapsed.as_secs() as usize / 10;
+    assert!(
+        (1..=allowed).contains(&summaries),
+        "{summaries} summaries in {elapsed:?}:\n{logs}"
+    );
+}

@@ -25,10 +25,6 @@ async fn start(backends: &[&OriginHandle], extra: &str) -> Proxy {
     .await
 }
 
-fn status_line(answer: &str) -> &str {
-    answer.lines().next().unwrap_or("")
-}
-
 /// A plain GET still works.
 async fn still_serves(listen: SocketAddr) {
     let reply = get(listen, "x", "/after").await;

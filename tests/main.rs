@@ -21,6 +21,7 @@ mod drills;
 mod grpc;
 mod hostile;
 mod hostile_config;
+mod http_semantics;
 mod layout;
 mod polls_and_schedules;
 mod proxy;

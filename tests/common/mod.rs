@@ -11,7 +11,7 @@ pub mod raw_client;
 pub mod tls_origin;
 
 pub use metrics::{metric, metric_value, metrics_text};
-pub use raw_client::{raw_exchange, raw_exchange_half_closed};
+pub use raw_client::{raw_exchange, raw_exchange_half_closed, status_line};
 
 use ballast::server::{ProxyServer, StartOptions, Stopper};
 use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};
@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
 use tokio::net::TcpStream;
 
 /// A loopback port that was free a moment ago.

@@ -30,3 +30,8 @@ async fn exchange(addr: SocketAddr, bytes: &[u8], half_close: bool) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// The first line of an answer read by [`raw_exchange`].
+pub fn status_line(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
+}

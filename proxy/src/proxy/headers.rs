@@ -1,8 +1,9 @@
-//! Request and response headers: request ids (kept or made), the request
+//! Request and response headers: request ids (kept or made at random), the request
 //! limits, `X-Forwarded-*` toward the backend, the read-your-writes pin
 //! handed back on a write, and whether a request asked to be explained.
 
 use super::context::RequestCtx;
+use super::request_rules::target_authority;
 use crate::config::{Explain, PinCarrier, RequestLimits};
 use crate::routing::read_write::pin_value;
 use crate::routing::table::host_without_port;
@@ -13,7 +14,6 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::Session;
 use pingora::Result;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 pub(super) const X_REQUEST_ID: &str = "x-request-id";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -24,35 +24,22 @@ pub(super) const X_BALLAST_DECISION: &str = "x-ballast-decision";
 /// Longest client-supplied request id that is propagated as is.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// Makes request ids unique per process: a random prefix, then a counter.
-pub(super) struct RequestIds {
-    prefix: u64,
-    counter: AtomicU64,
+/// A new request id: 128 bits from the thread's CSPRNG (ChaCha, seeded and
+/// reseeded from the operating system), as 32 lower-case hex digits, so no
+/// client can predict another's id.
+pub(super) fn new_request_id() -> HeaderValue {
+    let bits: u128 = rand::random();
+    let mut id = [0u8; 32];
+    write_hex(&mut id[..16], (bits >> 64) as u64);
+    write_hex(&mut id[16..], bits as u64);
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }
 
-impl RequestIds {
-    pub(super) fn new() -> Self {
-        Self {
-            prefix: rand::random(),
-            counter: AtomicU64::new(0),
-        }
-    }
-
-    /// 32 hex digits: the process's prefix, then a counter.
-    pub(super) fn next(&self) -> HeaderValue {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let mut id = [0u8; 32];
-        write_hex(&mut id[..16], self.prefix);
-        write_hex(&mut id[16..], n);
-        HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
-    }
-
-    /// The client's `X-Request-Id` if acceptable, else a new one.
-    pub(super) fn keep_or_make(&self, req: &RequestHeader) -> HeaderValue {
-        match req.headers.get(X_REQUEST_ID) {
-            Some(id) if acceptable_request_id(id) => id.clone(),
-            _ => self.next(),
-        }
+/// The client's `X-Request-Id` if acceptable, else a new one.
+pub(super) fn keep_or_make_request_id(req: &RequestHeader) -> HeaderValue {
+    match req.headers.get(X_REQUEST_ID) {
+        Some(id) if acceptable_request_id(id) => id.clone(),
+        _ => new_request_id(),
     }
 }
 
@@ -129,10 +116,12 @@ fn forwarded_for(prior: Option<&HeaderValue>, client: IpAddr) -> HeaderValue {
     HeaderValue::from_maybe_shared(Bytes::from(value)).expect("visible ASCII and an address")
 }
 
-/// The host a request is for (from its URI or `Host`), without the port.
+/// The host a request is for, without the port: the authority of an
+/// absolute-form target (which replaces `Host`, RFC 9112 §3.2.2), else the
+/// URI's (HTTP/2 `:authority`), else `Host`.
 pub(super) fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.uri
-        .host()
+    target_authority(req)
+        .or_else(|| req.uri.host())
         .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
         .map(host_without_port)
 }
@@ -231,6 +220,15 @@ mod tests {
         assert_eq!(forwarded_for(Some(&unreadable), localhost), "127.0.0.1");
         let empty = HeaderValue::from_static("");
         assert_eq!(forwarded_for(Some(&empty), localhost), "127.0.0.1");
+    }
+
+    #[test]
+    fn new_request_ids_are_32_hex_digits_and_differ() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -29,8 +29,10 @@
 mod context;
 mod grpc;
 mod headers;
+mod hop_by_hop;
 mod load_report;
 mod record;
+mod request_rules;
 mod responses;
 mod retries;
 
@@ -46,6 +48,7 @@ use crate::routing::route::{route_request, RouteInput};
 use crate::routing::state::RoutingState;
 use crate::routing::table::RequestView;
 use crate::stats::clock;
+use crate::telemetry::client_errors::{self, ClientErrorKind};
 use crate::telemetry::decisions::DecisionLog;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::policy::BelowMinVersion;
@@ -55,8 +58,8 @@ use async_trait::async_trait;
 use context::Attempt;
 use grpc::GrpcHead;
 use headers::{
-    add_forwarding, client_ip, hand_back_pin, over_limit, request_host, wants_explanation,
-    RequestIds, X_BALLAST_DECISION, X_REQUEST_ID,
+    add_forwarding, client_ip, hand_back_pin, keep_or_make_request_id, new_request_id, over_limit,
+    request_host, wants_explanation, X_BALLAST_DECISION, X_REQUEST_ID,
 };
 use http::StatusCode;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -64,7 +67,7 @@ use pingora::modules::http::HttpModules;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use responses::{refuse, respond_failure, respond_plain, status_for};
+use responses::{client_error_kind, refuse, respond_failure, respond_plain, status_for};
 use retries::Failure;
 use std::sync::Arc;
 
@@ -85,7 +88,6 @@ fn route_input<'a>(session: &'a Session, ctx: &'a RequestCtx, pool: PoolId) -> R
 /// The proxy service: reads the routing state the engine publishes.
 pub struct BallastProxy {
     routing: Arc<ArcSwap<RoutingState>>,
-    request_ids: RequestIds,
     metrics: Arc<Metrics>,
     /// Explained requests are recorded here.
     decisions: Arc<DecisionLog>,
@@ -109,7 +111,6 @@ impl BallastProxy {
             keepalive_secs: keepalive_timeout.as_secs().max(1),
             header_deadlines,
             routing,
-            request_ids: RequestIds::new(),
             metrics,
             decisions,
         }
@@ -159,7 +160,7 @@ impl ProxyHttp for BallastProxy {
             session.set_keepalive(Some(self.keepalive_secs));
         }
         let req = session.req_header();
-        ctx.request_id = self.request_ids.keep_or_make(req);
+        ctx.request_id = keep_or_make_request_id(req);
         let routing = self.routing.load_full();
         if let Some(below) = below_min_tls_version(session) {
             let id = ctx.request_id.clone();
@@ -171,6 +172,15 @@ impl ProxyHttp for BallastProxy {
             ctx.routing = Some(routing);
             session.set_keepalive(None);
             respond_plain(session, 426, &id, &message, None, None).await;
+            return Ok(true);
+        }
+        if let Some((status, message)) = request_rules::refusal(req) {
+            client_errors::record(ClientErrorKind::BadRequest, &message);
+            // The body (if any) is left unread: the connection closes.
+            session.set_keepalive(None);
+            let id = ctx.request_id.clone();
+            ctx.routing = Some(routing);
+            respond_plain(session, status, &id, message, None, None).await;
             return Ok(true);
         }
         if let Some((status, message)) = over_limit(req, &routing.snapshot.server.limits) {
@@ -273,6 +283,7 @@ impl ProxyHttp for BallastProxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        request_rules::join_cookies(upstream_request)?;
         add_forwarding(session, upstream_request, &ctx.request_id)
     }
 
@@ -282,6 +293,7 @@ impl ProxyHttp for BallastProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        hop_by_hop::strip_response(upstream_response);
         let (Some(routing), Some(pool_id)) = (ctx.routing.clone(), ctx.pool) else {
             return Ok(());
         };
@@ -438,7 +450,7 @@ impl ProxyHttp for BallastProxy {
         let (status, message) = status_for(e);
         if status != 0 {
             let id = if ctx.request_id.is_empty() {
-                self.request_ids.next()
+                new_request_id()
             } else {
                 ctx.request_id.clone()
             };
@@ -448,6 +460,16 @@ impl ProxyHttp for BallastProxy {
             error_code: status,
             can_reuse_downstream: false,
         }
+    }
+
+    /// A client's error is logged at debug and counted instead (see
+    /// [`client_errors`]); Pingora logs the others at ERROR.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        let Some(kind) = client_error_kind(error) else {
+            return false;
+        };
+        client_errors::record(kind, error);
+        true
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -1,6 +1,6 @@
 //! Local responses: short plain-text errors (with `X-Request-Id`, and an
 //! `X-Ballast-Reason` when a refusal has one), the status a proxy error
-//! maps to, and the wording of refused writes, residency and budget refusals.
+//! maps to (and whether the client caused it), and the wording of refused writes, residency and budget refusals.
 
 use super::context::RequestCtx;
 use super::headers::{X_BALLAST_REASON, X_REQUEST_ID};
@@ -8,6 +8,7 @@ use crate::config::RegionPlan;
 use crate::routing::picker::Unavailable;
 use crate::routing::route::Refused;
 use crate::routing::state::RoutingState;
+use crate::telemetry::client_errors::ClientErrorKind;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use pingora::http::ResponseHeader;
@@ -119,6 +120,20 @@ pub(super) fn status_for(error: &Error) -> (u16, &'static str) {
     }
 }
 
+/// The kind of client error a proxy error is, if the client caused it.
+pub(super) fn client_error_kind(error: &Error) -> Option<ClientErrorKind> {
+    if *error.esource() != ErrorSource::Downstream {
+        return None;
+    }
+    Some(match error.etype() {
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => ClientErrorKind::Timeout,
+        ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => {
+            ClientErrorKind::Reset
+        }
+        _ => ClientErrorKind::BadRequest,
+    })
+}
+
 /// The message and `X-Ballast-Reason` of a refused write: the write region
 /// had no backend to take it, or the client's residency fence keeps it out.
 fn write_refusal(write_region: &str, client_region: &str, fence_allows: bool) -> (String, String) {
@@ -166,4 +181,37 @@ pub(super) fn refuse<T>(
         Refused::Unavailable(why) => why.as_str(),
     };
     Error::e_explain(ErrorType::HTTPStatus(503), why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_on_the_client_side_are_client_errors() {
+        let cases = [
+            (
+                Error::new_down(ErrorType::ReadTimedout),
+                Some(ClientErrorKind::Timeout),
+            ),
+            (
+                Error::new_down(ErrorType::ConnectionClosed),
+                Some(ClientErrorKind::Reset),
+            ),
+            (
+                Error::new_down(ErrorType::WriteError),
+                Some(ClientErrorKind::Reset),
+            ),
+            (
+                Error::new_down(ErrorType::InvalidHTTPHeader),
+                Some(ClientErrorKind::BadRequest),
+            ),
+            (Error::new_up(ErrorType::ConnectionClosed), None),
+            (Error::new_up(ErrorType::ReadTimedout), None),
+            (Error::new_in(ErrorType::InternalError), None),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(client_error_kind(&e), kind, "{e}");
+        }
+    }
 }

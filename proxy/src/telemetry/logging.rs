@@ -11,18 +11,24 @@
 //! (`ballast_log_lines_dropped_total`). The [`LogGuard`] returned by
 //! [`init`] flushes what is queued when dropped: hold it until exit.
 //!
+//! Pingora's records of what clients did wrong (a client leaving mid-header,
+//! a failed TLS or HTTP/2 handshake, a client gone before its error response)
+//! are logged at ERROR by Pingora; they are demoted to debug, under the
+//! target `ballast::client`, and counted ([`client_errors`]).
+//!
 //! Pingora's debug and trace records print whole request and response heads,
 //! client credentials included (`Authorization`, `Cookie`). They are dropped
 //! unless the filter names a `pingora` target explicitly, so `--log-level
 //! debug` shows Ballast's own detail and never a client's secret.
 
+use super::client_errors::{self, ClientErrorKind};
 use std::io::BufWriter;
 use std::sync::OnceLock;
 use tracing::Level;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_log::AsLog;
 use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
 /// Output format for logs.
@@ -90,13 +96,76 @@ pub fn init(format: LogFormat, level: Option<&str>) -> Result<LogGuard, String> 
         .with_writer(writer);
     let registry = tracing_subscriber::registry();
     let result = match format {
-        LogFormat::Text => registry.with(output.with_filter(filter)).try_init(),
-        LogFormat::Json => registry
-            .with(output.json().flatten_event(true).with_filter(filter))
-            .try_init(),
+        LogFormat::Text => {
+            tracing::subscriber::set_global_default(registry.with(output.with_filter(filter)))
+        }
+        LogFormat::Json => tracing::subscriber::set_global_default(
+            registry.with(output.json().flatten_event(true).with_filter(filter)),
+        ),
     };
     result.map_err(|e| format!("cannot initialise logging: {e}"))?;
+    log::set_boxed_logger(Box::new(PingoraRecords))
+        .map_err(|e| format!("cannot initialise logging: {e}"))?;
+    log::set_max_level(LevelFilter::current().as_log());
     Ok(LogGuard { _writer: guard })
+}
+
+/// Forwards `log` records (Pingora's) into `tracing`, demoting those that
+/// report a client's error.
+struct PingoraRecords;
+
+impl log::Log for PingoraRecords {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.level() <= log::Level::Warn && record.target().starts_with("pingora") {
+            let message = record.args().to_string();
+            if let Some(kind) = client_error(record.target(), &message) {
+                client_errors::record(kind, &message);
+                return;
+            }
+        }
+        let _ = tracing_log::format_trace(record);
+    }
+
+    fn flush(&self) {}
+}
+
+/// The kind of client error a Pingora warning or error record from `target`
+/// reports, if it reports one (Pingora 0.9's wording).
+fn client_error(target: &str, message: &str) -> Option<ClientErrorKind> {
+    let kind_of_read = || {
+        if message.contains("Timedout") || message.contains("timed out") {
+            ClientErrorKind::Timeout
+        } else if message.contains("InvalidHTTPHeader") || message.contains("H2Error") {
+            ClientErrorKind::BadRequest
+        } else {
+            ClientErrorKind::Reset
+        }
+    };
+    if target.starts_with("pingora_proxy") {
+        if message.starts_with("Fail to proxy: ") && message.contains("downstream session type") {
+            // The request head could not be read from the client.
+            return Some(kind_of_read());
+        }
+        if message.starts_with("failed to send error response to downstream")
+            || message.starts_with("Error finish sending body to downstream")
+        {
+            return Some(ClientErrorKind::Reset);
+        }
+    }
+    if target.starts_with("pingora_core") {
+        if message.starts_with("Downstream handshake") || message.starts_with("H2 handshake error")
+        {
+            return Some(ClientErrorKind::Handshake);
+        }
+        if message.starts_with("HTTP server fails to read from downstream") {
+            return Some(kind_of_read());
+        }
+    }
+    None
 }
 
 /// A Pingora record below `info`: these print whole message heads.
@@ -107,6 +176,23 @@ fn is_pingora_detail(target: &str, level: Level) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pingora_records_of_client_errors_are_recognised() {
+        let proxy = "pingora_proxy";
+        let cases = [
+            (proxy, "Fail to proxy: Downstream ConnectionClosed context: Prematurely before response header is received, downstream session type: HTTP/1.1", Some(ClientErrorKind::Reset)),
+            (proxy, "Fail to proxy: Downstream ReadTimedout, downstream session type: HTTP/1.1", Some(ClientErrorKind::Timeout)),
+            (proxy, "failed to send error response to downstream: Downstream WriteError", Some(ClientErrorKind::Reset)),
+            ("pingora_core::services::listening", "Downstream handshake error from 127.0.0.1:5: TLSHandshakeFailure", Some(ClientErrorKind::Handshake)),
+            ("pingora_core::apps", "H2 handshake error invalid preface", Some(ClientErrorKind::Handshake)),
+            (proxy, "Fail to proxy: Upstream ConnectRefused, status: 502, tries: 1", None),
+            ("ballast::proxy", "Fail to proxy: x, downstream session type: HTTP/1.1", None),
+        ];
+        for (target, message, kind) in cases {
+            assert_eq!(client_error(target, message), kind, "{message}");
+        }
+    }
 
     #[test]
     fn only_pingora_records_below_info_are_detail() {

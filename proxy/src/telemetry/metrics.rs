@@ -330,7 +330,8 @@ impl Metrics {
             "Client connections closed by a deadline, by reason (header_timeout: no complete first request in time)",
             &["reason"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 37] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 38] = [
+            Box::new(super::client_errors::counter()),
             Box::new(tls_certificate_reloads.clone()),
             Box::new(tls_certificate_expiry.clone()),
             Box::new(client_connections.clone()),

@@ -1,8 +1,10 @@
 //! What Ballast tells the outside world about itself: Prometheus metrics
-//! (`metrics`), the per-request metric series of one configuration
-//! (`request_series`), the process's own (`process_metrics`), the log of
-//! routing decisions (`decisions`) and structured logging (`logging`).
+//! (`metrics`), the tally of client protocol errors (`client_errors`), the
+//! per-request metric series of one configuration (`request_series`), the
+//! process's own (`process_metrics`), the log of routing decisions
+//! (`decisions`) and structured logging (`logging`).
 
+pub mod client_errors;
 pub mod decisions;
 pub mod logging;
 pub mod metrics;
