@@ -24,10 +24,11 @@
 #
 # The origin is nginx (`worker_processes 1`, access log off) returning a
 # small fixed body with a `Server-Load` header. Contenders: the origin
-# directly; Ballast in latency mode (its default); Ballast in round_robin
-# mode with one attempt per request; a bare Pingora proxy, with the system
-# allocator (ballast-bare-pingora) and with Ballast's allocator, mimalloc
-# (ballast-bare-pingora-mimalloc); nginx as a proxy; HAProxy. The load tools are wrk
+# directly; Ballast in latency mode (its default), without and with its
+# access log; Ballast in round_robin mode with one attempt per request; a
+# bare Pingora proxy, with the system allocator (ballast-bare-pingora) and
+# with Ballast's allocator, mimalloc (ballast-bare-pingora-mimalloc); nginx
+# as a proxy; HAProxy. The load tools are wrk
 # and oha; either is skipped when missing, and so are the nginx and HAProxy
 # contenders. NGINX, HAPROXY, WRK and OHA name other executables (set to
 # nothing, they skip theirs). Figures are medians across rounds; the report
@@ -285,9 +286,9 @@ if $upstream_tls; then
   haproxy_tls=" ssl verify required ca-file $tmp/certs/ca.crt sni str($origin_name) verifyhost $origin_name"
 fi
 
-# ballast_contender NAME MODE EXTRA_POOL_YAML DESCRIPTION
+# ballast_contender NAME MODE EXTRA_POOL_YAML DESCRIPTION [LOG_LEVEL]
 ballast_contender() {
-  local name="$1" mode="$2" extra="$3" description="$4" port admin_port file
+  local name="$1" mode="$2" extra="$3" description="$4" log_level="${5:-warn}" port admin_port file
   free_port port
   free_port admin_port
   file="$tmp/${name// /-}.yaml"
@@ -311,7 +312,7 @@ routes:
     pool: origin
 EOF
   "$bin/ballast" check -c "$file" >/dev/null
-  local cmd=("$bin/ballast" --log-level warn run -c "$file")
+  local cmd=("$bin/ballast" --log-level "$log_level" run -c "$file")
   start "$name" "${cmd[@]}"
   wait_ready "$name" "http://127.0.0.1:$port/" "$started"
   add_contender "$name" "http://127.0.0.1:$port/" "$started" "$(quote "${cmd[@]}")" "$file" "$description"
@@ -319,6 +320,8 @@ EOF
 
 ballast_contender "ballast latency" latency "$ballast_tls" \
   "Ballast's default adaptive mode (\`latency\`): weight engine, live statistics, Prometheus metrics, \`Server-Load\` parsed and stripped, X-Forwarded-*/X-Request-Id headers; access log off (\`--log-level warn\`)"
+ballast_contender "ballast latency logged" latency "$ballast_tls" \
+  "The same, with the default access log on (\`--log-level info\`: one line per request, text, to a file through the buffered background writer)" info
 ballast_contender "ballast round_robin" round_robin "$ballast_tls    retries: {attempts: 1}
 " "Ballast with everything optional off: \`round_robin\`, one attempt per request, no health checks, no explanations; metrics and the header handling are always on; access log off"
 
