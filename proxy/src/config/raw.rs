@@ -42,6 +42,22 @@ pub struct RawConfig {
     pub explain: Option<RawExplain>,
     /// How backends named by DNS are resolved.
     pub discovery: Option<RawDiscovery>,
+    /// Which forwarding proxies are believed about the client's address
+    /// (`X-Forwarded-For`).
+    pub client_address: Option<RawClientAddress>,
+}
+
+/// The client's address behind proxies, load balancers or a CDN: the header
+/// they append it to is walked right to left past the trusted ones.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawClientAddress {
+    /// Proxies (IP addresses or CIDR ranges) whose forwarding header is
+    /// believed; a request from any other peer is placed by its peer address.
+    pub trusted_proxies: Vec<String>,
+    /// The header the proxies append the client's address to (default
+    /// `X-Forwarded-For`).
+    pub header: Option<String>,
 }
 
 /// How backends named by DNS (`addr: host:port`, `srv:`) are resolved.

@@ -8,6 +8,7 @@
 //! Each type's defaults (`DEFAULT_*`, what an omitted key means) follow it;
 //! the bounds a value must lie in are checked in `compile/`.
 
+use super::client_address::ClientAddressRule;
 use super::discovery::{DiscoverySettings, DnsName, NamedEntry};
 use super::routes::RouteTable;
 use pingora::protocols::tls::CaType;
@@ -55,6 +56,8 @@ pub struct Snapshot {
     pub explain: Option<Explain>,
     /// How backends named by DNS are resolved.
     pub discovery: DiscoverySettings,
+    /// Whose forwarding header names the client; `None`: the peer is the client.
+    pub client_address: Option<ClientAddressRule>,
 }
 
 /// When responses carry `X-Ballast-Decision`.

@@ -58,8 +58,8 @@ use async_trait::async_trait;
 use context::Attempt;
 use grpc::GrpcHead;
 use headers::{
-    add_forwarding, client_ip, hand_back_pin, keep_or_make_request_id, new_request_id, over_limit,
-    request_host, wants_explanation, X_BALLAST_DECISION, X_REQUEST_ID,
+    add_forwarding, hand_back_pin, keep_or_make_request_id, new_request_id, over_limit,
+    request_host, tcp_peer_ip, wants_explanation, X_BALLAST_DECISION, X_REQUEST_ID,
 };
 use http::StatusCode;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -77,7 +77,8 @@ fn route_input<'a>(session: &'a Session, ctx: &'a RequestCtx, pool: PoolId) -> R
     RouteInput {
         route: ctx.route,
         pool,
-        client: client_ip(session),
+        peer: ctx.peer,
+        client: ctx.client,
         headers: &req.headers,
         path: req.uri.path(),
         tried: &ctx.tried,
@@ -162,6 +163,11 @@ impl ProxyHttp for BallastProxy {
         let req = session.req_header();
         ctx.request_id = keep_or_make_request_id(req);
         let routing = self.routing.load_full();
+        ctx.peer = tcp_peer_ip(session);
+        ctx.client = match (&routing.snapshot.client_address, ctx.peer) {
+            (Some(rule), Some(peer)) => Some(rule.client(peer, &req.headers)),
+            _ => ctx.peer,
+        };
         if let Some(below) = below_min_tls_version(session) {
             let id = ctx.request_id.clone();
             let message = format!(
@@ -258,7 +264,7 @@ impl ProxyHttp for BallastProxy {
         ctx.tried.push(backend);
         let pool = routing.snapshot.pool(pool_id);
         if let Some(explain) = &routing.snapshot.explain {
-            if wants_explanation(explain, session) {
+            if wants_explanation(explain, session, ctx.peer) {
                 let share = routing.weights[pool_id.0]
                     .as_ref()
                     .map(|w| w.shares[backend]);
@@ -284,7 +290,7 @@ impl ProxyHttp for BallastProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         request_rules::join_cookies(upstream_request)?;
-        add_forwarding(session, upstream_request, &ctx.request_id)
+        add_forwarding(session, upstream_request, ctx.peer, &ctx.request_id)
     }
 
     async fn upstream_response_filter(
