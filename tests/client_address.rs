@@ -1,10 +1,13 @@
-//! The client's address behind proxies: `client_address` walks
-//! `X-Forwarded-For` from a trusted proxy and places the client by the
+//! The client's address behind proxies and load balancers: `client_address`
+//! walks `X-Forwarded-For` from a trusted proxy and places the client by the
 //! address found (geo CIDR rules, the access log), while the header from
-//! any other peer is ignored. Clients connect from distinct loopback
-//! addresses (127.0.0.2 is the trusted proxy, 127.0.0.1 is not).
+//! any other peer is ignored; a listener's `proxy_protocol` takes the
+//! client's address from a PROXY v1 or v2 header sent by a trusted load
+//! balancer, and refuses one from anyone else. Clients connect from
+//! distinct loopback addresses (127.0.0.2 is the trusted proxy and
+//! balancer, 127.0.0.1 is not).
 
-use crate::common::{origin_named, LoopbackProxy};
+use crate::common::{metric, metrics_text, origin_named, LoopbackProxy};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -117,4 +120,113 @@ async fn spoofed_leftmost_entries_are_skipped_over_several_trusted_hops() {
     let malformed = "198.51.100.7, unknown, 127.0.0.3";
     let answer = exchange_from(TRUSTED_PROXY, proxy.listen, &get_forwarded(malformed)).await;
     assert_eq!(origin_of(&answer), "us", "{answer}");
+}
+
+/// A PROXY v2 header: a TCP connection from `source` (IPv4) to 192.0.2.1:80.
+fn proxy_v2(source: [u8; 4], port: u16) -> Vec<u8> {
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.extend_from_slice(&[0x21, 0x11, 0x00, 12]);
+    header.extend_from_slice(&source);
+    header.extend_from_slice(&[192, 0, 2, 1]);
+    header.extend_from_slice(&port.to_be_bytes());
+    header.extend_from_slice(&80u16.to_be_bytes());
+    header
+}
+
+const BEHIND_A_BALANCER: &str = r#", proxy_protocol: {trusted: ["127.0.0.2"]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_from_a_trusted_balancer_sets_the_client_address() {
+    let (proxy, _origins) = two_region_proxy(BEHIND_A_BALANCER).await;
+    let request = b"GET /headers HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n";
+
+    let mut v1 = b"PROXY TCP4 198.51.100.7 192.0.2.1 40000 80\r\n".to_vec();
+    v1.extend_from_slice(request);
+    let answer = exchange_from(TRUSTED_PROXY, proxy.listen, &v1).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(origin_of(&answer), "eu", "placed by the PROXY v1 source");
+    assert!(
+        answer.contains("x-forwarded-for: 198.51.100.7\n"),
+        "{answer}"
+    );
+
+    let mut v2 = proxy_v2([198, 51, 100, 8], 40001);
+    v2.extend_from_slice(request);
+    let answer = exchange_from(TRUSTED_PROXY, proxy.listen, &v2).await;
+    assert_eq!(
+        origin_of(&answer),
+        "eu",
+        "placed by the PROXY v2 source: {answer}"
+    );
+    assert!(
+        answer.contains("x-forwarded-for: 198.51.100.8\n"),
+        "{answer}"
+    );
+
+    // The balancer's health check (UNKNOWN) is the balancer's own connection.
+    let mut unknown = b"PROXY UNKNOWN\r\n".to_vec();
+    unknown.extend_from_slice(request);
+    let answer = exchange_from(TRUSTED_PROXY, proxy.listen, &unknown).await;
+    assert!(answer.contains("x-forwarded-for: 127.0.0.2\n"), "{answer}");
+
+    // A direct client of the same listener is served as itself.
+    let answer = exchange_from(OTHER_PEER, proxy.listen, request).await;
+    assert_eq!(origin_of(&answer), "us", "{answer}");
+    assert!(answer.contains("x-forwarded-for: 127.0.0.1\n"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_from_an_untrusted_source_or_missing_from_a_trusted_one_is_refused() {
+    let (proxy, _origins) = two_region_proxy(BEHIND_A_BALANCER).await;
+    let request = b"GET /headers HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n";
+
+    let mut spoofed = b"PROXY TCP4 198.51.100.7 192.0.2.1 40000 80\r\n".to_vec();
+    spoofed.extend_from_slice(request);
+    let answer = exchange_from(OTHER_PEER, proxy.listen, &spoofed).await;
+    assert_eq!(answer, "", "closed unanswered");
+    let mut spoofed_v2 = proxy_v2([198, 51, 100, 8], 40001);
+    spoofed_v2.extend_from_slice(request);
+    assert_eq!(
+        exchange_from(OTHER_PEER, proxy.listen, &spoofed_v2).await,
+        ""
+    );
+
+    let answer = exchange_from(TRUSTED_PROXY, proxy.listen, request).await;
+    assert_eq!(answer, "", "a trusted balancer must send the header");
+    let answer = exchange_from(TRUSTED_PROXY, proxy.listen, b"PROXY TCP4 nonsense\r\n").await;
+    assert_eq!(answer, "");
+
+    let metrics = metrics_text(proxy.admin).await;
+    let closed = |reason: &str| {
+        metric(
+            &metrics,
+            "ballast_client_connections_closed_total",
+            &[&format!("reason=\"{reason}\"")],
+        )
+    };
+    assert_eq!(closed("proxy_protocol_untrusted"), 2.0, "{metrics}");
+    assert_eq!(closed("proxy_protocol_missing"), 1.0, "{metrics}");
+    assert_eq!(closed("proxy_protocol_invalid"), 1.0, "{metrics}");
+}
+
+#[test]
+fn check_refuses_a_bad_trusted_source_and_proxy_protocol_on_a_tls_listener() {
+    let yaml = r#"
+listeners:
+  - {address: "127.0.0.1:8080", proxy_protocol: {trusted: ["10.0.0.0/8", "10.0.0.300"]}}
+  - {address: "127.0.0.1:8443", proxy_protocol: {trusted: ["10.0.0.0/8"]}, tls: {cert: missing.crt, key: missing.key}}
+  - {address: "127.0.0.1:8081", proxy_protocol: {trusted: []}}
+pools: {p: {backends: [{addr: "127.0.0.1:2"}]}}
+routes: [{pool: p}]
+"#;
+    let errors = ballast::config::load_str(yaml, std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        r#"listeners[0].proxy_protocol.trusted[1]: invalid CIDR "10.0.0.300""#,
+        "listeners[1].proxy_protocol: PROXY protocol is not supported on a TLS listener yet",
+        "listeners[2].proxy_protocol.trusted: list the load balancers",
+    ] {
+        assert!(errors.contains(expected), "{expected} in {errors}");
+    }
 }

@@ -145,6 +145,18 @@ pub struct RawListener {
     /// plain listener, beside HTTP/1.1 (default false; a TLS listener offers
     /// h2 by ALPN instead).
     pub h2c: Option<bool>,
+    /// Take PROXY protocol (v1 or v2) headers from an L4 load balancer in
+    /// front: the client address they carry becomes the connection's.
+    pub proxy_protocol: Option<RawProxyProtocol>,
+}
+
+/// PROXY protocol on a listener.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawProxyProtocol {
+    /// Sources (IP addresses or CIDR ranges) that must send a PROXY header;
+    /// a header from any other source is refused.
+    pub trusted: Vec<String>,
 }
 
 /// TLS termination for one listener: a default certificate plus optional

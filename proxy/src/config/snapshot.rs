@@ -116,6 +116,8 @@ pub struct Listener {
     pub tls: Option<Tls>,
     /// A plain listener that also takes HTTP/2 with prior knowledge (h2c).
     pub h2c: bool,
+    /// The sources that send PROXY protocol headers; `None`: no PROXY protocol.
+    pub proxy_protocol: Option<Vec<ipnet::IpNet>>,
 }
 
 /// Loaded and checked TLS material for one listener.

@@ -92,8 +92,9 @@ pub struct RequestCtx {
     pub(super) started: Instant,
     /// Empty until `request_filter` keeps or makes one.
     pub(super) request_id: HeaderValue,
-    /// The address the connection came from: its TCP peer. Set by
-    /// `request_filter`; `None` before, or off IP.
+    /// The address the connection came from: its TCP peer, or the source a
+    /// trusted PROXY protocol header named. Set by `request_filter`; `None`
+    /// before, or off IP.
     pub(super) peer: Option<IpAddr>,
     /// The request's client: `peer`, or the address trusted proxies
     /// forwarded (`client_address`). Geo placement, residency and the access

@@ -41,6 +41,7 @@ pub use context::RequestCtx;
 use crate::config::PoolId;
 use crate::connections::connection_key;
 use crate::connections::header_deadline::HeaderDeadlines;
+use crate::connections::proxy_protocol::ProxyProtocol;
 use crate::routing::explain::explain_pick;
 use crate::routing::read_write::{classify, RequestKind};
 use crate::routing::retry::another_backend_remains;
@@ -98,6 +99,8 @@ pub struct BallastProxy {
     /// The client connections' header deadlines: told when each request
     /// starts and ends.
     header_deadlines: Arc<HeaderDeadlines>,
+    /// The sources PROXY protocol headers named for the connections.
+    proxy_protocol: Arc<ProxyProtocol>,
 }
 
 impl BallastProxy {
@@ -107,8 +110,10 @@ impl BallastProxy {
         decisions: Arc<DecisionLog>,
         keepalive_timeout: std::time::Duration,
         header_deadlines: Arc<HeaderDeadlines>,
+        proxy_protocol: Arc<ProxyProtocol>,
     ) -> Self {
         Self {
+            proxy_protocol,
             keepalive_secs: keepalive_timeout.as_secs().max(1),
             header_deadlines,
             routing,
@@ -151,7 +156,8 @@ impl ProxyHttp for BallastProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         // A complete request header: its connection's header deadline is met.
-        if let Some(key) = connection_key(session.client_addr(), session.server_addr()) {
+        let key = connection_key(session.client_addr(), session.server_addr());
+        if let Some(key) = key {
             self.header_deadlines.request_started(key);
         }
         // Pingora keeps a reused HTTP/1.1 connection open for the next
@@ -163,7 +169,10 @@ impl ProxyHttp for BallastProxy {
         let req = session.req_header();
         ctx.request_id = keep_or_make_request_id(req);
         let routing = self.routing.load_full();
-        ctx.peer = tcp_peer_ip(session);
+        ctx.peer = key
+            .and_then(|key| self.proxy_protocol.source(key))
+            .map(|source| source.ip())
+            .or_else(|| tcp_peer_ip(session));
         ctx.client = match (&routing.snapshot.client_address, ctx.peer) {
             (Some(rule), Some(peer)) => Some(rule.client(peer, &req.headers)),
             _ => ctx.peer,

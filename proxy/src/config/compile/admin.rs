@@ -3,7 +3,7 @@
 //! believed): the keys about who may see and steer what.
 
 use super::fields::Checker;
-use super::fields::{header_name, parse_net};
+use super::fields::{compile_nets, header_name};
 use crate::config::raw::*;
 use crate::config::snapshot::*;
 
@@ -57,22 +57,6 @@ pub(super) fn compile_admin(c: &mut Checker, raw: Option<&RawAdmin>) -> Option<A
         token_env: raw.token_env.clone(),
         allowed_hosts,
     })
-}
-
-/// Each entry of a list of IP addresses or CIDR ranges at `path`.
-fn compile_nets(c: &mut Checker, path: &str, nets: &[String]) -> Vec<ipnet::IpNet> {
-    nets.iter()
-        .enumerate()
-        .filter_map(|(i, net)| {
-            parse_net(net).or_else(|| {
-                c.error(
-                    format!("{path}[{i}]"),
-                    format!("invalid CIDR \"{net}\" (an IP address or a range like 10.0.0.0/8)"),
-                );
-                None
-            })
-        })
-        .collect()
 }
 
 pub(super) fn compile_client_address(
