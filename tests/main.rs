@@ -11,6 +11,7 @@ mod common;
 mod admin;
 mod certificates;
 mod cli;
+mod client_address;
 mod client_faults;
 mod config;
 mod connection_limits;

@@ -18,6 +18,7 @@ use crate::admin::{AdminApp, Guard};
 use crate::config::{ServerSettings, Snapshot, TlsVersion};
 use crate::connections::header_deadline::{FirstByteDeadline, HeaderDeadlines};
 use crate::connections::limits::ConnectionCounts;
+use crate::connections::proxy_protocol::ProxyProtocol;
 use crate::connections::{open_files, ClientConnections, Gate};
 use crate::control::engine::Engine;
 use crate::discovery::Discovery;
@@ -212,7 +213,8 @@ fn h2_options(settings: &ServerSettings) -> H2Options {
 /// The connection limits and header deadline all proxy services share,
 /// after raising the open-file limit (which the default total limit is
 /// derived from).
-fn client_connections(settings: &ServerSettings, metrics: &Arc<Metrics>) -> Arc<ClientConnections> {
+fn client_connections(snapshot: &Snapshot, metrics: &Arc<Metrics>) -> Arc<ClientConnections> {
+    let settings = &snapshot.server;
     let open_file_limit = open_files::raise_open_file_limit();
     let max_connections = settings
         .max_connections
@@ -232,6 +234,11 @@ fn client_connections(settings: &ServerSettings, metrics: &Arc<Metrics>) -> Arc<
         header_deadlines: Arc::new(HeaderDeadlines::new(
             settings.header_timeout,
             settings.keepalive_timeout,
+        )),
+        proxy_protocol: Arc::new(ProxyProtocol::new(
+            &snapshot.listeners,
+            settings.header_timeout,
+            metrics.clone(),
         )),
         metrics: metrics.clone(),
     })
@@ -315,7 +322,7 @@ impl ProxyServer {
             metrics.clone(),
             decisions.clone(),
         ));
-        let clients = client_connections(settings, &metrics);
+        let clients = client_connections(&snapshot, &metrics);
         let proxy_service = |name: &str, h2c: bool| {
             let app = BallastProxy::new(
                 engine.state(),
@@ -323,6 +330,7 @@ impl ProxyServer {
                 decisions.clone(),
                 settings.keepalive_timeout,
                 clients.header_deadlines.clone(),
+                clients.proxy_protocol.clone(),
             );
             let mut proxy = HttpProxy::new(app, server.configuration.clone());
             let mut options = HttpServerOptions::default();

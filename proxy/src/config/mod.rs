@@ -13,6 +13,7 @@
 
 mod calendar;
 pub mod certs;
+mod client_address;
 mod compile;
 mod discovery;
 mod error;
@@ -27,6 +28,7 @@ mod variables;
 pub mod view;
 
 pub use calendar::days_from_civil;
+pub use client_address::{ClientAddressRule, DEFAULT_CLIENT_ADDRESS_HEADER};
 pub use compile::compile;
 pub use discovery::*;
 pub use error::{ConfigError, ConfigErrors};

@@ -42,6 +42,22 @@ pub struct RawConfig {
     pub explain: Option<RawExplain>,
     /// How backends named by DNS are resolved.
     pub discovery: Option<RawDiscovery>,
+    /// Which forwarding proxies are believed about the client's address
+    /// (`X-Forwarded-For`).
+    pub client_address: Option<RawClientAddress>,
+}
+
+/// The client's address behind proxies, load balancers or a CDN: the header
+/// they append it to is walked right to left past the trusted ones.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawClientAddress {
+    /// Proxies (IP addresses or CIDR ranges) whose forwarding header is
+    /// believed; a request from any other peer is placed by its peer address.
+    pub trusted_proxies: Vec<String>,
+    /// The header the proxies append the client's address to (default
+    /// `X-Forwarded-For`).
+    pub header: Option<String>,
 }
 
 /// How backends named by DNS (`addr: host:port`, `srv:`) are resolved.
@@ -129,6 +145,18 @@ pub struct RawListener {
     /// plain listener, beside HTTP/1.1 (default false; a TLS listener offers
     /// h2 by ALPN instead).
     pub h2c: Option<bool>,
+    /// Take PROXY protocol (v1 or v2) headers from an L4 load balancer in
+    /// front: the client address they carry becomes the connection's.
+    pub proxy_protocol: Option<RawProxyProtocol>,
+}
+
+/// PROXY protocol on a listener.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawProxyProtocol {
+    /// Sources (IP addresses or CIDR ranges) that must send a PROXY header;
+    /// a header from any other source is refused.
+    pub trusted: Vec<String>,
 }
 
 /// TLS termination for one listener: a default certificate plus optional

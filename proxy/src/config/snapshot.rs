@@ -8,6 +8,7 @@
 //! Each type's defaults (`DEFAULT_*`, what an omitted key means) follow it;
 //! the bounds a value must lie in are checked in `compile/`.
 
+use super::client_address::ClientAddressRule;
 use super::discovery::{DiscoverySettings, DnsName, NamedEntry};
 use super::routes::RouteTable;
 use pingora::protocols::tls::CaType;
@@ -55,6 +56,8 @@ pub struct Snapshot {
     pub explain: Option<Explain>,
     /// How backends named by DNS are resolved.
     pub discovery: DiscoverySettings,
+    /// Whose forwarding header names the client; `None`: the peer is the client.
+    pub client_address: Option<ClientAddressRule>,
 }
 
 /// When responses carry `X-Ballast-Decision`.
@@ -113,6 +116,8 @@ pub struct Listener {
     pub tls: Option<Tls>,
     /// A plain listener that also takes HTTP/2 with prior knowledge (h2c).
     pub h2c: bool,
+    /// The sources that send PROXY protocol headers; `None`: no PROXY protocol.
+    pub proxy_protocol: Option<Vec<ipnet::IpNet>>,
 }
 
 /// Loaded and checked TLS material for one listener.

@@ -1,10 +1,12 @@
 //! Client connections before and between requests: the connection limits
 //! (`server.max_connections`, `server.max_client_connections`), the header
-//! deadline (`server.header_timeout`) and the open-file limit.
+//! deadline (`server.header_timeout`), the open-file limit and PROXY
+//! protocol (`listeners[].proxy_protocol`).
 //!
 //! [`Gate`] wraps the proxy's Pingora application: every client connection
 //! (after its TLS handshake) passes through it. Over a limit it is closed
 //! at once, unread; otherwise it holds a [`limits::Slot`] until it closes,
+//! reads a PROXY header where its listener takes one ([`proxy_protocol`]),
 //! and is closed when its request header is overdue
 //! ([`header_deadline`]). Idle connections after a request are Pingora's to
 //! close (`server.keepalive_timeout`, HTTP/1.1 and HTTP/2 alike).
@@ -12,6 +14,7 @@
 pub mod header_deadline;
 pub mod limits;
 pub mod open_files;
+pub mod proxy_protocol;
 
 use crate::telemetry::metrics::Metrics;
 use async_trait::async_trait;
@@ -21,12 +24,14 @@ use pingora::apps::ServerApp;
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
+use proxy_protocol::ProxyProtocol;
 use std::sync::Arc;
 
 /// What every proxy service shares about client connections.
 pub struct ClientConnections {
     pub counts: Arc<ConnectionCounts>,
     pub header_deadlines: Arc<HeaderDeadlines>,
+    pub proxy_protocol: Arc<ProxyProtocol>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -54,7 +59,7 @@ impl<A> Gate<A> {
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
     async fn process_new(
         self: &Arc<Self>,
-        stream: Stream,
+        mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let digest = stream.get_socket_digest();
@@ -64,10 +69,18 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Gate<A> {
         let Ok(_slot) = self.clients.counts.admit(key.map(|(peer, _)| peer.ip())) else {
             return None;
         };
-        let serve = self.inner.process_new(stream, shutdown);
         let Some(key) = key else {
-            return serve.await;
+            return self.inner.process_new(stream, shutdown).await;
         };
+        let Ok(_source) = self
+            .clients
+            .proxy_protocol
+            .accept(stream.as_mut(), key)
+            .await
+        else {
+            return None;
+        };
+        let serve = self.inner.process_new(stream, shutdown);
         let mut deadline = self.clients.header_deadlines.register(key);
         tokio::select! {
             served = serve => served,

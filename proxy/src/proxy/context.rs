@@ -15,6 +15,7 @@ use crate::routing::state::RoutingState;
 use crate::stats::backend::{BackendStats, InFlight};
 use crate::stats::clock;
 use http::header::HeaderValue;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -91,6 +92,14 @@ pub struct RequestCtx {
     pub(super) started: Instant,
     /// Empty until `request_filter` keeps or makes one.
     pub(super) request_id: HeaderValue,
+    /// The address the connection came from: its TCP peer, or the source a
+    /// trusted PROXY protocol header named. Set by `request_filter`; `None`
+    /// before, or off IP.
+    pub(super) peer: Option<IpAddr>,
+    /// The request's client: `peer`, or the address trusted proxies
+    /// forwarded (`client_address`). Geo placement, residency and the access
+    /// log use it.
+    pub(super) client: Option<IpAddr>,
     pub(super) routing: Option<Arc<RoutingState>>,
     pub(super) route: Option<usize>,
     pub(super) pool: Option<PoolId>,
@@ -127,6 +136,8 @@ impl RequestCtx {
         Self {
             started: Instant::now(),
             request_id: HeaderValue::from_static(""),
+            peer: None,
+            client: None,
             routing: None,
             route: None,
             pool: None,

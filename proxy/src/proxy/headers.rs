@@ -126,24 +126,26 @@ pub(super) fn request_host(req: &RequestHeader) -> Option<&str> {
         .map(host_without_port)
 }
 
-/// The client's address, when it came over IP.
-pub(super) fn client_ip(session: &Session) -> Option<IpAddr> {
+/// The TCP peer's address, when the connection came over IP.
+pub(super) fn tcp_peer_ip(session: &Session) -> Option<IpAddr> {
     session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
 }
 
-/// Add `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Request-Id` to the
-/// request sent to the backend.
+/// Add `X-Forwarded-For` (the request's, with `peer` appended: the address
+/// the connection came from, whatever the client is found to be),
+/// `X-Forwarded-Proto` and `X-Request-Id` to the request sent to the backend.
 pub(super) fn add_forwarding(
     session: &Session,
     upstream_request: &mut RequestHeader,
+    peer: Option<IpAddr>,
     request_id: &HeaderValue,
 ) -> Result<()> {
-    if let Some(client) = client_ip(session) {
+    if let Some(peer) = peer {
         let prior = upstream_request.headers.get(X_FORWARDED_FOR);
-        let forwarded_for = forwarded_for(prior, client);
+        let forwarded_for = forwarded_for(prior, peer);
         upstream_request.insert_header(X_FORWARDED_FOR, forwarded_for)?;
     }
     let is_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
@@ -154,15 +156,18 @@ pub(super) fn add_forwarding(
 }
 
 /// Whether this request's decision should be explained: always, or when it
-/// carries the debug header and comes from a trusted peer.
-pub(super) fn wants_explanation(explain: &Explain, session: &Session) -> bool {
+/// carries the debug header and comes from a trusted `peer`.
+pub(super) fn wants_explanation(
+    explain: &Explain,
+    session: &Session,
+    peer: Option<IpAddr>,
+) -> bool {
     explain.always
         || (session
             .req_header()
             .headers
             .contains_key(&explain.debug_header)
-            && client_ip(session)
-                .is_some_and(|ip| explain.trusted_peers.iter().any(|net| net.contains(&ip))))
+            && peer.is_some_and(|ip| explain.trusted_peers.iter().any(|net| net.contains(&ip))))
 }
 
 /// On a write's response, the pin that keeps the client's reads on the

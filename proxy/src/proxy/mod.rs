@@ -41,6 +41,7 @@ pub use context::RequestCtx;
 use crate::config::PoolId;
 use crate::connections::connection_key;
 use crate::connections::header_deadline::HeaderDeadlines;
+use crate::connections::proxy_protocol::ProxyProtocol;
 use crate::routing::explain::explain_pick;
 use crate::routing::read_write::{classify, RequestKind};
 use crate::routing::retry::another_backend_remains;
@@ -58,8 +59,8 @@ use async_trait::async_trait;
 use context::Attempt;
 use grpc::GrpcHead;
 use headers::{
-    add_forwarding, client_ip, hand_back_pin, keep_or_make_request_id, new_request_id, over_limit,
-    request_host, wants_explanation, X_BALLAST_DECISION, X_REQUEST_ID,
+    add_forwarding, hand_back_pin, keep_or_make_request_id, new_request_id, over_limit,
+    request_host, tcp_peer_ip, wants_explanation, X_BALLAST_DECISION, X_REQUEST_ID,
 };
 use http::StatusCode;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -77,7 +78,8 @@ fn route_input<'a>(session: &'a Session, ctx: &'a RequestCtx, pool: PoolId) -> R
     RouteInput {
         route: ctx.route,
         pool,
-        client: client_ip(session),
+        peer: ctx.peer,
+        client: ctx.client,
         headers: &req.headers,
         path: req.uri.path(),
         tried: &ctx.tried,
@@ -97,6 +99,8 @@ pub struct BallastProxy {
     /// The client connections' header deadlines: told when each request
     /// starts and ends.
     header_deadlines: Arc<HeaderDeadlines>,
+    /// The sources PROXY protocol headers named for the connections.
+    proxy_protocol: Arc<ProxyProtocol>,
 }
 
 impl BallastProxy {
@@ -106,8 +110,10 @@ impl BallastProxy {
         decisions: Arc<DecisionLog>,
         keepalive_timeout: std::time::Duration,
         header_deadlines: Arc<HeaderDeadlines>,
+        proxy_protocol: Arc<ProxyProtocol>,
     ) -> Self {
         Self {
+            proxy_protocol,
             keepalive_secs: keepalive_timeout.as_secs().max(1),
             header_deadlines,
             routing,
@@ -150,7 +156,8 @@ impl ProxyHttp for BallastProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         // A complete request header: its connection's header deadline is met.
-        if let Some(key) = connection_key(session.client_addr(), session.server_addr()) {
+        let key = connection_key(session.client_addr(), session.server_addr());
+        if let Some(key) = key {
             self.header_deadlines.request_started(key);
         }
         // Pingora keeps a reused HTTP/1.1 connection open for the next
@@ -162,6 +169,14 @@ impl ProxyHttp for BallastProxy {
         let req = session.req_header();
         ctx.request_id = keep_or_make_request_id(req);
         let routing = self.routing.load_full();
+        ctx.peer = key
+            .and_then(|key| self.proxy_protocol.source(key))
+            .map(|source| source.ip())
+            .or_else(|| tcp_peer_ip(session));
+        ctx.client = match (&routing.snapshot.client_address, ctx.peer) {
+            (Some(rule), Some(peer)) => Some(rule.client(peer, &req.headers)),
+            _ => ctx.peer,
+        };
         if let Some(below) = below_min_tls_version(session) {
             let id = ctx.request_id.clone();
             let message = format!(
@@ -258,7 +273,7 @@ impl ProxyHttp for BallastProxy {
         ctx.tried.push(backend);
         let pool = routing.snapshot.pool(pool_id);
         if let Some(explain) = &routing.snapshot.explain {
-            if wants_explanation(explain, session) {
+            if wants_explanation(explain, session, ctx.peer) {
                 let share = routing.weights[pool_id.0]
                     .as_ref()
                     .map(|w| w.shares[backend]);
@@ -284,7 +299,7 @@ impl ProxyHttp for BallastProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         request_rules::join_cookies(upstream_request)?;
-        add_forwarding(session, upstream_request, &ctx.request_id)
+        add_forwarding(session, upstream_request, ctx.peer, &ctx.request_id)
     }
 
     async fn upstream_response_filter(

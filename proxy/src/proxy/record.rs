@@ -235,6 +235,7 @@ impl BallastProxy {
         tracing::info!(
             target: "ballast::access",
             request_id = ctx.request_id.to_str().unwrap_or("-"),
+            client = ctx.client.map(tracing::field::display),
             method = %req.method,
             path = %req.uri.path(),
             status,

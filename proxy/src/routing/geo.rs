@@ -1,9 +1,10 @@
 //! Where a client is, and which regions may serve it.
 //!
 //! The client's region comes from the configured rules, in order: a header
-//! (believed only when the TCP peer is a trusted address, so a client cannot
-//! pick its own region), the client address against a CIDR table (IPv4 and
-//! IPv6; longest prefix wins), a default. Each region's plan lists the
+//! (believed only when the connection's peer is a trusted address, so a
+//! client cannot pick its own region), the client address (the peer's, or
+//! the one trusted proxies forwarded: `client_address`) against a CIDR table
+//! (IPv4 and IPv6; longest prefix wins), a default. Each region's plan lists the
 //! regions to prefer, in order: its own, then its fallbacks (network
 //! proximity). A fenced region's plan holds only its allowed regions, and
 //! nothing outside the plan may ever serve it.
@@ -16,6 +17,7 @@ use std::net::IpAddr;
 pub fn client_region<'g>(
     geo: &'g Geo,
     peer: Option<IpAddr>,
+    client: Option<IpAddr>,
     headers: &HeaderMap,
 ) -> Option<&'g str> {
     geo.rules.iter().find_map(|rule| match rule {
@@ -33,10 +35,10 @@ pub fn client_region<'g>(
                 .map(|(name, _)| name.as_str())
         }
         RegionRule::Cidr(table) => {
-            let peer = peer?;
+            let client = client?;
             table
                 .iter()
-                .find(|(net, _)| net.contains(&peer))
+                .find(|(net, _)| net.contains(&client))
                 .map(|(_, region)| region.as_str())
         }
         RegionRule::Default(region) => Some(region.as_str()),
@@ -47,9 +49,10 @@ pub fn client_region<'g>(
 pub fn plan_for<'g>(
     geo: &'g Geo,
     peer: Option<IpAddr>,
+    client: Option<IpAddr>,
     headers: &HeaderMap,
 ) -> Option<(&'g str, &'g RegionPlan)> {
-    let region = client_region(geo, peer, headers)?;
+    let region = client_region(geo, peer, client, headers)?;
     geo.plans.get(region).map(|plan| (region, plan))
 }
 
@@ -86,6 +89,11 @@ routes: [{{pool: p}}]
             .unwrap()
     }
 
+    /// The region of a client that is its connection's peer.
+    fn region_of<'g>(g: &'g Geo, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<&'g str> {
+        client_region(g, peer, peer, headers)
+    }
+
     fn headers(region: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("x-client-region", region.parse().unwrap());
@@ -103,20 +111,20 @@ routes: [{{pool: p}}]
         let trusted: IpAddr = "10.9.1.2".parse().unwrap();
         let untrusted: IpAddr = "192.168.7.9".parse().unwrap();
         assert_eq!(
-            client_region(&g, Some(trusted), &headers("eu-central")),
+            region_of(&g, Some(trusted), &headers("eu-central")),
             Some("eu-central")
         );
         assert_eq!(
-            client_region(&g, Some("::1".parse().unwrap()), &headers("us-west")),
+            region_of(&g, Some("::1".parse().unwrap()), &headers("us-west")),
             Some("us-west")
         );
         assert_eq!(
-            client_region(&g, Some(untrusted), &headers("us-east")),
+            region_of(&g, Some(untrusted), &headers("us-east")),
             Some("eu-west"),
             "a spoofed header from an untrusted peer is ignored"
         );
         assert_eq!(
-            client_region(&g, Some(trusted), &headers("mars")),
+            region_of(&g, Some(trusted), &headers("mars")),
             Some("us-east"),
             "unknown region ignored"
         );
@@ -127,22 +135,43 @@ routes: [{{pool: p}}]
         let g = geo(RULES);
         let h = HeaderMap::new();
         assert_eq!(
-            client_region(&g, Some("192.168.7.1".parse().unwrap()), &h),
+            region_of(&g, Some("192.168.7.1".parse().unwrap()), &h),
             Some("eu-west")
         );
         assert_eq!(
-            client_region(&g, Some("192.168.8.1".parse().unwrap()), &h),
+            region_of(&g, Some("192.168.8.1".parse().unwrap()), &h),
             Some("us-west")
         );
         assert_eq!(
-            client_region(&g, Some("2001:db8::5".parse().unwrap()), &h),
+            region_of(&g, Some("2001:db8::5".parse().unwrap()), &h),
             Some("eu-central")
         );
         assert_eq!(
-            client_region(&g, Some("8.8.8.8".parse().unwrap()), &h),
+            region_of(&g, Some("8.8.8.8".parse().unwrap()), &h),
             Some("us-east")
         );
-        assert_eq!(client_region(&g, None, &h), Some("us-east"));
+        assert_eq!(region_of(&g, None, &h), Some("us-east"));
+    }
+
+    #[test]
+    fn the_header_trusts_the_peer_and_cidr_rules_place_the_client() {
+        let g = geo(RULES);
+        let proxy: IpAddr = "10.9.1.2".parse().unwrap();
+        let client: IpAddr = "192.168.7.1".parse().unwrap();
+        assert_eq!(
+            client_region(&g, Some(proxy), Some(client), &HeaderMap::new()),
+            Some("eu-west"),
+            "placed by the forwarded client, not the proxy"
+        );
+        assert_eq!(
+            client_region(&g, Some(client), Some(proxy), &headers("us-west")),
+            Some("us-east"),
+            "the header is believed from a trusted peer only"
+        );
+        assert_eq!(
+            client_region(&g, Some(proxy), Some(client), &headers("us-west")),
+            Some("us-west")
+        );
     }
 
     #[test]

@@ -22,7 +22,10 @@ pub struct RouteInput<'a> {
     /// The matched route (index into the snapshot's routes).
     pub route: Option<usize>,
     pub pool: PoolId,
-    /// The client's address, for geo placement.
+    /// The address the connection came from: a geo header rule believes
+    /// only trusted ones.
+    pub peer: Option<IpAddr>,
+    /// The client's address (`client_address`), for geo CIDR rules.
     pub client: Option<IpAddr>,
     pub headers: &'a HeaderMap,
     pub path: &'a str,
@@ -178,7 +181,7 @@ pub fn placement<'s>(
     input: &RouteInput<'_>,
 ) -> Option<(&'s str, &'s RegionPlan)> {
     let geo = routing.snapshot.geo.as_ref()?;
-    plan_for(geo, input.client, input.headers)
+    plan_for(geo, input.peer, input.client, input.headers)
 }
 
 /// Charge a request to its route's budget in its backend's region. Over
@@ -310,6 +313,7 @@ routes: [{pool: p}]
         RouteInput {
             route: Some(0),
             pool: PoolId(0),
+            peer: Some("127.0.0.1".parse().unwrap()),
             client: Some("127.0.0.1".parse().unwrap()),
             headers,
             path: "/",

@@ -98,7 +98,8 @@ pub struct Metrics {
     /// Client connections closed at once because a limit was reached, by
     /// reason (`max_connections`, `max_client_connections`).
     pub client_connections_refused: IntCounterVec,
-    /// Client connections closed by a deadline, by reason (`header_timeout`).
+    /// Client connections closed by a deadline (`header_timeout`) or refused
+    /// by PROXY protocol (`proxy_protocol_*`), by reason.
     pub client_connections_closed: IntCounterVec,
 }
 
@@ -327,7 +328,7 @@ impl Metrics {
         );
         let client_connections_closed = counter(
             "client_connections_closed_total",
-            "Client connections closed by a deadline, by reason (header_timeout: no complete first request in time)",
+            "Client connections closed by a deadline or refused by PROXY protocol, by reason (header_timeout: no complete first request in time; proxy_protocol_untrusted, proxy_protocol_missing, proxy_protocol_invalid)",
             &["reason"],
         );
         let collectors: [Box<dyn prometheus::core::Collector>; 38] = [

@@ -1,8 +1,9 @@
-//! `admin` (the API's address and token) and `explain` (when responses carry
-//! the routing decision).
+//! `admin` (the API's address and token), `explain` (when responses carry
+//! the routing decision) and `client_address` (whose forwarding header is
+//! believed): the keys about who may see and steer what.
 
 use super::fields::Checker;
-use super::fields::{header_name, parse_net};
+use super::fields::{compile_nets, header_name};
 use crate::config::raw::*;
 use crate::config::snapshot::*;
 
@@ -58,6 +59,29 @@ pub(super) fn compile_admin(c: &mut Checker, raw: Option<&RawAdmin>) -> Option<A
     })
 }
 
+pub(super) fn compile_client_address(
+    c: &mut Checker,
+    raw: &RawClientAddress,
+) -> crate::config::ClientAddressRule {
+    let header = header_name(
+        c,
+        "client_address.header".into(),
+        raw.header.as_deref(),
+        crate::config::DEFAULT_CLIENT_ADDRESS_HEADER,
+    );
+    let trusted_proxies = compile_nets(c, "client_address.trusted_proxies", &raw.trusted_proxies);
+    if raw.trusted_proxies.is_empty() {
+        c.error(
+            "client_address.trusted_proxies",
+            "list at least one trusted proxy (an IP address or CIDR range)",
+        );
+    }
+    crate::config::ClientAddressRule {
+        trusted_proxies,
+        header,
+    }
+}
+
 pub(super) fn compile_explain(c: &mut Checker, raw: &RawExplain) -> Explain {
     let debug_header = header_name(
         c,
@@ -65,20 +89,7 @@ pub(super) fn compile_explain(c: &mut Checker, raw: &RawExplain) -> Explain {
         raw.debug_header.as_deref(),
         DEFAULT_DEBUG_HEADER,
     );
-    let trusted_peers = raw
-        .trusted_peers
-        .iter()
-        .enumerate()
-        .filter_map(|(i, net)| {
-            parse_net(net).or_else(|| {
-                c.error(
-                    format!("explain.trusted_peers[{i}]"),
-                    format!("invalid CIDR \"{net}\""),
-                );
-                None
-            })
-        })
-        .collect();
+    let trusted_peers = compile_nets(c, "explain.trusted_peers", &raw.trusted_peers);
     Explain {
         always: raw.always.unwrap_or(false),
         debug_header,

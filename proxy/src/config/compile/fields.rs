@@ -146,3 +146,19 @@ pub(super) fn parse_net(text: &str) -> Option<ipnet::IpNet> {
             .map(ipnet::IpNet::from)
     })
 }
+
+/// Each entry of a list of IP addresses or CIDR ranges at `path`.
+pub(super) fn compile_nets(c: &mut Checker, path: &str, nets: &[String]) -> Vec<ipnet::IpNet> {
+    nets.iter()
+        .enumerate()
+        .filter_map(|(i, net)| {
+            parse_net(net).or_else(|| {
+                c.error(
+                    format!("{path}[{i}]"),
+                    format!("invalid CIDR \"{net}\" (an IP address or a range like 10.0.0.0/8)"),
+                );
+                None
+            })
+        })
+        .collect()
+}

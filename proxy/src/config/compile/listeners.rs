@@ -1,9 +1,9 @@
 //! `listeners`: addresses, and per listener the TLS certificates (default and
 //! by SNI), each checked to cover the names it is served for, the CA bundle
 //! client certificates are checked against (`client_auth`) and the minimum
-//! TLS version.
+//! TLS version; the sources trusted to send PROXY protocol headers.
 
-use super::fields::Checker;
+use super::fields::{compile_nets, Checker};
 use crate::config::certs::{cert_covers_server_name, load_ca_bundle, load_certified_key};
 use crate::config::raw::*;
 use crate::config::snapshot::*;
@@ -40,8 +40,30 @@ pub(super) fn compile_listeners(c: &mut Checker, raw: &[RawListener]) -> Vec<Lis
                 "h2c is HTTP/2 over plain TCP; a TLS listener offers h2 by ALPN (tls.http2)",
             );
         }
+        let proxy_protocol = listener.proxy_protocol.as_ref().map(|raw| {
+            let trusted_path = format!("{path}.proxy_protocol.trusted");
+            if raw.trusted.is_empty() {
+                c.error(
+                    &trusted_path,
+                    "list the load balancers (addresses or CIDR ranges) that send PROXY headers",
+                );
+            }
+            if listener.tls.is_some() {
+                c.error(
+                    format!("{path}.proxy_protocol"),
+                    "PROXY protocol is not supported on a TLS listener yet (use it on a plain \
+                     listener, or X-Forwarded-For with client_address)",
+                );
+            }
+            compile_nets(c, &trusted_path, &raw.trusted)
+        });
         if let (Some(address), false) = (address, tls_failed) {
-            listeners.push(Listener { address, tls, h2c });
+            listeners.push(Listener {
+                address,
+                tls,
+                h2c,
+                proxy_protocol,
+            });
         }
     }
     listeners

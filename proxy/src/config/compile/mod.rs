@@ -48,6 +48,10 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
         .explain
         .as_ref()
         .map(|e| admin::compile_explain(&mut c, e));
+    let client_address = raw
+        .client_address
+        .as_ref()
+        .map(|a| admin::compile_client_address(&mut c, a));
 
     if let Some(admin) = &admin {
         if let Some(listener) = listeners
@@ -74,6 +78,7 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
             geo,
             explain,
             discovery,
+            client_address,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }
