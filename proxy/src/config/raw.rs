@@ -15,6 +15,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+pub use super::raw_edits::*;
+
 /// The whole configuration file.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -691,6 +693,12 @@ pub struct RawRoute {
     pub pool: String,
     /// An event budget: the most of each region's capacity this route may use.
     pub budget: Option<RawBudget>,
+    /// Header edits on the request sent to the backend.
+    pub request_headers: Option<RawHeaderEdits>,
+    /// Header edits on the backend's response.
+    pub response_headers: Option<RawHeaderEdits>,
+    /// Path and host rewrites on the request sent to the backend.
+    pub rewrite: Option<RawRewrite>,
 }
 
 /// An event budget: a route's ceiling in each region of its pool.

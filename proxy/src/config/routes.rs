@@ -2,6 +2,7 @@
 //! match conditions, pool and event budget. Matching a request against it is
 //! `routing::table`'s job.
 
+use super::route_edits::RouteEdits;
 use super::{BudgetPolicy, PoolId};
 use http::{HeaderName, HeaderValue, Method};
 
@@ -25,6 +26,8 @@ pub struct Route {
     pub pool: PoolId,
     /// The route's event budget, if it has one.
     pub budget: Option<BudgetPolicy>,
+    /// What the route changes in the request and response.
+    pub edits: RouteEdits,
 }
 
 /// The routes of a snapshot, in configuration order.

@@ -27,6 +27,7 @@
 //! Bodies stream through Pingora untouched.
 
 mod context;
+mod edits;
 mod grpc;
 mod headers;
 mod hop_by_hop;
@@ -284,6 +285,10 @@ impl ProxyHttp for BallastProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         request_rules::join_cookies(upstream_request)?;
+        if let Some(route) = ctx.route() {
+            edits::rewrite_request(upstream_request, &route.edits.rewrite)?;
+            edits::edit_request_headers(upstream_request, &route.edits.request_headers)?;
+        }
         add_forwarding(session, upstream_request, &ctx.request_id)
     }
 
@@ -382,6 +387,9 @@ impl ProxyHttp for BallastProxy {
         }
         if let Some(explanation) = &ctx.explanation {
             upstream_response.insert_header(X_BALLAST_DECISION, explanation.as_str())?;
+        }
+        if let Some(route) = ctx.route() {
+            edits::edit_response_headers(upstream_response, &route.edits.response_headers)?;
         }
         Ok(())
     }

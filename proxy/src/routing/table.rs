@@ -105,6 +105,7 @@ mod tests {
             headers: vec![],
             pool: PoolId(pool),
             budget: None,
+            edits: Default::default(),
         }
     }
 

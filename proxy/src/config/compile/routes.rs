@@ -1,5 +1,6 @@
 //! `routes`: names, pools, match conditions and event budgets.
 
+use super::edits::compile_edits;
 use super::fields::fraction;
 use super::fields::Checker;
 use crate::config::raw::*;
@@ -60,6 +61,14 @@ pub(super) fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) 
             }
             _ => None,
         };
+        let edits = compile_edits(
+            c,
+            &path,
+            route.request_headers.as_ref(),
+            route.response_headers.as_ref(),
+            route.rewrite.as_ref(),
+            m.path_prefix.as_deref(),
+        );
         if let Some(pool) = pool {
             routes.push(Route {
                 name,
@@ -69,6 +78,7 @@ pub(super) fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) 
                 headers,
                 pool,
                 budget,
+                edits,
             });
         }
     }
