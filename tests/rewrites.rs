@@ -1,7 +1,6 @@
 //! Per-route rewriting end to end: header edits seen by the origin and by
-//! the client, path and host rewrites seen by the origin (the access log
-//! and retries keep the client's path), and the configuration errors of
-//! bad edits.
+//! the client, path and host rewrites seen by the origin, redirects (plain
+//! and HTTP→HTTPS), and the configuration errors of bad edits.
 
 use crate::common::echo_origin::{spawn_echo_origin, EchoOrigin};
 use crate::common::*;
@@ -177,4 +176,73 @@ async fn a_rewritten_post_carries_its_body() {
     assert_eq!(origin.requests(), 1);
     assert_eq!(origin.body_bytes(), 10);
     assert_eq!(origin.complete_bodies(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_answer_with_their_status_and_location() {
+    let (proxy, origin) = proxy_with_routes(
+        r#"
+  - {name: old, match: {path_prefix: /old}, redirect: {to: "https://new.example/moved", status: 302}}
+  - {name: to-https, match: {host: plain.example}, redirect: {to: "https://{host}{path}{query}", status: 308}}
+  - {name: default-status, match: {host: www.example}, redirect: {to: "{scheme}://example{path}"}}
+  - {name: rest, match: {}, pool: echo}
+"#,
+    )
+    .await;
+    let cases = [
+        ("any.example", "/old/page", 302, "https://new.example/moved"),
+        (
+            "plain.example:8080",
+            "/a/b?x=1&y=2",
+            308,
+            "https://plain.example/a/b?x=1&y=2",
+        ),
+        ("plain.example", "/", 308, "https://plain.example/"),
+        ("www.example", "/p", 301, "http://example/p"),
+    ];
+    for (host, path, status, location) in cases {
+        let reply = get(proxy.listen, host, path).await;
+        assert_eq!(
+            reply.status.as_u16(),
+            status,
+            "{host}{path}: {}",
+            reply.text()
+        );
+        assert_eq!(reply.header("location"), Some(location), "{host}{path}");
+        assert!(reply.header("x-request-id").is_some());
+    }
+    // A POST to the HTTP→HTTPS route is redirected too (308 keeps its method).
+    let post = send(
+        proxy.listen,
+        request(Method::POST, "plain.example", "/form", "a=1"),
+    )
+    .await;
+    assert_eq!(post.status.as_u16(), 308);
+    assert_eq!(post.header("location"), Some("https://plain.example/form"));
+    assert_eq!(origin.requests(), 0, "a redirect never reaches the backend");
+    let served = get(proxy.listen, "other.example", "/x").await;
+    assert_eq!(served.status, StatusCode::OK);
+}
+
+#[test]
+fn bad_redirects_are_rejected_with_their_path() {
+    let errors = errors(
+        r#"
+  - {name: a, match: {}, redirect: {to: "https://{hostname}/", status: 200}}
+  - {name: b, match: {}, pool: echo, redirect: {to: "https://x/"}}
+  - {name: c, match: {}, redirect: {to: "https://x/ y"}, rewrite: {host: x}}
+  - {name: d, match: {}}
+"#,
+    );
+    let text = errors.join("\n");
+    for expected in [
+        "routes[0].redirect.status: 200 is not a redirect status",
+        "routes[0].redirect.to: unknown placeholder {hostname} (known: {scheme}, {host}, {path}, {query})",
+        "routes[1].pool: a route with a redirect answers by itself",
+        "routes[2].redirect.to: must be a URL of visible ASCII characters",
+        "routes[2].rewrite: a route with a redirect answers by itself",
+        "routes[3].pool: required (or a redirect)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
 }

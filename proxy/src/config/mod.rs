@@ -18,6 +18,7 @@ mod discovery;
 mod error;
 pub mod raw;
 mod raw_edits;
+pub mod redirects;
 pub mod round_robin;
 pub mod route_edits;
 pub mod routes;

@@ -1,5 +1,5 @@
 //! The configuration of a route's edits as written: header edits, path and
-//! host rewrites (raw serde types, like [`super::raw`], re-exported there).
+//! host rewrites, redirects (raw serde types, like [`super::raw`], re-exported there).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -31,6 +31,17 @@ pub struct RawRewrite {
     pub regex: Option<RawRegexRewrite>,
     /// The `Host` the backend sees.
     pub host: Option<String>,
+}
+
+/// A redirect answered by Ballast itself.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawRedirect {
+    /// The `Location`: a URL template with {scheme}, {host}, {path} and
+    /// {query} filled from the request, e.g. "https://{host}{path}{query}".
+    pub to: String,
+    /// 301, 302, 303, 307 or 308 (default 301).
+    pub status: Option<u16>,
 }
 
 /// Every match of `pattern` in the path is replaced by `replacement`.

@@ -68,7 +68,10 @@ use pingora::modules::http::HttpModules;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use responses::{client_error_kind, refuse, respond_failure, respond_plain, status_for};
+use responses::{
+    client_error_kind, redirect_to, refuse, respond_failure, respond_plain, respond_redirect,
+    status_for,
+};
 use retries::Failure;
 use std::sync::Arc;
 
@@ -201,8 +204,10 @@ impl ProxyHttp for BallastProxy {
             .routes
             .find(&view)
             .map(|(index, route)| (index, route.pool));
-        if let Some(split) = found.and_then(|(_, pool)| routing.snapshot.pool(pool).write.as_ref())
-        {
+        let split = found
+            .and_then(|(_, pool)| pool)
+            .and_then(|pool| routing.snapshot.pool(pool).write.as_ref());
+        if let Some(split) = split {
             let kind = classify(
                 split,
                 &req.method,
@@ -216,7 +221,13 @@ impl ProxyHttp for BallastProxy {
         match found {
             Some((index, pool)) => {
                 ctx.route = Some(index);
-                ctx.pool = Some(pool);
+                ctx.pool = pool;
+                if let Some((status, location)) = ctx.route().and_then(|r| redirect_to(session, r))
+                {
+                    let id = ctx.request_id.clone();
+                    respond_redirect(session, status, &id, &location).await;
+                    return Ok(true);
+                }
                 Ok(false)
             }
             None => {
