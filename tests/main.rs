@@ -28,6 +28,7 @@ mod polls_and_schedules;
 mod proxy;
 mod read_write;
 mod retries;
+mod rewrites;
 mod routing;
 mod upstream_tls;
 mod websocket;

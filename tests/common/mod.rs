@@ -2,9 +2,11 @@
 //! in-process Ballast server on its own thread, and a small HTTP client;
 //! `tls_origin` is a TLS origin for the upstream TLS tests; `grpc` a gRPC
 //! origin and client; `dns_server` a DNS server whose records a test
-//! changes; `raw_client` writes exact bytes; `metrics` reads `/metrics`.
+//! changes; `raw_client` writes exact bytes; `echo_origin` answers
+//! with the request it received; `metrics` reads `/metrics`.
 
 pub mod dns_server;
+pub mod echo_origin;
 pub mod grpc;
 pub mod metrics;
 pub mod raw_client;

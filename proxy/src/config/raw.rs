@@ -15,6 +15,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+pub use super::raw_edits::*;
+
 /// The whole configuration file.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -715,10 +717,19 @@ pub struct RawRoute {
     /// Conditions the request must all meet (default: match everything).
     #[serde(rename = "match", default)]
     pub matcher: RawMatch,
-    /// The pool that serves matching requests.
-    pub pool: String,
+    /// The pool that serves matching requests (required unless the route
+    /// redirects).
+    pub pool: Option<String>,
     /// An event budget: the most of each region's capacity this route may use.
     pub budget: Option<RawBudget>,
+    /// Header edits on the request sent to the backend.
+    pub request_headers: Option<RawHeaderEdits>,
+    /// Header edits on the backend's response.
+    pub response_headers: Option<RawHeaderEdits>,
+    /// Path and host rewrites on the request sent to the backend.
+    pub rewrite: Option<RawRewrite>,
+    /// Answer with a redirect instead of proxying (the route has no pool).
+    pub redirect: Option<RawRedirect>,
 }
 
 /// An event budget: a route's ceiling in each region of its pool.

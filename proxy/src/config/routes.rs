@@ -2,6 +2,8 @@
 //! match conditions, pool and event budget. Matching a request against it is
 //! `routing::table`'s job.
 
+use super::redirects::Redirect;
+use super::route_edits::RouteEdits;
 use super::{BudgetPolicy, PoolId};
 use http::{HeaderName, HeaderValue, Method};
 
@@ -22,9 +24,14 @@ pub struct Route {
     pub path_prefix: Option<String>,
     pub methods: Option<Vec<Method>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub pool: PoolId,
+    /// The pool that serves the route; `None` for a redirect.
+    pub pool: Option<PoolId>,
     /// The route's event budget, if it has one.
     pub budget: Option<BudgetPolicy>,
+    /// What the route changes in the request and response.
+    pub edits: RouteEdits,
+    /// Answer with this redirect instead of proxying.
+    pub redirect: Option<Redirect>,
 }
 
 /// The routes of a snapshot, in configuration order.

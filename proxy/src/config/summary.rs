@@ -199,6 +199,10 @@ fn write_route(out: &mut String, route: &RouteView) {
         } else {
             format!(" headers={}", route.headers.len())
         },
-        route.pool,
+        match (&route.pool, &route.redirect) {
+            (Some(pool), _) => pool.clone(),
+            (None, Some(redirect)) => format!("redirect {redirect}"),
+            (None, None) => "-".to_string(),
+        },
     );
 }

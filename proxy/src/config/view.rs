@@ -275,7 +275,10 @@ pub struct RouteView {
     /// Header name → exact value, in configuration order (a JSON object).
     #[serde(serialize_with = "pairs_as_map")]
     pub headers: Vec<(String, String)>,
-    pub pool: String,
+    /// `None` for a redirect.
+    pub pool: Option<String>,
+    /// A redirect route's status and `Location` template, e.g. `301 https://{host}{path}`.
+    pub redirect: Option<String>,
 }
 
 fn pairs_as_map<S: serde::Serializer>(
@@ -333,7 +336,11 @@ impl ConfigView {
                             (n.as_str().to_string(), value)
                         })
                         .collect(),
-                    pool: snapshot.pool(r.pool).name.clone(),
+                    pool: r.pool.map(|pool| snapshot.pool(pool).name.clone()),
+                    redirect: r
+                        .redirect
+                        .as_ref()
+                        .map(|redirect| format!("{} {}", redirect.status, redirect.location.text)),
                 })
                 .collect(),
         }

@@ -108,7 +108,10 @@ pub fn observe<'a>(
             };
             let usage = |rate: f64| if limit > 0.0 { rate / limit } else { 0.0 };
             events.push(Event::Budget {
-                pool: &current.snapshot.pool(routes[r].pool).name,
+                // A route with a budget always has a pool.
+                pool: routes[r]
+                    .pool
+                    .map_or("-", |pool| current.snapshot.pool(pool).name.as_str()),
                 route,
                 target: format!("{route}@{region_name}"),
                 usage: (usage(seen.rate), usage(seen.rate + seen.over_rate)),

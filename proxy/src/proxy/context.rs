@@ -8,6 +8,7 @@
 //! in-flight count and the `in_flight_requests` gauge for the
 //! `upgraded_connections` one ([`RequestCtx::upgraded`]).
 
+use crate::config::routes::Route;
 use crate::config::PoolId;
 use crate::routing::read_write::RequestKind;
 use crate::routing::retry_budget::RetryToken;
@@ -185,9 +186,14 @@ impl RequestCtx {
 
     /// The route's name, or `-`.
     pub(super) fn route_name(&self) -> &str {
+        self.route().map_or("-", |route| route.name.as_str())
+    }
+
+    /// The route the request matched, if any.
+    pub(super) fn route(&self) -> Option<&Route> {
         match (&self.routing, self.route) {
-            (Some(routing), Some(i)) => routing.snapshot.routes.routes()[i].name.as_str(),
-            _ => "-",
+            (Some(routing), Some(i)) => routing.snapshot.routes.routes().get(i),
+            _ => None,
         }
     }
 

@@ -27,6 +27,7 @@
 //! Bodies stream through Pingora untouched.
 
 mod context;
+mod edits;
 mod grpc;
 mod headers;
 mod hop_by_hop;
@@ -68,7 +69,10 @@ use pingora::modules::http::HttpModules;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
-use responses::{client_error_kind, refuse, respond_failure, respond_plain, status_for};
+use responses::{
+    client_error_kind, redirect_to, refuse, respond_failure, respond_plain, respond_redirect,
+    status_for,
+};
 use retries::Failure;
 use std::sync::Arc;
 
@@ -215,8 +219,10 @@ impl ProxyHttp for BallastProxy {
             .routes
             .find(&view)
             .map(|(index, route)| (index, route.pool));
-        if let Some(split) = found.and_then(|(_, pool)| routing.snapshot.pool(pool).write.as_ref())
-        {
+        let split = found
+            .and_then(|(_, pool)| pool)
+            .and_then(|pool| routing.snapshot.pool(pool).write.as_ref());
+        if let Some(split) = split {
             let kind = classify(
                 split,
                 &req.method,
@@ -230,7 +236,13 @@ impl ProxyHttp for BallastProxy {
         match found {
             Some((index, pool)) => {
                 ctx.route = Some(index);
-                ctx.pool = Some(pool);
+                ctx.pool = pool;
+                if let Some((status, location)) = ctx.route().and_then(|r| redirect_to(session, r))
+                {
+                    let id = ctx.request_id.clone();
+                    respond_redirect(session, status, &id, &location).await;
+                    return Ok(true);
+                }
                 Ok(false)
             }
             None => {
@@ -299,6 +311,10 @@ impl ProxyHttp for BallastProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         request_rules::join_cookies(upstream_request)?;
+        if let Some(route) = ctx.route() {
+            edits::rewrite_request(upstream_request, &route.edits.rewrite)?;
+            edits::edit_request_headers(upstream_request, &route.edits.request_headers)?;
+        }
         add_forwarding(session, upstream_request, ctx.peer, &ctx.request_id)
     }
 
@@ -397,6 +413,9 @@ impl ProxyHttp for BallastProxy {
         }
         if let Some(explanation) = &ctx.explanation {
             upstream_response.insert_header(X_BALLAST_DECISION, explanation.as_str())?;
+        }
+        if let Some(route) = ctx.route() {
+            edits::edit_response_headers(upstream_response, &route.edits.response_headers)?;
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! Local responses: short plain-text errors (with `X-Request-Id`, and an
-//! `X-Ballast-Reason` when a refusal has one), the status a proxy error
+//! `X-Ballast-Reason` when a refusal has one), a route's redirects, the status a proxy error
 //! maps to (and whether the client caused it), and the wording of refused writes, residency and budget refusals.
 
 use super::context::RequestCtx;
-use super::headers::{X_BALLAST_REASON, X_REQUEST_ID};
+use super::headers::{request_host, X_BALLAST_REASON, X_REQUEST_ID};
+use crate::config::redirects::RequestParts;
+use crate::config::routes::Route;
 use crate::config::RegionPlan;
 use crate::routing::picker::Unavailable;
 use crate::routing::route::Refused;
@@ -52,6 +54,61 @@ pub(super) async fn respond_plain(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "could not write error response to client");
+    }
+}
+
+/// A redirect route's status and `Location` for the request in `session`.
+pub(super) fn redirect_to(session: &Session, route: &Route) -> Option<(u16, String)> {
+    let redirect = route.redirect.as_ref()?;
+    let req = session.req_header();
+    let is_tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    let parts = RequestParts {
+        scheme: if is_tls { "https" } else { "http" },
+        host: request_host(req).unwrap_or_default(),
+        path: req.uri.path(),
+        query: req.uri.query(),
+    };
+    Some((redirect.status, redirect.location.render(&parts)))
+}
+
+/// Answer with a redirect to `location` (a short text body names it).
+pub(super) async fn respond_redirect(
+    session: &mut Session,
+    status: u16,
+    request_id: &HeaderValue,
+    location: &str,
+) {
+    let Ok(value) = HeaderValue::from_str(location) else {
+        respond_plain(
+            session,
+            500,
+            request_id,
+            "internal error: redirect target is not a valid header value",
+            None,
+            None,
+        )
+        .await;
+        return;
+    };
+    let body = Bytes::from(format!("redirecting to {location}\n"));
+    let resp = ResponseHeader::build(status, Some(5)).and_then(|mut resp| {
+        resp.insert_header(header::LOCATION, value)?;
+        resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+        resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+        resp.insert_header(X_REQUEST_ID, request_id.clone())?;
+        Ok(resp)
+    });
+    let result = match resp {
+        Ok(resp) => {
+            session
+                .as_downstream_mut()
+                .write_error_response(resp, body)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "could not write redirect to client");
     }
 }
 

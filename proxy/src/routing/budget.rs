@@ -180,10 +180,8 @@ impl Budgets {
             .routes()
             .iter()
             .map(|route| {
-                route
-                    .budget
-                    .clone()
-                    .map(|policy| RouteBudget::new(policy, snapshot.pool(route.pool)))
+                let policy = route.budget.clone()?;
+                Some(RouteBudget::new(policy, snapshot.pool(route.pool?)))
             })
             .collect();
         Self { routes }

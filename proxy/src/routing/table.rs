@@ -103,8 +103,10 @@ mod tests {
             path_prefix: prefix.map(Into::into),
             methods: None,
             headers: vec![],
-            pool: PoolId(pool),
+            pool: Some(PoolId(pool)),
             budget: None,
+            edits: Default::default(),
+            redirect: None,
         }
     }
 

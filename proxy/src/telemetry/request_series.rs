@@ -46,14 +46,17 @@ impl RequestSeries {
             .routes()
             .iter()
             .map(|route| {
-                let pool = snapshot.pool(route.pool);
+                let pool = route.pool.map(|pool| snapshot.pool(pool));
+                let backends: Vec<String> = pool
+                    .map(|pool| pool.backends.iter().map(|b| b.id.0.clone()).collect())
+                    .unwrap_or_default();
                 RouteSeries {
                     route: route.name.clone(),
-                    pool: pool.name.clone(),
-                    backends: pool.backends.iter().map(|b| b.id.0.clone()).collect(),
-                    counters: (0..(pool.backends.len() + 1) * CLASSES)
+                    pool: pool.map_or_else(|| "-".to_string(), |pool| pool.name.clone()),
+                    counters: (0..(backends.len() + 1) * CLASSES)
                         .map(|_| OnceLock::new())
                         .collect(),
+                    backends: backends.into(),
                     duration: OnceLock::new(),
                 }
             })

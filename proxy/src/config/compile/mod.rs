@@ -8,6 +8,7 @@
 mod admin;
 mod backends;
 mod discovery;
+mod edits;
 mod fields;
 mod geo;
 mod keys;

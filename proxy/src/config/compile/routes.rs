@@ -1,8 +1,10 @@
 //! `routes`: names, pools, match conditions and event budgets.
 
+use super::edits::compile_edits;
 use super::fields::fraction;
 use super::fields::Checker;
 use crate::config::raw::*;
+use crate::config::redirects::{LocationTemplate, Redirect, REDIRECT_STATUSES};
 use crate::config::routes::{HostMatch, Route, RouteTable};
 use crate::config::snapshot::*;
 use crate::config::unknown_keys::did_you_mean;
@@ -26,18 +28,48 @@ pub(super) fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) 
                 format!("duplicate route name \"{name}\""),
             );
         }
-        let pool = pools.iter().find(|p| p.name == route.pool).map(|p| p.id);
-        if pool.is_none() {
-            let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
-            c.error(
-                format!("{path}.pool"),
-                format!(
-                    "unknown pool \"{}\" (defined pools: {}){}",
-                    route.pool,
-                    known.join(", "),
-                    did_you_mean(&route.pool, known.iter().copied())
-                ),
-            );
+        let redirect = route
+            .redirect
+            .as_ref()
+            .and_then(|raw| compile_redirect(c, &format!("{path}.redirect"), raw));
+        let pool = match (&route.pool, &route.redirect) {
+            (Some(name), _) => {
+                let pool = pools.iter().find(|p| &p.name == name).map(|p| p.id);
+                if pool.is_none() {
+                    let known: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+                    c.error(
+                        format!("{path}.pool"),
+                        format!(
+                            "unknown pool \"{name}\" (defined pools: {}){}",
+                            known.join(", "),
+                            did_you_mean(name, known.iter().copied())
+                        ),
+                    );
+                }
+                pool
+            }
+            (None, Some(_)) => None,
+            (None, None) => {
+                c.error(format!("{path}.pool"), "required (or a redirect)");
+                None
+            }
+        };
+        if route.redirect.is_some() {
+            let proxying = [
+                ("pool", route.pool.is_some()),
+                ("budget", route.budget.is_some()),
+                ("request_headers", route.request_headers.is_some()),
+                ("response_headers", route.response_headers.is_some()),
+                ("rewrite", route.rewrite.is_some()),
+            ];
+            for (key, set) in proxying {
+                if set {
+                    c.error(
+                        format!("{path}.{key}"),
+                        "a route with a redirect answers by itself: it takes no pool, budget, header edits or rewrite",
+                    );
+                }
+            }
         }
         let m = &route.matcher;
         let host = m
@@ -60,7 +92,15 @@ pub(super) fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) 
             }
             _ => None,
         };
-        if let Some(pool) = pool {
+        let edits = compile_edits(
+            c,
+            &path,
+            route.request_headers.as_ref(),
+            route.response_headers.as_ref(),
+            route.rewrite.as_ref(),
+            m.path_prefix.as_deref(),
+        );
+        if pool.is_some() || redirect.is_some() {
             routes.push(Route {
                 name,
                 host,
@@ -69,10 +109,41 @@ pub(super) fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) 
                 headers,
                 pool,
                 budget,
+                edits,
+                redirect,
             });
         }
     }
     RouteTable::new(routes)
+}
+
+/// `redirect`: a status among [`REDIRECT_STATUSES`] and a `Location` template.
+fn compile_redirect(c: &mut Checker, path: &str, raw: &RawRedirect) -> Option<Redirect> {
+    let status = raw.status.unwrap_or(301);
+    if !REDIRECT_STATUSES.contains(&status) {
+        c.error(
+            format!("{path}.status"),
+            format!("{status} is not a redirect status (allowed: 301, 302, 303, 307, 308)"),
+        );
+    }
+    let visible = !raw.to.is_empty() && raw.to.bytes().all(|b| b.is_ascii_graphic());
+    if !visible {
+        c.error(
+            format!("{path}.to"),
+            format!(
+                "must be a URL of visible ASCII characters, got \"{}\"",
+                raw.to
+            ),
+        );
+        return None;
+    }
+    match LocationTemplate::parse(&raw.to) {
+        Ok(location) => Some(Redirect { status, location }),
+        Err(message) => {
+            c.error(format!("{path}.to"), message);
+            None
+        }
+    }
 }
 
 /// `match.methods`: HTTP methods; an empty list is an error.

@@ -1,0 +1,248 @@
+//! Per-route rewriting end to end: header edits seen by the origin and by
+//! the client, path and host rewrites seen by the origin, redirects (plain
+//! and HTTP→HTTPS), and the configuration errors of bad edits.
+
+use crate::common::echo_origin::{spawn_echo_origin, EchoOrigin};
+use crate::common::*;
+use ballast::config::{load_str, ConfigErrors};
+use http::{Method, StatusCode};
+use std::path::Path;
+
+/// A Ballast in front of one echo origin, with `routes` (YAML lines under
+/// `routes:`, the pool named `echo`).
+async fn proxy_with_routes(routes: &str) -> (LoopbackProxy, EchoOrigin) {
+    let origin = spawn_echo_origin().await;
+    let addr = origin.addr;
+    let proxy = LoopbackProxy::start(|listen, admin| {
+        format!(
+            "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\nserver: {{threads: 2}}\npools:\n  echo:\n    backends: [{{addr: \"{addr}\"}}]\nroutes:\n{routes}"
+        )
+    })
+    .await;
+    (proxy, origin)
+}
+
+/// The value of header `name` in the origin's echo, each occurrence.
+fn echoed<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let prefix = format!("{name}: ");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_and_response_headers_are_set_added_and_removed() {
+    let (proxy, _origin) = proxy_with_routes(
+        r#"
+  - name: edited
+    match: {path_prefix: /edited}
+    pool: echo
+    request_headers:
+      set: {x-tenant: blue}
+      add: {x-tag: added}
+      remove: [x-secret]
+    response_headers:
+      set: {cache-control: no-store}
+      add: {x-served-by: ballast}
+      remove: [server, x-origin-secret]
+  - {name: plain, match: {}, pool: echo}
+"#,
+    )
+    .await;
+    let req = http::Request::builder()
+        .uri("/edited/a")
+        .header("host", "x")
+        .header("x-tenant", "red")
+        .header("x-tag", "mine")
+        .header("x-secret", "hunter2")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let reply = send(proxy.listen, req).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let text = reply.text();
+    assert_eq!(echoed(&text, "x-tenant"), ["blue"], "{text}");
+    assert_eq!(echoed(&text, "x-tag"), ["mine", "added"], "{text}");
+    assert!(echoed(&text, "x-secret").is_empty(), "{text}");
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert_eq!(reply.header("x-served-by"), Some("ballast"));
+    assert_eq!(reply.header("server"), None);
+    assert_eq!(reply.header("x-origin-secret"), None);
+    assert!(reply.header("x-request-id").is_some());
+
+    // Another route's traffic is untouched.
+    let plain = get(proxy.listen, "x", "/other").await;
+    assert_eq!(plain.header("server"), Some("echo-origin"));
+    assert_eq!(plain.header("x-origin-secret"), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_and_hosts_are_rewritten_for_the_backend_only() {
+    let (proxy, _origin) = proxy_with_routes(
+        r#"
+  - {name: strip, match: {path_prefix: /strip}, pool: echo, rewrite: {path_prefix: /}}
+  - {name: replace, match: {path_prefix: /v1}, pool: echo, rewrite: {path_prefix: /internal/v2, host: api.internal}}
+  - name: regex
+    match: {path_prefix: /users}
+    pool: echo
+    rewrite: {regex: {pattern: "^/users/([0-9]+)/profile$", replacement: "/profiles/$1"}}
+"#,
+    )
+    .await;
+    let cases = [
+        ("/strip/a/b?q=1", "GET /a/b?q=1"),
+        ("/strip", "GET /"),
+        ("/v1/items?page=2", "GET /internal/v2/items?page=2"),
+        ("/users/42/profile", "GET /profiles/42"),
+        ("/users/42/other", "GET /users/42/other"),
+    ];
+    for (path, line) in cases {
+        let reply = get(proxy.listen, "client.example", path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+        let text = reply.text();
+        assert_eq!(text.lines().next(), Some(line), "{path}: {text}");
+        let host = if path.starts_with("/v1") {
+            "api.internal"
+        } else {
+            "client.example"
+        };
+        assert_eq!(echoed(&text, "host"), [host], "{path}: {text}");
+    }
+}
+
+fn errors(routes: &str) -> Vec<String> {
+    let yaml = format!(
+        "listeners: [{{address: \"127.0.0.1:8080\"}}]\npools:\n  echo:\n    backends: [{{addr: \"127.0.0.1:9\"}}]\nroutes:\n{routes}"
+    );
+    match load_str(&yaml, Path::new(".")) {
+        Ok(_) => panic!("expected errors for:\n{yaml}"),
+        Err(ConfigErrors(list)) => list.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn bad_edits_are_rejected_with_their_path() {
+    let errors = errors(
+        r#"
+  - name: bad
+    match: {}
+    pool: echo
+    request_headers: {set: {"bad header": x, x-ok: "line\nbreak"}, remove: [host]}
+    response_headers: {add: {content-length: "1"}}
+    rewrite: {path_prefix: /x, host: "bad host"}
+  - name: badregex
+    match: {path_prefix: /a}
+    pool: echo
+    rewrite: {regex: {pattern: "([a-z", replacement: /b}}
+  - name: both
+    match: {path_prefix: /a}
+    pool: echo
+    rewrite: {path_prefix: /b, regex: {pattern: a, replacement: b}}
+  - name: huge
+    match: {path_prefix: /a}
+    pool: echo
+    rewrite: {regex: {pattern: "\\w{1000}\\w{1000}", replacement: /b}}
+"#,
+    );
+    let text = errors.join("\n");
+    for expected in [
+        "routes[0].request_headers.set.bad header: invalid header name",
+        "routes[0].request_headers.set.x-ok: invalid header value",
+        "routes[0].request_headers.remove[0]: \"host\" cannot be edited",
+        "use rewrite.host",
+        "routes[0].response_headers.add.content-length: \"content-length\" cannot be edited",
+        "routes[0].rewrite.path_prefix: needs the route's match.path_prefix",
+        "routes[0].rewrite.host: invalid host \"bad host\"",
+        "routes[1].rewrite.regex.pattern: invalid regex",
+        "routes[2].rewrite: set path_prefix or regex, not both",
+        "routes[3].rewrite.regex.pattern: invalid regex",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_post_carries_its_body() {
+    let (proxy, origin) = proxy_with_routes(
+        "  - {name: api, match: {path_prefix: /api}, pool: echo, rewrite: {path_prefix: /}}\n",
+    )
+    .await;
+    let reply = send(
+        proxy.listen,
+        request(Method::POST, "x", "/api/submit", "0123456789"),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text().lines().next(), Some("POST /submit"));
+    assert_eq!(origin.requests(), 1);
+    assert_eq!(origin.body_bytes(), 10);
+    assert_eq!(origin.complete_bodies(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_answer_with_their_status_and_location() {
+    let (proxy, origin) = proxy_with_routes(
+        r#"
+  - {name: old, match: {path_prefix: /old}, redirect: {to: "https://new.example/moved", status: 302}}
+  - {name: to-https, match: {host: plain.example}, redirect: {to: "https://{host}{path}{query}", status: 308}}
+  - {name: default-status, match: {host: www.example}, redirect: {to: "{scheme}://example{path}"}}
+  - {name: rest, match: {}, pool: echo}
+"#,
+    )
+    .await;
+    let cases = [
+        ("any.example", "/old/page", 302, "https://new.example/moved"),
+        (
+            "plain.example:8080",
+            "/a/b?x=1&y=2",
+            308,
+            "https://plain.example/a/b?x=1&y=2",
+        ),
+        ("plain.example", "/", 308, "https://plain.example/"),
+        ("www.example", "/p", 301, "http://example/p"),
+    ];
+    for (host, path, status, location) in cases {
+        let reply = get(proxy.listen, host, path).await;
+        assert_eq!(
+            reply.status.as_u16(),
+            status,
+            "{host}{path}: {}",
+            reply.text()
+        );
+        assert_eq!(reply.header("location"), Some(location), "{host}{path}");
+        assert!(reply.header("x-request-id").is_some());
+    }
+    // A POST to the HTTP→HTTPS route is redirected too (308 keeps its method).
+    let post = send(
+        proxy.listen,
+        request(Method::POST, "plain.example", "/form", "a=1"),
+    )
+    .await;
+    assert_eq!(post.status.as_u16(), 308);
+    assert_eq!(post.header("location"), Some("https://plain.example/form"));
+    assert_eq!(origin.requests(), 0, "a redirect never reaches the backend");
+    let served = get(proxy.listen, "other.example", "/x").await;
+    assert_eq!(served.status, StatusCode::OK);
+}
+
+#[test]
+fn bad_redirects_are_rejected_with_their_path() {
+    let errors = errors(
+        r#"
+  - {name: a, match: {}, redirect: {to: "https://{hostname}/", status: 200}}
+  - {name: b, match: {}, pool: echo, redirect: {to: "https://x/"}}
+  - {name: c, match: {}, redirect: {to: "https://x/ y"}, rewrite: {host: x}}
+  - {name: d, match: {}}
+"#,
+    );
+    let text = errors.join("\n");
+    for expected in [
+        "routes[0].redirect.status: 200 is not a redirect status",
+        "routes[0].redirect.to: unknown placeholder {hostname} (known: {scheme}, {host}, {path}, {query})",
+        "routes[1].pool: a route with a redirect answers by itself",
+        "routes[2].redirect.to: must be a URL of visible ASCII characters",
+        "routes[2].rewrite: a route with a redirect answers by itself",
+        "routes[3].pool: required (or a redirect)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
