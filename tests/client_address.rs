@@ -3,7 +3,8 @@
 //! address found (geo CIDR rules, the access log), while the header from
 //! any other peer is ignored; a listener's `proxy_protocol` takes the
 //! client's address from a PROXY v1 or v2 header sent by a trusted load
-//! balancer, and refuses one from anyone else. Clients connect from
+//! balancer, and refuses one from anyone else, on plain and TLS listeners
+//! (the header precedes the ClientHello). Clients connect from
 //! distinct loopback addresses (127.0.0.2 is the trusted proxy and
 //! balancer, 127.0.0.1 is not).
 
@@ -210,11 +211,10 @@ async fn proxy_protocol_from_an_untrusted_source_or_missing_from_a_trusted_one_i
 }
 
 #[test]
-fn check_refuses_a_bad_trusted_source_and_proxy_protocol_on_a_tls_listener() {
+fn check_refuses_a_bad_or_empty_trusted_list() {
     let yaml = r#"
 listeners:
   - {address: "127.0.0.1:8080", proxy_protocol: {trusted: ["10.0.0.0/8", "10.0.0.300"]}}
-  - {address: "127.0.0.1:8443", proxy_protocol: {trusted: ["10.0.0.0/8"]}, tls: {cert: missing.crt, key: missing.key}}
   - {address: "127.0.0.1:8081", proxy_protocol: {trusted: []}}
 pools: {p: {backends: [{addr: "127.0.0.1:2"}]}}
 routes: [{pool: p}]
@@ -224,9 +224,97 @@ routes: [{pool: p}]
         .to_string();
     for expected in [
         r#"listeners[0].proxy_protocol.trusted[1]: invalid CIDR "10.0.0.300""#,
-        "listeners[1].proxy_protocol: PROXY protocol is not supported on a TLS listener yet",
-        "listeners[2].proxy_protocol.trusted: list the load balancers",
+        "listeners[1].proxy_protocol.trusted: list the load balancers",
     ] {
         assert!(errors.contains(expected), "{expected} in {errors}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_on_a_tls_listener_precedes_the_handshake() {
+    use ballast::tls::devcert::{DevCa, LeafUse};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = DevCa::generate().unwrap();
+    let leaf = ca
+        .issue(&["app.test".to_string()], LeafUse::Server)
+        .unwrap();
+    let (cert, key) = (dir.path().join("app.crt"), dir.path().join("app.key"));
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    let tls = format!(
+        r#", proxy_protocol: {{trusted: ["127.0.0.2"]}}, tls: {{cert: "{}", key: "{}", http2: false}}"#,
+        cert.display(),
+        key.display()
+    );
+    let (proxy, _origins) = two_region_proxy(&tls).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+
+    // The PROXY header, then a TLS handshake and a request on the same socket.
+    let exchange = |from: [u8; 4], header: Vec<u8>| {
+        let connector = connector.clone();
+        let listen = proxy.listen;
+        async move {
+            let socket = TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(from.into(), 0)).unwrap();
+            let mut tcp = socket.connect(listen).await.unwrap();
+            tcp.write_all(&header).await.unwrap();
+            let name = ServerName::try_from("app.test").unwrap();
+            let handshake =
+                tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp));
+            let mut tls = handshake.await.ok()?.ok()?;
+            let request = b"GET /headers HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+            tls.write_all(request).await.ok()?;
+            let mut answer = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut answer)).await;
+            Some(String::from_utf8_lossy(&answer).into_owned())
+        }
+    };
+
+    let answer = exchange(TRUSTED_PROXY, proxy_v2([198, 51, 100, 9], 40002))
+        .await
+        .expect("a handshake after the PROXY header");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(
+        origin_of(&answer),
+        "eu",
+        "placed by the PROXY source: {answer}"
+    );
+    assert!(
+        answer.contains("x-forwarded-for: 198.51.100.9\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("x-forwarded-proto: https\n"), "{answer}");
+
+    let v1 = b"PROXY TCP4 198.51.100.7 192.0.2.1 40000 443\r\n".to_vec();
+    let refused = exchange(OTHER_PEER, v1).await;
+    assert!(
+        refused.is_none(),
+        "an untrusted source's header ends the connection: {refused:?}"
+    );
+    let answer = exchange(OTHER_PEER, Vec::new())
+        .await
+        .expect("a direct TLS client");
+    assert_eq!(origin_of(&answer), "us", "{answer}");
+
+    let metrics = metrics_text(proxy.admin).await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "ballast_client_connections_closed_total",
+            &["reason=\"proxy_protocol_untrusted\""]
+        ),
+        1.0,
+        "{metrics}"
+    );
 }

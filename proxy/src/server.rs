@@ -19,7 +19,7 @@ use crate::config::{ServerSettings, Snapshot, TlsVersion};
 use crate::connections::header_deadline::{FirstByteDeadline, HeaderDeadlines};
 use crate::connections::limits::ConnectionCounts;
 use crate::connections::proxy_protocol::ProxyProtocol;
-use crate::connections::{open_files, ClientConnections, Gate};
+use crate::connections::{open_files, BeforeTls, ClientConnections, Gate};
 use crate::control::engine::Engine;
 use crate::discovery::Discovery;
 use crate::probes::health::HealthLoop;
@@ -348,12 +348,13 @@ impl ProxyServer {
         let certificates = Arc::new(ServedCertificates::new(&snapshot, metrics.clone()));
         let mut proxy = proxy_service("ballast proxy", false);
         let mut h2c_proxy = proxy_service("ballast proxy h2c", true);
-        proxy
-            .endpoints()
-            .set_pre_tls_callback(Arc::new(FirstByteDeadline {
+        proxy.endpoints().set_pre_tls_callback(Arc::new(BeforeTls {
+            proxy_protocol: clients.proxy_protocol.clone(),
+            first_byte: FirstByteDeadline {
                 timeout: settings.header_timeout,
                 metrics: metrics.clone(),
-            }));
+            },
+        }));
         for listener in &snapshot.listeners {
             let addr = listener.address.to_string();
             match &listener.tls {

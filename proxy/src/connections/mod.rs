@@ -18,12 +18,15 @@ pub mod proxy_protocol;
 
 use crate::telemetry::metrics::Metrics;
 use async_trait::async_trait;
-use header_deadline::{ConnectionKey, HeaderDeadlines, HEADER_TIMEOUT};
+use header_deadline::{ConnectionKey, FirstByteDeadline, HeaderDeadlines, HEADER_TIMEOUT};
 use limits::ConnectionCounts;
 use pingora::apps::ServerApp;
+use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
-use pingora::protocols::Stream;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{GetSocketDigest, Stream};
 use pingora::server::ShutdownWatch;
+use pingora::{Error, ErrorType};
 use proxy_protocol::ProxyProtocol;
 use std::sync::Arc;
 
@@ -38,6 +41,30 @@ pub struct ClientConnections {
 /// The address pair of a connection, when both are IP addresses.
 pub fn connection_key(peer: Option<&PeerAddr>, local: Option<&PeerAddr>) -> Option<ConnectionKey> {
     Some((*peer?.as_inet()?, *local?.as_inet()?))
+}
+
+/// What a TLS listener's connection goes through before its handshake: its
+/// PROXY header (where the listener takes one), then the wait for the
+/// ClientHello's first byte.
+pub struct BeforeTls {
+    pub proxy_protocol: Arc<ProxyProtocol>,
+    pub first_byte: FirstByteDeadline,
+}
+
+#[async_trait]
+impl PreTlsProcess for BeforeTls {
+    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
+        let digest = stream.get_socket_digest();
+        let key = digest
+            .as_ref()
+            .and_then(|d| connection_key(d.peer_addr(), d.local_addr()));
+        if let Some(key) = key {
+            if let Err(refusal) = self.proxy_protocol.accept_before_tls(stream, key).await {
+                return Error::e_explain(ErrorType::ReadError, refusal.label());
+            }
+        }
+        self.first_byte.process(stream).await
+    }
 }
 
 /// A Pingora application behind the connection limits and header deadline.

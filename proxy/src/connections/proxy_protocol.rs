@@ -15,8 +15,14 @@
 //!
 //! Only the header's bytes are consumed (the first bytes are peeked), so
 //! what follows — an HTTP request, or a TLS ClientHello — is read as usual.
-//! The addresses read are kept by the connection's address pair until it
-//! closes ([`ProxiedSource`]); the proxy looks its requests' peer up there.
+//! On a plain listener the gate reads the header ([`ProxyProtocol::accept`]);
+//! on a TLS listener it comes before the ClientHello, so Pingora's pre-TLS
+//! callback reads it ([`ProxyProtocol::accept_before_tls`]) and the gate
+//! claims it after the handshake ([`ProxyProtocol::claim`]). The addresses
+//! read are kept by the connection's address pair until it closes
+//! ([`ProxiedSource`]); the proxy looks its requests' peer up there. One
+//! read before a handshake that then fails is never claimed: it is swept
+//! once older than any handshake may last.
 
 use super::header_deadline::ConnectionKey;
 use crate::config::Listener;
@@ -27,7 +33,7 @@ use pingora::protocols::Peek;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The v2 header's first 12 bytes.
@@ -87,16 +93,30 @@ impl Refusal {
     }
 }
 
+/// An unclaimed source older than this belongs to a TLS handshake that
+/// failed (Pingora bounds a handshake at 60 s).
+const UNCLAIMED_TTL: Duration = Duration::from_secs(120);
+/// Unclaimed sources are swept every this many reads before TLS.
+const SWEEP_EVERY: u64 = 1024;
+
 struct Source {
     id: u64,
     addr: SocketAddr,
+    /// When read before a TLS handshake and not yet claimed by the gate.
+    unclaimed_since: Option<Instant>,
+}
+
+/// One listener's PROXY protocol settings.
+struct ProxiedListener {
+    address: SocketAddr,
+    trusted: Vec<IpNet>,
+    tls: bool,
 }
 
 /// The listeners that take PROXY protocol, and the sources their
 /// connections' headers named.
 pub struct ProxyProtocol {
-    /// Each listener's address and trusted sources.
-    listeners: Vec<(SocketAddr, Vec<IpNet>)>,
+    listeners: Vec<ProxiedListener>,
     sources: DashMap<ConnectionKey, Source>,
     next_id: AtomicU64,
     header_timeout: Duration,
@@ -108,7 +128,13 @@ impl ProxyProtocol {
         Self {
             listeners: listeners
                 .iter()
-                .filter_map(|l| Some((l.address, l.proxy_protocol.clone()?)))
+                .filter_map(|l| {
+                    Some(ProxiedListener {
+                        address: l.address,
+                        trusted: l.proxy_protocol.clone()?,
+                        tls: l.tls.is_some(),
+                    })
+                })
                 .collect(),
             sources: DashMap::new(),
             next_id: AtomicU64::new(0),
@@ -117,16 +143,13 @@ impl ProxyProtocol {
         }
     }
 
-    /// The trusted sources of the listener a connection reached at `local`,
-    /// if it takes PROXY protocol.
-    fn trusted_at(&self, local: SocketAddr) -> Option<&[IpNet]> {
-        self.listeners
-            .iter()
-            .find(|(listen, _)| {
-                listen.port() == local.port()
-                    && (listen.ip() == local.ip() || listen.ip().is_unspecified())
-            })
-            .map(|(_, trusted)| trusted.as_slice())
+    /// The listener a connection reached at `local`, if it takes PROXY
+    /// protocol.
+    fn listener_at(&self, local: SocketAddr) -> Option<&ProxiedListener> {
+        self.listeners.iter().find(|l| {
+            l.address.port() == local.port()
+                && (l.address.ip() == local.ip() || l.address.ip().is_unspecified())
+        })
     }
 
     /// The source a PROXY header named for the connection `key`, if any.
@@ -134,10 +157,11 @@ impl ProxyProtocol {
         self.sources.get(&key).map(|source| source.addr)
     }
 
-    /// Read the PROXY header that starts a new connection `key` on `stream`,
-    /// if its listener takes one. `Ok(None)`: nothing to keep (no PROXY
-    /// protocol here, a direct client, or a health check). A refusal is
-    /// logged and counted; the caller closes the connection.
+    /// A new connection `key` reached the gate on `stream`: on a plain
+    /// listener that takes PROXY protocol, read its header; on a TLS one,
+    /// claim the header read before the handshake. `Ok(None)`: nothing to
+    /// keep (no PROXY protocol here, a direct client, or a health check). A
+    /// refusal is logged and counted; the caller closes the connection.
     pub async fn accept<S>(
         self: &Arc<Self>,
         stream: &mut S,
@@ -146,24 +170,97 @@ impl ProxyProtocol {
     where
         S: AsyncRead + Peek + Unpin + Send + ?Sized,
     {
-        let (peer, local) = key;
-        let Some(trusted) = self.trusted_at(local) else {
-            return Ok(None);
-        };
-        let trusted = trusted.iter().any(|net| net.contains(&peer.ip()));
-        let read = tokio::time::timeout(self.header_timeout, read_header(stream, trusted));
-        let outcome = read.await.unwrap_or(Err(Refusal::Timeout));
-        match outcome {
-            Ok(None) => Ok(None),
-            Ok(Some(addr)) => {
-                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                self.sources.insert(key, Source { id, addr });
-                Ok(Some(ProxiedSource {
-                    registry: self.clone(),
-                    key,
-                    id,
-                }))
+        match self.listener_at(key.1) {
+            None => Ok(None),
+            Some(listener) if listener.tls => Ok(self.claim(key)),
+            Some(_) => {
+                let addr = self.read(stream, key).await?;
+                Ok(addr.map(|addr| self.keep(key, addr)))
             }
+        }
+    }
+
+    /// Read the PROXY header before the TLS handshake of connection `key`,
+    /// if its listener takes one; kept for the gate to claim.
+    pub async fn accept_before_tls<S>(
+        &self,
+        stream: &mut S,
+        key: ConnectionKey,
+    ) -> Result<(), Refusal>
+    where
+        S: AsyncRead + Peek + Unpin + Send + ?Sized,
+    {
+        if self.listener_at(key.1).is_none() {
+            return Ok(());
+        }
+        if let Some(addr) = self.read(stream, key).await? {
+            let id = self.insert(key, addr, Some(Instant::now()));
+            if id % SWEEP_EVERY == SWEEP_EVERY - 1 {
+                self.sources.retain(|_, source| {
+                    source
+                        .unclaimed_since
+                        .is_none_or(|since| since.elapsed() < UNCLAIMED_TTL)
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Claim the source read before connection `key`'s TLS handshake.
+    fn claim(self: &Arc<Self>, key: ConnectionKey) -> Option<ProxiedSource> {
+        let mut source = self.sources.get_mut(&key)?;
+        source.unclaimed_since.take()?;
+        Some(ProxiedSource {
+            registry: self.clone(),
+            key,
+            id: source.id,
+        })
+    }
+
+    fn insert(
+        &self,
+        key: ConnectionKey,
+        addr: SocketAddr,
+        unclaimed_since: Option<Instant>,
+    ) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.sources.insert(
+            key,
+            Source {
+                id,
+                addr,
+                unclaimed_since,
+            },
+        );
+        id
+    }
+
+    fn keep(self: &Arc<Self>, key: ConnectionKey, addr: SocketAddr) -> ProxiedSource {
+        let id = self.insert(key, addr, None);
+        ProxiedSource {
+            registry: self.clone(),
+            key,
+            id,
+        }
+    }
+
+    /// Read connection `key`'s PROXY header (within the header timeout),
+    /// logging and counting a refusal.
+    async fn read<S>(
+        &self,
+        stream: &mut S,
+        key: ConnectionKey,
+    ) -> Result<Option<SocketAddr>, Refusal>
+    where
+        S: AsyncRead + Peek + Unpin + Send + ?Sized,
+    {
+        let (peer, local) = key;
+        let trusted = self
+            .listener_at(local)
+            .is_some_and(|l| l.trusted.iter().any(|net| net.contains(&peer.ip())));
+        let read = tokio::time::timeout(self.header_timeout, read_header(stream, trusted));
+        match read.await.unwrap_or(Err(Refusal::Timeout)) {
+            Ok(addr) => Ok(addr),
             Err(Refusal::Closed) => Err(Refusal::Closed),
             Err(refusal) => {
                 tracing::warn!(%peer, %local, "connection refused: {}", refusal.message());

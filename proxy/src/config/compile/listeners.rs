@@ -48,13 +48,6 @@ pub(super) fn compile_listeners(c: &mut Checker, raw: &[RawListener]) -> Vec<Lis
                     "list the load balancers (addresses or CIDR ranges) that send PROXY headers",
                 );
             }
-            if listener.tls.is_some() {
-                c.error(
-                    format!("{path}.proxy_protocol"),
-                    "PROXY protocol is not supported on a TLS listener yet (use it on a plain \
-                     listener, or X-Forwarded-For with client_address)",
-                );
-            }
             compile_nets(c, &trusted_path, &raw.trusted)
         });
         if let (Some(address), false) = (address, tls_failed) {
