@@ -1,5 +1,5 @@
 //! The per-request state the hooks share: the routing state the request was
-//! matched against, its route and pool, the backends it tried, the attempt in
+//! matched against, its trace context, its route and pool, the backends it tried, the attempt in
 //! flight, and what a refusal or explanation needs to say.
 //!
 //! A request whose backend switches protocols (a WebSocket's 101) stops
@@ -8,6 +8,7 @@
 //! in-flight count and the `in_flight_requests` gauge for the
 //! `upgraded_connections` one ([`RequestCtx::upgraded`]).
 
+use super::trace_context::TraceContext;
 use crate::config::PoolId;
 use crate::routing::read_write::RequestKind;
 use crate::routing::retry_budget::RetryToken;
@@ -91,6 +92,8 @@ pub struct RequestCtx {
     pub(super) started: Instant,
     /// Empty until `request_filter` keeps or makes one.
     pub(super) request_id: HeaderValue,
+    /// The request's trace and Ballast's span in it, from `request_filter` on.
+    pub(super) trace: Option<TraceContext>,
     pub(super) routing: Option<Arc<RoutingState>>,
     pub(super) route: Option<usize>,
     pub(super) pool: Option<PoolId>,
@@ -127,6 +130,7 @@ impl RequestCtx {
         Self {
             started: Instant::now(),
             request_id: HeaderValue::from_static(""),
+            trace: None,
             routing: None,
             route: None,
             pool: None,

@@ -1,5 +1,6 @@
 //! The Pingora glue: for each request, match a route, ask routing for a
-//! backend ([`route_request`]), forward with X-Forwarded-* and X-Request-Id headers, record what
+//! backend ([`route_request`]), forward with X-Forwarded-* and X-Request-Id headers
+//! and the W3C trace context ([`trace_context`]), record what
 //! happened in the backend's live stats, read (and strip) its load report,
 //! and turn failures into short, honest error responses (404 no route, 502
 //! backend failed, 503 no backend available, 504 backend timed out).
@@ -35,6 +36,7 @@ mod record;
 mod request_rules;
 mod responses;
 mod retries;
+mod trace_context;
 
 pub use context::RequestCtx;
 
@@ -70,6 +72,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use responses::{client_error_kind, refuse, respond_failure, respond_plain, status_for};
 use retries::Failure;
 use std::sync::Arc;
+use trace_context::TraceContext;
 
 /// What routing reads of the request in `session` (to `pool`, so far).
 fn route_input<'a>(session: &'a Session, ctx: &'a RequestCtx, pool: PoolId) -> RouteInput<'a> {
@@ -161,6 +164,7 @@ impl ProxyHttp for BallastProxy {
         }
         let req = session.req_header();
         ctx.request_id = keep_or_make_request_id(req);
+        ctx.trace = Some(TraceContext::continue_or_start(&req.headers));
         let routing = self.routing.load_full();
         if let Some(below) = below_min_tls_version(session) {
             let id = ctx.request_id.clone();
@@ -284,7 +288,12 @@ impl ProxyHttp for BallastProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         request_rules::join_cookies(upstream_request)?;
-        add_forwarding(session, upstream_request, &ctx.request_id)
+        add_forwarding(
+            session,
+            upstream_request,
+            &ctx.request_id,
+            ctx.trace.as_ref(),
+        )
     }
 
     async fn upstream_response_filter(

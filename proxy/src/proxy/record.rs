@@ -235,6 +235,7 @@ impl BallastProxy {
         tracing::info!(
             target: "ballast::access",
             request_id = ctx.request_id.to_str().unwrap_or("-"),
+            trace_id = ctx.trace.as_ref().map_or("-", |t| t.trace_id_hex()),
             method = %req.method,
             path = %req.uri.path(),
             status,
