@@ -196,6 +196,38 @@ async fn propagates_the_trace_context_with_its_own_span_as_parent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_attempt_is_observed_in_its_backends_latency_histogram() {
+    let fast = origin_named("fast").await;
+    let slow = origin_with_latency("slow", Duration::from_millis(40)).await;
+    let proxy = LoopbackProxy::start(|listen, admin| {
+        format!(
+            "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\npools: {{p: {{mode: round_robin, backends: [{}]}}}}\nroutes: [{{pool: p}}]\n",
+            backend_entries(&[&fast, &slow])
+        )
+    })
+    .await;
+    for _ in 0..6 {
+        assert_eq!(get(proxy.listen, "x", "/").await.status, StatusCode::OK);
+    }
+    let text = metrics_text(proxy.admin).await;
+    let series = |origin: &ballast_load_tests::origin::OriginHandle, part: &str| {
+        let backend = format!("backend=\"p/{}\"", origin.addr);
+        metric(
+            &text,
+            &format!("ballast_backend_latency_seconds_{part}"),
+            &[&backend, "pool=\"p\""],
+        )
+    };
+    assert_eq!(series(&fast, "count"), fast.stats.total() as f64, "{text}");
+    assert_eq!(series(&slow, "count"), slow.stats.total() as f64, "{text}");
+    assert_eq!(series(&fast, "count") + series(&slow, "count"), 6.0);
+    assert!(
+        series(&slow, "sum") >= 0.04 * series(&slow, "count"),
+        "the slow backend's latency shows: {text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_bodies_pass_through_once() {
     let o = origin_named("o").await;
     let setup = start(&format!(

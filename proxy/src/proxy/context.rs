@@ -16,6 +16,7 @@ use crate::routing::state::RoutingState;
 use crate::stats::backend::{BackendStats, InFlight};
 use crate::stats::clock;
 use http::header::HeaderValue;
+use prometheus::Histogram;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,6 +39,8 @@ impl Drop for GaugeGuard {
 /// One try of a request against one backend.
 pub(super) struct Attempt {
     pub(super) stats: Arc<BackendStats>,
+    /// `ballast_backend_latency_seconds` of the backend.
+    latency: Histogram,
     started: Instant,
     /// Whether the outcome has been counted in the backend's stats.
     pub(super) recorded: bool,
@@ -51,13 +54,15 @@ pub(super) struct Attempt {
 }
 
 impl Attempt {
-    /// Start a try against the backend with these `stats`.
-    pub(super) fn start(stats: Arc<BackendStats>) -> Self {
+    /// Start a try against the backend with these `stats` and `latency`
+    /// histogram.
+    pub(super) fn start(stats: Arc<BackendStats>, latency: &Histogram) -> Self {
         let in_flight = stats.start();
         Self {
             joined: in_flight.joined(),
             in_flight: Some(in_flight),
             stats,
+            latency: latency.clone(),
             started: Instant::now(),
             recorded: false,
             grpc_pending: None,
@@ -66,6 +71,12 @@ impl Attempt {
 
     pub(super) fn latency_us(&self) -> u64 {
         self.started.elapsed().as_micros() as u64
+    }
+
+    /// Observe the time to the backend's response headers in its latency
+    /// histogram.
+    pub(super) fn observe_latency(&self, latency_us: u64) {
+        self.latency.observe(latency_us as f64 / 1e6);
     }
 
     /// File this attempt's latency under the load it joined (answers and

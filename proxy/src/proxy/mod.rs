@@ -272,7 +272,8 @@ impl ProxyHttp for BallastProxy {
             }
         }
         let stats = &routing.stats.pools[pool_id.0];
-        ctx.attempt = Some(Attempt::start(stats[backend].clone()));
+        let latency = routing.series.backend_latency(pool_id, backend);
+        ctx.attempt = Some(Attempt::start(stats[backend].clone(), latency));
         let mut peer = backend_peer(pool.backends[backend].addr, pool.tls.as_ref(), pool.h2c);
         peer.options.connection_timeout = Some(pool.timeouts.connect);
         peer.options.read_timeout = Some(pool.timeouts.read);

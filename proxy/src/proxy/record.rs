@@ -1,5 +1,5 @@
 //! Recording what happened to a request: its attempt's outcome in the
-//! backend's live stats (a gRPC call's by its status, see [`super::grpc`]); spills, budget sheds, residency refusals, retries,
+//! backend's live stats and latency histogram (a gRPC call's by its status, see [`super::grpc`]); spills, budget sheds, residency refusals, retries,
 //! TLS failures, gRPC statuses and load-report errors in the metrics (and the budgets' counters); and
 //! once it is done the request series (or the unrouted counters), the
 //! decision log for an explained request, and the access log line.
@@ -40,6 +40,7 @@ pub(super) fn record_grpc_trailers(attempt: &mut Attempt, failed: bool, now_ms: 
 fn record_outcome(attempt: &mut Attempt, server_error: bool, now_ms: u64, latency_us: u64) {
     if !attempt.recorded {
         attempt.recorded = true;
+        attempt.observe_latency(latency_us);
         if server_error {
             attempt.stats.record_failure(now_ms, Some(latency_us));
         } else {
