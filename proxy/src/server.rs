@@ -323,6 +323,7 @@ impl ProxyServer {
                 decisions.clone(),
                 settings.keepalive_timeout,
                 clients.header_deadlines.clone(),
+                settings.access_fields,
             );
             let mut proxy = HttpProxy::new(app, server.configuration.clone());
             let mut options = HttpServerOptions::default();

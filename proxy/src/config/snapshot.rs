@@ -8,6 +8,7 @@
 //! Each type's defaults (`DEFAULT_*`, what an omitted key means) follow it;
 //! the bounds a value must lie in are checked in `compile/`.
 
+use super::access_log::AccessFields;
 use super::discovery::{DiscoverySettings, DnsName, NamedEntry};
 use super::routes::RouteTable;
 use pingora::protocols::tls::CaType;
@@ -214,6 +215,8 @@ pub struct ServerSettings {
     /// Unix socket over which a graceful upgrade hands over the listeners.
     pub upgrade_sock: PathBuf,
     pub limits: RequestLimits,
+    /// The fields each access line carries.
+    pub access_fields: AccessFields,
 }
 
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

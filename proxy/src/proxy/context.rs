@@ -129,6 +129,11 @@ pub struct RequestCtx {
     /// The status a gRPC call ended with (the last attempt's), for the
     /// access log.
     pub(super) grpc_status: Option<u32>,
+    /// The last attempt's time to a connection to its backend (a reused one:
+    /// at once), in µs.
+    pub(super) upstream_connect_us: Option<u64>,
+    /// The last attempt's time to its backend's response headers, in µs.
+    pub(super) upstream_first_byte_us: Option<u64>,
     /// Set when the backend switched protocols: how long that took.
     pub(super) upgraded_after: Option<std::time::Duration>,
     /// `in_flight_requests`, or `upgraded_connections` once upgraded.
@@ -156,6 +161,8 @@ impl RequestCtx {
             budget_retry_after: None,
             explanation: None,
             grpc_status: None,
+            upstream_connect_us: None,
+            upstream_first_byte_us: None,
             upgraded_after: None,
             _counted: GaugeGuard::new(in_flight),
         }

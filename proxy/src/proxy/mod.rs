@@ -40,7 +40,7 @@ mod trace_context;
 
 pub use context::RequestCtx;
 
-use crate::config::PoolId;
+use crate::config::{AccessFields, PoolId};
 use crate::connections::connection_key;
 use crate::connections::header_deadline::HeaderDeadlines;
 use crate::routing::explain::explain_pick;
@@ -100,6 +100,8 @@ pub struct BallastProxy {
     /// The client connections' header deadlines: told when each request
     /// starts and ends.
     header_deadlines: Arc<HeaderDeadlines>,
+    /// The fields of the access line (fixed at start).
+    access_fields: AccessFields,
 }
 
 impl BallastProxy {
@@ -109,8 +111,10 @@ impl BallastProxy {
         decisions: Arc<DecisionLog>,
         keepalive_timeout: std::time::Duration,
         header_deadlines: Arc<HeaderDeadlines>,
+        access_fields: AccessFields,
     ) -> Self {
         Self {
+            access_fields,
             keepalive_secs: keepalive_timeout.as_secs().max(1),
             header_deadlines,
             routing,
@@ -274,12 +278,27 @@ impl ProxyHttp for BallastProxy {
         let stats = &routing.stats.pools[pool_id.0];
         let latency = routing.series.backend_latency(pool_id, backend);
         ctx.attempt = Some(Attempt::start(stats[backend].clone(), latency));
+        ctx.upstream_connect_us = None;
+        ctx.upstream_first_byte_us = None;
         let mut peer = backend_peer(pool.backends[backend].addr, pool.tls.as_ref(), pool.h2c);
         peer.options.connection_timeout = Some(pool.timeouts.connect);
         peer.options.read_timeout = Some(pool.timeouts.read);
         peer.options.write_timeout = Some(pool.timeouts.write);
         peer.options.idle_timeout = Some(pool.timeouts.idle);
         Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_connect_us = ctx.attempt.as_ref().map(Attempt::latency_us);
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -310,6 +329,7 @@ impl ProxyHttp for BallastProxy {
         let policy = &routing.snapshot.pool(pool_id).policy.server_load;
         let now_ms = clock::now_ms();
         let status = upstream_response.status;
+        ctx.upstream_first_byte_us = ctx.attempt.as_ref().map(Attempt::latency_us);
         let grpc = match status.as_u16() {
             200 => grpc::read_head(&upstream_response.headers),
             _ => GrpcHead::NotGrpc,
