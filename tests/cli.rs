@@ -501,6 +501,86 @@ async fn the_access_line_carries_exactly_the_configured_fields() {
     assert!(0.0 <= connect && connect <= first_byte, "{line}");
 }
 
+/// The access lines in `path` (each a JSON object), none if it is missing.
+fn access_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+/// Wait (at most 10 s) until `ready` holds.
+async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_file_is_reopened_on_sigusr1_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let rotated = dir.path().join("access.log.1");
+    let running = RunningBinary::start_with(&["--log-format", "json"], |_| {
+        format!(
+            "access_log: {{fields: [path, status], output: \"{}\"}}",
+            log.display()
+        )
+    })
+    .await;
+    let paths = |lines: &[serde_json::Value]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|line| line["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for i in 0..5 {
+        let reply = get(running.listen, "x", &format!("/before-{i}")).await;
+        assert_eq!(reply.status, http::StatusCode::OK);
+    }
+    wait_until("5 lines in the access log", || {
+        access_lines(&log).len() == 5
+    })
+    .await;
+    std::fs::rename(&log, &rotated).unwrap();
+    let signalled = Command::new("kill")
+        .args(["-USR1", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    wait_until("a new file at the access log's path", || log.exists()).await;
+    for i in 0..5 {
+        let reply = get(running.listen, "x", &format!("/after-{i}")).await;
+        assert_eq!(reply.status, http::StatusCode::OK);
+    }
+    wait_until("10 lines over both files", || {
+        access_lines(&rotated).len() + access_lines(&log).len() == 10
+    })
+    .await;
+    let logs = stop_and_read_logs(running.child).await;
+
+    let old = paths(&access_lines(&rotated));
+    let new = paths(&access_lines(&log));
+    let before: Vec<String> = (0..5).map(|i| format!("/before-{i}")).collect();
+    let after: Vec<String> = (0..5).map(|i| format!("/after-{i}")).collect();
+    assert_eq!(old[..5], before[..], "{old:?}");
+    // The signal is handled a moment after the new file appears: a line
+    // written in between is still in the old file, and none is lost.
+    let moved = old.len() - 5;
+    assert!(moved < 5, "the reopen took effect: {old:?} {new:?}");
+    assert_eq!(old[5..], after[..moved]);
+    assert_eq!(new[..], after[moved..]);
+    assert_eq!(access_lines(&log)[0]["status"], 200);
+    assert!(logs.contains("SIGUSR1: access log reopened"), "{logs}");
+    assert!(
+        !logs.contains("ballast::access"),
+        "no access line on stderr: {logs}"
+    );
+}
+
 #[test]
 fn probe_rejects_urls_it_cannot_probe() {
     for url in ["https://127.0.0.1:9901/readyz", "127.0.0.1:9901", "http://"] {

@@ -2,7 +2,8 @@
 //! rejected with every problem and its exact YAML path.
 
 use ballast::config::{
-    load_file, load_str, AccessField, AccessFields, BalanceMode, ConfigErrors, PinCarrier,
+    load_file, load_str, AccessField, AccessFields, AccessOutput, BalanceMode, ConfigErrors,
+    PinCarrier,
 };
 use ballast::tls::devcert::DevCerts;
 use std::path::Path;
@@ -1206,9 +1207,21 @@ fn access_log_fields_are_named_once_each_from_a_known_list() {
         found[1],
         "server.access_log.fields: \"status\" is named twice"
     );
-    let empty = format!("{MINIMAL}server: {{access_log: {{fields: []}}}}\n");
+    let output = format!("{MINIMAL}server: {{access_log: {{output: logs/access.log}}}}\n");
+    let output = load_str(&output, Path::new("/etc/ballast")).unwrap();
+    assert_eq!(
+        output.server.access_output,
+        AccessOutput::File("/etc/ballast/logs/access.log".into())
+    );
+    let stderr = format!("{MINIMAL}server: {{access_log: {{output: stderr}}}}\n");
+    let stderr = load_str(&stderr, Path::new(".")).unwrap();
+    assert_eq!(stderr.server.access_output, AccessOutput::Stderr);
+    let empty = format!("{MINIMAL}server: {{access_log: {{fields: [], output: \"\"}}}}\n");
     assert_eq!(
         errors(&empty),
-        vec!["server.access_log.fields: must name at least one field"]
+        vec![
+            "server.access_log.fields: must name at least one field",
+            "server.access_log.output: must be stderr or the path of a file"
+        ]
     );
 }

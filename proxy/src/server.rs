@@ -27,6 +27,7 @@ use crate::proxy::BallastProxy;
 use crate::reload::Reloader;
 use crate::stats::clock;
 use crate::stats::live::LiveState;
+use crate::telemetry::access_file::{self, ReopenOnSignal};
 use crate::telemetry::decisions::DecisionLog;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::policy::VersionCheck;
@@ -417,6 +418,12 @@ impl ProxyServer {
                 metrics.clone(),
             ))
         });
+        if let Some(file) = access_file::installed() {
+            server.add_service(background_service(
+                "ballast access log reopen",
+                ReopenOnSignal(file),
+            ));
+        }
         if let Some(reloader) = &reloader {
             server.add_service(background_service(
                 "ballast reload",

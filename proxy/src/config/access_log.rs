@@ -1,5 +1,18 @@
-//! The access log's fields: which of them a line carries, fixed when the
-//! configuration is compiled, so a request only tests a bit per field.
+//! The access log's fields (which of them a line carries, fixed when the
+//! configuration is compiled, so a request only tests a bit per field) and
+//! its output.
+
+use std::path::PathBuf;
+
+/// Where access lines go.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AccessOutput {
+    /// With the other logs.
+    #[default]
+    Stderr,
+    /// To this file, reopened on SIGUSR1.
+    File(PathBuf),
+}
 
 /// A field the access line may carry, by its name in the configuration and
 /// in the line.

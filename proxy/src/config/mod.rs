@@ -27,7 +27,7 @@ mod unknown_keys;
 mod variables;
 pub mod view;
 
-pub use access_log::{AccessField, AccessFields};
+pub use access_log::{AccessField, AccessFields, AccessOutput};
 pub use calendar::days_from_civil;
 pub use compile::compile;
 pub use discovery::*;

@@ -233,6 +233,10 @@ pub struct RawAccessLog {
     /// user_agent, pool, bytes_received, bytes_sent, upstream_connect_ms,
     /// upstream_first_byte_ms.
     pub fields: Option<Vec<String>>,
+    /// `stderr` (default: with the other logs) or the path of a file the
+    /// access lines are appended to (relative to the configuration file),
+    /// reopened on SIGUSR1.
+    pub output: Option<String>,
 }
 
 /// Limits on client requests; a request over one is refused before routing.

@@ -1,9 +1,9 @@
 //! `server`: threads, drain timeout, client keep-alive and header timeouts,
 //! client connection limits, HTTP/2 stream limit, keepalive pool, upgrade
-//! socket, the request size limits and the access log's fields.
+//! socket, the request size limits and the access log's fields and output.
 
 use super::fields::Checker;
-use crate::config::access_log::{AccessField, AccessFields};
+use crate::config::access_log::{AccessField, AccessFields, AccessOutput};
 use crate::config::raw::*;
 use crate::config::snapshot::*;
 use std::path::PathBuf;
@@ -29,6 +29,7 @@ pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> Server
             upgrade_sock: PathBuf::from(DEFAULT_UPGRADE_SOCK),
             limits: DEFAULT_LIMITS,
             access_fields: AccessFields::default(),
+            access_output: AccessOutput::Stderr,
         };
     };
     let threads = raw.threads.unwrap_or(default_threads);
@@ -88,6 +89,17 @@ pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> Server
         },
         limits: compile_limits(c, raw.limits.as_ref()),
         access_fields: compile_access_fields(c, raw.access_log.as_ref()),
+        access_output: match raw.access_log.as_ref().and_then(|a| a.output.as_deref()) {
+            None | Some("stderr") => AccessOutput::Stderr,
+            Some("") => {
+                c.error(
+                    "server.access_log.output",
+                    "must be stderr or the path of a file",
+                );
+                AccessOutput::Stderr
+            }
+            Some(path) => AccessOutput::File(c.resolve(path)),
+        },
     }
 }
 
