@@ -282,7 +282,7 @@ impl BallastProxy {
             upstream_first_byte_ms = on(F::UpstreamFirstByteMs)
                 .then(|| ctx.upstream_first_byte_us.map(ms))
                 .flatten(),
-            duration_ms = on(F::DurationMs).then(|| elapsed.as_secs_f64() * 1000.0),
+            duration_ms = on(F::DurationMs).then_some(elapsed.as_secs_f64() * 1000.0),
             upgraded_for_ms = on(F::UpgradedForMs)
                 .then(|| {
                     ctx.upgraded_after

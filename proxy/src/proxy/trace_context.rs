@@ -93,7 +93,7 @@ impl TraceContext {
 
     /// The trace id as 32 lower-case hex digits.
     pub(super) fn trace_id_hex(&self) -> &str {
-        std::str::from_utf8(&self.header.as_bytes()[3..35]).expect("hex digits")
+        &self.header.to_str().expect("hex digits and dashes")[3..35]
     }
 
     /// Whether the client's `tracestate` may go on: only with the
