@@ -309,6 +309,13 @@ struct RunningBinary {
 impl RunningBinary {
     /// Start `ballast [global_args] run -c FILE`, stderr piped, and wait until it listens.
     async fn start(global_args: &[&str]) -> Self {
+        Self::start_with(global_args, |_| String::new()).await
+    }
+
+    /// Like [`RunningBinary::start`], with `server(dir)` (keys of the
+    /// `server` map, `dir` the configuration's directory) added to the
+    /// configuration.
+    async fn start_with(global_args: &[&str], server: impl FnOnce(&Path) -> String) -> Self {
         let origin = ballast_load_tests::origin::spawn(
             "127.0.0.1:0".parse().unwrap(),
             ballast_load_tests::origin::OriginConfig::new("o"),
@@ -318,7 +325,14 @@ impl RunningBinary {
         let dir = tempfile::tempdir().unwrap();
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config_text = config(listen, admin, origin.addr);
+        let mut config_text = config(listen, admin, origin.addr);
+        let server = server(dir.path());
+        if !server.is_empty() {
+            config_text = config_text.replace(
+                "server: {drain_timeout: 3s}",
+                &format!("server: {{drain_timeout: 3s, {server}}}"),
+            );
+        }
         let config_file = write(dir.path(), "run.yaml", &config_text);
         let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
             .args(global_args)
@@ -435,6 +449,136 @@ async fn run_serves_then_exits_cleanly_on_sigterm() {
     let out = ballast(&["probe", &ready]);
     assert_eq!(out.status.code(), Some(1), "nothing listens any more");
     assert!(stderr(&out).contains("cannot connect"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_line_carries_exactly_the_configured_fields() {
+    let fields = "trace_id, client_address, user_agent, bytes_received, bytes_sent, upstream_connect_ms, upstream_first_byte_ms, status";
+    let running = RunningBinary::start_with(&["--log-format", "json"], |_| {
+        format!("access_log: {{fields: [{fields}]}}")
+    })
+    .await;
+    let req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri("/echo")
+        .header("host", "x")
+        .header("user-agent", "probe/1.0")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"hello",
+        )))
+        .unwrap();
+    let reply = crate::common::send(running.listen, req).await;
+    assert_eq!(reply.text(), "hello");
+    let logs = stop_and_read_logs(running.child).await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("\"target\":\"ballast::access\""))
+        .expect("a JSON access log line");
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    let mut keys: Vec<&str> = line
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !["timestamp", "level", "target"].contains(k))
+        .collect();
+    keys.sort_unstable();
+    let mut expected: Vec<&str> = fields.split(", ").collect();
+    expected.sort_unstable();
+    assert_eq!(keys, expected, "{line}");
+    assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(line["client_address"], "127.0.0.1");
+    assert_eq!(line["user_agent"], "probe/1.0");
+    assert_eq!(line["bytes_received"], 5);
+    assert_eq!(line["bytes_sent"], 5);
+    assert_eq!(line["status"], 200);
+    let connect = line["upstream_connect_ms"].as_f64().unwrap();
+    let first_byte = line["upstream_first_byte_ms"].as_f64().unwrap();
+    assert!(0.0 <= connect && connect <= first_byte, "{line}");
+}
+
+/// The access lines in `path` (each a JSON object), none if it is missing.
+fn access_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+/// Wait (at most 10 s) until `ready` holds.
+async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_file_is_reopened_on_sigusr1_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let rotated = dir.path().join("access.log.1");
+    let running = RunningBinary::start_with(&["--log-format", "json"], |_| {
+        format!(
+            "access_log: {{fields: [path, status], output: \"{}\"}}",
+            log.display()
+        )
+    })
+    .await;
+    let paths = |lines: &[serde_json::Value]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|line| line["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for i in 0..5 {
+        let reply = get(running.listen, "x", &format!("/before-{i}")).await;
+        assert_eq!(reply.status, http::StatusCode::OK);
+    }
+    wait_until("5 lines in the access log", || {
+        access_lines(&log).len() == 5
+    })
+    .await;
+    std::fs::rename(&log, &rotated).unwrap();
+    let signalled = Command::new("kill")
+        .args(["-USR1", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    wait_until("a new file at the access log's path", || log.exists()).await;
+    for i in 0..5 {
+        let reply = get(running.listen, "x", &format!("/after-{i}")).await;
+        assert_eq!(reply.status, http::StatusCode::OK);
+    }
+    wait_until("10 lines over both files", || {
+        access_lines(&rotated).len() + access_lines(&log).len() == 10
+    })
+    .await;
+    let logs = stop_and_read_logs(running.child).await;
+
+    let old = paths(&access_lines(&rotated));
+    let new = paths(&access_lines(&log));
+    let before: Vec<String> = (0..5).map(|i| format!("/before-{i}")).collect();
+    let after: Vec<String> = (0..5).map(|i| format!("/after-{i}")).collect();
+    assert_eq!(old[..5], before[..], "{old:?}");
+    // The signal is handled a moment after the new file appears: a line
+    // written in between is still in the old file, and none is lost.
+    let moved = old.len() - 5;
+    assert!(moved < 5, "the reopen took effect: {old:?} {new:?}");
+    assert_eq!(old[5..], after[..moved]);
+    assert_eq!(new[..], after[moved..]);
+    assert_eq!(access_lines(&log)[0]["status"], 200);
+    assert!(logs.contains("SIGUSR1: access log reopened"), "{logs}");
+    assert!(
+        !logs.contains("ballast::access"),
+        "no access line on stderr: {logs}"
+    );
 }
 
 #[test]

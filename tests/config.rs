@@ -1,7 +1,10 @@
 //! Configuration loading and validation: good files compile, bad files are
 //! rejected with every problem and its exact YAML path.
 
-use ballast::config::{load_file, load_str, BalanceMode, ConfigErrors, PinCarrier};
+use ballast::config::{
+    load_file, load_str, AccessField, AccessFields, AccessOutput, BalanceMode, ConfigErrors,
+    PinCarrier,
+};
 use ballast::tls::devcert::DevCerts;
 use std::path::Path;
 use std::time::Duration;
@@ -1171,6 +1174,54 @@ fn client_connection_settings_have_defaults_and_bounds() {
             "server.max_connections: 0 is out of range (allowed 1 to 10000000)",
             "server.max_client_connections: 20000000 is out of range (allowed 0, meaning no limit, to 10000000)",
             "server.h2_max_concurrent_streams: 0 is out of range (allowed 1 to 1000)",
+        ]
+    );
+}
+
+#[test]
+fn access_log_fields_are_named_once_each_from_a_known_list() {
+    let defaults = load_str(MINIMAL, Path::new(".")).unwrap().server;
+    assert_eq!(defaults.access_fields, AccessFields::default());
+    let set = format!(
+        "{MINIMAL}server: {{access_log: {{fields: [status, user_agent, upstream_first_byte_ms]}}}}\n"
+    );
+    let fields = load_str(&set, Path::new(".")).unwrap().server.access_fields;
+    assert_eq!(
+        fields,
+        [
+            AccessField::Status,
+            AccessField::UserAgent,
+            AccessField::UpstreamFirstByteMs
+        ]
+        .into_iter()
+        .collect()
+    );
+    let bad = format!("{MINIMAL}server: {{access_log: {{fields: [status, referer, status]}}}}\n");
+    let found = errors(&bad);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("server.access_log.fields: unknown field \"referer\" (known: request_id, trace_id, client_address,"),
+        "{found:?}"
+    );
+    assert_eq!(
+        found[1],
+        "server.access_log.fields: \"status\" is named twice"
+    );
+    let output = format!("{MINIMAL}server: {{access_log: {{output: logs/access.log}}}}\n");
+    let output = load_str(&output, Path::new("/etc/ballast")).unwrap();
+    assert_eq!(
+        output.server.access_output,
+        AccessOutput::File("/etc/ballast/logs/access.log".into())
+    );
+    let stderr = format!("{MINIMAL}server: {{access_log: {{output: stderr}}}}\n");
+    let stderr = load_str(&stderr, Path::new(".")).unwrap();
+    assert_eq!(stderr.server.access_output, AccessOutput::Stderr);
+    let empty = format!("{MINIMAL}server: {{access_log: {{fields: [], output: \"\"}}}}\n");
+    assert_eq!(
+        errors(&empty),
+        vec![
+            "server.access_log.fields: must name at least one field",
+            "server.access_log.output: must be stderr or the path of a file"
         ]
     );
 }

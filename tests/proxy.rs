@@ -128,6 +128,105 @@ async fn forwards_client_headers_and_request_id() {
     );
 }
 
+/// The `traceparent` the origin saw, split into trace id, parent id and flags.
+fn seen_traceparent(seen: &str) -> (String, String, String) {
+    let value = seen
+        .lines()
+        .find_map(|line| line.strip_prefix("traceparent: "))
+        .unwrap_or_else(|| panic!("no traceparent in {seen}"));
+    let parts: Vec<&str> = value.split('-').collect();
+    assert_eq!(parts.len(), 4, "{value}");
+    assert_eq!(parts[0], "00", "{value}");
+    let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    assert!(parts[1].len() == 32 && lower_hex(parts[1]), "{value}");
+    assert!(parts[2].len() == 16 && lower_hex(parts[2]), "{value}");
+    assert_ne!(parts[1], "0".repeat(32));
+    assert_ne!(parts[2], "0".repeat(16));
+    (parts[1].into(), parts[2].into(), parts[3].into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn propagates_the_trace_context_with_its_own_span_as_parent() {
+    let o = origin_named("o").await;
+    let setup = start(&format!(
+        "pools: {{p: {{backends: [{{addr: \"{}\"}}]}}}}\nroutes: [{{pool: p}}]\n",
+        o.addr
+    ))
+    .await;
+    let with_trace = |traceparent: &str| {
+        http::Request::builder()
+            .uri("/headers")
+            .header("host", "h.test")
+            .header("traceparent", traceparent)
+            .header("tracestate", "vendor=abc")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+
+    let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let seen = send(setup.listen, with_trace(client)).await.text();
+    let (trace_id, parent_id, flags) = seen_traceparent(&seen);
+    assert_eq!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{seen}");
+    assert_ne!(
+        parent_id, "00f067aa0ba902b7",
+        "Ballast's span is the parent"
+    );
+    assert_eq!(flags, "00", "the client's flags are kept");
+    assert!(seen.contains("tracestate: vendor=abc\n"), "{seen}");
+    let again = send(setup.listen, with_trace(client)).await.text();
+    assert_ne!(seen_traceparent(&again).1, parent_id, "a span per request");
+
+    let invalid = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+    let seen = send(setup.listen, with_trace(invalid)).await.text();
+    let (fresh, _, flags) = seen_traceparent(&seen);
+    assert_ne!(fresh, "0".repeat(32));
+    assert_eq!(flags, "01", "a new trace is sampled");
+    assert!(
+        !seen.contains("tracestate"),
+        "tracestate goes with an invalid parent: {seen}"
+    );
+
+    let seen = get(setup.listen, "h.test", "/headers").await.text();
+    let other = get(setup.listen, "h.test", "/headers").await.text();
+    assert_ne!(
+        seen_traceparent(&seen).0,
+        seen_traceparent(&other).0,
+        "each request without one starts its own trace"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_attempt_is_observed_in_its_backends_latency_histogram() {
+    let fast = origin_named("fast").await;
+    let slow = origin_with_latency("slow", Duration::from_millis(40)).await;
+    let proxy = LoopbackProxy::start(|listen, admin| {
+        format!(
+            "listeners: [{{address: \"{listen}\"}}]\nadmin: {{address: \"{admin}\"}}\npools: {{p: {{mode: round_robin, backends: [{}]}}}}\nroutes: [{{pool: p}}]\n",
+            backend_entries(&[&fast, &slow])
+        )
+    })
+    .await;
+    for _ in 0..6 {
+        assert_eq!(get(proxy.listen, "x", "/").await.status, StatusCode::OK);
+    }
+    let text = metrics_text(proxy.admin).await;
+    let series = |origin: &ballast_load_tests::origin::OriginHandle, part: &str| {
+        let backend = format!("backend=\"p/{}\"", origin.addr);
+        metric(
+            &text,
+            &format!("ballast_backend_latency_seconds_{part}"),
+            &[&backend, "pool=\"p\""],
+        )
+    };
+    assert_eq!(series(&fast, "count"), fast.stats.total() as f64, "{text}");
+    assert_eq!(series(&slow, "count"), slow.stats.total() as f64, "{text}");
+    assert_eq!(series(&fast, "count") + series(&slow, "count"), 6.0);
+    assert!(
+        series(&slow, "sum") >= 0.04 * series(&slow, "count"),
+        "the slow backend's latency shows: {text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_bodies_pass_through_once() {
     let o = origin_named("o").await;

@@ -2,7 +2,7 @@
 //! development certificates, or probe an HTTP endpoint (container health
 //! checks).
 
-use ballast::config;
+use ballast::config::{self, AccessOutput};
 use ballast::probes::http_probe::{self, ProbeUrl};
 use ballast::server::{ProxyServer, StartOptions};
 use ballast::telemetry::logging::{self, LogFormat};
@@ -131,14 +131,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, upgrade } => {
-            let _log_writer = match logging::init(cli.log_format, cli.log_level.as_deref()) {
-                Ok(guard) => guard,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            run(&config, upgrade)
+            run(&config, upgrade, cli.log_format, cli.log_level.as_deref())
         }
     }
 }
@@ -197,13 +190,30 @@ fn gen_cert(out: &std::path::Path, stem: &str, names: &[String], force: bool) ->
     }
 }
 
-fn run(path: &std::path::Path, upgrade: bool) -> ExitCode {
+/// Load the configuration, start logging (the access log's output is in
+/// the configuration) and serve until stopped.
+fn run(
+    path: &std::path::Path,
+    upgrade: bool,
+    log_format: LogFormat,
+    log_level: Option<&str>,
+) -> ExitCode {
     let snapshot = match config::load_file(path) {
         Ok(snapshot) => Arc::new(snapshot),
         Err(errors) => {
-            tracing::error!("{}: {errors}", path.display());
             eprintln!("{}: {errors}", path.display());
             return ExitCode::FAILURE;
+        }
+    };
+    let access_file = match &snapshot.server.access_output {
+        AccessOutput::Stderr => None,
+        AccessOutput::File(path) => Some(path.as_path()),
+    };
+    let _log_writer = match logging::init(log_format, log_level, access_file) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
         }
     };
     for line in snapshot.summary().lines() {

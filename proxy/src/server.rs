@@ -28,6 +28,7 @@ use crate::proxy::BallastProxy;
 use crate::reload::Reloader;
 use crate::stats::clock;
 use crate::stats::live::LiveState;
+use crate::telemetry::access_file::{self, ReopenOnSignal};
 use crate::telemetry::decisions::DecisionLog;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::policy::VersionCheck;
@@ -331,6 +332,7 @@ impl ProxyServer {
                 settings.keepalive_timeout,
                 clients.header_deadlines.clone(),
                 clients.proxy_protocol.clone(),
+                settings.access_fields,
             );
             let mut proxy = HttpProxy::new(app, server.configuration.clone());
             let mut options = HttpServerOptions::default();
@@ -425,6 +427,12 @@ impl ProxyServer {
                 metrics.clone(),
             ))
         });
+        if let Some(file) = access_file::installed() {
+            server.add_service(background_service(
+                "ballast access log reopen",
+                ReopenOnSignal(file),
+            ));
+        }
         if let Some(reloader) = &reloader {
             server.add_service(background_service(
                 "ballast reload",

@@ -11,6 +11,7 @@
 //! [`ConfigView`] (`view`) is the one serializable view of a snapshot,
 //! behind both the admin API's configuration and `ballast check`.
 
+mod access_log;
 mod calendar;
 pub mod certs;
 mod client_address;
@@ -30,6 +31,7 @@ mod unknown_keys;
 mod variables;
 pub mod view;
 
+pub use access_log::{AccessField, AccessFields, AccessOutput};
 pub use calendar::days_from_civil;
 pub use client_address::{ClientAddressRule, DEFAULT_CLIENT_ADDRESS_HEADER};
 pub use compile::compile;

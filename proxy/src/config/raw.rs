@@ -249,6 +249,24 @@ pub struct RawServer {
     pub upgrade_sock: Option<String>,
     /// Limits on what a client may send.
     pub limits: Option<RawLimits>,
+    /// What the access log (`ballast::access`) carries.
+    pub access_log: Option<RawAccessLog>,
+}
+
+/// The access log's settings.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawAccessLog {
+    /// The fields of each access line, in any order (default: request_id,
+    /// trace_id, method, path, status, route, backend, attempts, grpc_status,
+    /// duration_ms, upgraded_for_ms, error). Also: client_address, host,
+    /// user_agent, pool, bytes_received, bytes_sent, upstream_connect_ms,
+    /// upstream_first_byte_ms.
+    pub fields: Option<Vec<String>>,
+    /// `stderr` (default: with the other logs) or the path of a file the
+    /// access lines are appended to (relative to the configuration file),
+    /// reopened on SIGUSR1.
+    pub output: Option<String>,
 }
 
 /// Limits on client requests; a request over one is refused before routing.

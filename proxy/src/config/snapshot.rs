@@ -8,6 +8,7 @@
 //! Each type's defaults (`DEFAULT_*`, what an omitted key means) follow it;
 //! the bounds a value must lie in are checked in `compile/`.
 
+use super::access_log::{AccessFields, AccessOutput};
 use super::client_address::ClientAddressRule;
 use super::discovery::{DiscoverySettings, DnsName, NamedEntry};
 use super::routes::RouteTable;
@@ -219,6 +220,10 @@ pub struct ServerSettings {
     /// Unix socket over which a graceful upgrade hands over the listeners.
     pub upgrade_sock: PathBuf,
     pub limits: RequestLimits,
+    /// The fields each access line carries.
+    pub access_fields: AccessFields,
+    /// Where the access lines go.
+    pub access_output: AccessOutput,
 }
 
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

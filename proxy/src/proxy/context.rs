@@ -1,5 +1,5 @@
 //! The per-request state the hooks share: the routing state the request was
-//! matched against, its route and pool, the backends it tried, the attempt in
+//! matched against, its trace context, its route and pool, the backends it tried, the attempt in
 //! flight, and what a refusal or explanation needs to say.
 //!
 //! A request whose backend switches protocols (a WebSocket's 101) stops
@@ -8,6 +8,7 @@
 //! in-flight count and the `in_flight_requests` gauge for the
 //! `upgraded_connections` one ([`RequestCtx::upgraded`]).
 
+use super::trace_context::TraceContext;
 use crate::config::routes::Route;
 use crate::config::PoolId;
 use crate::routing::read_write::RequestKind;
@@ -16,6 +17,7 @@ use crate::routing::state::RoutingState;
 use crate::stats::backend::{BackendStats, InFlight};
 use crate::stats::clock;
 use http::header::HeaderValue;
+use prometheus::Histogram;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +41,8 @@ impl Drop for GaugeGuard {
 /// One try of a request against one backend.
 pub(super) struct Attempt {
     pub(super) stats: Arc<BackendStats>,
+    /// `ballast_backend_latency_seconds` of the backend.
+    latency: Histogram,
     started: Instant,
     /// Whether the outcome has been counted in the backend's stats.
     pub(super) recorded: bool,
@@ -52,13 +56,15 @@ pub(super) struct Attempt {
 }
 
 impl Attempt {
-    /// Start a try against the backend with these `stats`.
-    pub(super) fn start(stats: Arc<BackendStats>) -> Self {
+    /// Start a try against the backend with these `stats` and `latency`
+    /// histogram.
+    pub(super) fn start(stats: Arc<BackendStats>, latency: &Histogram) -> Self {
         let in_flight = stats.start();
         Self {
             joined: in_flight.joined(),
             in_flight: Some(in_flight),
             stats,
+            latency: latency.clone(),
             started: Instant::now(),
             recorded: false,
             grpc_pending: None,
@@ -67,6 +73,12 @@ impl Attempt {
 
     pub(super) fn latency_us(&self) -> u64 {
         self.started.elapsed().as_micros() as u64
+    }
+
+    /// Observe the time to the backend's response headers in its latency
+    /// histogram.
+    pub(super) fn observe_latency(&self, latency_us: u64) {
+        self.latency.observe(latency_us as f64 / 1e6);
     }
 
     /// File this attempt's latency under the load it joined (answers and
@@ -101,6 +113,8 @@ pub struct RequestCtx {
     /// forwarded (`client_address`). Geo placement, residency and the access
     /// log use it.
     pub(super) client: Option<IpAddr>,
+    /// The request's trace and Ballast's span in it, from `request_filter` on.
+    pub(super) trace: Option<TraceContext>,
     pub(super) routing: Option<Arc<RoutingState>>,
     pub(super) route: Option<usize>,
     pub(super) pool: Option<PoolId>,
@@ -125,6 +139,11 @@ pub struct RequestCtx {
     /// The status a gRPC call ended with (the last attempt's), for the
     /// access log.
     pub(super) grpc_status: Option<u32>,
+    /// The last attempt's time to a connection to its backend (a reused one:
+    /// at once), in µs.
+    pub(super) upstream_connect_us: Option<u64>,
+    /// The last attempt's time to its backend's response headers, in µs.
+    pub(super) upstream_first_byte_us: Option<u64>,
     /// Set when the backend switched protocols: how long that took.
     pub(super) upgraded_after: Option<std::time::Duration>,
     /// `in_flight_requests`, or `upgraded_connections` once upgraded.
@@ -139,6 +158,7 @@ impl RequestCtx {
             request_id: HeaderValue::from_static(""),
             peer: None,
             client: None,
+            trace: None,
             routing: None,
             route: None,
             pool: None,
@@ -153,6 +173,8 @@ impl RequestCtx {
             budget_retry_after: None,
             explanation: None,
             grpc_status: None,
+            upstream_connect_us: None,
+            upstream_first_byte_us: None,
             upgraded_after: None,
             _counted: GaugeGuard::new(in_flight),
         }

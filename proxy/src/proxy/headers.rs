@@ -1,9 +1,10 @@
 //! Request and response headers: request ids (kept or made at random), the request
-//! limits, `X-Forwarded-*` toward the backend, the read-your-writes pin
+//! limits, `X-Forwarded-*` and the trace context toward the backend, the read-your-writes pin
 //! handed back on a write, and whether a request asked to be explained.
 
 use super::context::RequestCtx;
 use super::request_rules::target_authority;
+use super::trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
 use crate::config::{Explain, PinCarrier, RequestLimits};
 use crate::routing::read_write::pin_value;
 use crate::routing::table::host_without_port;
@@ -73,8 +74,8 @@ fn acceptable_request_id(value: &HeaderValue) -> bool {
         && bytes.iter().all(|b| b.is_ascii_graphic())
 }
 
-/// Lower-case hex digits of `value`, right-aligned in `out` (16 bytes).
-fn write_hex(out: &mut [u8], mut value: u64) {
+/// Lower-case hex digits of `value`, right-aligned in `out` (up to 16 bytes).
+pub(super) fn write_hex(out: &mut [u8], mut value: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for slot in out.iter_mut().rev() {
         *slot = DIGITS[(value & 0xf) as usize];
@@ -136,13 +137,22 @@ pub(super) fn tcp_peer_ip(session: &Session) -> Option<IpAddr> {
 
 /// Add `X-Forwarded-For` (the request's, with `peer` appended: the address
 /// the connection came from, whatever the client is found to be),
-/// `X-Forwarded-Proto` and `X-Request-Id` to the request sent to the backend.
+/// `X-Forwarded-Proto`, `X-Request-Id` and the request's `traceparent`
+/// (dropping a `tracestate` whose parent was invalid) to the request sent to
+/// the backend.
 pub(super) fn add_forwarding(
     session: &Session,
     upstream_request: &mut RequestHeader,
     peer: Option<IpAddr>,
     request_id: &HeaderValue,
+    trace: Option<&TraceContext>,
 ) -> Result<()> {
+    if let Some(trace) = trace {
+        upstream_request.insert_header(TRACEPARENT, trace.header.clone())?;
+        if !trace.continued() {
+            upstream_request.remove_header(TRACESTATE);
+        }
+    }
     if let Some(peer) = peer {
         let prior = upstream_request.headers.get(X_FORWARDED_FOR);
         let forwarded_for = forwarded_for(prior, peer);

@@ -1,5 +1,6 @@
 //! The Pingora glue: for each request, match a route, ask routing for a
-//! backend ([`route_request`]), forward with X-Forwarded-* and X-Request-Id headers, record what
+//! backend ([`route_request`]), forward with X-Forwarded-* and X-Request-Id headers
+//! and the W3C trace context ([`trace_context`]), record what
 //! happened in the backend's live stats, read (and strip) its load report,
 //! and turn failures into short, honest error responses (404 no route, 502
 //! backend failed, 503 no backend available, 504 backend timed out).
@@ -36,10 +37,11 @@ mod record;
 mod request_rules;
 mod responses;
 mod retries;
+mod trace_context;
 
 pub use context::RequestCtx;
 
-use crate::config::PoolId;
+use crate::config::{AccessFields, PoolId};
 use crate::connections::connection_key;
 use crate::connections::header_deadline::HeaderDeadlines;
 use crate::connections::proxy_protocol::ProxyProtocol;
@@ -75,6 +77,7 @@ use responses::{
 };
 use retries::Failure;
 use std::sync::Arc;
+use trace_context::TraceContext;
 
 /// What routing reads of the request in `session` (to `pool`, so far).
 fn route_input<'a>(session: &'a Session, ctx: &'a RequestCtx, pool: PoolId) -> RouteInput<'a> {
@@ -105,6 +108,8 @@ pub struct BallastProxy {
     header_deadlines: Arc<HeaderDeadlines>,
     /// The sources PROXY protocol headers named for the connections.
     proxy_protocol: Arc<ProxyProtocol>,
+    /// The fields of the access line (fixed at start).
+    access_fields: AccessFields,
 }
 
 impl BallastProxy {
@@ -115,9 +120,11 @@ impl BallastProxy {
         keepalive_timeout: std::time::Duration,
         header_deadlines: Arc<HeaderDeadlines>,
         proxy_protocol: Arc<ProxyProtocol>,
+        access_fields: AccessFields,
     ) -> Self {
         Self {
             proxy_protocol,
+            access_fields,
             keepalive_secs: keepalive_timeout.as_secs().max(1),
             header_deadlines,
             routing,
@@ -172,6 +179,7 @@ impl ProxyHttp for BallastProxy {
         }
         let req = session.req_header();
         ctx.request_id = keep_or_make_request_id(req);
+        ctx.trace = Some(TraceContext::continue_or_start(&req.headers));
         let routing = self.routing.load_full();
         ctx.peer = key
             .and_then(|key| self.proxy_protocol.source(key))
@@ -295,13 +303,29 @@ impl ProxyHttp for BallastProxy {
             }
         }
         let stats = &routing.stats.pools[pool_id.0];
-        ctx.attempt = Some(Attempt::start(stats[backend].clone()));
+        let latency = routing.series.backend_latency(pool_id, backend);
+        ctx.attempt = Some(Attempt::start(stats[backend].clone(), latency));
+        ctx.upstream_connect_us = None;
+        ctx.upstream_first_byte_us = None;
         let mut peer = backend_peer(pool.backends[backend].addr, pool.tls.as_ref(), pool.h2c);
         peer.options.connection_timeout = Some(pool.timeouts.connect);
         peer.options.read_timeout = Some(pool.timeouts.read);
         peer.options.write_timeout = Some(pool.timeouts.write);
         peer.options.idle_timeout = Some(pool.timeouts.idle);
         Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_connect_us = ctx.attempt.as_ref().map(Attempt::latency_us);
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -315,7 +339,13 @@ impl ProxyHttp for BallastProxy {
             edits::rewrite_request(upstream_request, &route.edits.rewrite)?;
             edits::edit_request_headers(upstream_request, &route.edits.request_headers)?;
         }
-        add_forwarding(session, upstream_request, ctx.peer, &ctx.request_id)
+        add_forwarding(
+            session,
+            upstream_request,
+            ctx.peer,
+            &ctx.request_id,
+            ctx.trace.as_ref(),
+        )
     }
 
     async fn upstream_response_filter(
@@ -331,6 +361,7 @@ impl ProxyHttp for BallastProxy {
         let policy = &routing.snapshot.pool(pool_id).policy.server_load;
         let now_ms = clock::now_ms();
         let status = upstream_response.status;
+        ctx.upstream_first_byte_us = ctx.attempt.as_ref().map(Attempt::latency_us);
         let grpc = match status.as_u16() {
             200 => grpc::read_head(&upstream_response.headers),
             _ => GrpcHead::NotGrpc,

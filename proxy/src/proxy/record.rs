@@ -1,11 +1,13 @@
 //! Recording what happened to a request: its attempt's outcome in the
-//! backend's live stats (a gRPC call's by its status, see [`super::grpc`]); spills, budget sheds, residency refusals, retries,
+//! backend's live stats and latency histogram (a gRPC call's by its status, see [`super::grpc`]); spills, budget sheds, residency refusals, retries,
 //! TLS failures, gRPC statuses and load-report errors in the metrics (and the budgets' counters); and
 //! once it is done the request series (or the unrouted counters), the
-//! decision log for an explained request, and the access log line.
+//! decision log for an explained request, and the access log line with its
+//! configured fields.
 
 use super::context::{Attempt, RequestCtx};
 use super::grpc;
+use super::headers::request_host;
 use super::load_report::parse_error_label;
 use super::BallastProxy;
 use crate::config::PoolId;
@@ -40,6 +42,7 @@ pub(super) fn record_grpc_trailers(attempt: &mut Attempt, failed: bool, now_ms: 
 fn record_outcome(attempt: &mut Attempt, server_error: bool, now_ms: u64, latency_us: u64) {
     if !attempt.recorded {
         attempt.recorded = true;
+        attempt.observe_latency(latency_us);
         if server_error {
             attempt.stats.record_failure(now_ms, Some(latency_us));
         } else {
@@ -195,7 +198,6 @@ impl BallastProxy {
             }
         }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let req = session.req_header();
         let route = ctx.route_name();
         let pool = ctx.pool_name();
         let elapsed = ctx.duration();
@@ -232,22 +234,62 @@ impl BallastProxy {
                     .observe(elapsed.as_secs_f64());
             }
         }
+        self.log_access(session, e, ctx, status, elapsed);
+    }
+
+    /// The access line, with the configured fields (a field left out is
+    /// neither computed nor written).
+    fn log_access(
+        &self,
+        session: &Session,
+        e: Option<&Error>,
+        ctx: &RequestCtx,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        use crate::config::AccessField as F;
+        let on = |field| self.access_fields.has(field);
+        let req = session.req_header();
+        let ms = |us: u64| us as f64 / 1000.0;
         tracing::info!(
             target: "ballast::access",
-            request_id = ctx.request_id.to_str().unwrap_or("-"),
-            client = ctx.client.map(tracing::field::display),
-            method = %req.method,
-            path = %req.uri.path(),
-            status,
-            route,
-            backend = ctx.backend_id(),
-            attempts = ctx.tried.len(),
-            grpc_status = ctx.grpc_status.map(grpc::code_name),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            upgraded_for_ms = ctx
-                .upgraded_after
-                .map(|at| (ctx.started.elapsed() - at).as_secs_f64() * 1000.0),
-            error = e.map(|e| e.to_string()),
+            request_id = on(F::RequestId).then(|| ctx.request_id.to_str().unwrap_or("-")),
+            trace_id = on(F::TraceId)
+                .then(|| ctx.trace.as_ref().map_or("-", |t| t.trace_id_hex())),
+            client_address = on(F::ClientAddress)
+                .then(|| ctx.client.map(tracing::field::display))
+                .flatten(),
+            method = on(F::Method).then(|| tracing::field::display(&req.method)),
+            host = on(F::Host).then(|| request_host(req).unwrap_or("-")),
+            path = on(F::Path).then(|| tracing::field::display(req.uri.path())),
+            user_agent = on(F::UserAgent)
+                .then(|| req.headers.get(http::header::USER_AGENT))
+                .flatten()
+                .map(|agent| tracing::field::display(String::from_utf8_lossy(agent.as_bytes()))),
+            status = on(F::Status).then_some(status),
+            route = on(F::Route).then(|| ctx.route_name()),
+            pool = on(F::Pool).then(|| ctx.pool_name()),
+            backend = on(F::Backend).then(|| ctx.backend_id()),
+            attempts = on(F::Attempts).then_some(ctx.tried.len()),
+            grpc_status = on(F::GrpcStatus)
+                .then(|| ctx.grpc_status.map(grpc::code_name))
+                .flatten(),
+            bytes_received = on(F::BytesReceived).then(|| session.body_bytes_read()),
+            bytes_sent = on(F::BytesSent).then(|| session.body_bytes_sent()),
+            upstream_connect_ms = on(F::UpstreamConnectMs)
+                .then(|| ctx.upstream_connect_us.map(ms))
+                .flatten(),
+            upstream_first_byte_ms = on(F::UpstreamFirstByteMs)
+                .then(|| ctx.upstream_first_byte_us.map(ms))
+                .flatten(),
+            duration_ms = on(F::DurationMs).then_some(elapsed.as_secs_f64() * 1000.0),
+            upgraded_for_ms = on(F::UpgradedForMs)
+                .then(|| {
+                    ctx.upgraded_after
+                        .map(|at| (ctx.started.elapsed() - at).as_secs_f64() * 1000.0)
+                })
+                .flatten(),
+            error = on(F::Error).then(|| e.map(|e| e.to_string())).flatten(),
         );
     }
 }

@@ -11,6 +11,10 @@
 //! (`ballast_log_lines_dropped_total`). The [`LogGuard`] returned by
 //! [`init`] flushes what is queued when dropped: hold it until exit.
 //!
+//! The access lines (target `ballast::access`) may go to a file of their
+//! own instead ([`access_file`]), through a second writer thread of the same
+//! kind (`ballast-access-log`), without colours.
+//!
 //! Pingora's records of what clients did wrong (a client leaving mid-header,
 //! a failed TLS or HTTP/2 handshake, a client gone before its error response)
 //! are logged at ERROR by Pingora; they are demoted to debug, under the
@@ -21,15 +25,18 @@
 //! unless the filter names a `pingora` target explicitly, so `--log-level
 //! debug` shows Ballast's own detail and never a client's secret.
 
+use super::access_file::{self, AccessFileWriter, ReopeningFile};
 use super::client_errors::{self, ClientErrorKind};
 use std::io::BufWriter;
-use std::sync::OnceLock;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use tracing::Level;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_log::AsLog;
 use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt, LevelFilter};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Filter, SubscriberExt};
+use tracing_subscriber::{Layer, Registry};
 
 /// Output format for logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,26 +51,39 @@ const QUEUED_LINES_LIMIT: usize = 128_000;
 /// The writer's buffer: lines queued together are written in one call.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
+/// The target of the access lines.
+const ACCESS_TARGET: &str = "ballast::access";
+
 /// How many lines the writer dropped since start (set by [`init`]).
 static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
 
-/// Lines dropped because the writer thread was too far behind; 0 when
+/// How many lines the access log file's writer dropped since start.
+static DROPPED_ACCESS_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Lines dropped because a writer thread was too far behind; 0 when
 /// logging was never initialised (as in tests that embed the proxy).
 pub fn dropped_lines() -> u64 {
-    DROPPED_LINES
-        .get()
-        .map_or(0, |counter| counter.dropped_lines() as u64)
+    [&DROPPED_LINES, &DROPPED_ACCESS_LINES]
+        .iter()
+        .filter_map(|counter| counter.get())
+        .map(|counter| counter.dropped_lines() as u64)
+        .sum()
 }
 
-/// Keeps the log writer thread; dropping it writes out what is queued.
+/// Keeps the log writer threads; dropping it writes out what is queued.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
-    _writer: WorkerGuard,
+    _writers: Vec<WorkerGuard>,
 }
 
 /// Install the global subscriber. `level` (from the command line) wins over
-/// `BALLAST_LOG`; the default is `info`.
-pub fn init(format: LogFormat, level: Option<&str>) -> Result<LogGuard, String> {
+/// `BALLAST_LOG`; the default is `info`. With `access_file`, the access lines
+/// are appended to that file instead of stderr.
+pub fn init(
+    format: LogFormat,
+    level: Option<&str>,
+    access_file: Option<&Path>,
+) -> Result<LogGuard, String> {
     let (text, source) = match level {
         Some(level) => (level.to_string(), "log level"),
         None => match std::env::var("BALLAST_LOG") {
@@ -71,16 +91,18 @@ pub fn init(format: LogFormat, level: Option<&str>) -> Result<LogGuard, String> 
             Err(_) => ("info".to_string(), "log level"),
         },
     };
-    let filter =
-        EnvFilter::try_new(&text).map_err(|e| format!("invalid {source} \"{text}\": {e}"))?;
     let pingora_detail_requested = text.contains("pingora");
-    // The hint leaves it to the level filter alone how much is recorded at
-    // all, so Pingora's `log` calls below that level stay free.
-    let keep = filter_fn(move |meta| {
-        pingora_detail_requested || !is_pingora_detail(meta.target(), *meta.level())
-    })
-    .with_max_level_hint(LevelFilter::TRACE);
-    let filter = filter.and(keep);
+    let filter = || {
+        let filter =
+            EnvFilter::try_new(&text).map_err(|e| format!("invalid {source} \"{text}\": {e}"))?;
+        // The hint leaves it to the level filter alone how much is recorded
+        // at all, so Pingora's `log` calls below that level stay free.
+        let keep = filter_fn(move |meta| {
+            pingora_detail_requested || !is_pingora_detail(meta.target(), *meta.level())
+        })
+        .with_max_level_hint(LevelFilter::TRACE);
+        Ok::<_, String>(filter.and(keep))
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (writer, guard) = NonBlockingBuilder::default()
         .buffered_lines_limit(QUEUED_LINES_LIMIT)
@@ -91,23 +113,59 @@ pub fn init(format: LogFormat, level: Option<&str>) -> Result<LogGuard, String> 
             std::io::stderr(),
         ));
     let _ = DROPPED_LINES.set(writer.error_counter());
-    let output = tracing_subscriber::fmt::layer()
-        .with_ansi(ansi)
-        .with_writer(writer);
-    let registry = tracing_subscriber::registry();
-    let result = match format {
-        LogFormat::Text => {
-            tracing::subscriber::set_global_default(registry.with(output.with_filter(filter)))
+    let mut writers = vec![guard];
+    let layers = match access_file {
+        None => vec![output(format, writer, ansi, filter()?)],
+        Some(path) => {
+            let file = ReopeningFile::open(path)
+                .map_err(|e| format!("cannot open the access log file {}: {e}", path.display()))?;
+            let file = Arc::new(file);
+            let (file_writer, file_guard) = NonBlockingBuilder::default()
+                .buffered_lines_limit(QUEUED_LINES_LIMIT)
+                .lossy(true)
+                .thread_name("ballast-access-log")
+                .finish(BufWriter::with_capacity(
+                    WRITE_BUFFER_BYTES,
+                    AccessFileWriter(file.clone()),
+                ));
+            let _ = DROPPED_ACCESS_LINES.set(file_writer.error_counter());
+            writers.push(file_guard);
+            access_file::install(file);
+            let others = filter_fn(|meta| meta.target() != ACCESS_TARGET);
+            let access = filter_fn(|meta| meta.target() == ACCESS_TARGET);
+            vec![
+                output(format, writer, ansi, filter()?.and(others)),
+                output(format, file_writer, false, filter()?.and(access)),
+            ]
         }
-        LogFormat::Json => tracing::subscriber::set_global_default(
-            registry.with(output.json().flatten_event(true).with_filter(filter)),
-        ),
     };
-    result.map_err(|e| format!("cannot initialise logging: {e}"))?;
+    let registry = tracing_subscriber::registry().with(layers);
+    tracing::subscriber::set_global_default(registry)
+        .map_err(|e| format!("cannot initialise logging: {e}"))?;
     log::set_boxed_logger(Box::new(PingoraRecords))
         .map_err(|e| format!("cannot initialise logging: {e}"))?;
     log::set_max_level(LevelFilter::current().as_log());
-    Ok(LogGuard { _writer: guard })
+    Ok(LogGuard { _writers: writers })
+}
+
+/// A layer writing the lines `filter` lets through to `writer` in `format`.
+fn output<W, F>(
+    format: LogFormat,
+    writer: W,
+    ansi: bool,
+    filter: F,
+) -> Box<dyn Layer<Registry> + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    F: Filter<Registry> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => layer.with_filter(filter).boxed(),
+        LogFormat::Json => layer.json().flatten_event(true).with_filter(filter).boxed(),
+    }
 }
 
 /// Forwards `log` records (Pingora's) into `tracing`, demoting those that

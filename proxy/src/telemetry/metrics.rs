@@ -22,6 +22,9 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     /// Time from request start to the end of the response, by route.
     pub request_duration: HistogramVec,
+    /// Each attempt's time to the backend's response headers, by pool and
+    /// backend.
+    pub backend_latency: HistogramVec,
     /// Requests being handled right now.
     pub in_flight: IntGauge,
     /// Upgraded (WebSocket) connections open right now.
@@ -133,6 +136,15 @@ impl Metrics {
             )
             .buckets(DURATION_BUCKETS.to_vec()),
             &["route"],
+        )
+        .expect("valid metric");
+        let backend_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "backend_latency_seconds",
+                "Time from sending an attempt to its backend's response headers",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["pool", "backend"],
         )
         .expect("valid metric");
         let in_flight = IntGauge::new("in_flight_requests", "Requests being handled right now")
@@ -331,7 +343,7 @@ impl Metrics {
             "Client connections closed by a deadline or refused by PROXY protocol, by reason (header_timeout: no complete first request in time; proxy_protocol_untrusted, proxy_protocol_missing, proxy_protocol_invalid)",
             &["reason"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 38] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 39] = [
             Box::new(super::client_errors::counter()),
             Box::new(tls_certificate_reloads.clone()),
             Box::new(tls_certificate_expiry.clone()),
@@ -362,6 +374,7 @@ impl Metrics {
             Box::new(reloads.clone()),
             Box::new(requests.clone()),
             Box::new(request_duration.clone()),
+            Box::new(backend_latency.clone()),
             Box::new(in_flight.clone()),
             Box::new(upgraded_connections.clone()),
             Box::new(backend_share.clone()),
@@ -379,6 +392,7 @@ impl Metrics {
             process_registry: super::process_metrics::registry(),
             requests,
             request_duration,
+            backend_latency,
             in_flight,
             upgraded_connections,
             backend_share,

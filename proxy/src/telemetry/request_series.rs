@@ -1,6 +1,7 @@
 //! The per-request metric series (`ballast_requests_total`,
-//! `ballast_request_duration_seconds`, and `ballast_rw_requests_total` of
-//! pools with a read/write split) of one configuration, as handles
+//! `ballast_request_duration_seconds`, `ballast_backend_latency_seconds`, and
+//! `ballast_rw_requests_total` of pools with a read/write split) of one
+//! configuration, as handles
 //! resolved once and kept for as long as the configuration is: a request
 //! then counts itself with an array index and an atomic add, without hashing
 //! label values. A series is resolved on its first request, so `/metrics`
@@ -25,8 +26,16 @@ pub struct RequestSeries {
     durations: HistogramVec,
     routes: Box<[RouteSeries]>,
     rw_requests: IntCounterVec,
-    /// Per pool: its name and a counter per request kind.
-    pools: Box<[(String, [OnceLock<IntCounter>; RW_KINDS])]>,
+    backend_latencies: HistogramVec,
+    pools: Box<[PoolSeries]>,
+}
+
+struct PoolSeries {
+    name: String,
+    /// A counter per request kind.
+    rw_requests: [OnceLock<IntCounter>; RW_KINDS],
+    /// Per backend: its id and its latency histogram.
+    backend_latencies: Box<[(String, OnceLock<Histogram>)]>,
 }
 
 struct RouteSeries {
@@ -66,22 +75,42 @@ impl RequestSeries {
             durations: metrics.request_duration.clone(),
             routes,
             rw_requests: metrics.rw_requests.clone(),
+            backend_latencies: metrics.backend_latency.clone(),
             pools: snapshot
                 .pools
                 .iter()
-                .map(|pool| (pool.name.clone(), Default::default()))
+                .map(|pool| PoolSeries {
+                    name: pool.name.clone(),
+                    rw_requests: Default::default(),
+                    backend_latencies: pool
+                        .backends
+                        .iter()
+                        .map(|b| (b.id.0.clone(), OnceLock::new()))
+                        .collect(),
+                })
                 .collect(),
         }
+    }
+
+    /// The latency histogram of `pool`'s backend at index `backend` (time
+    /// to its response headers, per attempt).
+    pub fn backend_latency(&self, pool: PoolId, backend: usize) -> &Histogram {
+        let series = &self.pools[pool.0];
+        let (id, histogram) = &series.backend_latencies[backend];
+        histogram.get_or_init(|| {
+            self.backend_latencies
+                .with_label_values(&[series.name.as_str(), id.as_str()])
+        })
     }
 
     /// Count one request to `pool` (a pool with a read/write split) of the
     /// kind at `kind_index` (below [`RW_KINDS`]), labelled `kind_label`.
     pub fn count_rw(&self, pool: PoolId, kind_index: usize, kind_label: &str) {
-        let (name, counters) = &self.pools[pool.0];
-        counters[kind_index]
+        let series = &self.pools[pool.0];
+        series.rw_requests[kind_index]
             .get_or_init(|| {
                 self.rw_requests
-                    .with_label_values(&[name.as_str(), kind_label])
+                    .with_label_values(&[series.name.as_str(), kind_label])
             })
             .inc();
     }
@@ -158,6 +187,12 @@ mod tests {
         assert_eq!(rw("pinned_read"), 2);
         assert_eq!(rw("write"), 1);
         assert_eq!(rw("read"), 0);
+        series.backend_latency(PoolId(0), 1).observe(0.004);
+        series.backend_latency(PoolId(0), 1).observe(0.2);
+        let latency = |backend: &str| metrics.backend_latency.with_label_values(&["p", backend]);
+        assert_eq!(latency("p/127.0.0.1:3").get_sample_count(), 2);
+        assert!((latency("p/127.0.0.1:3").get_sample_sum() - 0.204).abs() < 1e-9);
+        assert_eq!(latency("p/127.0.0.1:2").get_sample_count(), 0);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `server`: threads, drain timeout, client keep-alive and header timeouts,
 //! client connection limits, HTTP/2 stream limit, keepalive pool, upgrade
-//! socket and the request size limits.
+//! socket, the request size limits and the access log's fields and output.
 
 use super::fields::Checker;
+use crate::config::access_log::{AccessField, AccessFields, AccessOutput};
 use crate::config::raw::*;
 use crate::config::snapshot::*;
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> Server
             upstream_keepalive_pool_size: DEFAULT_KEEPALIVE_POOL_SIZE,
             upgrade_sock: PathBuf::from(DEFAULT_UPGRADE_SOCK),
             limits: DEFAULT_LIMITS,
+            access_fields: AccessFields::default(),
+            access_output: AccessOutput::Stderr,
         };
     };
     let threads = raw.threads.unwrap_or(default_threads);
@@ -85,7 +88,48 @@ pub(super) fn compile_server(c: &mut Checker, raw: Option<&RawServer>) -> Server
             Some(path) => c.resolve(path),
         },
         limits: compile_limits(c, raw.limits.as_ref()),
+        access_fields: compile_access_fields(c, raw.access_log.as_ref()),
+        access_output: match raw.access_log.as_ref().and_then(|a| a.output.as_deref()) {
+            None | Some("stderr") => AccessOutput::Stderr,
+            Some("") => {
+                c.error(
+                    "server.access_log.output",
+                    "must be stderr or the path of a file",
+                );
+                AccessOutput::Stderr
+            }
+            Some(path) => AccessOutput::File(c.resolve(path)),
+        },
     }
+}
+
+/// The named fields: known, each once, at least one.
+fn compile_access_fields(c: &mut Checker, raw: Option<&RawAccessLog>) -> AccessFields {
+    let Some(names) = raw.and_then(|raw| raw.fields.as_ref()) else {
+        return AccessFields::default();
+    };
+    let path = "server.access_log.fields";
+    if names.is_empty() {
+        c.error(path, "must name at least one field");
+        return AccessFields::default();
+    }
+    let mut fields = AccessFields::empty();
+    for name in names {
+        match AccessField::named(name) {
+            Some(field) if fields.has(field) => {
+                c.error(path, format!("\"{name}\" is named twice"));
+            }
+            Some(field) => fields.insert(field),
+            None => {
+                let known: Vec<&str> = AccessField::ALL.iter().map(|f| f.name()).collect();
+                c.error(
+                    path,
+                    format!("unknown field \"{name}\" (known: {})", known.join(", ")),
+                );
+            }
+        }
+    }
+    fields
 }
 
 /// At least a second, and whole seconds (Pingora counts them so): a
