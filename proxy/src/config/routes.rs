@@ -32,6 +32,8 @@ pub struct Route {
     pub edits: RouteEdits,
     /// Answer with this redirect instead of proxying.
     pub redirect: Option<Redirect>,
+    /// The largest request body, overriding `server.limits.max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// The routes of a snapshot, in configuration order.

@@ -26,6 +26,7 @@
 //!
 //! Bodies stream through Pingora untouched.
 
+mod body_limit;
 mod context;
 mod edits;
 mod grpc;
@@ -228,6 +229,22 @@ impl ProxyHttp for BallastProxy {
                     respond_redirect(session, status, &id, &location).await;
                     return Ok(true);
                 }
+                ctx.body_limit = match (&ctx.routing, ctx.route()) {
+                    (Some(routing), Some(route)) => {
+                        body_limit::body_limit(route, &routing.snapshot.server.limits)
+                    }
+                    _ => None,
+                };
+                if let Some(limit) = ctx.body_limit {
+                    if body_limit::declared_over(session.req_header(), limit) {
+                        // The body is left unread: the connection closes.
+                        session.set_keepalive(None);
+                        let id = ctx.request_id.clone();
+                        let message = body_limit::BODY_TOO_LARGE;
+                        respond_plain(session, 413, &id, message, None, None).await;
+                        return Ok(true);
+                    }
+                }
                 Ok(false)
             }
             None => {
@@ -268,6 +285,9 @@ impl ProxyHttp for BallastProxy {
                 .count_request(pool_id, clock::now_ms());
         }
         ctx.tried.push(backend);
+        // Each attempt sends the body from its start (a retry replays
+        // Pingora's retry buffer through `request_body_filter`).
+        ctx.body_bytes = 0;
         let pool = routing.snapshot.pool(pool_id);
         if let Some(explain) = &routing.snapshot.explain {
             if wants_explanation(explain, session) {
@@ -287,6 +307,16 @@ impl ProxyHttp for BallastProxy {
         peer.options.write_timeout = Some(pool.timeouts.write);
         peer.options.idle_timeout = Some(pool.timeouts.idle);
         Ok(Box::new(peer))
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        body_limit::count_chunk(ctx, body.as_ref())
     }
 
     async fn upstream_request_filter(
@@ -466,7 +496,11 @@ impl ProxyHttp for BallastProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let (status, message) = status_for(e);
+        let (status, message) = if ctx.body_over_limit {
+            (413, body_limit::BODY_TOO_LARGE)
+        } else {
+            status_for(e)
+        };
         if status != 0 {
             let id = if ctx.request_id.is_empty() {
                 new_request_id()

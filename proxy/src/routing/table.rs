@@ -107,6 +107,7 @@ mod tests {
             budget: None,
             edits: Default::default(),
             redirect: None,
+            max_body_bytes: None,
         }
     }
 

@@ -61,12 +61,13 @@ pub(super) fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) 
                 ("request_headers", route.request_headers.is_some()),
                 ("response_headers", route.response_headers.is_some()),
                 ("rewrite", route.rewrite.is_some()),
+                ("max_body_bytes", route.max_body_bytes.is_some()),
             ];
             for (key, set) in proxying {
                 if set {
                     c.error(
                         format!("{path}.{key}"),
-                        "a route with a redirect answers by itself: it takes no pool, budget, header edits or rewrite",
+                        "a route with a redirect answers by itself: it takes no pool, budget, header edits, rewrite or body limit",
                     );
                 }
             }
@@ -111,6 +112,11 @@ pub(super) fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) 
                 budget,
                 edits,
                 redirect,
+                max_body_bytes: super::server::body_limit(
+                    c,
+                    &format!("{path}.max_body_bytes"),
+                    route.max_body_bytes,
+                ),
             });
         }
     }
