@@ -1,7 +1,7 @@
 //! Per-route rewriting end to end: header edits seen by the origin and by
 //! the client, path and host rewrites seen by the origin, redirects (plain
-//! and HTTP→HTTPS), request body limits (declared and streamed), and the
-//! configuration errors of bad edits.
+//! and HTTP→HTTPS), request body limits (declared and streamed), per-client
+//! rate limits, and the configuration errors of bad settings.
 
 use crate::common::echo_origin::{spawn_echo_origin, EchoOrigin};
 use crate::common::*;
@@ -342,6 +342,122 @@ fn bad_body_limits_are_rejected() {
     for expected in [
         "routes[0].max_body_bytes: 0 is out of range",
         "routes[1].max_body_bytes: a route with a redirect answers by itself",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+/// A GET from the local address `from` (a loopback address) over a fresh
+/// connection, with an optional `x-api-key`.
+async fn get_from(
+    proxy: std::net::SocketAddr,
+    from: [u8; 4],
+    path: &str,
+    api_key: Option<&str>,
+) -> Reply {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((from, 0)))
+        .expect("bind a loopback source address");
+    let stream = socket.connect(proxy).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut builder = http::Request::builder().uri(path).header("host", "x");
+    if let Some(key) = api_key {
+        builder = builder.header("x-api-key", key);
+    }
+    let req = builder
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.expect("response");
+    let (parts, body) = resp.into_parts();
+    use http_body_util::BodyExt;
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_over_the_rate_limit_get_429_with_retry_after() {
+    // One request per 10 s after a burst of 3: a loaded machine cannot
+    // refill a token between the requests below.
+    let (proxy, _origin) = proxy_with_routes(
+        r#"
+  - {name: by-address, match: {path_prefix: /a}, pool: echo, rate_limit: {requests_per_second: 0.1, burst: 3}}
+  - {name: by-key, match: {path_prefix: /k}, pool: echo, rate_limit: {requests_per_second: 0.1, burst: 2, key: {header: x-api-key}}}
+"#,
+    )
+    .await;
+    let one = [127, 0, 0, 1];
+    let two = [127, 0, 0, 2];
+    for n in 0..3 {
+        let reply = get_from(proxy.listen, one, "/a", None).await;
+        assert_eq!(reply.status, StatusCode::OK, "request {n} of the burst");
+    }
+    let limited = get_from(proxy.listen, one, "/a", None).await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.text()
+    );
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry_after), "Retry-After {retry_after}");
+    // Another client address has its own bucket.
+    let other = get_from(proxy.listen, two, "/a", None).await;
+    assert_eq!(other.status, StatusCode::OK);
+
+    // By header: each value its own bucket, whatever the address.
+    for _ in 0..2 {
+        assert_eq!(
+            get_from(proxy.listen, one, "/k", Some("alpha"))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let alpha = get_from(proxy.listen, two, "/k", Some("alpha")).await;
+    assert_eq!(alpha.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(alpha.header("retry-after").is_some());
+    let beta = get_from(proxy.listen, one, "/k", Some("beta")).await;
+    assert_eq!(beta.status, StatusCode::OK);
+
+    let text = metrics_text(proxy.admin).await;
+    assert_eq!(
+        metric(
+            &text,
+            "ballast_rate_limited_total",
+            &["route=\"by-address\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "ballast_rate_limited_total", &["route=\"by-key\""]),
+        1.0
+    );
+}
+
+#[test]
+fn bad_rate_limits_are_rejected() {
+    let errors = errors(
+        r#"
+  - {name: a, match: {}, pool: echo, rate_limit: {requests_per_second: 0, burst: 0}}
+  - {name: b, match: {}, pool: echo, rate_limit: {requests_per_second: 5, key: client_ip}}
+  - {name: c, match: {}, pool: echo, rate_limit: {requests_per_second: 5, key: {header: "bad name"}}}
+"#,
+    );
+    let text = errors.join("\n");
+    for expected in [
+        "routes[0].rate_limit.requests_per_second: 0 is out of range",
+        "routes[0].rate_limit.burst: 0 is out of range",
+        "routes[1].rate_limit.key: unknown key \"client_ip\"",
+        "routes[2].rate_limit.key.header: invalid header name \"bad name\"",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

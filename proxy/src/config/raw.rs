@@ -708,6 +708,8 @@ pub struct RawRoute {
     /// Largest request body, 1..2^40 bytes (default:
     /// server.limits.max_body_bytes; larger: 413).
     pub max_body_bytes: Option<u64>,
+    /// A per-client rate limit (429 with Retry-After over it).
+    pub rate_limit: Option<RawRateLimit>,
 }
 
 /// An event budget: a route's ceiling in each region of its pool.

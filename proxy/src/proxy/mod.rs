@@ -40,6 +40,7 @@ mod retries;
 
 pub use context::RequestCtx;
 
+use crate::config::rate_limits::{RateKey, RateKeySource};
 use crate::config::PoolId;
 use crate::connections::connection_key;
 use crate::connections::header_deadline::HeaderDeadlines;
@@ -119,6 +120,29 @@ impl BallastProxy {
             metrics,
             decisions,
         }
+    }
+
+    /// The whole seconds to wait when the request is over its route's rate
+    /// limit (counted in `rate_limited_total`); `None` when admitted.
+    fn over_rate_limit(&self, session: &Session, ctx: &RequestCtx) -> Option<u64> {
+        let route = ctx.route()?;
+        let limit = route.rate_limit.as_ref()?;
+        let key = match &limit.key {
+            RateKeySource::ClientAddress => RateKey::Address(client_ip(session)),
+            RateKeySource::Header(name) => RateKey::Header(
+                session
+                    .req_header()
+                    .headers
+                    .get(name)
+                    .map(|value| value.as_bytes().into()),
+            ),
+        };
+        let retry_after = limit.check(&key).err()?;
+        self.metrics
+            .rate_limited
+            .with_label_values(&[route.name.as_str()])
+            .inc();
+        Some(retry_after)
     }
 
     /// Whether `ctx` may try another backend: the picker finds one it may
@@ -223,6 +247,12 @@ impl ProxyHttp for BallastProxy {
             Some((index, pool)) => {
                 ctx.route = Some(index);
                 ctx.pool = pool;
+                if let Some(retry_after) = self.over_rate_limit(session, ctx) {
+                    let id = ctx.request_id.clone();
+                    let message = "too many requests: over this route's rate limit";
+                    respond_plain(session, 429, &id, message, None, Some(retry_after)).await;
+                    return Ok(true);
+                }
                 if let Some((status, location)) = ctx.route().and_then(|r| redirect_to(session, r))
                 {
                     let id = ctx.request_id.clone();

@@ -108,6 +108,7 @@ mod tests {
             edits: Default::default(),
             redirect: None,
             max_body_bytes: None,
+            rate_limit: None,
         }
     }
 
