@@ -102,7 +102,10 @@ pub fn check_snapshot(snapshot: &Snapshot) {
         assert!(route_names.insert(route.name.as_str()), "duplicate route");
         match route.pool {
             Some(pool) => assert!(pool.0 < snapshot.pools.len(), "route to no pool"),
-            None => assert!(route.redirect.is_some(), "route with neither pool nor redirect"),
+            None => assert!(
+                route.redirect.is_some(),
+                "route with neither pool nor redirect"
+            ),
         }
         if let Some(prefix) = &route.path_prefix {
             assert!(prefix.starts_with('/'), "{prefix:?}");
