@@ -1,6 +1,7 @@
 //! Per-route rewriting end to end: header edits seen by the origin and by
 //! the client, path and host rewrites seen by the origin, redirects (plain
-//! and HTTP→HTTPS), and the configuration errors of bad edits.
+//! and HTTP→HTTPS), request body limits (declared and streamed), per-client
+//! rate limits, and the configuration errors of bad settings.
 
 use crate::common::echo_origin::{spawn_echo_origin, EchoOrigin};
 use crate::common::*;
@@ -242,6 +243,221 @@ fn bad_redirects_are_rejected_with_their_path() {
         "routes[2].redirect.to: must be a URL of visible ASCII characters",
         "routes[2].rewrite: a route with a redirect answers by itself",
         "routes[3].pool: required (or a redirect)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+/// A chunked POST of `chunks` chunks of `size` bytes each, then the last
+/// chunk; the connection closes after the answer.
+fn chunked_post(path: &str, chunks: usize, size: usize) -> Vec<u8> {
+    let mut bytes = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..chunks {
+        bytes.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+        bytes.extend(std::iter::repeat_n(b'a', size));
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(b"0\r\n\r\n");
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_are_refused_with_413() {
+    let origin = spawn_echo_origin().await;
+    let addr = origin.addr;
+    let proxy = LoopbackProxy::start(|listen, admin| {
+        format!(
+            r#"listeners: [{{address: "{listen}"}}]
+admin: {{address: "{admin}"}}
+server: {{threads: 2, limits: {{max_body_bytes: 100}}}}
+pools:
+  echo:
+    backends: [{{addr: "{addr}"}}]
+routes:
+  - {{name: uploads, match: {{path_prefix: /upload}}, pool: echo, max_body_bytes: 1000}}
+  - {{name: rest, match: {{}}, pool: echo}}
+"#
+        )
+    })
+    .await;
+    // Declared lengths: the route's limit, and the server's for other routes.
+    let small = send(
+        proxy.listen,
+        request(Method::POST, "x", "/upload/a", vec![b'a'; 1000]),
+    )
+    .await;
+    assert_eq!(small.status, StatusCode::OK, "{}", small.text());
+    let big = send(
+        proxy.listen,
+        request(Method::POST, "x", "/upload/a", vec![b'a'; 1001]),
+    )
+    .await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", big.text());
+    assert!(big.text().contains("content too large"), "{}", big.text());
+    let other = send(
+        proxy.listen,
+        request(Method::POST, "x", "/else", vec![b'a'; 101]),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        origin.requests(),
+        1,
+        "a declared oversized body never reaches the backend"
+    );
+    assert_eq!(origin.body_bytes(), 1000);
+
+    // Chunked: within the limit it passes; over it, 413 and the backend
+    // never receives a complete body.
+    let within = raw_exchange(proxy.listen, &chunked_post("/upload/b", 4, 250)).await;
+    assert_eq!(status_line(&within), "HTTP/1.1 200 OK", "{within}");
+    assert_eq!(origin.complete_bodies(), 2);
+    let sent_before = origin.body_bytes();
+    let over = raw_exchange(proxy.listen, &chunked_post("/upload/c", 40, 250)).await;
+    assert!(status_line(&over).starts_with("HTTP/1.1 413"), "{over}");
+    assert_eq!(
+        origin.complete_bodies(),
+        2,
+        "no oversized body arrives complete"
+    );
+    let forwarded = origin.body_bytes() - sent_before;
+    assert!(
+        forwarded <= 1000,
+        "forwarded {forwarded} bytes of an oversized body"
+    );
+}
+
+#[test]
+fn bad_body_limits_are_rejected() {
+    let errors = errors(
+        r#"
+  - {name: a, match: {}, pool: echo, max_body_bytes: 0}
+  - {name: b, match: {}, redirect: {to: "/x"}, max_body_bytes: 10}
+"#,
+    );
+    let text = errors.join("\n");
+    for expected in [
+        "routes[0].max_body_bytes: 0 is out of range",
+        "routes[1].max_body_bytes: a route with a redirect answers by itself",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+/// A GET from the local address `from` (a loopback address) over a fresh
+/// connection, with an optional `x-api-key`.
+async fn get_from(
+    proxy: std::net::SocketAddr,
+    from: [u8; 4],
+    path: &str,
+    api_key: Option<&str>,
+) -> Reply {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((from, 0)))
+        .expect("bind a loopback source address");
+    let stream = socket.connect(proxy).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut builder = http::Request::builder().uri(path).header("host", "x");
+    if let Some(key) = api_key {
+        builder = builder.header("x-api-key", key);
+    }
+    let req = builder
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.expect("response");
+    let (parts, body) = resp.into_parts();
+    use http_body_util::BodyExt;
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_over_the_rate_limit_get_429_with_retry_after() {
+    // One request per 10 s after a burst of 3: a loaded machine cannot
+    // refill a token between the requests below.
+    let (proxy, _origin) = proxy_with_routes(
+        r#"
+  - {name: by-address, match: {path_prefix: /a}, pool: echo, rate_limit: {requests_per_second: 0.1, burst: 3}}
+  - {name: by-key, match: {path_prefix: /k}, pool: echo, rate_limit: {requests_per_second: 0.1, burst: 2, key: {header: x-api-key}}}
+"#,
+    )
+    .await;
+    let one = [127, 0, 0, 1];
+    let two = [127, 0, 0, 2];
+    for n in 0..3 {
+        let reply = get_from(proxy.listen, one, "/a", None).await;
+        assert_eq!(reply.status, StatusCode::OK, "request {n} of the burst");
+    }
+    let limited = get_from(proxy.listen, one, "/a", None).await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.text()
+    );
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry_after), "Retry-After {retry_after}");
+    // Another client address has its own bucket.
+    let other = get_from(proxy.listen, two, "/a", None).await;
+    assert_eq!(other.status, StatusCode::OK);
+
+    // By header: each value its own bucket, whatever the address.
+    for _ in 0..2 {
+        assert_eq!(
+            get_from(proxy.listen, one, "/k", Some("alpha"))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let alpha = get_from(proxy.listen, two, "/k", Some("alpha")).await;
+    assert_eq!(alpha.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(alpha.header("retry-after").is_some());
+    let beta = get_from(proxy.listen, one, "/k", Some("beta")).await;
+    assert_eq!(beta.status, StatusCode::OK);
+
+    let text = metrics_text(proxy.admin).await;
+    assert_eq!(
+        metric(
+            &text,
+            "ballast_rate_limited_total",
+            &["route=\"by-address\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "ballast_rate_limited_total", &["route=\"by-key\""]),
+        1.0
+    );
+}
+
+#[test]
+fn bad_rate_limits_are_rejected() {
+    let errors = errors(
+        r#"
+  - {name: a, match: {}, pool: echo, rate_limit: {requests_per_second: 0, burst: 0}}
+  - {name: b, match: {}, pool: echo, rate_limit: {requests_per_second: 5, key: client_ip}}
+  - {name: c, match: {}, pool: echo, rate_limit: {requests_per_second: 5, key: {header: "bad name"}}}
+"#,
+    );
+    let text = errors.join("\n");
+    for expected in [
+        "routes[0].rate_limit.requests_per_second: 0 is out of range",
+        "routes[0].rate_limit.burst: 0 is out of range",
+        "routes[1].rate_limit.key: unknown key \"client_ip\"",
+        "routes[2].rate_limit.key.header: invalid header name \"bad name\"",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

@@ -29,8 +29,10 @@ pub const BASE_DIR: &str = "/nonexistent-base";
 /// [`BASE_DIR`] is ever read (a fuzzer would eventually try `/dev/zero`).
 /// Relative paths are read, and fail.
 pub fn check_config(text: &str) {
+    // Unknown keys are reported beside the parse; compiling goes on as
+    // `load_str` does before it reports them.
     let raw = match parse(text) {
-        Ok(raw) => raw,
+        Ok((raw, _unknown_keys)) => raw,
         Err(errors) => return check_errors(&errors),
     };
     if names_absolute_file(&raw) {
@@ -98,7 +100,13 @@ pub fn check_snapshot(snapshot: &Snapshot) {
     let mut route_names = HashSet::new();
     for route in routes {
         assert!(route_names.insert(route.name.as_str()), "duplicate route");
-        assert!(route.pool.0 < snapshot.pools.len(), "route to no pool");
+        match route.pool {
+            Some(pool) => assert!(pool.0 < snapshot.pools.len(), "route to no pool"),
+            None => assert!(
+                route.redirect.is_some(),
+                "route with neither pool nor redirect"
+            ),
+        }
         if let Some(prefix) = &route.path_prefix {
             assert!(prefix.starts_with('/'), "{prefix:?}");
         }

@@ -3,7 +3,8 @@
 //! each with its YAML path.
 //!
 //! Beside the snapshot live the data it is made of and needs no other part of
-//! the proxy for: the route table (`routes`), round-robin cycles
+//! the proxy for: the route table (`routes`) with each route's edits
+//! (`route_edits`), redirect (`redirects`) and rate limiter (`rate_limits`), round-robin cycles
 //! (`round_robin`), certificate loading (`certs`), calendar dates
 //! (`calendar`), reading a file's text safely (`source`) and backends named
 //! by DNS (`discovery`), `${VAR}` substitution (`variables`) and the
@@ -18,6 +19,7 @@ mod client_address;
 mod compile;
 mod discovery;
 mod error;
+pub mod rate_limits;
 pub mod raw;
 mod raw_edits;
 pub mod redirects;

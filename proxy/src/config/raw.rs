@@ -281,6 +281,9 @@ pub struct RawLimits {
     /// Largest total of header names and values, 1024..1048576 bytes
     /// (default 32768; larger: 431).
     pub max_header_bytes: Option<usize>,
+    /// Largest request body, 1..2^40 bytes (default: no limit; larger:
+    /// 413); a route's max_body_bytes overrides it.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// A pool of backends that a route sends traffic to.
@@ -748,6 +751,11 @@ pub struct RawRoute {
     pub rewrite: Option<RawRewrite>,
     /// Answer with a redirect instead of proxying (the route has no pool).
     pub redirect: Option<RawRedirect>,
+    /// Largest request body, 1..2^40 bytes (default:
+    /// server.limits.max_body_bytes; larger: 413).
+    pub max_body_bytes: Option<u64>,
+    /// A per-client rate limit (429 with Retry-After over it).
+    pub rate_limit: Option<RawRateLimit>,
 }
 
 /// An event budget: a route's ceiling in each region of its pool.

@@ -1,5 +1,5 @@
 //! The configuration of a route's edits as written: header edits, path and
-//! host rewrites, redirects (raw serde types, like [`super::raw`], re-exported there).
+//! host rewrites, redirects, rate limits (raw serde types, like [`super::raw`], re-exported there).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -31,6 +31,39 @@ pub struct RawRewrite {
     pub regex: Option<RawRegexRewrite>,
     /// The `Host` the backend sees.
     pub host: Option<String>,
+}
+
+/// A per-client rate limit: a token bucket per key.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Sustained rate per key, 0.001..1000000 requests a second.
+    pub requests_per_second: f64,
+    /// Requests a key may send at once above the rate, 1..1000000
+    /// (default: the rate rounded up).
+    pub burst: Option<u32>,
+    /// What a request is counted under: client_address (default) or
+    /// {header: NAME}.
+    pub key: Option<RawRateLimitKey>,
+}
+
+/// `client_address`, or `{header: NAME}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawRateLimitKey {
+    /// `client_address`.
+    Named(String),
+    /// A request header's value.
+    Header(RawHeaderKey),
+}
+
+/// A request header whose value is the rate limit's key.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
+pub struct RawHeaderKey {
+    /// The header's name; requests without it share one bucket.
+    pub header: String,
 }
 
 /// A redirect answered by Ballast itself.

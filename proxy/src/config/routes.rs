@@ -2,6 +2,7 @@
 //! match conditions, pool and event budget. Matching a request against it is
 //! `routing::table`'s job.
 
+use super::rate_limits::RateLimit;
 use super::redirects::Redirect;
 use super::route_edits::RouteEdits;
 use super::{BudgetPolicy, PoolId};
@@ -32,6 +33,10 @@ pub struct Route {
     pub edits: RouteEdits,
     /// Answer with this redirect instead of proxying.
     pub redirect: Option<Redirect>,
+    /// The largest request body, overriding `server.limits.max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
+    /// The route's per-client rate limit and its buckets.
+    pub rate_limit: Option<std::sync::Arc<RateLimit>>,
 }
 
 /// The routes of a snapshot, in configuration order.

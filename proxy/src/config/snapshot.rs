@@ -239,12 +239,15 @@ pub struct RequestLimits {
     pub max_uri_bytes: usize,
     pub max_headers: usize,
     pub max_header_bytes: usize,
+    /// The largest request body (`None`: no limit); a route may override it.
+    pub max_body_bytes: Option<u64>,
 }
 
 pub const DEFAULT_LIMITS: RequestLimits = RequestLimits {
     max_uri_bytes: 8192,
     max_headers: 100,
     max_header_bytes: 32 * 1024,
+    max_body_bytes: None,
 };
 
 /// How a pool spreads requests over its backends.

@@ -9,7 +9,8 @@
 //! so it survives configuration reloads for backends that remain; spill
 //! state is keyed by pool and region name. Operator overrides change it
 //! and recompute the pool at once. [`Engine::inspection`] reads it all at
-//! one moment for the admin API.
+//! one moment for the admin API. Each tick also prunes the routes' rate
+//! limiters (at most once a second).
 
 use super::backends::{self, memory_of, BackendMemories};
 use super::budgets::{self, BudgetMemories};
@@ -71,7 +72,13 @@ pub(super) struct EngineMemory {
     pub(super) rings: ring_steps::Rings,
     pub(super) budgets: BudgetMemories,
     next_due_ms: HashMap<String, u64>,
+    /// When the routes' rate limiters next forget their idle keys.
+    next_rate_limit_prune_ms: u64,
 }
+
+/// How often the routes' rate limiters forget keys whose bucket is full
+/// again (their memory follows the clients of about the last second).
+const RATE_LIMIT_PRUNE_INTERVAL_MS: u64 = 1000;
 
 impl Engine {
     /// An engine for `snapshot`; every backend starts fully admitted (no slow
@@ -156,6 +163,19 @@ impl Engine {
     pub fn tick(&self, now_ms: u64) {
         let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         self.recompute_due(&mut memory, now_ms);
+        if now_ms >= memory.next_rate_limit_prune_ms {
+            memory.next_rate_limit_prune_ms = now_ms + RATE_LIMIT_PRUNE_INTERVAL_MS;
+            let current = self.state.load();
+            for limit in current
+                .snapshot
+                .routes
+                .routes()
+                .iter()
+                .filter_map(|r| r.rate_limit.as_ref())
+            {
+                limit.prune();
+            }
+        }
     }
 
     /// Recompute each pool that is due (each on its own interval), hand the

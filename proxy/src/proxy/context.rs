@@ -146,6 +146,12 @@ pub struct RequestCtx {
     pub(super) upstream_first_byte_us: Option<u64>,
     /// Set when the backend switched protocols: how long that took.
     pub(super) upgraded_after: Option<std::time::Duration>,
+    /// The request body size limit that applies, if any.
+    pub(super) body_limit: Option<u64>,
+    /// Request body bytes read so far.
+    pub(super) body_bytes: u64,
+    /// Set when the body crossed `body_limit` while streaming.
+    pub(super) body_over_limit: bool,
     /// `in_flight_requests`, or `upgraded_connections` once upgraded.
     _counted: GaugeGuard,
 }
@@ -176,6 +182,9 @@ impl RequestCtx {
             upstream_connect_us: None,
             upstream_first_byte_us: None,
             upgraded_after: None,
+            body_limit: None,
+            body_bytes: 0,
+            body_over_limit: false,
             _counted: GaugeGuard::new(in_flight),
         }
     }

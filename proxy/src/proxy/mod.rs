@@ -27,6 +27,7 @@
 //!
 //! Bodies stream through Pingora untouched.
 
+mod body_limit;
 mod context;
 mod edits;
 mod grpc;
@@ -41,6 +42,7 @@ mod trace_context;
 
 pub use context::RequestCtx;
 
+use crate::config::rate_limits::{RateKey, RateKeySource};
 use crate::config::{AccessFields, PoolId};
 use crate::connections::connection_key;
 use crate::connections::header_deadline::HeaderDeadlines;
@@ -131,6 +133,29 @@ impl BallastProxy {
             metrics,
             decisions,
         }
+    }
+
+    /// The whole seconds to wait when the request is over its route's rate
+    /// limit (counted in `rate_limited_total`); `None` when admitted.
+    fn over_rate_limit(&self, session: &Session, ctx: &RequestCtx) -> Option<u64> {
+        let route = ctx.route()?;
+        let limit = route.rate_limit.as_ref()?;
+        let key = match &limit.key {
+            RateKeySource::ClientAddress => RateKey::Address(ctx.client),
+            RateKeySource::Header(name) => RateKey::Header(
+                session
+                    .req_header()
+                    .headers
+                    .get(name)
+                    .map(|value| value.as_bytes().into()),
+            ),
+        };
+        let retry_after = limit.check(&key).err()?;
+        self.metrics
+            .rate_limited
+            .with_label_values(&[route.name.as_str()])
+            .inc();
+        Some(retry_after)
     }
 
     /// Whether `ctx` may try another backend: the picker finds one it may
@@ -245,11 +270,33 @@ impl ProxyHttp for BallastProxy {
             Some((index, pool)) => {
                 ctx.route = Some(index);
                 ctx.pool = pool;
+                if let Some(retry_after) = self.over_rate_limit(session, ctx) {
+                    let id = ctx.request_id.clone();
+                    let message = "too many requests: over this route's rate limit";
+                    respond_plain(session, 429, &id, message, None, Some(retry_after)).await;
+                    return Ok(true);
+                }
                 if let Some((status, location)) = ctx.route().and_then(|r| redirect_to(session, r))
                 {
                     let id = ctx.request_id.clone();
                     respond_redirect(session, status, &id, &location).await;
                     return Ok(true);
+                }
+                ctx.body_limit = match (&ctx.routing, ctx.route()) {
+                    (Some(routing), Some(route)) => {
+                        body_limit::body_limit(route, &routing.snapshot.server.limits)
+                    }
+                    _ => None,
+                };
+                if let Some(limit) = ctx.body_limit {
+                    if body_limit::declared_over(session.req_header(), limit) {
+                        // The body is left unread: the connection closes.
+                        session.set_keepalive(None);
+                        let id = ctx.request_id.clone();
+                        let message = body_limit::BODY_TOO_LARGE;
+                        respond_plain(session, 413, &id, message, None, None).await;
+                        return Ok(true);
+                    }
                 }
                 Ok(false)
             }
@@ -291,6 +338,9 @@ impl ProxyHttp for BallastProxy {
                 .count_request(pool_id, clock::now_ms());
         }
         ctx.tried.push(backend);
+        // Each attempt sends the body from its start (a retry replays
+        // Pingora's retry buffer through `request_body_filter`).
+        ctx.body_bytes = 0;
         let pool = routing.snapshot.pool(pool_id);
         if let Some(explain) = &routing.snapshot.explain {
             if wants_explanation(explain, session, ctx.peer) {
@@ -326,6 +376,16 @@ impl ProxyHttp for BallastProxy {
     ) -> Result<()> {
         ctx.upstream_connect_us = ctx.attempt.as_ref().map(Attempt::latency_us);
         Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        body_limit::count_chunk(ctx, body.as_ref())
     }
 
     async fn upstream_request_filter(
@@ -512,7 +572,11 @@ impl ProxyHttp for BallastProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let (status, message) = status_for(e);
+        let (status, message) = if ctx.body_over_limit {
+            (413, body_limit::BODY_TOO_LARGE)
+        } else {
+            status_for(e)
+        };
         if status != 0 {
             let id = if ctx.request_id.is_empty() {
                 new_request_id()

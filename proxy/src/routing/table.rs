@@ -107,6 +107,8 @@ mod tests {
             budget: None,
             edits: Default::default(),
             redirect: None,
+            max_body_bytes: None,
+            rate_limit: None,
         }
     }
 

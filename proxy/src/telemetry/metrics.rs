@@ -91,6 +91,8 @@ pub struct Metrics {
     pub budget_rejections: IntCounterVec,
     /// Requests sent to a later region because their route was over budget in an earlier one.
     pub budget_spilled: IntCounterVec,
+    /// Requests answered 429 because their key was over the route's rate limit.
+    pub rate_limited: IntCounterVec,
     /// Resolutions of backends named by DNS, by pool, name and result (`ok`,
     /// `nxdomain`, `empty`, `error`).
     pub discovery_resolutions: IntCounterVec,
@@ -318,6 +320,11 @@ impl Metrics {
             "Requests served in a later region because their route was over its event budget in this one",
             &["route", "region"],
         );
+        let rate_limited = counter(
+            "rate_limited_total",
+            "Requests answered 429 because their client (address or header value) was over the route's rate limit",
+            &["route"],
+        );
         let discovery_resolutions = counter(
             "discovery_resolutions_total",
             "Resolutions of backends named by DNS, by result (ok, nxdomain, empty, error); a failed or empty one keeps the last good addresses",
@@ -343,7 +350,7 @@ impl Metrics {
             "Client connections closed by a deadline or refused by PROXY protocol, by reason (header_timeout: no complete first request in time; proxy_protocol_untrusted, proxy_protocol_missing, proxy_protocol_invalid)",
             &["reason"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 39] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 40] = [
             Box::new(super::client_errors::counter()),
             Box::new(tls_certificate_reloads.clone()),
             Box::new(tls_certificate_expiry.clone()),
@@ -366,6 +373,7 @@ impl Metrics {
             Box::new(hash_key_space.clone()),
             Box::new(budget_rejections.clone()),
             Box::new(budget_spilled.clone()),
+            Box::new(rate_limited.clone()),
             Box::new(tier_load.clone()),
             Box::new(region_spill.clone()),
             Box::new(spilled_requests.clone()),
@@ -423,6 +431,7 @@ impl Metrics {
             hash_key_space,
             budget_rejections,
             budget_spilled,
+            rate_limited,
             discovery_resolutions,
             discovery_addresses,
             client_connections,

@@ -1,10 +1,12 @@
-//! `routes[].request_headers`, `response_headers` and `rewrite`: header
+//! `routes[].request_headers`, `response_headers`, `rewrite` and
+//! `rate_limit`: header
 //! names and values, the prefix a path rewrite replaces, the regex (bounded
 //! in size) and the host, all checked here so the request path never fails
 //! on them.
 
 use super::fields::Checker;
-use crate::config::raw::{RawHeaderEdits, RawRewrite};
+use crate::config::rate_limits::{RateKeySource, RateLimit};
+use crate::config::raw::{RawHeaderEdits, RawRateLimit, RawRateLimitKey, RawRewrite};
 use crate::config::route_edits::{HeaderEdits, PathRewrite, Rewrite, RouteEdits};
 use http::{HeaderName, HeaderValue};
 use regex::RegexBuilder;
@@ -183,6 +185,60 @@ fn compile_rewrite(c: &mut Checker, path: &str, raw: &RawRewrite, prefix: Option
         path: path_rewrite,
         host,
     }
+}
+
+/// `rate_limit`: a positive rate, a burst of at least one, and the key.
+pub(super) fn compile_rate_limit(
+    c: &mut Checker,
+    path: &str,
+    raw: &RawRateLimit,
+) -> Option<RateLimit> {
+    let rate = raw.requests_per_second;
+    let mut valid = true;
+    if !(0.001..=1_000_000.0).contains(&rate) {
+        c.error(
+            format!("{path}.requests_per_second"),
+            format!("{rate} is out of range (allowed 0.001 to 1000000)"),
+        );
+        valid = false;
+    }
+    let burst = raw
+        .burst
+        .unwrap_or(rate.ceil().clamp(1.0, 1_000_000.0) as u32);
+    if !(1..=1_000_000).contains(&burst) {
+        c.error(
+            format!("{path}.burst"),
+            format!("{burst} is out of range (allowed 1 to 1000000)"),
+        );
+        valid = false;
+    }
+    let key = match &raw.key {
+        None => RateKeySource::ClientAddress,
+        Some(RawRateLimitKey::Named(name)) if name == "client_address" => {
+            RateKeySource::ClientAddress
+        }
+        Some(RawRateLimitKey::Named(other)) => {
+            c.error(
+                format!("{path}.key"),
+                format!("unknown key \"{other}\" (use client_address or {{header: NAME}})"),
+            );
+            return None;
+        }
+        Some(RawRateLimitKey::Header(key)) => match HeaderName::from_str(&key.header) {
+            Ok(name) => RateKeySource::Header(name),
+            Err(_) => {
+                c.error(
+                    format!("{path}.key.header"),
+                    format!("invalid header name \"{}\"", key.header),
+                );
+                return None;
+            }
+        },
+    };
+    if !valid {
+        return None;
+    }
+    RateLimit::new(rate, burst, key)
 }
 
 /// A path a request target may carry: starts with `/`, visible ASCII

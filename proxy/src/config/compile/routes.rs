@@ -1,6 +1,6 @@
 //! `routes`: names, pools, match conditions and event budgets.
 
-use super::edits::compile_edits;
+use super::edits::{compile_edits, compile_rate_limit};
 use super::fields::fraction;
 use super::fields::Checker;
 use crate::config::raw::*;
@@ -11,6 +11,7 @@ use crate::config::unknown_keys::did_you_mean;
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub(super) fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) -> RouteTable {
@@ -61,12 +62,13 @@ pub(super) fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) 
                 ("request_headers", route.request_headers.is_some()),
                 ("response_headers", route.response_headers.is_some()),
                 ("rewrite", route.rewrite.is_some()),
+                ("max_body_bytes", route.max_body_bytes.is_some()),
             ];
             for (key, set) in proxying {
                 if set {
                     c.error(
                         format!("{path}.{key}"),
-                        "a route with a redirect answers by itself: it takes no pool, budget, header edits or rewrite",
+                        "a route with a redirect answers by itself: it takes no pool, budget, header edits, rewrite or body limit",
                     );
                 }
             }
@@ -111,6 +113,14 @@ pub(super) fn compile_routes(c: &mut Checker, raw: &[RawRoute], pools: &[Pool]) 
                 budget,
                 edits,
                 redirect,
+                max_body_bytes: super::server::body_limit(
+                    c,
+                    &format!("{path}.max_body_bytes"),
+                    route.max_body_bytes,
+                ),
+                rate_limit: route.rate_limit.as_ref().and_then(|raw| {
+                    compile_rate_limit(c, &format!("{path}.rate_limit"), raw).map(Arc::new)
+                }),
             });
         }
     }

@@ -157,9 +157,24 @@ fn compile_header_timeout(c: &mut Checker, raw: Option<&str>) -> std::time::Dura
     timeout
 }
 
+/// A request body limit: 1 byte to 1 TiB.
+pub(super) fn body_limit(c: &mut Checker, path: &str, value: Option<u64>) -> Option<u64> {
+    match value {
+        Some(bytes) if !(1..=1 << 40).contains(&bytes) => {
+            c.error(
+                path,
+                format!("{bytes} is out of range (allowed 1 to {})", 1u64 << 40),
+            );
+            None
+        }
+        other => other,
+    }
+}
+
 fn compile_limits(c: &mut Checker, raw: Option<&RawLimits>) -> RequestLimits {
     let d = DEFAULT_LIMITS;
     let Some(raw) = raw else { return d };
+    let max_body_bytes = body_limit(c, "server.limits.max_body_bytes", raw.max_body_bytes);
     let mut bounded =
         |key: &str, value: Option<usize>, default: usize, min: usize, max: usize| match value {
             None => default,
@@ -173,6 +188,7 @@ fn compile_limits(c: &mut Checker, raw: Option<&RawLimits>) -> RequestLimits {
             }
         };
     RequestLimits {
+        max_body_bytes,
         max_uri_bytes: bounded(
             "max_uri_bytes",
             raw.max_uri_bytes,
