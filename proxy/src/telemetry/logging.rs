@@ -3,17 +3,14 @@
 //! variable (`RUST_LOG` syntax, e.g. `info,ballast::access=warn`). Pingora's
 //! own `log` records are forwarded into the same output.
 //!
-//! Lines are written by a background thread through a buffer (tracing-appender's
-//! non-blocking writer), so a request thread never waits on the terminal or
-//! pipe behind stderr, and a burst of access lines costs one write, not one
-//! per line. When the writer falls 128 000 lines behind, new lines are
-//! dropped rather than slowing requests, and counted
-//! (`ballast_log_lines_dropped_total`). The [`LogGuard`] returned by
-//! [`init`] flushes what is queued when dropped: hold it until exit.
+//! Lines go through a buffer ([`buffered_output`]): written out when 64 KiB
+//! have gathered or every 200 ms, so a burst of access lines costs one
+//! write, not one per line. The [`LogGuard`] returned by [`init`] writes out
+//! what is buffered when dropped: hold it until exit.
 //!
 //! The access lines (target `ballast::access`) may go to a file of their
-//! own instead ([`access_file`]), through a second writer thread of the same
-//! kind (`ballast-access-log`), without colours.
+//! own instead ([`access_file`]), through a second buffer of the same kind,
+//! without colours.
 //!
 //! Pingora's records of what clients did wrong (a client leaving mid-header,
 //! a failed TLS or HTTP/2 handshake, a client gone before its error response)
@@ -26,12 +23,11 @@
 //! debug` shows Ballast's own detail and never a client's secret.
 
 use super::access_file::{self, AccessFileWriter, ReopeningFile};
+use super::buffered_output::{BufferedOutput, Flush};
 use super::client_errors::{self, ClientErrorKind};
-use std::io::BufWriter;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tracing::Level;
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_log::AsLog;
 use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt, LevelFilter};
 use tracing_subscriber::fmt::MakeWriter;
@@ -45,35 +41,21 @@ pub enum LogFormat {
     Json,
 }
 
-/// Lines queued for the writer thread before new ones are dropped.
-const QUEUED_LINES_LIMIT: usize = 128_000;
-
-/// The writer's buffer: lines queued together are written in one call.
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
-
 /// The target of the access lines.
 const ACCESS_TARGET: &str = "ballast::access";
 
-/// How many lines the writer dropped since start (set by [`init`]).
-static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
-
-/// How many lines the access log file's writer dropped since start.
-static DROPPED_ACCESS_LINES: OnceLock<ErrorCounter> = OnceLock::new();
-
-/// Lines dropped because a writer thread was too far behind; 0 when
-/// logging was never initialised (as in tests that embed the proxy).
-pub fn dropped_lines() -> u64 {
-    [&DROPPED_LINES, &DROPPED_ACCESS_LINES]
-        .iter()
-        .filter_map(|counter| counter.get())
-        .map(|counter| counter.dropped_lines() as u64)
-        .sum()
+/// Writes out what the log outputs have buffered when dropped.
+#[must_use = "dropping the guard is the last flush of the logs"]
+pub struct LogGuard {
+    outputs: Vec<Arc<dyn Flush>>,
 }
 
-/// Keeps the log writer threads; dropping it writes out what is queued.
-#[must_use = "dropping the guard stops the log writer"]
-pub struct LogGuard {
-    _writers: Vec<WorkerGuard>,
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        for output in &self.outputs {
+            output.flush_buffered();
+        }
+    }
 }
 
 /// Install the global subscriber. `level` (from the command line) wins over
@@ -104,32 +86,19 @@ pub fn init(
         Ok::<_, String>(filter.and(keep))
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, guard) = NonBlockingBuilder::default()
-        .buffered_lines_limit(QUEUED_LINES_LIMIT)
-        .lossy(true)
-        .thread_name("ballast-log")
-        .finish(BufWriter::with_capacity(
-            WRITE_BUFFER_BYTES,
-            std::io::stderr(),
-        ));
-    let _ = DROPPED_LINES.set(writer.error_counter());
-    let mut writers = vec![guard];
+    let cannot_start = |e: std::io::Error| format!("cannot start the log writer: {e}");
+    let writer = BufferedOutput::start(std::io::stderr(), "ballast-log").map_err(cannot_start)?;
+    let mut outputs: Vec<Arc<dyn Flush>> = vec![writer.clone()];
     let layers = match access_file {
         None => vec![output(format, writer, ansi, filter()?)],
         Some(path) => {
             let file = ReopeningFile::open(path)
                 .map_err(|e| format!("cannot open the access log file {}: {e}", path.display()))?;
             let file = Arc::new(file);
-            let (file_writer, file_guard) = NonBlockingBuilder::default()
-                .buffered_lines_limit(QUEUED_LINES_LIMIT)
-                .lossy(true)
-                .thread_name("ballast-access-log")
-                .finish(BufWriter::with_capacity(
-                    WRITE_BUFFER_BYTES,
-                    AccessFileWriter(file.clone()),
-                ));
-            let _ = DROPPED_ACCESS_LINES.set(file_writer.error_counter());
-            writers.push(file_guard);
+            let file_writer =
+                BufferedOutput::start(AccessFileWriter(file.clone()), "ballast-access-log")
+                    .map_err(cannot_start)?;
+            outputs.push(file_writer.clone());
             access_file::install(file);
             let others = filter_fn(|meta| meta.target() != ACCESS_TARGET);
             let access = filter_fn(|meta| meta.target() == ACCESS_TARGET);
@@ -145,7 +114,7 @@ pub fn init(
     log::set_boxed_logger(Box::new(PingoraRecords))
         .map_err(|e| format!("cannot initialise logging: {e}"))?;
     log::set_max_level(LevelFilter::current().as_log());
-    Ok(LogGuard { _writers: writers })
+    Ok(LogGuard { outputs })
 }
 
 /// A layer writing the lines `filter` lets through to `writer` in `format`.

@@ -2,10 +2,11 @@
 //! (`metrics`), the tally of client protocol errors (`client_errors`), the
 //! per-request metric series of one configuration (`request_series`), the
 //! process's own (`process_metrics`), the log of routing decisions
-//! (`decisions`), structured logging (`logging`) and the access log's file
-//! (`access_file`).
+//! (`decisions`), structured logging (`logging`, written through
+//! `buffered_output`) and the access log's file (`access_file`).
 
 pub mod access_file;
+pub mod buffered_output;
 pub mod client_errors;
 pub mod decisions;
 pub mod logging;
