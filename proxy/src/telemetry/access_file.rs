@@ -3,7 +3,7 @@
 //! on SIGUSR1, so logrotate's rename-then-signal rotation copies nothing and
 //! loses nothing. Lines written before the signal go to the renamed file,
 //! lines after it to the new one; the switch happens between two writes of
-//! the log writer thread, which holds the file only while it writes.
+//! the buffered log output, which holds the file only while it writes.
 
 use async_trait::async_trait;
 use pingora::services::background::BackgroundService;
@@ -46,7 +46,7 @@ fn append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-/// The writer the log writer thread is given: writes go to the file open now.
+/// The writer under the buffered log output: writes go to the file open now.
 #[derive(Clone)]
 pub struct AccessFileWriter(pub Arc<ReopeningFile>);
 
