@@ -360,11 +360,6 @@ async fn get_from(
         .bind(std::net::SocketAddr::from((from, 0)))
         .expect("bind a loopback source address");
     let stream = socket.connect(proxy).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
     let mut builder = http::Request::builder().uri(path).header("host", "x");
     if let Some(key) = api_key {
         builder = builder.header("x-api-key", key);
@@ -372,15 +367,7 @@ async fn get_from(
     let req = builder
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
-    let resp = sender.send_request(req).await.expect("response");
-    let (parts, body) = resp.into_parts();
-    use http_body_util::BodyExt;
-    let body = body.collect().await.expect("body").to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
+    send_over(stream, req).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -141,6 +141,12 @@ impl Reply {
 /// One HTTP/1.1 request over a fresh connection.
 pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
     let stream = TcpStream::connect(addr).await.expect("connect");
+    send_over(stream, req).await
+}
+
+/// One HTTP/1.1 request over `stream` (e.g. a connection made from a
+/// chosen local address).
+pub async fn send_over(stream: TcpStream, req: Request<Full<Bytes>>) -> Reply {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");

@@ -43,18 +43,7 @@ pub(super) async fn respond_plain(
         }
         Ok(resp)
     });
-    let result = match resp {
-        Ok(resp) => {
-            session
-                .as_downstream_mut()
-                .write_error_response(resp, body)
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "could not write error response to client");
-    }
+    write_local_answer(session, resp, body).await;
 }
 
 /// A redirect route's status and `Location` for the request in `session`.
@@ -98,6 +87,16 @@ pub(super) async fn respond_redirect(
         resp.insert_header(X_REQUEST_ID, request_id.clone())?;
         Ok(resp)
     });
+    write_local_answer(session, resp, body).await;
+}
+
+/// Send an answer Ballast makes itself (a client that left is no error of
+/// ours: noted at debug).
+async fn write_local_answer(
+    session: &mut Session,
+    resp: pingora::Result<ResponseHeader>,
+    body: Bytes,
+) {
     let result = match resp {
         Ok(resp) => {
             session
@@ -108,7 +107,7 @@ pub(super) async fn respond_redirect(
         Err(e) => Err(e),
     };
     if let Err(e) = result {
-        tracing::debug!(error = %e, "could not write redirect to client");
+        tracing::debug!(error = %e, "could not write a local answer to the client");
     }
 }
 
