@@ -449,7 +449,7 @@ async fn run_serves_then_exits_cleanly_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_line_carries_exactly_the_configured_fields() {
-    let fields = "trace_id, client_address, user_agent, bytes_received, bytes_sent, upstream_connect_ms, upstream_first_byte_ms, status";
+    let fields = "trace_id, client_address, user_agent, bytes_received, bytes_sent, upstream_connect_ms, upstream_first_byte_ms, status, decision_rule";
     let running = RunningBinary::start_with(&["--log-format", "json"], |_| {
         format!("access_log: {{fields: [{fields}]}}")
     })
@@ -492,9 +492,38 @@ async fn the_access_line_carries_exactly_the_configured_fields() {
     assert_eq!(line["bytes_received"], 5);
     assert_eq!(line["bytes_sent"], 5);
     assert_eq!(line["status"], 200);
+    assert_eq!(
+        line["decision_rule"], "pool",
+        "no geo rules: chosen in the pool"
+    );
     let connect = line["upstream_connect_ms"].as_f64().unwrap();
     let first_byte = line["upstream_first_byte_ms"].as_f64().unwrap();
     assert!(0.0 <= connect && connect <= first_byte, "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_line_follows_the_log_format_and_filter() {
+    let running = RunningBinary::start(&[]).await;
+    let reply = get(running.listen, "x", "/say%20%22hi%22").await;
+    assert_eq!(reply.status, http::StatusCode::OK);
+    let logs = stop_and_read_logs(running.child).await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains(" INFO ballast::access: "))
+        .unwrap_or_else(|| panic!("a text access line: {logs}"));
+    assert!(line.contains(" path=\"/say%20%22hi%22\""), "{line}");
+    assert!(line.contains(" status=200 "), "{line}");
+    assert!(line.contains(" client_address=\"127.0.0.1\""), "{line}");
+
+    let running = RunningBinary::start(&["--log-level", "info,ballast::access=warn"]).await;
+    let reply = get(running.listen, "x", "/quiet").await;
+    assert_eq!(reply.status, http::StatusCode::OK);
+    let logs = stop_and_read_logs(running.child).await;
+    assert!(
+        logs.contains("drained in"),
+        "other lines still logged: {logs}"
+    );
+    assert!(!logs.contains("ballast::access"), "{logs}");
 }
 
 /// The access lines in `path` (each a JSON object), none if it is missing.

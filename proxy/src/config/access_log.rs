@@ -30,6 +30,7 @@ pub enum AccessField {
     Pool,
     Backend,
     Attempts,
+    DecisionRule,
     GrpcStatus,
     BytesReceived,
     BytesSent,
@@ -41,7 +42,7 @@ pub enum AccessField {
 }
 
 impl AccessField {
-    pub const ALL: [AccessField; 20] = [
+    pub const ALL: [AccessField; 21] = [
         Self::RequestId,
         Self::TraceId,
         Self::ClientAddress,
@@ -54,6 +55,7 @@ impl AccessField {
         Self::Pool,
         Self::Backend,
         Self::Attempts,
+        Self::DecisionRule,
         Self::GrpcStatus,
         Self::BytesReceived,
         Self::BytesSent,
@@ -95,6 +97,7 @@ impl AccessField {
             Self::Pool => "pool",
             Self::Backend => "backend",
             Self::Attempts => "attempts",
+            Self::DecisionRule => "decision_rule",
             Self::GrpcStatus => "grpc_status",
             Self::BytesReceived => "bytes_received",
             Self::BytesSent => "bytes_sent",

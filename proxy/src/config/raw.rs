@@ -258,10 +258,10 @@ pub struct RawServer {
 #[schemars(deny_unknown_fields)]
 pub struct RawAccessLog {
     /// The fields of each access line, in any order (default: request_id,
-    /// trace_id, method, path, status, route, backend, attempts, grpc_status,
-    /// duration_ms, upgraded_for_ms, error). Also: client_address, host,
-    /// user_agent, pool, bytes_received, bytes_sent, upstream_connect_ms,
-    /// upstream_first_byte_ms.
+    /// trace_id, client_address, method, path, status, route, backend,
+    /// attempts, grpc_status, duration_ms, upgraded_for_ms, error). Also:
+    /// host, user_agent, pool, decision_rule, bytes_received, bytes_sent,
+    /// upstream_connect_ms, upstream_first_byte_ms.
     pub fields: Option<Vec<String>>,
     /// `stderr` (default: with the other logs) or the path of a file the
     /// access lines are appended to (relative to the configuration file),

@@ -136,6 +136,9 @@ pub struct RequestCtx {
     pub(super) budget_retry_after: Option<u64>,
     /// The `X-Ballast-Decision` text, when this request is explained.
     pub(super) explanation: Option<String>,
+    /// The rule that chose the last attempt's backend, when the access log
+    /// or the explanation carries it.
+    pub(super) decision_rule: Option<String>,
     /// The status a gRPC call ended with (the last attempt's), for the
     /// access log.
     pub(super) grpc_status: Option<u32>,
@@ -178,6 +181,7 @@ impl RequestCtx {
             write_refusal: None,
             budget_retry_after: None,
             explanation: None,
+            decision_rule: None,
             grpc_status: None,
             upstream_connect_us: None,
             upstream_first_byte_us: None,

@@ -43,11 +43,11 @@ mod trace_context;
 pub use context::RequestCtx;
 
 use crate::config::rate_limits::{RateKey, RateKeySource};
-use crate::config::{AccessFields, PoolId};
+use crate::config::{AccessField, AccessFields, PoolId};
 use crate::connections::connection_key;
 use crate::connections::header_deadline::HeaderDeadlines;
 use crate::connections::proxy_protocol::ProxyProtocol;
-use crate::routing::explain::explain_pick;
+use crate::routing::explain::{decision_rule, explain_pick};
 use crate::routing::read_write::{classify, RequestKind};
 use crate::routing::retry::another_backend_remains;
 use crate::routing::route::{route_request, RouteInput};
@@ -342,15 +342,30 @@ impl ProxyHttp for BallastProxy {
         // Pingora's retry buffer through `request_body_filter`).
         ctx.body_bytes = 0;
         let pool = routing.snapshot.pool(pool_id);
-        if let Some(explain) = &routing.snapshot.explain {
-            if wants_explanation(explain, session, ctx.peer) {
+        let explained = routing
+            .snapshot
+            .explain
+            .as_ref()
+            .is_some_and(|explain| wants_explanation(explain, session, ctx.peer));
+        if explained || self.access_fields.has(AccessField::DecisionRule) {
+            let rule = decision_rule(pool, &chosen, routed.placed, ctx.rw);
+            if explained {
                 let share = routing.weights[pool_id.0]
                     .as_ref()
                     .map(|w| w.shares[backend]);
+                let client_region = routed.placed.map(|(client, _)| client);
                 let attempt = ctx.tried.len();
-                let text = explain_pick(pool, &chosen, routed.placed, share, attempt, ctx.rw);
-                ctx.explanation = Some(text);
+                ctx.explanation = Some(explain_pick(
+                    pool,
+                    &chosen,
+                    client_region,
+                    &rule,
+                    share,
+                    attempt,
+                    ctx.rw,
+                ));
             }
+            ctx.decision_rule = Some(rule);
         }
         let stats = &routing.stats.pools[pool_id.0];
         let latency = routing.series.backend_latency(pool_id, backend);

@@ -16,9 +16,11 @@ use crate::routing::route::{Chosen, Refused, Routed};
 use crate::routing::state::RoutingState;
 use crate::stats::clock;
 use crate::stats::server_load::ParseError;
+use crate::telemetry::access_line;
 use crate::telemetry::decisions::{DecisionKind, RoutingDecision};
 use crate::telemetry::metrics::status_class;
 use crate::tls::upstream::tls_failure;
+use http::header::USER_AGENT;
 use pingora::prelude::Session;
 use pingora::Error;
 use std::sync::atomic::Ordering;
@@ -238,7 +240,7 @@ impl BallastProxy {
     }
 
     /// The access line, with the configured fields (a field left out is
-    /// neither computed nor written).
+    /// neither computed nor written, nor one with nothing to say).
     fn log_access(
         &self,
         session: &Session,
@@ -250,46 +252,74 @@ impl BallastProxy {
         use crate::config::AccessField as F;
         let on = |field| self.access_fields.has(field);
         let req = session.req_header();
-        let ms = |us: u64| us as f64 / 1000.0;
-        tracing::info!(
-            target: "ballast::access",
-            request_id = on(F::RequestId).then(|| ctx.request_id.to_str().unwrap_or("-")),
-            trace_id = on(F::TraceId)
-                .then(|| ctx.trace.as_ref().map_or("-", |t| t.trace_id_hex())),
-            client_address = on(F::ClientAddress)
-                .then(|| ctx.client.map(tracing::field::display))
-                .flatten(),
-            method = on(F::Method).then(|| tracing::field::display(&req.method)),
-            host = on(F::Host).then(|| request_host(req).unwrap_or("-")),
-            path = on(F::Path).then(|| tracing::field::display(req.uri.path())),
-            user_agent = on(F::UserAgent)
-                .then(|| req.headers.get(http::header::USER_AGENT))
-                .flatten()
-                .map(|agent| tracing::field::display(String::from_utf8_lossy(agent.as_bytes()))),
-            status = on(F::Status).then_some(status),
-            route = on(F::Route).then(|| ctx.route_name()),
-            pool = on(F::Pool).then(|| ctx.pool_name()),
-            backend = on(F::Backend).then(|| ctx.backend_id()),
-            attempts = on(F::Attempts).then_some(ctx.tried.len()),
-            grpc_status = on(F::GrpcStatus)
-                .then(|| ctx.grpc_status.map(grpc::code_name))
-                .flatten(),
-            bytes_received = on(F::BytesReceived).then(|| session.body_bytes_read()),
-            bytes_sent = on(F::BytesSent).then(|| session.body_bytes_sent()),
-            upstream_connect_ms = on(F::UpstreamConnectMs)
-                .then(|| ctx.upstream_connect_us.map(ms))
-                .flatten(),
-            upstream_first_byte_ms = on(F::UpstreamFirstByteMs)
-                .then(|| ctx.upstream_first_byte_us.map(ms))
-                .flatten(),
-            duration_ms = on(F::DurationMs).then_some(elapsed.as_secs_f64() * 1000.0),
-            upgraded_for_ms = on(F::UpgradedForMs)
-                .then(|| {
-                    ctx.upgraded_after
-                        .map(|at| (ctx.started.elapsed() - at).as_secs_f64() * 1000.0)
-                })
-                .flatten(),
-            error = on(F::Error).then(|| e.map(|e| e.to_string())).flatten(),
-        );
+        access_line::write(|line| {
+            if on(F::RequestId) {
+                line.text("request_id", ctx.request_id.to_str().unwrap_or("-"));
+            }
+            if on(F::TraceId) {
+                line.text(
+                    "trace_id",
+                    ctx.trace.as_ref().map_or("-", |t| t.trace_id_hex()),
+                );
+            }
+            if let (true, Some(client)) = (on(F::ClientAddress), ctx.client) {
+                line.text("client_address", client);
+            }
+            if on(F::Method) {
+                line.text("method", req.method.as_str());
+            }
+            if on(F::Host) {
+                line.text("host", request_host(req).unwrap_or("-"));
+            }
+            if on(F::Path) {
+                line.text("path", req.uri.path());
+            }
+            if let (true, Some(agent)) = (on(F::UserAgent), req.headers.get(USER_AGENT)) {
+                line.text("user_agent", String::from_utf8_lossy(agent.as_bytes()));
+            }
+            if on(F::Status) {
+                line.number("status", status.into());
+            }
+            if on(F::Route) {
+                line.text("route", ctx.route_name());
+            }
+            if on(F::Pool) {
+                line.text("pool", ctx.pool_name());
+            }
+            if on(F::Backend) {
+                line.text("backend", ctx.backend_id());
+            }
+            if on(F::Attempts) {
+                line.number("attempts", ctx.tried.len() as u64);
+            }
+            if let (true, Some(rule)) = (on(F::DecisionRule), &ctx.decision_rule) {
+                line.text("decision_rule", rule);
+            }
+            if let (true, Some(code)) = (on(F::GrpcStatus), ctx.grpc_status) {
+                line.text("grpc_status", grpc::code_name(code));
+            }
+            if on(F::BytesReceived) {
+                line.number("bytes_received", session.body_bytes_read() as u64);
+            }
+            if on(F::BytesSent) {
+                line.number("bytes_sent", session.body_bytes_sent() as u64);
+            }
+            if let (true, Some(us)) = (on(F::UpstreamConnectMs), ctx.upstream_connect_us) {
+                line.millis("upstream_connect_ms", us);
+            }
+            if let (true, Some(us)) = (on(F::UpstreamFirstByteMs), ctx.upstream_first_byte_us) {
+                line.millis("upstream_first_byte_ms", us);
+            }
+            if on(F::DurationMs) {
+                line.millis("duration_ms", elapsed.as_micros() as u64);
+            }
+            if let (true, Some(at)) = (on(F::UpgradedForMs), ctx.upgraded_after) {
+                let open = ctx.started.elapsed().saturating_sub(at);
+                line.millis("upgraded_for_ms", open.as_micros() as u64);
+            }
+            if let (true, Some(e)) = (on(F::Error), e) {
+                line.text("error", e);
+            }
+        });
     }
 }

@@ -1,34 +1,31 @@
-//! The `X-Ballast-Decision` text of an explained request: the client's
-//! region, the rule that chose the backend, its share and the attempt.
+//! The rule that chose a request's backend (for the access log and the
+//! explanation), and the `X-Ballast-Decision` text of an explained request:
+//! the client's region, the rule, the backend's share and the attempt.
 
 use super::read_write::RequestKind;
 use super::route::Chosen;
 use crate::config::{Pool, RegionPlan};
 
-/// `client_region=...; rule=...; backend=...; share=...; attempt=N`, where
-/// the rule is `pool` (no geo), `local`, `spill:A->B` (an earlier region was
-/// spilling), `fallback:A->B` (earlier regions could not serve),
-/// `outside-plan:A->B`, `unregioned:A`, `budget:A->B` (the route was over
-/// its event budget in region A), or with a read/write split `write:A->W` /
-/// `pinned:A->W` (to the write region W; `write:W` and `pinned:W` without
-/// geo); a split also adds `; rw=KIND` (see [`RequestKind::as_str`]).
-pub fn explain_pick(
+/// The rule that chose the backend: `pool` (no geo), `local`,
+/// `spill:A->B` (an earlier region was spilling), `fallback:A->B` (earlier
+/// regions could not serve), `outside-plan:A->B`, `unregioned:A`,
+/// `budget:A->B` (the route was over its event budget in region A), or with
+/// a read/write split `write:A->W` / `pinned:A->W` (to the write region W;
+/// `write:W` and `pinned:W` without geo).
+pub fn decision_rule(
     pool: &Pool,
     routed: &Chosen<'_>,
     placed: Option<(&str, &RegionPlan)>,
-    share: Option<f64>,
-    attempt: usize,
     rw: Option<RequestKind>,
 ) -> String {
     let (spilled, over_budget_in) = (routed.spilled, routed.over_budget_in);
     let chosen = &pool.backends[routed.backend];
-    let client = placed.map_or("-", |(client, _)| client);
     let to_writer = match rw {
         Some(RequestKind::Write) => Some("write"),
         Some(RequestKind::PinnedRead) => Some("pinned"),
         _ => None,
     };
-    let rule = match (to_writer, placed, chosen.region.as_deref()) {
+    match (to_writer, placed, chosen.region.as_deref()) {
         _ if over_budget_in.is_some() => format!(
             "budget:{}->{}",
             over_budget_in.unwrap_or("-"),
@@ -44,7 +41,23 @@ pub fn explain_pick(
         }
         (None, Some((client, _)), Some(region)) => format!("outside-plan:{client}->{region}"),
         (None, Some((client, _)), None) => format!("unregioned:{client}"),
-    };
+    }
+}
+
+/// `client_region=...; rule=...; backend=...; share=...; attempt=N`, the
+/// rule as [`decision_rule`] names it; a read/write split adds `; rw=KIND`
+/// (see [`RequestKind::as_str`]).
+pub fn explain_pick(
+    pool: &Pool,
+    routed: &Chosen<'_>,
+    client_region: Option<&str>,
+    rule: &str,
+    share: Option<f64>,
+    attempt: usize,
+    rw: Option<RequestKind>,
+) -> String {
+    let chosen = &pool.backends[routed.backend];
+    let client = client_region.unwrap_or("-");
     let mut text = format!(
         "client_region={client}; rule={rule}; backend={}; share={}; attempt={attempt}",
         chosen.id,

@@ -62,12 +62,20 @@ impl<W: Write> Write for &BufferedOutput<W> {
     }
 }
 
-/// Flushes the outputs it holds when dropped (at exit).
-pub trait Flush: Send + Sync {
+/// A log output as the loggers use it: whole lines in, written out later.
+pub trait LogOutput: Send + Sync {
+    /// Copy one whole line (its newline included) into the buffer.
+    fn write_line(&self, line: &[u8]);
+    /// Write out what is buffered.
     fn flush_buffered(&self);
 }
 
-impl<W: Write + Send + 'static> Flush for BufferedOutput<W> {
+impl<W: Write + Send + 'static> LogOutput for BufferedOutput<W> {
+    fn write_line(&self, line: &[u8]) {
+        // A failed write has nowhere to be reported but the log itself.
+        let _ = self.lock().write_all(line);
+    }
+
     fn flush_buffered(&self) {
         BufferedOutput::flush_buffered(self);
     }

@@ -8,9 +8,9 @@
 //! write, not one per line. The [`LogGuard`] returned by [`init`] writes out
 //! what is buffered when dropped: hold it until exit.
 //!
-//! The access lines (target `ballast::access`) may go to a file of their
-//! own instead ([`access_file`]), through a second buffer of the same kind,
-//! without colours.
+//! The access lines (target `ballast::access`) are formatted by their own
+//! writer ([`access_line`]) into the same buffer, or into a file of their
+//! own ([`access_file`]) through a second buffer of the same kind.
 //!
 //! Pingora's records of what clients did wrong (a client leaving mid-header,
 //! a failed TLS or HTTP/2 handshake, a client gone before its error response)
@@ -23,7 +23,8 @@
 //! debug` shows Ballast's own detail and never a client's secret.
 
 use super::access_file::{self, AccessFileWriter, ReopeningFile};
-use super::buffered_output::{BufferedOutput, Flush};
+use super::access_line;
+use super::buffered_output::{BufferedOutput, LogOutput};
 use super::client_errors::{self, ClientErrorKind};
 use std::path::Path;
 use std::sync::Arc;
@@ -41,13 +42,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// The target of the access lines.
-const ACCESS_TARGET: &str = "ballast::access";
-
 /// Writes out what the log outputs have buffered when dropped.
 #[must_use = "dropping the guard is the last flush of the logs"]
 pub struct LogGuard {
-    outputs: Vec<Arc<dyn Flush>>,
+    outputs: Vec<Arc<dyn LogOutput>>,
 }
 
 impl Drop for LogGuard {
@@ -74,23 +72,20 @@ pub fn init(
         },
     };
     let pingora_detail_requested = text.contains("pingora");
-    let filter = || {
-        let filter =
-            EnvFilter::try_new(&text).map_err(|e| format!("invalid {source} \"{text}\": {e}"))?;
-        // The hint leaves it to the level filter alone how much is recorded
-        // at all, so Pingora's `log` calls below that level stay free.
-        let keep = filter_fn(move |meta| {
-            pingora_detail_requested || !is_pingora_detail(meta.target(), *meta.level())
-        })
-        .with_max_level_hint(LevelFilter::TRACE);
-        Ok::<_, String>(filter.and(keep))
-    };
+    let filter =
+        EnvFilter::try_new(&text).map_err(|e| format!("invalid {source} \"{text}\": {e}"))?;
+    // The hint leaves it to the level filter alone how much is recorded at
+    // all, so Pingora's `log` calls below that level stay free.
+    let keep = filter_fn(move |meta| {
+        pingora_detail_requested || !is_pingora_detail(meta.target(), *meta.level())
+    })
+    .with_max_level_hint(LevelFilter::TRACE);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let cannot_start = |e: std::io::Error| format!("cannot start the log writer: {e}");
     let writer = BufferedOutput::start(std::io::stderr(), "ballast-log").map_err(cannot_start)?;
-    let mut outputs: Vec<Arc<dyn Flush>> = vec![writer.clone()];
-    let layers = match access_file {
-        None => vec![output(format, writer, ansi, filter()?)],
+    let mut outputs: Vec<Arc<dyn LogOutput>> = vec![writer.clone()];
+    let access_output: Arc<dyn LogOutput> = match access_file {
+        None => writer.clone(),
         Some(path) => {
             let file = ReopeningFile::open(path)
                 .map_err(|e| format!("cannot open the access log file {}: {e}", path.display()))?;
@@ -100,17 +95,14 @@ pub fn init(
                     .map_err(cannot_start)?;
             outputs.push(file_writer.clone());
             access_file::install(file);
-            let others = filter_fn(|meta| meta.target() != ACCESS_TARGET);
-            let access = filter_fn(|meta| meta.target() == ACCESS_TARGET);
-            vec![
-                output(format, writer, ansi, filter()?.and(others)),
-                output(format, file_writer, false, filter()?.and(access)),
-            ]
+            file_writer
         }
     };
-    let registry = tracing_subscriber::registry().with(layers);
+    let stderr_layer = output(format, writer, ansi, filter.and(keep));
+    let registry = tracing_subscriber::registry().with(stderr_layer);
     tracing::subscriber::set_global_default(registry)
         .map_err(|e| format!("cannot initialise logging: {e}"))?;
+    access_line::install(format, access_output);
     log::set_boxed_logger(Box::new(PingoraRecords))
         .map_err(|e| format!("cannot initialise logging: {e}"))?;
     log::set_max_level(LevelFilter::current().as_log());

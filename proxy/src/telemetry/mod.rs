@@ -3,9 +3,11 @@
 //! per-request metric series of one configuration (`request_series`), the
 //! process's own (`process_metrics`), the log of routing decisions
 //! (`decisions`), structured logging (`logging`, written through
-//! `buffered_output`) and the access log's file (`access_file`).
+//! `buffered_output`), the access log's writer (`access_line`) and its file
+//! (`access_file`).
 
 pub mod access_file;
+pub mod access_line;
 pub mod buffered_output;
 pub mod client_errors;
 pub mod decisions;

@@ -1,0 +1,211 @@
+//! The access log's writer. An access line is formatted straight into a
+//! per-thread buffer and copied into the log output's buffer with one lock,
+//! without `tracing`'s field machinery (its per-field dispatch and, in
+//! JSON, a map per line cost a tenth of the proxy's throughput). The line
+//! looks as the other logs do: in text,
+//! `2026-12-07T07:01:41.123456Z  INFO ballast::access: status=200 path="/a"`
+//! (strings quoted and escaped, numbers bare); in JSON, one object with
+//! `timestamp`, `level`, `target` and the fields.
+//!
+//! Whether access lines are written follows the log filter (e.g.
+//! `info,ballast::access=warn` turns them off), read once when logging
+//! starts: [`install`] is called after the subscriber is set.
+
+use super::buffered_output::LogOutput;
+use super::logging::LogFormat;
+use std::cell::RefCell;
+use std::fmt::{self, Display, Write as _};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+/// The target access lines are logged under (and filtered by).
+pub const ACCESS_TARGET: &str = "ballast::access";
+
+/// Where the process's access lines go, once logging has started and the
+/// filter lets them through.
+static ACCESS_LOG: OnceLock<AccessLog> = OnceLock::new();
+
+thread_local! {
+    /// The line being formatted, kept between lines for its capacity.
+    static LINE: RefCell<String> = RefCell::new(String::with_capacity(512));
+}
+
+struct AccessLog {
+    format: LogFormat,
+    output: Arc<dyn LogOutput>,
+}
+
+/// Write access lines in `format` to `output` from now on, unless the log
+/// filter turns them off.
+pub fn install(format: LogFormat, output: Arc<dyn LogOutput>) {
+    if tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+        let _ = ACCESS_LOG.set(AccessLog { format, output });
+    }
+}
+
+/// Whether access lines are written.
+pub fn enabled() -> bool {
+    ACCESS_LOG.get().is_some()
+}
+
+/// Format one access line with `fields` and write it, if access lines are
+/// written at all.
+pub fn write(fields: impl FnOnce(&mut AccessLine<'_>)) {
+    let Some(log) = ACCESS_LOG.get() else {
+        return;
+    };
+    LINE.with(|line| {
+        // A nested call (a panic while formatting, unwound into another
+        // line) would find the buffer borrowed: that line is skipped.
+        let Ok(mut line) = line.try_borrow_mut() else {
+            return;
+        };
+        line.clear();
+        let mut access = AccessLine::begin(&mut line, log.format, SystemTime::now());
+        fields(&mut access);
+        access.end();
+        log.output.write_line(line.as_bytes());
+    });
+}
+
+/// An access line being formatted: its fields are added in order.
+pub struct AccessLine<'l> {
+    line: &'l mut String,
+    json: bool,
+}
+
+impl<'l> AccessLine<'l> {
+    fn begin(line: &'l mut String, format: LogFormat, at: SystemTime) -> Self {
+        let json = format == LogFormat::Json;
+        let at = humantime::format_rfc3339_micros(at);
+        // Writing to a String cannot fail.
+        let _ = if json {
+            write!(
+                line,
+                "{{\"timestamp\":\"{at}\",\"level\":\"INFO\",\"target\":\"{ACCESS_TARGET}\""
+            )
+        } else {
+            write!(line, "{at}  INFO {ACCESS_TARGET}:")
+        };
+        Self { line, json }
+    }
+
+    fn end(self) {
+        if self.json {
+            self.line.push('}');
+        }
+        self.line.push('\n');
+    }
+
+    fn name(&mut self, name: &str) {
+        if self.json {
+            self.line.push_str(",\"");
+            self.line.push_str(name);
+            self.line.push_str("\":");
+        } else {
+            self.line.push(' ');
+            self.line.push_str(name);
+            self.line.push('=');
+        }
+    }
+
+    /// A string field, quoted and escaped.
+    pub fn text(&mut self, name: &str, value: impl Display) {
+        self.name(name);
+        self.line.push('"');
+        let _ = write!(Escaped(self.line), "{value}");
+        self.line.push('"');
+    }
+
+    /// A number field.
+    pub fn number(&mut self, name: &str, value: u64) {
+        self.name(name);
+        let _ = write!(self.line, "{value}");
+    }
+
+    /// A duration field in milliseconds, to the microsecond.
+    pub fn millis(&mut self, name: &str, micros: u64) {
+        self.name(name);
+        let _ = write!(self.line, "{}.{:03}", micros / 1000, micros % 1000);
+    }
+}
+
+/// Escapes what it is given for a quoted string of JSON (which the text
+/// format shares): quote, backslash and control characters.
+struct Escaped<'s>(&'s mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut plain = 0;
+        for (at, c) in text.char_indices() {
+            let escape = match c {
+                '"' => "\\\"",
+                '\\' => "\\\\",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                c if c.is_control() => "",
+                _ => continue,
+            };
+            self.0.push_str(&text[plain..at]);
+            if escape.is_empty() {
+                write!(self.0, "\\u{:04x}", c as u32)?;
+            } else {
+                self.0.push_str(escape);
+            }
+            plain = at + c.len_utf8();
+        }
+        self.0.push_str(&text[plain..]);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn line(format: LogFormat, fields: impl FnOnce(&mut AccessLine<'_>)) -> String {
+        let mut line = String::new();
+        let at = UNIX_EPOCH + Duration::from_micros(1_765_000_000_123_456);
+        let mut access = AccessLine::begin(&mut line, format, at);
+        fields(&mut access);
+        access.end();
+        line
+    }
+
+    fn some_fields(line: &mut AccessLine<'_>) {
+        line.text("path", "/a \"b\"\\c\n\u{1}é");
+        line.number("status", 200);
+        line.millis("duration_ms", 12_034);
+        line.millis("upstream_connect_ms", 7);
+        line.text("client_address", std::net::Ipv4Addr::LOCALHOST);
+    }
+
+    #[test]
+    fn a_json_line_is_one_object_with_every_field_and_value() {
+        let text = line(LogFormat::Json, some_fields);
+        assert!(text.ends_with("}\n"), "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["timestamp"], "2025-12-06T05:46:40.123456Z");
+        assert_eq!(value["level"], "INFO");
+        assert_eq!(value["target"], ACCESS_TARGET);
+        assert_eq!(value["path"], "/a \"b\"\\c\n\u{1}é");
+        assert_eq!(value["status"], 200);
+        assert_eq!(value["duration_ms"], 12.034);
+        assert_eq!(value["upstream_connect_ms"], 0.007);
+        assert_eq!(value["client_address"], "127.0.0.1");
+        assert_eq!(value.as_object().unwrap().len(), 8);
+    }
+
+    #[test]
+    fn a_text_line_quotes_strings_and_leaves_numbers_bare() {
+        let text = line(LogFormat::Text, some_fields);
+        assert_eq!(
+            text,
+            "2025-12-06T05:46:40.123456Z  INFO ballast::access: \
+             path=\"/a \\\"b\\\"\\\\c\\n\\u0001é\" status=200 duration_ms=12.034 \
+             upstream_connect_ms=0.007 client_address=\"127.0.0.1\"\n"
+        );
+    }
+}
