@@ -104,6 +104,14 @@ pub struct LatencyOutlook {
     pub alone_us: f64,
 }
 
+impl LatencyOutlook {
+    /// How much the backend's current load stretches its latency: `now /
+    /// alone`, at least 1.
+    pub fn stretch(&self) -> f64 {
+        (self.now_us / self.alone_us.max(1.0)).max(1.0)
+    }
+}
+
 /// A point-in-time reading of everything measured about one backend.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Observation {

@@ -15,8 +15,14 @@
 //! T_alone`, see [`marginal_cost`]), divided by the engine's prior (errors,
 //! reported utilization, a silent reporter, slow start, the region's
 //! schedule; 1 when all is well). Costs within [`COST_TOLERANCE`] of each
-//! other are a tie, won by the backend with fewer requests in flight per
-//! unit of weight, so near-equal backends share the load steadily. Groups
+//! other are a tie. A tie is won by the backend whose latency is clearly
+//! less stretched by queueing (`T / T_alone`, lower by the same tolerance):
+//! a request that would wait behind others on a small fast backend goes to
+//! an idle worker of a slower roomy one instead, which keeps the fast one
+//! busy without a queue and the pool's throughput at its best (the mean of
+//! a closed loop falls with it, by Little's law). Between backends as
+//! stretched, the one with fewer requests in flight per unit of weight
+//! wins, so near-equal backends share the load steadily. Groups
 //! of up to [`FULL_SCAN`] eligible members are scanned whole, from a random
 //! member so ties are broken at random; larger ones compare the first
 //! candidate with [`EXTRA_DRAWS`] more drawn uniformly among the eligible. A backend not measured yet, or
@@ -73,14 +79,19 @@ pub(super) fn least_predicted_latency<R: Rng + ?Sized>(
         };
         let in_flight = stats.in_flight().max(0) as f64;
         let load = (in_flight + 1.0) / f64::from(pool.backends[b].weight.max(1));
-        let cost = match stats.latency_outlook(now_ms) {
-            Some(outlook) => {
-                marginal_cost(outlook) / weights.steering[b].prior.max(f64::MIN_POSITIVE)
-            }
-            None if in_flight == 0.0 => 0.0,
-            None => f64::INFINITY,
+        let (cost, stretch) = match stats.latency_outlook(now_ms) {
+            Some(outlook) => (
+                marginal_cost(outlook) / weights.steering[b].prior.max(f64::MIN_POSITIVE),
+                outlook.stretch(),
+            ),
+            None if in_flight == 0.0 => (0.0, 1.0),
+            None => (f64::INFINITY, f64::INFINITY),
         };
-        Assessed { cost, load }
+        Assessed {
+            cost,
+            stretch,
+            load,
+        }
     };
     let mut best = (first, assess(first));
     // `first` is assessed once, above, whichever backend the scan meets.
@@ -107,26 +118,36 @@ pub(super) fn least_predicted_latency<R: Rng + ?Sized>(
 /// Costs within this fraction of each other are a tie, broken by load.
 const COST_TOLERANCE: f64 = 0.2;
 
-/// A candidate's cost and its load (in flight + 1, per unit of weight).
+/// A candidate's cost, how much queueing stretches its latency, and its
+/// load (in flight + 1, per unit of weight).
 #[derive(Debug, Clone, Copy)]
 struct Assessed {
     cost: f64,
+    stretch: f64,
     load: f64,
 }
 
 impl Assessed {
     const UNUSABLE: Assessed = Assessed {
         cost: f64::INFINITY,
+        stretch: f64::INFINITY,
         load: f64::INFINITY,
     };
 
-    /// Clearly cheaper, or as cheap (within [`COST_TOLERANCE`]) and less loaded.
+    /// Clearly cheaper; or as cheap (within [`COST_TOLERANCE`]) and clearly
+    /// less stretched by queueing; or as cheap, as stretched and less loaded.
     fn beats(&self, other: &Assessed) -> bool {
-        if self.cost < other.cost * (1.0 - COST_TOLERANCE) {
+        let clearly_below = |mine: f64, theirs: f64| mine < theirs * (1.0 - COST_TOLERANCE);
+        if clearly_below(self.cost, other.cost) {
             return true;
         }
-        let tied = self.cost <= other.cost / (1.0 - COST_TOLERANCE);
-        tied && self.load < other.load
+        if clearly_below(other.cost, self.cost) {
+            return false;
+        }
+        if clearly_below(self.stretch, other.stretch) {
+            return true;
+        }
+        !clearly_below(other.stretch, self.stretch) && self.load < other.load
     }
 }
 
@@ -137,8 +158,7 @@ impl Assessed {
 /// request also delays those behind it, so a queue stops growing well
 /// before it is as slow as an idle slower backend.
 fn marginal_cost(outlook: LatencyOutlook) -> f64 {
-    let stretch = (outlook.now_us / outlook.alone_us.max(1.0)).max(1.0);
-    outlook.now_us * stretch
+    outlook.now_us * outlook.stretch()
 }
 
 /// Linkerd's power of two choices over peak-EWMA costs: two distinct

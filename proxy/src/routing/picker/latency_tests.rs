@@ -180,3 +180,26 @@ fn near_equal_costs_go_to_the_backend_with_fewer_in_flight_per_weight() {
     let got = fractions(&snap, &w, &live, 2_000);
     assert!(got[1] > 0.95, "the less loaded one: {got:?}");
 }
+
+#[test]
+fn near_equal_costs_go_to_the_backend_not_queueing_before_the_less_loaded_one() {
+    let snap = snapshot();
+    let live = stats(4);
+    // Backend 0: 10 ms alone, 20 ms once 5 are in flight (4 workers, one
+    // request waiting); backend 1: 48 ms at any load (a roomy, slow one).
+    // With 4 in flight on backend 0 the costs tie (20 × 2 = 40 against 48),
+    // and backend 0 is the less loaded: the request still goes to an idle
+    // worker of backend 1 rather than wait on backend 0.
+    measured(
+        &live,
+        &[(0, 1, 10), (0, 4, 10), (0, 5, 20), (1, 1, 48), (1, 16, 48)],
+    );
+    let w = PoolWeights::new(&snap.pools[0], vec![0.5, 0.5, 0.0, 0.0], vec![0.0; 4]);
+    let _busy_slow: Vec<_> = (0..10).map(|_| live[1].start()).collect();
+    let _below_its_workers: Vec<_> = (0..3).map(|_| live[0].start()).collect();
+    let got = fractions(&snap, &w, &live, 2_000);
+    assert!(got[0] > 0.95, "an idle worker on the fast one: {got:?}");
+    let _queueing = live[0].start();
+    let got = fractions(&snap, &w, &live, 2_000);
+    assert!(got[1] > 0.95, "no wait on the fast one: {got:?}");
+}
