@@ -3,6 +3,7 @@
 # present, installing them on Debian/Ubuntu when missing.
 #   - cmake: Pingora builds a C dependency with it.
 #   - curl: the demo's smoke check.
+#   - protoc: the etcd client's protocol definitions are compiled at build time.
 # Builds go to $CARGO_TARGET_DIR, by default ~/.cache/ballast-target, so that
 # fresh clones on the same machine reuse compiled dependencies.
 
@@ -24,6 +25,7 @@ ballast_require() {
 
 ballast_require cmake cmake
 ballast_require curl curl
+ballast_require protoc protobuf-compiler
 command -v cargo >/dev/null 2>&1 || { echo "error: cargo is required (https://rustup.rs)" >&2; exit 1; }
 
 ballast_used_ports=" "

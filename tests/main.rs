@@ -19,6 +19,7 @@ mod dashboard;
 mod discovery;
 mod docs;
 mod drills;
+mod fleet_config;
 mod grpc;
 mod hostile;
 mod hostile_config;

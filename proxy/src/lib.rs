@@ -6,7 +6,8 @@
 //! ([`control`]) publishes, and [`proxy`] glues that into Pingora.
 //! [`server`] assembles listeners, TLS and the admin endpoint;
 //! [`connections`] limits client connections and bounds their idle time;
-//! [`check`] is the `ballast check` report.
+//! [`check`] is the `ballast check` report; [`fleet`] shares configuration
+//! between instances through etcd.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod connections;
 pub mod control;
 pub mod discovery;
+pub mod fleet;
 pub mod probes;
 pub mod proxy;
 pub mod reload;

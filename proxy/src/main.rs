@@ -1,14 +1,18 @@
-//! The `ballast` command: run the proxy, check a configuration, make
+//! The `ballast` command: run the proxy (from a file, or from a fleet's
+//! store), check a configuration, push one to a fleet's store, make
 //! development certificates, or probe an HTTP endpoint (container health
 //! checks).
 
-use ballast::config::{self, AccessOutput};
+use ballast::config::{self, AccessOutput, InstanceOverrides};
+use ballast::fleet::commands;
+use ballast::fleet::store::StoreUrl;
 use ballast::probes::http_probe::{self, ProbeUrl};
-use ballast::server::{ProxyServer, StartOptions};
+use ballast::server::{ConfigOrigin, ProxyServer, StartOptions};
 use ballast::telemetry::logging::{self, LogFormat};
 use ballast::tls::devcert::DevCerts;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,11 +51,31 @@ enum Command {
             env = "BALLAST_CONFIG"
         )]
         config: PathBuf,
+        /// Take the configuration from a fleet's store instead of a file,
+        /// and follow it: etcd://HOST:PORT[,HOST:PORT...][/PREFIX].
+        #[arg(long, env = "BALLAST_CONFIG_STORE", conflicts_with = "config")]
+        config_store: Option<StoreUrl>,
+        /// How long to wait at start for the store to answer.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        store_timeout: Duration,
+        /// This instance's listener addresses, one per configured listener
+        /// in order, in place of the configuration's (repeat the flag).
+        #[arg(long = "listen", value_name = "ADDR")]
+        listen: Vec<SocketAddr>,
+        /// This instance's admin address, in place of the configuration's.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<SocketAddr>,
+        /// This instance's name in the fleet (default: host name and admin port).
+        #[arg(long, env = "BALLAST_INSTANCE")]
+        instance: Option<String>,
         /// Take over the listening sockets of a running Ballast (graceful
         /// upgrade: start this, then send SIGQUIT to the old process).
         #[arg(long)]
         upgrade: bool,
     },
+    /// A fleet's stored configuration: push one, or see what each instance runs.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Validate a configuration file: print a summary, or every error and exit 1.
     /// Backends named by DNS are resolved once; one that does not resolve is a
     /// warning, not an error.
@@ -101,6 +125,33 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file as `ballast check` does and, when valid,
+    /// store it for the fleet (nothing is written when it is not).
+    Push {
+        /// The fleet's store: etcd://HOST:PORT[,HOST:PORT...][/PREFIX].
+        #[arg(long, env = "BALLAST_CONFIG_STORE")]
+        store: StoreUrl,
+        /// Configuration file.
+        #[arg(short, long, default_value = "conf/ballast.yaml")]
+        config: PathBuf,
+        /// Do not resolve the backends named by DNS while validating.
+        #[arg(long)]
+        no_resolve: bool,
+    },
+    /// The stored configuration's revision and each registered instance:
+    /// the revision it runs, or the one it refused and why.
+    Status {
+        /// The fleet's store: etcd://HOST:PORT[,HOST:PORT...][/PREFIX].
+        #[arg(long, env = "BALLAST_CONFIG_STORE")]
+        store: StoreUrl,
+        /// Print the members as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 fn main() -> ExitCode {
     ballast::tls::install_crypto_provider();
     let cli = Cli::parse();
@@ -130,9 +181,83 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config, upgrade } => {
-            run(&config, upgrade, cli.log_format, cli.log_level.as_deref())
+        Command::Run {
+            config,
+            config_store,
+            store_timeout,
+            listen,
+            admin,
+            instance,
+            upgrade,
+        } => {
+            let origin = match config_store {
+                Some(url) => Origin::Store(url, store_timeout),
+                None => Origin::File(config),
+            };
+            let instance = Instance {
+                overrides: InstanceOverrides { listen, admin },
+                name: instance,
+            };
+            run(
+                origin,
+                instance,
+                upgrade,
+                cli.log_format,
+                cli.log_level.as_deref(),
+            )
         }
+        Command::Config(command) => config_command(command),
+    }
+}
+
+fn config_command(command: ConfigCommand) -> ExitCode {
+    match command {
+        ConfigCommand::Push {
+            store,
+            config,
+            no_resolve,
+        } => {
+            let report = ballast::check::check(&config, !no_resolve);
+            let pushed = config::read_config(&config)
+                .map_err(|e| format!("{}: {e}", config.display()))
+                .and_then(|text| commands::push(&store, &report, &text));
+            match pushed {
+                Ok(revision) => {
+                    println!(
+                        "stored {} as {} at revision {revision}",
+                        config.display(),
+                        store.config_key()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        ConfigCommand::Status { store, json } => match commands::status(&store) {
+            Ok(commands::FleetStatus { revision, members }) => {
+                if json {
+                    let members: Vec<serde_json::Value> = members
+                        .iter()
+                        .map(|m| match m {
+                            Ok(member) => serde_json::to_value(member).unwrap_or_default(),
+                            Err(e) => serde_json::json!({ "error": e }),
+                        })
+                        .collect();
+                    let status = serde_json::json!({"revision": revision, "members": members});
+                    println!("{status:#}");
+                } else {
+                    print!("{}", commands::status_text(&store, revision, &members));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -190,18 +315,73 @@ fn gen_cert(out: &std::path::Path, stem: &str, names: &[String], force: bool) ->
     }
 }
 
+/// Where `ballast run` takes its configuration from.
+enum Origin {
+    File(PathBuf),
+    /// A fleet's store, and how long to wait for it at start.
+    Store(StoreUrl, Duration),
+}
+
+/// What the command line sets for this instance alone.
+struct Instance {
+    overrides: InstanceOverrides,
+    name: Option<String>,
+}
+
+/// Read the configuration's text: where it came from, its text, and where
+/// its relative paths resolve.
+fn read_origin(origin: Origin) -> Result<(ConfigOrigin, PathBuf), String> {
+    match origin {
+        Origin::File(path) => {
+            let text =
+                config::read_config(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let base_dir = path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .to_path_buf();
+            Ok((ConfigOrigin::File { path, text }, base_dir))
+        }
+        Origin::Store(url, patience) => {
+            let stored = commands::fetch_config(&url, patience)?;
+            let base_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            let origin = ConfigOrigin::Store {
+                url,
+                text: stored.text,
+                revision: stored.revision,
+            };
+            Ok((origin, base_dir))
+        }
+    }
+}
+
 /// Load the configuration, start logging (the access log's output is in
 /// the configuration) and serve until stopped.
 fn run(
-    path: &std::path::Path,
+    origin: Origin,
+    instance: Instance,
     upgrade: bool,
     log_format: LogFormat,
     log_level: Option<&str>,
 ) -> ExitCode {
-    let snapshot = match config::load_file(path) {
+    let (origin, base_dir) = match read_origin(origin) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (text, described) = match &origin {
+        ConfigOrigin::File { path, text } => (text, path.display().to_string()),
+        ConfigOrigin::Store {
+            url,
+            text,
+            revision,
+        } => (text, format!("{url} (revision {revision})")),
+    };
+    let snapshot = match config::load_str_with(text, &base_dir, &instance.overrides) {
         Ok(snapshot) => Arc::new(snapshot),
         Err(errors) => {
-            eprintln!("{}: {errors}", path.display());
+            eprintln!("{described}: {errors}");
             return ExitCode::FAILURE;
         }
     };
@@ -220,7 +400,9 @@ fn run(
         tracing::info!("{line}");
     }
     let options = StartOptions {
-        config_file: Some(path.to_path_buf()),
+        origin: Some(origin.clone()),
+        overrides: instance.overrides,
+        instance: instance.name,
         upgrade,
     };
     let server = match ProxyServer::new(snapshot, &options) {
@@ -230,7 +412,7 @@ fn run(
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(config = %path.display(), "ballast {} serving", env!("CARGO_PKG_VERSION"));
+    tracing::info!(config = %described, "ballast {} serving", env!("CARGO_PKG_VERSION"));
     server.run(true);
     tracing::info!("ballast stopped");
     ExitCode::SUCCESS

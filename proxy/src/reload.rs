@@ -2,7 +2,10 @@
 //! compile → swap atomically, triggered by a change of the file (its
 //! directory is watched, so editors that replace the file and Kubernetes
 //! ConfigMap symlink swaps are seen), by SIGHUP, or by `POST /reload` on the
-//! admin endpoint.
+//! admin endpoint. A configuration that comes from a fleet's store is
+//! applied the same way, by the store's follower
+//! ([`crate::fleet::follower`]), each new revision as it is written; SIGHUP
+//! and `POST /reload` then ask the follower to read the store again.
 //!
 //! A bad configuration is rejected with every error; the running one stays,
 //! and the failure is logged, kept for the admin API and counted in
@@ -20,7 +23,7 @@
 //!
 //! [`Engine::install`]: crate::control::engine::Engine::install
 
-use crate::config::{self, ConfigErrors, Snapshot};
+use crate::config::{self, ConfigErrors, InstanceOverrides, Snapshot};
 use crate::control::engine::InstallReport;
 use crate::discovery::Discovery;
 use crate::stats::clock;
@@ -47,6 +50,9 @@ pub enum ReloadOutcome {
     },
     /// The file is byte-for-byte what is already running.
     Unchanged,
+    /// The configuration comes from a store: its follower was asked to read
+    /// it again.
+    Requested,
     /// The file is invalid; the running configuration stays.
     Rejected(ConfigErrors),
 }
@@ -56,6 +62,10 @@ pub enum ReloadOutcome {
 pub struct ReloadStatus {
     /// Configurations applied since start (the first load is 1).
     pub generation: u64,
+    /// The store revision of the running configuration (from a store only).
+    pub revision: Option<i64>,
+    /// The store revision last refused, while the refusal stands.
+    pub rejected_revision: Option<i64>,
     pub last_attempt: Option<SystemTime>,
     pub last_trigger: Option<String>,
     pub last_success: Option<SystemTime>,
@@ -65,18 +75,40 @@ pub struct ReloadStatus {
     pub last_warnings: Vec<String>,
 }
 
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// A fleet's store (its URL); relative paths in the configuration
+    /// resolve against the working directory.
+    Store(String),
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+            ConfigSource::Store(url) => write!(f, "{url}"),
+        }
+    }
+}
+
 pub struct Reloader {
-    path: PathBuf,
+    source: ConfigSource,
+    /// What this instance's command line puts in place of the configuration's.
+    overrides: InstanceOverrides,
     discovery: Arc<Discovery>,
     certificates: Arc<ServedCertificates>,
     metrics: Arc<Metrics>,
     /// Held for a whole reload so two triggers never interleave.
     state: Mutex<ReloaderState>,
+    /// Wakes the store's follower to read the store again.
+    store_read: tokio::sync::Notify,
 }
 
 struct ReloaderState {
     status: ReloadStatus,
-    /// Hash of the file text that is running.
+    /// Hash of the configuration text that is running.
     running_hash: u64,
     /// The snapshot the process started with: listeners and server settings
     /// come from it until restart.
@@ -90,81 +122,134 @@ fn hash_text(text: &str) -> u64 {
 }
 
 impl Reloader {
-    /// A reloader for the configuration at `path`, which `running` was loaded from.
+    /// A reloader for the configuration from `source`, of which `running`
+    /// was compiled from `text` (store `revision`, from a store).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        path: &Path,
+        source: ConfigSource,
+        text: &str,
+        revision: Option<i64>,
+        overrides: InstanceOverrides,
         running: Arc<Snapshot>,
         discovery: Arc<Discovery>,
         certificates: Arc<ServedCertificates>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let running_hash = config::read_config(path)
-            .map(|t| hash_text(&t))
-            .unwrap_or(0);
         Self {
-            path: path.to_path_buf(),
+            source,
+            overrides,
             discovery,
             certificates,
             metrics,
             state: Mutex::new(ReloaderState {
                 status: ReloadStatus {
                     generation: 1,
+                    revision,
                     last_success: Some(SystemTime::now()),
                     ..ReloadStatus::default()
                 },
-                running_hash,
+                running_hash: hash_text(text),
                 started_with: running,
             }),
+            store_read: tokio::sync::Notify::new(),
         }
     }
 
     /// Whether the file now differs from the configuration running.
     fn changed_on_disk(&self) -> bool {
-        let running = self
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .running_hash;
-        config::read_config(&self.path).is_ok_and(|text| hash_text(&text) != running)
+        let ConfigSource::File(path) = &self.source else {
+            return false;
+        };
+        let running = self.lock().running_hash;
+        config::read_config(path).is_ok_and(|text| hash_text(&text) != running)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn source(&self) -> &ConfigSource {
+        &self.source
+    }
+
+    /// For a store-fed configuration, whether its follower is connected to
+    /// the store now; `None` for a file.
+    pub fn store_connected(&self) -> Option<bool> {
+        match self.source {
+            ConfigSource::Store(_) => Some(self.metrics.config_store_up.get() == 1),
+            ConfigSource::File(_) => None,
+        }
     }
 
     pub fn status(&self) -> ReloadStatus {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .status
-            .clone()
+        self.lock().status.clone()
     }
 
-    /// Load the file again and, if it is valid and different, switch to it.
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReloaderState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Load the file again and, if it is valid and different, switch to it;
+    /// from a store, ask its follower to read it again.
     pub fn reload(&self, trigger: &str) -> ReloadOutcome {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let path = match &self.source {
+            ConfigSource::File(path) => path,
+            ConfigSource::Store(_) => {
+                self.store_read.notify_one();
+                return ReloadOutcome::Requested;
+            }
+        };
+        let text = match config::read_config(path) {
+            Ok(text) => text,
+            Err(errors) => {
+                let mut state = self.lock();
+                state.status.last_attempt = Some(SystemTime::now());
+                state.status.last_trigger = Some(trigger.to_string());
+                return self.reject(&mut state, trigger, errors);
+            }
+        };
+        let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
+        self.apply(&text, base_dir, None, trigger)
+    }
+
+    /// Waits until a reload asks for the store to be read again.
+    pub async fn store_read_requested(&self) {
+        self.store_read.notified().await
+    }
+
+    /// Switch to the configuration `text` (store `revision`, from a store)
+    /// if it is valid and differs from the running one; relative paths
+    /// resolve against `base_dir`.
+    pub fn apply(
+        &self,
+        text: &str,
+        base_dir: &Path,
+        revision: Option<i64>,
+        trigger: &str,
+    ) -> ReloadOutcome {
+        let mut state = self.lock();
         state.status.last_attempt = Some(SystemTime::now());
         state.status.last_trigger = Some(trigger.to_string());
-        let text = match config::read_config(&self.path) {
-            Ok(text) => text,
-            Err(errors) => return self.reject(&mut state, trigger, errors),
-        };
-        let hash = hash_text(&text);
+        let hash = hash_text(text);
         if hash == state.running_hash {
             tracing::debug!(trigger, "configuration unchanged; nothing to reload");
             state.status.last_errors.clear();
+            state.status.rejected_revision = None;
+            if revision.is_some() {
+                state.status.revision = revision;
+            }
             return ReloadOutcome::Unchanged;
         }
-        let base_dir = self.path.parent().unwrap_or_else(|| Path::new("."));
-        let snapshot = match config::load_str(&text, base_dir) {
+        let snapshot = match config::load_str_with(text, base_dir, &self.overrides) {
             Ok(snapshot) => Arc::new(snapshot),
-            Err(errors) => return self.reject(&mut state, trigger, errors),
+            Err(errors) => {
+                state.status.rejected_revision = revision;
+                return self.reject(&mut state, trigger, errors);
+            }
         };
         let warnings = restart_only_changes(&state.started_with, &snapshot);
         self.certificates.install(&snapshot);
         let report = self.discovery.install(snapshot, clock::now_ms());
         state.running_hash = hash;
         state.status.generation += 1;
+        state.status.revision = revision;
+        state.status.rejected_revision = None;
         state.status.last_success = Some(SystemTime::now());
         state.status.last_errors.clear();
         state.status.last_warnings = warnings.clone();
@@ -201,8 +286,11 @@ impl Reloader {
     /// Watch the configuration file's directory and reload (debounced) when
     /// the file changes. Runs until the process ends.
     pub async fn watch(self: Arc<Self>) {
+        let ConfigSource::File(path) = &self.source else {
+            return;
+        };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let file_name = self.path.file_name().map(|n| n.to_os_string());
+        let file_name = path.file_name().map(|n| n.to_os_string());
         let mut watcher =
             match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 if let Ok(event) = event {
@@ -224,7 +312,7 @@ impl Reloader {
                     return;
                 }
             };
-        let dir = match self.path.parent() {
+        let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
             _ => PathBuf::from("."),
         };
@@ -235,7 +323,7 @@ impl Reloader {
             );
             return;
         }
-        tracing::info!("watching {} for changes", self.path.display());
+        tracing::info!("watching {} for changes", path.display());
         // A change made between loading the file and watching it was missed.
         if self.changed_on_disk() {
             let reloader = self.clone();
@@ -329,7 +417,10 @@ mod tests {
         ));
         let certificates = Arc::new(ServedCertificates::new(&snapshot, metrics.clone()));
         let reloader = Arc::new(Reloader::new(
-            &path,
+            ConfigSource::File(path.clone()),
+            CONFIG,
+            None,
+            InstanceOverrides::default(),
             snapshot,
             discovery,
             certificates,

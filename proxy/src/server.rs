@@ -15,17 +15,19 @@
 //! process.
 
 use crate::admin::{AdminApp, Guard};
-use crate::config::{ServerSettings, Snapshot, TlsVersion};
+use crate::config::{InstanceOverrides, ServerSettings, Snapshot, TlsVersion};
 use crate::connections::header_deadline::{FirstByteDeadline, HeaderDeadlines};
 use crate::connections::limits::ConnectionCounts;
 use crate::connections::proxy_protocol::ProxyProtocol;
 use crate::connections::{open_files, BeforeTls, ClientConnections, Gate};
 use crate::control::engine::Engine;
 use crate::discovery::Discovery;
+use crate::fleet::follower::{Identity, StoreFollower};
+use crate::fleet::store::StoreUrl;
 use crate::probes::health::HealthLoop;
 use crate::probes::load_poll::LoadPollLoop;
 use crate::proxy::BallastProxy;
-use crate::reload::Reloader;
+use crate::reload::{ConfigSource, Reloader};
 use crate::stats::clock;
 use crate::stats::live::LiveState;
 use crate::telemetry::access_file::{self, ReopenOnSignal};
@@ -248,10 +250,29 @@ fn client_connections(snapshot: &Snapshot, metrics: &Arc<Metrics>) -> Arc<Client
 /// How to start a [`ProxyServer`].
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
-    /// The file the configuration came from; enables hot reload.
-    pub config_file: Option<PathBuf>,
+    /// Where the configuration came from; enables hot reload.
+    pub origin: Option<ConfigOrigin>,
+    /// The addresses this instance's command line gave in place of the
+    /// configuration's (they apply to every reload too).
+    pub overrides: InstanceOverrides,
+    /// This instance's name in a fleet (default: the host name and the
+    /// admin port).
+    pub instance: Option<String>,
     /// Take the listening sockets over from a running Ballast (graceful upgrade).
     pub upgrade: bool,
+}
+
+/// Where a running configuration came from, and its text.
+#[derive(Debug, Clone)]
+pub enum ConfigOrigin {
+    /// A file, watched for changes.
+    File { path: PathBuf, text: String },
+    /// A fleet's store, followed: the text at store `revision`.
+    Store {
+        url: StoreUrl,
+        text: String,
+        revision: i64,
+    },
 }
 
 /// A configured server, ready to run.
@@ -260,6 +281,16 @@ pub struct ProxyServer {
     stop_tx: Arc<watch::Sender<bool>>,
     metrics: Arc<Metrics>,
     drain_timeout: Duration,
+}
+
+/// An instance's name when none is given: the host name and the admin
+/// port, unique among instances on one host.
+pub fn default_instance_name(admin_port: u16) -> String {
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    format!("{host}-{admin_port}")
 }
 
 /// Check every address can be bound now, so a busy port is a clear error at
@@ -290,7 +321,6 @@ impl ProxyServer {
             check_bindable(&snapshot)?;
         }
         let token = admin_token(&snapshot)?;
-        let config_file = options.config_file.as_deref();
         let settings = &snapshot.server;
         // Pingora sleeps its whole grace period after closing the listeners;
         // `run` returns earlier, once nothing is in flight.
@@ -418,9 +448,20 @@ impl ProxyServer {
             "ballast discovery",
             DiscoveryLoop(discovery.clone()),
         ));
-        let reloader = config_file.map(|path| {
+        let reloader = options.origin.as_ref().map(|origin| {
+            let (source, text, revision) = match origin {
+                ConfigOrigin::File { path, text } => (ConfigSource::File(path.clone()), text, None),
+                ConfigOrigin::Store {
+                    url,
+                    text,
+                    revision,
+                } => (ConfigSource::Store(url.to_string()), text, Some(*revision)),
+            };
             Arc::new(Reloader::new(
-                path,
+                source,
+                text,
+                revision,
+                options.overrides.clone(),
                 snapshot.clone(),
                 discovery.clone(),
                 certificates.clone(),
@@ -437,6 +478,29 @@ impl ProxyServer {
             server.add_service(background_service(
                 "ballast reload",
                 ReloadLoop(reloader.clone()),
+            ));
+        }
+        if let (Some(ConfigOrigin::Store { url, revision, .. }), Some(reloader)) =
+            (&options.origin, &reloader)
+        {
+            metrics.config_store_revision.set(*revision);
+            let admin = snapshot.admin.address;
+            let instance = options
+                .instance
+                .clone()
+                .unwrap_or_else(|| default_instance_name(admin.port()));
+            server.add_service(background_service(
+                "ballast configuration store",
+                StoreFollower {
+                    url: url.clone(),
+                    identity: Identity {
+                        instance,
+                        admin: admin.to_string(),
+                    },
+                    reloader: reloader.clone(),
+                    metrics: metrics.clone(),
+                    base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+                },
             ));
         }
 

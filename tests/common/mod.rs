@@ -3,10 +3,11 @@
 //! `tls_origin` is a TLS origin for the upstream TLS tests; `grpc` a gRPC
 //! origin and client; `dns_server` a DNS server whose records a test
 //! changes; `raw_client` writes exact bytes; `echo_origin` answers
-//! with the request it received; `metrics` reads `/metrics`.
+//! with the request it received; `etcd` a real etcd server; `metrics` reads `/metrics`.
 
 pub mod dns_server;
 pub mod echo_origin;
+pub mod etcd;
 pub mod grpc;
 pub mod metrics;
 pub mod raw_client;
@@ -15,7 +16,7 @@ pub mod tls_origin;
 pub use metrics::{metric, metric_value, metrics_text};
 pub use raw_client::{raw_exchange, raw_exchange_half_closed, status_line};
 
-use ballast::server::{ProxyServer, StartOptions, Stopper};
+use ballast::server::{ConfigOrigin, ProxyServer, StartOptions, Stopper};
 use ballast_load_tests::origin::{self, OriginConfig, OriginHandle};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -78,11 +79,15 @@ impl RunningBallast {
     /// Start from a configuration file, which then reloads on change and on
     /// `POST /reload`.
     pub async fn start_file(path: &Path, ready: &[SocketAddr]) -> Self {
+        let text = ballast::config::read_config(path).expect("test config readable");
         let snapshot =
             ballast::config::load_file(path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
         let options = StartOptions {
-            config_file: Some(path.to_path_buf()),
-            upgrade: false,
+            origin: Some(ConfigOrigin::File {
+                path: path.to_path_buf(),
+                text,
+            }),
+            ..StartOptions::default()
         };
         Self::launch(snapshot, options, ready).await
     }

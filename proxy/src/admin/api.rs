@@ -252,8 +252,11 @@ pub fn state(engine: &Engine, discovery: &Discovery, reloader: Option<&Reloader>
     let reload = reloader.map(|r| {
         let status = r.status();
         json!({
-            "config_file": r.path().display().to_string(),
+            "source": r.source().to_string(),
+            "store_connected": r.store_connected(),
             "generation": status.generation,
+            "revision": status.revision,
+            "rejected_revision": status.rejected_revision,
             "last_attempt": status.last_attempt.map(unix_seconds),
             "last_trigger": status.last_trigger,
             "last_success": status.last_success.map(unix_seconds),
@@ -488,6 +491,14 @@ pub async fn reload(reloader: Option<Arc<Reloader>>) -> Reply {
         ReloadOutcome::Unchanged => json(
             StatusCode::OK,
             &json!({"status": "unchanged", "generation": generation()}),
+        ),
+        ReloadOutcome::Requested => json(
+            StatusCode::ACCEPTED,
+            &json!({
+                "status": "requested",
+                "message": format!("the configuration follows {}: reading it again", reloader.source()),
+                "generation": generation(),
+            }),
         ),
         ReloadOutcome::Rejected(errors) => json(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -7,8 +7,9 @@
 //! (`route_edits`), redirect (`redirects`) and rate limiter (`rate_limits`), round-robin cycles
 //! (`round_robin`), certificate loading (`certs`), calendar dates
 //! (`calendar`), reading a file's text safely (`source`) and backends named
-//! by DNS (`discovery`), `${VAR}` substitution (`variables`) and the
-//! unknown keys of a file with their likely meaning (`unknown_keys`).
+//! by DNS (`discovery`), `${VAR}` substitution (`variables`), the
+//! unknown keys of a file with their likely meaning (`unknown_keys`) and the
+//! addresses an instance is given on its command line (`instance`).
 //! [`ConfigView`] (`view`) is the one serializable view of a snapshot,
 //! behind both the admin API's configuration and `ballast check`.
 
@@ -19,6 +20,7 @@ mod client_address;
 mod compile;
 mod discovery;
 mod error;
+mod instance;
 pub mod rate_limits;
 pub mod raw;
 mod raw_edits;
@@ -39,6 +41,7 @@ pub use client_address::{ClientAddressRule, DEFAULT_CLIENT_ADDRESS_HEADER};
 pub use compile::compile;
 pub use discovery::*;
 pub use error::{ConfigError, ConfigErrors};
+pub use instance::InstanceOverrides;
 pub use snapshot::*;
 pub use source::{read_config, MAX_CONFIG_BYTES, MAX_NESTING};
 pub use view::ConfigView;
@@ -93,7 +96,20 @@ fn strip_location_prefix(message: &str) -> String {
 /// Parse and compile YAML text; relative file paths resolve against
 /// `base_dir`. Unknown keys and semantic problems are reported together.
 pub fn load_str(text: &str, base_dir: &Path) -> Result<Snapshot, ConfigErrors> {
-    let (raw, mut errors) = parse(text)?;
+    load_str_with(text, base_dir, &InstanceOverrides::default())
+}
+
+/// [`load_str`] with this instance's addresses in place of the
+/// configuration's.
+pub fn load_str_with(
+    text: &str,
+    base_dir: &Path,
+    overrides: &InstanceOverrides,
+) -> Result<Snapshot, ConfigErrors> {
+    let (mut raw, mut errors) = parse(text)?;
+    if let Err(error) = overrides.apply(&mut raw) {
+        errors.push(error);
+    }
     match compile(raw, base_dir) {
         Ok(snapshot) if errors.is_empty() => Ok(snapshot),
         Ok(_) => Err(ConfigErrors(errors)),

@@ -5,8 +5,8 @@
 //! fixed set of status classes, so cardinality is bounded by the config.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds: 1 ms to 30 s.
@@ -43,6 +43,13 @@ pub struct Metrics {
     pub retries_budget_exhausted: IntCounterVec,
     /// Configuration reloads, by result (`ok`, `failed`).
     pub reloads: IntCounterVec,
+    /// 1 while the fleet's configuration store is followed; 0 while it
+    /// cannot be reached, or without a store.
+    pub config_store_up: IntGauge,
+    /// Times the configuration store could not be reached or followed.
+    pub config_store_errors: IntCounter,
+    /// The store revision of the configuration running.
+    pub config_store_revision: IntGauge,
     /// Changed certificate files on a TLS listener, by result (`ok`: now
     /// served, `failed`: refused, the previous pair stays).
     pub tls_certificate_reloads: IntCounterVec,
@@ -350,7 +357,25 @@ impl Metrics {
             "Client connections closed by a deadline or refused by PROXY protocol, by reason (header_timeout: no complete first request in time; proxy_protocol_untrusted, proxy_protocol_missing, proxy_protocol_invalid)",
             &["reason"],
         );
-        let collectors: [Box<dyn prometheus::core::Collector>; 40] = [
+        let config_store_up = IntGauge::new(
+            "config_store_up",
+            "1 while the configuration store (etcd) is followed; 0 while it cannot be reached, or when the configuration comes from a file",
+        )
+        .expect("valid metric");
+        let config_store_errors = IntCounter::new(
+            "config_store_errors_total",
+            "Times the configuration store could not be reached or followed",
+        )
+        .expect("valid metric");
+        let config_store_revision = IntGauge::new(
+            "config_store_revision",
+            "The store revision of the configuration running",
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 43] = [
+            Box::new(config_store_up.clone()),
+            Box::new(config_store_errors.clone()),
+            Box::new(config_store_revision.clone()),
             Box::new(super::client_errors::counter()),
             Box::new(tls_certificate_reloads.clone()),
             Box::new(tls_certificate_expiry.clone()),
@@ -410,6 +435,9 @@ impl Metrics {
             retries,
             retries_budget_exhausted,
             reloads,
+            config_store_up,
+            config_store_errors,
+            config_store_revision,
             tls_certificate_reloads,
             tls_certificate_expiry,
             residency_rejections,
