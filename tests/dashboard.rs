@@ -158,3 +158,46 @@ async fn the_dashboard_shows_the_backends_and_updates() {
     let outcome = traffic.await.unwrap();
     assert_eq!(outcome.count(200), outcome.total(), "{outcome:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Chromium; run by load-tests/test.sh"]
+async fn the_dashboard_lists_the_fleet() {
+    use crate::common::etcd::Etcd;
+    use crate::common::fleet::{pushed, until, Instance, PROPAGATION_LIMIT};
+    let etcd = Etcd::start().await;
+    let store = etcd.url("/fleet-dashboard");
+    let dir = tempfile::tempdir().unwrap();
+    let origin = origin_named("o").await;
+    pushed(
+        &store,
+        dir.path(),
+        &format!(
+            "listeners: [{{address: \"127.0.0.1:1\"}}]\nadmin: {{address: \"127.0.0.1:2\"}}\nserver: {{drain_timeout: 1s}}\npools: {{web: {{recompute_interval: 200ms, backends: [{{addr: \"{}\"}}]}}}}\nroutes: [{{pool: web}}]\n",
+            origin.addr
+        ),
+    );
+    let one = Instance::start(&store, "one", dir.path()).await;
+    let _two = Instance::start(&store, "two", dir.path()).await;
+    until("both registered", PROPAGATION_LIMIT * 3, async || {
+        let fleet = admin_json(one.admin, "/api/v1/fleet").await;
+        fleet["members"].as_array().is_some_and(|m| m.len() == 2)
+    })
+    .await;
+    let url = format!("http://{}/dashboard", one.admin);
+    let profile = tempfile::tempdir().unwrap();
+    let dom = tokio::task::spawn_blocking({
+        let profile = profile.path().to_path_buf();
+        move || headless(&url, &profile, &["--dump-dom"])
+    })
+    .await
+    .unwrap();
+    for name in ["one", "two"] {
+        assert!(
+            dom.contains(&format!("data-fleet-member=\"{name}\"")),
+            "instance {name} not listed:\n{dom}"
+        );
+    }
+    assert!(dom.contains("one (this)"), "{dom}");
+    assert!(dom.contains(&store), "the store is named:\n{dom}");
+    assert!(!dom.contains("HTTP 5"), "no API errors shown:\n{dom}");
+}

@@ -4,23 +4,13 @@
 //! invalid file is never written, and an etcd outage costs nothing.
 
 use crate::common::etcd::Etcd;
-use crate::common::{
-    drive, free_port, metric_value, metrics_text, origin_named, wait_listening, LoadOutcome,
+use crate::common::fleet::{
+    ballast, load_on, members, push, pushed, served_by, status, until, Instance, PROPAGATION_LIMIT,
 };
+use crate::common::{free_port, metric_value, metrics_text, origin_named};
 use ballast_load_tests::origin::OriginHandle;
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
-
-/// How long every instance may take to serve a pushed configuration in
-/// these tests: the claim is 1 s, with room for a loaded machine.
-const PROPAGATION_LIMIT: Duration = Duration::from_secs(3);
 
 /// A configuration sending everything to `backend`; its listener and admin
 /// addresses are placeholders that each instance replaces.
@@ -29,139 +19,6 @@ fn config_to(backend: &OriginHandle) -> String {
         "listeners: [{{address: \"127.0.0.1:1\"}}]\nadmin: {{address: \"127.0.0.1:2\"}}\nserver: {{drain_timeout: 1s}}\npools: {{p: {{backends: [{{addr: \"{}\"}}]}}}}\nroutes: [{{pool: p}}]\n",
         backend.addr
     )
-}
-
-fn ballast(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ballast"))
-        .args(args)
-        .env_remove("BALLAST_CONFIG_STORE")
-        .output()
-        .expect("run ballast")
-}
-
-/// `ballast config push` of `text` (written to a file in `dir`).
-fn push(store: &str, dir: &Path, text: &str) -> Output {
-    let file = dir.join("push.yaml");
-    std::fs::write(&file, text).unwrap();
-    ballast(&[
-        "config",
-        "push",
-        "--store",
-        store,
-        "-c",
-        file.to_str().unwrap(),
-    ])
-}
-
-fn pushed(store: &str, dir: &Path, text: &str) {
-    let out = push(store, dir, text);
-    assert!(
-        out.status.success(),
-        "config push failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// `ballast config status --json`.
-fn status(store: &str) -> serde_json::Value {
-    let out = ballast(&["config", "status", "--store", store, "--json"]);
-    assert!(
-        out.status.success(),
-        "config status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status is JSON")
-}
-
-/// One `ballast run --config-store` process; SIGKILLed when dropped.
-struct Instance {
-    name: String,
-    listen: SocketAddr,
-    admin: SocketAddr,
-    log: PathBuf,
-    child: Child,
-}
-
-impl Instance {
-    async fn start(store: &str, name: &str, dir: &Path) -> Self {
-        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_ballast"))
-            .args(["--log-level", "warn", "run", "--config-store", store])
-            .args(["--listen", &listen.to_string()])
-            .args(["--admin", &admin.to_string()])
-            .args(["--instance", name])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        wait_listening(listen).await;
-        wait_listening(admin).await;
-        Self {
-            name: name.to_string(),
-            listen,
-            admin,
-            log,
-            child,
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The `x-origin` that answered a GET through `listen`.
-async fn served_by(listen: SocketAddr) -> Result<String, String> {
-    let stream = TcpStream::connect(listen)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let request = Request::get("/")
-        .header("host", "fleet.test")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let origin = response
-        .headers()
-        .get("x-origin")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let status = response.status();
-    response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?;
-    if status != 200 {
-        return Err(format!("status {status}"));
-    }
-    Ok(origin)
-}
-
-/// Two keep-alive clients sending GETs through `listen` for `duration`.
-fn load_on(listen: SocketAddr, duration: Duration) -> tokio::task::JoinHandle<LoadOutcome> {
-    tokio::spawn(drive(listen, 2, duration, 100_000, |_, _| {
-        Request::get("/")
-            .header("host", "fleet.test")
-            .body(Full::new(Bytes::new()))
-            .unwrap()
-    }))
 }
 
 /// Wait until every instance is served by `origin`; how long it took.
@@ -182,19 +39,6 @@ async fn until_all_served_by(instances: &[Instance], origin: &str, limit: Durati
         }
     }
     started.elapsed()
-}
-
-/// Wait until `ready` holds, for at most `limit`.
-async fn until(what: &str, limit: Duration, mut ready: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !ready().await {
-        assert!(started.elapsed() < limit, "{what}: not after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn members(status: &serde_json::Value) -> Vec<serde_json::Value> {
-    status["members"].as_array().cloned().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ mod discovery;
 mod docs;
 mod drills;
 mod fleet_config;
+mod fleet_overrides;
 mod grpc;
 mod hostile;
 mod hostile_config;

@@ -237,19 +237,14 @@ fn config_command(command: ConfigCommand) -> ExitCode {
             }
         }
         ConfigCommand::Status { store, json } => match commands::status(&store) {
-            Ok(commands::FleetStatus { revision, members }) => {
+            Ok(status) => {
                 if json {
-                    let members: Vec<serde_json::Value> = members
-                        .iter()
-                        .map(|m| match m {
-                            Ok(member) => serde_json::to_value(member).unwrap_or_default(),
-                            Err(e) => serde_json::json!({ "error": e }),
-                        })
-                        .collect();
-                    let status = serde_json::json!({"revision": revision, "members": members});
-                    println!("{status:#}");
+                    println!("{:#}", status.to_json());
                 } else {
-                    print!("{}", commands::status_text(&store, revision, &members));
+                    print!(
+                        "{}",
+                        commands::status_text(&store, status.revision, &status.members)
+                    );
                 }
                 ExitCode::SUCCESS
             }

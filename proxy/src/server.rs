@@ -14,7 +14,7 @@
 //! drains the same way. A [`Stopper`] does what SIGTERM does, from inside the
 //! process.
 
-use crate::admin::{AdminApp, Guard};
+use crate::admin::{AdminApp, FleetAdmin, Guard};
 use crate::config::{InstanceOverrides, ServerSettings, Snapshot, TlsVersion};
 use crate::connections::header_deadline::{FirstByteDeadline, HeaderDeadlines};
 use crate::connections::limits::ConnectionCounts;
@@ -480,6 +480,7 @@ impl ProxyServer {
                 ReloadLoop(reloader.clone()),
             ));
         }
+        let mut fleet = None;
         if let (Some(ConfigOrigin::Store { url, revision, .. }), Some(reloader)) =
             (&options.origin, &reloader)
         {
@@ -489,6 +490,10 @@ impl ProxyServer {
                 .instance
                 .clone()
                 .unwrap_or_else(|| default_instance_name(admin.port()));
+            fleet = Some(FleetAdmin {
+                url: url.clone(),
+                instance: instance.clone(),
+            });
             server.add_service(background_service(
                 "ballast configuration store",
                 StoreFollower {
@@ -498,6 +503,7 @@ impl ProxyServer {
                         admin: admin.to_string(),
                     },
                     reloader: reloader.clone(),
+                    engine: engine.clone(),
                     metrics: metrics.clone(),
                     base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
                 },
@@ -511,6 +517,7 @@ impl ProxyServer {
                 discovery,
                 metrics: metrics.clone(),
                 reloader: reloader.clone(),
+                fleet,
                 guard: Guard {
                     allowed_hosts: snapshot.admin.allowed_hosts.clone(),
                     token_required: token.is_some(),

@@ -10,6 +10,7 @@ use crate::control::inspect::{Inspection, PoolInspection, ShadowInspection};
 use crate::control::schedule;
 use crate::control::shadow::PolicyOutcome;
 use crate::discovery::{Discovery, NameStatus};
+use crate::fleet::overrides::OverrideChange;
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::stats::clock;
 use crate::telemetry::decisions::{DecisionKind, DECISION_LOG_CAPACITY};
@@ -507,43 +508,67 @@ pub async fn reload(reloader: Option<Arc<Reloader>>) -> Reply {
     }
 }
 
-/// `POST|DELETE /api/v1/backends/{pool}/{addr}/{drain|undrain|pin}`.
-pub fn backend_override(engine: &Engine, method: &Method, path: &str, query: &str) -> Reply {
+/// `POST|DELETE /api/v1/backends/{pool}/{addr}/{drain|undrain|pin}`: the
+/// backend and the change asked for, or the status and message refusing
+/// it (unknown backend, action or method, bad parameters).
+pub fn parse_override(
+    engine: &Engine,
+    method: &Method,
+    path: &str,
+    query: &str,
+) -> Result<(BackendId, OverrideChange), (StatusCode, String)> {
+    let refuse = |status: StatusCode, message: &str| Err((status, message.to_string()));
     let Some(rest) = path.strip_prefix(BACKENDS_PREFIX).and_then(percent_decode) else {
-        return json_error(StatusCode::BAD_REQUEST, "invalid percent-encoding in path");
+        return refuse(StatusCode::BAD_REQUEST, "invalid percent-encoding in path");
     };
     let Some((id, action)) = rest.rsplit_once('/') else {
-        return json_error(
+        return refuse(
             StatusCode::NOT_FOUND,
             "expected /api/v1/backends/{pool}/{addr}/{drain|undrain|pin}",
         );
     };
     let id = BackendId(id.to_string());
-    let now_ms = clock::now_ms();
-    let found = match (method, action) {
-        (&Method::POST, "drain") => engine.set_drained(&id, true, now_ms),
-        (&Method::POST, "undrain") => engine.set_drained(&id, false, now_ms),
-        (&Method::DELETE, "pin") => engine.set_pinned(&id, None, now_ms),
+    let change = match (method, action) {
+        (&Method::POST, "drain") => OverrideChange::Drain,
+        (&Method::POST, "undrain") => OverrideChange::Undrain,
+        (&Method::DELETE, "pin") => OverrideChange::Unpin,
         (&Method::POST, "pin") => match pin_params(query) {
-            Ok(pin) => engine.set_pinned(&id, Some(pin), now_ms),
-            Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+            Ok((share, duration)) => OverrideChange::Pin { share, duration },
+            Err(e) => return refuse(StatusCode::BAD_REQUEST, &e),
         },
         (_, "drain" | "undrain" | "pin") => {
-            return json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            return refuse(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => {
-            return json_error(
+            return refuse(
                 StatusCode::NOT_FOUND,
                 &format!("unknown action \"{action}\" (drain, undrain, pin)"),
             )
         }
     };
-    if !found {
+    if !engine.has_backend(&id) {
+        return refuse(StatusCode::NOT_FOUND, &format!("no backend \"{id}\""));
+    }
+    Ok((id, change))
+}
+
+/// Apply an override to this instance alone (no fleet store).
+pub fn apply_override(engine: &Engine, id: &BackendId, change: &OverrideChange) -> Reply {
+    let now_ms = clock::now_ms();
+    let applied = match change {
+        OverrideChange::Drain => engine.set_drained(id, true, now_ms),
+        OverrideChange::Undrain => engine.set_drained(id, false, now_ms),
+        OverrideChange::Pin { share, duration } => {
+            engine.set_pinned(id, Some((*share, *duration)), now_ms)
+        }
+        OverrideChange::Unpin => engine.set_pinned(id, None, now_ms),
+    };
+    if !applied {
         return json_error(StatusCode::NOT_FOUND, &format!("no backend \"{id}\""));
     }
     json(
         StatusCode::OK,
-        &json!({"backend": id.0, "action": action, "status": "applied"}),
+        &json!({"backend": id.0, "action": change.action(), "status": "applied"}),
     )
 }
 

@@ -10,7 +10,8 @@
 //! - `POST /reload`;
 //! - `POST /api/v1/backends/{pool}/{addr}/drain` and `.../undrain`,
 //!   `POST .../pin?share=0.3&for=5m`, `DELETE .../pin` — operator overrides,
-//!   recorded as decisions.
+//!   recorded as decisions; in fleet mode stored for every instance;
+//! - `GET /api/v1/fleet` — in fleet mode, the registered instances.
 //!
 //! When `admin.token_env` names an environment variable, every other request
 //! must carry `Authorization: Bearer <token>` (compared in constant time);
@@ -19,8 +20,10 @@
 //! but an IP address, `localhost` or `admin.allowed_hosts` (403).
 
 mod api;
+mod fleet;
 mod guard;
 
+pub use fleet::FleetAdmin;
 pub use guard::Guard;
 
 use crate::control::engine::Engine;
@@ -40,8 +43,11 @@ pub struct AdminApp {
     /// The backends named by DNS, for the state API.
     pub discovery: Arc<Discovery>,
     pub metrics: Arc<Metrics>,
-    /// Present when the proxy was started from a configuration file.
+    /// Present when the proxy was started from a configuration file or store.
     pub reloader: Option<Arc<Reloader>>,
+    /// Present in fleet mode: overrides go to the store, and
+    /// `/api/v1/fleet` lists the instances.
+    pub fleet: Option<FleetAdmin>,
     /// The bearer token every API request must carry, if one is configured.
     pub token: Option<String>,
     /// Refuses cross-site mutations and, without a token, unknown Hosts.
@@ -143,11 +149,25 @@ impl ServeHttp for AdminApp {
             (Method::GET, "/api/v1/config") => api::config(&self.engine),
             (Method::POST, "/reload") => api::reload(self.reloader.clone()).await,
             (method, path) if path.starts_with(api::BACKENDS_PREFIX) => {
-                api::backend_override(&self.engine, &method, path, &query)
+                match api::parse_override(&self.engine, &method, path, &query) {
+                    Ok((id, change)) => match &self.fleet {
+                        Some(fleet) => fleet.store_override(&id, &change).await,
+                        None => api::apply_override(&self.engine, &id, &change),
+                    },
+                    Err((status, message)) => json_error(status, &message),
+                }
             }
+            (Method::GET, "/api/v1/fleet") => match &self.fleet {
+                Some(fleet) => fleet.members().await,
+                None => json_error(
+                    StatusCode::NOT_FOUND,
+                    "not in fleet mode (start with --config-store to share a configuration)",
+                ),
+            },
             (
                 _,
-                "/metrics" | "/api/v1/state" | "/api/v1/decisions" | "/api/v1/config" | "/reload",
+                "/metrics" | "/api/v1/state" | "/api/v1/decisions" | "/api/v1/config" | "/reload"
+                | "/api/v1/fleet",
             ) => json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => json_error(StatusCode::NOT_FOUND, "not found"),
         }

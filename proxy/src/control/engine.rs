@@ -16,6 +16,7 @@ use super::backends::{self, memory_of, BackendMemories};
 use super::budgets::{self, BudgetMemories};
 use super::events::{Event, EventSink};
 use super::inspect::{self, Inspection};
+use super::overrides::SharedOverrides;
 use super::tiers::{self, TierLoad};
 use super::{canary, ejection, health, overrides, ring_steps, schedule, shadow, shares, spillover};
 use crate::config::{BackendId, Pool, Snapshot};
@@ -313,6 +314,16 @@ impl Engine {
         &self.decisions
     }
 
+    /// Whether backend `id` is configured.
+    pub fn has_backend(&self, id: &BackendId) -> bool {
+        self.state
+            .load()
+            .snapshot
+            .pools
+            .iter()
+            .any(|p| p.backends.iter().any(|b| &b.id == id))
+    }
+
     /// Stop sending new requests to a backend (`drain = true`) or resume.
     /// Returns false when no such backend is configured.
     pub fn set_drained(&self, id: &BackendId, drain: bool, now_ms: u64) -> bool {
@@ -322,6 +333,54 @@ impl Engine {
     /// Hold a backend's share at `share` for `duration` (`None` lifts a pin).
     pub fn set_pinned(&self, id: &BackendId, pin: Option<(f64, Duration)>, now_ms: u64) -> bool {
         self.override_backend(id, now_ms, |mem| overrides::pin(mem, pin, now_ms))
+    }
+
+    /// Bring every backend's drain and pin in line with a fleet's stored
+    /// overrides (see [`overrides::reconcile`]): each change is a decision,
+    /// and the pools changed are recomputed at once.
+    pub fn apply_shared_overrides(&self, shared: &SharedOverrides, unix_now_ms: u64, now_ms: u64) {
+        let current = self.state.load_full();
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        for pool in &current.snapshot.pools {
+            let mut changed = false;
+            for backend in &pool.backends {
+                let mem = memory_of(&mut memory.backends, &backend.id);
+                let share = mem.share.unwrap_or(0.0);
+                for reason in overrides::reconcile(mem, &backend.id, shared, unix_now_ms, now_ms) {
+                    let event = Event::backend(
+                        &pool.name,
+                        &backend.id,
+                        DecisionKind::Override,
+                        (share, share),
+                        reason,
+                    );
+                    self.events.emit(now_ms, event);
+                    changed = true;
+                }
+            }
+            if changed {
+                memory.next_due_ms.remove(&pool.name);
+            }
+        }
+        self.recompute_due(&mut memory, now_ms);
+    }
+
+    /// Each backend's share, by backend id (pools not computed yet left out).
+    pub fn shares(&self) -> Vec<(String, f64)> {
+        let current = self.state.load();
+        current
+            .snapshot
+            .pools
+            .iter()
+            .zip(&current.weights)
+            .filter_map(|(pool, weights)| Some((pool, weights.as_ref()?)))
+            .flat_map(|(pool, weights)| {
+                pool.backends
+                    .iter()
+                    .zip(&weights.shares)
+                    .map(|(b, &share)| (b.id.to_string(), share))
+            })
+            .collect()
     }
 
     /// Apply an operator's `change` to backend `id` (a decision) and

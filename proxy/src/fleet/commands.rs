@@ -72,17 +72,36 @@ pub struct FleetStatus {
     pub members: Vec<Result<Member, String>>,
 }
 
-/// The configuration's store revision and the registered members.
-pub fn status(url: &StoreUrl) -> Result<FleetStatus, String> {
-    block_on(async {
+impl FleetStatus {
+    /// Read it from the store at `url`.
+    pub async fn read(url: &StoreUrl) -> Result<Self, String> {
         let mut store = Store::connect(url).await?;
         let (stored, _) = store.config().await?;
         let members = store.members().await?;
-        Ok(FleetStatus {
+        Ok(Self {
             revision: stored.map(|s| s.revision),
             members,
         })
-    })?
+    }
+
+    /// `{"revision": N, "members": [...]}`; an unreadable registration is
+    /// `{"error": ...}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let members: Vec<serde_json::Value> = self
+            .members
+            .iter()
+            .map(|m| match m {
+                Ok(member) => serde_json::to_value(member).unwrap_or_default(),
+                Err(e) => serde_json::json!({ "error": e }),
+            })
+            .collect();
+        serde_json::json!({"revision": self.revision, "members": members})
+    }
+}
+
+/// The configuration's store revision and the registered members.
+pub fn status(url: &StoreUrl) -> Result<FleetStatus, String> {
+    block_on(FleetStatus::read(url))?
 }
 
 /// `ballast config status` for people: one line per member.

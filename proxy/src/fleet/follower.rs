@@ -5,21 +5,31 @@
 //! lease, renewed every few seconds) with the revision it runs and the
 //! errors of the last one it refused.
 //!
+//! It also follows the operator overrides under `PREFIX/overrides/`
+//! ([`super::overrides`]): on every change it reads them all and brings the
+//! engine in line, so a drain or pin issued on any instance applies here,
+//! and one stored before this instance started applies from its start.
+//! The registration is refreshed with every lease renewal, with the
+//! backends' current shares.
+//!
 //! When etcd cannot be reached the instance serves on with its last good
 //! configuration, retries with backoff (0.2 s doubling to 5 s), and shows it
 //! in `ballast_config_store_up` and its state API. On reconnecting it reads
 //! the key again, so a revision written meanwhile is applied: nothing is
 //! lost.
 
+use super::overrides::unix_now_ms;
 use super::store::{Member, Store, StoreUrl};
+use crate::control::engine::Engine;
 use crate::reload::{ReloadOutcome, Reloader};
+use crate::stats::clock;
 use crate::telemetry::metrics::Metrics;
 use async_trait::async_trait;
-use etcd_client::{EventType, PutOptions, WatchOptions};
+use etcd_client::{EventType, WatchOptions};
 use pingora::services::background::BackgroundService;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// The registration lease's time to live; renewed every third of it.
 const LEASE_TTL_SECS: i64 = 9;
@@ -39,6 +49,7 @@ pub struct StoreFollower {
     pub url: StoreUrl,
     pub identity: Identity,
     pub reloader: Arc<Reloader>,
+    pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
     /// Where relative paths in the configuration resolve.
     pub base_dir: PathBuf,
@@ -107,6 +118,19 @@ impl StoreFollower {
             )
             .await
             .map_err(|e| format!("cannot watch {key}: {e}"))?;
+        let overrides_prefix = self.url.overrides_prefix();
+        let mut override_watch = store
+            .client
+            .watch(
+                overrides_prefix.as_str(),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(revision + 1),
+                ),
+            )
+            .await
+            .map_err(|e| format!("cannot watch {overrides_prefix}: {e}"))?;
         let mut renew = tokio::time::interval(Duration::from_secs(LEASE_TTL_SECS as u64 / 3));
         loop {
             tokio::select! {
@@ -130,7 +154,19 @@ impl StoreFollower {
                             ),
                         }
                     }
+                    self.apply_overrides(&mut store).await?;
                     self.register(&mut store, lease).await?;
+                }
+                message = override_watch.message() => {
+                    let response = message
+                        .map_err(|e| format!("watching {overrides_prefix}: {e}"))?
+                        .ok_or_else(|| format!("etcd closed the watch of {overrides_prefix}"))?;
+                    if response.canceled() {
+                        return Err(format!("etcd cancelled the watch of {overrides_prefix}: {}", response.cancel_reason()));
+                    }
+                    if !response.events().is_empty() {
+                        self.apply_overrides(&mut store).await?;
+                    }
                 }
                 _ = renew.tick() => {
                     keeper.keep_alive().await.map_err(|e| format!("cannot renew the lease: {e}"))?;
@@ -139,6 +175,7 @@ impl StoreFollower {
                         Ok(_) => return Err("the registration lease expired".to_string()),
                         Err(e) => return Err(format!("cannot renew the lease: {e}")),
                     }
+                    self.register(&mut store, lease).await?;
                 }
                 () = self.reloader.store_read_requested() => {
                     self.catch_up(&mut store).await?;
@@ -148,8 +185,8 @@ impl StoreFollower {
         }
     }
 
-    /// Read the stored configuration and apply it if it is new; the store's
-    /// revision, from which to watch on.
+    /// Read the stored configuration and apply it if it is new, then the
+    /// stored overrides; the store's revision, from which to watch on.
     async fn catch_up(&self, store: &mut Store) -> Result<i64, String> {
         let (stored, revision) = store.config().await?;
         match stored {
@@ -159,7 +196,16 @@ impl StoreFollower {
                 "no configuration stored; the running one stays"
             ),
         }
+        self.apply_overrides(store).await?;
         Ok(revision)
+    }
+
+    /// Bring the engine's drains and pins in line with the stored ones.
+    async fn apply_overrides(&self, store: &mut Store) -> Result<(), String> {
+        let shared = store.overrides().await?;
+        self.engine
+            .apply_shared_overrides(&shared, unix_now_ms(), clock::now_ms());
+        Ok(())
     }
 
     /// Apply one stored revision (on a blocking thread: compiling may read
@@ -187,21 +233,12 @@ impl StoreFollower {
             config_revision: status.revision,
             rejected_revision: status.rejected_revision,
             errors: status.last_errors,
-            updated: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            updated: unix_now_ms() / 1_000,
+            shares: self.engine.shares().into_iter().collect(),
         };
         let key = self.url.member_key(&self.identity.instance);
         let value = serde_json::to_string(&member).expect("a member serializes");
-        store
-            .client
-            .put(
-                key.as_str(),
-                value,
-                Some(PutOptions::new().with_lease(lease)),
-            )
-            .await
-            .map_err(|e| format!("cannot register as {key}: {e}"))?;
+        store.put(&key, value, Some(lease)).await?;
         Ok(())
     }
 }

@@ -4,14 +4,17 @@
 //! - `PREFIX/config`: the configuration's YAML text, as a file holds it;
 //! - `PREFIX/members/INSTANCE`: each running instance's registration (JSON,
 //!   see [`Member`]), on a lease that lapses when the instance stops
-//!   renewing it.
+//!   renewing it;
+//! - `PREFIX/overrides/...`: drains and pins issued on any instance (see
+//!   [`super::overrides`]).
 //!
 //! Credentials come from the environment, never from the URL or the
 //! configuration: `BALLAST_ETCD_USERNAME` with `BALLAST_ETCD_PASSWORD` (or
 //! `BALLAST_ETCD_PASSWORD_FILE`, a file holding it).
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -90,6 +93,11 @@ impl StoreUrl {
         format!("{}/members/", self.prefix)
     }
 
+    /// The prefix of the operator overrides (see [`super::overrides`]).
+    pub fn overrides_prefix(&self) -> String {
+        format!("{}/overrides/", self.prefix)
+    }
+
     /// The key of one instance's registration.
     pub fn member_key(&self, instance: &str) -> String {
         format!("{}{instance}", self.members_prefix())
@@ -111,6 +119,10 @@ pub struct Member {
     pub errors: Vec<String>,
     /// Unix seconds of its last report.
     pub updated: u64,
+    /// Each backend's share on this instance, by backend id (`POOL/ADDR`),
+    /// as of its last report.
+    #[serde(default)]
+    pub shares: BTreeMap<String, f64>,
 }
 
 /// The configuration text stored, and the revision that last wrote it.
@@ -170,9 +182,21 @@ impl Store {
     /// Store `text` as the configuration; the revision that wrote it.
     pub async fn push_config(&mut self, text: &str) -> Result<i64, String> {
         let key = self.url.config_key();
+        self.put(&key, text, None).await
+    }
+
+    /// Write `value` at `key` (attached to `lease`, when given); the
+    /// revision that wrote it.
+    pub async fn put(
+        &mut self,
+        key: &str,
+        value: impl Into<Vec<u8>>,
+        lease: Option<i64>,
+    ) -> Result<i64, String> {
+        let options = lease.map(|lease| PutOptions::new().with_lease(lease));
         let response = self
             .client
-            .put(key.as_str(), text, None)
+            .put(key, value, options)
             .await
             .map_err(|e| format!("cannot write {key} to {}: {e}", self.url))?;
         Ok(response.header().map_or(0, |h| h.revision()))
