@@ -136,6 +136,13 @@ struct Escaped<'s>(&'s mut String);
 
 impl fmt::Write for Escaped<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
+        // Most values need no escape: one pass over the bytes says so (a
+        // 0xC2 lead byte may start a C1 control character, U+0080–U+009F).
+        let needs_escape = |b: &u8| matches!(b, b'"' | b'\\' | 0..=0x1f | 0x7f | 0xc2);
+        if !text.as_bytes().iter().any(needs_escape) {
+            self.0.push_str(text);
+            return Ok(());
+        }
         let mut plain = 0;
         for (at, c) in text.char_indices() {
             let escape = match c {
@@ -207,5 +214,16 @@ mod tests {
              path=\"/a \\\"b\\\"\\\\c\\n\\u0001é\" status=200 duration_ms=12.034 \
              upstream_connect_ms=0.007 client_address=\"127.0.0.1\"\n"
         );
+    }
+
+    #[test]
+    fn plain_values_are_copied_and_every_control_character_escaped() {
+        let escaped = |value: &str| {
+            let mut out = String::new();
+            let _ = write!(Escaped(&mut out), "{value}");
+            out
+        };
+        assert_eq!(escaped("/plain/path?q=é¢"), "/plain/path?q=é¢");
+        assert_eq!(escaped("a\u{85}b\u{7f}c\u{a0}"), "a\\u0085b\\u007fc\u{a0}");
     }
 }
