@@ -4,8 +4,8 @@
 # the dashboard in headless Chromium, smoke runs of the demo and of the
 # three-region demo, the deployment assets' validation (docker/validate.sh;
 # its linters are skipped with a message when PyPI cannot be reached), and
-# the quick routing scenarios. Installs cmake, protoc, etcd, Chromium and
-# HAProxy when missing.
+# the quick routing scenarios. Installs cmake, protoc, etcd, Redis, Chromium
+# and HAProxy when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . load-tests/prereqs.sh
@@ -25,6 +25,7 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 ballast_require etcd etcd-server
+ballast_require redis-server redis-server
 cargo test --workspace --locked
 step "dashboard in headless Chromium"
 ballast_require chromium chromium

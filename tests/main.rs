@@ -19,6 +19,7 @@ mod dashboard;
 mod discovery;
 mod docs;
 mod drills;
+mod fleet_budgets;
 mod fleet_config;
 mod fleet_overrides;
 mod grpc;

@@ -22,6 +22,7 @@ use crate::connections::proxy_protocol::ProxyProtocol;
 use crate::connections::{open_files, BeforeTls, ClientConnections, Gate};
 use crate::control::engine::Engine;
 use crate::discovery::Discovery;
+use crate::fleet::budgets::{BudgetLeases, LiveMembers};
 use crate::fleet::follower::{Identity, StoreFollower};
 use crate::fleet::store::StoreUrl;
 use crate::probes::health::HealthLoop;
@@ -480,6 +481,15 @@ impl ProxyServer {
                 ReloadLoop(reloader.clone()),
             ));
         }
+        let live_members = Arc::new(LiveMembers::default());
+        server.add_service(background_service(
+            "ballast budget leases",
+            BudgetLeases {
+                engine: engine.clone(),
+                metrics: metrics.clone(),
+                live_members: live_members.clone(),
+            },
+        ));
         let mut fleet = None;
         if let (Some(ConfigOrigin::Store { url, revision, .. }), Some(reloader)) =
             (&options.origin, &reloader)
@@ -504,6 +514,7 @@ impl ProxyServer {
                     },
                     reloader: reloader.clone(),
                     engine: engine.clone(),
+                    live_members,
                     metrics: metrics.clone(),
                     base_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
                 },

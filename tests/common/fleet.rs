@@ -164,3 +164,83 @@ pub async fn until(what: &str, limit: Duration, mut ready: impl AsyncFnMut() -> 
 pub fn members(status: &serde_json::Value) -> Vec<serde_json::Value> {
     status["members"].as_array().cloned().unwrap_or_default()
 }
+
+/// Open-loop GETs through `listen` at `per_second` for `duration`, over
+/// four keep-alive connections: each answer's status (0 for a transport
+/// error) and when it was sent, after the start.
+pub async fn paced(
+    listen: SocketAddr,
+    per_second: f64,
+    duration: Duration,
+) -> Vec<(Duration, u16)> {
+    const CONNECTIONS: usize = 4;
+    let gap = Duration::from_secs_f64(CONNECTIONS as f64 / per_second);
+    let start = Instant::now();
+    let workers: Vec<_> = (0..CONNECTIONS)
+        .map(|worker| {
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                let mut sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> = None;
+                let mut due = start + gap.mul_f64(worker as f64 / CONNECTIONS as f64);
+                while due < start + duration {
+                    tokio::time::sleep_until(due.into()).await;
+                    let sent = due - start;
+                    due += gap;
+                    // A connection the proxy closed after its last answer
+                    // (`Connection: close`) is replaced before sending.
+                    if sender.as_mut().is_none_or(|s| s.is_closed()) {
+                        sender = connect(listen).await;
+                    }
+                    if let Some(s) = sender.as_mut() {
+                        if s.ready().await.is_err() {
+                            sender = connect(listen).await;
+                        }
+                    }
+                    let Some(s) = sender.as_mut() else {
+                        answers.push((sent, 0));
+                        continue;
+                    };
+                    let request = Request::get("/")
+                        .header("host", "fleet.test")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    let (status, closing) = match s.send_request(request).await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let closing = response
+                                .headers()
+                                .get(http::header::CONNECTION)
+                                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                            match response.into_body().collect().await {
+                                Ok(_) => (status, closing),
+                                Err(_) => (0, true),
+                            }
+                        }
+                        Err(_) => (0, true),
+                    };
+                    if closing {
+                        sender = None;
+                    }
+                    answers.push((sent, status));
+                }
+                answers
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for worker in workers {
+        answers.extend(worker.await.unwrap());
+    }
+    answers
+}
+
+async fn connect(
+    listen: SocketAddr,
+) -> Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(listen).await.ok()?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    Some(sender)
+}

@@ -3,7 +3,7 @@
 //! `tls_origin` is a TLS origin for the upstream TLS tests; `grpc` a gRPC
 //! origin and client; `dns_server` a DNS server whose records a test
 //! changes; `raw_client` writes exact bytes; `echo_origin` answers
-//! with the request it received; `etcd` a real etcd server and `fleet` the `ballast` processes that follow it; `metrics` reads `/metrics`.
+//! with the request it received; `etcd` a real etcd server and `fleet` the `ballast` processes that follow it; `redis` a real Redis server; `metrics` reads `/metrics`.
 
 pub mod dns_server;
 pub mod echo_origin;
@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod grpc;
 pub mod metrics;
 pub mod raw_client;
+pub mod redis;
 pub mod tls_origin;
 
 pub use metrics::{metric, metric_value, metrics_text};

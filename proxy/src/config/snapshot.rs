@@ -59,6 +59,19 @@ pub struct Snapshot {
     pub discovery: DiscoverySettings,
     /// Whose forwarding header names the client; `None`: the peer is the client.
     pub client_address: Option<ClientAddressRule>,
+    /// Event budgets shared by a fleet through Redis; `None`: per instance.
+    pub fleet: Option<FleetBudgets>,
+}
+
+/// Where and how a fleet shares its event budgets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetBudgets {
+    /// `redis://HOST:PORT[/DB]`, as configured (no credentials).
+    pub budget_store: String,
+    pub lease_interval: Duration,
+    /// Instances assumed when none are known and Redis is unreachable.
+    pub instances: u32,
+    pub key_prefix: String,
 }
 
 /// When responses carry `X-Ballast-Decision`.

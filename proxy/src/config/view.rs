@@ -19,6 +19,16 @@ pub struct ConfigView {
     pub server: ServerView,
     pub pools: Vec<PoolView>,
     pub routes: Vec<RouteView>,
+    /// Event budgets shared through Redis (`null`: per instance).
+    pub fleet: Option<FleetView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FleetView {
+    pub budget_store: String,
+    pub lease_interval_ms: u64,
+    pub instances: u32,
+    pub key_prefix: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -343,6 +353,12 @@ impl ConfigView {
                         .map(|redirect| format!("{} {}", redirect.status, redirect.location.text)),
                 })
                 .collect(),
+            fleet: snapshot.fleet.as_ref().map(|f| FleetView {
+                budget_store: f.budget_store.clone(),
+                lease_interval_ms: ms(f.lease_interval),
+                instances: f.instances,
+                key_prefix: f.key_prefix.clone(),
+            }),
         }
     }
 }

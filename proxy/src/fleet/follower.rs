@@ -10,7 +10,8 @@
 //! engine in line, so a drain or pin issued on any instance applies here,
 //! and one stored before this instance started applies from its start.
 //! The registration is refreshed with every lease renewal, with the
-//! backends' current shares.
+//! backends' current shares, and the registered members are counted (the
+//! fleet size the budgets fall back on, see [`super::budgets`]).
 //!
 //! When etcd cannot be reached the instance serves on with its last good
 //! configuration, retries with backoff (0.2 s doubling to 5 s), and shows it
@@ -18,6 +19,7 @@
 //! the key again, so a revision written meanwhile is applied: nothing is
 //! lost.
 
+use super::budgets::LiveMembers;
 use super::overrides::unix_now_ms;
 use super::store::{Member, Store, StoreUrl};
 use crate::control::engine::Engine;
@@ -50,6 +52,8 @@ pub struct StoreFollower {
     pub identity: Identity,
     pub reloader: Arc<Reloader>,
     pub engine: Arc<Engine>,
+    /// How many instances are registered, for the budgets' fallback.
+    pub live_members: Arc<LiveMembers>,
     pub metrics: Arc<Metrics>,
     /// Where relative paths in the configuration resolve.
     pub base_dir: PathBuf,
@@ -176,6 +180,8 @@ impl StoreFollower {
                         Err(e) => return Err(format!("cannot renew the lease: {e}")),
                     }
                     self.register(&mut store, lease).await?;
+                    let members = store.members().await?;
+                    self.live_members.set(members.iter().filter(|m| m.is_ok()).count());
                 }
                 () = self.reloader.store_read_requested() => {
                     self.catch_up(&mut store).await?;

@@ -231,19 +231,10 @@ fn credentials() -> Result<Option<(String, String)>, String> {
     let Ok(user) = std::env::var("BALLAST_ETCD_USERNAME") else {
         return Ok(None);
     };
-    let password = match (
-        std::env::var("BALLAST_ETCD_PASSWORD"),
-        std::env::var("BALLAST_ETCD_PASSWORD_FILE"),
-    ) {
-        (Ok(password), _) => password,
-        (Err(_), Ok(file)) => std::fs::read_to_string(&file)
-            .map(|p| p.trim_end_matches(['\r', '\n']).to_string())
-            .map_err(|e| format!("cannot read BALLAST_ETCD_PASSWORD_FILE {file}: {e}"))?,
-        (Err(_), Err(_)) => {
-            return Err("BALLAST_ETCD_USERNAME is set without BALLAST_ETCD_PASSWORD or BALLAST_ETCD_PASSWORD_FILE".into())
-        }
-    };
-    Ok(Some((user, password)))
+    match super::secret_from_env("BALLAST_ETCD_PASSWORD")? {
+        Some(password) => Ok(Some((user, password))),
+        None => Err("BALLAST_ETCD_USERNAME is set without BALLAST_ETCD_PASSWORD or BALLAST_ETCD_PASSWORD_FILE".into()),
+    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,17 @@
 //! tolerance of 100 ms of the limit) and counters of what it admitted,
 //! rejected and spilled, which the engine turns into rates and decisions.
 //! Routes without a budget have no entry: nothing is done for them.
+//!
+//! When the fleet shares its budgets through Redis (`fleet.budget_store`),
+//! each (route, region) also has a [`SharedAllowance`]: the tokens this
+//! instance leased from the fleet's limiter for the coming interval
+//! (`crate::fleet::budgets` leases them). A request takes one token, with
+//! no round trip; without one it is over budget. While Redis cannot be
+//! reached the local limiter serves instead, at this instance's share of
+//! the limit.
 
 use crate::config::{BudgetPolicy, Pool, Snapshot};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// How far ahead of its schedule a limiter may run: the burst it admits.
 const BURST_TOLERANCE_US: u64 = 100_000;
@@ -79,6 +87,30 @@ impl RateLimiter {
     }
 }
 
+/// The tokens an instance holds of a budget the fleet shares.
+#[derive(Debug, Default)]
+pub struct SharedAllowance {
+    /// Leased and not yet spent.
+    pub tokens: AtomicI64,
+    /// Requests that asked for a token since the last lease.
+    pub asked: AtomicU64,
+    /// Redis cannot be reached: the local limiter decides, at this
+    /// instance's share of the limit.
+    pub local_fallback: AtomicBool,
+}
+
+impl SharedAllowance {
+    /// Take one token, if any is left.
+    fn try_take(&self) -> bool {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.tokens
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                (t > 0).then(|| t - 1)
+            })
+            .is_ok()
+    }
+}
+
 /// One route's budget in one region of its pool.
 #[derive(Debug)]
 pub struct RegionBudget {
@@ -86,10 +118,26 @@ pub struct RegionBudget {
     pub region: Option<String>,
     /// Configured capacity of the pool's backends in the region, req/s.
     pub capacity: f64,
+    /// The route's limit in the region, req/s (for the whole fleet when
+    /// it is shared).
+    pub limit: f64,
     pub limiter: RateLimiter,
+    /// Present when the fleet shares its budgets.
+    pub shared: Option<SharedAllowance>,
     pub admitted: AtomicU64,
     pub rejected: AtomicU64,
     pub spilled: AtomicU64,
+}
+
+impl RegionBudget {
+    /// Whether one more request fits: a leased token when the budget is
+    /// shared (and Redis reachable), else the local limiter.
+    fn try_acquire(&self, now_us: u64) -> bool {
+        match &self.shared {
+            Some(shared) if !shared.local_fallback.load(Ordering::Relaxed) => shared.try_take(),
+            _ => self.limiter.try_acquire(now_us),
+        }
+    }
 }
 
 /// A route's budget: its policy and one limiter per region of its pool.
@@ -110,7 +158,7 @@ pub enum Admission {
 }
 
 impl RouteBudget {
-    fn new(policy: BudgetPolicy, pool: &Pool) -> Self {
+    fn new(policy: BudgetPolicy, pool: &Pool, shared: bool) -> Self {
         let regions: Vec<RegionBudget> = pool
             .regions
             .iter()
@@ -122,10 +170,13 @@ impl RouteBudget {
                     .filter_map(|b| b.capacity)
                     .map(f64::from)
                     .sum();
+                let limit = capacity * policy.region_share;
                 RegionBudget {
                     region: region.clone(),
                     capacity,
-                    limiter: RateLimiter::new(capacity * policy.region_share),
+                    limit,
+                    limiter: RateLimiter::new(limit),
+                    shared: shared.then(SharedAllowance::default),
                     admitted: AtomicU64::new(0),
                     rejected: AtomicU64::new(0),
                     spilled: AtomicU64::new(0),
@@ -158,7 +209,7 @@ impl RouteBudget {
     pub fn admit(&self, backend: usize, now_us: u64) -> Admission {
         let index = self.backend_region[backend];
         let region = &self.regions[index];
-        if region.limiter.try_acquire(now_us) {
+        if region.try_acquire(now_us) {
             region.admitted.fetch_add(1, Ordering::Relaxed);
             Admission::Admitted
         } else {
@@ -181,7 +232,8 @@ impl Budgets {
             .iter()
             .map(|route| {
                 let policy = route.budget.clone()?;
-                Some(RouteBudget::new(policy, snapshot.pool(route.pool?)))
+                let shared = snapshot.fleet.is_some();
+                Some(RouteBudget::new(policy, snapshot.pool(route.pool?), shared))
             })
             .collect();
         Self { routes }
@@ -242,6 +294,38 @@ mod tests {
         assert!((limiter.rate() - 10.0).abs() < 1e-9);
         let got = admitted(&limiter, 1_000, 5, 20_000_000);
         assert!((50..=52).contains(&got), "{got}");
+    }
+
+    #[test]
+    fn a_shared_budget_admits_its_leased_tokens_then_the_local_share_without_redis() {
+        let region = RegionBudget {
+            region: None,
+            capacity: 100.0,
+            limit: 100.0,
+            limiter: RateLimiter::new(100.0),
+            shared: Some(SharedAllowance::default()),
+            admitted: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            spilled: AtomicU64::new(0),
+        };
+        let shared = region.shared.as_ref().unwrap();
+        assert!(!region.try_acquire(1), "no token leased yet");
+        shared.tokens.store(3, Ordering::Relaxed);
+        let admitted = (0..10).filter(|_| region.try_acquire(1)).count();
+        assert_eq!(admitted, 3);
+        assert_eq!(shared.asked.load(Ordering::Relaxed), 11);
+        assert_eq!(shared.tokens.load(Ordering::Relaxed), 0);
+        // Redis unreachable: the local limiter, at the share it was set to.
+        shared.local_fallback.store(true, Ordering::Relaxed);
+        region.limiter.set_rate(10.0);
+        let local = admitted_by(&region, 1_000, 10, 5_000_000);
+        assert!((100..=102).contains(&local), "{local}");
+    }
+
+    fn admitted_by(region: &RegionBudget, gap_us: u64, seconds: u64, start_us: u64) -> u64 {
+        (0..seconds * 1_000_000 / gap_us)
+            .filter(|i| region.try_acquire(start_us + i * gap_us))
+            .count() as u64
     }
 
     #[test]

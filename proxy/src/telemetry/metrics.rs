@@ -50,6 +50,11 @@ pub struct Metrics {
     pub config_store_errors: IntCounter,
     /// The store revision of the configuration running.
     pub config_store_revision: IntGauge,
+    /// 1 while the fleet's budget store (Redis) answers; 0 while it does
+    /// not (or no budget is shared).
+    pub budget_store_up: IntGauge,
+    /// Lease rounds that failed against the budget store.
+    pub budget_store_errors: IntCounter,
     /// Changed certificate files on a TLS listener, by result (`ok`: now
     /// served, `failed`: refused, the previous pair stays).
     pub tls_certificate_reloads: IntCounterVec,
@@ -372,7 +377,19 @@ impl Metrics {
             "The store revision of the configuration running",
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 43] = [
+        let budget_store_up = IntGauge::new(
+            "budget_store_up",
+            "1 while the fleet's budget store (Redis) answers the token leases; 0 while it cannot be reached (each instance then admits its share of every budget) or when no budget is shared",
+        )
+        .expect("valid metric");
+        let budget_store_errors = IntCounter::new(
+            "budget_store_errors_total",
+            "Budget token leases that failed against the fleet's budget store",
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 45] = [
+            Box::new(budget_store_up.clone()),
+            Box::new(budget_store_errors.clone()),
             Box::new(config_store_up.clone()),
             Box::new(config_store_errors.clone()),
             Box::new(config_store_revision.clone()),
@@ -438,6 +455,8 @@ impl Metrics {
             config_store_up,
             config_store_errors,
             config_store_revision,
+            budget_store_up,
+            budget_store_errors,
             tls_certificate_reloads,
             tls_certificate_expiry,
             residency_rejections,

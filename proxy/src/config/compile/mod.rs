@@ -10,6 +10,7 @@ mod backends;
 mod discovery;
 mod edits;
 mod fields;
+mod fleet;
 mod geo;
 mod keys;
 mod listeners;
@@ -53,6 +54,7 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
         .client_address
         .as_ref()
         .map(|a| admin::compile_client_address(&mut c, a));
+    let fleet = raw.fleet.as_ref().map(|f| fleet::compile_fleet(&mut c, f));
 
     if let Some(admin) = &admin {
         if let Some(listener) = listeners
@@ -80,6 +82,7 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
             explain,
             discovery,
             client_address,
+            fleet,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }
