@@ -1,6 +1,7 @@
 //! Fleet mode's shared event budgets: three instances, each offered three
 //! times a route's limit, admit the limit in total through a real Redis,
-//! and about the same through the local fallback once Redis is killed.
+//! about the same through the local fallback once Redis is killed, and
+//! the shared limit again once Redis is back.
 
 use crate::common::etcd::Etcd;
 use crate::common::fleet::{paced, pushed, until, Instance};
@@ -99,4 +100,27 @@ async fn a_fleet_budget_holds_across_instances_and_falls_back_without_redis() {
             instance.name
         );
     }
+
+    // Redis back (empty): the instances lease from it again.
+    redis.restart().await;
+    for instance in &instances {
+        until("leasing again", Duration::from_secs(10), async || {
+            budget_store_up(instance).await == Some(1.0)
+        })
+        .await;
+    }
+    let (back_rate, odd) = offer_to_all(&instances, 5).await;
+    eprintln!("Redis back: admitted {back_rate:.1} req/s");
+    assert!(odd.is_empty(), "answers other than 200 and 503: {odd:?}");
+    assert!(
+        (LIMIT * 0.9..=LIMIT * 1.1).contains(&back_rate),
+        "admitted {back_rate:.1} req/s once Redis is back"
+    );
+    let decisions = admin_json(instances[0].admin, "/api/v1/decisions?kind=budget").await;
+    assert!(
+        decisions
+            .to_string()
+            .contains("budget store reachable again"),
+        "{decisions}"
+    );
 }

@@ -12,6 +12,10 @@ use ballast_load_tests::origin::OriginHandle;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// How long etcd stays down in the outage test (the claim: 30 s under
+/// load, no failed request).
+const OUTAGE: Duration = Duration::from_secs(30);
+
 /// A configuration sending everything to `backend`; its listener and admin
 /// addresses are placeholders that each instance replaces.
 fn config_to(backend: &OriginHandle) -> String {
@@ -193,10 +197,12 @@ async fn an_etcd_outage_costs_no_request_and_is_caught_up_after() {
         .await;
     }
 
+    // etcd down for 30 s under load.
     etcd.kill();
+    let outage = Instant::now();
     let load: Vec<_> = instances
         .iter()
-        .map(|i| load_on(i.listen, Duration::from_secs(3)))
+        .map(|i| load_on(i.listen, OUTAGE))
         .collect();
     for instance in &instances {
         until("the outage is seen", Duration::from_secs(15), async || {
@@ -215,6 +221,7 @@ async fn an_etcd_outage_costs_no_request_and_is_caught_up_after() {
         );
         assert_eq!(served_by(instance.listen).await.as_deref(), Ok("a"));
     }
+    tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;
 
     // etcd back: the instances reconnect (backoff at most 5 s) and follow
     // the next push.

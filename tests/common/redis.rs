@@ -16,7 +16,19 @@ pub struct Redis {
 impl Redis {
     /// Start Redis and wait until it answers PING.
     pub async fn start() -> Self {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut redis = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            child: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    /// Start Redis (again) on the same port, empty, and wait until it
+    /// answers PING.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let addr = self.addr;
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &addr.port().to_string()])
             .args(["--save", "", "--appendonly", "no"])
@@ -26,16 +38,12 @@ impl Redis {
             .unwrap_or_else(|e| {
                 panic!("cannot start redis-server ({e}): install it (load-tests/test.sh does)")
             });
-        let redis = Self {
-            addr,
-            child: Some(child),
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !redis.answers_ping().await {
+        while !self.answers_ping().await {
             assert!(Instant::now() < deadline, "redis never answered on {addr}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        redis
     }
 
     pub fn url(&self) -> String {
