@@ -25,13 +25,15 @@
 # The origin is nginx (`worker_processes 1`, access log off) returning a
 # small fixed body with a `Server-Load` header. Contenders: the origin
 # directly; Ballast in latency mode (its default), without and with its
-# access log; Ballast in round_robin mode with one attempt per request; a
+# access log, and with an event budget shared through Redis (when
+# redis-server is installed; it is started on loopback); Ballast in
+# round_robin mode with one attempt per request; a
 # bare Pingora proxy, with the system allocator (ballast-bare-pingora) and
 # with Ballast's allocator, mimalloc (ballast-bare-pingora-mimalloc); nginx
 # as a proxy; HAProxy. The load tools are wrk
 # and oha; either is skipped when missing, and so are the nginx and HAProxy
-# contenders. NGINX, HAPROXY, WRK and OHA name other executables (set to
-# nothing, they skip theirs). Figures are medians across rounds; the report
+# contenders. NGINX, HAPROXY, WRK, OHA and REDIS_SERVER name other
+# executables (set to nothing, they skip theirs). Figures are medians across rounds; the report
 # also lists every run, the machine, the versions and the exact commands
 # and configurations.
 set -euo pipefail
@@ -286,9 +288,10 @@ if $upstream_tls; then
   haproxy_tls=" ssl verify required ca-file $tmp/certs/ca.crt sni str($origin_name) verifyhost $origin_name"
 fi
 
-# ballast_contender NAME MODE EXTRA_POOL_YAML DESCRIPTION [LOG_LEVEL]
+# ballast_contender NAME MODE EXTRA_POOL_YAML DESCRIPTION [LOG_LEVEL] [ROUTE_BUDGET] [TOP_YAML]
 ballast_contender() {
-  local name="$1" mode="$2" extra="$3" description="$4" log_level="${5:-warn}" port admin_port file
+  local name="$1" mode="$2" extra="$3" description="$4" log_level="${5:-warn}"
+  local budget="${6:-}" top="${7:-}" port admin_port file
   free_port port
   free_port admin_port
   file="$tmp/${name// /-}.yaml"
@@ -305,11 +308,14 @@ pools:
   origin:
     mode: $mode
 ${extra}    backends:
-      - addr: "127.0.0.1:$origin_port"
+      - addr: "127.0.0.1:$origin_port"${budget:+
+        capacity: 1000000}
 routes:
   - name: all
     match: {}
-    pool: origin
+    pool: origin${budget:+
+    budget: $budget}
+${top}
 EOF
   "$bin/ballast" check -c "$file" >/dev/null
   local cmd=("$bin/ballast" --log-level "$log_level" run -c "$file")
@@ -322,6 +328,22 @@ ballast_contender "ballast latency" latency "$ballast_tls" \
   "Ballast's default adaptive mode (\`latency\`): weight engine, live statistics, Prometheus metrics, \`Server-Load\` parsed and stripped, X-Forwarded-*/X-Request-Id headers; access log off (\`--log-level warn\`)"
 ballast_contender "ballast latency logged" latency "$ballast_tls" \
   "The same, with the default access log on (\`--log-level info\`: one line per request, text, to a file through the buffered background writer)" info
+# The same route with an event budget shared through Redis (far above the
+# load, so nothing is refused): what leasing tokens adds per request.
+redis_bin="${REDIS_SERVER-$(find_tool redis-server)}"
+if [ -n "$redis_bin" ] && ! $upstream_tls; then
+  free_port redis_port
+  start redis "$redis_bin" --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no
+  for _ in $(seq 100); do
+    [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$redis_port" && printf 'PING\r\n' >&3 && head -c 5 <&3) 2>/dev/null)" = "+PONG" ] && break
+    sleep 0.1
+  done
+  ballast_contender "ballast latency fleet budget" latency "" \
+    "The \`ballast latency\` configuration with an event budget on its route (\`region_share: 1.0\` of a capacity of 1 000 000 req/s, never reached) shared by the fleet through Redis (\`fleet.budget_store\`, a local redis-server, leases every 100 ms): every request takes a leased token; access log off" \
+    warn "{region_share: 1.0}" "fleet: {budget_store: \"redis://127.0.0.1:$redis_port\"}"
+else
+  skipped+=("redis-server is not installed (or --upstream-tls): no fleet-budget contender")
+fi
 ballast_contender "ballast round_robin" round_robin "$ballast_tls    retries: {attempts: 1}
 " "Ballast with everything optional off: \`round_robin\`, one attempt per request, no health checks, no explanations; metrics and the header handling are always on; access log off"
 

@@ -4,8 +4,9 @@
 //!
 //! Each lease interval (100 ms by default) this service asks, for every
 //! budgeted route and region, for as many tokens as requests asked for
-//! one in the last interval (plus a quarter and one, less the tokens still
-//! held). Redis grants them from one GCRA limiter per route and region
+//! one in the last interval (plus a quarter and one), and at least this
+//! instance's part of one interval of the limit (the limit × the interval
+//! ÷ the fleet size), less the tokens it still holds. Redis grants them from one GCRA limiter per route and region
 //! (`PREFIX:budget:ROUTE:REGION`, a Lua script timed by Redis's own clock):
 //! never more than the limit allows, with a tolerance of two lease
 //! intervals, so the fleet admits at most `limit × t + 2 × interval ×
@@ -177,6 +178,8 @@ impl BudgetLeases {
             unreachable!("connected above")
         };
         let tolerance_us = 2 * settings.lease_interval.as_micros() as u64;
+        let interval_s = settings.lease_interval.as_secs_f64();
+        let fleet_size = self.fleet_size(settings) as f64;
         let routes = state.snapshot.routes.routes();
         for (budget, route) in state.budgets.routes.iter().zip(routes) {
             let Some(budget) = budget else { continue };
@@ -186,7 +189,11 @@ impl BudgetLeases {
                 };
                 let asked = shared.asked.swap(0, Ordering::Relaxed) as f64;
                 let held = shared.tokens.load(Ordering::Relaxed).max(0) as f64;
-                let wanted = ((asked * 1.25).ceil() + 1.0 - held).max(0.0) as u64;
+                // At least this instance's part of one interval of the
+                // limit, so a burst after a quiet interval finds tokens.
+                let fair_part = (region.limit * interval_s / fleet_size).ceil();
+                let wanted = ((asked * 1.25).ceil() + 1.0).max(fair_part) - held;
+                let wanted = wanted.max(0.0) as u64;
                 let granted: i64 = if wanted == 0 || region.limit <= 0.0 {
                     0
                 } else {
