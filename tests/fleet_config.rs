@@ -7,7 +7,7 @@ use crate::common::etcd::Etcd;
 use crate::common::fleet::{
     ballast, load_on, members, push, pushed, served_by, status, until, Instance, PROPAGATION_LIMIT,
 };
-use crate::common::{free_port, metric_value, metrics_text, origin_named};
+use crate::common::{free_port, metric_value, metrics_text, origin_named, LoadOutcome};
 use ballast_load_tests::origin::OriginHandle;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,6 +23,18 @@ fn config_to(backend: &OriginHandle) -> String {
         "listeners: [{{address: \"127.0.0.1:1\"}}]\nadmin: {{address: \"127.0.0.1:2\"}}\nserver: {{drain_timeout: 1s}}\npools: {{p: {{backends: [{{addr: \"{}\"}}]}}}}\nroutes: [{{pool: p}}]\n",
         backend.addr
     )
+}
+
+/// Enough load reached `instance`, and every request of it was served.
+fn all_served(outcome: LoadOutcome, instance: &Instance) {
+    assert!(outcome.total() > 50, "{}: too little load", instance.name);
+    assert_eq!(
+        outcome.count(200),
+        outcome.total(),
+        "{}: failed requests: {outcome:?}; log:\n{}",
+        instance.name,
+        instance.logs()
+    );
 }
 
 /// Wait until every instance is served by `origin`; how long it took.
@@ -88,16 +100,7 @@ async fn a_push_reaches_every_instance_and_a_bad_revision_none() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     for (task, instance) in load.into_iter().zip(&instances) {
-        let outcome = task.await.unwrap();
-        assert!(outcome.total() > 50, "{}: too little load", instance.name);
-        assert_eq!(
-            outcome.count(200),
-            outcome.total(),
-            "{}: failed requests across ten pushes: {:?}; log:\n{}",
-            instance.name,
-            outcome,
-            instance.logs()
-        );
+        all_served(task.await.unwrap(), instance);
     }
     until_all_served_by(&instances, "b", PROPAGATION_LIMIT).await;
 
@@ -211,14 +214,7 @@ async fn an_etcd_outage_costs_no_request_and_is_caught_up_after() {
         .await;
     }
     for (task, instance) in load.into_iter().zip(&instances) {
-        let outcome = task.await.unwrap();
-        assert!(outcome.total() > 50, "{}: too little load", instance.name);
-        assert_eq!(
-            outcome.count(200),
-            outcome.total(),
-            "{}: {outcome:?}",
-            instance.name
-        );
+        all_served(task.await.unwrap(), instance);
         assert_eq!(served_by(instance.listen).await.as_deref(), Ok("a"));
     }
     tokio::time::sleep(OUTAGE.saturating_sub(outage.elapsed())).await;

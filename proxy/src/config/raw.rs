@@ -16,6 +16,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 pub use super::raw_edits::*;
+pub use super::raw_fleet::RawFleet;
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -50,27 +51,6 @@ pub struct RawConfig {
     /// State shared by the instances of a fleet beyond the configuration:
     /// the routes' event budgets kept in Redis for the whole fleet.
     pub fleet: Option<RawFleet>,
-}
-
-/// Cluster-wide event budgets: every instance leases its budget tokens from
-/// one Redis, so the routes' limits hold for the fleet as a whole.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct RawFleet {
-    /// The Redis keeping the budgets: `redis://HOST:PORT[/DB]`, without
-    /// credentials (they come from `BALLAST_REDIS_USERNAME` and
-    /// `BALLAST_REDIS_PASSWORD` or `BALLAST_REDIS_PASSWORD_FILE`).
-    pub budget_store: String,
-    /// How often each instance leases tokens for the coming interval (default
-    /// 100ms; 20ms to 1s).
-    pub lease_interval: Option<String>,
-    /// How many instances share the budgets when Redis cannot be reached and
-    /// no instance registrations are known (fleet mode with `--config-store`
-    /// counts them); each instance then admits its share of the limit
-    /// (default 1).
-    pub instances: Option<u32>,
-    /// Prefix of the Redis keys (default `ballast`).
-    pub key_prefix: Option<String>,
 }
 
 /// The client's address behind proxies, load balancers or a CDN: the header

@@ -11,6 +11,8 @@
 use super::access_log::{AccessFields, AccessOutput};
 use super::client_address::ClientAddressRule;
 use super::discovery::{DiscoverySettings, DnsName, NamedEntry};
+use super::fleet::FleetBudgets;
+pub use super::retry_policy::*;
 use super::routes::RouteTable;
 use pingora::protocols::tls::CaType;
 use pingora::utils::tls::CertKey;
@@ -61,17 +63,6 @@ pub struct Snapshot {
     pub client_address: Option<ClientAddressRule>,
     /// Event budgets shared by a fleet through Redis; `None`: per instance.
     pub fleet: Option<FleetBudgets>,
-}
-
-/// Where and how a fleet shares its event budgets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FleetBudgets {
-    /// `redis://HOST:PORT[/DB]`, as configured (no credentials).
-    pub budget_store: String,
-    pub lease_interval: Duration,
-    /// Instances assumed when none are known and Redis is unreachable.
-    pub instances: u32,
-    pub key_prefix: String,
 }
 
 /// When responses carry `X-Ballast-Decision`.
@@ -345,71 +336,6 @@ pub const DEFAULT_MAX_SHARE: f64 = 0.8;
 pub const DEFAULT_SMOOTHING: f64 = 0.3;
 pub const DEFAULT_RECOMPUTE_INTERVAL: Duration = Duration::from_millis(500);
 pub const DEFAULT_SLOW_START: Duration = Duration::from_secs(2);
-pub const DEFAULT_ATTEMPTS: u32 = 2;
-pub const DEFAULT_RETRY_BUDGET_PERCENT: f64 = 20.0;
-pub const DEFAULT_RETRY_MIN_CONCURRENCY: u32 = 3;
-
-/// A pool's retry policy.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    /// Total tries per request (1 = no retry); connect failures aside.
-    pub attempts: u32,
-    pub on: RetryOn,
-    pub budget: RetryBudget,
-}
-
-/// The failures a request is retried on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryOn {
-    /// The connection could not be made: the request never left.
-    pub connect_failure: bool,
-    /// The connection failed (reset, closed, garbled) after the request may
-    /// have reached the backend.
-    pub reset: bool,
-    /// The backend did not answer (or take the request) in time.
-    pub timeout: bool,
-    /// Response statuses (5xx) retried, ascending.
-    pub statuses: Vec<u16>,
-    /// A gRPC call the backend answered UNAVAILABLE trailers-only: it
-    /// refused the call before processing it, so even a POST may go to
-    /// another backend.
-    pub grpc_unavailable: bool,
-}
-
-impl Default for RetryOn {
-    fn default() -> Self {
-        Self {
-            connect_failure: true,
-            reset: true,
-            timeout: true,
-            statuses: vec![502, 503, 504],
-            grpc_unavailable: false,
-        }
-    }
-}
-
-impl RetryOn {
-    /// Whether a response with this status is retried.
-    pub fn status(&self, status: u16) -> bool {
-        self.statuses.binary_search(&status).is_ok()
-    }
-}
-
-/// Retries in flight in a pool stay within
-/// `max(min_concurrency, percent / 100 × requests in flight)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryBudget {
-    pub percent: f64,
-    pub min_concurrency: u32,
-}
-
-impl RetryBudget {
-    /// How many retries may be in flight while `in_flight` requests are.
-    pub fn allowed(&self, in_flight: u64) -> u64 {
-        let share = (self.percent / 100.0 * in_flight as f64).floor() as u64;
-        share.max(self.min_concurrency as u64)
-    }
-}
 pub const DEFAULT_OVERPROVISIONING_FACTOR: f64 = 1.4;
 
 /// Region weight multipliers that apply at certain local times

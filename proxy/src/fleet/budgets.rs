@@ -171,11 +171,9 @@ impl BudgetLeases {
         link: &mut Option<Link>,
         script: &redis::Script,
     ) -> Result<(), String> {
-        if link.as_ref().is_none_or(|l| l.url != settings.budget_store) {
-            *link = Some(connect(&settings.budget_store).await?);
-        }
-        let Some(Link { connection, .. }) = link.as_mut() else {
-            unreachable!("connected above")
+        let connection = match link {
+            Some(l) if l.url == settings.budget_store => &mut l.connection,
+            _ => &mut link.insert(connect(&settings.budget_store).await?).connection,
         };
         let tolerance_us = 2 * settings.lease_interval.as_micros() as u64;
         let interval_s = settings.lease_interval.as_secs_f64();

@@ -3,7 +3,7 @@
 
 use super::fields::Checker;
 use crate::config::raw::RawFleet;
-use crate::config::snapshot::FleetBudgets;
+use crate::config::FleetBudgets;
 use std::time::Duration;
 
 const DEFAULT_LEASE_INTERVAL: Duration = Duration::from_millis(100);
