@@ -173,7 +173,11 @@ impl BudgetLeases {
     ) -> Result<(), String> {
         let connection = match link {
             Some(l) if l.url == settings.budget_store => &mut l.connection,
-            _ => &mut link.insert(connect(&settings.budget_store).await?).connection,
+            _ => {
+                &mut link
+                    .insert(connect(&settings.budget_store).await?)
+                    .connection
+            }
         };
         let tolerance_us = 2 * settings.lease_interval.as_micros() as u64;
         let interval_s = settings.lease_interval.as_secs_f64();
