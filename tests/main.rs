@@ -22,6 +22,7 @@ mod drills;
 mod fleet_budgets;
 mod fleet_config;
 mod fleet_overrides;
+mod fleet_tls;
 mod grpc;
 mod hostile;
 mod hostile_config;

@@ -18,9 +18,15 @@ use tokio::net::TcpStream;
 pub const PROPAGATION_LIMIT: Duration = Duration::from_secs(3);
 
 pub fn ballast(args: &[&str]) -> Output {
+    ballast_with_env(args, &[])
+}
+
+/// `ballast ARGS` with `env` added to its environment.
+pub fn ballast_with_env(args: &[&str], env: &[(String, String)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ballast"))
         .args(args)
         .env_remove("BALLAST_CONFIG_STORE")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run ballast")
 }
@@ -71,6 +77,16 @@ pub struct Instance {
 impl Instance {
     /// Start instance `name` on the store, and wait until it listens.
     pub async fn start(store: &str, name: &str, dir: &Path) -> Self {
+        Self::start_with_env(store, name, dir, &[]).await
+    }
+
+    /// [`Instance::start`] with `env` added to its environment.
+    pub async fn start_with_env(
+        store: &str,
+        name: &str,
+        dir: &Path,
+        env: &[(String, String)],
+    ) -> Self {
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let log = dir.join(format!("{name}.log"));
@@ -79,6 +95,7 @@ impl Instance {
             .args(["--listen", &listen.to_string()])
             .args(["--admin", &admin.to_string()])
             .args(["--instance", name])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod raw_client;
 pub mod redis;
+pub mod store_tls;
 pub mod tls_origin;
 
 pub use metrics::{metric, metric_value, metrics_text};

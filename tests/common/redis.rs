@@ -1,7 +1,10 @@
 //! A real Redis server (Debian's `redis-server`) on a free loopback port,
-//! without persistence; killed when dropped or on demand, as an outage.
+//! without persistence; killed when dropped or on demand, as an outage. It
+//! may serve over TLS and require client certificates ([`StoreTlsFiles`]);
+//! its readiness is read from a plain port either way.
 
 use super::free_port;
+use super::store_tls::StoreTlsFiles;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,15 +12,31 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub struct Redis {
+    /// The plain port.
     pub addr: SocketAddr,
+    /// The TLS port, with its certificates.
+    tls: Option<(SocketAddr, StoreTlsFiles)>,
     child: Option<Child>,
 }
 
 impl Redis {
     /// Start Redis and wait until it answers PING.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Start Redis with a TLS port beside the plain one, serving `tls`'s
+    /// server certificate and requiring client certificates signed by its
+    /// CA.
+    pub async fn start_tls(tls: &StoreTlsFiles) -> Self {
+        let port = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start_with(Some((port, tls.clone()))).await
+    }
+
+    async fn start_with(tls: Option<(SocketAddr, StoreTlsFiles)>) -> Self {
         let mut redis = Self {
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            tls,
             child: None,
         };
         redis.restart().await;
@@ -29,9 +48,22 @@ impl Redis {
     pub async fn restart(&mut self) {
         self.kill();
         let addr = self.addr;
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--bind", "127.0.0.1", "--port", &addr.port().to_string()])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", "", "--appendonly", "no"]);
+        if let Some((tls_addr, files)) = &self.tls {
+            command
+                .args(["--tls-port", &tls_addr.port().to_string()])
+                .arg("--tls-cert-file")
+                .arg(&files.server_cert)
+                .arg("--tls-key-file")
+                .arg(&files.server_key)
+                .arg("--tls-ca-cert-file")
+                .arg(&files.ca)
+                .args(["--tls-auth-clients", "yes"]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -46,8 +78,12 @@ impl Redis {
         }
     }
 
+    /// `rediss://` to the TLS port when there is one, else `redis://`.
     pub fn url(&self) -> String {
-        format!("redis://{}", self.addr)
+        match &self.tls {
+            Some((tls_addr, _)) => format!("rediss://{tls_addr}"),
+            None => format!("redis://{}", self.addr),
+        }
     }
 
     /// Kill Redis at once (SIGKILL).

@@ -9,7 +9,9 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct RawFleet {
-    /// The Redis keeping the budgets: `redis://HOST:PORT[/DB]`, without
+    /// The Redis keeping the budgets: `redis://HOST:PORT[/DB]` (`rediss://`
+    /// for TLS, certificates from `BALLAST_REDIS_CA_FILE`, `_CERT_FILE` and
+    /// `_KEY_FILE`), without
     /// credentials (they come from `BALLAST_REDIS_USERNAME` and
     /// `BALLAST_REDIS_PASSWORD` or `BALLAST_REDIS_PASSWORD_FILE`).
     pub budget_store: String,

@@ -270,7 +270,8 @@ fn fall_back(state: &RoutingState, instances: usize) {
     }
 }
 
-/// Connect to the Redis at `url`, with the credentials of the environment.
+/// Connect to the Redis at `url`, with the credentials and TLS settings of
+/// the environment (`rediss://`: see [`super::tls`]).
 async fn connect(url: &str) -> Result<Link, String> {
     let mut info: redis::ConnectionInfo =
         redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| format!("{url}: {e}"))?;
@@ -278,7 +279,21 @@ async fn connect(url: &str) -> Result<Link, String> {
         info.redis.username = Some(username);
         info.redis.password = Some(password);
     }
-    let client = redis::Client::open(info).map_err(|e| format!("{url}: {e}"))?;
+    let tls = super::tls::from_env(super::tls::REDIS, url.starts_with("rediss://"))?;
+    let client = match tls {
+        None => redis::Client::open(info),
+        Some(tls) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: tls.client.map(|client| redis::ClientTlsConfig {
+                    client_cert: client.cert_pem,
+                    client_key: client.key_pem,
+                }),
+                root_cert: tls.ca_pem,
+            },
+        ),
+    }
+    .map_err(|e| format!("{url}: {e}"))?;
     let connection = client
         .get_multiplexed_async_connection()
         .await

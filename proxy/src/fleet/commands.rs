@@ -20,6 +20,8 @@ fn block_on<T>(work: impl std::future::Future<Output = T>) -> Result<T, String> 
 /// The configuration stored at `url`, waiting up to `patience` for etcd to
 /// answer (an instance may start beside its store).
 pub fn fetch_config(url: &StoreUrl, patience: Duration) -> Result<StoredConfig, String> {
+    // A TLS setting that cannot work is no reason to wait.
+    super::store::tls_options(url)?;
     block_on(async {
         let deadline = Instant::now() + patience;
         loop {

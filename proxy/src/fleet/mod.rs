@@ -4,7 +4,8 @@
 //! configuration and registers the instance (`follower`); drains and pins
 //! shared through the store (`overrides`); event budgets shared through
 //! Redis (`budgets`); the command-line
-//! side (`commands`: the first read, `ballast config push` and `status`).
+//! side (`commands`: the first read, `ballast config push` and `status`);
+//! TLS to both stores (`tls`).
 //! Without `--config-store` none of this runs: the single file is the
 //! default.
 
@@ -13,6 +14,7 @@ pub mod commands;
 pub mod follower;
 pub mod overrides;
 pub mod store;
+pub mod tls;
 
 /// A secret from the environment: `VAR`, or the file `VAR_FILE` names (a
 /// mounted secret; a trailing newline is dropped); `None` when neither is

@@ -1,5 +1,6 @@
 //! The etcd keys of a fleet, under the prefix the store URL names
-//! (`etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`, default prefix `/ballast`):
+//! (`etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`, default prefix `/ballast`;
+//! `etcds://` for TLS, see [`super::tls`]):
 //!
 //! - `PREFIX/config`: the configuration's YAML text, as a file holds it;
 //! - `PREFIX/members/INSTANCE`: each running instance's registration (JSON,
@@ -12,7 +13,10 @@
 //! configuration: `BALLAST_ETCD_USERNAME` with `BALLAST_ETCD_PASSWORD` (or
 //! `BALLAST_ETCD_PASSWORD_FILE`, a file holding it).
 
-use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
+use super::tls;
+use etcd_client::{
+    Certificate, Client, ConnectOptions, GetOptions, Identity, PutOptions, TlsOptions,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,6 +35,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where a fleet keeps its shared state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreUrl {
+    /// Reached over TLS (`etcds://`).
+    pub tls: bool,
     /// `host:port` of each etcd endpoint.
     pub endpoints: Vec<String>,
     /// The key prefix, starting with `/`, without a trailing one.
@@ -41,9 +47,13 @@ impl FromStr for StoreUrl {
     type Err = String;
 
     fn from_str(url: &str) -> Result<Self, String> {
-        let rest = url.strip_prefix("etcd://").ok_or_else(|| {
-            format!("\"{url}\": a configuration store is etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")
-        })?;
+        let (tls, rest) = match (url.strip_prefix("etcd://"), url.strip_prefix("etcds://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            (None, None) => return Err(format!(
+                "\"{url}\": a configuration store is etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (etcds:// for TLS)"
+            )),
+        };
         let (hosts, prefix) = match rest.find('/') {
             Some(at) => (&rest[..at], rest[at..].trim_end_matches('/')),
             None => (rest, ""),
@@ -70,6 +80,7 @@ impl FromStr for StoreUrl {
             prefix
         };
         Ok(Self {
+            tls,
             endpoints,
             prefix: prefix.to_string(),
         })
@@ -78,7 +89,8 @@ impl FromStr for StoreUrl {
 
 impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "etcd://{}{}", self.endpoints.join(","), self.prefix)
+        let scheme = if self.tls { "etcds" } else { "etcd" };
+        write!(f, "{scheme}://{}{}", self.endpoints.join(","), self.prefix)
     }
 }
 
@@ -148,6 +160,9 @@ impl Store {
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
         if let Some((user, password)) = credentials()? {
             options = options.with_user(user, password);
+        }
+        if let Some(tls) = tls_options(url)? {
+            options = options.with_tls(tls);
         }
         let client = Client::connect(&url.endpoints, Some(options))
             .await
@@ -226,6 +241,22 @@ impl Store {
     }
 }
 
+/// The TLS options of an `etcds://` URL, checked (see [`super::tls`]).
+pub fn tls_options(url: &StoreUrl) -> Result<Option<TlsOptions>, String> {
+    let Some(settings) = tls::from_env(tls::ETCD, url.tls)? else {
+        return Ok(None);
+    };
+    let mut options = TlsOptions::new();
+    options = match settings.ca_pem {
+        Some(ca) => options.ca_certificate(Certificate::from_pem(ca)),
+        None => options.with_webpki_roots(),
+    };
+    if let Some(client) = settings.client {
+        options = options.identity(Identity::from_pem(client.cert_pem, client.key_pem));
+    }
+    Ok(Some(options))
+}
+
 /// The user and password from the environment, if set.
 fn credentials() -> Result<Option<(String, String)>, String> {
     let Ok(user) = std::env::var("BALLAST_ETCD_USERNAME") else {
@@ -254,8 +285,13 @@ mod tests {
             url.to_string(),
             "etcd://127.0.0.1:2379,10.0.0.2:2379/fleet/eu"
         );
+        assert!(!url.tls);
         let plain: StoreUrl = "etcd://localhost:2379".parse().unwrap();
         assert_eq!(plain.prefix, "/ballast");
+        let secure: StoreUrl = "etcds://etcd.internal:2379/f".parse().unwrap();
+        assert!(secure.tls);
+        assert_eq!(secure.endpoints, ["etcd.internal:2379"]);
+        assert_eq!(secure.to_string(), "etcds://etcd.internal:2379/f");
     }
 
     #[test]

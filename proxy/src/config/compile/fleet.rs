@@ -48,12 +48,13 @@ pub(super) fn compile_fleet(c: &mut Checker, raw: &RawFleet) -> FleetBudgets {
     }
 }
 
-/// `redis://HOST:PORT[/DB]`, with no credentials in it.
+/// `redis://HOST:PORT[/DB]` (`rediss://` for TLS), with no credentials in it.
 fn check_redis_url(url: &str) -> Result<(), String> {
-    let expected = "expected redis://HOST:PORT[/DB]";
-    let rest = url
-        .trim()
+    let expected = "expected redis://HOST:PORT[/DB], or rediss:// for TLS";
+    let trimmed = url.trim();
+    let rest = trimmed
         .strip_prefix("redis://")
+        .or_else(|| trimmed.strip_prefix("rediss://"))
         .ok_or_else(|| format!("\"{url}\": {expected}"))?;
     let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
     if authority.contains('@') {
@@ -81,6 +82,7 @@ mod tests {
     fn redis_urls_are_host_port_and_an_optional_database_without_credentials() {
         assert!(check_redis_url("redis://127.0.0.1:6379").is_ok());
         assert!(check_redis_url("redis://cache.internal:6380/2").is_ok());
+        assert!(check_redis_url("rediss://cache.internal:6380").is_ok());
         for (url, expected) in [
             ("http://127.0.0.1:6379", "expected redis://"),
             ("redis://127.0.0.1", "is not HOST:PORT"),
