@@ -34,5 +34,6 @@ mod read_write;
 mod retries;
 mod rewrites;
 mod routing;
+mod span_export;
 mod upstream_tls;
 mod websocket;

@@ -34,6 +34,8 @@ use crate::stats::live::LiveState;
 use crate::telemetry::access_file::{self, ReopenOnSignal};
 use crate::telemetry::decisions::DecisionLog;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::otlp::OtlpExport;
+use crate::telemetry::spans::SpanQueue;
 use crate::tls::policy::VersionCheck;
 use crate::tls::renewal::ServedCertificates;
 use async_trait::async_trait;
@@ -355,15 +357,18 @@ impl ProxyServer {
             decisions.clone(),
         ));
         let clients = client_connections(&snapshot, &metrics);
+        let spans = Arc::new(SpanQueue::new(
+            metrics.trace_spans.with_label_values(&["queue_full"]),
+        ));
         let proxy_service = |name: &str, h2c: bool| {
             let app = BallastProxy::new(
                 engine.state(),
                 metrics.clone(),
                 decisions.clone(),
                 settings.keepalive_timeout,
-                clients.header_deadlines.clone(),
-                clients.proxy_protocol.clone(),
+                &clients,
                 settings.access_fields,
+                spans.clone(),
             );
             let mut proxy = HttpProxy::new(app, server.configuration.clone());
             let mut options = HttpServerOptions::default();
@@ -490,16 +495,28 @@ impl ProxyServer {
                 live_members: live_members.clone(),
             },
         ));
+        let admin = snapshot.admin.address;
+        let instance = options
+            .instance
+            .clone()
+            .unwrap_or_else(|| default_instance_name(admin.port()));
+        server.add_service(background_service(
+            "ballast span export",
+            OtlpExport {
+                settings: {
+                    let engine = engine.clone();
+                    Box::new(move || engine.state().load().snapshot.tracing.clone())
+                },
+                queue: spans,
+                metrics: metrics.clone(),
+                instance: instance.clone(),
+            },
+        ));
         let mut fleet = None;
         if let (Some(ConfigOrigin::Store { url, revision, .. }), Some(reloader)) =
             (&options.origin, &reloader)
         {
             metrics.config_store_revision.set(*revision);
-            let admin = snapshot.admin.address;
-            let instance = options
-                .instance
-                .clone()
-                .unwrap_or_else(|| default_instance_name(admin.port()));
             fleet = Some(FleetAdmin {
                 url: url.clone(),
                 instance: instance.clone(),

@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod fleet;
 pub mod grpc;
 pub mod metrics;
+pub mod otlp_receiver;
 pub mod raw_client;
 pub mod redis;
 pub mod store_tls;

@@ -6,7 +6,7 @@
 //! the proxy for: the route table (`routes`) with each route's edits
 //! (`route_edits`), redirect (`redirects`) and rate limiter (`rate_limits`), round-robin cycles
 //! (`round_robin`), certificate loading (`certs`), calendar dates
-//! (`calendar`), reading a file's text safely (`source`) and backends named
+//! (`calendar`), span export (`trace_export`), reading a file's text safely (`source`) and backends named
 //! by DNS (`discovery`), `${VAR}` substitution (`variables`), the
 //! unknown keys of a file with their likely meaning (`unknown_keys`) and the
 //! addresses an instance is given on its command line (`instance`).
@@ -26,6 +26,7 @@ pub mod rate_limits;
 pub mod raw;
 mod raw_edits;
 mod raw_fleet;
+mod raw_tracing;
 pub mod redirects;
 mod retry_policy;
 pub mod round_robin;
@@ -34,6 +35,7 @@ pub mod routes;
 mod snapshot;
 mod source;
 mod summary;
+mod trace_export;
 mod unknown_keys;
 mod variables;
 pub mod view;
@@ -48,6 +50,7 @@ pub use fleet::FleetBudgets;
 pub use instance::InstanceOverrides;
 pub use snapshot::*;
 pub use source::{read_config, MAX_CONFIG_BYTES, MAX_NESTING};
+pub use trace_export::TraceExport;
 pub use view::ConfigView;
 
 use std::path::Path;

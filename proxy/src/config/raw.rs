@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 pub use super::raw_edits::*;
 pub use super::raw_fleet::RawFleet;
+pub use super::raw_tracing::RawTracing;
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -51,6 +52,8 @@ pub struct RawConfig {
     /// State shared by the instances of a fleet beyond the configuration:
     /// the routes' event budgets kept in Redis for the whole fleet.
     pub fleet: Option<RawFleet>,
+    /// A span per request, exported over OTLP.
+    pub tracing: Option<RawTracing>,
 }
 
 /// The client's address behind proxies, load balancers or a CDN: the header

@@ -14,6 +14,7 @@ use super::discovery::{DiscoverySettings, DnsName, NamedEntry};
 use super::fleet::FleetBudgets;
 pub use super::retry_policy::*;
 use super::routes::RouteTable;
+use super::trace_export::TraceExport;
 use pingora::protocols::tls::CaType;
 use pingora::utils::tls::CertKey;
 use rustls::sign::CertifiedKey;
@@ -63,6 +64,8 @@ pub struct Snapshot {
     pub client_address: Option<ClientAddressRule>,
     /// Event budgets shared by a fleet through Redis; `None`: per instance.
     pub fleet: Option<FleetBudgets>,
+    /// Where request spans are exported; `None`: not exported.
+    pub tracing: Option<TraceExport>,
 }
 
 /// When responses carry `X-Ballast-Decision`.

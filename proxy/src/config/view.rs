@@ -21,6 +21,19 @@ pub struct ConfigView {
     pub routes: Vec<RouteView>,
     /// Event budgets shared through Redis (`null`: per instance).
     pub fleet: Option<FleetView>,
+    /// Where request spans are exported (`null`: nowhere).
+    pub tracing: Option<TracingView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TracingView {
+    pub otlp_endpoint: String,
+    pub service_name: String,
+    pub sample_ratio: f64,
+    pub export_interval_ms: u64,
+    pub max_batch: usize,
+    pub timeout_ms: u64,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -358,6 +371,15 @@ impl ConfigView {
                 lease_interval_ms: ms(f.lease_interval),
                 instances: f.instances,
                 key_prefix: f.key_prefix.clone(),
+            }),
+            tracing: snapshot.tracing.as_ref().map(|t| TracingView {
+                otlp_endpoint: t.otlp_endpoint.clone(),
+                service_name: t.service_name.clone(),
+                sample_ratio: t.sample_ratio,
+                export_interval_ms: ms(t.export_interval),
+                max_batch: t.max_batch,
+                timeout_ms: ms(t.timeout),
+                ca_file: t.ca_file.as_ref().map(|p| p.display().to_string()),
             }),
         }
     }

@@ -44,9 +44,9 @@ pub use context::RequestCtx;
 
 use crate::config::rate_limits::{RateKey, RateKeySource};
 use crate::config::{AccessField, AccessFields, PoolId};
-use crate::connections::connection_key;
 use crate::connections::header_deadline::HeaderDeadlines;
 use crate::connections::proxy_protocol::ProxyProtocol;
+use crate::connections::{connection_key, ClientConnections};
 use crate::routing::explain::{decision_rule, explain_pick};
 use crate::routing::read_write::{classify, RequestKind};
 use crate::routing::retry::another_backend_remains;
@@ -57,6 +57,7 @@ use crate::stats::clock;
 use crate::telemetry::client_errors::{self, ClientErrorKind};
 use crate::telemetry::decisions::DecisionLog;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::spans::SpanQueue;
 use crate::tls::policy::BelowMinVersion;
 use crate::tls::upstream::backend_peer;
 use arc_swap::ArcSwap;
@@ -112,6 +113,9 @@ pub struct BallastProxy {
     proxy_protocol: Arc<ProxyProtocol>,
     /// The fields of the access line (fixed at start).
     access_fields: AccessFields,
+    /// Finished requests' spans, for the OTLP exporter (when `tracing` is
+    /// configured).
+    spans: Arc<SpanQueue>,
 }
 
 impl BallastProxy {
@@ -120,15 +124,16 @@ impl BallastProxy {
         metrics: Arc<Metrics>,
         decisions: Arc<DecisionLog>,
         keepalive_timeout: std::time::Duration,
-        header_deadlines: Arc<HeaderDeadlines>,
-        proxy_protocol: Arc<ProxyProtocol>,
+        clients: &ClientConnections,
         access_fields: AccessFields,
+        spans: Arc<SpanQueue>,
     ) -> Self {
         Self {
-            proxy_protocol,
+            proxy_protocol: clients.proxy_protocol.clone(),
             access_fields,
+            spans,
             keepalive_secs: keepalive_timeout.as_secs().max(1),
-            header_deadlines,
+            header_deadlines: clients.header_deadlines.clone(),
             routing,
             metrics,
             decisions,
@@ -204,8 +209,12 @@ impl ProxyHttp for BallastProxy {
         }
         let req = session.req_header();
         ctx.request_id = keep_or_make_request_id(req);
-        ctx.trace = Some(TraceContext::continue_or_start(&req.headers));
         let routing = self.routing.load_full();
+        let sample_ratio = routing.snapshot.tracing.as_ref().map(|t| t.sample_ratio);
+        ctx.trace = Some(TraceContext::continue_or_start(
+            &req.headers,
+            sample_ratio.unwrap_or(1.0),
+        ));
         ctx.peer = key
             .and_then(|key| self.proxy_protocol.source(key))
             .map(|source| source.ip())
@@ -347,7 +356,8 @@ impl ProxyHttp for BallastProxy {
             .explain
             .as_ref()
             .is_some_and(|explain| wants_explanation(explain, session, ctx.peer));
-        if explained || self.access_fields.has(AccessField::DecisionRule) {
+        let traced = routing.snapshot.tracing.is_some();
+        if explained || traced || self.access_fields.has(AccessField::DecisionRule) {
             let rule = decision_rule(pool, &chosen, routed.placed, ctx.rw);
             if explained {
                 let share = routing.weights[pool_id.0]

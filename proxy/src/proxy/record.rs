@@ -2,8 +2,8 @@
 //! backend's live stats and latency histogram (a gRPC call's by its status, see [`super::grpc`]); spills, budget sheds, residency refusals, retries,
 //! TLS failures, gRPC statuses and load-report errors in the metrics (and the budgets' counters); and
 //! once it is done the request series (or the unrouted counters), the
-//! decision log for an explained request, and the access log line with its
-//! configured fields.
+//! decision log for an explained request, the access log line with its
+//! configured fields, and the request's span for export.
 
 use super::context::{Attempt, RequestCtx};
 use super::grpc;
@@ -19,6 +19,7 @@ use crate::stats::server_load::ParseError;
 use crate::telemetry::access_line;
 use crate::telemetry::decisions::{DecisionKind, RoutingDecision};
 use crate::telemetry::metrics::status_class;
+use crate::telemetry::spans::RequestSpan;
 use crate::tls::upstream::tls_failure;
 use http::header::USER_AGENT;
 use pingora::prelude::Session;
@@ -237,6 +238,57 @@ impl BallastProxy {
             }
         }
         self.log_access(session, e, ctx, status, elapsed);
+        self.queue_span(session, e, ctx, status, elapsed);
+    }
+
+    /// The request's span, queued for export when `tracing` is configured
+    /// and its trace is sampled.
+    fn queue_span(
+        &self,
+        session: &Session,
+        e: Option<&Error>,
+        ctx: &RequestCtx,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        let Some(trace) = ctx.trace.as_ref().filter(|t| t.sampled()) else {
+            return;
+        };
+        let traced = match &ctx.routing {
+            Some(routing) => routing.snapshot.tracing.is_some(),
+            None => self.routing.load().snapshot.tracing.is_some(),
+        };
+        if !traced {
+            return;
+        }
+        let req = session.req_header();
+        let backend = match (&ctx.routing, ctx.pool, ctx.tried.last()) {
+            (Some(routing), Some(pool), Some(&b)) => Some(&routing.snapshot.pool(pool).backends[b]),
+            _ => None,
+        };
+        let end = std::time::SystemTime::now();
+        self.spans.push(RequestSpan {
+            trace_id: trace.trace_id,
+            span_id: trace.span_id,
+            parent_id: trace.parent_id,
+            flags: trace.flags,
+            start: end.checked_sub(elapsed).unwrap_or(end),
+            end,
+            method: req.method.clone(),
+            path: req.uri.path().to_string(),
+            host: request_host(req).map(str::to_string),
+            status,
+            client_address: ctx.client,
+            route: ctx.route().map(|r| r.name.clone()),
+            pool: ctx.pool.is_some().then(|| ctx.pool_name().to_string()),
+            backend: backend.map(|b| b.id.0.clone()),
+            region: backend.and_then(|b| b.region.clone()),
+            attempts: ctx.tried.len(),
+            decision_rule: ctx.decision_rule.clone(),
+            error: e
+                .map(|e| e.etype().as_str().to_string())
+                .or_else(|| (status >= 500).then(|| status.to_string())),
+        });
     }
 
     /// The access line, with the configured fields (a field left out is

@@ -45,8 +45,9 @@ struct Parent {
 
 impl TraceContext {
     /// The request's trace: its `traceparent` continued if valid (exactly one,
-    /// well formed), else a new sampled trace; a new span id either way.
-    pub(super) fn continue_or_start(headers: &HeaderMap) -> Self {
+    /// well formed), else a new trace, sampled with probability
+    /// `sample_ratio`; a new span id either way.
+    pub(super) fn continue_or_start(headers: &HeaderMap, sample_ratio: f64) -> Self {
         let mut values = headers.get_all(TRACEPARENT).iter();
         let parent = match (values.next(), values.next()) {
             (Some(value), None) => parse(value.as_bytes()),
@@ -67,7 +68,9 @@ impl TraceContext {
                         break id;
                     }
                 };
-                Self::new(trace_id, None, span_id, SAMPLED)
+                let sampled = sample_ratio >= 1.0 || rand::random::<f64>() < sample_ratio;
+                let flags = if sampled { SAMPLED } else { 0 };
+                Self::new(trace_id, None, span_id, flags)
             }
         }
     }
@@ -94,6 +97,11 @@ impl TraceContext {
     /// The trace id as 32 lower-case hex digits.
     pub(super) fn trace_id_hex(&self) -> &str {
         &self.header.to_str().expect("hex digits and dashes")[3..35]
+    }
+
+    /// Whether the trace is sampled (its span is exported).
+    pub(super) fn sampled(&self) -> bool {
+        self.flags & SAMPLED != 0
     }
 
     /// Whether the client's `tracestate` may go on: only with the
@@ -168,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_valid_traceparent_is_continued_with_a_new_span() {
-        let trace = TraceContext::continue_or_start(&headers(&[EXAMPLE]));
+        let trace = TraceContext::continue_or_start(&headers(&[EXAMPLE]), 1.0);
         assert_eq!(trace.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
         assert_eq!(trace.parent_id, Some(0x00f067aa0ba902b7));
         assert_ne!(trace.span_id, 0x00f067aa0ba902b7);
@@ -184,7 +192,7 @@ mod tests {
         );
         assert!(trace.continued());
         let unsampled = EXAMPLE.replace("-01", "-00");
-        let trace = TraceContext::continue_or_start(&headers(&[&unsampled]));
+        let trace = TraceContext::continue_or_start(&headers(&[&unsampled]), 1.0);
         assert!(trace.header.to_str().unwrap().ends_with("-00"));
     }
 
@@ -213,23 +221,36 @@ mod tests {
         ];
         for value in invalid {
             assert_eq!(parse(value.as_bytes()), None, "{value}");
-            let trace = TraceContext::continue_or_start(&headers(&[value]));
+            let trace = TraceContext::continue_or_start(&headers(&[value]), 1.0);
             assert!(!trace.continued(), "{value}");
             assert_ne!(trace.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
         }
-        let twice = TraceContext::continue_or_start(&headers(&[EXAMPLE, EXAMPLE]));
+        let twice = TraceContext::continue_or_start(&headers(&[EXAMPLE, EXAMPLE]), 1.0);
         assert!(!twice.continued(), "two traceparent fields are invalid");
     }
 
     #[test]
     fn a_new_trace_is_valid_sampled_and_random() {
-        let a = TraceContext::continue_or_start(&HeaderMap::new());
-        let b = TraceContext::continue_or_start(&HeaderMap::new());
+        let a = TraceContext::continue_or_start(&HeaderMap::new(), 1.0);
+        let b = TraceContext::continue_or_start(&HeaderMap::new(), 1.0);
         assert_ne!(a.trace_id, b.trace_id);
         assert_eq!(a.parent_id, None);
         let parsed = parse(a.header.as_bytes()).unwrap();
         assert_eq!(parsed.trace_id, a.trace_id);
         assert_eq!(parsed.parent_id, a.span_id);
         assert_eq!(parsed.flags, SAMPLED);
+    }
+
+    #[test]
+    fn new_traces_are_sampled_at_the_ratio_and_continued_ones_keep_theirs() {
+        let none = TraceContext::continue_or_start(&HeaderMap::new(), 0.0);
+        assert_eq!(none.flags, 0);
+        assert!(none.header.to_str().unwrap().ends_with("-00"));
+        let continued = TraceContext::continue_or_start(&headers(&[EXAMPLE]), 0.0);
+        assert_eq!(continued.flags, SAMPLED);
+        let sampled = (0..2000)
+            .filter(|_| TraceContext::continue_or_start(&HeaderMap::new(), 0.25).flags == SAMPLED)
+            .count();
+        assert!((350..=650).contains(&sampled), "{sampled} of 2000 at 0.25");
     }
 }

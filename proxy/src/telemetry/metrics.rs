@@ -55,6 +55,9 @@ pub struct Metrics {
     pub budget_store_up: IntGauge,
     /// Lease rounds that failed against the budget store.
     pub budget_store_errors: IntCounter,
+    /// Request spans by what became of them (`exported`, `queue_full`,
+    /// `export_failed`).
+    pub trace_spans: IntCounterVec,
     /// Changed certificate files on a TLS listener, by result (`ok`: now
     /// served, `failed`: refused, the previous pair stays).
     pub tls_certificate_reloads: IntCounterVec,
@@ -387,7 +390,13 @@ impl Metrics {
             "Budget token leases that failed against the fleet's budget store",
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 45] = [
+        let trace_spans = counter(
+            "trace_spans_total",
+            "Request spans by what became of them: exported to the OTLP collector, dropped because the export queue was full (queue_full), or dropped after the collector failed every attempt (export_failed)",
+            &["outcome"],
+        );
+        let collectors: [Box<dyn prometheus::core::Collector>; 46] = [
+            Box::new(trace_spans.clone()),
             Box::new(budget_store_up.clone()),
             Box::new(budget_store_errors.clone()),
             Box::new(config_store_up.clone()),
@@ -457,6 +466,7 @@ impl Metrics {
             config_store_revision,
             budget_store_up,
             budget_store_errors,
+            trace_spans,
             tls_certificate_reloads,
             tls_certificate_expiry,
             residency_rejections,

@@ -4,7 +4,8 @@
 //! process's own (`process_metrics`), the log of routing decisions
 //! (`decisions`), structured logging (`logging`, written through
 //! `buffered_output`), the access log's writer (`access_line`) and its file
-//! (`access_file`).
+//! (`access_file`), and the request spans (`spans`) exported over OTLP
+//! (`otlp`).
 
 pub mod access_file;
 pub mod access_line;
@@ -13,5 +14,7 @@ pub mod client_errors;
 pub mod decisions;
 pub mod logging;
 pub mod metrics;
+pub mod otlp;
 pub mod process_metrics;
 pub mod request_series;
+pub mod spans;

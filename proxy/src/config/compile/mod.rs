@@ -22,6 +22,7 @@ mod schedules;
 mod server;
 mod shadow;
 mod spillover;
+mod trace_export;
 mod upstream_tls;
 mod write;
 
@@ -55,6 +56,10 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
         .as_ref()
         .map(|a| admin::compile_client_address(&mut c, a));
     let fleet = raw.fleet.as_ref().map(|f| fleet::compile_fleet(&mut c, f));
+    let tracing = raw
+        .tracing
+        .as_ref()
+        .map(|t| trace_export::compile_tracing(&mut c, t));
 
     if let Some(admin) = &admin {
         if let Some(listener) = listeners
@@ -83,6 +88,7 @@ pub fn compile(raw: RawConfig, base_dir: &Path) -> Result<Snapshot, ConfigErrors
             discovery,
             client_address,
             fleet,
+            tracing,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }
