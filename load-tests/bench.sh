@@ -332,6 +332,7 @@ ballast_contender "ballast latency logged" latency "$ballast_tls" \
 # load, so nothing is refused): what leasing tokens adds per request.
 redis_bin="${REDIS_SERVER-$(find_tool redis-server)}"
 if [ -n "$redis_bin" ] && ! $upstream_tls; then
+  redis_port=""
   free_port redis_port
   start redis "$redis_bin" --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no
   for _ in $(seq 100); do

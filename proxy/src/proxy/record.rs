@@ -315,7 +315,7 @@ impl BallastProxy {
                 );
             }
             if let (true, Some(client)) = (on(F::ClientAddress), ctx.client) {
-                line.text("client_address", client);
+                line.address("client_address", client);
             }
             if on(F::Method) {
                 line.text("method", req.method.as_str());
@@ -327,7 +327,7 @@ impl BallastProxy {
                 line.text("path", req.uri.path());
             }
             if let (true, Some(agent)) = (on(F::UserAgent), req.headers.get(USER_AGENT)) {
-                line.text("user_agent", String::from_utf8_lossy(agent.as_bytes()));
+                line.text("user_agent", &String::from_utf8_lossy(agent.as_bytes()));
             }
             if on(F::Status) {
                 line.number("status", status.into());
@@ -370,7 +370,7 @@ impl BallastProxy {
                 line.millis("upgraded_for_ms", open.as_micros() as u64);
             }
             if let (true, Some(e)) = (on(F::Error), e) {
-                line.text("error", e);
+                line.display("error", e);
             }
         });
     }

@@ -5,7 +5,10 @@
 //! looks as the other logs do: in text,
 //! `2026-12-07T07:01:41.123456Z  INFO ballast::access: status=200 path="/a"`
 //! (strings quoted and escaped, numbers bare); in JSON, one object with
-//! `timestamp`, `level`, `target` and the fields.
+//! `timestamp`, `level`, `target` and the fields. Nothing in it goes
+//! through `core::fmt` on the common path: strings are checked for escapes
+//! with a byte table and copied, numbers written with `itoa`, and the
+//! timestamp's whole second formatted once per second per thread.
 //!
 //! Whether access lines are written follows the log filter (e.g.
 //! `info,ballast::access=warn` turns them off), read once when logging
@@ -14,9 +17,10 @@
 use super::buffered_output::LogOutput;
 use super::logging::LogFormat;
 use std::cell::RefCell;
-use std::fmt::{self, Display, Write as _};
+use std::fmt::{Display, Write as _};
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The target access lines are logged under (and filtered by).
 pub const ACCESS_TARGET: &str = "ballast::access";
@@ -77,16 +81,18 @@ pub struct AccessLine<'l> {
 impl<'l> AccessLine<'l> {
     fn begin(line: &'l mut String, format: LogFormat, at: SystemTime) -> Self {
         let json = format == LogFormat::Json;
-        let at = humantime::format_rfc3339_micros(at);
-        // Writing to a String cannot fail.
-        let _ = if json {
-            write!(
-                line,
-                "{{\"timestamp\":\"{at}\",\"level\":\"INFO\",\"target\":\"{ACCESS_TARGET}\""
-            )
+        if json {
+            line.push_str("{\"timestamp\":\"");
+            push_timestamp(line, at);
+            line.push_str("\",\"level\":\"INFO\",\"target\":\"");
+            line.push_str(ACCESS_TARGET);
+            line.push('"');
         } else {
-            write!(line, "{at}  INFO {ACCESS_TARGET}:")
-        };
+            push_timestamp(line, at);
+            line.push_str("  INFO ");
+            line.push_str(ACCESS_TARGET);
+            line.push(':');
+        }
         Self { line, json }
     }
 
@@ -110,61 +116,125 @@ impl<'l> AccessLine<'l> {
     }
 
     /// A string field, quoted and escaped.
-    pub fn text(&mut self, name: &str, value: impl Display) {
+    pub fn text(&mut self, name: &str, value: &str) {
         self.name(name);
         self.line.push('"');
-        let _ = write!(Escaped(self.line), "{value}");
+        push_escaped(self.line, value);
         self.line.push('"');
+    }
+
+    /// A string field made by `Display` (formatted first, then escaped).
+    pub fn display(&mut self, name: &str, value: impl Display) {
+        let text = value.to_string();
+        self.text(name, &text);
+    }
+
+    /// An IP address field, quoted (it never needs an escape).
+    pub fn address(&mut self, name: &str, address: IpAddr) {
+        self.name(name);
+        // Writing to a String cannot fail.
+        let _ = write!(self.line, "\"{address}\"");
     }
 
     /// A number field.
     pub fn number(&mut self, name: &str, value: u64) {
         self.name(name);
-        let _ = write!(self.line, "{value}");
+        self.line.push_str(itoa::Buffer::new().format(value));
     }
 
     /// A duration field in milliseconds, to the microsecond.
     pub fn millis(&mut self, name: &str, micros: u64) {
         self.name(name);
-        let _ = write!(self.line, "{}.{:03}", micros / 1000, micros % 1000);
+        self.line
+            .push_str(itoa::Buffer::new().format(micros / 1000));
+        self.line.push('.');
+        push_padded(self.line, micros % 1000, 3);
     }
 }
 
-/// Escapes what it is given for a quoted string of JSON (which the text
-/// format shares): quote, backslash and control characters.
-struct Escaped<'s>(&'s mut String);
-
-impl fmt::Write for Escaped<'_> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        // Most values need no escape: one pass over the bytes says so (a
-        // 0xC2 lead byte may start a C1 control character, U+0080–U+009F).
-        let needs_escape = |b: &u8| matches!(b, b'"' | b'\\' | 0..=0x1f | 0x7f | 0xc2);
-        if !text.as_bytes().iter().any(needs_escape) {
-            self.0.push_str(text);
-            return Ok(());
-        }
-        let mut plain = 0;
-        for (at, c) in text.char_indices() {
-            let escape = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                c if c.is_control() => "",
-                _ => continue,
-            };
-            self.0.push_str(&text[plain..at]);
-            if escape.is_empty() {
-                write!(self.0, "\\u{:04x}", c as u32)?;
-            } else {
-                self.0.push_str(escape);
-            }
-            plain = at + c.len_utf8();
-        }
-        self.0.push_str(&text[plain..]);
-        Ok(())
+/// `value` as exactly `digits` decimal digits, zero-padded (`value` has no
+/// more than that).
+fn push_padded(line: &mut String, value: u64, digits: usize) {
+    let mut buffer = itoa::Buffer::new();
+    let text = buffer.format(value);
+    for _ in text.len()..digits {
+        line.push('0');
     }
+    line.push_str(text);
+}
+
+thread_local! {
+    /// The last whole second formatted (`2026-12-07T07:01:41`), by Unix
+    /// second: lines within one second share it.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// `at` as RFC 3339 UTC to the microsecond (`2026-12-07T07:01:41.123456Z`).
+fn push_timestamp(line: &mut String, at: SystemTime) {
+    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let second = since_epoch.as_secs();
+    SECOND.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != second {
+            let whole = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(second));
+            cache.1.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(cache.1, "{whole}");
+            cache.1.pop(); // the `Z`, which follows the fraction
+            cache.0 = second;
+        }
+        line.push_str(&cache.1);
+    });
+    line.push('.');
+    push_padded(line, since_epoch.subsec_micros().into(), 6);
+    line.push('Z');
+}
+
+/// Which bytes need an escape in a quoted string of JSON (which the text
+/// format shares): quote, backslash and control characters, and 0xC2, the
+/// lead byte that may start a C1 control character (U+0080–U+009F).
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[0x7f] = true;
+    table[0xc2] = true;
+    table
+};
+
+/// Append `text` to `line`, escaped for a quoted string.
+fn push_escaped(line: &mut String, text: &str) {
+    // Most values need no escape: one pass over the bytes says so.
+    if !text.bytes().any(|b| NEEDS_ESCAPE[usize::from(b)]) {
+        line.push_str(text);
+        return;
+    }
+    let mut plain = 0;
+    for (at, c) in text.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if c.is_control() => "",
+            _ => continue,
+        };
+        line.push_str(&text[plain..at]);
+        if escape.is_empty() {
+            // Writing to a String cannot fail.
+            let _ = write!(line, "\\u{:04x}", c as u32);
+        } else {
+            line.push_str(escape);
+        }
+        plain = at + c.len_utf8();
+    }
+    line.push_str(&text[plain..]);
 }
 
 #[cfg(test)]
@@ -186,7 +256,8 @@ mod tests {
         line.number("status", 200);
         line.millis("duration_ms", 12_034);
         line.millis("upstream_connect_ms", 7);
-        line.text("client_address", std::net::Ipv4Addr::LOCALHOST);
+        line.address("client_address", std::net::Ipv4Addr::LOCALHOST.into());
+        line.display("error", "refused: \"x\"");
     }
 
     #[test]
@@ -202,7 +273,8 @@ mod tests {
         assert_eq!(value["duration_ms"], 12.034);
         assert_eq!(value["upstream_connect_ms"], 0.007);
         assert_eq!(value["client_address"], "127.0.0.1");
-        assert_eq!(value.as_object().unwrap().len(), 8);
+        assert_eq!(value["error"], "refused: \"x\"");
+        assert_eq!(value.as_object().unwrap().len(), 9);
     }
 
     #[test]
@@ -212,7 +284,7 @@ mod tests {
             text,
             "2025-12-06T05:46:40.123456Z  INFO ballast::access: \
              path=\"/a \\\"b\\\"\\\\c\\n\\u0001é\" status=200 duration_ms=12.034 \
-             upstream_connect_ms=0.007 client_address=\"127.0.0.1\"\n"
+             upstream_connect_ms=0.007 client_address=\"127.0.0.1\" error=\"refused: \\\"x\\\"\"\n"
         );
     }
 
@@ -220,10 +292,27 @@ mod tests {
     fn plain_values_are_copied_and_every_control_character_escaped() {
         let escaped = |value: &str| {
             let mut out = String::new();
-            let _ = write!(Escaped(&mut out), "{value}");
+            push_escaped(&mut out, value);
             out
         };
         assert_eq!(escaped("/plain/path?q=é¢"), "/plain/path?q=é¢");
         assert_eq!(escaped("a\u{85}b\u{7f}c\u{a0}"), "a\\u0085b\\u007fc\u{a0}");
+    }
+
+    #[test]
+    fn timestamps_are_microseconds_in_utc_across_second_boundaries() {
+        let mut out = String::new();
+        for micros in [
+            1_765_000_000_999_999,
+            1_765_000_001_000_007,
+            1_765_000_001_120_000,
+        ] {
+            push_timestamp(&mut out, UNIX_EPOCH + Duration::from_micros(micros));
+            out.push(' ');
+        }
+        assert_eq!(
+            out,
+            "2025-12-06T05:46:40.999999Z 2025-12-06T05:46:41.000007Z 2025-12-06T05:46:41.120000Z "
+        );
     }
 }
