@@ -77,7 +77,10 @@ async fn a_fleet_budget_holds_across_instances_and_falls_back_without_redis() {
         "admitted {shared_rate:.1} req/s for a fleet limit of {LIMIT}"
     );
 
-    // Redis killed: each instance admits a third (three are registered).
+    // Redis killed after a quiet second (the instances hold what they need
+    // and lease nothing: they must notice the outage all the same); then
+    // each instance admits a third (three are registered).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     redis.kill();
     for instance in &instances {
         until("falling back", Duration::from_secs(10), async || {

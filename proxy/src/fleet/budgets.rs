@@ -16,6 +16,9 @@
 //! counted, so it never lets the fleet overshoot; held tokens are bounded
 //! by one interval's demand.
 //!
+//! A round that needs no token still sends Redis a PING, so that a quiet
+//! instance notices an outage too.
+//!
 //! When Redis cannot be reached (or answers late), every instance falls
 //! back to its local limiter at the limit divided by the live fleet size —
 //! the members registered in the configuration store when there is one,
@@ -182,6 +185,7 @@ impl BudgetLeases {
         let tolerance_us = 2 * settings.lease_interval.as_micros() as u64;
         let interval_s = settings.lease_interval.as_secs_f64();
         let fleet_size = self.fleet_size(settings) as f64;
+        let mut answered = false;
         let routes = state.snapshot.routes.routes();
         for (budget, route) in state.budgets.routes.iter().zip(routes) {
             let Some(budget) = budget else { continue };
@@ -206,20 +210,31 @@ impl BudgetLeases {
                         region.region.as_deref().unwrap_or("-")
                     );
                     let interval_us = (1e6 / region.limit).max(1.0) as u64;
-                    script
+                    let granted: i64 = script
                         .key(key)
                         .arg(interval_us)
                         .arg(tolerance_us)
                         .arg(wanted)
                         .invoke_async(connection)
                         .await
-                        .map_err(|e| format!("leasing budget tokens: {e}"))?
+                        .map_err(|e| format!("leasing budget tokens: {e}"))?;
+                    answered = true;
+                    granted
                 };
                 shared.tokens.fetch_add(granted, Ordering::Relaxed);
                 if shared.local_fallback.swap(false, Ordering::Relaxed) {
                     region.limiter.set_rate(region.limit);
                 }
             }
+        }
+        // A round that needed no tokens still asks whether Redis answers,
+        // so that `budget_store_up` and the fallback follow it while the
+        // routes are quiet.
+        if !answered {
+            redis::cmd("PING")
+                .query_async::<()>(connection)
+                .await
+                .map_err(|e| format!("checking the budget store: {e}"))?;
         }
         Ok(())
     }
