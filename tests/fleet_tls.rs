@@ -5,7 +5,7 @@
 //! refused with an error that says why, and nothing is written.
 
 use crate::common::etcd::Etcd;
-use crate::common::fleet::{ballast_with_env, served_by, until, Instance};
+use crate::common::fleet::{ballast_with_env, push_with_env, served_by, until, Instance};
 use crate::common::redis::Redis;
 use crate::common::store_tls::StoreTlsFiles;
 use crate::common::{metric_value, metrics_text, origin_named};
@@ -14,24 +14,6 @@ use std::time::Duration;
 fn budgeted(backend: std::net::SocketAddr, redis: &str) -> String {
     format!(
         "listeners: [{{address: \"127.0.0.1:1\"}}]\nadmin: {{address: \"127.0.0.1:2\"}}\nserver: {{drain_timeout: 1s}}\npools: {{p: {{backends: [{{addr: \"{backend}\", capacity: 100}}]}}}}\nroutes: [{{name: event, pool: p, budget: {{region_share: 1.0}}}}]\nfleet: {{budget_store: \"{redis}\", lease_interval: 100ms}}\n"
-    )
-}
-
-fn push_with(
-    store: &str,
-    file: &std::path::Path,
-    env: &[(String, String)],
-) -> std::process::Output {
-    ballast_with_env(
-        &[
-            "config",
-            "push",
-            "--store",
-            store,
-            "-c",
-            file.to_str().unwrap(),
-        ],
-        env,
     )
 }
 
@@ -44,24 +26,23 @@ async fn a_fleet_reaches_etcd_and_redis_over_mutual_tls() {
     assert!(store.starts_with("etcds://"), "{store}");
     let dir = tempfile::tempdir().unwrap();
     let origin = origin_named("o").await;
-    let file = dir.path().join("fleet.yaml");
-    std::fs::write(&file, budgeted(origin.addr, &redis.url())).unwrap();
+    let config = budgeted(origin.addr, &redis.url());
     let etcd_env = files.env("BALLAST_ETCD");
 
     // Without a client certificate etcd refuses the push.
-    let out = push_with(&store, &file, &etcd_env[..1]);
+    let out = push_with_env(&store, dir.path(), &config, &etcd_env[..1]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("without a client certificate: {stderr}");
     assert!(!out.status.success(), "a push without a client certificate");
     assert!(stderr.contains(&store), "{stderr}");
     // TLS files beside a plain URL: refused before any connection.
     let plain = store.replacen("etcds://", "etcd://", 1);
-    let out = push_with(&plain, &file, &etcd_env);
+    let out = push_with_env(&plain, dir.path(), &config, &etcd_env);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("use etcds://"), "{stderr}");
     // A client certificate without its key.
-    let out = push_with(&store, &file, &etcd_env[..2]);
+    let out = push_with_env(&store, dir.path(), &config, &etcd_env[..2]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -70,7 +51,7 @@ async fn a_fleet_reaches_etcd_and_redis_over_mutual_tls() {
     );
 
     // With the certificates: pushed, followed, and budgets leased over TLS.
-    let out = push_with(&store, &file, &etcd_env);
+    let out = push_with_env(&store, dir.path(), &config, &etcd_env);
     assert!(
         out.status.success(),
         "push over TLS: {}",

@@ -128,23 +128,6 @@ async fn forwards_client_headers_and_request_id() {
     );
 }
 
-/// The `traceparent` the origin saw, split into trace id, parent id and flags.
-fn seen_traceparent(seen: &str) -> (String, String, String) {
-    let value = seen
-        .lines()
-        .find_map(|line| line.strip_prefix("traceparent: "))
-        .unwrap_or_else(|| panic!("no traceparent in {seen}"));
-    let parts: Vec<&str> = value.split('-').collect();
-    assert_eq!(parts.len(), 4, "{value}");
-    assert_eq!(parts[0], "00", "{value}");
-    let lower_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    assert!(parts[1].len() == 32 && lower_hex(parts[1]), "{value}");
-    assert!(parts[2].len() == 16 && lower_hex(parts[2]), "{value}");
-    assert_ne!(parts[1], "0".repeat(32));
-    assert_ne!(parts[2], "0".repeat(16));
-    (parts[1].into(), parts[2].into(), parts[3].into())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn propagates_the_trace_context_with_its_own_span_as_parent() {
     let o = origin_named("o").await;

@@ -23,16 +23,6 @@ fn traced_get(path: &str, traceparent: Option<&str>) -> http::Request<Full<Bytes
     request.body(Full::new(Bytes::new())).unwrap()
 }
 
-/// The `traceparent` the origin saw: trace id, parent id, flags.
-fn seen_traceparent(seen: &str) -> (String, String, String) {
-    let value = seen
-        .lines()
-        .find_map(|line| line.strip_prefix("traceparent: "))
-        .unwrap_or_else(|| panic!("no traceparent in {seen}"));
-    let parts: Vec<&str> = value.split('-').collect();
-    (parts[1].into(), parts[2].into(), parts[3].into())
-}
-
 async fn spans_of(receiver: &OtlpReceiver, trace: &str, count: usize) -> Vec<ReceivedSpan> {
     until("spans exported", Duration::from_secs(10), async || {
         receiver

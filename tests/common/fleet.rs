@@ -33,16 +33,24 @@ pub fn ballast_with_env(args: &[&str], env: &[(String, String)]) -> Output {
 
 /// `ballast config push` of `text` (written to a file in `dir`).
 pub fn push(store: &str, dir: &Path, text: &str) -> Output {
+    push_with_env(store, dir, text, &[])
+}
+
+/// [`push`] with `env` added to the environment.
+pub fn push_with_env(store: &str, dir: &Path, text: &str, env: &[(String, String)]) -> Output {
     let file = dir.join("push.yaml");
     std::fs::write(&file, text).unwrap();
-    ballast(&[
-        "config",
-        "push",
-        "--store",
-        store,
-        "-c",
-        file.to_str().unwrap(),
-    ])
+    ballast_with_env(
+        &[
+            "config",
+            "push",
+            "--store",
+            store,
+            "-c",
+            file.to_str().unwrap(),
+        ],
+        env,
+    )
 }
 
 pub fn pushed(store: &str, dir: &Path, text: &str) {

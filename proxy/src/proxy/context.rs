@@ -10,7 +10,7 @@
 
 use super::trace_context::TraceContext;
 use crate::config::routes::Route;
-use crate::config::PoolId;
+use crate::config::{Backend, PoolId};
 use crate::routing::read_write::RequestKind;
 use crate::routing::retry_budget::RetryToken;
 use crate::routing::state::RoutingState;
@@ -209,14 +209,17 @@ impl RequestCtx {
             .unwrap_or_else(|| self.started.elapsed())
     }
 
+    /// The backend tried last, if any.
+    pub(super) fn last_backend(&self) -> Option<&Backend> {
+        match (&self.routing, self.pool, self.tried.last()) {
+            (Some(routing), Some(pool), Some(&b)) => Some(&routing.snapshot.pool(pool).backends[b]),
+            _ => None,
+        }
+    }
+
     /// The id of the backend tried last, or `-`.
     pub(super) fn backend_id(&self) -> &str {
-        match (&self.routing, self.pool, self.tried.last()) {
-            (Some(routing), Some(pool), Some(&b)) => {
-                routing.snapshot.pool(pool).backends[b].id.0.as_str()
-            }
-            _ => "-",
-        }
+        self.last_backend().map_or("-", |b| b.id.0.as_str())
     }
 
     /// The route's name, or `-`.

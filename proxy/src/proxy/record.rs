@@ -262,10 +262,7 @@ impl BallastProxy {
             return;
         }
         let req = session.req_header();
-        let backend = match (&ctx.routing, ctx.pool, ctx.tried.last()) {
-            (Some(routing), Some(pool), Some(&b)) => Some(&routing.snapshot.pool(pool).backends[b]),
-            _ => None,
-        };
+        let backend = ctx.last_backend();
         let end = std::time::SystemTime::now();
         self.spans.push(RequestSpan {
             trace_id: trace.trace_id,
