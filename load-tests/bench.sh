@@ -15,6 +15,12 @@
 #   --out DIR         where bench.md goes (default load-tests/results/DATE)
 #   --profile NAME    cargo profile of every Rust contender (default production:
 #                     fat LTO, one codegen unit, as shipped; release builds faster)
+#   --contenders LIST only these contenders, by name, comma-separated (for example
+#                     "ballast latency,ballast latency logged"); default: all of them
+#   --reference NAME  the contender the paired table compares every other one with,
+#                     round by round (default "ballast latency", else the first one).
+#                     Many short rounds of few contenders (--rounds 15 --duration 3)
+#                     make the paired ratios robust to a machine whose speed drifts
 #   --upstream-tls    the origin serves HTTPS (a development CA from `ballast gen-cert`)
 #                     and every proxy verifies it: Ballast with a pool `tls`, nginx with
 #                     `proxy_ssl_verify on`, HAProxy with `ssl verify required`; the
@@ -42,7 +48,7 @@ cd "$(dirname "$0")/.."
 . load-tests/prereqs.sh
 
 duration="" warmup="" connections="" rounds="" out="" profile="production"
-quick=false upstream_tls=false
+quick=false upstream_tls=false contender_list="" reference=""
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -54,6 +60,8 @@ while [ $# -gt 0 ]; do
     --out) out="${2:?--out needs a value}"; shift ;;
     --profile) profile="${2:?--profile needs a value}"; shift ;;
     --upstream-tls) upstream_tls=true ;;
+    --contenders) contender_list="${2:?--contenders needs a value}"; shift ;;
+    --reference) reference="${2:?--reference needs a value}"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -67,6 +75,24 @@ out="${out:-load-tests/results/$(date +%F)}"
 for value in "$duration" "$warmup" "$connections" "$rounds"; do
   [[ "$value" =~ ^[1-9][0-9]*$ ]] || { echo "error: \"$value\" is not a positive integer" >&2; exit 2; }
 done
+
+all_contenders=("direct" "ballast latency" "ballast latency logged" "ballast latency fleet budget"
+  "ballast round_robin" "bare pingora" "bare pingora mimalloc" "nginx" "haproxy")
+selected=()
+if [ -n "$contender_list" ]; then
+  IFS=, read -ra selected <<<"$contender_list"
+  for name in "${selected[@]}"; do
+    known=false
+    for candidate in "${all_contenders[@]}"; do [ "$name" != "$candidate" ] || known=true; done
+    $known || { echo "error: --contenders: no contender \"$name\" (there are: $(IFS=,; echo "${all_contenders[*]}"))" >&2; exit 2; }
+  done
+fi
+wanted() { # NAME: whether that contender is to run
+  local name
+  [ ${#selected[@]} -gt 0 ] || return 0
+  for name in "${selected[@]}"; do [ "$name" != "$1" ] || return 0; done
+  return 1
+}
 
 # ---------------------------------------------------------------- tools
 
@@ -268,7 +294,7 @@ quote() { local out="" arg; for arg in "$@"; do out+="$(printf '%q' "$arg") "; d
 
 if $upstream_tls; then
   skipped+=("--upstream-tls: no direct and no bare Pingora contenders (the load tools and the bare proxy speak plain HTTP)")
-else
+elif wanted direct; then
   add_contender "direct" "$origin_url" "" "$(quote "${origin_cmd[@]}")" \
     "$([ -n "$nginx_bin" ] && echo "$tmp/origin/nginx.conf")" \
     "no proxy: the load tool talks to the origin itself (the ceiling)"
@@ -292,6 +318,7 @@ fi
 ballast_contender() {
   local name="$1" mode="$2" extra="$3" description="$4" log_level="${5:-warn}"
   local budget="${6:-}" top="${7:-}" port admin_port file
+  wanted "$name" || return 0
   free_port port
   free_port admin_port
   file="$tmp/${name// /-}.yaml"
@@ -331,7 +358,9 @@ ballast_contender "ballast latency logged" latency "$ballast_tls" \
 # The same route with an event budget shared through Redis (far above the
 # load, so nothing is refused): what leasing tokens adds per request.
 redis_bin="${REDIS_SERVER-$(find_tool redis-server)}"
-if [ -n "$redis_bin" ] && ! $upstream_tls; then
+if ! wanted "ballast latency fleet budget"; then
+  :
+elif [ -n "$redis_bin" ] && ! $upstream_tls; then
   redis_port=""
   free_port redis_port
   start redis "$redis_bin" --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no
@@ -351,6 +380,7 @@ ballast_contender "ballast round_robin" round_robin "$ballast_tls    retries: {a
 # bare_contender NAME BINARY DESCRIPTION
 bare_contender() {
   local name="$1" binary="$2" description="$3" port
+  wanted "$name" || return 0
   free_port port
   local cmd=("$bin/$binary" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$origin_port" --threads 1)
   start "$name" "${cmd[@]}"
@@ -364,7 +394,7 @@ if ! $upstream_tls; then
     "\`ballast-bare-pingora-mimalloc\`: the same bare proxy built with mimalloc, Ballast's allocator"
 fi
 
-if [ -n "$nginx_bin" ]; then
+if [ -n "$nginx_bin" ] && wanted nginx; then
   free_port nginx_port
   mkdir -p "$tmp/nginx"
   {
@@ -395,7 +425,7 @@ EOF
     "nginx as a reverse proxy: \`worker_processes 1\`, upstream \`keepalive 128\` over HTTP/1.1, access log off"
 fi
 
-if [ -n "$haproxy_bin" ]; then
+if [ -n "$haproxy_bin" ] && wanted haproxy; then
   free_port haproxy_port
   cat >"$tmp/haproxy.cfg" <<EOF
 global
@@ -420,6 +450,15 @@ EOF
   add_contender haproxy "http://127.0.0.1:$haproxy_port/" "$started" "$(quote "${haproxy_cmd[@]}")" "$tmp/haproxy.cfg" \
     "HAProxy: \`nbthread 1\`, \`http-reuse always\`, no logging"
 fi
+
+[ ${#names[@]} -gt 0 ] || { echo "error: no contender to run (see --contenders)" >&2; exit 2; }
+if [ -z "$reference" ]; then
+  reference="${names[0]}"
+  for name in "${names[@]}"; do [ "$name" != "ballast latency" ] || reference="$name"; done
+fi
+found=false
+for name in "${names[@]}"; do [ "$name" != "$reference" ] || found=true; done
+$found || { echo "error: --reference: \"$reference\" is not among the contenders that run" >&2; exit 2; }
 
 # Every contender must return the origin's body.
 expected="$(curl -s -m 2 "${origin_check[@]}")"
@@ -575,11 +614,45 @@ $upstream_tls || {
   done
 } >"$versus_bare"
 
+# Each contender against the reference, round by round: the two ran
+# minutes apart at most, so a drift of the machine's speed cancels out.
+paired="$tmp/paired.md"
+paired_ratios() { # NAME TOOL FIELD: per round, NAME's FIELD ÷ the reference's
+  awk -F'\t' -v n="$1" -v r="$reference" -v t="$2" -v f="$3" '
+    $3 == t && ($2 == n || $2 == r) && $f != "-" { v[$1, $2] = $f; seen[$1] = 1 }
+    END { for (k in seen) if ((k, n) in v && (k, r) in v && v[k, r] + 0 > 0) printf "%.4f\n", v[k, n] / v[k, r] }
+  ' "$results"
+}
+spread() { # the median of the numbers on stdin and its 95 % confidence interval: "m [lo–hi]"
+  # (order statistics j = ⌊n/2 − 0.98√n⌋ and k = ⌈1 + n/2 + 0.98√n⌉, clamped to 1..n)
+  sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) { print "-"; exit }
+    m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+    j = int(NR / 2 - 0.98 * sqrt(NR)); if (j < 1) j = 1
+    k = 1 + NR / 2 + 0.98 * sqrt(NR); k = (k == int(k)) ? k : int(k) + 1; if (k > NR) k = NR
+    printf "%.3f [%.3f–%.3f]\n", m, v[j], v[k] }'
+}
+{
+  echo "| contender | tool | rounds | req/s ÷ $reference | p99 ÷ $reference | CPU µs/req ÷ $reference |"
+  echo "|---|---|---:|---:|---:|---:|"
+  for tool in "${tools[@]}"; do
+    for name in "${names[@]}"; do
+      [ "$name" != "$reference" ] || continue
+      printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$tool" "$(paired_ratios "$name" "$tool" 4 | wc -l)" \
+        "$(paired_ratios "$name" "$tool" 4 | spread)" "$(paired_ratios "$name" "$tool" 6 | spread)" \
+        "$(paired_ratios "$name" "$tool" 9 | spread)"
+    done
+  done
+} >"$paired"
+
 echo
 echo "medians over $rounds round(s):"
 sed 's/^| //; s/ |$//; /^|---/d' "$table" | column -t -s '|'
 echo
 [ ! -f "$versus_bare" ] || sed 's/^| //; s/ |$//; /^|---/d' "$versus_bare" | column -t -s '|'
+echo
+echo "paired, round by round (median of the per-round ratios [its 95 % confidence interval]):"
+sed 's/^| //; s/ |$//; /^|---/d' "$paired" | column -t -s '|'
 for message in "${skipped[@]}"; do echo "note: $message"; done
 
 mkdir -p "$out"
@@ -606,7 +679,7 @@ display() {
 {
   echo "# Throughput benchmark$($upstream_tls && echo ", upstream over TLS"), $(date +%F)"
   echo
-  echo "Produced by \`load-tests/bench.sh$($quick && echo " --quick")$($upstream_tls && echo " --upstream-tls") --duration $duration --warmup $warmup --connections $connections --rounds $rounds --profile $profile\`"
+  echo "Produced by \`load-tests/bench.sh$($quick && echo " --quick")$($upstream_tls && echo " --upstream-tls")$([ -z "$contender_list" ] || printf ' --contenders %q' "$contender_list")$([ "$reference" = "ballast latency" ] || printf ' --reference %q' "$reference") --duration $duration --warmup $warmup --connections $connections --rounds $rounds --profile $profile\`"
   echo "at commit $commit, in ${elapsed} s of measuring."
   echo
   echo "Closed-loop load on loopback: each tool keeps $connections keep-alive connections"
@@ -626,6 +699,13 @@ display() {
     cat "$versus_bare"
     echo
   fi
+  echo "Paired: each contender against **$reference** in the same round, the"
+  echo "median of the per-round ratios and, in brackets, that median's 95 %"
+  echo "confidence interval (from the order statistics; a slow spell of the"
+  echo "machine touches both sides of a pair):"
+  echo
+  cat "$paired"
+  echo
   for message in "${skipped[@]}"; do echo "Note: $message."; echo; done
   echo "## Machine"
   echo

@@ -64,14 +64,17 @@ done
 port="" admin_port=""
 free_port port
 free_port admin_port
-cat >"$tmp/ballast.yaml" <<YAML
+# The configuration in a directory of its own: Ballast watches it, and the
+# files the measurement writes beside it would wake the watcher per request.
+mkdir "$tmp/config"
+cat >"$tmp/config/ballast.yaml" <<YAML
 listeners: [{address: "127.0.0.1:$port"}]
 admin: {address: "127.0.0.1:$admin_port"}
 server: {threads: 1, drain_timeout: 1s}
 pools: {origin: {mode: latency, backends: [{addr: "127.0.0.1:$origin_port"}]}}
 routes: [{name: all, pool: origin}]
 YAML
-"$bin/ballast" check -c "$tmp/ballast.yaml" >/dev/null
+"$bin/ballast" check -c "$tmp/config/ballast.yaml" >/dev/null
 
 # instructions LABEL COUNT LOG_ARGS...: callgrind's total for start-up,
 # COUNT requests and shutdown.
@@ -79,7 +82,7 @@ instructions() {
   local label="$1" count="$2"; shift 2
   local file="$tmp/callgrind-$label-$count.out" urls=() pid
   valgrind --tool=callgrind --callgrind-out-file="$file" \
-    "$bin/ballast" "$@" run -c "$tmp/ballast.yaml" >/dev/null 2>"$tmp/$label-$count.log" &
+    "$bin/ballast" "$@" run -c "$tmp/config/ballast.yaml" >/dev/null 2>"$tmp/$label-$count.log" &
   pid=$!
   local deadline=$((SECONDS + 120))
   # Ready when a request goes through (one more in every run: it cancels out).
