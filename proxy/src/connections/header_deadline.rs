@@ -24,37 +24,79 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// A TCP connection: the client's address and the listener's.
 pub type ConnectionKey = (SocketAddr, SocketAddr);
 
+/// A map keyed by connection, hashed with foldhash: it is looked up twice
+/// per request, and SipHash costs more than the rest of the lookup.
+pub type ConnectionMap<V> = DashMap<ConnectionKey, V, foldhash::fast::RandomState>;
+
 /// The label of `ballast_client_connections_closed_total` for a connection
 /// closed by this deadline.
 pub const HEADER_TIMEOUT: &str = "header_timeout";
 
+/// One connection's deadline, moved by the proxy and read by the
+/// connection's waiter. The waiter is never woken by a change: deadlines
+/// only move later, so it sleeps until the one it last read and looks
+/// again (a request costs two atomic stores, not two task wake-ups and a
+/// timer).
+struct SharedDeadline {
+    base: Instant,
+    /// Nanoseconds from `base`; [`Self::NONE`] while a request is handled.
+    nanos: AtomicU64,
+}
+
+impl SharedDeadline {
+    const NONE: u64 = u64::MAX;
+
+    fn new(base: Instant, at: Instant) -> Self {
+        let shared = SharedDeadline {
+            base,
+            nanos: AtomicU64::new(Self::NONE),
+        };
+        shared.set(Some(at));
+        shared
+    }
+
+    fn set(&self, at: Option<Instant>) {
+        let nanos = at.map_or(Self::NONE, |at| {
+            let nanos = at.saturating_duration_since(self.base).as_nanos();
+            u64::try_from(nanos).unwrap_or(Self::NONE - 1)
+        });
+        self.nanos.store(nanos, Ordering::Release);
+    }
+
+    fn get(&self) -> Option<Instant> {
+        match self.nanos.load(Ordering::Acquire) {
+            Self::NONE => None,
+            nanos => Some(self.base + Duration::from_nanos(nanos)),
+        }
+    }
+}
+
 struct Registered {
     id: u64,
-    /// When the connection is closed unless a request header has been read
-    /// by then; `None` while a request is being handled.
-    deadline: watch::Sender<Option<Instant>>,
+    deadline: Arc<SharedDeadline>,
 }
 
 /// The open client connections and their header deadlines.
 pub struct HeaderDeadlines {
     header_timeout: Duration,
     keepalive_timeout: Duration,
-    connections: DashMap<ConnectionKey, Registered>,
+    base: Instant,
+    connections: ConnectionMap<Registered>,
     next_id: AtomicU64,
 }
 
 impl HeaderDeadlines {
     pub fn new(header_timeout: Duration, keepalive_timeout: Duration) -> Self {
-        Self {
+        HeaderDeadlines {
             header_timeout,
             keepalive_timeout,
-            connections: DashMap::new(),
+            base: Instant::now(),
+            connections: ConnectionMap::default(),
             next_id: AtomicU64::new(0),
         }
     }
@@ -63,13 +105,26 @@ impl HeaderDeadlines {
     /// the header timeout.
     pub fn register(self: &Arc<Self>, key: ConnectionKey) -> ConnectionDeadline {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (deadline, deadline_rx) = watch::channel(Some(Instant::now() + self.header_timeout));
-        self.connections.insert(key, Registered { id, deadline });
+        let deadline = Arc::new(SharedDeadline::new(
+            self.base,
+            Instant::now() + self.header_timeout,
+        ));
+        self.connections.insert(
+            key,
+            Registered {
+                id,
+                deadline: deadline.clone(),
+            },
+        );
         ConnectionDeadline {
             registry: self.clone(),
             key,
             id,
-            deadline: deadline_rx,
+            deadline,
+            // Only a finished request sets a deadline once the waiter runs,
+            // at least this far from when it does: a waiter that found none
+            // looks again after this long and is never late.
+            recheck: self.keepalive_timeout + self.header_timeout,
         }
     }
 
@@ -89,7 +144,7 @@ impl HeaderDeadlines {
 
     fn set(&self, key: ConnectionKey, deadline: Option<Instant>) {
         if let Some(registered) = self.connections.get(&key) {
-            registered.deadline.send_replace(deadline);
+            registered.deadline.set(deadline);
         }
     }
 
@@ -104,23 +159,18 @@ pub struct ConnectionDeadline {
     registry: Arc<HeaderDeadlines>,
     key: ConnectionKey,
     id: u64,
-    deadline: watch::Receiver<Option<Instant>>,
+    deadline: Arc<SharedDeadline>,
+    recheck: Duration,
 }
 
 impl ConnectionDeadline {
     /// Returns when the deadline in force passes.
     pub async fn passed(&mut self) {
         loop {
-            let deadline = *self.deadline.borrow_and_update();
-            match deadline {
-                Some(at) => tokio::select! {
-                    () = tokio::time::sleep_until(at) => return,
-                    _ = self.deadline.changed() => {}
-                },
-                // The sender lives in the registry until this is dropped.
-                None => {
-                    let _ = self.deadline.changed().await;
-                }
+            match self.deadline.get() {
+                Some(at) if at <= Instant::now() => return,
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => tokio::time::sleep(self.recheck).await,
             }
         }
     }

@@ -33,7 +33,7 @@ pub struct ConnectionCounts {
     total: AtomicUsize,
     /// Only kept with a per-client limit; an address leaves when its last
     /// connection closes.
-    per_client: DashMap<IpAddr, usize>,
+    per_client: DashMap<IpAddr, usize, foldhash::fast::RandomState>,
     metrics: Arc<Metrics>,
 }
 
@@ -43,7 +43,7 @@ impl ConnectionCounts {
             max_total,
             max_per_client,
             total: AtomicUsize::new(0),
-            per_client: DashMap::new(),
+            per_client: DashMap::default(),
             metrics,
         }
     }

@@ -24,10 +24,9 @@
 //! read before a handshake that then fails is never claimed: it is swept
 //! once older than any handshake may last.
 
-use super::header_deadline::ConnectionKey;
+use super::header_deadline::{ConnectionKey, ConnectionMap};
 use crate::config::Listener;
 use crate::telemetry::metrics::Metrics;
-use dashmap::DashMap;
 use ipnet::IpNet;
 use pingora::protocols::Peek;
 use std::net::SocketAddr;
@@ -117,7 +116,7 @@ struct ProxiedListener {
 /// connections' headers named.
 pub struct ProxyProtocol {
     listeners: Vec<ProxiedListener>,
-    sources: DashMap<ConnectionKey, Source>,
+    sources: ConnectionMap<Source>,
     next_id: AtomicU64,
     header_timeout: Duration,
     metrics: Arc<Metrics>,
@@ -136,7 +135,7 @@ impl ProxyProtocol {
                     })
                 })
                 .collect(),
-            sources: DashMap::new(),
+            sources: ConnectionMap::default(),
             next_id: AtomicU64::new(0),
             header_timeout,
             metrics,
@@ -154,6 +153,9 @@ impl ProxyProtocol {
 
     /// The source a PROXY header named for the connection `key`, if any.
     pub fn source(&self, key: ConnectionKey) -> Option<SocketAddr> {
+        if self.listeners.is_empty() {
+            return None;
+        }
         self.sources.get(&key).map(|source| source.addr)
     }
 
