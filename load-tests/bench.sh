@@ -679,7 +679,7 @@ display() {
 {
   echo "# Throughput benchmark$($upstream_tls && echo ", upstream over TLS"), $(date +%F)"
   echo
-  echo "Produced by \`load-tests/bench.sh$($quick && echo " --quick")$($upstream_tls && echo " --upstream-tls")$([ -z "$contender_list" ] || printf ' --contenders %q' "$contender_list")$([ "$reference" = "ballast latency" ] || printf ' --reference %q' "$reference") --duration $duration --warmup $warmup --connections $connections --rounds $rounds --profile $profile\`"
+  echo "Produced by \`load-tests/bench.sh$($quick && echo " --quick")$($upstream_tls && echo " --upstream-tls")$([ -z "$contender_list" ] || printf ' --contenders "%s"' "$contender_list")$([ "$reference" = "ballast latency" ] || printf ' --reference "%s"' "$reference") --duration $duration --warmup $warmup --connections $connections --rounds $rounds --profile $profile\`"
   echo "at commit $commit, in ${elapsed} s of measuring."
   echo
   echo "Closed-loop load on loopback: each tool keeps $connections keep-alive connections"
