@@ -7,11 +7,11 @@
 //! the call's own outcome (NOT_FOUND, INVALID_ARGUMENT, PERMISSION_DENIED,
 //! a client's CANCELLED, ...) and count as answers.
 
-use http::header::CONTENT_TYPE;
+use http::header::{HeaderName, CONTENT_TYPE};
 use http::HeaderMap;
 
 /// The gRPC status header (or trailer).
-const GRPC_STATUS: &str = "grpc-status";
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// The gRPC status code UNAVAILABLE: the service could not take the call.
 pub(super) const UNAVAILABLE: u32 = 14;
@@ -86,7 +86,7 @@ pub(super) fn read_head(headers: &HeaderMap) -> GrpcHead {
 /// The `grpc-status` in `headers`; an unreadable one reads as UNKNOWN (2),
 /// as a gRPC client reads it.
 pub(super) fn status(headers: &HeaderMap) -> Option<u32> {
-    let value = headers.get(GRPC_STATUS)?;
+    let value = headers.get(&GRPC_STATUS)?;
     Some(
         value
             .to_str()

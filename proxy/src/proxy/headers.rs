@@ -10,7 +10,7 @@ use crate::routing::read_write::pin_value;
 use crate::routing::table::host_without_port;
 use crate::stats::clock;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::Session;
 use pingora::Result;
@@ -19,9 +19,15 @@ use std::net::IpAddr;
 pub(super) const X_REQUEST_ID: &str = "x-request-id";
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-pub(super) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub(super) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub(super) const X_BALLAST_REASON: &str = "x-ballast-reason";
 pub(super) const X_BALLAST_DECISION: &str = "x-ballast-decision";
+// The same names as header-map keys, for lookups: a `&str` key is parsed
+// into a header name at every lookup. (Pingora's `insert_header` parses
+// every name it is given, and copies a `HeaderName`'s bytes where a
+// `&'static str` is borrowed: inserts keep the `&str` names.)
+const X_REQUEST_ID_KEY: HeaderName = HeaderName::from_static(X_REQUEST_ID);
+const X_FORWARDED_FOR_KEY: HeaderName = HeaderName::from_static(X_FORWARDED_FOR);
 /// Longest client-supplied request id that is propagated as is.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -38,7 +44,7 @@ pub(super) fn new_request_id() -> HeaderValue {
 
 /// The client's `X-Request-Id` if acceptable, else a new one.
 pub(super) fn keep_or_make_request_id(req: &RequestHeader) -> HeaderValue {
-    match req.headers.get(X_REQUEST_ID) {
+    match req.headers.get(&X_REQUEST_ID_KEY) {
         Some(id) if acceptable_request_id(id) => id.clone(),
         _ => new_request_id(),
     }
@@ -150,11 +156,11 @@ pub(super) fn add_forwarding(
     if let Some(trace) = trace {
         upstream_request.insert_header(TRACEPARENT, trace.header.clone())?;
         if !trace.continued() {
-            upstream_request.remove_header(TRACESTATE);
+            upstream_request.remove_header(&TRACESTATE);
         }
     }
     if let Some(peer) = peer {
-        let prior = upstream_request.headers.get(X_FORWARDED_FOR);
+        let prior = upstream_request.headers.get(&X_FORWARDED_FOR_KEY);
         let forwarded_for = forwarded_for(prior, peer);
         upstream_request.insert_header(X_FORWARDED_FOR, forwarded_for)?;
     }

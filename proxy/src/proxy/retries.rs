@@ -93,7 +93,7 @@ impl BallastProxy {
         let req = session.req_header();
         let replay_safe = failure == Failure::GrpcUnavailable
             || req.method.is_idempotent()
-            || req.headers.contains_key(IDEMPOTENCY_KEY);
+            || req.headers.contains_key(&IDEMPOTENCY_KEY);
         let attempts_left =
             ctx.tried.len().saturating_sub(ctx.connect_retries) < policy.attempts as usize;
         let possible = replay_safe

@@ -9,11 +9,14 @@
 //! rule: it belongs to the parent the request no longer has).
 
 use super::headers::write_hex;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
 pub(super) const TRACEPARENT: &str = "traceparent";
-pub(super) const TRACESTATE: &str = "tracestate";
+pub(super) const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// `traceparent` as a header-map key, for lookups (a `&str` key is parsed
+/// at every lookup).
+const TRACEPARENT_KEY: HeaderName = HeaderName::from_static(TRACEPARENT);
 
 /// The `sampled` trace flag, set on the traces Ballast starts.
 const SAMPLED: u8 = 0x01;
@@ -48,7 +51,7 @@ impl TraceContext {
     /// well formed), else a new trace, sampled with probability
     /// `sample_ratio`; a new span id either way.
     pub(super) fn continue_or_start(headers: &HeaderMap, sample_ratio: f64) -> Self {
-        let mut values = headers.get_all(TRACEPARENT).iter();
+        let mut values = headers.get_all(&TRACEPARENT_KEY).iter();
         let parent = match (values.next(), values.next()) {
             (Some(value), None) => parse(value.as_bytes()),
             _ => None,
