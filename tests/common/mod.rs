@@ -34,21 +34,29 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// A loopback port that was free a moment ago, and not handed out before
-/// in this test process (the kernel may offer a just-released port again,
-/// so two calls in a row could otherwise name the same port).
+/// in this test process. It is taken from below the kernel's ephemeral
+/// range: a port from that range, once released, can be given to any
+/// socket bound to port 0 (another test's origin) before the server it
+/// was meant for binds it, and that server's readiness check would then
+/// be answered by the stranger.
 pub fn free_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if HANDED_OUT.lock().unwrap().insert(port) {
-            return port;
+    /// Below Linux's default ephemeral range (32768–60999), above the
+    /// well-known and most registered service ports.
+    const FIRST: u16 = 20_000;
+    const LAST: u16 = 32_767;
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let mut next = NEXT.lock().unwrap();
+    // Start at a point that differs between test processes.
+    let mut port = next.unwrap_or(FIRST + (std::process::id() % u32::from(LAST - FIRST)) as u16);
+    for _ in FIRST..=LAST {
+        let candidate = port;
+        port = if port == LAST { FIRST } else { port + 1 };
+        if TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            *next = Some(port);
+            return candidate;
         }
     }
+    panic!("no free loopback port in {FIRST}–{LAST}");
 }
 
 /// An address nothing listens on (bound then released).
@@ -108,6 +116,10 @@ impl RunningBallast {
         for addr in ready {
             wait_listening(*addr).await;
         }
+        assert!(
+            !thread.is_finished(),
+            "Ballast stopped during start-up (its log says why); something else answers on {ready:?}"
+        );
         Self {
             stopper,
             thread: Some(thread),
