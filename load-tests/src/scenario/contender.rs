@@ -138,14 +138,19 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
 }
 
 /// `program version`, from the first line the program prints for
-/// `--version` (Ballast) or `-v` (nginx, HAProxy), without their prefixes
-/// and suffixes.
+/// `--version` (Ballast, by any file name that starts with `ballast`, as a
+/// copied build `ballast-before` does) or `-v` (nginx, HAProxy), without
+/// their prefixes and suffixes.
 pub fn version(program: &Path) -> String {
     let name = program.file_name().map_or_else(
         || program.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let flag = if name == "ballast" { "--version" } else { "-v" };
+    let flag = if name.starts_with("ballast") {
+        "--version"
+    } else {
+        "-v"
+    };
     let reported = std::process::Command::new(program)
         .arg(flag)
         .output()

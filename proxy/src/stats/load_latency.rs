@@ -9,12 +9,18 @@
 //! sample gets weight `1 − exp(−Δt / 1 s)` (Δt since the bucket last
 //! changed), and at least 5%, so a busy bucket follows a change within a
 //! few dozen requests and a quiet one takes its next sample as it is. A
-//! sample counts for at most three times the average it joins: a rare
-//! pause (a request held 10× longer) moves the average a little instead of
-//! making the backend look slow for a second, while a backend that really
-//! turned slower is still followed within a few dozen requests (10% more
-//! per sample at least). The request a pause holds still counts where it
-//! matters, in the backend's in-flight.
+//! sample counts for at most 3× the average it joins, and an outlier (above
+//! 5×) that stands alone — the bucket's sample before it was not one —
+//! for 1.5× (unless the average is stale, older than 3 s: no reference to
+//! call a sample an outlier by). A rare pause (a request held 10× longer)
+//! comes back among ordinary answers and moves a busy average by 2.5%, so
+//! a backend that is as good as the others most of the time does not look
+//! slow for seconds and lose its traffic to them (which only queues it
+//! there). Queueing (answers 1.5–3× slower) counts in full, and a backend
+//! that really turned much slower answers high again and again: from its
+//! second such answer each moves the average 10% at least, so it is
+//! followed within a few dozen requests. The request a pause holds still
+//! counts where it matters, in the backend's in-flight.
 //!
 //! The prediction for a request that would join `n` in flight is the
 //! largest fresh average (updated within the last 3 s) among the buckets up
@@ -33,7 +39,7 @@
 //!
 //! Lock-free: each bucket is two relaxed atomics, as in [`super::window`].
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// Buckets of in-flight counts: 1, 2, 3–4, …, 129–256, and 257 or more.
 const BUCKETS: usize = 10;
@@ -41,8 +47,13 @@ const BUCKETS: usize = 10;
 const TAU_MS: f64 = 1_000.0;
 /// The old average keeps at most this weight per sample.
 const MAX_KEPT_WEIGHT: f64 = 0.95;
-/// A sample counts for at most this multiple of the average it joins.
+/// A sample counts for at most this multiple of the average it joins...
 const MAX_SAMPLE_RATIO: f64 = 3.0;
+/// ...except a sample above this multiple (an outlier) that stands alone:
+/// the sample before it in its bucket was not one too...
+const OUTLIER_RATIO: f64 = 5.0;
+/// ...which counts for this multiple (a rare pause).
+const LONE_OUTLIER_RATIO: f64 = 1.5;
 /// A bucket not updated for this long is not used.
 const FRESH_MS: u64 = 3_000;
 /// How long the lowest bucket is remembered as the latency alone.
@@ -60,6 +71,9 @@ struct Bucket {
     average_bits: AtomicU64,
     /// When the average last changed (`clock::now_ms`).
     updated_ms: AtomicU64,
+    /// Whether the last sample filed here was an outlier (above
+    /// [`OUTLIER_RATIO`] times the average it joined).
+    last_was_outlier: AtomicBool,
 }
 
 impl Default for LoadLatency {
@@ -68,6 +82,7 @@ impl Default for LoadLatency {
             buckets: std::array::from_fn(|_| Bucket {
                 average_bits: AtomicU64::new(NO_VALUE),
                 updated_ms: AtomicU64::new(0),
+                last_was_outlier: AtomicBool::new(false),
             }),
         }
     }
@@ -94,12 +109,21 @@ impl LoadLatency {
         let kept = (-elapsed / TAU_MS).exp().min(MAX_KEPT_WEIGHT);
         let sample = latency_us as f64;
         let mut current = bucket.average_bits.load(Relaxed);
+        let outlier = current != NO_VALUE && sample > f64::from_bits(current) * OUTLIER_RATIO;
+        let after_outlier = bucket.last_was_outlier.swap(outlier, Relaxed);
+        // A stale average is no reference to call a sample an outlier by.
+        let stale = elapsed > FRESH_MS as f64;
+        let max_ratio = if outlier && !after_outlier && !stale {
+            LONE_OUTLIER_RATIO
+        } else {
+            MAX_SAMPLE_RATIO
+        };
         loop {
             let next = match current {
                 NO_VALUE => sample,
                 bits => {
                     let average = f64::from_bits(bits);
-                    average * kept + sample.min(average * MAX_SAMPLE_RATIO) * (1.0 - kept)
+                    average * kept + sample.min(average * max_ratio) * (1.0 - kept)
                 }
             };
             match bucket.average_bits.compare_exchange_weak(
@@ -195,22 +219,49 @@ mod tests {
     }
 
     #[test]
-    fn a_rare_long_sample_counts_for_three_times_the_average_at_most() {
+    fn a_sample_up_to_five_times_the_average_counts_up_to_three_times_it() {
+        let l = LoadLatency::default();
+        l.record(1_000, 1, 20_000);
+        // Queueing: 2.5x, counted in full.
+        l.record(1_000, 1, 50_000);
+        assert!((l.predict(1_000, 1).unwrap() - 21_500.0).abs() < 1e-6);
+        // 4.9x of that: counted for 3x.
+        l.record(1_000, 1, 105_000);
+        assert!((l.predict(1_000, 1).unwrap() - (21_500.0 * 0.95 + 64_500.0 * 0.05)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_lone_outlier_among_ordinary_samples_counts_for_one_and_a_half_times_the_average() {
         let l = LoadLatency::default();
         l.record(1_000, 1, 20_000);
         l.record(1_000, 1, 200_000);
-        assert!((l.predict(1_000, 1).unwrap() - 22_000.0).abs() < 1e-6);
-        // A quiet bucket takes the sample nearly whole, capped all the same.
+        assert!((l.predict(1_000, 1).unwrap() - 20_500.0).abs() < 1e-6);
+        // Pauses one in fifty keep a busy average within a few percent.
+        for i in 0..500 {
+            let latency = if i % 50 == 0 { 200_000 } else { 20_000 };
+            l.record(1_000, 1, latency);
+        }
+        assert!(l.predict(1_000, 1).unwrap() < 21_000.0);
+        // A stale bucket takes a long sample nearly whole, capped at 3×.
+        let before = l.predict(1_000, 1).unwrap();
         l.record(60_000, 1, 200_000);
-        assert!((l.predict(60_000, 1).unwrap() - 66_000.0).abs() < 1.0);
+        assert!((l.predict(60_000, 1).unwrap() - 3.0 * before).abs() < 1.0);
+    }
+
+    #[test]
+    fn outliers_in_a_row_count_for_three_times_the_average() {
+        let l = LoadLatency::default();
+        l.record(1_000, 1, 20_000);
+        l.record(1_000, 1, 200_000);
+        l.record(1_000, 1, 200_000);
+        // 20 500 × 0.95 + 61 500 × 0.05
+        assert!((l.predict(1_000, 1).unwrap() - 22_550.0).abs() < 1e-6);
         // A busy bucket of a backend that really slowed down 10x is past
         // half of it within a few dozen samples.
-        let slowed = LoadLatency::default();
-        slowed.record(1_000, 1, 20_000);
         for _ in 0..25 {
-            slowed.record(1_000, 1, 200_000);
+            l.record(1_000, 1, 200_000);
         }
-        assert!(slowed.predict(1_000, 1).unwrap() > 100_000.0);
+        assert!(l.predict(1_000, 1).unwrap() > 100_000.0);
     }
 
     #[test]
