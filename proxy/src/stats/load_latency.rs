@@ -37,7 +37,7 @@
 //! safe side: a backend that turned slower while busy looks more stretched
 //! than it is, sheds load, and its low buckets fill again.
 //!
-//! Lock-free: each bucket is two relaxed atomics, as in [`super::window`].
+//! Lock-free: each bucket is three relaxed atomics, as in [`super::window`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
