@@ -192,7 +192,8 @@ pub fn members(status: &serde_json::Value) -> Vec<serde_json::Value> {
 
 /// Open-loop GETs through `listen` at `per_second` for `duration`, over
 /// four keep-alive connections: each answer's status (0 for a transport
-/// error) and when it was sent, after the start.
+/// error) and when it was really sent, after the start (on a loaded
+/// machine a connection falls behind its schedule and catches up later).
 pub async fn paced(
     listen: SocketAddr,
     per_second: f64,
@@ -209,7 +210,6 @@ pub async fn paced(
                 let mut due = start + gap.mul_f64(worker as f64 / CONNECTIONS as f64);
                 while due < start + duration {
                     tokio::time::sleep_until(due.into()).await;
-                    let sent = due - start;
                     due += gap;
                     // A connection the proxy closed after its last answer
                     // (`Connection: close`) is replaced before sending.
@@ -221,6 +221,7 @@ pub async fn paced(
                             sender = connect(listen).await;
                         }
                     }
+                    let sent = start.elapsed();
                     let Some(s) = sender.as_mut() else {
                         answers.push((sent, 0));
                         continue;
